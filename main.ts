@@ -1,0 +1,231 @@
+/**
+ * pmproxy's command line: `serve` (the default) runs the proxy and the HTTPS
+ * API; `check-config` validates the configuration; the client commands
+ * (`discover`, `login`, `logout`, `logged-users`, `status`, `reset`, `show`)
+ * talk to a running server's API.
+ *
+ * ```sh
+ * pmproxy                          # serve with $HOME/.config/pmproxy
+ * pmproxy serve --config-dir /etc/pmproxy
+ * pmproxy check-config --config-dir /etc/pmproxy
+ * pmproxy login -m sessions https://gateway:4443 user0 pass0
+ * ```
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { proxyConfigFrom, startProxy } from "./proxy/mod.ts";
+import {
+  checkManagersFile,
+  openGateway,
+  readTomlFile,
+  writeDefaultManagersFile,
+} from "./managers/mod.ts";
+import { ConfigError } from "./managers/types.ts";
+import { apiConfigFrom } from "./api/config.ts";
+import { startApi } from "./api/mod.ts";
+import { CLIENT_COMMANDS, runClientCommand } from "./api/client_commands.ts";
+
+// Registered first thing: without signal listeners Deno itself can panic
+// when file descriptors run out (platform facts), and we must save
+// accounting on SIGINT/SIGTERM.
+const stopRequested = Promise.withResolvers<string>();
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, () => stopRequested.resolve(signal));
+}
+
+const VERSION = "0.1.0";
+
+const USAGE =
+  `pmproxy ${VERSION}: an HTTP/HTTPS gateway proxy with rules, sessions and quotas
+
+Usage:
+  pmproxy [serve] [--config-dir DIR] [--kv PATH|URL]
+      Runs the proxy and the HTTPS API. With no configuration in DIR
+      (default $HOME/.config/pmproxy) a safe default is written first.
+  pmproxy check-config [--config-dir DIR]
+      Validates server.toml and managers.toml without starting.
+  pmproxy discover|d [URL]
+  pmproxy login|l -m SESSIONMGR URL USER PASS
+  pmproxy logout|o
+  pmproxy logged-users|lu [-m MGR]
+  pmproxy status|s [-m MGR] [USER]
+  pmproxy reset|r USER
+  pmproxy show|sh MGR
+      Client commands: talk to a server's API (see README.md).
+`;
+
+const DEFAULT_SERVER_TOML =
+  `# pmproxy server configuration (the original's format).
+# Durations are Go-style ("30s", "5m", "1h30m"); paths are relative to this directory.
+
+[api]
+  httpsCert = "cert.pem"
+  httpsKey = "key.pem"
+  webStaticFilesDir = "staticFiles"
+  # How often download consumption is written to the state store.
+  persistInterval = "1m"
+  [api.server]
+    addr = ":4443"
+    readTimeout = "30s"
+    writeTimeout = "20s"
+
+[proxy]
+  dialTimeout = "10s"
+  [proxy.server]
+    addr = ":8080"
+    readTimeout = "30s"
+    writeTimeout = "20s"
+`;
+
+function defaultConfigDir(): string {
+  const home = Deno.env.get("HOME") ?? ".";
+  return join(home, ".config", "pmproxy");
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+/** Writes the default configuration files that are missing; never overwrites. */
+async function ensureConfig(dir: string): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  const serverPath = join(dir, "server.toml");
+  if (!(await exists(serverPath))) {
+    await Deno.writeTextFile(serverPath, DEFAULT_SERVER_TOML);
+    console.log(`pmproxy: wrote the default ${serverPath}`);
+  }
+  const managersPath = join(dir, "managers.toml");
+  if (!(await exists(managersPath))) {
+    const admin = await writeDefaultManagersFile(managersPath);
+    console.log(
+      `pmproxy: wrote the default ${managersPath} (login required, daily quota)`,
+    );
+    console.log(
+      `pmproxy: administrator account: user "${admin.user}", password "${admin.password}"` +
+        ` (shown once; stored hashed)`,
+    );
+  }
+}
+
+async function readServerConfig(dir: string) {
+  const server = await readTomlFile(join(dir, "server.toml"));
+  for (const key of Object.keys(server.data)) {
+    if (key !== "api" && key !== "proxy") {
+      console.warn(
+        `pmproxy: ${server.file}:${
+          server.lineOf([key]) ?? "?"
+        }: unknown section "${key}" ` +
+          `(server.toml has [api] and [proxy]); ignored`,
+      );
+    }
+  }
+  const site = { file: server.file, configDir: dir, lineOf: server.lineOf };
+  return {
+    api: apiConfigFrom(server.data.api ?? {}, site),
+    proxy: proxyConfigFrom(server.data.proxy ?? {}, site),
+  };
+}
+
+async function serve(dir: string, kv: string | undefined): Promise<number> {
+  await ensureConfig(dir);
+  const config = await readServerConfig(dir);
+  const gateway = await openGateway(join(dir, "managers.toml"), {
+    kvPath: kv ?? join(dir, "state.kv"),
+    persistIntervalMs: config.api.persistIntervalMs,
+    loginUrl: config.api.publicUrl,
+  });
+  for (const warning of gateway.warnings) {
+    console.warn(`pmproxy: warning: ${warning}`);
+  }
+  const api = await startApi(config.api, gateway);
+  const proxy = await startProxy(config.proxy, gateway, {
+    loginUrl: config.api.publicUrl,
+  });
+  console.log(
+    `pmproxy: proxy listening on ${proxy.addr.hostname}:${proxy.addr.port}`,
+  );
+  console.log(
+    `pmproxy: API listening on ${api.addr.hostname}:${api.addr.port} (${api.url})`,
+  );
+  const signal = await stopRequested.promise;
+  console.log(`pmproxy: ${signal} received, saving state and stopping`);
+  await proxy.close();
+  await api.close();
+  await gateway.close();
+  console.log("pmproxy: stopped");
+  return 0;
+}
+
+async function checkConfig(dir: string): Promise<number> {
+  await readServerConfig(dir);
+  const { warnings } = await checkManagersFile(join(dir, "managers.toml"));
+  for (const warning of warnings) console.warn(`pmproxy: warning: ${warning}`);
+  console.log(`pmproxy: the configuration in ${dir} is valid`);
+  return 0;
+}
+
+async function main(args: string[]): Promise<number> {
+  if (args.length > 0 && CLIENT_COMMANDS.includes(args[0])) {
+    return await runClientCommand(args);
+  }
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      "config-dir": { type: "string" },
+      kv: { type: "string" },
+      help: { type: "boolean", short: "h" },
+      version: { type: "boolean" },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (values.version) {
+    console.log(`pmproxy ${VERSION}`);
+    return 0;
+  }
+  const dir = values["config-dir"] ?? defaultConfigDir();
+  const command = positionals[0] ?? "serve";
+  if (positionals.length > 1) {
+    console.error(
+      `pmproxy: unexpected argument "${positionals[1]}"\n\n${USAGE}`,
+    );
+    return 2;
+  }
+  switch (command) {
+    case "serve":
+      return await serve(dir, values.kv);
+    case "check-config":
+      return await checkConfig(dir);
+    default:
+      console.error(`pmproxy: unknown command "${command}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+try {
+  Deno.exit(await main(Deno.args));
+} catch (e) {
+  if (e instanceof ConfigError) {
+    console.error(`pmproxy: configuration error: ${e.message}`);
+  } else if (
+    e instanceof TypeError &&
+    (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")
+  ) {
+    console.error(`pmproxy: ${e.message}\n\n${USAGE}`);
+    Deno.exit(2);
+  } else {
+    console.error(`pmproxy: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  Deno.exit(1);
+}

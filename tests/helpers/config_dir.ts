@@ -1,0 +1,74 @@
+/**
+ * Temporary configuration directories for end-to-end tests.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { loopbackServerToml } from "./pmproxy_process.ts";
+
+/** The original README's managers.toml, word for word (with `rule` and `userGroup`). */
+export const README_MANAGERS_TOML = `rule = "sessions ∧ down"
+
+[[sessionIPM]]
+	name = "sessions"
+	auth = "map"
+
+[[dwnConsR]]
+	name = "down"
+	userDBN = "map"
+	resetCycle = "24h"
+	[dwnConsR.groupQuota]
+		group0 = "1 GB"
+
+[mapDB]
+	name = "map"
+	[mapDB.userPass]
+		user0 = "pass0"
+	[mapDB.userGroup]
+		user0 = ["group0"]
+`;
+
+/** A managers.toml like the README's with a given quota, cycle and admins. */
+export function quotaManagersToml(
+  options: { quota: string; resetCycle?: string },
+): string {
+  return `rule = "sessions ∧ down"
+admins = ["admin"]
+jwtExpiration = "1h"
+
+[[sessionIPM]]
+name = "sessions"
+auth = "map"
+
+[[dwnConsR]]
+name = "down"
+userDBN = "map"
+resetCycle = "${options.resetCycle ?? "24h"}"
+[dwnConsR.groupQuota]
+group0 = "${options.quota}"
+staff = "1 GB"
+
+[mapDB]
+name = "map"
+[mapDB.userPass]
+user0 = "pass0"
+admin = "admin-pass"
+[mapDB.userGroups]
+user0 = ["group0"]
+admin = ["staff"]
+`;
+}
+
+/** Makes a temp dir with server.toml (loopback, free ports) and managers.toml. */
+export async function makeConfigDir(
+  managersToml: string,
+  server: Parameters<typeof loopbackServerToml>[0] = {},
+): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "pmproxy-test-" });
+  await Deno.writeTextFile(
+    join(dir, "server.toml"),
+    loopbackServerToml(server),
+  );
+  await Deno.writeTextFile(join(dir, "managers.toml"), managersToml);
+  return dir;
+}

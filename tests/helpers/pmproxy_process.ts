@@ -1,0 +1,136 @@
+/**
+ * Runs the real pmproxy executable's command line as a child process: from
+ * source (`main.ts`), or from the bundle named by `PMPROXY_BUNDLE` (what
+ * `deno task bundle` writes), so the same tests exercise what ships.
+ *
+ * @module
+ */
+import { fromFileUrl } from "node:url";
+import { join } from "node:path";
+
+const REPO = fromFileUrl(new URL("../../", import.meta.url));
+
+/** The `deno` arguments that run pmproxy with `args`. */
+function entryArgs(args: string[]): string[] {
+  const bundle = Deno.env.get("PMPROXY_BUNDLE");
+  if (bundle) {
+    return ["run", "-A", "--unstable-kv", "--no-config", bundle, ...args];
+  }
+  return [
+    "run",
+    "-A",
+    "--unstable-kv",
+    "--config",
+    join(REPO, "deno.json"),
+    join(REPO, "main.ts"),
+    ...args,
+  ];
+}
+
+/** A running `pmproxy serve`. */
+export interface Pmproxy {
+  proxyPort: number;
+  apiPort: number;
+  apiUrl: string;
+  /** Everything printed so far (stdout and stderr). */
+  output(): string;
+  /** Stops it with SIGTERM (or `signal`) and waits; answers the exit code. */
+  stop(signal?: Deno.Signal): Promise<number>;
+}
+
+/** Server config on loopback with ports chosen by the system. */
+export function loopbackServerToml(
+  extra: { persistInterval?: string; proxy?: string; api?: string } = {},
+): string {
+  return `[api]
+  httpsCert = "cert.pem"
+  httpsKey = "key.pem"
+  persistInterval = "${extra.persistInterval ?? "1s"}"
+  publicUrl = "https://127.0.0.1:4443/"
+  ${extra.api ?? ""}
+  [api.server]
+    addr = "127.0.0.1:0"
+
+[proxy]
+  dialTimeout = "2s"
+  ${extra.proxy ?? ""}
+  [proxy.server]
+    addr = "127.0.0.1:0"
+`;
+}
+
+/**
+ * Starts `pmproxy serve --config-dir dir` and waits until both servers
+ * listen (it prints their addresses). Throws with the output if it exits.
+ */
+export async function startPmproxy(
+  dir: string,
+  options: {
+    env?: Record<string, string>;
+    args?: string[];
+    timeoutMs?: number;
+  } = {},
+): Promise<Pmproxy> {
+  const child = new Deno.Command("deno", {
+    args: entryArgs(["serve", "--config-dir", dir, ...(options.args ?? [])]),
+    env: options.env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const decoder = new TextDecoder();
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream) {
+      text += decoder.decode(chunk, { stream: true });
+    }
+  };
+  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  let exited: Deno.CommandStatus | undefined;
+  const status = child.status.then((s) => (exited = s));
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  for (;;) {
+    const proxy = /proxy listening on [^\s]*:(\d+)/.exec(text);
+    const api = /API listening on [^\s]*:(\d+) \(([^)]*)\)/.exec(text);
+    if (proxy && api) {
+      return {
+        proxyPort: Number(proxy[1]),
+        apiPort: Number(api[1]),
+        apiUrl: `https://127.0.0.1:${api[1]}`,
+        output: () => text,
+        stop: async (signal: Deno.Signal = "SIGTERM") => {
+          if (!exited) child.kill(signal);
+          const s = await status;
+          await pumps;
+          return s.code;
+        },
+      };
+    }
+    if (exited || Date.now() > deadline) {
+      if (!exited) child.kill("SIGKILL");
+      await status;
+      await pumps;
+      throw new Error(`pmproxy did not start (exit ${exited?.code}):\n${text}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Runs a pmproxy command to its end (e.g. a client command). */
+export async function runPmproxy(
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command("deno", {
+    args: entryArgs(args),
+    cwd: options.cwd,
+    env: options.env,
+    stdin: "null",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: out.code,
+    stdout: decoder.decode(out.stdout),
+    stderr: decoder.decode(out.stderr),
+  };
+}

@@ -143,6 +143,93 @@ function startBareRelay(): { port: number; close(): void } {
 }
 
 // ---------------------------------------------------------------------------
+// Reference proxies from Debian, started on free ports with private configs.
+interface Reference {
+  name: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+async function waitPort(port: number): Promise<boolean> {
+  for (let i = 0; i < 100; i++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return true;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return false;
+}
+
+async function startReference(
+  name: "squid" | "tinyproxy",
+  tmp: string,
+): Promise<Reference | undefined> {
+  if (!has(name)) return undefined;
+  const port = freePort();
+  const conf = join(tmp, `${name}.conf`);
+  let args: string[];
+  if (name === "squid") {
+    await Deno.writeTextFile(
+      conf,
+      [
+        `http_port 127.0.0.1:${port}`,
+        "http_access allow all",
+        "cache deny all",
+        "access_log none",
+        `cache_log ${join(tmp, "squid-cache.log")}`,
+        `pid_filename ${join(tmp, "squid.pid")}`,
+        `coredump_dir ${tmp}`,
+        "shutdown_lifetime 0 seconds",
+        "",
+      ].join("\n"),
+    );
+    args = ["-N", "-f", conf];
+  } else {
+    await Deno.writeTextFile(
+      conf,
+      [
+        `Port ${port}`,
+        "Listen 127.0.0.1",
+        "Allow 127.0.0.1",
+        "MaxClients 2000",
+        "LogLevel Critical",
+        `PidFile "${join(tmp, "tinyproxy.pid")}"`,
+        "",
+      ].join("\n"),
+    );
+    args = ["-d", "-c", conf];
+  }
+  const child = new Deno.Command(name, {
+    args,
+    stdout: "null",
+    stderr: "null",
+    stdin: "null",
+  }).spawn();
+  if (!(await waitPort(port))) {
+    child.kill("SIGKILL");
+    await child.status;
+    return undefined;
+  }
+  return {
+    name,
+    port,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await child.status;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
 async function curlSpeed(url: string, proxyArgs: string[]): Promise<number> {
   const out = await new Deno.Command("curl", {
     args: [
@@ -278,6 +365,7 @@ const dir = await makeConfigDir(quotaManagersToml({ quota: "1000 GB" }), {
   proxy: 'connectPorts = ["*"]',
 });
 const work = await Deno.makeTempDir({ prefix: "pmproxy-bench-" });
+const references: Reference[] = [];
 let server: Pmproxy | undefined;
 try {
   server = await startPmproxy(dir);
@@ -295,9 +383,16 @@ try {
   if (login.code !== 0) {
     throw new Error(`login failed: ${login.stderr}${login.stdout}`);
   }
+  for (const name of ["squid", "tinyproxy"] as const) {
+    const ref = await startReference(name, work);
+    if (ref) references.push(ref);
+    else {console.log(
+        `${name}: not installed or did not start; its rows are skipped`,
+      );}
+  }
+  const proxies = [{ name: "pmproxy", port: server.proxyPort }, ...references];
 
   const bigUrl = `http://127.0.0.1:${origin.port}/bytes/${SIZE}`;
-  const proxy = `http://127.0.0.1:${server.proxyPort}`;
   const runs = quick ? 1 : 3;
   console.log(
     `bulk download of ${SIZE / 1024 / 1024} MiB (best of ${runs}, MiB/s):`,
@@ -307,8 +402,6 @@ try {
     runs,
     () => curlSpeed(bigUrl, ["-p", "-x", `http://127.0.0.1:${relay.port}`]),
   );
-  const plain = await best(runs, () => curlSpeed(bigUrl, ["-x", proxy]));
-  const tunnel = await best(runs, () => curlSpeed(bigUrl, ["-p", "-x", proxy]));
   const row = (name: string, v: number) =>
     console.log(
       `  ${name.padEnd(28)} ${v.toFixed(0).padStart(6)}   ×direct ${
@@ -317,44 +410,60 @@ try {
     );
   row("direct", direct);
   row("bare Deno relay (CONNECT)", bare);
-  row("pmproxy plain HTTP", plain);
-  row("pmproxy CONNECT", tunnel);
+  for (const p of proxies) {
+    const url = `http://127.0.0.1:${p.port}`;
+    row(
+      `${p.name} plain HTTP`,
+      await best(runs, () => curlSpeed(bigUrl, ["-x", url])),
+    );
+    row(
+      `${p.name} CONNECT`,
+      await best(runs, () => curlSpeed(bigUrl, ["-p", "-x", url])),
+    );
+  }
 
   const small = `http://127.0.0.1:${origin.port}/1k`;
-  const k = await wrkRps(server.proxyPort, small);
-  if (k) {
-    console.log(
-      `1 KiB keep-alive through pmproxy (wrk -c32): ${
-        k.rps.toFixed(0)
-      } req/s, p99 ${k.p99}`,
-    );
-  } else console.log("1 KiB keep-alive: wrk not installed, skipped");
+  console.log("1 KiB requests on 32 kept-alive connections (wrk):");
+  for (const p of proxies) {
+    const k = await wrkRps(p.port, small);
+    if (k) {
+      console.log(
+        `  ${p.name.padEnd(12)} ${
+          k.rps.toFixed(0).padStart(7)
+        } req/s   p99 ${k.p99}`,
+      );
+    } else console.log(`  ${p.name}: wrk not installed or failed, skipped`);
+  }
+  console.log("1 KiB requests, one new connection each (ab -c32):");
   const abDirect = await abRps(undefined, small);
-  const abProxy = await abRps(proxy, small);
-  if (abDirect && abProxy) {
+  if (abDirect) {
     console.log(
-      `new connection per request (ab -c32): direct ${
-        abDirect.toFixed(0)
-      } req/s, pmproxy ${abProxy.toFixed(0)} req/s, ×direct ${
-        (abProxy / abDirect).toFixed(2)
-      }`,
+      `  ${"direct".padEnd(12)} ${abDirect.toFixed(0).padStart(7)} req/s`,
     );
-  } else console.log("new connection per request: ab not installed, skipped");
+  }
+  for (const p of proxies) {
+    const r = await abRps(`127.0.0.1:${p.port}`, small);
+    if (r && abDirect) {
+      console.log(
+        `  ${p.name.padEnd(12)} ${r.toFixed(0).padStart(7)} req/s   ×direct ${
+          (r / abDirect).toFixed(2)
+        }`,
+      );
+    } else console.log(`  ${p.name}: ab not installed or failed, skipped`);
+  }
 
-  const idle = await idleTunnels(
-    server.proxyPort,
-    origin.port,
-    quick ? 300 : 1000,
-  );
+  const count = quick ? 300 : 1000;
+  const idle = await idleTunnels(server.proxyPort, origin.port, count);
   if (idle !== undefined) {
     console.log(
-      `idle tunnels: ${idle.toFixed(1)} MiB resident growth for ${
-        quick ? 300 : 1000
-      } tunnels`,
+      `idle tunnels: pmproxy grew ${
+        idle.toFixed(1)
+      } MiB resident for ${count} tunnels`,
     );
   }
 } finally {
   await server?.stop();
+  for (const ref of references) await ref.stop();
   origin.close();
   relay.close();
   await Deno.remove(dir, { recursive: true });

@@ -1,0 +1,141 @@
+/**
+ * Wall-clock time in a named time zone (IANA, such as `America/Havana`)
+ * through `Intl.DateTimeFormat`, for `timeSpan`. Private to `managers/`.
+ *
+ * @module
+ */
+
+/** The time zone of this machine (`UTC` when it has none). */
+export function machineZone(): string {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone ?? "UTC";
+}
+
+/**
+ * Answers an error sentence when the zone is not known to this runtime,
+ * undefined when it is.
+ */
+export function checkZone(zone: string): string | undefined {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: zone });
+    return undefined;
+  } catch {
+    return `"${zone}" is not a time zone known here: write an IANA name such as "America/Havana", "Europe/Madrid" or "UTC"`;
+  }
+}
+
+const WEEKDAYS: Record<string, number> = {
+  Sun: 0,
+  Mon: 1,
+  Tue: 2,
+  Wed: 3,
+  Thu: 4,
+  Fri: 5,
+  Sat: 6,
+};
+
+/** Wall-clock fields of an instant in one zone. */
+export interface WallClock {
+  year: number;
+  /** 1–12. */
+  month: number;
+  day: number;
+  /** 0 = Sunday … 6 = Saturday. */
+  weekday: number;
+  hour: number;
+  minute: number;
+  second: number;
+}
+
+/** Reads instants as wall-clock time in one zone. Create once, reuse. */
+export class ZoneClock {
+  readonly #format: Intl.DateTimeFormat;
+
+  constructor(readonly zone: string) {
+    this.#format = new Intl.DateTimeFormat("en-US", {
+      timeZone: zone,
+      weekday: "short",
+      year: "numeric",
+      month: "numeric",
+      day: "numeric",
+      hour: "numeric",
+      minute: "numeric",
+      second: "numeric",
+      hourCycle: "h23",
+    });
+  }
+
+  /** The wall-clock fields of `time` in this zone. */
+  read(time: Date | number): WallClock {
+    const out: WallClock = {
+      year: 0,
+      month: 0,
+      day: 0,
+      weekday: 0,
+      hour: 0,
+      minute: 0,
+      second: 0,
+    };
+    for (const part of this.#format.formatToParts(time)) {
+      switch (part.type) {
+        case "weekday":
+          out.weekday = WEEKDAYS[part.value] ?? 0;
+          break;
+        case "year":
+          out.year = Number(part.value);
+          break;
+        case "month":
+          out.month = Number(part.value);
+          break;
+        case "day":
+          out.day = Number(part.value);
+          break;
+        case "hour":
+          out.hour = Number(part.value) % 24;
+          break;
+        case "minute":
+          out.minute = Number(part.value);
+          break;
+        case "second":
+          out.second = Number(part.value);
+          break;
+      }
+    }
+    return out;
+  }
+
+  /**
+   * The instant (ms since the epoch) at which this zone's clocks show the
+   * given wall-clock time (month 1–12). In a gap (clocks jumped forward) it
+   * answers the instant just after the jump's offset change.
+   */
+  instantOf(
+    year: number,
+    month: number,
+    day: number,
+    ms: number,
+  ): number {
+    const wall = Date.UTC(year, month - 1, day) + ms;
+    // Two rounds find the offset in force at that instant, also across a
+    // daylight-saving change between the first guess and the answer.
+    let guess = wall;
+    for (let i = 0; i < 2; i++) {
+      guess = wall - this.#offsetAt(guess);
+    }
+    return guess;
+  }
+
+  /** This zone's offset from UTC (ms) at an instant. */
+  #offsetAt(instant: number): number {
+    const w = this.read(instant);
+    const asUtc = Date.UTC(
+      w.year,
+      w.month - 1,
+      w.day,
+      w.hour,
+      w.minute,
+      w.second,
+    );
+    const whole = instant - (((instant % 1000) + 1000) % 1000);
+    return asUtc - whole;
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * `groupIPM`: true when the user of the request (logged in at the client IP,
+ * or authenticated by `Proxy-Authorization`) belongs to a group in a user
+ * database.
+ *
+ * ```toml
+ * [[groupIPM]]
+ *   name = "teachers"
+ *   group = "teachers"
+ *   userDBN = "ad"
+ * ```
+ *
+ * Nobody logged in: false.
+ *
+ * @module
+ */
+import type { EvalContext, Grant, Manager } from "./types.ts";
+import { type Fail, needString, type Table } from "./_kind_table.ts";
+
+/** A `groupIPM` manager. */
+export class GroupIpm implements Manager {
+  readonly kind = "groupIPM";
+
+  constructor(
+    readonly name: string,
+    readonly group: string,
+    readonly userDBN: string,
+  ) {}
+
+  evaluate(ctx: EvalContext, _grant: Grant): boolean {
+    if (ctx.user() === undefined) return false;
+    return ctx.groups(this.userDBN).includes(this.group);
+  }
+
+  show(): unknown {
+    return { name: this.name, group: this.group, userDBN: this.userDBN };
+  }
+}
+
+/**
+ * Builds a `groupIPM` from its table; `fail` throws the error for a key.
+ * `userDbs`, when given, are the names of the configured user databases.
+ */
+export function groupIpmFromFields(
+  name: string,
+  table: Table,
+  fail: Fail,
+  options: { userDbs?: string[] } = {},
+): GroupIpm {
+  const group = needString(table, "group", fail, `group = "staff"`);
+  const db = needString(table, "userDBN", fail, `userDBN = "map"`);
+  const dbs = options.userDbs;
+  if (dbs && !dbs.includes(db)) {
+    fail(
+      "userDBN",
+      `"userDBN" = "${db}" names no user database; ${
+        dbs.length
+          ? `the configured ones are: ${dbs.join(", ")}`
+          : "configure a [mapDB] or [adDB] first"
+      }`,
+    );
+  }
+  return new GroupIpm(name, group, db);
+}

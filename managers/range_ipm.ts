@@ -1,0 +1,58 @@
+/**
+ * `rangeIPM`: true when the client's IP address is inside a CIDR range.
+ *
+ * ```toml
+ * [[rangeIPM]]
+ *   name = "lan"
+ *   cidr = "10.0.0.0/8"     # or "2001:db8::/32"; a bare address is that one address
+ * ```
+ *
+ * IPv4 and IPv6 both work. A client that a dual-stack socket shows as an
+ * IPv4-mapped IPv6 address (`::ffff:10.0.0.1`) is in the IPv4 ranges of its
+ * IPv4 address. Every range lives in one 128-bit space where IPv4 is
+ * `::ffff:0:0/96`, so `::/0` holds every client, IPv4 ones included.
+ *
+ * @module
+ */
+import type { EvalContext, Grant, Manager } from "./types.ts";
+import {
+  type Cidr,
+  cidrContains,
+  formatCidr,
+  parseCidr,
+  parseIp,
+} from "./_ip.ts";
+import { type Fail, needString, type Table } from "./_kind_table.ts";
+
+/** A `rangeIPM` manager. */
+export class RangeIpm implements Manager {
+  readonly kind = "rangeIPM";
+
+  constructor(readonly name: string, readonly cidr: Cidr) {}
+
+  /** True when the address (IPv4, IPv6 or IPv4-mapped) is in the range. */
+  contains(ip: string): boolean {
+    const bytes = parseIp(ip);
+    return bytes !== undefined && cidrContains(this.cidr, bytes);
+  }
+
+  evaluate(ctx: EvalContext, _grant: Grant): boolean {
+    return this.contains(ctx.facts.clientIp);
+  }
+
+  show(): unknown {
+    return { name: this.name, cidr: formatCidr(this.cidr) };
+  }
+}
+
+/** Builds a `rangeIPM` from its table; `fail` throws the error for a key. */
+export function rangeIpmFromFields(
+  name: string,
+  table: Table,
+  fail: Fail,
+): RangeIpm {
+  const text = needString(table, "cidr", fail, `cidr = "10.0.0.0/8"`);
+  const cidr = parseCidr(text);
+  if (typeof cidr === "string") return fail("cidr", cidr);
+  return new RangeIpm(name, cidr);
+}

@@ -244,6 +244,22 @@ span = { start = 2026-01-05T08:00:00, active = "1h", total = "24h", infinite = t
     failAt,
   );
   assert.equal(z.activeAt(Date.parse("2026-01-06T08:30:00Z")), true);
+  // In July Havana keeps daylight-saving time (UTC-4).
+  const summer = timeSpanFromFields(
+    "s",
+    {
+      timezone: "America/Havana",
+      span: {
+        start: "2026-07-01T08:00",
+        active: "1h",
+        total: "24h",
+        infinite: true,
+      },
+    },
+    failAt,
+  );
+  assert.equal(summer.activeAt(Date.parse("2026-07-01T12:30:00Z")), true);
+  assert.equal(summer.activeAt(Date.parse("2026-07-01T13:30:00Z")), false);
   // Without a timezone key: this machine's zone (try TZ=Asia/Tokyo).
   const local = timeSpanFromFields(
     "l",

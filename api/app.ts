@@ -1,0 +1,179 @@
+/**
+ * The API's Hono app: `POST /api/cmd` (the original's protocol, see
+ * `cmd.ts`) and the web pages (files from `webStaticFilesDir` when it
+ * exists, then the embedded pages; `/` and the excluded routes get the
+ * web app's index page).
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import type { Context } from "hono";
+import { serveStatic } from "hono/deno";
+import type { Gateway } from "../managers/types.ts";
+import { errorAnswer, parseCmdBody, runCommand } from "./cmd.ts";
+
+/** Embedded web files keyed by URL path (`"/index.html"`, `"/app.js"`). */
+export type Assets = Record<string, { type: string; body: string }>;
+
+/** How the app is put together. */
+export interface AppOptions {
+  /** The embedded web pages. */
+  assets?: Assets;
+  /** Paths the web app handles itself: answered with `/index.html`. */
+  excludedRoutes?: string[];
+  /** A directory whose files are served before the embedded ones. */
+  webStaticFilesDir?: string;
+  /**
+   * The client IP of a request. Default: the TCP peer of `Deno.serve`'s
+   * handler info (`c.env.remoteAddr`).
+   */
+  clientIp?: (c: Context) => string;
+  /** Where unexpected errors are reported (default `console.error`). */
+  logError?: (message: string) => void;
+}
+
+/** The largest `/api/cmd` body read, in bytes. */
+const MAX_BODY = 64 * 1024;
+
+/** `::ffff:10.0.0.1` → `10.0.0.1`; other addresses unchanged. */
+export function normalizeIp(ip: string): string {
+  const m = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(ip);
+  return m ? m[1] : ip;
+}
+
+function peerIp(c: Context): string {
+  const info = c.env as { remoteAddr?: { hostname?: string } } | undefined;
+  const ip = info?.remoteAddr?.hostname;
+  if (!ip) throw new Error("the client address is unknown (no remoteAddr)");
+  return normalizeIp(ip);
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+/** Builds the app for `gateway`. */
+export function createApp(gateway: Gateway, options: AppOptions = {}): Hono {
+  const assets = options.assets ?? {};
+  const excluded = options.excludedRoutes ?? [];
+  const clientIp = options.clientIp ?? peerIp;
+  const logError = options.logError ?? ((m: string) => console.error(m));
+  const app = new Hono();
+
+  app.use("*", async (c, next) => {
+    await next();
+    c.header("X-Content-Type-Options", "nosniff");
+    c.header("X-Frame-Options", "DENY");
+    c.header("Referrer-Policy", "no-referrer");
+    c.header("Cross-Origin-Opener-Policy", "same-origin");
+    if (!c.res.headers.has("Content-Security-Policy")) {
+      c.header(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+      );
+    }
+  });
+
+  app.onError((err, c) => {
+    logError(
+      `pmproxy: API: ${c.req.method} ${c.req.path}: unexpected error: ${
+        err instanceof Error ? err.stack ?? err.message : String(err)
+      }`,
+    );
+    c.header("Cache-Control", "no-store");
+    return c.json({
+      message: `internal error: ${
+        err instanceof Error ? err.message : String(err)
+      }; the server log has the details`,
+    }, 500);
+  });
+
+  app.post("/api/cmd", async (c) => {
+    c.header("Cache-Control", "no-store");
+    const declared = Number(c.req.header("Content-Length") ?? "0");
+    if (declared > MAX_BODY) {
+      const a = errorAnswer({
+        message:
+          `the body is too large (${declared} bytes; at most ${MAX_BODY})`,
+      });
+      return c.body(a.body, 413, { "Content-Type": a.type });
+    }
+    const text = await c.req.text();
+    if (text.length > MAX_BODY) {
+      const a = errorAnswer({
+        message: `the body is too large (at most ${MAX_BODY} bytes)`,
+      });
+      return c.body(a.body, 413, { "Content-Type": a.type });
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (e) {
+      const a = errorAnswer({
+        message: `malformed JSON: ${e instanceof Error ? e.message : e}`,
+      });
+      return c.body(a.body, a.status, { "Content-Type": a.type });
+    }
+    const body = parseCmdBody(parsed);
+    const answer = "cmd" in body
+      ? await runCommand(gateway, clientIp(c), body)
+      : body;
+    return c.body(answer.body, answer.status, { "Content-Type": answer.type });
+  });
+
+  app.all("/api/cmd", (c) => {
+    c.header("Cache-Control", "no-store");
+    c.header("Allow", "POST");
+    return c.json({
+      message:
+        `use POST /api/cmd with a JSON body like {"cmd":"discover","manager":"rules"}`,
+    }, 405);
+  });
+
+  const index = (c: Context) => {
+    const page = assets["/index.html"];
+    if (!page) return c.text("pmproxy: no web pages in this build\n", 404);
+    c.header("Cache-Control", "no-cache");
+    return c.body(page.body, 200, { "Content-Type": page.type });
+  };
+
+  const staticDir = options.webStaticFilesDir;
+  if (staticDir !== undefined) {
+    // Checked per request: the directory may appear after the start.
+    const fromDisk = serveStatic({ root: staticDir });
+    app.use("*", async (c, next) => {
+      if (c.req.path.startsWith("/api/") || !isDirectory(staticDir)) {
+        return await next();
+      }
+      if (
+        excluded.some((r) => c.req.path === r || c.req.path.startsWith(r + "/"))
+      ) {
+        return await next();
+      }
+      c.header("Cache-Control", "no-cache");
+      return await fromDisk(c, next);
+    });
+  }
+
+  app.get("*", (c) => {
+    const path = c.req.path;
+    if (
+      path === "/" ||
+      excluded.some((r) => path === r || path.startsWith(r + "/"))
+    ) {
+      return index(c);
+    }
+    const asset = assets[path];
+    if (asset) {
+      c.header("Cache-Control", "no-cache");
+      return c.body(asset.body, 200, { "Content-Type": asset.type });
+    }
+    return c.text(`pmproxy: ${path} not found\n`, 404);
+  });
+
+  return app;
+}

@@ -1,0 +1,310 @@
+/**
+ * The API client used by the command line: posts the original's commands
+ * to `<server>/api/cmd`, trusting the server's certificate on first use
+ * (remembered in a known-servers file, then pinned; a changed certificate
+ * is refused) or pinning a given one (`caFile`), and renewing an expired
+ * session secret by itself.
+ *
+ * ```ts
+ * import { ApiClient } from "./client.ts";
+ * const client = new ApiClient("https://localhost:4443");
+ * const answer = await client.cmd({ cmd: "discover", manager: "rules" });
+ * client.close();
+ * ```
+ *
+ * @module
+ */
+import type { CmdBody } from "./cmd.ts";
+import {
+  defaultKnownServersFile,
+  readKnownServers,
+  rememberServer,
+} from "./_known_servers.ts";
+import {
+  fetchPeerCertificate,
+  fingerprint,
+  pemToDer,
+} from "./_peer_certificate.ts";
+
+/** An answer other than 200 from the API. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: string,
+    readonly json: Record<string, unknown> | undefined,
+  ) {
+    super(describeErrorBody(body, json));
+    this.name = "ApiError";
+  }
+}
+
+/**
+ * An error body in words. The original's shapes: `{"message"}`,
+ * `{"Mng","Cmd"}`, `{"Logged","Decrypted"}`, `{"Result"}`, `{"IP"}`,
+ * `{"User"}` (with `"DB"`: unknown user), `{"Quota"}`; others raw.
+ */
+export function describeErrorBody(
+  body: string,
+  json?: Record<string, unknown>,
+): string {
+  if (!json) return body.trim() === "" ? "(empty answer)" : body.trim();
+  const has = (...keys: string[]) =>
+    keys.length === Object.keys(json).length && keys.every((k) => k in json);
+  const s = (v: unknown) => typeof v === "string" ? v : JSON.stringify(v);
+  if (has("message")) return s(json.message);
+  if (has("Mng", "Cmd")) {
+    return `the server has no manager "${s(json.Mng)}" answering "${
+      s(json.Cmd)
+    }" (see the rule and managers.toml)`;
+  }
+  if (has("Logged", "Decrypted")) {
+    const logged = s(json.Logged);
+    return `this secret is ${s(json.Decrypted)}'s, but ${
+      logged === "" ? "nobody" : logged
+    } is logged in at your IP address; log in again`;
+  }
+  if (has("User", "DB")) {
+    return `unknown user "${s(json.User)}" in the user database "${
+      s(json.DB)
+    }"`;
+  }
+  if (has("User")) return `${s(json.User)} is not an administrator`;
+  if (has("IP")) return `nobody is logged in at ${s(json.IP)}`;
+  if (has("Result")) return `the rules evaluated to ${s(json.Result)}`;
+  if (has("Quota")) return `quota reached: ${s(json.Quota)}`;
+  return body.trim();
+}
+
+/** The session the client acts for (from `login.secret`). */
+export interface ClientSession {
+  /** The sessionIPM the secret came from (renewals go there). */
+  sessionIPM: string;
+  secret: string;
+  /** Called with a renewed secret, e.g. to rewrite `login.secret`. */
+  onRenewed?: (secret: string) => Promise<void>;
+}
+
+/** Options of {@link ApiClient}. */
+export interface ApiClientOptions {
+  /** Pin this certificate (PEM file) instead of trusting on first use. */
+  caFile?: string;
+  /** Default `$PMPROXY_KNOWN_SERVERS` or `$HOME/.config/pmproxy/known_servers.json`. */
+  knownServersFile?: string;
+  /** Where notices (first contact) are printed; default `console.error`. */
+  notice?: (line: string) => void;
+  /** The session whose secret is sent and renewed when expired. */
+  session?: ClientSession;
+}
+
+/** A problem with the server's certificate or with reaching it. */
+export class TrustError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "TrustError";
+  }
+}
+
+function isExpired(json: Record<string, unknown> | undefined): boolean {
+  return typeof json?.message === "string" && /expired/i.test(json.message);
+}
+
+/** A client of one API server. */
+export class ApiClient {
+  /** The server's origin, `https://host:port`. */
+  readonly origin: string;
+  readonly #host: string;
+  readonly #port: number;
+  readonly #options: ApiClientOptions;
+  readonly #knownServersFile: string;
+  #http?: Deno.HttpClient;
+  /** Set when the pinned certificate came from the known-servers file. */
+  #pinnedFromFile?: string;
+
+  constructor(server: string, options: ApiClientOptions = {}) {
+    let url: URL;
+    try {
+      url = new URL(server);
+    } catch {
+      throw new TrustError(
+        `"${server}" is not a URL: write it like https://gateway:4443`,
+      );
+    }
+    if (url.protocol !== "https:") {
+      throw new TrustError(
+        `the API speaks HTTPS: write https://${url.host || server}`,
+      );
+    }
+    this.origin = url.origin;
+    this.#host = url.hostname.replace(/^\[|\]$/g, "");
+    this.#port = Number(url.port || 443);
+    this.#options = options;
+    this.#knownServersFile = options.knownServersFile ??
+      defaultKnownServersFile();
+  }
+
+  /** The session in use (its secret changes when renewed). */
+  get session(): ClientSession | undefined {
+    return this.#options.session;
+  }
+
+  async #client(): Promise<Deno.HttpClient> {
+    if (this.#http) return this.#http;
+    let pem: string;
+    if (this.#options.caFile) {
+      try {
+        pem = await Deno.readTextFile(this.#options.caFile);
+        pemToDer(pem);
+      } catch (e) {
+        throw new TrustError(
+          `cannot use ${this.#options.caFile} as the server's certificate: ${
+            e instanceof Error ? e.message : e
+          }`,
+        );
+      }
+    } else {
+      const known = await readKnownServers(this.#knownServersFile);
+      const entry = known[this.origin];
+      if (entry) {
+        pem = entry.pem;
+        this.#pinnedFromFile = entry.sha256;
+      } else {
+        const peer = await this.#peer();
+        (this.#options.notice ?? console.error)(
+          `Trusting ${this.origin} with certificate SHA-256 ${peer.sha256} (first contact)`,
+        );
+        await rememberServer(this.#knownServersFile, this.origin, {
+          sha256: peer.sha256,
+          pem: peer.pem,
+          since: new Date().toISOString(),
+        });
+        pem = peer.pem;
+      }
+    }
+    this.#http = Deno.createHttpClient({ caCerts: [pem] });
+    return this.#http;
+  }
+
+  async #peer() {
+    try {
+      return await fetchPeerCertificate(this.#host, this.#port);
+    } catch (e) {
+      throw new TrustError(e instanceof Error ? e.message : String(e));
+    }
+  }
+
+  /** Explains a failed fetch: a changed certificate, a refused connection. */
+  async #explain(e: unknown): Promise<Error> {
+    const text = e instanceof Error ? e.message : String(e);
+    if (/refused/i.test(text)) {
+      return new TrustError(
+        `cannot reach ${this.origin}: connection refused (is pmproxy running there?)`,
+      );
+    }
+    if (this.#pinnedFromFile) {
+      let now: string | undefined;
+      try {
+        now = (await this.#peer()).sha256;
+      } catch {
+        now = undefined;
+      }
+      if (now !== undefined && now !== this.#pinnedFromFile) {
+        return new TrustError(
+          `the certificate of ${this.origin} changed: pinned SHA-256 ${this.#pinnedFromFile}, now ${now}; ` +
+            `if this is expected, remove the entry from ${this.#knownServersFile}`,
+        );
+      }
+    }
+    if (this.#options.caFile && /certificate|UnknownIssuer/i.test(text)) {
+      const der = pemToDer(await Deno.readTextFile(this.#options.caFile));
+      let now = "unknown";
+      try {
+        now = (await this.#peer()).sha256;
+      } catch {
+        // keep "unknown"
+      }
+      return new TrustError(
+        `the certificate of ${this.origin} (SHA-256 ${now}) is not the one in ${this.#options.caFile} (SHA-256 ${await fingerprint(
+          der,
+        )})`,
+      );
+    }
+    if (/NotValidForName/i.test(text)) {
+      return new TrustError(
+        `the certificate of ${this.origin} does not name "${this.#host}": connect by a name it covers ` +
+          `(e.g. the server's host name), or delete the server's cert.pem and key.pem and restart it to get a new one`,
+      );
+    }
+    return new TrustError(`cannot talk to ${this.origin}: ${text}`);
+  }
+
+  /** Posts one command; answers the status and body as received. */
+  async post(
+    body: Partial<CmdBody>,
+  ): Promise<{ status: number; text: string }> {
+    const client = await this.#client();
+    let res: Response;
+    try {
+      res = await fetch(`${this.origin}/api/cmd`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+        client,
+      });
+    } catch (e) {
+      throw await this.#explain(e);
+    }
+    return { status: res.status, text: await res.text() };
+  }
+
+  async #once(body: Partial<CmdBody>): Promise<string> {
+    const { status, text } = await this.post(body);
+    if (status === 200) return text;
+    let json: Record<string, unknown> | undefined;
+    try {
+      const parsed = JSON.parse(text);
+      if (typeof parsed === "object" && parsed && !Array.isArray(parsed)) {
+        json = parsed;
+      }
+    } catch {
+      json = undefined;
+    }
+    throw new ApiError(status, text, json);
+  }
+
+  /**
+   * Runs a command and answers the 200 body; throws {@link ApiError}
+   * otherwise. With a session, its secret is sent, and an expired secret
+   * is renewed (command `renew`) and the command retried once.
+   */
+  async cmd(body: Partial<CmdBody>): Promise<string> {
+    const session = this.#options.session;
+    const withSecret = () =>
+      session && body.secret === undefined
+        ? { ...body, secret: session.secret }
+        : body;
+    try {
+      return await this.#once(withSecret());
+    } catch (e) {
+      if (
+        !session || body.secret !== undefined || !(e instanceof ApiError) ||
+        !isExpired(e.json)
+      ) {
+        throw e;
+      }
+    }
+    const renewed = await this.#once({
+      cmd: "renew",
+      manager: session.sessionIPM,
+      secret: session.secret,
+    });
+    session.secret = renewed;
+    await session.onRenewed?.(renewed);
+    return await this.#once(withSecret());
+  }
+
+  /** Releases the connection pool. */
+  close(): void {
+    this.#http?.close();
+    this.#http = undefined;
+  }
+}

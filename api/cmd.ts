@@ -1,0 +1,213 @@
+/**
+ * The original's `/api/cmd` protocol as plain functions: a JSON body
+ * `{cmd, manager, secret, cred: {user, pass}, info}` becomes one
+ * {@link Gateway} call, and its result the answer the original gave
+ * (status, body, content type). No HTTP here; `app.ts` wires it.
+ *
+ * @module
+ */
+import { CommandError, type Gateway } from "../managers/types.ts";
+
+/** The request body of `POST /api/cmd`. */
+export interface CmdBody {
+  cmd: string;
+  manager: string;
+  secret?: string;
+  cred?: { user?: string; pass?: string };
+  info?: { userName?: string; bytesCons?: number; [key: string]: unknown };
+}
+
+/** An answer of `/api/cmd`. */
+export interface CmdAnswer {
+  status: 200 | 400 | 500;
+  body: string;
+  type: "application/json" | "text/plain; charset=utf-8";
+}
+
+const JSON_TYPE = "application/json" as const;
+const TEXT_TYPE = "text/plain; charset=utf-8" as const;
+
+function ok(body: string): CmdAnswer {
+  return { status: 200, body, type: TEXT_TYPE };
+}
+
+function okJson(value: unknown): CmdAnswer {
+  return { status: 200, body: JSON.stringify(value), type: JSON_TYPE };
+}
+
+/** A 400 answer with the original's error body (a JSON object + newline). */
+export function errorAnswer(body: Record<string, unknown>): CmdAnswer {
+  return { status: 400, body: JSON.stringify(body) + "\n", type: JSON_TYPE };
+}
+
+function unknownCommand(manager: string, cmd: string): CmdAnswer {
+  return errorAnswer({ Mng: manager, Cmd: cmd });
+}
+
+/**
+ * Checks the shape of a parsed body. Answers the body or a 400 answer
+ * saying what is wrong.
+ */
+export function parseCmdBody(value: unknown): CmdBody | CmdAnswer {
+  const bad = (message: string) => errorAnswer({ message });
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return bad(
+      `the body must be a JSON object like {"cmd":"discover","manager":"rules"}`,
+    );
+  }
+  const v = value as Record<string, unknown>;
+  if (typeof v.cmd !== "string" || typeof v.manager !== "string") {
+    return bad(
+      `"cmd" and "manager" must be strings, e.g. {"cmd":"discover","manager":"rules"}`,
+    );
+  }
+  if (v.secret !== undefined && typeof v.secret !== "string") {
+    return bad(`"secret" must be a string`);
+  }
+  if (
+    v.cred !== undefined && v.cred !== null &&
+    (typeof v.cred !== "object" || Array.isArray(v.cred))
+  ) {
+    return bad(`"cred" must be an object {"user":…,"pass":…}`);
+  }
+  if (
+    v.info !== undefined && v.info !== null &&
+    (typeof v.info !== "object" || Array.isArray(v.info))
+  ) {
+    return bad(`"info" must be an object like {"userName":…}`);
+  }
+  return {
+    cmd: v.cmd,
+    manager: v.manager,
+    secret: v.secret as string | undefined,
+    cred: (v.cred ?? undefined) as CmdBody["cred"],
+    info: (v.info ?? undefined) as CmdBody["info"],
+  };
+}
+
+/** Go's encoding/json sorts map keys; so do we, for identical answers. */
+function sortedKeys<T>(record: Record<string, T>): Record<string, T> {
+  const out: Record<string, T> = {};
+  for (const key of Object.keys(record).sort()) out[key] = record[key];
+  return out;
+}
+
+function needUserName(body: CmdBody): string | CmdAnswer {
+  const name = body.info?.userName;
+  if (typeof name !== "string" || name === "") {
+    return errorAnswer({
+      message: `${body.cmd} needs the user in "info": {"userName":"user0"}`,
+    });
+  }
+  return name;
+}
+
+async function sessionCommand(
+  gateway: Gateway,
+  clientIp: string,
+  body: CmdBody,
+): Promise<CmdAnswer> {
+  const { manager, cmd } = body;
+  const secret = body.secret ?? "";
+  switch (cmd) {
+    case "open": {
+      const user = body.cred?.user;
+      const pass = body.cred?.pass;
+      if (typeof user !== "string" || typeof pass !== "string") {
+        return errorAnswer({
+          message:
+            `open needs the credentials: "cred": {"user":"user0","pass":"…"}`,
+        });
+      }
+      return ok(await gateway.open(manager, clientIp, user, pass));
+    }
+    case "close":
+      await gateway.close(manager, clientIp, secret);
+      return ok("");
+    case "get":
+      return okJson(
+        sortedKeys(gateway.loggedUsers(manager, clientIp, secret)),
+      );
+    case "renew":
+      return ok(await gateway.renew(manager, clientIp, secret));
+    case "check":
+      return ok(gateway.check(manager, clientIp, secret));
+    default:
+      return unknownCommand(manager, cmd);
+  }
+}
+
+async function consumptionCommand(
+  gateway: Gateway,
+  clientIp: string,
+  body: CmdBody,
+): Promise<CmdAnswer> {
+  const { manager, cmd } = body;
+  const secret = body.secret ?? "";
+  switch (cmd) {
+    case "get":
+      return okJson(await gateway.userInfo(manager, clientIp, secret));
+    case "getOther": {
+      const user = needUserName(body);
+      if (typeof user !== "string") return user;
+      return okJson(await gateway.userInfo(manager, clientIp, secret, user));
+    }
+    case "set": {
+      const user = needUserName(body);
+      if (typeof user !== "string") return user;
+      const bytes = body.info?.bytesCons;
+      if (
+        typeof bytes !== "number" || !Number.isSafeInteger(bytes) || bytes < 0
+      ) {
+        return errorAnswer({
+          message:
+            `set needs the consumption in bytes: "info": {"userName":"${user}","bytesCons":0}`,
+        });
+      }
+      await gateway.setConsumption(manager, clientIp, secret, user, bytes);
+      return ok("");
+    }
+    default:
+      return unknownCommand(manager, cmd);
+  }
+}
+
+/**
+ * Runs one command for the client at `clientIp`. Answers 400 with the
+ * original's body for a {@link CommandError}; other errors are the caller's
+ * (the app answers 500).
+ */
+export async function runCommand(
+  gateway: Gateway,
+  clientIp: string,
+  body: CmdBody,
+): Promise<CmdAnswer> {
+  const { manager, cmd } = body;
+  try {
+    if (cmd === "show") {
+      if (manager !== "rules" && gateway.kindOf(manager) === undefined) {
+        return unknownCommand(manager, cmd);
+      }
+      return okJson(gateway.show(manager));
+    }
+    if (manager === "rules") {
+      if (cmd !== "discover") return unknownCommand(manager, cmd);
+      const found = gateway.discover(clientIp);
+      return okJson({
+        matchMng: sortedKeys(found.matchMng),
+        result: found.result ? "true" : "false",
+      });
+    }
+    switch (gateway.kindOf(manager)) {
+      case "sessionIPM":
+        return await sessionCommand(gateway, clientIp, body);
+      case "dwnConsR":
+        return await consumptionCommand(gateway, clientIp, body);
+      default:
+        return unknownCommand(manager, cmd);
+    }
+  } catch (e) {
+    if (e instanceof CommandError) return errorAnswer(e.body);
+    throw e;
+  }
+}

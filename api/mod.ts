@@ -1,0 +1,131 @@
+/**
+ * pmproxy's HTTPS API: the original's `POST /api/cmd` protocol and the web
+ * pages, served by `Deno.serve` with TLS. The certificate is generated on
+ * first start when the configured files are missing.
+ *
+ * ```ts
+ * import { apiConfigFrom } from "./config.ts";
+ * import { startApi } from "./mod.ts";
+ * import { openGateway } from "../managers/mod.ts";
+ *
+ * const config = apiConfigFrom({ server: { addr: "127.0.0.1:4443" } }, {
+ *   file: "server.toml",
+ *   configDir: "/etc/pmproxy",
+ * });
+ * const gateway = await openGateway("/etc/pmproxy/managers.toml", {
+ *   kvPath: "/etc/pmproxy/state.kv",
+ *   persistIntervalMs: config.persistIntervalMs,
+ * });
+ * const api = await startApi(config, gateway);
+ * console.log(`API at ${api.url}`);
+ * // ... later
+ * await api.close();
+ * ```
+ *
+ * @module
+ */
+import type { Gateway } from "../managers/types.ts";
+import type { ApiConfig } from "./config.ts";
+import { ensureCertificate } from "./certificate.ts";
+import { type Assets, createApp } from "./app.ts";
+
+export type { ApiConfig } from "./config.ts";
+
+/** A running API server. */
+export interface RunningApi {
+  /** The address it listens on (the real port when the config said 0). */
+  addr: Deno.NetAddr;
+  /** The URL of the listening socket, e.g. `https://127.0.0.1:4443/`. */
+  url: string;
+  /** The server's certificate (PEM), e.g. for clients to pin. */
+  certPem: string;
+  /** Stops accepting, ends open requests, and waits. */
+  close(): Promise<void>;
+}
+
+/** Options of {@link startApi}. */
+export interface StartApiOptions {
+  /** Called once listening. */
+  onListen?: (addr: Deno.NetAddr) => void;
+  /** The embedded web pages (default: none). */
+  assets?: Assets;
+  /** Where unexpected errors are reported (default `console.error`). */
+  logError?: (message: string) => void;
+}
+
+/** The addresses a generated certificate should name for this config. */
+function certificateHosts(config: ApiConfig): string[] {
+  const hosts: string[] = [];
+  if (!config.wildcard) hosts.push(config.hostname);
+  try {
+    hosts.push(new URL(config.publicUrl).hostname.replace(/^\[|\]$/g, ""));
+  } catch {
+    // validated by apiConfigFrom
+  }
+  if (config.wildcard) {
+    try {
+      for (const i of Deno.networkInterfaces()) {
+        if (!i.address.startsWith("fe80:")) hosts.push(i.address);
+      }
+    } catch {
+      // without --allow-sys the loopback names still cover local use
+    }
+  }
+  return hosts;
+}
+
+/**
+ * Starts the HTTPS API for `gateway` as `config` says. Generates and writes
+ * the certificate and key when either file is missing.
+ */
+export async function startApi(
+  config: ApiConfig,
+  gateway: Gateway,
+  options: StartApiOptions = {},
+): Promise<RunningApi> {
+  const { certPem, keyPem } = await ensureCertificate(
+    config.httpsCert,
+    config.httpsKey,
+    { hosts: certificateHosts(config) },
+  );
+  const app = createApp(gateway, {
+    assets: options.assets,
+    excludedRoutes: config.excludedRoutes,
+    webStaticFilesDir: config.webStaticFilesDir,
+    logError: options.logError,
+  });
+  const listening = Promise.withResolvers<Deno.NetAddr>();
+  const server = Deno.serve({
+    hostname: config.hostname,
+    port: config.port,
+    cert: certPem,
+    key: keyPem,
+    onListen: (addr) => listening.resolve(addr),
+    onError: (err) => {
+      (options.logError ?? console.error)(
+        `pmproxy: API: unexpected error: ${
+          err instanceof Error ? err.message : err
+        }`,
+      );
+      return new Response(
+        JSON.stringify({ message: "internal error" }) + "\n",
+        { status: 500, headers: { "Content-Type": "application/json" } },
+      );
+    },
+  }, (req, info) => app.fetch(req, info));
+  const addr = await listening.promise;
+  options.onListen?.(addr);
+  let host = addr.hostname;
+  if (config.wildcard) {
+    host = new URL(config.publicUrl).hostname.replace(/^\[|\]$/g, "");
+  }
+  const shown = host.includes(":") ? `[${host}]` : host;
+  return {
+    addr,
+    url: `https://${shown}:${addr.port}/`,
+    certPem,
+    close: async () => {
+      await server.shutdown();
+    },
+  };
+}

@@ -1,0 +1,249 @@
+/**
+ * `POST /api/cmd` over real TLS: the original's wire shapes, errors as 400
+ * with a body, admin checks, unexpected errors as 500, and the static web.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { FakeGateway } from "./helpers/api_fake_gateway.ts";
+import { startTestApi } from "./helpers/api_server.ts";
+
+Deno.test("api: discover before and after login, open, check, get, close", async () => {
+  const gw = new FakeGateway();
+  const t = await startTestApi(gw);
+  try {
+    const before = await t.post({ cmd: "discover", manager: "rules" });
+    assert.equal(before.status, 200);
+    assert.equal(
+      before.text,
+      `{"matchMng":{"sessions":{"match":false,"type":"sessionIPM"}},"result":"false"}`,
+    );
+    assert.equal(before.headers.get("cache-control"), "no-store");
+
+    const open = await t.post({
+      cmd: "open",
+      manager: "sessions",
+      cred: { user: "user0", pass: "pass0" },
+    });
+    assert.equal(open.status, 200);
+    const secret = open.text;
+    assert.match(secret, /^secret-user0-/);
+    assert.ok(gw.sessions.has("127.0.0.1"), "the TCP peer is the client IP");
+
+    const after = await t.post({ cmd: "discover", manager: "rules" });
+    assert.equal(
+      after.text,
+      `{"matchMng":{"down":{"match":true,"type":"dwnConsR"},"sessions":{"match":true,"type":"sessionIPM"}},"result":"true"}`,
+    );
+    const check = await t.post({ cmd: "check", manager: "sessions", secret });
+    assert.equal(check.status, 200);
+    assert.equal(check.text, "user0");
+    const get = await t.post({ cmd: "get", manager: "down", secret });
+    assert.equal(
+      get.text,
+      `{"quota":"1 GB","groups":["group0"],"name":"user0","userName":"user0","consumption":"0 B","bytesQuota":1073741824,"bytesCons":0,"isAdmin":false}`,
+    );
+    const users = await t.post({ cmd: "get", manager: "sessions", secret });
+    assert.equal(users.text, `{"127.0.0.1":"user0"}`);
+    const close = await t.post({ cmd: "close", manager: "sessions", secret });
+    assert.equal(close.status, 200);
+    assert.equal(close.text, "");
+    assert.equal(gw.sessions.size, 0);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("api: errors are 400 with the original's bodies and a newline", async () => {
+  const gw = new FakeGateway();
+  const t = await startTestApi(gw);
+  try {
+    const wrong = await t.post({
+      cmd: "open",
+      manager: "sessions",
+      cred: { user: "user0", pass: "nope" },
+    });
+    assert.equal(wrong.status, 400);
+    assert.equal(wrong.text, `{"message":"Incorrect password"}\n`);
+    assert.match(wrong.headers.get("content-type") ?? "", /json/);
+
+    const unknown = await t.post({ cmd: "get", manager: "nope" });
+    assert.equal(unknown.status, 400);
+    assert.equal(unknown.text, `{"Mng":"nope","Cmd":"get"}\n`);
+    const badCmd = await t.post({ cmd: "fly", manager: "sessions" });
+    assert.equal(badCmd.text, `{"Mng":"sessions","Cmd":"fly"}\n`);
+
+    const malformed = await t.post("{not json");
+    assert.equal(malformed.status, 400);
+    assert.match(JSON.parse(malformed.text).message, /^malformed JSON: /);
+
+    const notObject = await t.post("[1,2]");
+    assert.equal(notObject.status, 400);
+    assert.match(JSON.parse(notObject.text).message, /JSON object/);
+
+    // The original crashed here; we say what is missing.
+    const noCred = await t.post({ cmd: "open", manager: "sessions" });
+    assert.equal(noCred.status, 400);
+    assert.match(JSON.parse(noCred.text).message, /cred/);
+
+    const empty = await t.post({ cmd: "check", manager: "sessions" });
+    assert.equal(empty.text, `{"message":"empty JWT"}\n`);
+
+    const nobody = await t.post({
+      cmd: "open",
+      manager: "sessions",
+      cred: { user: "nobody", pass: "x" },
+    });
+    assert.equal(nobody.text, `{"User":"nobody","DB":"map"}\n`);
+
+    const getMethod = await t.get("/api/cmd");
+    assert.equal(getMethod.status, 405);
+    assert.equal(getMethod.headers.get("allow"), "POST");
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("api: getOther and set are for admins only", async () => {
+  const gw = new FakeGateway();
+  gw.consumption.user0 = 5000;
+  const t = await startTestApi(gw);
+  try {
+    const user = (
+      await t.post({
+        cmd: "open",
+        manager: "sessions",
+        cred: { user: "user0", pass: "pass0" },
+      })
+    ).text;
+    const denied = await t.post({
+      cmd: "getOther",
+      manager: "down",
+      secret: user,
+      info: { userName: "admin" },
+    });
+    assert.equal(denied.status, 400);
+    assert.equal(denied.text, `{"User":"user0"}\n`);
+    const deniedSet = await t.post({
+      cmd: "set",
+      manager: "down",
+      secret: user,
+      info: { userName: "user0", bytesCons: 0 },
+    });
+    assert.equal(deniedSet.text, `{"User":"user0"}\n`);
+    assert.equal(gw.consumption.user0, 5000);
+
+    // Same IP: the admin's login replaces user0's session.
+    const admin = (
+      await t.post({
+        cmd: "open",
+        manager: "sessions",
+        cred: { user: "admin", pass: "admin-pass" },
+      })
+    ).text;
+    const other = await t.post({
+      cmd: "getOther",
+      manager: "down",
+      secret: admin,
+      info: { userName: "user0" },
+    });
+    assert.equal(other.status, 200);
+    assert.equal(JSON.parse(other.text).bytesCons, 5000);
+    const noUser = await t.post({
+      cmd: "getOther",
+      manager: "down",
+      secret: admin,
+    });
+    assert.equal(noUser.status, 400);
+    assert.match(JSON.parse(noUser.text).message, /userName/);
+    const badBytes = await t.post({
+      cmd: "set",
+      manager: "down",
+      secret: admin,
+      info: { userName: "user0", bytesCons: -1 },
+    });
+    assert.equal(badBytes.status, 400);
+    const set = await t.post({
+      cmd: "set",
+      manager: "down",
+      secret: admin,
+      info: { userName: "user0", bytesCons: 0 },
+    });
+    assert.equal(set.status, 200);
+    assert.equal(set.text, "");
+    assert.equal(gw.consumption.user0, 0);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("api: show answers JSON for any manager; unknown is 400", async () => {
+  const gw = new FakeGateway();
+  const t = await startTestApi(gw);
+  try {
+    const show = await t.post({ cmd: "show", manager: "down" });
+    assert.equal(show.status, 200);
+    assert.equal(JSON.parse(show.text).name, "down");
+    const rules = await t.post({ cmd: "show", manager: "rules" });
+    assert.equal(JSON.parse(rules.text).rule, "sessions ∧ down");
+    const none = await t.post({ cmd: "show", manager: "nope" });
+    assert.equal(none.text, `{"Mng":"nope","Cmd":"show"}\n`);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("api: an unexpected error is a 500 with a message, and the server goes on", async () => {
+  const gw = new FakeGateway();
+  const t = await startTestApi(gw);
+  try {
+    gw.failWith = new Error("disk on fire");
+    const res = await t.post({ cmd: "discover", manager: "rules" });
+    assert.equal(res.status, 500);
+    assert.match(JSON.parse(res.text).message, /disk on fire/);
+    gw.failWith = undefined;
+    const ok = await t.post({ cmd: "discover", manager: "rules" });
+    assert.equal(ok.status, 200);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("api: web pages: index, assets, excluded routes, static dir first, headers", async () => {
+  const gw = new FakeGateway();
+  const dir = await Deno.makeTempDir({ prefix: "pmproxy-api-web-" });
+  const t = await startTestApi(gw, {
+    dir,
+    table: { excludedRoutes: ["/about"], webStaticFilesDir: "staticFiles" },
+    assets: {
+      "/index.html": { type: "text/html; charset=utf-8", body: "<p>index</p>" },
+      "/app.js": { type: "text/javascript; charset=utf-8", body: "go()" },
+      "/style.css": { type: "text/css; charset=utf-8", body: "p{}" },
+    },
+  });
+  try {
+    const root = await t.get("/");
+    assert.equal(root.status, 200);
+    assert.equal(root.text, "<p>index</p>");
+    assert.match(root.headers.get("content-type") ?? "", /text\/html/);
+    assert.equal(root.headers.get("x-content-type-options"), "nosniff");
+    assert.match(root.headers.get("content-security-policy") ?? "", /self/);
+    assert.equal((await t.get("/app.js")).text, "go()");
+    assert.equal((await t.get("/about")).text, "<p>index</p>");
+    assert.equal((await t.get("/about/team")).text, "<p>index</p>");
+    assert.equal((await t.get("/nothing")).status, 404);
+
+    // A static dir that appears later is served first, embedded files after.
+    await Deno.mkdir(join(dir, "staticFiles"));
+    await Deno.writeTextFile(join(dir, "staticFiles", "app.js"), "local()");
+    await Deno.writeTextFile(join(dir, "staticFiles", "extra.txt"), "extra");
+    assert.equal((await t.get("/app.js")).text, "local()");
+    assert.equal((await t.get("/extra.txt")).text, "extra");
+    assert.equal((await t.get("/style.css")).text, "p{}");
+    assert.equal((await t.get("/about")).text, "<p>index</p>");
+    assert.equal((await t.get("/%2e%2e/key.pem")).status, 404);
+    assert.equal((await t.get("/../key.pem")).status, 404);
+  } finally {
+    await t.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,220 @@
+/**
+ * A small in-test {@link Gateway} with the README's managers (`sessions`,
+ * `down`, user database `map`), answering with the original's error bodies.
+ * For api/ tests that do not need the real policy.
+ *
+ * @module
+ */
+import {
+  CommandError,
+  type DiscoverResult,
+  type Gateway,
+  type UserInfo,
+} from "../../managers/types.ts";
+import { formatSize } from "../../managers/units.ts";
+
+interface Session {
+  user: string;
+  secret: string;
+  expires: number;
+}
+
+/** A Gateway over fixed users, for API tests. */
+export class FakeGateway implements Gateway {
+  users: Record<string, { pass: string; groups: string[] }> = {
+    user0: { pass: "pass0", groups: ["group0"] },
+    admin: { pass: "admin-pass", groups: ["staff"] },
+  };
+  admins = ["admin"];
+  quotas: Record<string, number> = { group0: 1024 ** 3, staff: 1024 ** 3 };
+  consumption: Record<string, number> = {};
+  sessions = new Map<string, Session>();
+  /** How long a secret is valid. */
+  secretMs = 3600_000;
+  /** Calls seen, e.g. `"renew sessions"`. */
+  calls: string[] = [];
+  /** When set, every call throws this (an unexpected error). */
+  failWith?: Error;
+
+  #check(): void {
+    if (this.failWith) throw this.failWith;
+  }
+
+  discover(clientIp: string): DiscoverResult {
+    this.#check();
+    const logged = this.sessions.has(clientIp);
+    const matchMng: DiscoverResult["matchMng"] = {
+      sessions: { match: logged, type: "sessionIPM" },
+    };
+    if (logged) matchMng.down = { match: true, type: "dwnConsR" };
+    return { matchMng, result: logged };
+  }
+
+  kindOf(manager: string): string | undefined {
+    return { sessions: "sessionIPM", down: "dwnConsR", map: "mapDB" }[
+      manager
+    ];
+  }
+
+  #session(manager: string, clientIp: string, secret: string): Session {
+    if (manager !== "sessions") {
+      throw new CommandError({ Mng: manager, Cmd: "?" });
+    }
+    if (secret === "") throw new CommandError({ message: "empty JWT" });
+    const session = this.sessions.get(clientIp);
+    const user = /^secret-(\w+)-/.exec(secret)?.[1] ?? "";
+    if (!session || session.secret !== secret) {
+      throw new CommandError({ Logged: session?.user ?? "", Decrypted: user });
+    }
+    if (Date.now() > session.expires) {
+      throw new CommandError({ message: "expired token" });
+    }
+    return session;
+  }
+
+  open(
+    manager: string,
+    clientIp: string,
+    user: string,
+    pass: string,
+  ): Promise<string> {
+    this.#check();
+    this.calls.push(`open ${manager} ${user}`);
+    const known = this.users[user];
+    if (!known) {
+      return Promise.reject(new CommandError({ User: user, DB: "map" }));
+    }
+    if (known.pass !== pass) {
+      return Promise.reject(
+        new CommandError({ message: "Incorrect password" }),
+      );
+    }
+    for (const [ip, s] of this.sessions) {
+      if (s.user === user) this.sessions.delete(ip);
+    }
+    const secret = `secret-${user}-${crypto.randomUUID()}`;
+    this.sessions.set(clientIp, {
+      user,
+      secret,
+      expires: Date.now() + this.secretMs,
+    });
+    return Promise.resolve(secret);
+  }
+
+  close(manager: string, clientIp: string, secret: string): Promise<void> {
+    this.#check();
+    this.calls.push(`close ${manager}`);
+    this.#session(manager, clientIp, secret);
+    this.sessions.delete(clientIp);
+    return Promise.resolve();
+  }
+
+  loggedUsers(
+    manager: string,
+    clientIp: string,
+    secret: string,
+  ): Record<string, string> {
+    this.#check();
+    this.#session(manager, clientIp, secret);
+    const out: Record<string, string> = {};
+    for (const [ip, s] of this.sessions) out[ip] = s.user;
+    return out;
+  }
+
+  renew(manager: string, clientIp: string, secret: string): Promise<string> {
+    this.#check();
+    this.calls.push(`renew ${manager}`);
+    const session = this.sessions.get(clientIp);
+    if (!session || session.secret !== secret) {
+      return Promise.reject(
+        new CommandError({ Logged: session?.user ?? "", Decrypted: "" }),
+      );
+    }
+    session.secret = `secret-${session.user}-${crypto.randomUUID()}`;
+    session.expires = Date.now() + this.secretMs;
+    return Promise.resolve(session.secret);
+  }
+
+  check(manager: string, clientIp: string, secret: string): string {
+    this.#check();
+    return this.#session(manager, clientIp, secret).user;
+  }
+
+  #info(user: string): UserInfo {
+    const known = this.users[user];
+    if (!known) throw new CommandError({ User: user, DB: "map" });
+    const bytesQuota = known.groups.reduce(
+      (sum, g) => sum + (this.quotas[g] ?? 0),
+      0,
+    );
+    const bytesCons = this.consumption[user] ?? 0;
+    return {
+      quota: formatSize(bytesQuota),
+      groups: known.groups,
+      name: user,
+      userName: user,
+      consumption: formatSize(bytesCons),
+      bytesQuota,
+      bytesCons,
+      isAdmin: this.admins.includes(user),
+    };
+  }
+
+  userInfo(
+    manager: string,
+    clientIp: string,
+    secret: string,
+    other?: string,
+  ): Promise<UserInfo> {
+    this.#check();
+    try {
+      const me = this.#session("sessions", clientIp, secret).user;
+      if (manager !== "down") {
+        throw new CommandError({ Mng: manager, Cmd: "get" });
+      }
+      if (other !== undefined && !this.admins.includes(me)) {
+        throw new CommandError({ User: me });
+      }
+      return Promise.resolve(this.#info(other ?? me));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  setConsumption(
+    manager: string,
+    clientIp: string,
+    secret: string,
+    user: string,
+    bytes: number,
+  ): Promise<void> {
+    this.#check();
+    try {
+      const me = this.#session("sessions", clientIp, secret).user;
+      if (!this.admins.includes(me)) throw new CommandError({ User: me });
+      if (manager !== "down") {
+        throw new CommandError({ Mng: manager, Cmd: "set" });
+      }
+      this.#info(user);
+      this.consumption[user] = bytes;
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  show(manager: string): unknown {
+    this.#check();
+    if (manager === "rules") return { rule: "sessions ∧ down" };
+    if (manager === "down") {
+      return {
+        name: "down",
+        userDBN: "map",
+        resetCycle: "24h0m0s",
+        groupQuota: { group0: "1 GB" },
+      };
+    }
+    if (manager === "sessions") return { name: "sessions", auth: "map" };
+    return { name: manager };
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * Starts the real HTTPS API (api/mod.ts) on 127.0.0.1 with a free port and
+ * a fresh certificate in a temp dir, for api/ tests; posts commands with
+ * the certificate pinned.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { apiConfigFrom } from "../../api/config.ts";
+import { type RunningApi, startApi } from "../../api/mod.ts";
+import type { Assets } from "../../api/app.ts";
+import type { Gateway } from "../../managers/types.ts";
+
+/** A running API for a test. */
+export interface TestApi {
+  api: RunningApi;
+  /** `https://127.0.0.1:PORT` (no trailing slash). */
+  origin: string;
+  /** The config dir (holds cert.pem and key.pem). */
+  dir: string;
+  certFile: string;
+  keyFile: string;
+  /** Posts a body (an object is JSON-encoded) to /api/cmd, cert pinned. */
+  post(
+    body: unknown,
+  ): Promise<{ status: number; text: string; headers: Headers }>;
+  /** GETs a path, cert pinned. */
+  get(
+    path: string,
+  ): Promise<{ status: number; text: string; headers: Headers }>;
+  /** Stops the server and removes the dir. */
+  close(): Promise<void>;
+}
+
+/** Starts the API for `gateway` with `[api]` entries from `table`. */
+export async function startTestApi(
+  gateway: Gateway,
+  options: {
+    table?: Record<string, unknown>;
+    assets?: Assets;
+    dir?: string;
+  } = {},
+): Promise<TestApi> {
+  const dir = options.dir ??
+    await Deno.makeTempDir({ prefix: "pmproxy-api-" });
+  const table = {
+    ...(options.table ?? {}),
+    server: { addr: "127.0.0.1:0" },
+  };
+  const config = apiConfigFrom(table, { file: "server.toml", configDir: dir });
+  const api = await startApi(config, gateway, {
+    assets: options.assets,
+    logError: () => {},
+  });
+  const origin = `https://127.0.0.1:${api.addr.port}`;
+  const client = Deno.createHttpClient({ caCerts: [api.certPem] });
+  const send = async (path: string, init: RequestInit) => {
+    const res = await fetch(`${origin}${path}`, { ...init, client });
+    return { status: res.status, text: await res.text(), headers: res.headers };
+  };
+  return {
+    api,
+    origin,
+    dir,
+    certFile: join(dir, "cert.pem"),
+    keyFile: join(dir, "key.pem"),
+    post: (body) =>
+      send("/api/cmd", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: typeof body === "string" ? body : JSON.stringify(body),
+      }),
+    get: (path) => send(path, {}),
+    close: async () => {
+      client.close();
+      await api.close();
+      if (!options.dir) await Deno.remove(dir, { recursive: true });
+    },
+  };
+}

@@ -1,0 +1,582 @@
+// pmproxy's built-in pages: the login/status page (body data-page="login")
+// and the admin page (data-page="admin"). Plain browser JavaScript, no
+// build step. Everything goes through the same-origin `POST /api/cmd`
+// with the original pmproxy's JSON bodies.
+"use strict";
+
+/** Where the login (secret and manager names) is kept between visits. */
+const STORE_KEY = "pmproxy.login";
+/** How often the status view reloads the consumption, in ms. */
+const REFRESH_MS = 60_000;
+
+// ---------------------------------------------------------------- storage
+
+/** @returns {{secret: string, sessionIPM: string, dwnConsR: string | null} | null} */
+function loadLogin() {
+  try {
+    const v = JSON.parse(localStorage.getItem(STORE_KEY) ?? "null");
+    if (v && typeof v.secret === "string" && typeof v.sessionIPM === "string") {
+      return {
+        secret: v.secret,
+        sessionIPM: v.sessionIPM,
+        dwnConsR: typeof v.dwnConsR === "string" ? v.dwnConsR : null,
+      };
+    }
+  } catch {
+    // A damaged entry counts as no login.
+  }
+  return null;
+}
+
+function saveLogin(login) {
+  localStorage.setItem(STORE_KEY, JSON.stringify(login));
+}
+
+function clearLogin() {
+  localStorage.removeItem(STORE_KEY);
+}
+
+// -------------------------------------------------------------------- API
+
+/** An error answer of the API (status 0: the gateway was not reached). */
+class ApiError extends Error {
+  constructor(message, status, body) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.body = body;
+  }
+}
+
+/**
+ * Turns an error body of the original's shapes into a sentence.
+ * @param {unknown} b the parsed body
+ * @param {string} text the raw body
+ * @param {number} status the HTTP status
+ */
+function describeError(b, text, status) {
+  if (b && typeof b === "object" && !Array.isArray(b)) {
+    if (typeof b.message === "string") return b.message;
+    if ("User" in b && "DB" in b) {
+      return `Unknown user "${b.User}" (not in the user database ${b.DB}).`;
+    }
+    if ("User" in b) return `"${b.User}" is not an administrator.`;
+    if ("Mng" in b && "Cmd" in b) {
+      return `The gateway has no manager "${b.Mng}" that knows the command "${b.Cmd}".`;
+    }
+    if ("Logged" in b && "Decrypted" in b) {
+      return b.Logged
+        ? `Your address is logged in as "${b.Logged}", not as "${b.Decrypted}". Log in again.`
+        : "Your session at this address has ended. Log in again.";
+    }
+    if ("IP" in b) return `No session is open at ${b.IP}. Log in again.`;
+    if ("Quota" in b) return `Quota reached (${b.Quota}).`;
+    if ("Result" in b) return `Forbidden by the rules (result ${b.Result}).`;
+  }
+  const t = text.trim();
+  return t || `The gateway answered HTTP ${status} with no explanation.`;
+}
+
+/** Sends one command; answers the body text of a 200 answer. */
+async function post(body) {
+  let res;
+  try {
+    res = await fetch("/api/cmd", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+      cache: "no-store",
+    });
+  } catch {
+    throw new ApiError(
+      "Network error: the gateway cannot be reached. Check your connection and try again.",
+      0,
+      null,
+    );
+  }
+  let text = "";
+  try {
+    text = await res.text();
+  } catch {
+    throw new ApiError(
+      "Network error: the gateway's answer was cut. Try again.",
+      0,
+      null,
+    );
+  }
+  if (res.ok) return text;
+  let parsed = null;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // Not JSON: the raw text is the message.
+  }
+  throw new ApiError(
+    describeError(parsed, text, res.status),
+    res.status,
+    parsed,
+  );
+}
+
+function isExpired(e) {
+  return e instanceof ApiError && e.body &&
+    typeof e.body.message === "string" &&
+    /expired/i.test(e.body.message);
+}
+
+/** True when the error means "this secret no longer opens a session here". */
+function isLoggedOut(e) {
+  if (!(e instanceof ApiError) || e.status === 0 || !e.body) return false;
+  const b = e.body;
+  if ("Logged" in b || "IP" in b) return true;
+  return typeof b.message === "string" &&
+    /jwt|token|secret|session|not logged/i.test(b.message);
+}
+
+/**
+ * Sends a command with the stored secret. When the API says the secret
+ * expired, renews it once (the original client does the same) and retries.
+ */
+async function call(body) {
+  const login = loadLogin();
+  if (!login) {
+    throw new ApiError("You are not logged in.", 400, { message: "empty JWT" });
+  }
+  try {
+    return await post({ ...body, secret: login.secret });
+  } catch (e) {
+    if (!isExpired(e)) throw e;
+    const fresh = (await post({
+      cmd: "renew",
+      manager: login.sessionIPM,
+      secret: login.secret,
+    })).trim();
+    saveLogin({ ...login, secret: fresh });
+    return await post({ ...body, secret: fresh });
+  }
+}
+
+/**
+ * The managers the rule reaches for this address now, by kind.
+ * @returns {Promise<{sessions: string[], quotas: string[], names: string[]}>}
+ */
+async function discover() {
+  const d = JSON.parse(await post({ cmd: "discover", manager: "rules" }));
+  const found = d && typeof d.matchMng === "object" && d.matchMng
+    ? d.matchMng
+    : {};
+  const sessions = [];
+  const quotas = [];
+  for (const [name, m] of Object.entries(found)) {
+    const type = String(m && m.type).toLowerCase();
+    if (type === "sessionipm") sessions.push(name);
+    else if (type === "dwnconsr") quotas.push(name);
+  }
+  return { sessions, quotas, names: Object.keys(found) };
+}
+
+/** UserInfo of the logged user, or null when no dwnConsR is known. */
+async function ownInfo() {
+  const login = loadLogin();
+  if (!login || !login.dwnConsR) return null;
+  return JSON.parse(await call({ cmd: "get", manager: login.dwnConsR }));
+}
+
+// -------------------------------------------------------------------- DOM
+
+const $ = (id) => document.getElementById(id);
+
+function setText(id, text) {
+  $(id).textContent = text;
+}
+
+function show(id, visible) {
+  $(id).hidden = !visible;
+}
+
+/** Disables `button` while `work` runs. */
+async function busy(button, work) {
+  button.disabled = true;
+  try {
+    return await work();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** Fills the `<dl>` rows and progress bar whose ids start with `p`. */
+function renderInfo(p, info) {
+  setText(`${p}-user`, info.userName ?? "");
+  setText(`${p}-name`, info.name || info.userName || "");
+  setText(
+    `${p}-groups`,
+    Array.isArray(info.groups) && info.groups.length
+      ? info.groups.join(", ")
+      : "none",
+  );
+  setText(`${p}-quota`, info.quota ?? "");
+  setText(`${p}-consumption`, info.consumption ?? "");
+  const bar = $(p === "st" ? "usage" : "lk-usage");
+  const quota = Number(info.bytesQuota) || 0;
+  const used = Number(info.bytesCons) || 0;
+  bar.max = quota > 0 ? quota : 1;
+  bar.value = quota > 0 ? Math.min(used, quota) : 0;
+  bar.classList.toggle("full", quota > 0 && used >= quota);
+  const share = quota > 0 ? Math.min(100, (used * 100) / quota) : 0;
+  const words = quota > 0
+    ? `${info.consumption} of ${info.quota} used (${share.toFixed(1)} %)` +
+      (used >= quota ? ": quota reached" : "")
+    : "No download quota applies.";
+  bar.setAttribute("aria-valuetext", words);
+  return words;
+}
+
+// -------------------------------------------------------- login / status
+
+let refreshTimer = 0;
+
+/** A `?next=` (or `?url=`) address to continue to after login, http(s) only. */
+function nextAddress() {
+  const q = new URLSearchParams(location.search);
+  const raw = q.get("next") ?? q.get("url");
+  if (!raw) return null;
+  try {
+    const u = new URL(raw);
+    return u.protocol === "http:" || u.protocol === "https:" ? u.href : null;
+  } catch {
+    return null;
+  }
+}
+
+function showForm(names, message) {
+  clearInterval(refreshTimer);
+  show("status", false);
+  show("admin-link", false);
+  show("login", true);
+  setText("login-error", message ?? "");
+  const select = $("session-manager");
+  select.replaceChildren();
+  const sessions = names && names.sessions.length
+    ? names.sessions
+    : ["sessions"];
+  for (const name of sessions) select.append(new Option(name, name));
+  show("session-choice", sessions.length > 1);
+  $("user").focus();
+}
+
+async function refreshStatus() {
+  const login = loadLogin();
+  if (!login) {
+    throw new ApiError("You are not logged in.", 400, { message: "empty JWT" });
+  }
+  const info = await ownInfo();
+  const quotaRows = ["st-quota", "st-consumption", "usage-box"];
+  if (info) {
+    setText("usage-text", renderInfo("st", info));
+    show("admin-link", info.isAdmin === true);
+  } else {
+    // No download quota reached by the rule: the session manager still knows the user.
+    const user = (await call({ cmd: "check", manager: login.sessionIPM }))
+      .trim();
+    renderInfo("st", {
+      userName: user,
+      groups: [],
+      quota: "none",
+      consumption: "",
+    });
+    show("admin-link", false);
+  }
+  for (const id of quotaRows) {
+    const el = $(id);
+    el.hidden = !info;
+    if (el.previousElementSibling && el.tagName === "DD") {
+      el.previousElementSibling.hidden = !info;
+    }
+  }
+  setText("status-error", "");
+}
+
+async function showStatus() {
+  await refreshStatus();
+  show("login", false);
+  show("status", true);
+  const next = nextAddress();
+  show("next-box", next !== null);
+  if (next) {
+    $("next-link").href = next;
+    setText("next-link", next);
+  }
+  clearInterval(refreshTimer);
+  refreshTimer = setInterval(() => {
+    refreshStatus().catch((e) => setText("status-error", e.message));
+  }, REFRESH_MS);
+}
+
+async function initLogin() {
+  let names = null;
+  try {
+    names = await discover();
+  } catch (e) {
+    setText("login-error", e.message);
+  }
+
+  $("login-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    setText("login-error", "");
+    setText("notice", "");
+    const user = $("user").value.trim();
+    const pass = $("pass").value;
+    if (!user || !pass) {
+      setText("login-error", "Enter your user name and password.");
+      (user ? $("pass") : $("user")).focus();
+      return;
+    }
+    const sessionIPM = $("session-manager").value || "sessions";
+    try {
+      await busy($("login-button"), async () => {
+        const secret = (await post({
+          cmd: "open",
+          manager: sessionIPM,
+          cred: { user, pass },
+        })).trim();
+        // Logged in, the rule now reaches further: ask again for the quota's name.
+        let quotas = names ? names.quotas : [];
+        try {
+          const after = await discover();
+          if (after.quotas.length) quotas = after.quotas;
+        } catch {
+          // Keep what the first discover found.
+        }
+        saveLogin({ secret, sessionIPM, dwnConsR: quotas[0] ?? null });
+        $("pass").value = "";
+        await showStatus();
+        setText("notice", `Welcome, ${user}. You can browse now.`);
+        $("status-title").focus();
+      });
+    } catch (e) {
+      setText("login-error", e.message);
+      $("pass").select();
+    }
+  });
+
+  $("logout").addEventListener("click", async () => {
+    const login = loadLogin();
+    let message = "You are logged out.";
+    await busy($("logout"), async () => {
+      try {
+        if (login) await call({ cmd: "close", manager: login.sessionIPM });
+      } catch (e) {
+        if (!isLoggedOut(e)) {
+          setText("status-error", e.message);
+          return;
+        }
+        message = "Your session had already ended.";
+      }
+      clearLogin();
+      showForm(names);
+      setText("notice", message);
+    });
+  });
+
+  $("refresh").addEventListener(
+    "click",
+    () =>
+      busy(
+        $("refresh"),
+        () => refreshStatus().catch((e) => setText("status-error", e.message)),
+      ),
+  );
+
+  $("status-title").tabIndex = -1;
+
+  if (loadLogin()) {
+    try {
+      await showStatus();
+      return;
+    } catch (e) {
+      if (isLoggedOut(e)) {
+        clearLogin();
+        showForm(names, `${e.message}`);
+        return;
+      }
+      showForm(names, e.message);
+      return;
+    }
+  }
+  showForm(names, $("login-error").textContent);
+}
+
+// ------------------------------------------------------------------ admin
+
+async function loadUsers() {
+  const login = loadLogin();
+  setText("users-error", "");
+  const users = JSON.parse(
+    await call({ cmd: "get", manager: login.sessionIPM }),
+  );
+  const rows = [];
+  for (const [ip, user] of Object.entries(users ?? {})) {
+    const tr = document.createElement("tr");
+    const tdIp = document.createElement("td");
+    tdIp.textContent = ip;
+    const tdUser = document.createElement("td");
+    tdUser.textContent = String(user);
+    const tdAct = document.createElement("td");
+    const look = document.createElement("button");
+    look.type = "button";
+    look.className = "secondary";
+    look.textContent = "Look up";
+    look.setAttribute("aria-label", `Look up ${user}`);
+    look.addEventListener("click", () => {
+      $("lookup-user").value = String(user);
+      $("lookup-form").requestSubmit();
+    });
+    tdAct.append(look);
+    tr.append(tdIp, tdUser, tdAct);
+    rows.push(tr);
+  }
+  $("users").replaceChildren(...rows);
+  show("users-empty", rows.length === 0);
+  show("users-table", rows.length > 0);
+}
+
+async function lookUp(userName) {
+  const login = loadLogin();
+  const info = JSON.parse(
+    await call({
+      cmd: "getOther",
+      manager: login.dwnConsR ?? "down",
+      info: { userName },
+    }),
+  );
+  renderInfo("lk", info);
+  show("lookup-result", true);
+}
+
+function wantUser() {
+  const userName = $("lookup-user").value.trim();
+  if (!userName) {
+    setText("lookup-error", "Enter a user name.");
+    $("lookup-user").focus();
+  }
+  return userName;
+}
+
+async function initAdmin() {
+  const login = loadLogin();
+  if (!login) {
+    const p = $("admin-error");
+    p.textContent = "You are not logged in. ";
+    const a = document.createElement("a");
+    a.href = "/";
+    a.textContent = "Log in first.";
+    p.append(a);
+    return;
+  }
+  try {
+    const info = await ownInfo();
+    if (info && info.isAdmin !== true) {
+      setText("admin-error", `"${info.userName}" is not an administrator.`);
+      return;
+    }
+  } catch (e) {
+    setText("admin-error", e.message);
+    if (isLoggedOut(e)) clearLogin();
+    return;
+  }
+  show("admin", true);
+
+  $("users-refresh").addEventListener(
+    "click",
+    () =>
+      busy(
+        $("users-refresh"),
+        () => loadUsers().catch((e) => setText("users-error", e.message)),
+      ),
+  );
+
+  $("lookup-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    setText("lookup-error", "");
+    setText("notice", "");
+    const userName = wantUser();
+    if (!userName) return;
+    await busy($("lookup-button"), () =>
+      lookUp(userName).catch((e) => {
+        show("lookup-result", false);
+        setText("lookup-error", e.message);
+      }));
+  });
+
+  $("reset-button").addEventListener("click", async () => {
+    setText("lookup-error", "");
+    setText("notice", "");
+    const userName = wantUser();
+    if (!userName) return;
+    await busy($("reset-button"), async () => {
+      try {
+        await call({
+          cmd: "set",
+          manager: login.dwnConsR ?? "down",
+          info: { userName, bytesCons: 0 },
+        });
+        setText("notice", `The consumption of ${userName} is now 0 B.`);
+        await lookUp(userName);
+      } catch (e) {
+        setText("lookup-error", e.message);
+      }
+    });
+  });
+
+  $("show-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    setText("show-error", "");
+    setText("show-result", "");
+    const manager = $("show-name").value.trim();
+    if (!manager) {
+      setText("show-error", "Enter a manager's name (or rules).");
+      return;
+    }
+    try {
+      const text = await call({ cmd: "show", manager });
+      let pretty = text;
+      try {
+        pretty = JSON.stringify(JSON.parse(text), null, 2);
+      } catch {
+        // Not JSON: show it as it came.
+      }
+      setText("show-result", pretty);
+    } catch (e) {
+      setText("show-error", e.message);
+    }
+  });
+
+  const names = new Set(["rules", login.sessionIPM]);
+  if (login.dwnConsR) names.add(login.dwnConsR);
+  try {
+    for (const n of (await discover()).names) names.add(n);
+  } catch {
+    // The list is only a convenience.
+  }
+  $("manager-names").replaceChildren(
+    ...[...names].map((n) => new Option(n, n)),
+  );
+
+  await loadUsers().catch((e) => setText("users-error", e.message));
+}
+
+// ------------------------------------------------------------------ start
+
+document.addEventListener("DOMContentLoaded", () => {
+  const page = document.body.dataset.page;
+  const run = page === "admin" ? initAdmin : initLogin;
+  run().catch((e) => {
+    setText("notice", "");
+    const target = $(page === "admin" ? "admin-error" : "login-error");
+    if (target) {
+      target.textContent = `Unexpected error: ${
+        e && e.message ? e.message : e
+      }`;
+    }
+  });
+});

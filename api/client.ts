@@ -194,7 +194,12 @@ export class ApiClient {
 
   /** Explains a failed fetch: a changed certificate, a refused connection. */
   async #explain(e: unknown): Promise<Error> {
-    const text = e instanceof Error ? e.message : String(e);
+    const parts: string[] = [];
+    for (let c: unknown = e; c !== undefined && parts.length < 5;) {
+      parts.push(c instanceof Error ? c.message : String(c));
+      c = c instanceof Error ? c.cause : undefined;
+    }
+    const text = parts.join(": ");
     if (/refused/i.test(text)) {
       return new TrustError(
         `cannot reach ${this.origin}: connection refused (is pmproxy running there?)`,
@@ -214,19 +219,20 @@ export class ApiClient {
         );
       }
     }
-    if (this.#options.caFile && /certificate|UnknownIssuer/i.test(text)) {
+    if (this.#options.caFile) {
       const der = pemToDer(await Deno.readTextFile(this.#options.caFile));
-      let now = "unknown";
+      const pinned = await fingerprint(der);
+      let now: string | undefined;
       try {
         now = (await this.#peer()).sha256;
       } catch {
-        // keep "unknown"
+        now = undefined;
       }
-      return new TrustError(
-        `the certificate of ${this.origin} (SHA-256 ${now}) is not the one in ${this.#options.caFile} (SHA-256 ${await fingerprint(
-          der,
-        )})`,
-      );
+      if (now !== undefined && now !== pinned) {
+        return new TrustError(
+          `the certificate of ${this.origin} (SHA-256 ${now}) is not the one in ${this.#options.caFile} (SHA-256 ${pinned})`,
+        );
+      }
     }
     if (/NotValidForName/i.test(text)) {
       return new TrustError(

@@ -164,8 +164,11 @@ export function apiConfigFrom(table: unknown, site: ApiConfigSite): ApiConfig {
     value: unknown,
     fallback?: string,
   ): number | undefined => {
-    const text = str(path, value, fallback ?? "");
     if (value === undefined && fallback === undefined) return undefined;
+    if (value !== undefined && typeof value !== "string") {
+      fail(path, `${path.join(".")} must be a duration string, e.g. "30s"`);
+    }
+    const text = str(path, value, fallback ?? "");
     const ms = parseDuration(text);
     if (typeof ms === "string") fail(path, `${path.join(".")}: ${ms}`);
     return ms as number;

@@ -28,6 +28,7 @@ import type { Gateway } from "../managers/types.ts";
 import type { ApiConfig } from "./config.ts";
 import { ensureCertificate } from "./certificate.ts";
 import { type Assets, createApp } from "./app.ts";
+import { assets as webAssets } from "../web/assets.ts";
 
 export type { ApiConfig } from "./config.ts";
 
@@ -47,7 +48,7 @@ export interface RunningApi {
 export interface StartApiOptions {
   /** Called once listening. */
   onListen?: (addr: Deno.NetAddr) => void;
-  /** The embedded web pages (default: none). */
+  /** The web pages (default: the ones embedded from web/). */
   assets?: Assets;
   /** Where unexpected errors are reported (default `console.error`). */
   logError?: (message: string) => void;
@@ -89,7 +90,7 @@ export async function startApi(
     { hosts: certificateHosts(config) },
   );
   const app = createApp(gateway, {
-    assets: options.assets,
+    assets: options.assets ?? webAssets,
     excludedRoutes: config.excludedRoutes,
     webStaticFilesDir: config.webStaticFilesDir,
     logError: options.logError,

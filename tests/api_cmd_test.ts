@@ -240,10 +240,41 @@ Deno.test("api: web pages: index, assets, excluded routes, static dir first, hea
     assert.equal((await t.get("/extra.txt")).text, "extra");
     assert.equal((await t.get("/style.css")).text, "p{}");
     assert.equal((await t.get("/about")).text, "<p>index</p>");
-    assert.equal((await t.get("/%2e%2e/key.pem")).status, 404);
-    assert.equal((await t.get("/../key.pem")).status, 404);
+    // The key lives next to staticFiles/: no path may climb to it.
+    for (const path of ["/../key.pem", "/%2e%2e/key.pem", "/..%2fkey.pem"]) {
+      const out = await new Deno.Command("curl", {
+        args: [
+          "-sS",
+          "--path-as-is",
+          "--max-time",
+          "20",
+          "--cacert",
+          t.certFile,
+          "-o",
+          "/dev/null",
+          "-w",
+          "%{http_code}",
+          `${t.origin}${path}`,
+        ],
+      }).output();
+      assert.equal(new TextDecoder().decode(out.stdout), "404", path);
+    }
   } finally {
     await t.close();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("api: the embedded web pages are served by default", async () => {
+  const t = await startTestApi(new FakeGateway());
+  try {
+    const root = await t.get("/");
+    assert.equal(root.status, 200);
+    assert.match(root.text, /<script src="\/app\.js"/);
+    const js = await t.get("/app.js");
+    assert.match(js.headers.get("content-type") ?? "", /javascript/);
+    assert.match(js.text, /\/api\/cmd/);
+  } finally {
+    await t.close();
   }
 });

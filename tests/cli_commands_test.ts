@@ -1,0 +1,295 @@
+/**
+ * The client commands word for word (the original README's scenario),
+ * trust on first use, a changed certificate refused, `--ca`, renewal of an
+ * expired secret, and readable errors. In-process, against the real HTTPS
+ * API with a small in-test gateway.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runClientCommand } from "../api/client_commands.ts";
+import { FakeGateway } from "./helpers/api_fake_gateway.ts";
+import { startTestApi, type TestApi } from "./helpers/api_server.ts";
+
+interface Cli {
+  work: string;
+  knownServers: string;
+  run(...args: string[]): Promise<{ code: number; out: string; err: string }>;
+  cleanup(): Promise<void>;
+}
+
+async function makeCli(): Promise<Cli> {
+  const work = await Deno.makeTempDir({ prefix: "pmproxy-cli-" });
+  const knownServers = join(work, "known", "known_servers.json");
+  return {
+    work,
+    knownServers,
+    run: async (...args) => {
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await runClientCommand(
+        [...args, "--known-servers", knownServers],
+        { cwd: work, out: (l) => out.push(l), err: (l) => err.push(l) },
+      );
+      return { code, out: out.join("\n"), err: err.join("\n") };
+    },
+    cleanup: () => Deno.remove(work, { recursive: true }),
+  };
+}
+
+async function readSecret(cli: Cli) {
+  return JSON.parse(await Deno.readTextFile(join(cli.work, "login.secret")));
+}
+
+Deno.test("cli: the README scenario word for word", async () => {
+  const gw = new FakeGateway();
+  const t = await startTestApi(gw);
+  const cli = await makeCli();
+  try {
+    const before = await cli.run("d", t.origin);
+    assert.equal(before.code, 0, before.err);
+    assert.equal(before.out, "Match result: false\n[❌] sessions:sessionIPM");
+    assert.match(
+      before.err,
+      new RegExp(
+        `^Trusting ${t.origin} with certificate SHA-256 ([0-9A-F]{2}:){31}[0-9A-F]{2} \\(first contact\\)$`,
+      ),
+    );
+
+    const login = await cli.run(
+      "l",
+      "-m",
+      "sessions",
+      t.origin,
+      "user0",
+      "pass0",
+    );
+    assert.equal(login.code, 0, login.err);
+    assert.equal(login.err, "", "the server is known now: no notice");
+    assert.match(login.out, /Logged in as user0/);
+    const secret = await readSecret(cli);
+    assert.deepEqual(Object.keys(secret), [
+      "server",
+      "sessionIPM",
+      "dwnConsR",
+      "bwConsR",
+      "secret",
+    ]);
+    assert.equal(secret.server, t.origin);
+    assert.equal(secret.sessionIPM, "sessions");
+    assert.equal(secret.dwnConsR, "down");
+    assert.equal(secret.bwConsR, "");
+    assert.equal(secret.secret, gw.sessions.get("127.0.0.1")?.secret);
+
+    const status = await cli.run("s");
+    assert.equal(status.code, 0, status.err);
+    assert.equal(
+      status.out,
+      "User: user0\nName: user0\nGroups: [group0]\nQuota: 1 GB Consumption: 0 B",
+    );
+
+    const after = await cli.run("d");
+    assert.equal(
+      after.out,
+      "Match result: true\n[✅] down:dwnConsR\n[✅] sessions:sessionIPM",
+    );
+
+    const users = await cli.run("lu");
+    assert.equal(users.out, "127.0.0.1 - user0");
+
+    const show = await cli.run("sh", "down");
+    assert.equal(show.code, 0, show.err);
+    assert.equal(JSON.parse(show.out).groupQuota.group0, "1 GB");
+    assert.match(show.out, /\n {2}"userDBN": "map"/, "pretty printed");
+
+    const logout = await cli.run("o");
+    assert.equal(logout.code, 0, logout.err);
+    await assert.rejects(Deno.stat(join(cli.work, "login.secret")));
+    assert.equal(gw.sessions.size, 0);
+
+    const again = await cli.run("s");
+    assert.equal(again.code, 1);
+    assert.equal(
+      again.err,
+      "pmproxy: not logged in: run `pmproxy login -m sessions https://host:4443 USER PASS` first",
+    );
+  } finally {
+    await t.close();
+    await cli.cleanup();
+  }
+});
+
+Deno.test("cli: admin status of another user and reset; refusals in words", async () => {
+  const gw = new FakeGateway();
+  gw.consumption.user0 = 3 * 1024 * 1024;
+  const t = await startTestApi(gw);
+  const cli = await makeCli();
+  try {
+    await cli.run("login", "-m", "sessions", t.origin, "user0", "pass0");
+    assert.match((await cli.run("status")).out, /Consumption: 3 MB$/);
+    const denied = await cli.run("reset", "user0");
+    assert.equal(denied.code, 1);
+    assert.equal(denied.err, "pmproxy: user0 is not an administrator");
+    const deniedStatus = await cli.run("status", "admin");
+    assert.equal(deniedStatus.err, "pmproxy: user0 is not an administrator");
+
+    const wrong = await cli.run(
+      "login",
+      "-m",
+      "sessions",
+      t.origin,
+      "user0",
+      "bad",
+    );
+    assert.equal(wrong.code, 1);
+    assert.equal(wrong.err, "pmproxy: Incorrect password");
+    const nobody = await cli.run(
+      "login",
+      "-m",
+      "sessions",
+      t.origin,
+      "nobody",
+      "x",
+    );
+    assert.equal(
+      nobody.err,
+      `pmproxy: unknown user "nobody" in the user database "map"`,
+    );
+    const noManager = await cli.run("lu", "-m", "nope");
+    assert.match(noManager.err, /no manager "nope"/);
+
+    const admin = await cli.run(
+      "login",
+      "-m",
+      "sessions",
+      t.origin,
+      "admin",
+      "admin-pass",
+    );
+    assert.equal(admin.code, 0, admin.err);
+    const other = await cli.run("status", "user0");
+    assert.equal(
+      other.out,
+      "User: user0\nName: user0\nGroups: [group0]\nQuota: 1 GB Consumption: 3 MB",
+    );
+    const reset = await cli.run("r", "user0");
+    assert.equal(reset.code, 0, reset.err);
+    assert.equal(gw.consumption.user0, 0);
+    assert.match((await cli.run("s", "user0")).out, /Consumption: 0 B$/);
+  } finally {
+    await t.close();
+    await cli.cleanup();
+  }
+});
+
+Deno.test("cli: wrong usage exits 2 with the usage", async () => {
+  const cli = await makeCli();
+  try {
+    const noM = await cli.run("login", "https://x:1", "u", "p");
+    assert.equal(noM.code, 2);
+    assert.match(noM.err, /-m SESSIONMGR/);
+    const flag = await cli.run("status", "--bogus");
+    assert.equal(flag.code, 2);
+    assert.match(flag.err, /bogus/);
+    const extra = await cli.run("logout", "now");
+    assert.equal(extra.code, 2);
+    const http = await cli.run("d", "http://localhost:4443");
+    assert.equal(http.code, 1);
+    assert.match(http.err, /HTTPS/);
+  } finally {
+    await cli.cleanup();
+  }
+});
+
+Deno.test("cli: trust on first use, pinned after, a new certificate is refused with both fingerprints", async () => {
+  const gw = new FakeGateway();
+  const dir = await Deno.makeTempDir({ prefix: "pmproxy-cli-api-" });
+  let t: TestApi = await startTestApi(gw, { dir });
+  const port = t.api.addr.port;
+  const cli = await makeCli();
+  try {
+    const first = await cli.run("d", t.origin);
+    assert.equal(first.code, 0, first.err);
+    const fp = /SHA-256 ([0-9A-F:]+) \(first contact\)/.exec(first.err)?.[1];
+    assert.ok(fp, first.err);
+    const known = JSON.parse(await Deno.readTextFile(cli.knownServers));
+    assert.equal(known[t.origin].sha256, fp);
+    assert.equal(known[t.origin].pem, t.api.certPem.trim() + "\n");
+
+    const second = await cli.run("d", t.origin);
+    assert.equal(second.code, 0, second.err);
+    assert.equal(second.err, "");
+
+    // Same address, new certificate: refused, both fingerprints named.
+    await t.close();
+    await Deno.remove(join(dir, "cert.pem"));
+    t = await startTestApi(gw, { dir, port });
+    const changed = await cli.run("d", t.origin);
+    assert.equal(changed.code, 1);
+    const now = /now ([0-9A-F:]+);/.exec(changed.err)?.[1];
+    assert.ok(now && now !== fp, changed.err);
+    assert.equal(
+      changed.err,
+      `pmproxy: the certificate of ${t.origin} changed: pinned SHA-256 ${fp}, now ${now}; ` +
+        `if this is expected, remove the entry from ${cli.knownServers}`,
+    );
+    assert.equal(changed.out, "", "nothing was sent to the impostor");
+
+    // --ca pins a given certificate instead of the known one.
+    const ca = await cli.run("d", t.origin, "--ca", join(dir, "cert.pem"));
+    assert.equal(ca.code, 0, ca.err);
+    assert.match(ca.out, /^Match result: false/);
+    const otherCa = join(cli.work, "other.pem");
+    await Deno.writeTextFile(otherCa, known[t.origin].pem);
+    const wrongCa = await cli.run("d", t.origin, "--ca", otherCa);
+    assert.equal(wrongCa.code, 1);
+    assert.match(wrongCa.err, new RegExp(`not the one in ${otherCa}`));
+    assert.ok(wrongCa.err.includes(fp) && wrongCa.err.includes(now!));
+  } finally {
+    await t.close();
+    await cli.cleanup();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cli: an unreachable server is named", async () => {
+  const cli = await makeCli();
+  // A port nobody listens on: bind one, then free it.
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  try {
+    const res = await cli.run("d", `https://127.0.0.1:${port}`);
+    assert.equal(res.code, 1);
+    assert.match(res.err, /cannot reach 127\.0\.0\.1:\d+: ECONNREFUSED/);
+  } finally {
+    await cli.cleanup();
+  }
+});
+
+Deno.test("cli: an expired secret is renewed by itself and login.secret updated", async () => {
+  const gw = new FakeGateway();
+  const t = await startTestApi(gw);
+  const cli = await makeCli();
+  try {
+    await cli.run("login", "-m", "sessions", t.origin, "user0", "pass0");
+    const old = (await readSecret(cli)).secret;
+    gw.sessions.get("127.0.0.1")!.expires = Date.now() - 1;
+    const status = await cli.run("status");
+    assert.equal(status.code, 0, status.err);
+    assert.match(status.out, /^User: user0$/m);
+    assert.deepEqual(gw.calls.filter((c) => c.startsWith("renew")), [
+      "renew sessions",
+    ]);
+    const renewed = (await readSecret(cli)).secret;
+    assert.notEqual(renewed, old);
+    assert.equal(renewed, gw.sessions.get("127.0.0.1")!.secret);
+    // A secret that is not this IP's session is not renewed: said plainly.
+    gw.sessions.get("127.0.0.1")!.secret = "secret-admin-x";
+    const stolen = await cli.run("status");
+    assert.equal(stolen.code, 1);
+    assert.match(stolen.err, /user0's, but user0 is logged in/);
+  } finally {
+    await t.close();
+    await cli.cleanup();
+  }
+});

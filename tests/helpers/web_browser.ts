@@ -1,0 +1,61 @@
+/**
+ * Real headless Chromium for the web page tests, through playwright-core.
+ * Never downloads a browser: it uses the system's Chromium
+ * (`apt-get install chromium`), or `$CHROMIUM_PATH` when set.
+ *
+ * @module
+ */
+import { type Browser, chromium, type Page } from "playwright-core";
+
+/** Where the browser is looked for. */
+export const CHROMIUM_PATH = Deno.env.get("CHROMIUM_PATH") ??
+  "/usr/bin/chromium";
+
+/**
+ * Launches headless Chromium. Throws a message saying how to install it
+ * when it is missing.
+ */
+export async function launchChromium(): Promise<Browser> {
+  try {
+    const info = await Deno.stat(CHROMIUM_PATH);
+    if (!info.isFile) throw new Error("not a file");
+  } catch {
+    throw new Error(
+      `Chromium is missing at ${CHROMIUM_PATH}: install it with ` +
+        "`apt-get install chromium` (or set CHROMIUM_PATH); the web tests " +
+        "use the system browser and never download one.",
+    );
+  }
+  return await chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+}
+
+/**
+ * A fresh page in its own browser context (own localStorage) that accepts
+ * the API's self-signed certificate. Collects page errors into `errors`.
+ */
+export async function newPage(
+  browser: Browser,
+  errors: string[],
+): Promise<Page> {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  page.on("pageerror", (e) => errors.push(`page error: ${e.message}`));
+  page.on("console", (m) => {
+    // A 400 answer of the API is logged by Chromium itself: not a page bug.
+    if (m.type() === "error" && !m.text().startsWith("Failed to load")) {
+      errors.push(`console error: ${m.text()}`);
+    }
+  });
+  return page;
+}

@@ -108,6 +108,30 @@ function isExpired(json: Record<string, unknown> | undefined): boolean {
   return typeof json?.message === "string" && /expired/i.test(json.message);
 }
 
+/**
+ * An HTTP client trusting `pem` that goes straight to `host`, never through
+ * HTTP(S)_PROXY: through the gateway's own proxy the API would see the
+ * proxy's address instead of ours (and before login the proxy refuses us).
+ * Deno reads the proxy variables when a client is made, so `host` is added
+ * to NO_PROXY just for that moment.
+ */
+function directClient(pem: string, host: string): Deno.HttpClient {
+  const names = ["NO_PROXY", "no_proxy"];
+  const saved = names.map((n) => Deno.env.get(n));
+  const list = saved.find((v) => v !== undefined);
+  const noProxy = list ? `${list},${host}` : host;
+  try {
+    for (const n of names) Deno.env.set(n, noProxy);
+    return Deno.createHttpClient({ caCerts: [pem] });
+  } finally {
+    names.forEach((n, i) => {
+      const v = saved[i];
+      if (v === undefined) Deno.env.delete(n);
+      else Deno.env.set(n, v);
+    });
+  }
+}
+
 /** A client of one API server. */
 export class ApiClient {
   /** The server's origin, `https://host:port`. */
@@ -180,7 +204,7 @@ export class ApiClient {
         pem = peer.pem;
       }
     }
-    this.#http = Deno.createHttpClient({ caCerts: [pem] });
+    this.#http = directClient(pem, this.#host);
     return this.#http;
   }
 

@@ -261,10 +261,23 @@ export async function runClientCommand(
       case "logout": {
         atMost(0, "pmproxy logout");
         const login = await needLogin();
-        await connect(login.server, login).cmd({
-          cmd: "close",
-          manager: login.sessionIPM,
-        });
+        try {
+          await connect(login.server, login).cmd({
+            cmd: "close",
+            manager: login.sessionIPM,
+          });
+        } catch (e) {
+          // The session already ended (another login, a restart that lost
+          // it): there is nothing to close; the file only misleads now.
+          if (!(e instanceof ApiError && e.json && "Logged" in e.json)) {
+            throw e;
+          }
+          await Deno.remove(join(cwd, "login.secret"));
+          out(
+            `The session had already ended (${e.message}); removed login.secret`,
+          );
+          return 0;
+        }
         await Deno.remove(join(cwd, "login.secret"));
         out(`Logged out from ${login.server}`);
         return 0;

@@ -278,3 +278,19 @@ Deno.test("api: the embedded web pages are served by default", async () => {
     await t.close();
   }
 });
+
+Deno.test("api: on every address, an IPv4 client is seen as plain IPv4", async () => {
+  const gw = new FakeGateway();
+  const t = await startTestApi(gw, { addr: ":0" });
+  try {
+    const res = await t.post({
+      cmd: "open",
+      manager: "sessions",
+      cred: { user: "user0", pass: "pass0" },
+    });
+    assert.equal(res.status, 200, res.text);
+    assert.deepEqual([...gw.sessions.keys()], ["127.0.0.1"]);
+  } finally {
+    await t.close();
+  }
+});

@@ -106,6 +106,14 @@ Deno.test("cli: the README scenario word for word", async () => {
     await assert.rejects(Deno.stat(join(cli.work, "login.secret")));
     assert.equal(gw.sessions.size, 0);
 
+    // A session that already ended elsewhere: logout still tidies up.
+    await cli.run("login", "-m", "sessions", t.origin, "user0", "pass0");
+    gw.sessions.clear();
+    const stale = await cli.run("o");
+    assert.equal(stale.code, 0, stale.err);
+    assert.match(stale.out, /already ended/);
+    await assert.rejects(Deno.stat(join(cli.work, "login.secret")));
+
     const again = await cli.run("s");
     assert.equal(again.code, 1);
     assert.equal(
@@ -289,6 +297,35 @@ Deno.test("cli: an expired secret is renewed by itself and login.secret updated"
     assert.equal(stolen.code, 1);
     assert.match(stolen.err, /user0's, but user0 is logged in/);
   } finally {
+    await t.close();
+    await cli.cleanup();
+  }
+});
+
+Deno.test("cli: the API is reached directly even when HTTPS_PROXY is set", async () => {
+  const gw = new FakeGateway();
+  const t = await startTestApi(gw);
+  const cli = await makeCli();
+  // A "proxy" that answers everything with 502: if used, discover fails.
+  const proxy = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response("proxy", { status: 502 }),
+  );
+  const saved = ["HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"].map((
+    k,
+  ) => [k, Deno.env.get(k)] as const);
+  try {
+    for (const [k] of saved) Deno.env.delete(k);
+    Deno.env.set("HTTPS_PROXY", `http://127.0.0.1:${proxy.addr.port}`);
+    const res = await cli.run("d", t.origin);
+    assert.equal(res.code, 0, res.err);
+    assert.match(res.out, /^Match result: false/);
+  } finally {
+    for (const [k, v] of saved) {
+      if (v === undefined) Deno.env.delete(k);
+      else Deno.env.set(k, v);
+    }
+    await proxy.shutdown();
     await t.close();
     await cli.cleanup();
   }

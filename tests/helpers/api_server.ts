@@ -41,13 +41,15 @@ export async function startTestApi(
     dir?: string;
     /** Listen on this port of 127.0.0.1 (default: a free one). */
     port?: number;
+    /** Listen on this `addr` instead (e.g. `":0"`: every address). */
+    addr?: string;
   } = {},
 ): Promise<TestApi> {
   const dir = options.dir ??
     await Deno.makeTempDir({ prefix: "pmproxy-api-" });
   const table = {
     ...(options.table ?? {}),
-    server: { addr: `127.0.0.1:${options.port ?? 0}` },
+    server: { addr: options.addr ?? `127.0.0.1:${options.port ?? 0}` },
   };
   const config = apiConfigFrom(table, { file: "server.toml", configDir: dir });
   const api = await startApi(config, gateway, {

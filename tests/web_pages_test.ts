@@ -174,3 +174,43 @@ Deno.test("web pages: the admin page refuses a non-admin and serves an admin", a
     assert.equal(gateway.consumption.user0, 0);
   });
 });
+
+Deno.test("web pages: managers the rule does not reach are found with show", async () => {
+  await withSetup(async ({ origin, browser, errors, gateway }) => {
+    // As if the rule were "lan ∧ sessions ∧ down" seen from outside "lan".
+    gateway.discover = () => ({
+      matchMng: { lan: { match: false, type: "rangeIPM" } },
+      result: false,
+    });
+    const page = await newPage(browser, errors);
+    await page.goto(`${origin}/`);
+    await page.getByLabel("User", { exact: true }).fill("user0");
+    await page.getByLabel("Password", { exact: true }).fill("pass0");
+    await page.getByRole("button", { name: "Log in", exact: true }).click();
+    await page.locator("#status").waitFor();
+    assert.equal(await page.locator("#st-quota").textContent(), "1 GB");
+    const stored = await page.evaluate(() =>
+      JSON.parse(localStorage.getItem("pmproxy.login") ?? "{}")
+    );
+    assert.equal(stored.sessionIPM, "sessions");
+    assert.equal(stored.dwnConsR, "down");
+  });
+});
+
+Deno.test("web pages: an unreachable gateway is reported as a network error", async () => {
+  await withSetup(async ({ origin, browser, errors }) => {
+    const page = await newPage(browser, errors);
+    await page.goto(`${origin}/`);
+    await page.locator("#login").waitFor();
+    await page.route("**/api/cmd", (route) => route.abort("connectionrefused"));
+    await page.getByLabel("User", { exact: true }).fill("user0");
+    await page.getByLabel("Password", { exact: true }).fill("pass0");
+    await page.getByRole("button", { name: "Log in", exact: true }).click();
+    await page.locator("#login-error", { hasText: "Network error" }).waitFor();
+    assert.equal(
+      await page.getByRole("button", { name: "Log in", exact: true })
+        .isEnabled(),
+      true,
+    );
+  });
+});

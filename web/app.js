@@ -175,6 +175,51 @@ async function discover() {
   return { sessions, quotas, names: Object.keys(found) };
 }
 
+/** The kind of a manager judged from its `show` answer. */
+function kindFromShow(config) {
+  if (!config || typeof config !== "object") return "";
+  const type = String(config.type ?? config.kind ?? "").toLowerCase();
+  if (type) return type;
+  if ("auth" in config) return "sessionipm";
+  if ("groupQuota" in config || "GroupQuota" in config) return "dwnconsr";
+  return "";
+}
+
+/**
+ * Completes what discover found when the rule stopped before a session
+ * manager or a quota (e.g. `lan ∧ sessions ∧ down` from outside `lan`):
+ * reads the rule with `show`, then `show`s each name in it.
+ */
+async function completeNames(names) {
+  let rule = "";
+  try {
+    const r = JSON.parse(await post({ cmd: "show", manager: "rules" }));
+    rule = typeof r === "string" ? r : String(r?.rule ?? r?.rules ?? "");
+  } catch {
+    return names;
+  }
+  const words = new Set(rule.match(/[\p{L}_][\p{L}\p{N}_.-]*/gu) ?? []);
+  for (const w of ["true", "false", "and", "or", "not"]) words.delete(w);
+  const out = {
+    sessions: [...names.sessions],
+    quotas: [...names.quotas],
+    names: [...new Set([...names.names, ...words])],
+  };
+  for (const name of [...words].slice(0, 32)) {
+    if (out.sessions.includes(name) || out.quotas.includes(name)) continue;
+    try {
+      const kind = kindFromShow(
+        JSON.parse(await post({ cmd: "show", manager: name })),
+      );
+      if (kind === "sessionipm") out.sessions.push(name);
+      else if (kind === "dwnconsr") out.quotas.push(name);
+    } catch {
+      // Not a manager the API shows: skip it.
+    }
+  }
+  return out;
+}
+
 /** UserInfo of the logged user, or null when no dwnConsR is known. */
 async function ownInfo() {
   const login = loadLogin();
@@ -316,6 +361,7 @@ async function initLogin() {
   let names = null;
   try {
     names = await discover();
+    if (!names.sessions.length) names = await completeNames(names);
   } catch (e) {
     setText("login-error", e.message);
   }
@@ -342,7 +388,10 @@ async function initLogin() {
         // Logged in, the rule now reaches further: ask again for the quota's name.
         let quotas = names ? names.quotas : [];
         try {
-          const after = await discover();
+          let after = await discover();
+          if (!after.quotas.length && !quotas.length) {
+            after = await completeNames(after);
+          }
           if (after.quotas.length) quotas = after.quotas;
         } catch {
           // Keep what the first discover found.

@@ -55,6 +55,10 @@ Deno.test("web pages: unknown user, wrong password, then login and logout", asyn
     await page.getByRole("button", { name: "Log in", exact: true }).click();
     await page.locator("#status").waitFor();
     assert.equal(await page.locator("#st-user").textContent(), "user0");
+    assert.equal(
+      await page.locator("#notice").textContent(),
+      "Welcome, user0. You can browse now.",
+    );
     assert.equal(await page.locator("#st-groups").textContent(), "group0");
     assert.equal(await page.locator("#st-quota").textContent(), "1 GB");
     assert.equal(await page.locator("#st-consumption").textContent(), "512 MB");

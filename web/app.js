@@ -172,7 +172,8 @@ async function discover() {
     if (type === "sessionipm") sessions.push(name);
     else if (type === "dwnconsr") quotas.push(name);
   }
-  return { sessions, quotas, names: Object.keys(found) };
+  const allowed = d?.result === true || d?.result === "true";
+  return { sessions, quotas, names: Object.keys(found), allowed };
 }
 
 /** The kind of a manager judged from its `show` answer. */
@@ -201,6 +202,7 @@ async function completeNames(names) {
   const words = new Set(rule.match(/[\p{L}_][\p{L}\p{N}_.-]*/gu) ?? []);
   for (const w of ["true", "false", "and", "or", "not"]) words.delete(w);
   const out = {
+    ...names,
     sessions: [...names.sessions],
     quotas: [...names.quotas],
     names: [...new Set([...names.names, ...words])],
@@ -387,8 +389,10 @@ async function initLogin() {
         })).trim();
         // Logged in, the rule now reaches further: ask again for the quota's name.
         let quotas = names ? names.quotas : [];
+        let allowed = true;
         try {
           let after = await discover();
+          allowed = after.allowed;
           if (!after.quotas.length && !quotas.length) {
             after = await completeNames(after);
           }
@@ -399,7 +403,12 @@ async function initLogin() {
         saveLogin({ secret, sessionIPM, dwnConsR: quotas[0] ?? null });
         $("pass").value = "";
         await showStatus();
-        setText("notice", `Welcome, ${user}. You can browse now.`);
+        setText(
+          "notice",
+          allowed
+            ? `Welcome, ${user}. You can browse now.`
+            : `Welcome, ${user}. The gateway's rules do not let this address browse at the moment.`,
+        );
         $("status-title").focus();
       });
     } catch (e) {

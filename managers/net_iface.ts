@@ -163,6 +163,9 @@ export function netIfaceFromFields(
     const list = options.interfaces ?? machineInterfaces();
     return new NetIface(name, given, resolveInterface(given, list));
   } catch (e) {
-    return fail(key, e instanceof Error ? e.message : String(e));
+    return fail(
+      key,
+      `${key} = "${given}": ${e instanceof Error ? e.message : String(e)}`,
+    );
   }
 }

@@ -86,6 +86,6 @@ export function parentProxyFromFields(
     `proxyURL = "http://10.0.0.1:3128"`,
   );
   const bad = checkProxyUrl(url.trim());
-  if (bad) fail("proxyURL", bad);
+  if (bad) fail("proxyURL", `proxyURL = ${bad}`);
   return new ParentProxy(name, url.trim().replace(/\/$/, ""));
 }

@@ -53,6 +53,6 @@ export function rangeIpmFromFields(
 ): RangeIpm {
   const text = needString(table, "cidr", fail, `cidr = "10.0.0.0/8"`);
   const cidr = parseCidr(text);
-  if (typeof cidr === "string") return fail("cidr", cidr);
+  if (typeof cidr === "string") return fail("cidr", `cidr = ${cidr}`);
   return new RangeIpm(name, cidr);
 }

@@ -174,7 +174,7 @@ export function timeSpanFromFields(
   const zone = optString(table, "timezone", fail, `timezone = "UTC"`);
   if (zone !== undefined) {
     const bad = checkZone(zone);
-    if (bad) fail("timezone", bad);
+    if (bad) fail("timezone", `timezone = ${bad}`);
   }
   const timezone = zone ?? machineZone();
   const spanKey = pickKey(table, ["span", "Span"]);

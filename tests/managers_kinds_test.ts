@@ -707,7 +707,7 @@ Deno.test("netIface: a missing interface or address is refused at load with the 
       netIfaceFromFields("n", { iface: "eth7" }, failAt, {
         interfaces: IFACES,
       }),
-    /iface: interface eth7 not found; this machine has: lo \(127\.0\.0\.1, ::1\), eth0 /,
+    /iface: iface = "eth7": interface eth7 not found; this machine has: lo \(127\.0\.0\.1, ::1\), eth0 /,
   );
   configError(
     () =>
@@ -721,7 +721,7 @@ Deno.test("netIface: a missing interface or address is refused at load with the 
       netIfaceFromFields("n", { addr: "10.9.9.9" }, failAt, {
         interfaces: IFACES,
       }),
-    /addr: address 10\.9\.9\.9 is not an address of this machine/,
+    /addr: addr = "10\.9\.9\.9": address 10\.9\.9\.9 is not an address of this machine/,
   );
   configError(
     () =>

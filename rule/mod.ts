@@ -1,0 +1,47 @@
+/**
+ * The rule language: a boolean predicate over manager names, in the style of
+ * EWD1300, that decides each request.
+ *
+ * ```text
+ * predicate = term {('≡'|'≢') term}
+ * term      = junction ({'⇒' junction} | {'⇐' junction})
+ * junction  = factor ({'∨' factor} | {'∧' factor})
+ * factor    = ['¬'] ('true' | 'false' | name | '(' predicate ')')
+ * ```
+ *
+ * ASCII spellings: `and && &`, `or || |`, `not ! ~`, `=>`, `<=`, `==`, `!=`.
+ * Mixing `∧` with `∨` (or `⇒` with `⇐`) at one level needs parentheses.
+ * Evaluation goes left to right with short-circuit; the names `valueOf` is
+ * asked about are the managers the request reached.
+ *
+ * @example
+ * ```ts
+ * import { evaluate, parseRule, printRule, ruleNames } from "./mod.ts";
+ *
+ * const rule = parseRule("(night and down0) or (day and down1)");
+ * ruleNames(rule).map((n) => n.name); // ["night", "down0", "day", "down1"]
+ * printRule(rule); // "(night ∧ down0) ∨ (day ∧ down1)"
+ *
+ * const reached: string[] = [];
+ * const allowed = evaluate(rule, (name) => {
+ *   reached.push(name);
+ *   return name !== "night"; // by day: night is false, resources are true
+ * });
+ * // allowed === true; reached is ["night", "day", "down1"]: down1 is attached
+ * ```
+ *
+ * @module
+ */
+export type {
+  BinaryOp,
+  BinaryRule,
+  ConstRule,
+  NameRule,
+  NotRule,
+  Rule,
+} from "./syntax.ts";
+export { RuleError } from "./error.ts";
+export { parseRule } from "./parser.ts";
+export { evaluate } from "./evaluate.ts";
+export { type NameOccurrence, ruleNames } from "./names.ts";
+export { type PrintOptions, printRule } from "./print.ts";

@@ -19,9 +19,9 @@ import { hostMatcherFromFields } from "./host_matcher.ts";
 import { parentProxyFromFields } from "./parent_proxy.ts";
 import { netIfaceFromFields } from "./net_iface.ts";
 import { bwConsRFromFields } from "./bw_cons_r.ts";
-// import { sessionIpmFromFields } from "./session_ipm.ts";
-// import { dwnConsRFromFields } from "./dwn_cons_r.ts";
-// import { mapDbFromFields } from "./map_db.ts";
+import { sessionIpmFromFields } from "./session_ipm.ts";
+import { dwnConsRFromFields } from "./dwn_cons_r.ts";
+import { mapDbFromFields } from "./map_db.ts";
 
 export type { Fail, Table };
 
@@ -57,6 +57,8 @@ export interface KindContext {
   readonly clock: () => Date;
   /** How often accounting is written to the store (ms). */
   readonly persistIntervalMs: number;
+  /** How long a session secret is valid (top-level `jwtExpiration`, ms). */
+  readonly jwtExpirationMs: number;
   /**
    * Runs `hook` when the gateway starts, with the Deno KV store (restore
    * state). Not run by `checkManagersFile`.
@@ -87,7 +89,21 @@ export interface UserDbKind {
 
 /** Manager kinds by configuration key, in the order they are loaded. */
 export const MANAGER_KINDS: Record<string, ManagerKind> = {
-  // sessionIPM, dwnConsR: being written (session_ipm.ts, dwn_cons_r.ts).
+  sessionIPM: {
+    keys: ["auth", "idleTimeout", "proxyAuth", "realm"],
+    build: (t, ctx) => sessionIpmFromFields(t, ctx),
+  },
+  dwnConsR: {
+    keys: [
+      "userDBN",
+      "resetCycle",
+      "timezone",
+      "groupQuota",
+      "GroupQuota",
+      "userQuota",
+    ],
+    build: (t, ctx) => dwnConsRFromFields(t, ctx),
+  },
   rangeIPM: {
     keys: ["cidr"],
     build: (t, ctx) => rangeIpmFromFields(ctx.name, t, ctx.fail),
@@ -122,6 +138,9 @@ export const MANAGER_KINDS: Record<string, ManagerKind> = {
 
 /** User-database kinds by configuration key (a table or an array of tables). */
 export const USER_DB_KINDS: Record<string, UserDbKind> = {
-  // mapDB: being written (map_db.ts).
+  mapDB: {
+    keys: ["userPass", "userGroups", "userGroup"],
+    build: (t, ctx) => mapDbFromFields(t, ctx),
+  },
   // adDB: added by the LDAP helper (managers/ad_db.ts).
 };

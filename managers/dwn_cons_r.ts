@@ -1,0 +1,437 @@
+/**
+ * `dwnConsR`: a download quota. When the rule reaches it, it is true and
+ * the request's download is counted against the user's quota.
+ *
+ * ```toml
+ * [[dwnConsR]]
+ *   name = "down"
+ *   userDBN = "map"              # the user database whose groups count
+ *   resetCycle = "24h"           # or "daily", "weekly", "monthly" (local midnight)
+ *   # timezone = "America/Havana"  # for the calendar cycles; default: this machine's
+ *   [dwnConsR.groupQuota]        # GroupQuota also accepted
+ *     group0 = "1 GB"
+ *   [dwnConsR.userQuota]         # optional: a user's own quota, instead of the groups'
+ *     user1 = "5 GB"
+ * ```
+ *
+ * A user's quota is their `userQuota`, or else the sum of the quotas of
+ * their groups. Consumption is every byte read from upstream for requests
+ * that reached this manager. A chunk is accepted (and counted) while the
+ * consumption before it is below the quota; the first chunk that finds the
+ * consumption at or over the quota is stopped and not counted. So a
+ * transfer goes over the quota by less than one chunk, like the original.
+ * A new request at or over quota is refused.
+ *
+ * Every `resetCycle` consumption returns to 0, at whole cycles counted from
+ * the last reset (or at the calendar boundaries). The cycle is checked at
+ * each request and each flush: one comparison.
+ *
+ * ## State in Deno KV
+ *
+ * - `["dwnConsR", name, "lastReset"]`: the last reset (ms since the epoch).
+ * - `["dwnConsR", name, "cons", lastReset, user]`: the consumption of that
+ *   cycle, a `Deno.KvU64` to which every gateway adds its deltas with
+ *   atomic `sum` every persist interval and on flush/close. A new cycle
+ *   uses new keys, so a reset needs no rewrite of counters that other
+ *   gateways add to; old cycles' keys are deleted afterwards.
+ *
+ * After each write the gateway reads the cycle's counters back, so several
+ * gateways sharing one store see each other's traffic within one persist
+ * interval. An administrator's `set` writes the absolute value; traffic that
+ * other gateways sharing the store counted and had not written yet is added
+ * on top of it (at most one persist interval of their traffic).
+ *
+ * @module
+ */
+import type { Meter } from "../proxy/policy.ts";
+import type { EvalContext, Grant, Manager } from "./types.ts";
+import type { KindContext, Table } from "./kinds.ts";
+import { formatSize } from "./units.ts";
+import { optString, optTable, pickKey } from "./_kind_table.ts";
+import { parseResetCycle, type ResetCycle } from "./_reset_cycle.ts";
+
+/** `GO_ON` and `STOP` of proxy/policy.ts (a value import from proxy/ is not allowed here). */
+const GO_ON = 0;
+const STOP = -1;
+
+/** At most this many mutations per atomic operation (Deno KV allows 1000). */
+const BATCH = 1000;
+
+/**
+ * One user's consumption under one dwnConsR; it is also the meter of their
+ * requests (one object per user, reused: no allocation per chunk).
+ */
+export class Account implements Meter {
+  /** Bytes consumed in this cycle (what the store has plus `pending`). */
+  cons = 0;
+  /** Bytes counted here and not yet written to the store. */
+  pending = 0;
+  /** The user's quota, refreshed at each request. */
+  quota = 0;
+  readonly stopReason = "quota reached";
+
+  chunk(bytes: number): number {
+    if (this.cons >= this.quota) return STOP;
+    this.cons += bytes;
+    this.pending += bytes;
+    return GO_ON;
+  }
+}
+
+/** A `dwnConsR` manager. */
+export class DwnConsR implements Manager {
+  readonly kind = "dwnConsR";
+  readonly #accounts = new Map<string, Account>();
+  #lastReset: number;
+  #nextReset: number;
+  #kv?: Deno.Kv;
+  /** KV work, one after the other. */
+  #chain: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly name: string,
+    readonly options: {
+      userDBN: string;
+      /** Without one, consumption returns to 0 only when an admin sets it. */
+      cycle?: ResetCycle;
+      /** Group → bytes. */
+      groupQuota: Record<string, number>;
+      /** User → bytes (instead of their groups' sum). */
+      userQuota?: Record<string, number>;
+      clock: () => Date;
+    },
+  ) {
+    const now = options.clock().getTime();
+    this.#lastReset = options.cycle ? options.cycle.current(now, now) : now;
+    this.#nextReset = options.cycle
+      ? options.cycle.next(this.#lastReset)
+      : Infinity;
+  }
+
+  /** The user database whose groups count. */
+  get userDBN(): string {
+    return this.options.userDBN;
+  }
+
+  /** The last reset (ms since the epoch). */
+  get lastReset(): number {
+    return this.#lastReset;
+  }
+
+  /** The next reset (ms since the epoch; Infinity without a cycle). */
+  get nextReset(): number {
+    return this.#nextReset;
+  }
+
+  /** The user's quota in bytes for these groups. */
+  quotaOf(user: string, groups: readonly string[]): number {
+    const own = this.options.userQuota;
+    if (own && Object.hasOwn(own, user)) return own[user];
+    let sum = 0;
+    const table = this.options.groupQuota;
+    for (let i = 0; i < groups.length; i++) {
+      if (Object.hasOwn(table, groups[i])) sum += table[groups[i]];
+    }
+    return sum;
+  }
+
+  /** The account of that user (made at first use). */
+  account(user: string): Account {
+    let acc = this.#accounts.get(user);
+    if (!acc) {
+      acc = new Account();
+      this.#accounts.set(user, acc);
+    }
+    return acc;
+  }
+
+  /** Consumption of that user now, in bytes. */
+  consumptionOf(user: string, now?: number): number {
+    this.checkCycle(now ?? this.options.clock().getTime());
+    return this.#accounts.get(user)?.cons ?? 0;
+  }
+
+  /** Resets when a cycle boundary has passed. One comparison otherwise. */
+  checkCycle(now: number): void {
+    if (now >= this.#nextReset) this.#resetAt(now);
+  }
+
+  #resetAt(now: number): void {
+    const cycle = this.options.cycle!;
+    const last = cycle.current(now, this.#lastReset);
+    if (last > this.#lastReset) {
+      this.#lastReset = last;
+      for (const acc of this.#accounts.values()) {
+        acc.cons = 0;
+        acc.pending = 0;
+      }
+      this.#enqueue(() => this.#writeReset(last));
+    }
+    this.#nextReset = cycle.next(this.#lastReset);
+    // A clock far behind the stored last reset must not reset again and
+    // again; the next boundary is always after now here.
+    if (this.#nextReset <= now) this.#nextReset = now + 1;
+  }
+
+  /** When consumption returns to 0 next, for messages. */
+  resetNote(): string {
+    return Number.isFinite(this.#nextReset)
+      ? `resets at ${new Date(this.#nextReset).toISOString()}`
+      : "an administrator can reset it";
+  }
+
+  /** The sentence of a refused request. */
+  quotaReachedReason(user: string, acc: Account): string {
+    if (acc.quota === 0) {
+      return `Quota reached: ${user} has no download quota under "${this.name}" (none of their groups has one in groupQuota); ask an administrator`;
+    }
+    return `Quota reached: consumption ${formatSize(acc.cons)} of quota ${
+      formatSize(acc.quota)
+    } for ${user} (${this.resetNote()})`;
+  }
+
+  evaluate(ctx: EvalContext, grant: Grant): boolean {
+    this.checkCycle(ctx.facts.time.getTime());
+    const user = ctx.user();
+    if (user === undefined) {
+      grant.refusal ??= {
+        status: 403,
+        reason:
+          `${this.name}: the download quota needs a logged-in user; nobody is logged in at ${ctx.facts.clientIp}`,
+      };
+      return true;
+    }
+    const acc = this.account(user);
+    acc.quota = this.quotaOf(user, ctx.groups(this.options.userDBN));
+    if (acc.cons >= acc.quota) {
+      grant.refusal ??= {
+        status: 403,
+        reason: this.quotaReachedReason(user, acc),
+      };
+      return true;
+    }
+    grant.meters.push(acc);
+    return true;
+  }
+
+  show(): unknown {
+    const quotas = (t: Record<string, number>) =>
+      Object.fromEntries(Object.entries(t).map(([k, v]) => [k, formatSize(v)]));
+    const out: Record<string, unknown> = {
+      name: this.name,
+      userDBN: this.options.userDBN,
+      resetCycle: this.options.cycle?.text ?? "",
+      groupQuota: quotas(this.options.groupQuota),
+      lastReset: new Date(this.#lastReset).toISOString(),
+    };
+    if (this.options.userQuota) {
+      out.userQuota = quotas(this.options.userQuota);
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------ the store
+
+  #enqueue(work: () => Promise<void>): Promise<void> {
+    const run = this.#chain.then(work);
+    // A failed write must not block the ones after it; the caller of this
+    // one still sees its error.
+    this.#chain = run.catch((e) => {
+      console.error(`pmproxy: dwnConsR "${this.name}": ${e}`);
+    });
+    return run;
+  }
+
+  #lastResetKey(): Deno.KvKey {
+    return ["dwnConsR", this.name, "lastReset"];
+  }
+
+  #consKey(lastReset: number, user: string): Deno.KvKey {
+    return ["dwnConsR", this.name, "cons", lastReset, user];
+  }
+
+  /** Restores the last reset and this cycle's consumption from the store. */
+  async start(kv: Deno.Kv): Promise<void> {
+    this.#kv = kv;
+    const now = this.options.clock().getTime();
+    const stored = await kv.get<number>(this.#lastResetKey());
+    if (typeof stored.value === "number") {
+      this.#lastReset = stored.value;
+      this.#nextReset = this.options.cycle
+        ? this.options.cycle.next(this.#lastReset)
+        : Infinity;
+    } else {
+      await kv.atomic().check(stored).set(this.#lastResetKey(), this.#lastReset)
+        .commit();
+      const again = await kv.get<number>(this.#lastResetKey());
+      if (typeof again.value === "number") this.#lastReset = again.value;
+    }
+    this.checkCycle(now);
+    await this.#chain;
+    await this.#reload(this.#lastReset);
+    await this.#deleteOldCycles();
+  }
+
+  /** Writes the deltas counted since the last write. */
+  flush(): Promise<void> {
+    this.checkCycle(this.options.clock().getTime());
+    return this.#enqueue(() => this.#persist());
+  }
+
+  async #persist(): Promise<void> {
+    const kv = this.#kv;
+    if (!kv) return;
+    const epoch = this.#lastReset;
+    const deltas: [string, number][] = [];
+    for (const [user, acc] of this.#accounts) {
+      if (acc.pending > 0) {
+        deltas.push([user, acc.pending]);
+        acc.pending = 0;
+      }
+    }
+    for (let i = 0; i < deltas.length; i += BATCH) {
+      const op = kv.atomic();
+      for (const [user, bytes] of deltas.slice(i, i + BATCH)) {
+        op.sum(this.#consKey(epoch, user), BigInt(bytes));
+      }
+      await op.commit();
+    }
+    // A reset while writing: the counters read back would be the old cycle's.
+    if (epoch === this.#lastReset) await this.#reload(epoch);
+  }
+
+  /** Sets memory to the store's counters of that cycle plus what is pending. */
+  async #reload(epoch: number): Promise<void> {
+    const kv = this.#kv!;
+    const seen = new Set<string>();
+    for await (
+      const entry of kv.list<Deno.KvU64>({
+        prefix: ["dwnConsR", this.name, "cons", epoch],
+      })
+    ) {
+      if (epoch !== this.#lastReset) return;
+      const user = entry.key[4] as string;
+      const acc = this.account(user);
+      acc.cons = Number(entry.value.value) + acc.pending;
+      seen.add(user);
+    }
+    if (epoch !== this.#lastReset) return;
+    for (const [user, acc] of this.#accounts) {
+      if (!seen.has(user)) acc.cons = acc.pending;
+    }
+  }
+
+  async #writeReset(last: number): Promise<void> {
+    const kv = this.#kv;
+    if (!kv) return;
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const entry = await kv.get<number>(this.#lastResetKey());
+      // Another gateway sharing the store did it already.
+      if (typeof entry.value === "number" && entry.value >= last) break;
+      const res = await kv.atomic().check(entry).set(this.#lastResetKey(), last)
+        .commit();
+      if (res.ok) break;
+    }
+    await this.#deleteOldCycles();
+  }
+
+  async #deleteOldCycles(): Promise<void> {
+    const kv = this.#kv!;
+    let op = kv.atomic();
+    let n = 0;
+    for await (
+      const entry of kv.list({ prefix: ["dwnConsR", this.name, "cons"] })
+    ) {
+      if (entry.key[3] === this.#lastReset) continue;
+      op.delete(entry.key);
+      if (++n === BATCH) {
+        await op.commit();
+        op = kv.atomic();
+        n = 0;
+      }
+    }
+    if (n > 0) await op.commit();
+  }
+
+  /**
+   * Sets a user's consumption in this cycle (an administrator's `set`;
+   * 0 resets it). Written to the store at once.
+   */
+  setConsumption(user: string, bytes: number): Promise<void> {
+    this.checkCycle(this.options.clock().getTime());
+    return this.#enqueue(async () => {
+      const acc = this.account(user);
+      acc.cons = bytes;
+      acc.pending = 0;
+      await this.#kv?.set(
+        this.#consKey(this.#lastReset, user),
+        new Deno.KvU64(BigInt(bytes)),
+      );
+    });
+  }
+}
+
+/** Builds a `dwnConsR` from its table. */
+export function dwnConsRFromFields(table: Table, ctx: KindContext): DwnConsR {
+  const userDBN = optString(table, "userDBN", ctx.fail, `userDBN = "map"`);
+  if (userDBN === undefined) {
+    return ctx.fail(
+      "userDBN",
+      `dwnConsR "${ctx.name}" needs "userDBN", the user database whose groups have quotas; for example userDBN = "${
+        ctx.userDbNames[0] ?? "map"
+      }"`,
+    );
+  }
+  ctx.userDb("userDBN", userDBN);
+  const timezone = optString(table, "timezone", ctx.fail, `timezone = "UTC"`);
+  const cycleText = optString(
+    table,
+    "resetCycle",
+    ctx.fail,
+    `resetCycle = "24h"`,
+  );
+  let cycle: ResetCycle | undefined;
+  if (cycleText !== undefined) {
+    const parsed = parseResetCycle(cycleText, timezone);
+    if (typeof parsed === "string") {
+      return ctx.fail(
+        timezone && /zone/.test(parsed) ? "timezone" : "resetCycle",
+        parsed,
+      );
+    }
+    cycle = parsed;
+  } else {
+    ctx.warn(
+      "resetCycle",
+      `dwnConsR "${ctx.name}" has no "resetCycle": consumption never returns to 0 by itself (add e.g. resetCycle = "24h")`,
+    );
+  }
+  const quotaKey = pickKey(table, ["groupQuota", "GroupQuota"]) ?? "groupQuota";
+  const groupTable = optTable(table, quotaKey, ctx.fail);
+  if (!groupTable) {
+    ctx.warn(
+      "groupQuota",
+      `dwnConsR "${ctx.name}" has no [dwnConsR.groupQuota]: every user's quota is 0`,
+    );
+  }
+  const sizes = (key: string, t: Table) => {
+    const out: Record<string, number> = {};
+    for (const [k, v] of Object.entries(t)) {
+      out[k] = ctx.size(`${key}.${k}`, v);
+    }
+    return out;
+  };
+  const groupQuota = sizes(quotaKey, groupTable ?? {});
+  const userTable = optTable(table, "userQuota", ctx.fail);
+  const userQuota = userTable ? sizes("userQuota", userTable) : undefined;
+  const manager = new DwnConsR(ctx.name, {
+    userDBN,
+    cycle,
+    groupQuota,
+    userQuota,
+    clock: ctx.clock,
+  });
+  ctx.onStart((kv) => manager.start(kv));
+  ctx.onFlush(() => manager.flush());
+  return manager;
+}

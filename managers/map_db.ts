@@ -1,0 +1,108 @@
+/**
+ * `mapDB`: a user database written in `managers.toml`.
+ *
+ * ```toml
+ * [mapDB]
+ *   name = "map"
+ *   [mapDB.userPass]
+ *     user0 = "pass0"                     # plain, or a pbkdf2-sha256$… hash
+ *   [mapDB.userGroups]                    # the README spells it userGroup
+ *     user0 = ["group0"]
+ * ```
+ *
+ * @module
+ */
+import { CommandError, type UserDb, type UserRecord } from "./types.ts";
+import type { KindContext, Table } from "./kinds.ts";
+import { checkPasswordHash, verifyPassword } from "./password.ts";
+import { optTable, pickKey } from "./_kind_table.ts";
+
+/** A `mapDB` user database. */
+export class MapDb implements UserDb {
+  readonly kind = "mapDB";
+
+  constructor(
+    readonly name: string,
+    readonly userPass: Record<string, string>,
+    readonly userGroups: Record<string, string[]>,
+  ) {}
+
+  async authenticate(user: string, pass: string): Promise<UserRecord> {
+    const stored = Object.hasOwn(this.userPass, user)
+      ? this.userPass[user]
+      : undefined;
+    if (stored === undefined) {
+      throw new CommandError({ User: user, DB: this.name });
+    }
+    if (!(await verifyPassword(pass, stored))) {
+      throw new CommandError({ message: "Incorrect password" });
+    }
+    return this.#record(user);
+  }
+
+  lookup(user: string): Promise<UserRecord | undefined> {
+    return Promise.resolve(
+      Object.hasOwn(this.userPass, user) ? this.#record(user) : undefined,
+    );
+  }
+
+  #record(user: string): UserRecord {
+    const groups = Object.hasOwn(this.userGroups, user)
+      ? this.userGroups[user]
+      : [];
+    return { userName: user, name: user, groups: [...groups] };
+  }
+
+  show(): unknown {
+    return {
+      name: this.name,
+      users: Object.keys(this.userPass),
+      userGroups: this.userGroups,
+    };
+  }
+}
+
+/** Builds a `mapDB` from its table. */
+export function mapDbFromFields(table: Table, ctx: KindContext): MapDb {
+  const passes = optTable(table, "userPass", ctx.fail);
+  if (!passes) {
+    return ctx.fail(
+      "userPass",
+      `mapDB "${ctx.name}" has no users: add [${ctx.kind}.userPass] with lines like user0 = "pass0"`,
+    );
+  }
+  const userPass: Record<string, string> = {};
+  for (const [user, pass] of Object.entries(passes)) {
+    if (typeof pass !== "string") {
+      ctx.fail(
+        `userPass.${user}`,
+        `the password of "${user}" must be a string in quotes`,
+      );
+    }
+    const bad = checkPasswordHash(pass as string);
+    if (bad) ctx.fail(`userPass.${user}`, bad);
+    userPass[user] = pass as string;
+  }
+  const groupsKey = pickKey(table, ["userGroups", "userGroup"]) ??
+    "userGroups";
+  const groupsTable = optTable(table, groupsKey, ctx.fail) ?? {};
+  const userGroups: Record<string, string[]> = {};
+  for (const [user, groups] of Object.entries(groupsTable)) {
+    if (
+      !Array.isArray(groups) || groups.some((g) => typeof g !== "string")
+    ) {
+      ctx.fail(
+        `${groupsKey}.${user}`,
+        `the groups of "${user}" must be a list of names like ["group0"]`,
+      );
+    }
+    if (!Object.hasOwn(userPass, user)) {
+      ctx.warn(
+        `${groupsKey}.${user}`,
+        `"${user}" has groups but no password in userPass; they cannot log in`,
+      );
+    }
+    userGroups[user] = groups as string[];
+  }
+  return new MapDb(ctx.name, userPass, userGroups);
+}

@@ -1,0 +1,348 @@
+/**
+ * `sessionIPM`: true when the client's IP address has an open session made
+ * through this manager. People open a session with the API's `open` (user
+ * and password checked by the user database named by `auth`) and get a
+ * secret (a JWT) for the other commands.
+ *
+ * ```toml
+ * [[sessionIPM]]
+ *   name = "sessions"
+ *   auth = "map"            # a mapDB or adDB
+ *   # idleTimeout = "2h"    # a session unused that long is closed
+ * ```
+ *
+ * One IP per user: a login from another IP ends the user's old session, and
+ * a login at an IP ends the session of whoever was there. Sessions are kept
+ * in Deno KV and survive a restart. The secret is signed with a key made on
+ * first start and kept in KV; its claims are `user`, `ip` and `exp`.
+ *
+ * @module
+ */
+import {
+  CommandError,
+  type EvalContext,
+  type Grant,
+  type Manager,
+  type UserDb,
+  type UserRecord,
+} from "./types.ts";
+import type { KindContext, Table } from "./kinds.ts";
+import { optBool, optString } from "./_kind_table.ts";
+import { type SessionClaims, signJwt, verifyJwt } from "./_jwt.ts";
+
+/** One open session. */
+export interface Session {
+  user: string;
+  ip: string;
+  /** The user's record in the database that authenticated them. */
+  record: UserRecord;
+  /** The user's groups in every configured user database, by its name. */
+  groups: Record<string, string[]>;
+  /** When it was opened (ms since the epoch). */
+  opened: number;
+  /** When a request last used it (ms since the epoch; not persisted). */
+  lastUsed: number;
+}
+
+/** KV key of the installation's secret-signing key. */
+export const JWT_KEY: Deno.KvKey = ["sessionIPM", "jwtKey"];
+
+/** Loads the signing key from KV, making it on first start. */
+export async function loadJwtKey(kv: Deno.Kv): Promise<Uint8Array> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const entry = await kv.get<Uint8Array>(JWT_KEY);
+    if (entry.value instanceof Uint8Array) return entry.value;
+    const key = crypto.getRandomValues(new Uint8Array(32));
+    const res = await kv.atomic().check(entry).set(JWT_KEY, key).commit();
+    if (res.ok) return key;
+  }
+  throw new Error("cannot store the session signing key in the state store");
+}
+
+interface StoredSession {
+  user: string;
+  record: UserRecord;
+  groups: Record<string, string[]>;
+  opened: number;
+}
+
+/** A `sessionIPM` manager. */
+export class SessionIpm implements Manager {
+  readonly kind = "sessionIPM";
+  readonly #byIp = new Map<string, Session>();
+  readonly #ipOfUser = new Map<string, string>();
+  #kv?: Deno.Kv;
+  #key?: Uint8Array;
+  /** KV deletions of idle sessions, written on the next flush. */
+  #idleClosed: string[] = [];
+
+  constructor(
+    readonly name: string,
+    /** The user database that checks passwords. */
+    readonly auth: UserDb,
+    readonly options: {
+      /** How long a secret is valid (ms). */
+      jwtExpirationMs: number;
+      clock: () => Date;
+      /** Every configured user database (for the session's groups). */
+      userDbs: UserDb[];
+      /** A session unused this long (ms) closes. */
+      idleTimeoutMs?: number;
+      /** Accept `Proxy-Authorization: Basic` credentials. */
+      proxyAuth?: boolean;
+      /** The realm of a 407 answer. */
+      realm?: string;
+    },
+  ) {}
+
+  /** Loads the signing key and the open sessions from KV. */
+  async start(kv: Deno.Kv, key?: Uint8Array): Promise<void> {
+    this.#kv = kv;
+    this.#key = key ?? await loadJwtKey(kv);
+    const now = this.options.clock().getTime();
+    for await (
+      const entry of kv.list<StoredSession>({
+        prefix: ["sessionIPM", this.name, "session"],
+      })
+    ) {
+      const ip = entry.key[3] as string;
+      const s = entry.value;
+      this.#byIp.set(ip, { ...s, ip, lastUsed: now });
+      this.#ipOfUser.set(s.user, ip);
+    }
+  }
+
+  /** Writes pending deletions of idle sessions. */
+  async flush(): Promise<void> {
+    const kv = this.#kv;
+    if (!kv || this.#idleClosed.length === 0) return;
+    const ips = this.#idleClosed;
+    this.#idleClosed = [];
+    for (let i = 0; i < ips.length; i += 500) {
+      const op = kv.atomic();
+      for (const ip of ips.slice(i, i + 500)) op.delete(this.#kvKey(ip));
+      await op.commit();
+    }
+  }
+
+  #kvKey(ip: string): Deno.KvKey {
+    return ["sessionIPM", this.name, "session", ip];
+  }
+
+  /** The open session at that IP (closing it first when idle too long). */
+  sessionAt(ip: string, now?: number): Session | undefined {
+    const s = this.#byIp.get(ip);
+    if (!s) return undefined;
+    const idle = this.options.idleTimeoutMs;
+    if (idle !== undefined) {
+      const t = now ?? this.options.clock().getTime();
+      if (t - s.lastUsed >= idle) {
+        this.#forget(s);
+        this.#idleClosed.push(ip);
+        return undefined;
+      }
+    }
+    return s;
+  }
+
+  /** Marks the session at that IP as used now (for idleTimeout). */
+  touch(session: Session, now: number): void {
+    session.lastUsed = now;
+  }
+
+  #forget(s: Session): void {
+    this.#byIp.delete(s.ip);
+    if (this.#ipOfUser.get(s.user) === s.ip) this.#ipOfUser.delete(s.user);
+  }
+
+  evaluate(ctx: EvalContext, _grant: Grant): boolean {
+    const now = ctx.facts.time.getTime();
+    const s = this.sessionAt(ctx.facts.clientIp, now);
+    if (s) {
+      s.lastUsed = now;
+      return true;
+    }
+    return false;
+  }
+
+  /** Why `evaluate` was false, for the refusal page. */
+  whyFalse(ctx: EvalContext): string {
+    return `${this.name}: not logged in at ${ctx.facts.clientIp}`;
+  }
+
+  show(): unknown {
+    const out: Record<string, unknown> = {
+      name: this.name,
+      auth: this.auth.name,
+    };
+    if (this.options.idleTimeoutMs !== undefined) {
+      out.idleTimeoutMs = this.options.idleTimeoutMs;
+    }
+    if (this.options.proxyAuth) out.proxyAuth = true;
+    return out;
+  }
+
+  #sign(user: string, ip: string): string {
+    const exp = Math.floor(
+      (this.options.clock().getTime() + this.options.jwtExpirationMs) / 1000,
+    );
+    return signJwt(this.#needKey(), { user, ip, exp });
+  }
+
+  #needKey(): Uint8Array {
+    if (!this.#key) {
+      throw new Error(`sessionIPM "${this.name}" is not started`);
+    }
+    return this.#key;
+  }
+
+  /**
+   * Checks the password, opens the session at `ip` (ending the user's
+   * session at another IP and anybody else's at this one) and answers the
+   * secret.
+   */
+  async open(ip: string, user: string, pass: string): Promise<string> {
+    const record = await this.auth.authenticate(user, pass);
+    const groups: Record<string, string[]> = {
+      [this.auth.name]: record.groups,
+    };
+    for (const db of this.options.userDbs) {
+      if (db === this.auth) continue;
+      try {
+        const other = await db.lookup(user);
+        if (other) groups[db.name] = other.groups;
+      } catch {
+        // Another database being down must not prevent the login.
+      }
+    }
+    const now = this.options.clock().getTime();
+    const session: Session = {
+      user,
+      ip,
+      record,
+      groups,
+      opened: now,
+      lastUsed: now,
+    };
+    const oldIp = this.#ipOfUser.get(user);
+    const there = this.#byIp.get(ip);
+    if (oldIp !== undefined) this.#forget(this.#byIp.get(oldIp)!);
+    if (there) this.#forget(there);
+    this.#byIp.set(ip, session);
+    this.#ipOfUser.set(user, ip);
+    if (this.#kv) {
+      const op = this.#kv.atomic();
+      if (oldIp !== undefined && oldIp !== ip) op.delete(this.#kvKey(oldIp));
+      const stored: StoredSession = { user, record, groups, opened: now };
+      op.set(this.#kvKey(ip), stored);
+      await op.commit();
+    }
+    return this.#sign(user, ip);
+  }
+
+  /** The claims of a correctly signed secret; expired ones too. */
+  #claims(secret: string): SessionClaims {
+    if (secret === "") throw new CommandError({ message: "empty JWT" });
+    const claims = verifyJwt(this.#needKey(), secret);
+    if (!claims) {
+      throw new CommandError({
+        message:
+          "invalid secret: it was not made by this gateway; log in again",
+      });
+    }
+    return claims;
+  }
+
+  #loggedMismatch(ip: string, claims: SessionClaims): Session {
+    const s = this.sessionAt(ip);
+    if (!s || s.user !== claims.user) {
+      throw new CommandError({ Logged: s?.user ?? "", Decrypted: claims.user });
+    }
+    return s;
+  }
+
+  /**
+   * The session at `ip` when `secret` is a valid, unexpired secret of its
+   * user. Throws the original's error bodies otherwise.
+   */
+  verify(ip: string, secret: string): Session {
+    const claims = this.#claims(secret);
+    if (claims.exp * 1000 <= this.options.clock().getTime()) {
+      throw new CommandError({ message: "expired token" });
+    }
+    return this.#loggedMismatch(ip, claims);
+  }
+
+  /** The user name of a valid secret of the session at `ip`. */
+  check(ip: string, secret: string): string {
+    return this.verify(ip, secret).user;
+  }
+
+  /** Closes the session at `ip`. */
+  async close(ip: string, secret: string): Promise<void> {
+    const s = this.verify(ip, secret);
+    this.#forget(s);
+    await this.#kv?.delete(this.#kvKey(ip));
+  }
+
+  /** IP → user of the open sessions; any logged user may ask. */
+  loggedUsers(ip: string, secret: string): Record<string, string> {
+    this.verify(ip, secret);
+    const out: Record<string, string> = {};
+    const now = this.options.clock().getTime();
+    for (const addr of [...this.#byIp.keys()]) {
+      const s = this.sessionAt(addr, now);
+      if (s) out[addr] = s.user;
+    }
+    return out;
+  }
+
+  /**
+   * A new secret for the user logged at `ip`, given one of their secrets
+   * (expired or not) signed by this gateway.
+   */
+  renew(ip: string, secret: string): string {
+    const claims = this.#claims(secret);
+    const s = this.#loggedMismatch(ip, claims);
+    return this.#sign(s.user, ip);
+  }
+
+  /** Number of open sessions (idle ones included until looked at). */
+  get size(): number {
+    return this.#byIp.size;
+  }
+}
+
+/** Builds a `sessionIPM` from its table. */
+export function sessionIpmFromFields(
+  table: Table,
+  ctx: KindContext,
+): SessionIpm {
+  const authName = optString(table, "auth", ctx.fail, `auth = "map"`);
+  if (authName === undefined) {
+    return ctx.fail(
+      "auth",
+      `sessionIPM "${ctx.name}" needs "auth", the user database that checks passwords; for example auth = "${
+        ctx.userDbNames[0] ?? "map"
+      }"`,
+    );
+  }
+  const auth = ctx.userDb("auth", authName);
+  const idleTimeoutMs = ctx.duration("idleTimeout");
+  if (idleTimeoutMs !== undefined && idleTimeoutMs <= 0) {
+    ctx.fail("idleTimeout", `"idleTimeout" must be more than 0, like "2h"`);
+  }
+  const proxyAuth = optBool(table, "proxyAuth", ctx.fail);
+  const realm = optString(table, "realm", ctx.fail, `realm = "pmproxy"`);
+  const manager = new SessionIpm(ctx.name, auth, {
+    jwtExpirationMs: ctx.jwtExpirationMs,
+    clock: ctx.clock,
+    userDbs: ctx.userDbNames.map((n) => ctx.userDb("auth", n)),
+    idleTimeoutMs,
+    proxyAuth,
+    realm,
+  });
+  ctx.onStart((kv) => manager.start(kv));
+  ctx.onFlush(() => manager.flush());
+  return manager;
+}

@@ -14,12 +14,18 @@ import type { Rule } from "./syntax.ts";
  * `≡` and `≢` look at both sides.
  *
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { evaluate } from "./evaluate.ts";
+ * import { parseRule } from "./parser.ts";
+ *
  * const rule = parseRule("(night ∧ down0) ∨ (day ∧ down1)");
  * const reached: string[] = [];
- * evaluate(rule, (name) => {
+ * const allowed = evaluate(rule, (name) => {
  *   reached.push(name);
  *   return name !== "night";
- * }); // true; reached is ["night", "day", "down1"]
+ * });
+ * assert.equal(allowed, true);
+ * assert.deepEqual(reached, ["night", "day", "down1"]);
  * ```
  */
 export function evaluate(

@@ -16,18 +16,26 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { evaluate, parseRule, printRule, ruleNames } from "./mod.ts";
  *
  * const rule = parseRule("(night and down0) or (day and down1)");
- * ruleNames(rule).map((n) => n.name); // ["night", "down0", "day", "down1"]
- * printRule(rule); // "(night ∧ down0) ∨ (day ∧ down1)"
+ * assert.deepEqual(ruleNames(rule).map((n) => n.name), [
+ *   "night",
+ *   "down0",
+ *   "day",
+ *   "down1",
+ * ]);
+ * assert.equal(printRule(rule), "(night ∧ down0) ∨ (day ∧ down1)");
  *
+ * // By day: the matcher night is false, resource managers answer true.
  * const reached: string[] = [];
  * const allowed = evaluate(rule, (name) => {
  *   reached.push(name);
- *   return name !== "night"; // by day: night is false, resources are true
+ *   return name !== "night";
  * });
- * // allowed === true; reached is ["night", "day", "down1"]: down1 is attached
+ * assert.equal(allowed, true);
+ * assert.deepEqual(reached, ["night", "day", "down1"]); // down1 is attached
  * ```
  *
  * @module

@@ -16,7 +16,14 @@ export interface NameOccurrence {
  * (repeats included), e.g. to report "name x at column 7 has no manager".
  *
  * ```ts
- * ruleNames(parseRule("a ∧ ¬b")); // [{name:"a",column:1},{name:"b",column:6}]
+ * import assert from "node:assert/strict";
+ * import { ruleNames } from "./names.ts";
+ * import { parseRule } from "./parser.ts";
+ *
+ * assert.deepEqual(ruleNames(parseRule("a ∧ ¬b")), [
+ *   { name: "a", column: 1 },
+ *   { name: "b", column: 6 },
+ * ]);
  * ```
  */
 export function ruleNames(rule: Rule): NameOccurrence[] {

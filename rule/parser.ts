@@ -25,7 +25,17 @@ const FACTOR_START = 'a name, "¬" or "("';
  * when the text is not a rule.
  *
  * ```ts
- * const rule = parseRule("(night ∧ down0) ∨ (day ∧ down1)");
+ * import assert from "node:assert/strict";
+ * import { parseRule } from "./parser.ts";
+ *
+ * const rule = parseRule("a ∧ ¬b");
+ * assert.deepEqual(rule, {
+ *   kind: "binary",
+ *   op: "and",
+ *   left: { kind: "name", name: "a", column: 1 },
+ *   right: { kind: "not", operand: { kind: "name", name: "b", column: 6 } },
+ * });
+ * assert.throws(() => parseRule("a ∧ b ∨ c"), /at column 7: mixing ∧ and ∨/);
  * ```
  */
 export function parseRule(source: string): Rule {

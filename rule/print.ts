@@ -52,8 +52,13 @@ function level(rule: Rule): number {
  * structure as `rule`.
  *
  * ```ts
- * printRule(parseRule("(a and b) or not c")); // "(a ∧ b) ∨ ¬c"
- * printRule(parseRule("a ∧ b"), { ascii: true }); // "a and b"
+ * import assert from "node:assert/strict";
+ * import { parseRule } from "./parser.ts";
+ * import { printRule } from "./print.ts";
+ *
+ * const rule = parseRule("((a and b) or (not c))");
+ * assert.equal(printRule(rule), "(a ∧ b) ∨ ¬c");
+ * assert.equal(printRule(rule, { ascii: true }), "(a and b) or not c");
  * ```
  */
 export function printRule(rule: Rule, options?: PrintOptions): string {

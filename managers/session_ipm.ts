@@ -145,9 +145,10 @@ export class SessionIpm implements Manager {
     return s;
   }
 
-  /** Marks the session at that IP as used now (for idleTimeout). */
-  touch(session: Session, now: number): void {
-    session.lastUsed = now;
+  /** The open session of that user, if any. */
+  sessionOfUser(user: string): Session | undefined {
+    const ip = this.#ipOfUser.get(user);
+    return ip === undefined ? undefined : this.sessionAt(ip);
   }
 
   #forget(s: Session): void {

@@ -87,6 +87,11 @@ export interface Manager {
    * true/false; a resource attaches itself to `grant` and answers true.
    */
   evaluate(ctx: EvalContext, grant: Grant): boolean;
+  /**
+   * Optional: why `evaluate` was false for this request, for the refusal
+   * page (`sessions: not logged in at 10.0.0.5`).
+   */
+  whyFalse?(ctx: EvalContext): string;
   /** The configuration shown by the API's `show`. */
   show(): unknown;
 }

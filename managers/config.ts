@@ -1,0 +1,353 @@
+/**
+ * The loader of `managers.toml`: the rule, the user databases and the
+ * managers, built through the kinds registry (`kinds.ts`). Every error is a
+ * {@link ConfigError} at `file:line`; unknown keys are warnings naming the
+ * nearest known key, never dropped silently.
+ *
+ * @module
+ */
+import {
+  parseRule,
+  printRule,
+  type Rule,
+  RuleError,
+  ruleNames,
+} from "../rule/mod.ts";
+import { ConfigError, type Manager, type UserDb } from "./types.ts";
+import { parseDuration, parseSize } from "./units.ts";
+import { nearestKey, type TomlFile } from "./toml_file.ts";
+import {
+  type KindContext,
+  MANAGER_KINDS,
+  type Table,
+  USER_DB_KINDS,
+} from "./kinds.ts";
+
+/** Top-level keys of `managers.toml` besides the kinds. */
+const TOP_KEYS = ["rule", "rules", "jwtExpiration", "admins", "syslogAddr"];
+
+/** Default validity of a session secret. */
+export const DEFAULT_JWT_EXPIRATION = "24h";
+
+/** Hooks the kinds registered, run by the gateway. */
+export interface Hooks {
+  start: ((kv: Deno.Kv) => Promise<void>)[];
+  flush: (() => Promise<void>)[];
+  close: (() => Promise<void>)[];
+}
+
+/** `managers.toml`, loaded. */
+export interface LoadedManagers {
+  file: string;
+  rule: Rule;
+  /** The rule as written. */
+  ruleText: string;
+  /** Managers by name, in the order of the file's kinds. */
+  managers: Map<string, Manager>;
+  userDbs: Map<string, UserDb>;
+  admins: string[];
+  jwtExpirationMs: number;
+  syslogAddr?: string;
+  /** `file:line: what` sentences to show at start. */
+  warnings: string[];
+  hooks: Hooks;
+}
+
+/** Options of {@link loadManagers}. */
+export interface LoadOptions {
+  clock?: () => Date;
+  persistIntervalMs?: number;
+}
+
+function isTable(value: unknown): value is Table {
+  return typeof value === "object" && value !== null &&
+    !Array.isArray(value) && !(value instanceof Date);
+}
+
+/** The tables of a kind: `[kind]` gives one, `[[kind]]` several. */
+function tablesOf(
+  toml: TomlFile,
+  kind: string,
+): { table: Table; path: string[] }[] {
+  const value = toml.data[kind];
+  if (value === undefined) return [];
+  if (isTable(value)) return [{ table: value, path: [kind] }];
+  if (Array.isArray(value) && value.every(isTable)) {
+    return value.map((table, i) => ({ table, path: [kind, String(i)] }));
+  }
+  throw new ConfigError(
+    { file: toml.file, line: toml.lineOf([kind]) },
+    `"${kind}" must be a table ([${kind}] or [[${kind}]] with name = "..."), not a plain value`,
+  );
+}
+
+/**
+ * Loads a parsed `managers.toml`: builds the user databases, then the
+ * managers, then reads the rule and checks that every name in it has a
+ * manager. Hooks are collected, not run.
+ */
+export async function loadManagers(
+  toml: TomlFile,
+  options: LoadOptions = {},
+): Promise<LoadedManagers> {
+  const file = toml.file;
+  const data = toml.data;
+  const clock = options.clock ?? (() => new Date());
+  const warnings: string[] = [];
+  const hooks: Hooks = { start: [], flush: [], close: [] };
+  const at = (path: string[]) => {
+    for (let n = path.length; n > 0; n--) {
+      const line = toml.lineOf(path.slice(0, n));
+      if (line !== undefined) return line;
+    }
+    return undefined;
+  };
+  const warnAt = (path: string[], message: string) => {
+    const line = at(path);
+    warnings.push(`${file}${line !== undefined ? `:${line}` : ""}: ${message}`);
+  };
+
+  // Top-level keys.
+  const kindKeys = [
+    ...Object.keys(USER_DB_KINDS),
+    ...Object.keys(MANAGER_KINDS),
+  ];
+  for (const key of Object.keys(data)) {
+    if (TOP_KEYS.includes(key) || kindKeys.includes(key)) continue;
+    const near = nearestKey(key, [...TOP_KEYS, ...kindKeys]);
+    warnAt(
+      [key],
+      `unknown key "${key}"${
+        near ? ` (did you mean "${near}"?)` : ""
+      }; it is ignored`,
+    );
+  }
+
+  const jwtText = data.jwtExpiration ?? DEFAULT_JWT_EXPIRATION;
+  const jwtMs = typeof jwtText === "string"
+    ? parseDuration(jwtText)
+    : `jwtExpiration must be a duration in quotes like "24h"`;
+  if (typeof jwtMs === "string" || jwtMs <= 0) {
+    throw new ConfigError(
+      { file, line: at(["jwtExpiration"]) },
+      `jwtExpiration: ${
+        typeof jwtMs === "string" ? jwtMs : `it must be more than 0`
+      }; it is how long a login secret stays valid, e.g. "24h"`,
+    );
+  }
+
+  let admins: string[] = [];
+  if (data.admins !== undefined) {
+    if (
+      !Array.isArray(data.admins) ||
+      data.admins.some((a) => typeof a !== "string")
+    ) {
+      throw new ConfigError(
+        { file, line: at(["admins"]) },
+        `admins must be a list of user names like admins = ["admin"]`,
+      );
+    }
+    admins = data.admins as string[];
+  }
+  let syslogAddr: string | undefined;
+  if (data.syslogAddr !== undefined) {
+    if (typeof data.syslogAddr !== "string") {
+      throw new ConfigError(
+        { file, line: at(["syslogAddr"]) },
+        `syslogAddr must be a string like "127.0.0.1:514"`,
+      );
+    }
+    syslogAddr = data.syslogAddr;
+  }
+
+  const userDbs = new Map<string, UserDb>();
+  const managers = new Map<string, Manager>();
+  const persistIntervalMs = options.persistIntervalMs ?? 60_000;
+
+  const contextFor = (
+    kind: string,
+    path: string[],
+    table: Table,
+    known: string[],
+  ): KindContext => {
+    const nameValue = table.name;
+    const fail = (key: string, problem: string): never => {
+      throw new ConfigError(
+        { file, line: at([...path, ...key.split(".")]) },
+        problem.startsWith(`${kind} "`) || typeof nameValue !== "string"
+          ? problem
+          : `${kind} "${nameValue}": ${problem}`,
+      );
+    };
+    if (typeof nameValue !== "string" || nameValue.trim() === "") {
+      throw new ConfigError(
+        { file, line: at(path) },
+        `a [[${kind}]] table needs a name: add name = "..." (the rule refers to it by that name)`,
+      );
+    }
+    for (const key of Object.keys(table)) {
+      if (key === "name" || known.includes(key)) continue;
+      const near = nearestKey(key, ["name", ...known]);
+      warnAt(
+        [...path, key],
+        `unknown key "${key}" in ${kind} "${nameValue}"${
+          near ? ` (did you mean "${near}"?)` : ""
+        }; it is ignored. Known keys: name, ${known.join(", ")}`,
+      );
+    }
+    return {
+      file,
+      kind,
+      name: nameValue,
+      fail,
+      warn: (key, message) => warnAt([...path, ...key.split(".")], message),
+      duration(key, fallback) {
+        const value = table[key] ?? fallback;
+        if (value === undefined) return undefined;
+        if (typeof value !== "string") {
+          return fail(
+            key,
+            `"${key}" must be a duration in quotes like "24h" or "30m"`,
+          );
+        }
+        const ms = parseDuration(value);
+        if (typeof ms === "string") return fail(key, `"${key}": ${ms}`);
+        return ms;
+      },
+      size(key, value) {
+        const v = typeof value === "bigint" ? Number(value) : value;
+        const bytes = typeof v === "string" || typeof v === "number"
+          ? parseSize(v)
+          : `${JSON.stringify(value)} is not a size: write it like "1 GB"`;
+        if (typeof bytes === "string") return fail(key, `${key}: ${bytes}`);
+        return bytes;
+      },
+      userDb(key, name) {
+        const db = userDbs.get(name);
+        if (db) return db;
+        return fail(
+          key,
+          `"${key}" = "${name}" names no user database; ${
+            userDbs.size
+              ? `the configured ones are: ${[...userDbs.keys()].join(", ")}`
+              : "configure a [mapDB] or [adDB] first"
+          }`,
+        );
+      },
+      get userDbNames() {
+        return [...userDbs.keys()];
+      },
+      clock,
+      persistIntervalMs,
+      jwtExpirationMs: jwtMs,
+      onStart: (hook) => hooks.start.push(hook),
+      onFlush: (hook) => hooks.flush.push(hook),
+      onClose: (hook) => hooks.close.push(hook),
+    };
+  };
+
+  for (const [kind, spec] of Object.entries(USER_DB_KINDS)) {
+    for (const { table, path } of tablesOf(toml, kind)) {
+      const ctx = contextFor(kind, path, table, spec.keys);
+      if (userDbs.has(ctx.name)) {
+        ctx.fail(
+          "name",
+          `a second user database is named "${ctx.name}"; give each one its own name`,
+        );
+      }
+      userDbs.set(ctx.name, await spec.build(table, ctx));
+    }
+  }
+  const kindOfName = new Map<string, string>();
+  const pathOfName = new Map<string, string[]>();
+  for (const [kind, spec] of Object.entries(MANAGER_KINDS)) {
+    for (const { table, path } of tablesOf(toml, kind)) {
+      const ctx = contextFor(kind, path, table, spec.keys);
+      const other = kindOfName.get(ctx.name);
+      if (other !== undefined) {
+        ctx.fail(
+          "name",
+          `the name "${ctx.name}" is used twice (also by a ${other}); every manager needs its own name, since the rule refers to them by name`,
+        );
+      }
+      if (ctx.name === "true" || ctx.name === "false") {
+        ctx.fail(
+          "name",
+          `"${ctx.name}" is a constant of the rule and cannot name a manager`,
+        );
+      }
+      kindOfName.set(ctx.name, kind);
+      pathOfName.set(ctx.name, path);
+      managers.set(ctx.name, spec.build(table, ctx));
+    }
+  }
+
+  // The rule.
+  if (data.rule !== undefined && data.rules !== undefined) {
+    throw new ConfigError(
+      { file, line: at(["rules"]) },
+      `both "rule" and "rules" are set; keep one of them (they are two spellings of the same key)`,
+    );
+  }
+  const ruleKey = data.rule !== undefined ? "rule" : "rules";
+  const ruleValue = data[ruleKey];
+  if (ruleValue === undefined) {
+    throw new ConfigError(
+      { file },
+      `there is no rule: add a first line like rule = "sessions ∧ down". Without a rule nothing would be allowed (the original then let everybody through)`,
+    );
+  }
+  const ruleLine = at([ruleKey]);
+  if (typeof ruleValue !== "string") {
+    throw new ConfigError(
+      { file, line: ruleLine },
+      `${ruleKey} must be a string in quotes, like rule = "sessions ∧ down"`,
+    );
+  }
+  let rule: Rule;
+  try {
+    rule = parseRule(ruleValue);
+  } catch (e) {
+    if (e instanceof RuleError) {
+      throw new ConfigError(
+        { file, line: ruleLine },
+        `${ruleKey}: ${e.message} (in ${JSON.stringify(ruleValue)})`,
+      );
+    }
+    throw e;
+  }
+  const known = [...managers.keys()];
+  for (const { name, column } of ruleNames(rule)) {
+    if (managers.has(name)) continue;
+    const near = nearestKey(name, known);
+    throw new ConfigError(
+      { file, line: ruleLine },
+      `${ruleKey}: "${name}" at column ${column} has no manager; known: ${
+        known.length ? known.join(", ") : "none (define managers below)"
+      }${near ? ` (did you mean "${near}"?)` : ""}`,
+    );
+  }
+  const used = new Set(ruleNames(rule).map((n) => n.name));
+  for (const [name, m] of managers) {
+    if (used.has(name)) continue;
+    warnAt(
+      pathOfName.get(name)!,
+      `${m.kind} "${name}" is not in the rule (${
+        printRule(rule)
+      }); it has no effect`,
+    );
+  }
+
+  return {
+    file,
+    rule,
+    ruleText: ruleValue,
+    managers,
+    userDbs,
+    admins,
+    jwtExpirationMs: jwtMs,
+    syslogAddr,
+    warnings,
+    hooks,
+  };
+}

@@ -1,0 +1,71 @@
+/**
+ * The `managers.toml` written when there is none: never an open proxy.
+ * Login required, one administrator with a random password (stored
+ * hashed), a daily download quota.
+ *
+ * @module
+ */
+import { hashPassword } from "./password.ts";
+
+function randomPassword(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  let text = "";
+  for (const b of bytes) text += String.fromCharCode(b);
+  return btoa(text).replace(/\+/g, "-").replace(/\//g, "_");
+}
+
+/** The text of the default file for that password hash. */
+export function defaultManagersToml(user: string, passHash: string): string {
+  return `# pmproxy managers: the rule that allows or forbids each request, and the
+# managers it names. Written by pmproxy because there was no managers.toml.
+#
+# The rule: a request goes through when its client IP has an open session
+# (log in at the web page or with \`pmproxy login\`) and it counts against the
+# user's download quota. Operators: ∧ ∨ ¬ ⇒ ⇐ ≡ ≢ (or and or not => <= == !=).
+rule = "sessions ∧ down"
+
+# How long a login secret is valid before the client renews it.
+jwtExpiration = "24h"
+
+# Users with administrator rights (see others' consumption, reset it).
+admins = ["${user}"]
+
+# Sessions: the client IP of a person who logged in through this manager.
+[[sessionIPM]]
+  name = "sessions"
+  auth = "local"
+
+# Download quota: the sum of the quotas of the user's groups, back to zero
+# every resetCycle. Sizes are base 1024 ("1 GB" = 1073741824 bytes).
+[[dwnConsR]]
+  name = "down"
+  userDBN = "local"
+  resetCycle = "24h"
+  [dwnConsR.groupQuota]
+    admins = "10 GB"
+    users = "1 GB"
+
+# The users. A password is plain text or a pbkdf2-sha256$… hash; to add a
+# user, add a line under userPass and one under userGroups.
+[mapDB]
+  name = "local"
+  [mapDB.userPass]
+    ${user} = "${passHash}"
+  [mapDB.userGroups]
+    ${user} = ["admins"]
+`;
+}
+
+/**
+ * Writes the default `managers.toml` at `path` (failing if it exists) and
+ * answers the administrator's user name and password, to be shown once.
+ */
+export async function writeDefaultManagersFile(
+  path: string,
+): Promise<{ user: string; password: string }> {
+  const user = "admin";
+  const password = randomPassword();
+  const text = defaultManagersToml(user, await hashPassword(password));
+  await Deno.writeTextFile(path, text, { createNew: true, mode: 0o600 });
+  return { user, password };
+}

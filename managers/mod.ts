@@ -1,0 +1,92 @@
+/**
+ * The policy of pmproxy: `managers.toml` (the rule and its managers), user
+ * databases, sessions, download quotas, and their state in Deno KV. The
+ * proxy asks it about every request ({@link GatewayRuntime.decide}); the API
+ * drives it through the {@link Gateway} methods.
+ *
+ * @example
+ * ```ts
+ * import { openGateway } from "./mod.ts";
+ *
+ * const gateway = await openGateway("managers.toml", {
+ *   kvPath: "state.kv",
+ *   persistIntervalMs: 60_000,
+ *   loginUrl: "https://gateway:4443",
+ * });
+ * for (const w of gateway.warnings) console.warn(w);
+ * const decision = gateway.decide({
+ *   clientIp: "10.0.0.5",
+ *   time: new Date(),
+ *   method: "GET",
+ *   url: "http://example.org/",
+ *   host: "example.org",
+ *   port: 80,
+ * });
+ * // decision.allowed === false until 10.0.0.5 logs in:
+ * await gateway.open("sessions", "10.0.0.5", "user0", "pass0");
+ * await gateway.close(); // saves consumption, closes the store
+ * ```
+ *
+ * @module
+ */
+import { readTomlFile } from "./toml_file.ts";
+import { loadManagers } from "./config.ts";
+import { GatewayRuntime } from "./gateway.ts";
+
+export { nearestKey, readTomlFile, type TomlFile } from "./toml_file.ts";
+export { hashPassword, verifyPassword } from "./password.ts";
+export { writeDefaultManagersFile } from "./default_file.ts";
+export { CombinedMeter, GatewayRuntime } from "./gateway.ts";
+export type { LoadedManagers } from "./config.ts";
+export {
+  CommandError,
+  ConfigError,
+  type Gateway,
+  type UserInfo,
+} from "./types.ts";
+
+/** Options of {@link openGateway}. */
+export interface OpenGatewayOptions {
+  /** A Deno KV path (or URL of a KV server) for sessions and consumption. */
+  kvPath: string;
+  /** How often consumption is written to the store (ms; 0: only on flush). */
+  persistIntervalMs: number;
+  /** The web page where people log in, shown when a request is refused. */
+  loginUrl?: string;
+  /** The time now (tests inject a clock). */
+  clock?: () => Date;
+}
+
+/**
+ * Loads `managers.toml`, opens the store, restores sessions and consumption,
+ * and starts the persist timer. Throws a ConfigError for a broken file.
+ */
+export async function openGateway(
+  managersFile: string,
+  options: OpenGatewayOptions,
+): Promise<GatewayRuntime> {
+  const toml = await readTomlFile(managersFile);
+  const loaded = await loadManagers(toml, {
+    clock: options.clock,
+    persistIntervalMs: options.persistIntervalMs,
+  });
+  const kv = await Deno.openKv(options.kvPath);
+  try {
+    for (const hook of loaded.hooks.start) await hook(kv);
+  } catch (e) {
+    kv.close();
+    throw e;
+  }
+  return new GatewayRuntime(loaded, kv, options);
+}
+
+/**
+ * Checks `managers.toml` without opening the store (for `pmproxy
+ * check-config`). Throws a ConfigError; answers the warnings.
+ */
+export async function checkManagersFile(
+  path: string,
+): Promise<{ warnings: string[] }> {
+  const loaded = await loadManagers(await readTomlFile(path));
+  return { warnings: loaded.warnings };
+}

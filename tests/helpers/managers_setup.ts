@@ -1,0 +1,94 @@
+/**
+ * A temporary directory with a `managers.toml` and a real Deno KV file, a
+ * clock tests move by hand, and request facts, for the policy's tests.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { RequestFacts } from "../../proxy/policy.ts";
+import { type GatewayRuntime, openGateway } from "../../managers/mod.ts";
+
+/** The original README's managers.toml (a 1 GB daily quota for user0). */
+export const README_TOML = `rule = "sessions ∧ down"
+
+[[sessionIPM]]
+	name = "sessions"
+	auth = "map"
+
+[[dwnConsR]]
+	name = "down"
+	userDBN = "map"
+	resetCycle = "24h"
+	[dwnConsR.groupQuota]
+		group0 = "1 GB"
+
+[mapDB]
+	name = "map"
+	[mapDB.userPass]
+		user0 = "pass0"
+	[mapDB.userGroup]
+		user0 = ["group0"]
+`;
+
+/** A clock the test sets and advances. */
+export class TestClock {
+  constructor(public ms = Date.parse("2026-03-02T10:00:00Z")) {}
+  now = (): Date => new Date(this.ms);
+  advance(ms: number): void {
+    this.ms += ms;
+  }
+}
+
+/** A temp dir holding managers.toml and state.kv. */
+export class PolicyDir {
+  readonly gateways: GatewayRuntime[] = [];
+  private constructor(readonly dir: string, readonly clock: TestClock) {}
+
+  static async make(toml: string, clock = new TestClock()): Promise<PolicyDir> {
+    const dir = await Deno.makeTempDir({ prefix: "pmproxy-managers-" });
+    await Deno.writeTextFile(join(dir, "managers.toml"), toml);
+    return new PolicyDir(dir, clock);
+  }
+
+  get managersPath(): string {
+    return join(this.dir, "managers.toml");
+  }
+
+  get kvPath(): string {
+    return join(this.dir, "state.kv");
+  }
+
+  /** Opens a gateway over this directory (closed by {@link cleanup}). */
+  async open(persistIntervalMs = 0): Promise<GatewayRuntime> {
+    const g = await openGateway(this.managersPath, {
+      kvPath: this.kvPath,
+      persistIntervalMs,
+      loginUrl: "https://gw.test:4443",
+      clock: this.clock.now,
+    });
+    this.gateways.push(g);
+    return g;
+  }
+
+  async cleanup(): Promise<void> {
+    for (const g of this.gateways) await g.close();
+    await Deno.remove(this.dir, { recursive: true });
+  }
+}
+
+/** Request facts from a client IP at the clock's time. */
+export function request(
+  clientIp: string,
+  clock: TestClock,
+  url = "http://example.org/",
+): RequestFacts {
+  const u = new URL(url);
+  return {
+    clientIp,
+    time: clock.now(),
+    method: "GET",
+    url,
+    host: u.hostname,
+    port: Number(u.port || 80),
+  };
+}

@@ -1,0 +1,341 @@
+/**
+ * The loader of managers.toml: every accepted spelling, the README example,
+ * warnings for unknown keys (with line and suggestion), and errors with
+ * file:line(:column) for syntax, rule, duplicates, durations and sizes.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { loadManagers } from "../managers/config.ts";
+import { parseTomlText } from "../managers/toml_file.ts";
+import {
+  checkManagersFile,
+  ConfigError,
+  nearestKey,
+  readTomlFile,
+  writeDefaultManagersFile,
+} from "../managers/mod.ts";
+import { DwnConsR } from "../managers/dwn_cons_r.ts";
+import { MapDb } from "../managers/map_db.ts";
+import { SessionIpm } from "../managers/session_ipm.ts";
+import { README_TOML } from "./helpers/managers_setup.ts";
+
+function load(text: string) {
+  return loadManagers(parseTomlText("managers.toml", text));
+}
+
+async function configError(text: string): Promise<ConfigError> {
+  try {
+    await load(text);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${e}`);
+    return e;
+  }
+  assert.fail("expected a ConfigError");
+}
+
+Deno.test("config: the original README's example loads (rule, userGroup)", async () => {
+  const loaded = await load(README_TOML);
+  assert.deepEqual(loaded.warnings, []);
+  assert.equal(loaded.ruleText, "sessions ∧ down");
+  assert.ok(loaded.managers.get("sessions") instanceof SessionIpm);
+  const down = loaded.managers.get("down");
+  assert.ok(down instanceof DwnConsR);
+  assert.equal(down.quotaOf("user0", ["group0"]), 1024 ** 3);
+  const map = loaded.userDbs.get("map");
+  assert.ok(map instanceof MapDb);
+  assert.deepEqual((await map.lookup("user0"))?.groups, ["group0"]);
+  assert.equal(loaded.jwtExpirationMs, 24 * 3600_000, "default 24h");
+});
+
+Deno.test("config: the code's spellings (rules, userGroups, GroupQuota, Span) load too", async () => {
+  const loaded = await load(`rules = "sessions ∧ down ∧ night"
+jwtExpiration = "1h"
+admins = ["user0"]
+syslogAddr = "127.0.0.1:514"
+[[sessionIPM]]
+name = "sessions"
+auth = "map"
+[[dwnConsR]]
+name = "down"
+userDBN = "map"
+resetCycle = "24h"
+[dwnConsR.GroupQuota]
+group0 = "512 MB"
+[[timeSpan]]
+name = "night"
+[timeSpan.Span]
+allTime = true
+[[mapDB]]
+name = "map"
+[mapDB.userPass]
+user0 = "pass0"
+[mapDB.userGroups]
+user0 = ["group0"]
+`);
+  assert.deepEqual(loaded.warnings, []);
+  assert.equal(loaded.ruleText, "sessions ∧ down ∧ night");
+  assert.equal(loaded.jwtExpirationMs, 3600_000);
+  assert.deepEqual(loaded.admins, ["user0"]);
+  assert.equal(loaded.syslogAddr, "127.0.0.1:514");
+  const down = loaded.managers.get("down") as DwnConsR;
+  assert.equal(down.quotaOf("user0", ["group0"]), 512 * 1024 ** 2);
+  const map = loaded.userDbs.get("map")!;
+  assert.deepEqual((await map.lookup("user0"))?.groups, ["group0"]);
+});
+
+Deno.test("config: every kind of the registry loads from one file", async () => {
+  const loaded = await load(
+    `rule = "lan ∧ day ∧ staff ∧ web ∧ (sessions ∧ down ∧ slow ∧ up ∧ out)"
+[[sessionIPM]]
+name = "sessions"
+auth = "map"
+[[dwnConsR]]
+name = "down"
+userDBN = "map"
+resetCycle = "daily"
+timezone = "UTC"
+[dwnConsR.groupQuota]
+g = "1 GB"
+[[rangeIPM]]
+name = "lan"
+cidr = "10.0.0.0/8"
+[[timeSpan]]
+name = "day"
+[timeSpan.span]
+allTime = true
+[[groupIPM]]
+name = "staff"
+group = "g"
+userDBN = "map"
+[[hostMatcher]]
+name = "web"
+pattern = "example"
+[[bwConsR]]
+name = "slow"
+rate = "1 MB/s"
+[[parentProxy]]
+name = "up"
+proxyURL = "http://10.0.0.1:3128"
+[[netIface]]
+name = "out"
+addr = "127.0.0.1"
+[mapDB]
+name = "map"
+[mapDB.userPass]
+u = "p"
+`,
+  );
+  assert.deepEqual(
+    [...loaded.managers.values()].map((m) => `${m.name}:${m.kind}`).sort(),
+    [
+      "day:timeSpan",
+      "down:dwnConsR",
+      "lan:rangeIPM",
+      "out:netIface",
+      "sessions:sessionIPM",
+      "slow:bwConsR",
+      "staff:groupIPM",
+      "up:parentProxy",
+      "web:hostMatcher",
+    ],
+  );
+});
+
+Deno.test("config: unknown keys are warnings with file:line and the nearest key", async () => {
+  const text = README_TOML.replace(
+    'resetCycle = "24h"',
+    'resetCicle = "24h"\n\tresetCycle = "24h"',
+  ).replace(
+    'rule = "sessions ∧ down"',
+    'rule = "sessions ∧ down"\nadmin = ["user0"]',
+  );
+  const loaded = await load(text);
+  assert.equal(loaded.warnings.length, 2, loaded.warnings.join("\n"));
+  assert.match(
+    loaded.warnings[0],
+    /^managers\.toml:2: unknown key "admin" \(did you mean "admins"\?\)/,
+  );
+  assert.match(
+    loaded.warnings[1],
+    /^managers\.toml:11: unknown key "resetCicle" in dwnConsR "down" \(did you mean "resetCycle"\?\)/,
+  );
+});
+
+Deno.test("config: a manager not in the rule is a warning", async () => {
+  const loaded = await load(
+    README_TOML + '\n[[rangeIPM]]\nname = "lan"\ncidr = "10.0.0.0/8"\n',
+  );
+  assert.equal(loaded.warnings.length, 1);
+  assert.match(
+    loaded.warnings[0],
+    /managers\.toml:21: rangeIPM "lan" is not in the rule/,
+  );
+});
+
+Deno.test("config: a TOML syntax error names line and column and the reason", async () => {
+  const e = await configError(
+    'rule = "sessions ∧ down"\n[[sessionIPM]\nname = "sessions"\n',
+  );
+  assert.equal(e.site.line, 2);
+  assert.equal(e.site.column, 14);
+  assert.match(
+    e.message,
+    /^managers\.toml:2:14: TOML syntax error: expected end of table array/,
+  );
+});
+
+Deno.test("config: a rule name without a manager names its column and the known ones", async () => {
+  const e = await configError(
+    README_TOML.replace('"sessions ∧ down"', '"sessions ∧ dwn"'),
+  );
+  assert.equal(
+    e.message,
+    'managers.toml:1: rule: "dwn" at column 12 has no manager; known: sessions, down (did you mean "down"?)',
+  );
+});
+
+Deno.test("config: a rule that does not parse says where and why", async () => {
+  const e = await configError(
+    README_TOML.replace('"sessions ∧ down"', '"sessions ∧ down ∨ sessions"'),
+  );
+  assert.match(
+    e.message,
+    /^managers\.toml:1: rule: at column \d+: .*parenthes/,
+  );
+});
+
+Deno.test("config: a missing rule is an error, not an open proxy", async () => {
+  const e = await configError(README_TOML.replace(/^rule = .*$/m, ""));
+  assert.match(e.message, /^managers\.toml: there is no rule/);
+  const both = await configError('rules = "down"\n' + README_TOML);
+  assert.match(both.message, /both "rule" and "rules"/);
+});
+
+Deno.test("config: duplicate names are errors at the second one", async () => {
+  const e = await configError(
+    README_TOML + '\n[[rangeIPM]]\nname = "down"\ncidr = "10.0.0.0/8"\n',
+  );
+  assert.match(
+    e.message,
+    /^managers\.toml:22: rangeIPM "down": the name "down" is used twice \(also by a dwnConsR\)/,
+  );
+  const db = await configError(
+    README_TOML.replace("[mapDB]", "[[mapDB]]").replace(
+      "\t[mapDB.userPass]",
+      "\t[mapDB.userPass]",
+    ) + '\n[[mapDB]]\nname = "map"\n[mapDB.userPass]\nu = "p"\n',
+  );
+  assert.match(db.message, /a second user database is named "map"/);
+});
+
+Deno.test("config: bad sizes and durations name the key and its line", async () => {
+  const size = await configError(
+    README_TOML.replace('group0 = "1 GB"', 'group0 = "1 gigabyte"'),
+  );
+  assert.match(
+    size.message,
+    /^managers\.toml:12: dwnConsR "down": groupQuota\.group0: "1 gigabyte" is not a size/,
+  );
+  const cycle = await configError(
+    README_TOML.replace('resetCycle = "24h"', 'resetCycle = "a day"'),
+  );
+  assert.match(
+    cycle.message,
+    /^managers\.toml:10: dwnConsR "down": "a day" is not a duration.*"daily"/,
+  );
+  const jwt = await configError('jwtExpiration = "0s"\n' + README_TOML);
+  assert.match(
+    jwt.message,
+    /^managers\.toml:1: jwtExpiration: it must be more than 0/,
+  );
+  const idle = await configError(
+    README_TOML.replace('auth = "map"', 'auth = "map"\n\tidleTimeout = "soon"'),
+  );
+  assert.match(
+    idle.message,
+    /^managers\.toml:6: sessionIPM "sessions": "idleTimeout": "soon" is not a duration/,
+  );
+});
+
+Deno.test("config: a user database that does not exist is named with the known ones", async () => {
+  const e = await configError(
+    README_TOML.replace('auth = "map"', 'auth = "ldap"'),
+  );
+  assert.match(
+    e.message,
+    /^managers\.toml:5: sessionIPM "sessions": "auth" = "ldap" names no user database; the configured ones are: map/,
+  );
+  const noName = await configError(
+    README_TOML.replace('\tname = "down"\n', ""),
+  );
+  assert.match(
+    noName.message,
+    /^managers\.toml:7: a \[\[dwnConsR\]\] table needs a name/,
+  );
+});
+
+Deno.test("config: nearestKey suggests close keys only", () => {
+  assert.equal(
+    nearestKey("resetCicle", ["resetCycle", "userDBN"]),
+    "resetCycle",
+  );
+  assert.equal(nearestKey("groupquota", ["groupQuota"]), "groupQuota");
+  assert.equal(nearestKey("zzz", ["resetCycle", "userDBN"]), undefined);
+});
+
+Deno.test("config: lineOf finds keys, tables and arrays of tables", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "server.toml");
+    await Deno.writeTextFile(
+      path,
+      '[api]\n  persistInterval = "5m"\n  [api.server]\n    addr = ":4443"\n[proxy]\n  [proxy.server]\n    addr = ":8080"\n',
+    );
+    const file = await readTomlFile(path);
+    assert.equal(file.lineOf(["proxy", "server", "addr"]), 7);
+    assert.equal(file.lineOf(["api", "server"]), 3);
+    assert.equal(file.lineOf(["api", "persistInterval"]), 2);
+    assert.equal(file.lineOf(["nope"]), undefined);
+    const readme = parseTomlText("m.toml", README_TOML);
+    assert.equal(readme.lineOf(["dwnConsR", "0", "resetCycle"]), 10);
+    assert.equal(readme.lineOf(["mapDB", "userGroup", "user0"]), 19);
+    await assert.rejects(
+      () => readTomlFile(join(dir, "missing.toml")),
+      /missing\.toml: the file does not exist/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("config: the default file is safe, readable, loads, and stores the password hashed", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "managers.toml");
+    const admin = await writeDefaultManagersFile(path);
+    assert.equal(admin.user, "admin");
+    assert.match(admin.password, /^[A-Za-z0-9_-]{16}$/);
+    const text = await Deno.readTextFile(path);
+    assert.ok(!text.includes(admin.password));
+    assert.match(text, /admin = "pbkdf2-sha256\$/);
+    assert.match(text, /^# /m);
+    assert.deepEqual((await checkManagersFile(path)).warnings, []);
+    const loaded = await loadManagers(await readTomlFile(path));
+    assert.equal(loaded.ruleText, "sessions ∧ down");
+    assert.deepEqual(loaded.admins, ["admin"]);
+    const down = loaded.managers.get("down") as DwnConsR;
+    assert.equal(down.quotaOf("admin", ["admins"]), 10 * 1024 ** 3);
+    assert.equal(down.quotaOf("x", ["users"]), 1024 ** 3);
+    const db = loaded.userDbs.get("local")!;
+    assert.equal(
+      (await db.authenticate("admin", admin.password)).userName,
+      "admin",
+    );
+    await assert.rejects(
+      () => writeDefaultManagersFile(path),
+      "never overwrites",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

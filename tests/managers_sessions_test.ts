@@ -1,0 +1,227 @@
+/**
+ * sessionIPM through the gateway: login and the original's error bodies,
+ * one IP per user, secrets that expire and renew (injected clock), logged
+ * users, sessions surviving a restart, and discover's answers as the
+ * original gave them on the wire.
+ */
+import assert from "node:assert/strict";
+import { CommandError } from "../managers/mod.ts";
+import { PolicyDir, README_TOML, request } from "./helpers/managers_setup.ts";
+
+async function commandError(
+  fn: () => unknown,
+  body: Record<string, unknown>,
+): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    assert.ok(e instanceof CommandError, `expected a CommandError, got ${e}`);
+    assert.deepEqual(e.body, body);
+    return;
+  }
+  assert.fail(`expected ${JSON.stringify(body)}`);
+}
+
+const ADMIN_TOML = README_TOML.replace(
+  'rule = "sessions ∧ down"',
+  'rule = "sessions ∧ down"\njwtExpiration = "1h"\nadmins = ["user0"]',
+).replace('user0 = "pass0"', 'user0 = "pass0"\n\t\tuser1 = "pass1"');
+
+Deno.test("sessions: open checks the password with the original's error bodies", async () => {
+  const d = await PolicyDir.make(README_TOML);
+  try {
+    const g = await d.open();
+    await commandError(
+      () => g.open("sessions", "10.0.0.5", "user0", "nope"),
+      { message: "Incorrect password" },
+    );
+    await commandError(
+      () => g.open("sessions", "10.0.0.5", "nobody", "x"),
+      { User: "nobody", DB: "map" },
+    );
+    await commandError(
+      () => g.open("down", "10.0.0.5", "user0", "pass0"),
+      { Mng: "down", Cmd: "open" },
+    );
+    const secret = await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    assert.match(secret, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+    assert.equal(g.check("sessions", "10.0.0.5", secret), "user0");
+    await commandError(() => g.check("sessions", "10.0.0.5", ""), {
+      message: "empty JWT",
+    });
+    // The secret of the session at another IP.
+    await commandError(() => g.check("sessions", "10.0.0.6", secret), {
+      Logged: "",
+      Decrypted: "user0",
+    });
+    await commandError(
+      () => g.check("sessions", "10.0.0.5", secret.slice(0, -2) + "xx"),
+      {
+        message:
+          "invalid secret: it was not made by this gateway; log in again",
+      },
+    );
+  } finally {
+    await d.cleanup();
+  }
+});
+
+Deno.test("sessions: one IP per user; a login at an IP ends whoever was there", async () => {
+  const d = await PolicyDir.make(ADMIN_TOML);
+  try {
+    const g = await d.open();
+    const first = await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    assert.equal(g.decide(request("10.0.0.5", d.clock)).allowed, true);
+    const second = await g.open("sessions", "10.0.0.6", "user0", "pass0");
+    const old = g.decide(request("10.0.0.5", d.clock));
+    assert.equal(old.allowed, false);
+    assert.equal(g.decide(request("10.0.0.6", d.clock)).allowed, true);
+    await commandError(() => g.check("sessions", "10.0.0.5", first), {
+      Logged: "",
+      Decrypted: "user0",
+    });
+    assert.deepEqual(g.loggedUsers("sessions", "10.0.0.6", second), {
+      "10.0.0.6": "user0",
+    });
+    const other = await g.open("sessions", "10.0.0.6", "user1", "pass1");
+    await commandError(() => g.check("sessions", "10.0.0.6", second), {
+      Logged: "user1",
+      Decrypted: "user0",
+    });
+    assert.deepEqual(g.loggedUsers("sessions", "10.0.0.6", other), {
+      "10.0.0.6": "user1",
+    });
+    await g.close("sessions", "10.0.0.6", other);
+    assert.equal(g.decide(request("10.0.0.6", d.clock)).allowed, false);
+    await commandError(() => g.loggedUsers("sessions", "10.0.0.6", other), {
+      Logged: "",
+      Decrypted: "user1",
+    });
+  } finally {
+    await d.cleanup();
+  }
+});
+
+Deno.test("sessions: a secret expires after jwtExpiration and renews", async () => {
+  const d = await PolicyDir.make(ADMIN_TOML);
+  try {
+    const g = await d.open();
+    const secret = await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    d.clock.advance(3600_000 - 1000);
+    assert.equal(g.check("sessions", "10.0.0.5", secret), "user0");
+    d.clock.advance(1000);
+    await commandError(() => g.check("sessions", "10.0.0.5", secret), {
+      message: "expired token",
+    });
+    // The session itself is still open: the proxy lets it through.
+    assert.equal(g.decide(request("10.0.0.5", d.clock)).allowed, true);
+    // Renew needs the user logged at this IP.
+    await commandError(() => g.renew("sessions", "10.0.0.9", secret), {
+      Logged: "",
+      Decrypted: "user0",
+    });
+    const renewed = await g.renew("sessions", "10.0.0.5", secret);
+    assert.notEqual(renewed, secret);
+    assert.equal(g.check("sessions", "10.0.0.5", renewed), "user0");
+    await commandError(() => g.renew("sessions", "10.0.0.5", "junk"), {
+      message: "invalid secret: it was not made by this gateway; log in again",
+    });
+  } finally {
+    await d.cleanup();
+  }
+});
+
+Deno.test("sessions: persist in KV across a restart, with the same signing key", async () => {
+  const d = await PolicyDir.make(ADMIN_TOML);
+  try {
+    const g = await d.open();
+    const secret = await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    await g.open("sessions", "10.0.0.7", "user1", "pass1");
+    await g.close();
+    const again = await d.open();
+    assert.equal(again.check("sessions", "10.0.0.5", secret), "user0");
+    assert.deepEqual(again.loggedUsers("sessions", "10.0.0.5", secret), {
+      "10.0.0.5": "user0",
+      "10.0.0.7": "user1",
+    });
+    const decision = again.decide(request("10.0.0.5", d.clock));
+    assert.equal(decision.allowed, true);
+    assert.equal(decision.allowed && decision.user, "user0");
+    // user1 is logged in but has no group with a quota.
+    const none = again.decide(request("10.0.0.7", d.clock));
+    assert.equal(none.allowed, false);
+    assert.match(
+      !none.allowed ? none.reason : "",
+      /^Quota reached: user1 has no download quota under "down"/,
+    );
+  } finally {
+    await d.cleanup();
+  }
+});
+
+Deno.test("sessions: idleTimeout closes a session unused that long", async () => {
+  const d = await PolicyDir.make(
+    README_TOML.replace('auth = "map"', 'auth = "map"\n\tidleTimeout = "10m"'),
+  );
+  try {
+    const g = await d.open();
+    await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    d.clock.advance(9 * 60_000);
+    assert.equal(g.decide(request("10.0.0.5", d.clock)).allowed, true);
+    d.clock.advance(9 * 60_000);
+    assert.equal(g.decide(request("10.0.0.5", d.clock)).allowed, true);
+    d.clock.advance(10 * 60_000);
+    assert.equal(g.decide(request("10.0.0.5", d.clock)).allowed, false);
+    await g.flush();
+    await g.close();
+    const again = await d.open();
+    assert.equal(again.decide(request("10.0.0.5", d.clock)).allowed, false);
+  } finally {
+    await d.cleanup();
+  }
+});
+
+Deno.test("discover: the original's answers before and after login", async () => {
+  const d = await PolicyDir.make(README_TOML);
+  try {
+    const g = await d.open();
+    assert.deepEqual(g.discover("10.0.0.5"), {
+      matchMng: { sessions: { match: false, type: "sessionIPM" } },
+      result: false,
+    });
+    await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    assert.deepEqual(g.discover("10.0.0.5"), {
+      matchMng: {
+        down: { match: true, type: "dwnConsR" },
+        sessions: { match: true, type: "sessionIPM" },
+      },
+      result: true,
+    });
+    assert.equal(g.kindOf("sessions"), "sessionIPM");
+    assert.equal(g.kindOf("down"), "dwnConsR");
+    assert.equal(g.kindOf("nope"), undefined);
+    assert.deepEqual(g.show("rules"), { rule: "sessions ∧ down" });
+    assert.deepEqual(g.show("sessions"), { name: "sessions", auth: "map" });
+    const shown = JSON.stringify(g.show("map"));
+    assert.ok(!shown.includes("pass0"), "show never shows passwords");
+    await commandError(() => g.show("nope"), { Mng: "nope", Cmd: "show" });
+  } finally {
+    await d.cleanup();
+  }
+});
+
+Deno.test("decide: a refusal says which managers were false and where to log in", async () => {
+  const d = await PolicyDir.make(README_TOML);
+  try {
+    const g = await d.open();
+    assert.deepEqual(g.decide(request("10.0.0.5", d.clock)), {
+      allowed: false,
+      status: 403,
+      reason:
+        "Forbidden by the rule: sessions: not logged in at 10.0.0.5. Log in at https://gw.test:4443",
+      loginUrl: "https://gw.test:4443",
+    });
+  } finally {
+    await d.cleanup();
+  }
+});

@@ -45,6 +45,8 @@ rule = "sessions ∧ down"
 async function withRealGateway(
   managersToml: string,
   fn: (ctx: {
+    /** Moves the gateway's clock forward. */
+    advance: (ms: number) => void;
     origin: string;
     browser: Browser;
     errors: string[];
@@ -56,9 +58,11 @@ async function withRealGateway(
   try {
     const managersFile = join(dir, "managers.toml");
     await Deno.writeTextFile(managersFile, managersToml);
+    let offset = 0;
     const gateway = await openGateway(managersFile, {
       kvPath: join(dir, "state.kv"),
       persistIntervalMs: 60_000,
+      clock: () => new Date(Date.now() + offset),
     });
     cleanups.push(() => gateway.close());
     const api = await startTestApi(gateway, { assets, dir });
@@ -66,7 +70,13 @@ async function withRealGateway(
     const browser = await launchChromium();
     cleanups.push(() => browser.close());
     const errors: string[] = [];
-    await fn({ origin: api.origin, browser, errors, post: api.post });
+    await fn({
+      advance: (ms) => offset += ms,
+      origin: api.origin,
+      browser,
+      errors,
+      post: api.post,
+    });
     assert.deepEqual(errors, [], "the pages raised no script errors");
   } finally {
     for (const c of cleanups.reverse()) await c();
@@ -190,5 +200,41 @@ Deno.test("web: a rule that stops before the session manager still lets people l
       await page.locator("#notice").textContent() ?? "",
       /rules do not let this address browse/,
     );
+  });
+});
+
+Deno.test("web: an expired secret is renewed by the page itself", async () => {
+  await withRealGateway(MANAGERS_TOML, async (ctx) => {
+    const { origin, browser, errors, post, advance } = ctx;
+    const page = await newPage(browser, errors);
+    await page.goto(`${origin}/`);
+    await logIn(page, "user0", "pass0");
+    await page.locator("#status").waitFor();
+    const secretOf = () =>
+      page.evaluate(() =>
+        JSON.parse(localStorage.getItem("pmproxy.login") ?? "{}").secret
+      );
+    const first = await secretOf();
+
+    advance(2 * 3600_000); // past jwtExpiration = "1h"
+    const expired = await post({
+      cmd: "check",
+      manager: "sessions",
+      secret: first,
+    });
+    assert.equal(expired.status, 400);
+    assert.match(expired.text, /expired token/);
+
+    await page.reload();
+    await page.locator("#status").waitFor();
+    assert.equal(await page.locator("#st-user").textContent(), "user0");
+    const renewed = await secretOf();
+    assert.notEqual(renewed, first, "the page stored a new secret");
+    const ok = await post({
+      cmd: "check",
+      manager: "sessions",
+      secret: renewed,
+    });
+    assert.equal(ok.text.trim(), "user0");
   });
 });

@@ -5,7 +5,7 @@
  *
  * @example
  * ```ts
- * import { assets } from "./web/assets.ts";
+ * import { assets } from "./assets.ts";
  * const page = assets["/index.html"]; // { type: "text/html; …", body: "<!doctype html>…" }
  * ```
  *

@@ -96,6 +96,7 @@ export class GatewayRuntime implements Policy, Gateway {
   readonly #loaded: LoadedManagers;
   readonly #kv: Deno.Kv;
   readonly #sessions: SessionIpm[];
+  readonly #quotas: DwnConsR[];
   readonly #clock: () => Date;
   readonly #loginUrl?: string;
   #timer?: ReturnType<typeof setInterval>;
@@ -110,6 +111,9 @@ export class GatewayRuntime implements Policy, Gateway {
     this.#sessions = [...loaded.managers.values()].filter((m) =>
       m instanceof SessionIpm
     ) as SessionIpm[];
+    this.#quotas = [...loaded.managers.values()].filter((m) =>
+      m instanceof DwnConsR
+    ) as DwnConsR[];
     if (options.persistIntervalMs > 0) {
       this.#timer = setInterval(() => {
         this.flush().catch((e) =>
@@ -128,6 +132,13 @@ export class GatewayRuntime implements Policy, Gateway {
   // ------------------------------------------------------------ the proxy
 
   decide(facts: RequestFacts): Decision {
+    // Reset cycles are checked at every request (one comparison each), so
+    // open transfers see a reset even when this request does not reach
+    // the quota; the persist timer checks them too.
+    const now = facts.time.getTime();
+    for (let i = 0; i < this.#quotas.length; i++) {
+      this.#quotas[i].checkCycle(now);
+    }
     const ctx = new RequestContext(facts, this.#sessions);
     const grant: Grant = { meters: [] };
     const managers = this.#loaded.managers;

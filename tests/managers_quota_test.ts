@@ -1,0 +1,342 @@
+/**
+ * dwnConsR through the gateway: the meter stops at the quota, new requests
+ * are refused, the cycle resets aligned to the last reset (injected clock),
+ * state persists in a real KV file across restarts, admins set/reset, and
+ * two gateways on one KV file add up.
+ */
+import assert from "node:assert/strict";
+import { CombinedMeter, CommandError } from "../managers/mod.ts";
+import type { Decision, Meter } from "../proxy/policy.ts";
+import { PolicyDir, README_TOML, request } from "./helpers/managers_setup.ts";
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const HOUR = 3600_000;
+
+/** The README's file with a 1 MB quota, user0 admin, user1 not. */
+const TOML = README_TOML
+  .replace('group0 = "1 GB"', 'group0 = "1 MB"')
+  .replace(
+    'rule = "sessions ∧ down"',
+    'rule = "sessions ∧ down"\nadmins = ["user0"]\njwtExpiration = "1000h"',
+  )
+  .replace('user0 = "pass0"', 'user0 = "pass0"\n\t\tuser1 = "pass1"')
+  .replace(
+    'user0 = ["group0"]',
+    'user0 = ["group0"]\n\t\tuser1 = ["group0"]',
+  );
+
+function meterOf(d: Decision): Meter {
+  assert.ok(d.allowed, `expected allowed, got ${JSON.stringify(d)}`);
+  assert.ok(d.meter, "a metered request");
+  return d.meter;
+}
+
+function reasonOf(d: Decision): string {
+  assert.ok(!d.allowed, "expected a refusal");
+  return d.reason;
+}
+
+/** Feeds chunks until the meter stops; answers the bytes accepted. */
+function download(meter: Meter, bytes: number, chunk = 64 * KiB): number {
+  let got = 0;
+  for (let i = 0; i < 100_000 && got < bytes; i++) {
+    const n = Math.min(chunk, bytes - got);
+    if (meter.chunk(n) < 0) break;
+    got += n;
+  }
+  return got;
+}
+
+async function consumption(
+  g: {
+    userInfo(
+      m: string,
+      ip: string,
+      s: string,
+      o?: string,
+    ): Promise<{ bytesCons: number; consumption: string }>;
+  },
+  ip: string,
+  secret: string,
+): Promise<number> {
+  return (await g.userInfo("down", ip, secret)).bytesCons;
+}
+
+Deno.test("quota: the meter stops at the quota and the next request is refused", async () => {
+  const d = await PolicyDir.make(TOML);
+  try {
+    const g = await d.open();
+    await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    const meter = meterOf(g.decide(request("10.0.0.5", d.clock)));
+    // Chunks are accepted while the consumption before them is below quota.
+    assert.equal(download(meter, 3 * MiB), MiB);
+    assert.equal(meter.stopReason, "quota reached");
+    // An uneven chunk size goes over by less than one chunk.
+    const d2 = await PolicyDir.make(TOML);
+    try {
+      const g2 = await d2.open();
+      await g2.open("sessions", "10.0.0.5", "user0", "pass0");
+      const got = download(
+        meterOf(g2.decide(request("10.0.0.5", d2.clock))),
+        3 * MiB,
+        100_000,
+      );
+      assert.ok(got >= MiB && got < MiB + 100_000, `${got}`);
+    } finally {
+      await d2.cleanup();
+    }
+    const refused = g.decide(request("10.0.0.5", d.clock));
+    assert.equal(refused.allowed, false);
+    assert.equal(!refused.allowed && refused.status, 403);
+    assert.equal(
+      reasonOf(refused),
+      "Quota reached: consumption 1 MB of quota 1 MB for user0 (resets at 2026-03-03T10:00:00.000Z)",
+    );
+    // Another user has their own consumption.
+    await g.open("sessions", "10.0.0.6", "user1", "pass1");
+    assert.equal(
+      download(meterOf(g.decide(request("10.0.0.6", d.clock))), 10),
+      10,
+    );
+  } finally {
+    await d.cleanup();
+  }
+});
+
+Deno.test("quota: userInfo formats sizes; getOther and set are for admins", async () => {
+  const d = await PolicyDir.make(TOML);
+  try {
+    const g = await d.open();
+    const admin = await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    const user = await g.open("sessions", "10.0.0.6", "user1", "pass1");
+    assert.deepEqual(await g.userInfo("down", "10.0.0.5", admin), {
+      quota: "1 MB",
+      groups: ["group0"],
+      name: "user0",
+      userName: "user0",
+      consumption: "0 B",
+      bytesQuota: MiB,
+      bytesCons: 0,
+      isAdmin: true,
+    });
+    download(meterOf(g.decide(request("10.0.0.6", d.clock))), 512 * KiB);
+    const other = await g.userInfo("down", "10.0.0.5", admin, "user1");
+    assert.equal(other.consumption, "512 KB");
+    assert.equal(other.isAdmin, false);
+    await assert.rejects(
+      () => g.userInfo("down", "10.0.0.6", user, "user0"),
+      (e) => e instanceof CommandError && e.body.User === "user1",
+    );
+    await assert.rejects(
+      () => g.setConsumption("down", "10.0.0.6", user, "user1", 0),
+      (e) => e instanceof CommandError && e.body.User === "user1",
+    );
+    await assert.rejects(
+      () => g.userInfo("down", "10.0.0.5", admin, "nobody"),
+      (e) =>
+        e instanceof CommandError &&
+        JSON.stringify(e.body) === '{"User":"nobody","DB":"map"}',
+    );
+    await assert.rejects(
+      () => g.userInfo("sessions", "10.0.0.5", admin),
+      (e) =>
+        e instanceof CommandError &&
+        JSON.stringify(e.body) === '{"Mng":"sessions","Cmd":"get"}',
+    );
+    await g.setConsumption("down", "10.0.0.5", admin, "user1", 0);
+    assert.equal(await consumption(g, "10.0.0.6", user), 0, "reset writes 0");
+    await g.setConsumption("down", "10.0.0.5", admin, "user1", MiB);
+    assert.match(
+      reasonOf(g.decide(request("10.0.0.6", d.clock))),
+      /^Quota reached/,
+    );
+  } finally {
+    await d.cleanup();
+  }
+});
+
+Deno.test("quota: consumption returns to 0 at whole cycles from the last reset", async () => {
+  const d = await PolicyDir.make(TOML);
+  try {
+    const start = d.clock.ms;
+    const g = await d.open();
+    const secret = await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    download(meterOf(g.decide(request("10.0.0.5", d.clock))), 300 * KiB);
+    d.clock.advance(24 * HOUR - 1);
+    assert.equal(await consumption(g, "10.0.0.5", secret), 300 * KiB);
+    d.clock.advance(1);
+    assert.equal(await consumption(g, "10.0.0.5", secret), 0);
+    // Three and a half cycles later: reset to start + 4 cycles, not to now.
+    download(meterOf(g.decide(request("10.0.0.5", d.clock))), 100);
+    d.clock.advance(3.5 * 24 * HOUR);
+    g.decide(request("10.0.0.5", d.clock));
+    const shown = g.show("down") as { lastReset: string };
+    assert.equal(
+      shown.lastReset,
+      new Date(start + 4 * 24 * HOUR).toISOString(),
+    );
+    assert.equal(await consumption(g, "10.0.0.5", secret), 0);
+    // An open transfer goes on after a reset: its meter is the same account.
+    const meter = meterOf(g.decide(request("10.0.0.5", d.clock)));
+    download(meter, MiB);
+    assert.ok(meter.chunk(1) < 0);
+    d.clock.advance(24 * HOUR);
+    g.decide(request("10.0.0.6", d.clock));
+    assert.equal(meter.chunk(1), 0);
+  } finally {
+    await d.cleanup();
+  }
+});
+
+Deno.test("quota: consumption and the last reset persist across close and open", async () => {
+  const d = await PolicyDir.make(TOML);
+  try {
+    const g = await d.open();
+    const secret = await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    download(meterOf(g.decide(request("10.0.0.5", d.clock))), 200 * KiB);
+    await g.flush();
+    download(meterOf(g.decide(request("10.0.0.5", d.clock))), 100 * KiB);
+    await g.close(); // writes the last 100 KiB
+    d.clock.advance(HOUR);
+    const again = await d.open();
+    assert.equal(await consumption(again, "10.0.0.5", secret), 300 * KiB);
+    // The first persist after start keeps it (the original wiped it).
+    await again.flush();
+    assert.equal(await consumption(again, "10.0.0.5", secret), 300 * KiB);
+    await again.close();
+    // A restart after the cycle ended starts at 0, aligned to the old reset.
+    d.clock.advance(24 * HOUR);
+    const later = await d.open();
+    assert.equal(await consumption(later, "10.0.0.5", secret), 0);
+    assert.equal(
+      (later.show("down") as { lastReset: string }).lastReset,
+      "2026-03-03T10:00:00.000Z",
+    );
+  } finally {
+    await d.cleanup();
+  }
+});
+
+Deno.test("quota: an admin's set is kept across a restart", async () => {
+  const d = await PolicyDir.make(TOML);
+  try {
+    const g = await d.open();
+    const admin = await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    download(meterOf(g.decide(request("10.0.0.5", d.clock))), 700 * KiB);
+    await g.flush();
+    await g.setConsumption("down", "10.0.0.5", admin, "user0", 0);
+    download(meterOf(g.decide(request("10.0.0.5", d.clock))), 10 * KiB);
+    await g.close();
+    const again = await d.open();
+    assert.equal(await consumption(again, "10.0.0.5", admin), 10 * KiB);
+  } finally {
+    await d.cleanup();
+  }
+});
+
+Deno.test("quota: two gateways on one KV file add up", async () => {
+  const d = await PolicyDir.make(TOML);
+  try {
+    const a = await d.open();
+    const b = await d.open();
+    const secret = await a.open("sessions", "10.0.0.5", "user0", "pass0");
+    await b.open("sessions", "10.0.0.5", "user0", "pass0");
+    download(meterOf(a.decide(request("10.0.0.5", d.clock))), 300 * KiB);
+    download(meterOf(b.decide(request("10.0.0.5", d.clock))), 400 * KiB);
+    await a.flush();
+    await b.flush();
+    // Each sees the other's traffic after its next write.
+    await a.flush();
+    // One signing key per installation: a's secret is good at b too.
+    const secretB = secret;
+    assert.equal(
+      (await a.userInfo("down", "10.0.0.5", secret)).bytesCons,
+      700 * KiB,
+    );
+    {
+      assert.equal(
+        (await b.userInfo("down", "10.0.0.5", secretB)).bytesCons,
+        700 * KiB,
+      );
+    }
+    // Together they stop at the quota.
+    download(meterOf(a.decide(request("10.0.0.5", d.clock))), 400 * KiB);
+    await a.flush();
+    await b.flush();
+    assert.match(
+      reasonOf(b.decide(request("10.0.0.5", d.clock))),
+      /^Quota reached/,
+    );
+    // A new cycle is seen by both, whichever notices first.
+    d.clock.advance(24 * HOUR);
+    download(meterOf(a.decide(request("10.0.0.5", d.clock))), 5 * KiB);
+    await a.flush();
+    download(meterOf(b.decide(request("10.0.0.5", d.clock))), 6 * KiB);
+    await b.flush();
+    await a.flush();
+    assert.equal(
+      (await a.userInfo("down", "10.0.0.5", secret)).bytesCons,
+      11 * KiB,
+    );
+  } finally {
+    await d.cleanup();
+  }
+});
+
+Deno.test("quota: refusals without a user, and combined meters", async () => {
+  const d = await PolicyDir.make(
+    TOML.replace('rule = "sessions ∧ down"', 'rule = "down"'),
+  );
+  try {
+    const g = await d.open();
+    assert.match(
+      reasonOf(g.decide(request("10.0.0.9", d.clock))),
+      /^down: the download quota needs a logged-in user; nobody is logged in at 10\.0\.0\.9/,
+    );
+  } finally {
+    await d.cleanup();
+  }
+  let calls = 0;
+  const slow: Meter = { chunk: () => (calls++, 25) };
+  const stop: Meter = { chunk: () => -1, stopReason: "quota reached" };
+  const both = new CombinedMeter([slow, { chunk: () => 10 }]);
+  assert.equal(both.chunk(100), 25);
+  const cut = new CombinedMeter([slow, stop]);
+  assert.equal(cut.chunk(100), -1);
+  assert.equal(cut.stopReason, "quota reached");
+  assert.equal(calls, 2);
+});
+
+Deno.test("quota: userQuota overrides the groups; calendar cycles reset at local midnight", async () => {
+  const d = await PolicyDir.make(
+    TOML.replace(
+      'resetCycle = "24h"',
+      'resetCycle = "daily"\n\ttimezone = "America/Havana"',
+    )
+      .replace(
+        "[dwnConsR.groupQuota]",
+        '[dwnConsR.userQuota]\n\t\tuser1 = "2 MB"\n\t[dwnConsR.groupQuota]',
+      ),
+  );
+  try {
+    // 2026-03-02T10:00Z is 05:00 in Havana (UTC-5): the last reset was at 05:00Z.
+    const g = await d.open();
+    assert.equal(
+      (g.show("down") as { lastReset: string }).lastReset,
+      "2026-03-02T05:00:00.000Z",
+    );
+    const admin = await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    assert.equal(
+      (await g.userInfo("down", "10.0.0.5", admin, "user1")).bytesQuota,
+      2 * MiB,
+    );
+    download(meterOf(g.decide(request("10.0.0.5", d.clock))), 100);
+    d.clock.ms = Date.parse("2026-03-03T04:59:59Z");
+    assert.equal(await consumption(g, "10.0.0.5", admin), 100);
+    d.clock.ms = Date.parse("2026-03-03T05:00:00Z");
+    assert.equal(await consumption(g, "10.0.0.5", admin), 0);
+  } finally {
+    await d.cleanup();
+  }
+});

@@ -1,0 +1,104 @@
+/** Durations, sizes, password hashes and session secrets. */
+import assert from "node:assert/strict";
+import {
+  formatDuration,
+  formatSize,
+  parseDuration,
+  parseSize,
+} from "../managers/units.ts";
+import {
+  checkPasswordHash,
+  hashPassword,
+  verifyPassword,
+} from "../managers/password.ts";
+import { signJwt, verifyJwt } from "../managers/_jwt.ts";
+import { parseResetCycle } from "../managers/_reset_cycle.ts";
+
+Deno.test("units: Go-style durations", () => {
+  assert.equal(parseDuration("1h30m"), 5_400_000);
+  assert.equal(parseDuration("500ms"), 500);
+  assert.equal(parseDuration("24h"), 86_400_000);
+  assert.equal(parseDuration("0"), 0);
+  assert.match(String(parseDuration("ten seconds")), /not a duration/);
+  assert.match(String(parseDuration("")), /not a duration/);
+  assert.equal(formatDuration(5_400_000), "1h30m0s");
+  assert.equal(formatDuration(500), "500ms");
+});
+
+Deno.test("units: sizes are base 1024 and print as the README does", () => {
+  assert.equal(parseSize("1 GB"), 1024 ** 3);
+  assert.equal(parseSize("1.5GiB"), 1.5 * 1024 ** 3);
+  assert.equal(parseSize("512 KB"), 512 * 1024);
+  assert.equal(parseSize(1000), 1000);
+  assert.match(String(parseSize("1 gigabyte")), /not a size/);
+  assert.equal(formatSize(0), "0 B");
+  assert.equal(formatSize(1024 ** 3), "1 GB");
+  assert.equal(formatSize(1.5 * 1024 ** 3), "1.5 GB");
+  assert.equal(formatSize(1023), "1023 B");
+  assert.equal(formatSize(1024 * 1024), "1 MB");
+});
+
+Deno.test("password: PBKDF2 hashes verify; plain passwords too", async () => {
+  const stored = await hashPassword("s3cret");
+  assert.match(
+    stored,
+    /^pbkdf2-sha256\$100000\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/,
+  );
+  assert.notEqual(stored, await hashPassword("s3cret"), "salted");
+  assert.equal(await verifyPassword("s3cret", stored), true);
+  assert.equal(await verifyPassword("s3cret!", stored), false);
+  assert.equal(await verifyPassword("pass0", "pass0"), true);
+  assert.equal(await verifyPassword("pass", "pass0"), false);
+  assert.equal(checkPasswordHash(stored), undefined);
+  assert.match(String(checkPasswordHash("pbkdf2-sha256$x$y")), /must read/);
+  assert.equal(await verifyPassword("x", "pbkdf2-sha256$x$y"), false);
+});
+
+Deno.test("secrets: HS256 JWTs verify only with their key", () => {
+  const key = crypto.getRandomValues(new Uint8Array(32));
+  const claims = { user: "user0", ip: "10.0.0.5", exp: 1_800_000_000 };
+  const token = signJwt(key, claims);
+  assert.deepEqual(verifyJwt(key, token), claims);
+  assert.equal(verifyJwt(new Uint8Array(32), token), undefined);
+  const [h, , s] = token.split(".");
+  const forged = btoa(JSON.stringify({ ...claims, user: "admin" }))
+    .replace(/=+$/, "");
+  assert.equal(verifyJwt(key, `${h}.${forged}.${s}`), undefined);
+  assert.equal(verifyJwt(key, "a.b"), undefined);
+});
+
+Deno.test("reset cycles: durations align to the last reset; calendars to local midnight", () => {
+  const day = parseResetCycle("24h");
+  assert.ok(typeof day !== "string");
+  const t0 = Date.parse("2026-03-02T10:00:00Z");
+  assert.equal(day.current(t0 + 3.5 * 86_400_000, t0), t0 + 3 * 86_400_000);
+  assert.equal(day.next(t0), t0 + 86_400_000);
+  const weekly = parseResetCycle("weekly", "UTC");
+  assert.ok(typeof weekly !== "string");
+  // 2026-03-05 is a Thursday: the week began on Monday 2026-03-02.
+  const thu = Date.parse("2026-03-05T15:00:00Z");
+  assert.equal(weekly.current(thu, 0), Date.parse("2026-03-02T00:00:00Z"));
+  assert.equal(
+    weekly.next(Date.parse("2026-03-02T00:00:00Z")),
+    Date.parse("2026-03-09T00:00:00Z"),
+  );
+  const monthly = parseResetCycle("monthly", "Europe/Madrid");
+  assert.ok(typeof monthly !== "string");
+  // Madrid is UTC+1 in winter, UTC+2 from the last Sunday of March.
+  assert.equal(monthly.current(thu, 0), Date.parse("2026-02-28T23:00:00Z"));
+  assert.equal(
+    monthly.next(Date.parse("2026-02-28T23:00:00Z")),
+    Date.parse("2026-03-31T22:00:00Z"),
+  );
+  const daily = parseResetCycle("daily", "Europe/Madrid");
+  assert.ok(typeof daily !== "string");
+  // Across the change to summer time (29 March 2026): a 23-hour day.
+  const mar29 = Date.parse("2026-03-28T23:00:00Z");
+  assert.equal(daily.next(mar29), Date.parse("2026-03-29T22:00:00Z"));
+  assert.match(String(parseResetCycle("fortnightly")), /"daily", "weekly"/);
+  assert.match(
+    String(parseResetCycle("daily", "Mars/Olympus")),
+    /not a time zone/,
+  );
+  assert.match(String(parseResetCycle("0s")), /more than 0/);
+});

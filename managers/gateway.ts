@@ -65,6 +65,16 @@ class RequestContext implements EvalContext {
     if (!this.#resolved) {
       this.#resolved = true;
       const now = this.facts.time.getTime();
+      const creds = this.facts.proxyAuth;
+      if (creds) {
+        for (const s of this.sessions) {
+          const found = s.proxySession(creds, now);
+          if (found) {
+            this.#session = found;
+            return found;
+          }
+        }
+      }
       for (const s of this.sessions) {
         const found = s.sessionAt(this.facts.clientIp, now);
         if (found) {
@@ -131,7 +141,32 @@ export class GatewayRuntime implements Policy, Gateway {
 
   // ------------------------------------------------------------ the proxy
 
-  decide(facts: RequestFacts): Decision {
+  /**
+   * Decides a request. Synchronous, except the first time proxy
+   * credentials are seen by a sessionIPM with `proxyAuth = true` (they are
+   * checked with the user database, then remembered).
+   */
+  decide(facts: RequestFacts): Decision | Promise<Decision> {
+    const creds = facts.proxyAuth;
+    if (creds) {
+      const now = facts.time.getTime();
+      const checks = this.#sessions.filter((s) =>
+        s.needsProxyCheck(creds, now)
+      );
+      if (checks.length > 0) {
+        return Promise.all(
+          checks.map((s) => s.checkProxyCredentials(creds).catch(() => {})),
+        ).then(() => this.decideSync(facts));
+      }
+    }
+    return this.decideSync(facts);
+  }
+
+  /**
+   * Decides a request with what is in memory: no store, no database, no
+   * awaiting (proxy credentials not checked yet count as wrong).
+   */
+  decideSync(facts: RequestFacts): Decision {
     // Reset cycles are checked at every request (one comparison each), so
     // open transfers see a reset even when this request does not reach
     // the quota; the persist timer checks them too.
@@ -150,6 +185,21 @@ export class GatewayRuntime implements Policy, Gateway {
       return value;
     });
     if (!allowed) {
+      // A false sessionIPM that takes proxy credentials: ask for them.
+      const asking = falses?.find((m) =>
+        m instanceof SessionIpm && m.realm !== undefined
+      ) as SessionIpm | undefined;
+      if (asking) {
+        return {
+          allowed: false,
+          status: 407,
+          reason: `${
+            this.#forbidden(ctx, falses)
+          } Or send proxy credentials (Proxy-Authorization: Basic) of a user of "${asking.auth.name}".`,
+          loginUrl: this.#loginUrl,
+          realm: asking.realm,
+        };
+      }
       return {
         allowed: false,
         status: 403,

@@ -9,7 +9,17 @@
  *   name = "sessions"
  *   auth = "map"            # a mapDB or adDB
  *   # idleTimeout = "2h"    # a session unused that long is closed
+ *   # proxyAuth = true      # also accept Proxy-Authorization: Basic credentials
+ *   # realm = "pmproxy"     # the realm of the 407 answer asking for them
  * ```
+ *
+ * With `proxyAuth = true` a request that carries `Proxy-Authorization:
+ * Basic` credentials of a user of `auth` is that user's, without opening a
+ * session at its IP (clients behind one address, scripts). Checked
+ * credentials are remembered for five minutes (as a SHA-256 digest), so the
+ * database is asked once, not at every request. When the rule needs this
+ * manager and a request has neither a session nor credentials, the answer
+ * is 407 with the realm, so browsers ask for them.
  *
  * One IP per user: a login from another IP ends the user's old session, and
  * a login at an IP ends the session of whoever was there. Sessions are kept
@@ -29,6 +39,25 @@ import {
 import type { KindContext, Table } from "./kinds.ts";
 import { optBool, optString } from "./_kind_table.ts";
 import { type SessionClaims, signJwt, verifyJwt } from "./_jwt.ts";
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { ProxyCredentials } from "../proxy/policy.ts";
+
+/** How long checked proxy credentials are trusted without asking the database again. */
+const PROXY_AUTH_TTL_MS = 5 * 60_000;
+/** At most this many users' proxy credentials are remembered. */
+const PROXY_AUTH_MAX = 10_000;
+
+function digestOf(creds: ProxyCredentials): Uint8Array {
+  return new Uint8Array(
+    createHash("sha256").update(`${creds.user}\u0000${creds.pass}`).digest(),
+  );
+}
+
+interface CheckedCredentials {
+  digest: Uint8Array;
+  session: Session;
+  until: number;
+}
 
 /** One open session. */
 export interface Session {
@@ -75,6 +104,8 @@ export class SessionIpm implements Manager {
   #key?: Uint8Array;
   /** KV deletions of idle sessions, written on the next flush. */
   #idleClosed: string[] = [];
+  /** Proxy credentials checked recently, by user name. */
+  readonly #proxyChecked = new Map<string, CheckedCredentials>();
 
   constructor(
     readonly name: string,
@@ -163,12 +194,93 @@ export class SessionIpm implements Manager {
       s.lastUsed = now;
       return true;
     }
-    return false;
+    const creds = ctx.facts.proxyAuth;
+    return creds !== undefined && this.proxySession(creds, now) !== undefined;
   }
 
   /** Why `evaluate` was false, for the refusal page. */
   whyFalse(ctx: EvalContext): string {
-    return `${this.name}: not logged in at ${ctx.facts.clientIp}`;
+    const creds = ctx.facts.proxyAuth;
+    if (this.options.proxyAuth && creds) {
+      return `${this.name}: the proxy credentials of "${creds.user}" are wrong`;
+    }
+    return `${this.name}: not logged in at ${ctx.facts.clientIp}${
+      this.options.proxyAuth ? " and no proxy credentials were sent" : ""
+    }`;
+  }
+
+  /**
+   * With `proxyAuth = true`: the session of credentials checked recently
+   * (synchronous: no database access). Undefined otherwise.
+   */
+  proxySession(creds: ProxyCredentials, now: number): Session | undefined {
+    if (!this.options.proxyAuth) return undefined;
+    const checked = this.#proxyChecked.get(creds.user);
+    if (!checked || checked.until <= now) return undefined;
+    const digest = digestOf(creds);
+    if (!timingSafeEqual(digest, checked.digest)) return undefined;
+    checked.session.lastUsed = now;
+    return checked.session;
+  }
+
+  /** True when these credentials must be checked by the database first. */
+  needsProxyCheck(creds: ProxyCredentials, now: number): boolean {
+    return this.options.proxyAuth === true &&
+      this.proxySession(creds, now) === undefined;
+  }
+
+  /**
+   * Checks proxy credentials with the user database and remembers them for
+   * a few minutes. Wrong ones are not remembered (and throw).
+   */
+  async checkProxyCredentials(creds: ProxyCredentials): Promise<void> {
+    const record = await this.auth.authenticate(creds.user, creds.pass);
+    const groups = await this.#groupsOf(creds.user, record);
+    const now = this.options.clock().getTime();
+    if (this.#proxyChecked.size >= PROXY_AUTH_MAX) {
+      for (const [user, c] of this.#proxyChecked) {
+        if (c.until <= now) this.#proxyChecked.delete(user);
+      }
+      if (this.#proxyChecked.size >= PROXY_AUTH_MAX) this.#proxyChecked.clear();
+    }
+    this.#proxyChecked.set(creds.user, {
+      digest: digestOf(creds),
+      until: now + PROXY_AUTH_TTL_MS,
+      session: {
+        user: creds.user,
+        ip: "",
+        record,
+        groups,
+        opened: now,
+        lastUsed: now,
+      },
+    });
+  }
+
+  /** The realm of a 407 answer, when this manager takes proxy credentials. */
+  get realm(): string | undefined {
+    return this.options.proxyAuth
+      ? (this.options.realm ?? "pmproxy")
+      : undefined;
+  }
+
+  async #groupsOf(
+    user: string,
+    record: UserRecord,
+  ): Promise<Record<string, string[]>> {
+    const groups: Record<string, string[]> = {
+      [this.auth.name]: record.groups,
+    };
+    for (const db of this.options.userDbs) {
+      if (db === this.auth) continue;
+      try {
+        const other = await db.lookup(user);
+        if (other) groups[db.name] = other.groups;
+      } catch {
+        // Another database being down must not prevent the login.
+      }
+    }
+    return groups;
   }
 
   show(): unknown {
@@ -204,18 +316,7 @@ export class SessionIpm implements Manager {
    */
   async open(ip: string, user: string, pass: string): Promise<string> {
     const record = await this.auth.authenticate(user, pass);
-    const groups: Record<string, string[]> = {
-      [this.auth.name]: record.groups,
-    };
-    for (const db of this.options.userDbs) {
-      if (db === this.auth) continue;
-      try {
-        const other = await db.lookup(user);
-        if (other) groups[db.name] = other.groups;
-      } catch {
-        // Another database being down must not prevent the login.
-      }
-    }
+    const groups = await this.#groupsOf(user, record);
     const now = this.options.clock().getTime();
     const session: Session = {
       user,

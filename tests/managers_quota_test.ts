@@ -68,7 +68,7 @@ Deno.test("quota: the meter stops at the quota and the next request is refused",
   try {
     const g = await d.open();
     await g.open("sessions", "10.0.0.5", "user0", "pass0");
-    const meter = meterOf(g.decide(request("10.0.0.5", d.clock)));
+    const meter = meterOf(g.decideSync(request("10.0.0.5", d.clock)));
     // Chunks are accepted while the consumption before them is below quota.
     assert.equal(download(meter, 3 * MiB), MiB);
     assert.equal(meter.stopReason, "quota reached");
@@ -78,7 +78,7 @@ Deno.test("quota: the meter stops at the quota and the next request is refused",
       const g2 = await d2.open();
       await g2.open("sessions", "10.0.0.5", "user0", "pass0");
       const got = download(
-        meterOf(g2.decide(request("10.0.0.5", d2.clock))),
+        meterOf(g2.decideSync(request("10.0.0.5", d2.clock))),
         3 * MiB,
         100_000,
       );
@@ -86,7 +86,7 @@ Deno.test("quota: the meter stops at the quota and the next request is refused",
     } finally {
       await d2.cleanup();
     }
-    const refused = g.decide(request("10.0.0.5", d.clock));
+    const refused = g.decideSync(request("10.0.0.5", d.clock));
     assert.equal(refused.allowed, false);
     assert.equal(!refused.allowed && refused.status, 403);
     assert.equal(
@@ -96,7 +96,7 @@ Deno.test("quota: the meter stops at the quota and the next request is refused",
     // Another user has their own consumption.
     await g.open("sessions", "10.0.0.6", "user1", "pass1");
     assert.equal(
-      download(meterOf(g.decide(request("10.0.0.6", d.clock))), 10),
+      download(meterOf(g.decideSync(request("10.0.0.6", d.clock))), 10),
       10,
     );
   } finally {
@@ -120,7 +120,7 @@ Deno.test("quota: userInfo formats sizes; getOther and set are for admins", asyn
       bytesCons: 0,
       isAdmin: true,
     });
-    download(meterOf(g.decide(request("10.0.0.6", d.clock))), 512 * KiB);
+    download(meterOf(g.decideSync(request("10.0.0.6", d.clock))), 512 * KiB);
     const other = await g.userInfo("down", "10.0.0.5", admin, "user1");
     assert.equal(other.consumption, "512 KB");
     assert.equal(other.isAdmin, false);
@@ -148,7 +148,7 @@ Deno.test("quota: userInfo formats sizes; getOther and set are for admins", asyn
     assert.equal(await consumption(g, "10.0.0.6", user), 0, "reset writes 0");
     await g.setConsumption("down", "10.0.0.5", admin, "user1", MiB);
     assert.match(
-      reasonOf(g.decide(request("10.0.0.6", d.clock))),
+      reasonOf(g.decideSync(request("10.0.0.6", d.clock))),
       /^Quota reached/,
     );
   } finally {
@@ -162,15 +162,15 @@ Deno.test("quota: consumption returns to 0 at whole cycles from the last reset",
     const start = d.clock.ms;
     const g = await d.open();
     const secret = await g.open("sessions", "10.0.0.5", "user0", "pass0");
-    download(meterOf(g.decide(request("10.0.0.5", d.clock))), 300 * KiB);
+    download(meterOf(g.decideSync(request("10.0.0.5", d.clock))), 300 * KiB);
     d.clock.advance(24 * HOUR - 1);
     assert.equal(await consumption(g, "10.0.0.5", secret), 300 * KiB);
     d.clock.advance(1);
     assert.equal(await consumption(g, "10.0.0.5", secret), 0);
     // Three and a half cycles later: reset to start + 4 cycles, not to now.
-    download(meterOf(g.decide(request("10.0.0.5", d.clock))), 100);
+    download(meterOf(g.decideSync(request("10.0.0.5", d.clock))), 100);
     d.clock.advance(3.5 * 24 * HOUR);
-    g.decide(request("10.0.0.5", d.clock));
+    g.decideSync(request("10.0.0.5", d.clock));
     const shown = g.show("down") as { lastReset: string };
     assert.equal(
       shown.lastReset,
@@ -178,11 +178,11 @@ Deno.test("quota: consumption returns to 0 at whole cycles from the last reset",
     );
     assert.equal(await consumption(g, "10.0.0.5", secret), 0);
     // An open transfer goes on after a reset: its meter is the same account.
-    const meter = meterOf(g.decide(request("10.0.0.5", d.clock)));
+    const meter = meterOf(g.decideSync(request("10.0.0.5", d.clock)));
     download(meter, MiB);
     assert.ok(meter.chunk(1) < 0);
     d.clock.advance(24 * HOUR);
-    g.decide(request("10.0.0.6", d.clock));
+    g.decideSync(request("10.0.0.6", d.clock));
     assert.equal(meter.chunk(1), 0);
   } finally {
     await d.cleanup();
@@ -194,9 +194,9 @@ Deno.test("quota: consumption and the last reset persist across close and open",
   try {
     const g = await d.open();
     const secret = await g.open("sessions", "10.0.0.5", "user0", "pass0");
-    download(meterOf(g.decide(request("10.0.0.5", d.clock))), 200 * KiB);
+    download(meterOf(g.decideSync(request("10.0.0.5", d.clock))), 200 * KiB);
     await g.flush();
-    download(meterOf(g.decide(request("10.0.0.5", d.clock))), 100 * KiB);
+    download(meterOf(g.decideSync(request("10.0.0.5", d.clock))), 100 * KiB);
     await g.close(); // writes the last 100 KiB
     d.clock.advance(HOUR);
     const again = await d.open();
@@ -223,10 +223,10 @@ Deno.test("quota: an admin's set is kept across a restart", async () => {
   try {
     const g = await d.open();
     const admin = await g.open("sessions", "10.0.0.5", "user0", "pass0");
-    download(meterOf(g.decide(request("10.0.0.5", d.clock))), 700 * KiB);
+    download(meterOf(g.decideSync(request("10.0.0.5", d.clock))), 700 * KiB);
     await g.flush();
     await g.setConsumption("down", "10.0.0.5", admin, "user0", 0);
-    download(meterOf(g.decide(request("10.0.0.5", d.clock))), 10 * KiB);
+    download(meterOf(g.decideSync(request("10.0.0.5", d.clock))), 10 * KiB);
     await g.close();
     const again = await d.open();
     assert.equal(await consumption(again, "10.0.0.5", admin), 10 * KiB);
@@ -242,8 +242,8 @@ Deno.test("quota: two gateways on one KV file add up", async () => {
     const b = await d.open();
     const secret = await a.open("sessions", "10.0.0.5", "user0", "pass0");
     await b.open("sessions", "10.0.0.5", "user0", "pass0");
-    download(meterOf(a.decide(request("10.0.0.5", d.clock))), 300 * KiB);
-    download(meterOf(b.decide(request("10.0.0.5", d.clock))), 400 * KiB);
+    download(meterOf(a.decideSync(request("10.0.0.5", d.clock))), 300 * KiB);
+    download(meterOf(b.decideSync(request("10.0.0.5", d.clock))), 400 * KiB);
     await a.flush();
     await b.flush();
     // Each sees the other's traffic after its next write.
@@ -261,18 +261,18 @@ Deno.test("quota: two gateways on one KV file add up", async () => {
       );
     }
     // Together they stop at the quota.
-    download(meterOf(a.decide(request("10.0.0.5", d.clock))), 400 * KiB);
+    download(meterOf(a.decideSync(request("10.0.0.5", d.clock))), 400 * KiB);
     await a.flush();
     await b.flush();
     assert.match(
-      reasonOf(b.decide(request("10.0.0.5", d.clock))),
+      reasonOf(b.decideSync(request("10.0.0.5", d.clock))),
       /^Quota reached/,
     );
     // A new cycle is seen by both, whichever notices first.
     d.clock.advance(24 * HOUR);
-    download(meterOf(a.decide(request("10.0.0.5", d.clock))), 5 * KiB);
+    download(meterOf(a.decideSync(request("10.0.0.5", d.clock))), 5 * KiB);
     await a.flush();
-    download(meterOf(b.decide(request("10.0.0.5", d.clock))), 6 * KiB);
+    download(meterOf(b.decideSync(request("10.0.0.5", d.clock))), 6 * KiB);
     await b.flush();
     await a.flush();
     assert.equal(
@@ -291,7 +291,7 @@ Deno.test("quota: refusals without a user, and combined meters", async () => {
   try {
     const g = await d.open();
     assert.match(
-      reasonOf(g.decide(request("10.0.0.9", d.clock))),
+      reasonOf(g.decideSync(request("10.0.0.9", d.clock))),
       /^down: the download quota needs a logged-in user; nobody is logged in at 10\.0\.0\.9/,
     );
   } finally {
@@ -331,7 +331,7 @@ Deno.test("quota: userQuota overrides the groups; calendar cycles reset at local
       (await g.userInfo("down", "10.0.0.5", admin, "user1")).bytesQuota,
       2 * MiB,
     );
-    download(meterOf(g.decide(request("10.0.0.5", d.clock))), 100);
+    download(meterOf(g.decideSync(request("10.0.0.5", d.clock))), 100);
     d.clock.ms = Date.parse("2026-03-03T04:59:59Z");
     assert.equal(await consumption(g, "10.0.0.5", admin), 100);
     d.clock.ms = Date.parse("2026-03-03T05:00:00Z");

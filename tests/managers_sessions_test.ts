@@ -71,11 +71,11 @@ Deno.test("sessions: one IP per user; a login at an IP ends whoever was there", 
   try {
     const g = await d.open();
     const first = await g.open("sessions", "10.0.0.5", "user0", "pass0");
-    assert.equal(g.decide(request("10.0.0.5", d.clock)).allowed, true);
+    assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, true);
     const second = await g.open("sessions", "10.0.0.6", "user0", "pass0");
-    const old = g.decide(request("10.0.0.5", d.clock));
+    const old = g.decideSync(request("10.0.0.5", d.clock));
     assert.equal(old.allowed, false);
-    assert.equal(g.decide(request("10.0.0.6", d.clock)).allowed, true);
+    assert.equal(g.decideSync(request("10.0.0.6", d.clock)).allowed, true);
     await commandError(() => g.check("sessions", "10.0.0.5", first), {
       Logged: "",
       Decrypted: "user0",
@@ -92,7 +92,7 @@ Deno.test("sessions: one IP per user; a login at an IP ends whoever was there", 
       "10.0.0.6": "user1",
     });
     await g.close("sessions", "10.0.0.6", other);
-    assert.equal(g.decide(request("10.0.0.6", d.clock)).allowed, false);
+    assert.equal(g.decideSync(request("10.0.0.6", d.clock)).allowed, false);
     await commandError(() => g.loggedUsers("sessions", "10.0.0.6", other), {
       Logged: "",
       Decrypted: "user1",
@@ -114,7 +114,7 @@ Deno.test("sessions: a secret expires after jwtExpiration and renews", async () 
       message: "expired token",
     });
     // The session itself is still open: the proxy lets it through.
-    assert.equal(g.decide(request("10.0.0.5", d.clock)).allowed, true);
+    assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, true);
     // Renew needs the user logged at this IP.
     await commandError(() => g.renew("sessions", "10.0.0.9", secret), {
       Logged: "",
@@ -144,11 +144,11 @@ Deno.test("sessions: persist in KV across a restart, with the same signing key",
       "10.0.0.5": "user0",
       "10.0.0.7": "user1",
     });
-    const decision = again.decide(request("10.0.0.5", d.clock));
+    const decision = again.decideSync(request("10.0.0.5", d.clock));
     assert.equal(decision.allowed, true);
     assert.equal(decision.allowed && decision.user, "user0");
     // user1 is logged in but has no group with a quota.
-    const none = again.decide(request("10.0.0.7", d.clock));
+    const none = again.decideSync(request("10.0.0.7", d.clock));
     assert.equal(none.allowed, false);
     assert.match(
       !none.allowed ? none.reason : "",
@@ -167,15 +167,15 @@ Deno.test("sessions: idleTimeout closes a session unused that long", async () =>
     const g = await d.open();
     await g.open("sessions", "10.0.0.5", "user0", "pass0");
     d.clock.advance(9 * 60_000);
-    assert.equal(g.decide(request("10.0.0.5", d.clock)).allowed, true);
+    assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, true);
     d.clock.advance(9 * 60_000);
-    assert.equal(g.decide(request("10.0.0.5", d.clock)).allowed, true);
+    assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, true);
     d.clock.advance(10 * 60_000);
-    assert.equal(g.decide(request("10.0.0.5", d.clock)).allowed, false);
+    assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, false);
     await g.flush();
     await g.close();
     const again = await d.open();
-    assert.equal(again.decide(request("10.0.0.5", d.clock)).allowed, false);
+    assert.equal(again.decideSync(request("10.0.0.5", d.clock)).allowed, false);
   } finally {
     await d.cleanup();
   }
@@ -214,13 +214,71 @@ Deno.test("decide: a refusal says which managers were false and where to log in"
   const d = await PolicyDir.make(README_TOML);
   try {
     const g = await d.open();
-    assert.deepEqual(g.decide(request("10.0.0.5", d.clock)), {
+    assert.deepEqual(g.decideSync(request("10.0.0.5", d.clock)), {
       allowed: false,
       status: 403,
       reason:
         "Forbidden by the rule: sessions: not logged in at 10.0.0.5. Log in at https://gw.test:4443",
       loginUrl: "https://gw.test:4443",
     });
+  } finally {
+    await d.cleanup();
+  }
+});
+
+const PROXY_AUTH_TOML = README_TOML.replace(
+  'auth = "map"',
+  'auth = "map"\n\tproxyAuth = true\n\trealm = "office"',
+);
+
+Deno.test("proxyAuth: Basic credentials authenticate a request without a session", async () => {
+  const d = await PolicyDir.make(PROXY_AUTH_TOML);
+  try {
+    const g = await d.open();
+    const facts = request("10.0.0.5", d.clock);
+    // Without credentials: 407 with the realm, so a browser asks for them.
+    const ask = g.decide(facts);
+    assert.ok(!(ask instanceof Promise), "decided synchronously");
+    assert.equal(ask.allowed, false);
+    assert.equal(!ask.allowed && ask.status, 407);
+    assert.equal(!ask.allowed && ask.realm, "office");
+    // Wrong credentials: asked again.
+    const wrong = await g.decide({
+      ...facts,
+      proxyAuth: { user: "user0", pass: "nope" },
+    });
+    assert.equal(!wrong.allowed && wrong.status, 407);
+    assert.match(
+      !wrong.allowed ? wrong.reason : "",
+      /the proxy credentials of "user0" are wrong/,
+    );
+    // Right ones: allowed, accounted to user0, no session at the IP.
+    const right = { ...facts, proxyAuth: { user: "user0", pass: "pass0" } };
+    const first = g.decide(right);
+    assert.ok(first instanceof Promise, "checked with the database once");
+    const ok = await first;
+    assert.equal(ok.allowed, true);
+    assert.equal(ok.allowed && ok.user, "user0");
+    assert.ok(ok.allowed && ok.meter, "the quota applies");
+    const again = g.decide(right);
+    assert.ok(!(again instanceof Promise), "then remembered");
+    assert.equal(again.allowed, true);
+    assert.equal(g.decideSync(facts).allowed, false, "the IP is not bound");
+    // A changed password is not taken from memory.
+    const changed = g.decide({
+      ...facts,
+      proxyAuth: { user: "user0", pass: "pass0x" },
+    });
+    assert.equal((await changed).allowed, false);
+    // After five minutes the database is asked again.
+    d.clock.advance(5 * 60_000);
+    const later = {
+      ...request("10.0.0.5", d.clock),
+      proxyAuth: right.proxyAuth,
+    };
+    const recheck = g.decide(later);
+    assert.ok(recheck instanceof Promise);
+    assert.equal((await recheck).allowed, true);
   } finally {
     await d.cleanup();
   }

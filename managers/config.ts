@@ -182,7 +182,13 @@ export async function loadManagers(
     if (typeof nameValue !== "string" || nameValue.trim() === "") {
       throw new ConfigError(
         { file, line: at(path) },
-        `a [[${kind}]] table needs a name: add name = "..." (the rule refers to it by that name)`,
+        `a ${
+          path.length === 1 ? `[${kind}]` : `[[${kind}]]`
+        } table needs a name: add name = "..." (${
+          kind in USER_DB_KINDS
+            ? "managers refer to a user database by that name"
+            : "the rule refers to it by that name"
+        })`,
       );
     }
     for (const key of Object.keys(table)) {

@@ -434,6 +434,10 @@ export class GatewayRuntime implements Policy, Gateway {
     if (!this.#isAdmin(caller.user)) {
       throw new CommandError({ User: caller.user });
     }
+    const db = this.#userDb(dwn.userDBN);
+    if (!this.#sessionOf(user) && !(await db.lookup(user))) {
+      throw new CommandError({ User: user, DB: db.name });
+    }
     await dwn.setConsumption(user, bytes);
   }
 

@@ -144,6 +144,12 @@ Deno.test("quota: userInfo formats sizes; getOther and set are for admins", asyn
         e instanceof CommandError &&
         JSON.stringify(e.body) === '{"Mng":"sessions","Cmd":"get"}',
     );
+    await assert.rejects(
+      () => g.setConsumption("down", "10.0.0.5", admin, "nobody", 0),
+      (e) =>
+        e instanceof CommandError &&
+        JSON.stringify(e.body) === '{"User":"nobody","DB":"map"}',
+    );
     await g.setConsumption("down", "10.0.0.5", admin, "user1", 0);
     assert.equal(await consumption(g, "10.0.0.6", user), 0, "reset writes 0");
     await g.setConsumption("down", "10.0.0.5", admin, "user1", MiB);

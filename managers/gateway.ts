@@ -215,7 +215,10 @@ export class GatewayRuntime implements Policy, Gateway {
         loginUrl: this.#loginUrl,
       };
     }
-    const meters = grant.meters;
+    // A name twice in the rule attaches its meter twice: count once.
+    const meters = grant.meters.length > 1
+      ? [...new Set(grant.meters)]
+      : grant.meters;
     return {
       allowed: true,
       route: grant.route ?? DIRECT,

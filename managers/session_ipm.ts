@@ -102,6 +102,8 @@ export class SessionIpm implements Manager {
   readonly #ipOfUser = new Map<string, string>();
   #kv?: Deno.Kv;
   #key?: Uint8Array;
+  /** Counts logins and logouts, so a reload does not undo one. */
+  #generation = 0;
   /** KV deletions of idle sessions, written on the next flush. */
   #idleClosed: string[] = [];
   /** Proxy credentials checked recently, by user name. */
@@ -130,7 +132,19 @@ export class SessionIpm implements Manager {
   async start(kv: Deno.Kv, key?: Uint8Array): Promise<void> {
     this.#kv = kv;
     this.#key = key ?? await loadJwtKey(kv);
+    await this.#reload();
+  }
+
+  /**
+   * Replaces the sessions in memory with the store's, so that gateways
+   * sharing one store see each other's logins and logouts (within one
+   * persist interval). Skipped when a login or logout here ran meanwhile.
+   */
+  async #reload(): Promise<void> {
+    const kv = this.#kv!;
+    const generation = this.#generation;
     const now = this.options.clock().getTime();
+    const byIp = new Map<string, Session>();
     for await (
       const entry of kv.list<StoredSession>({
         prefix: ["sessionIPM", this.name, "session"],
@@ -138,15 +152,30 @@ export class SessionIpm implements Manager {
     ) {
       const ip = entry.key[3] as string;
       const s = entry.value;
-      this.#byIp.set(ip, { ...s, ip, lastUsed: now });
+      const known = this.#byIp.get(ip);
+      byIp.set(
+        ip,
+        known && known.user === s.user && known.opened === s.opened
+          ? known
+          : { ...s, ip, lastUsed: now },
+      );
+    }
+    if (generation !== this.#generation) return;
+    this.#byIp.clear();
+    this.#ipOfUser.clear();
+    for (const [ip, s] of byIp) {
+      this.#byIp.set(ip, s);
       this.#ipOfUser.set(s.user, ip);
     }
   }
 
-  /** Writes pending deletions of idle sessions. */
+  /**
+   * Writes pending deletions of idle sessions, then reads the sessions
+   * back from the store.
+   */
   async flush(): Promise<void> {
     const kv = this.#kv;
-    if (!kv || this.#idleClosed.length === 0) return;
+    if (!kv) return;
     const ips = this.#idleClosed;
     this.#idleClosed = [];
     for (let i = 0; i < ips.length; i += 500) {
@@ -154,6 +183,7 @@ export class SessionIpm implements Manager {
       for (const ip of ips.slice(i, i + 500)) op.delete(this.#kvKey(ip));
       await op.commit();
     }
+    await this.#reload();
   }
 
   #kvKey(ip: string): Deno.KvKey {
@@ -183,6 +213,7 @@ export class SessionIpm implements Manager {
   }
 
   #forget(s: Session): void {
+    this.#generation++;
     this.#byIp.delete(s.ip);
     if (this.#ipOfUser.get(s.user) === s.ip) this.#ipOfUser.delete(s.user);
   }
@@ -330,6 +361,7 @@ export class SessionIpm implements Manager {
     const there = this.#byIp.get(ip);
     if (oldIp !== undefined) this.#forget(this.#byIp.get(oldIp)!);
     if (there) this.#forget(there);
+    this.#generation++;
     this.#byIp.set(ip, session);
     this.#ipOfUser.set(user, ip);
     if (this.#kv) {

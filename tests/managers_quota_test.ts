@@ -346,3 +346,18 @@ Deno.test("quota: userQuota overrides the groups; calendar cycles reset at local
     await d.cleanup();
   }
 });
+
+Deno.test("quota: a name twice in the rule counts the bytes once", async () => {
+  const d = await PolicyDir.make(
+    TOML.replace('rule = "sessions ∧ down"', 'rule = "sessions ∧ down ∧ down"'),
+  );
+  try {
+    const g = await d.open();
+    await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    const meter = meterOf(g.decideSync(request("10.0.0.5", d.clock)));
+    assert.ok(!(meter instanceof CombinedMeter));
+    assert.equal(download(meter, 3 * MiB), MiB);
+  } finally {
+    await d.cleanup();
+  }
+});

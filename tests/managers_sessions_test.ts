@@ -283,3 +283,21 @@ Deno.test("proxyAuth: Basic credentials authenticate a request without a session
     await d.cleanup();
   }
 });
+
+Deno.test("sessions: gateways sharing one store see logins and logouts after a flush", async () => {
+  const d = await PolicyDir.make(README_TOML);
+  try {
+    const a = await d.open();
+    const b = await d.open();
+    const secret = await a.open("sessions", "10.0.0.5", "user0", "pass0");
+    assert.equal(b.decideSync(request("10.0.0.5", d.clock)).allowed, false);
+    await b.flush();
+    assert.equal(b.decideSync(request("10.0.0.5", d.clock)).allowed, true);
+    assert.equal(b.check("sessions", "10.0.0.5", secret), "user0");
+    await a.close("sessions", "10.0.0.5", secret);
+    await b.flush();
+    assert.equal(b.decideSync(request("10.0.0.5", d.clock)).allowed, false);
+  } finally {
+    await d.cleanup();
+  }
+});

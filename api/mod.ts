@@ -75,6 +75,34 @@ function certificateHosts(config: ApiConfig): string[] {
   return hosts;
 }
 
+/** A failure to listen, in words: what, where, what to do. */
+function listenError(e: unknown, config: ApiConfig): Error {
+  const where = `the API address "${config.addr}" ([api.server] addr)`;
+  if (e instanceof Deno.errors.AddrInUse) {
+    return new Error(
+      `${where} is in use by another program: stop it or choose another addr in server.toml`,
+    );
+  }
+  if (e instanceof Deno.errors.PermissionDenied) {
+    return new Error(
+      `no permission to listen on ${where}: ports below 1024 need root or CAP_NET_BIND_SERVICE`,
+    );
+  }
+  if (e instanceof Deno.errors.AddrNotAvailable) {
+    return new Error(
+      `${where} is not an address of this machine: choose one it has, or ":${config.port}" for all`,
+    );
+  }
+  const message = e instanceof Error ? e.message : String(e);
+  if (/certificate|private key|pem|tls/i.test(message)) {
+    return new Error(
+      `cannot use ${config.httpsCert} and ${config.httpsKey} for TLS (${message}): ` +
+        `fix them, or remove both to have a new self-signed pair generated`,
+    );
+  }
+  return new Error(`cannot listen on ${where}: ${message}`);
+}
+
 /**
  * Starts the HTTPS API for `gateway` as `config` says. Generates and writes
  * the certificate and key when either file is missing.
@@ -96,24 +124,29 @@ export async function startApi(
     logError: options.logError,
   });
   const listening = Promise.withResolvers<Deno.NetAddr>();
-  const server = Deno.serve({
-    hostname: config.hostname,
-    port: config.port,
-    cert: certPem,
-    key: keyPem,
-    onListen: (addr) => listening.resolve(addr),
-    onError: (err) => {
-      (options.logError ?? console.error)(
-        `pmproxy: API: unexpected error: ${
-          err instanceof Error ? err.message : err
-        }`,
-      );
-      return new Response(
-        JSON.stringify({ message: "internal error" }) + "\n",
-        { status: 500, headers: { "Content-Type": "application/json" } },
-      );
-    },
-  }, (req, info) => app.fetch(req, info));
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({
+      hostname: config.hostname,
+      port: config.port,
+      cert: certPem,
+      key: keyPem,
+      onListen: (addr) => listening.resolve(addr),
+      onError: (err) => {
+        (options.logError ?? console.error)(
+          `pmproxy: API: unexpected error: ${
+            err instanceof Error ? err.message : err
+          }`,
+        );
+        return new Response(
+          JSON.stringify({ message: "internal error" }) + "\n",
+          { status: 500, headers: { "Content-Type": "application/json" } },
+        );
+      },
+    }, (req, info) => app.fetch(req, info));
+  } catch (e) {
+    throw listenError(e, config);
+  }
   const addr = await listening.promise;
   options.onListen?.(addr);
   let host = addr.hostname;

@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ensureCertificate } from "../api/certificate.ts";
+import { apiConfigFrom } from "../api/config.ts";
+import { startApi } from "../api/mod.ts";
 import { FakeGateway } from "./helpers/api_fake_gateway.ts";
 import { startTestApi } from "./helpers/api_server.ts";
 
@@ -119,5 +121,29 @@ Deno.test("certificate: the running API verifies with curl --cacert and Deno caC
     );
   } finally {
     await t.close();
+  }
+});
+
+Deno.test("startApi: a broken certificate and a busy address are said plainly", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pmproxy-cert-bad-" });
+  const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const config = (addr: string) =>
+      apiConfigFrom({ server: { addr } }, {
+        file: "server.toml",
+        configDir: dir,
+      });
+    await assert.rejects(
+      startApi(config(`127.0.0.1:${busy.addr.port}`), new FakeGateway()),
+      /is in use by another program/,
+    );
+    await Deno.writeTextFile(join(dir, "cert.pem"), "not a certificate");
+    await assert.rejects(
+      startApi(config("127.0.0.1:0"), new FakeGateway()),
+      /cannot use .*cert\.pem and .*key\.pem for TLS.*remove both/,
+    );
+  } finally {
+    busy.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -290,11 +290,22 @@ export class DwnConsR implements Manager {
       }
     }
     for (let i = 0; i < deltas.length; i += BATCH) {
+      const batch = deltas.slice(i, i + BATCH);
       const op = kv.atomic();
-      for (const [user, bytes] of deltas.slice(i, i + BATCH)) {
+      for (const [user, bytes] of batch) {
         op.sum(this.#consKey(epoch, user), BigInt(bytes));
       }
-      await op.commit();
+      try {
+        await op.commit();
+      } catch (e) {
+        // Not written: keep what was not, for the next flush (same cycle).
+        if (epoch === this.#lastReset) {
+          for (const [user, bytes] of deltas.slice(i)) {
+            this.account(user).pending += bytes;
+          }
+        }
+        throw e;
+      }
     }
     // A reset while writing: the counters read back would be the old cycle's.
     if (epoch === this.#lastReset) await this.#reload(epoch);

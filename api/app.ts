@@ -48,6 +48,28 @@ function peerIp(c: Context): string {
   return normalizeIp(ip);
 }
 
+/** The body as text, or undefined when longer than `max` bytes. */
+async function readLimited(
+  body: ReadableStream<Uint8Array> | null,
+  max: number,
+): Promise<string | undefined> {
+  if (!body) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > max) return undefined;
+    chunks.push(chunk);
+  }
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, at);
+    at += chunk.length;
+  }
+  return new TextDecoder().decode(all);
+}
+
 function isDirectory(path: string): boolean {
   try {
     return Deno.statSync(path).isDirectory;
@@ -102,8 +124,8 @@ export function createApp(gateway: Gateway, options: AppOptions = {}): Hono {
       });
       return c.body(a.body, 413, { "Content-Type": a.type });
     }
-    const text = await c.req.text();
-    if (text.length > MAX_BODY) {
+    const text = await readLimited(c.req.raw.body, MAX_BODY);
+    if (text === undefined) {
       const a = errorAnswer({
         message: `the body is too large (at most ${MAX_BODY} bytes)`,
       });

@@ -294,3 +294,38 @@ Deno.test("api: on every address, an IPv4 client is seen as plain IPv4", async (
     await t.close();
   }
 });
+
+Deno.test("api: a body over 64 KiB is refused with 413", async () => {
+  const t = await startTestApi(new FakeGateway());
+  try {
+    const big = JSON.stringify({
+      cmd: "discover",
+      manager: "rules",
+      pad: "x".repeat(70_000),
+    });
+    const res = await t.post(big);
+    assert.equal(res.status, 413);
+    assert.match(JSON.parse(res.text).message, /too large/);
+    // Chunked, without Content-Length: counted while read.
+    const stream = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(new TextEncoder().encode(big));
+        c.close();
+      },
+    });
+    const client = Deno.createHttpClient({ caCerts: [t.api.certPem] });
+    try {
+      const chunked = await fetch(`${t.origin}/api/cmd`, {
+        method: "POST",
+        body: stream,
+        client,
+      });
+      assert.equal(chunked.status, 413);
+      await chunked.body?.cancel();
+    } finally {
+      client.close();
+    }
+  } finally {
+    await t.close();
+  }
+});

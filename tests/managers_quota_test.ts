@@ -361,3 +361,22 @@ Deno.test("quota: a name twice in the rule counts the bytes once", async () => {
     await d.cleanup();
   }
 });
+
+Deno.test("quota: the persist timer writes consumption without a flush", async () => {
+  const d = await PolicyDir.make(TOML);
+  try {
+    const a = await d.open(20);
+    const b = await d.open();
+    const secret = await a.open("sessions", "10.0.0.5", "user0", "pass0");
+    download(meterOf(a.decideSync(request("10.0.0.5", d.clock))), 123 * KiB);
+    let seen = 0;
+    for (let i = 0; i < 250 && seen === 0; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      await b.flush(); // b reads the store back after its own (empty) write
+      seen = await consumption(b, "10.0.0.5", secret);
+    }
+    assert.equal(seen, 123 * KiB);
+  } finally {
+    await d.cleanup();
+  }
+});

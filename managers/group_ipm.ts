@@ -32,6 +32,13 @@ export class GroupIpm implements Manager {
     return ctx.groups(this.userDBN).includes(this.group);
   }
 
+  whyFalse(ctx: EvalContext): string {
+    const user = ctx.user();
+    return user === undefined
+      ? `${this.name}: nobody is logged in at ${ctx.facts.clientIp}`
+      : `${this.name}: ${user} is not in group "${this.group}"`;
+  }
+
   show(): unknown {
     return { name: this.name, group: this.group, userDBN: this.userDBN };
   }

@@ -47,6 +47,12 @@ export class HostMatcher implements Manager {
     return this.matches(ctx.facts.host, ctx.facts.port);
   }
 
+  whyFalse(ctx: EvalContext): string {
+    return `${this.name}: ${
+      this.matchPort ? `${ctx.facts.host}:${ctx.facts.port}` : ctx.facts.host
+    } does not match ${this.pattern}`;
+  }
+
   show(): unknown {
     return {
       name: this.name,

@@ -40,6 +40,12 @@ export class RangeIpm implements Manager {
     return this.contains(ctx.facts.clientIp);
   }
 
+  whyFalse(ctx: EvalContext): string {
+    return `${this.name}: ${ctx.facts.clientIp} is not in ${
+      formatCidr(this.cidr)
+    }`;
+  }
+
   show(): unknown {
     return { name: this.name, cidr: formatCidr(this.cidr) };
   }

@@ -128,6 +128,20 @@ export class TimeSpan implements Manager {
     return this.activeAt(ctx.facts.time);
   }
 
+  whyFalse(ctx: EvalContext): string {
+    const s = this.span;
+    if (s.form === "cycle") {
+      return `${this.name}: ${ctx.facts.time.toISOString()} is outside its active phases`;
+    }
+    const w = this.#clock!.read(ctx.facts.time);
+    const days = DAY_NAMES.filter((_, i) => s.days[i]).join(",");
+    return `${this.name}: now is ${DAY_NAMES[w.weekday]} ${
+      clockText(w.hour * 60 + w.minute)
+    } in ${s.timezone}, outside ${days} ${clockText(s.from)}–${
+      clockText(s.to)
+    }`;
+  }
+
   show(): unknown {
     const s = this.span;
     if (s.form === "cycle") {

@@ -88,6 +88,19 @@ export async function loadJwtKey(kv: Deno.Kv): Promise<Uint8Array> {
   throw new Error("cannot store the session signing key in the state store");
 }
 
+/**
+ * One spelling per address: an IPv4-mapped IPv6 address (`::ffff:10.0.0.5`,
+ * as a dual-stack socket shows an IPv4 client) is its IPv4 address, so a
+ * login through one listener counts at the other.
+ */
+export function sessionIp(ip: string): string {
+  if (ip.length > 7 && ip.charCodeAt(0) === 58 /* ":" */) {
+    const lower = ip.toLowerCase();
+    if (lower.startsWith("::ffff:") && ip.includes(".")) return ip.slice(7);
+  }
+  return ip;
+}
+
 interface StoredSession {
   user: string;
   record: UserRecord;
@@ -191,7 +204,8 @@ export class SessionIpm implements Manager {
   }
 
   /** The open session at that IP (closing it first when idle too long). */
-  sessionAt(ip: string, now?: number): Session | undefined {
+  sessionAt(address: string, now?: number): Session | undefined {
+    const ip = sessionIp(address);
     const s = this.#byIp.get(ip);
     if (!s) return undefined;
     const idle = this.options.idleTimeoutMs;
@@ -345,7 +359,8 @@ export class SessionIpm implements Manager {
    * session at another IP and anybody else's at this one) and answers the
    * secret.
    */
-  async open(ip: string, user: string, pass: string): Promise<string> {
+  async open(address: string, user: string, pass: string): Promise<string> {
+    const ip = sessionIp(address);
     const record = await this.auth.authenticate(user, pass);
     const groups = await this.#groupsOf(user, record);
     const now = this.options.clock().getTime();
@@ -416,7 +431,7 @@ export class SessionIpm implements Manager {
   async close(ip: string, secret: string): Promise<void> {
     const s = this.verify(ip, secret);
     this.#forget(s);
-    await this.#kv?.delete(this.#kvKey(ip));
+    await this.#kv?.delete(this.#kvKey(s.ip));
   }
 
   /** IP → user of the open sessions; any logged user may ask. */
@@ -438,7 +453,7 @@ export class SessionIpm implements Manager {
   renew(ip: string, secret: string): string {
     const claims = this.#claims(secret);
     const s = this.#loggedMismatch(ip, claims);
-    return this.#sign(s.user, ip);
+    return this.#sign(s.user, s.ip);
   }
 
   /** Number of open sessions (idle ones included until looked at). */

@@ -301,3 +301,25 @@ Deno.test("sessions: gateways sharing one store see logins and logouts after a f
     await d.cleanup();
   }
 });
+
+Deno.test("sessions: an IPv4-mapped IPv6 client address is its IPv4 address", async () => {
+  const d = await PolicyDir.make(README_TOML);
+  try {
+    const g = await d.open();
+    const secret = await g.open(
+      "sessions",
+      "::ffff:10.0.0.5",
+      "user0",
+      "pass0",
+    );
+    assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, true);
+    assert.equal(g.check("sessions", "10.0.0.5", secret), "user0");
+    assert.deepEqual(g.loggedUsers("sessions", "::FFFF:10.0.0.5", secret), {
+      "10.0.0.5": "user0",
+    });
+    await g.close("sessions", "::ffff:10.0.0.5", secret);
+    assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, false);
+  } finally {
+    await d.cleanup();
+  }
+});

@@ -52,7 +52,8 @@ export function parseIp(text: string): Uint8Array | undefined {
   const halves = src.split("::");
   if (halves.length > 2) return undefined;
   const groups: number[][] = [];
-  for (const half of halves) {
+  for (let h = 0; h < halves.length; h++) {
+    const half = halves[h];
     const g: number[] = [];
     if (half !== "") {
       const parts = half.split(":");
@@ -60,7 +61,7 @@ export function parseIp(text: string): Uint8Array | undefined {
         const p = parts[i];
         if (p.includes(".")) {
           // Only the very last part of the address may be an IPv4 tail.
-          if (i !== parts.length - 1 || half !== halves[halves.length - 1]) {
+          if (i !== parts.length - 1 || h !== halves.length - 1) {
             return undefined;
           }
           const v4 = new Uint8Array(4);

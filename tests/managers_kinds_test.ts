@@ -119,6 +119,8 @@ Deno.test("rangeIPM: IPv6 ranges and IPv4-mapped peers", () => {
 Deno.test("rangeIPM: bad ranges name the value and the expected form", () => {
   for (
     const cidr of [
+      "1.2.3.4::1.2.3.4/64",
+      "::1.2.3.4:5/64",
       "10.0.0.0/33",
       "10.0.0/8",
       "10.0.0.256/8",

@@ -40,6 +40,7 @@ export class TokenBucket implements Meter {
   /** `now()` of the last chunk, for pruning idle buckets. */
   lastUsed: number;
 
+  /** A full bucket. */
   constructor(
     /** Bytes per second. */
     readonly rate: number,
@@ -76,6 +77,7 @@ export class TokenBucket implements Meter {
     }
   }
 
+  /** Takes `bytes` tokens; 0 or the milliseconds to wait. */
   chunk(bytes: number): number {
     this.#refill();
     this.lastUsed = this.#last;
@@ -96,6 +98,7 @@ export class BwConsR implements Manager {
   readonly #buckets = new Map<string, TokenBucket>();
   readonly #now: () => number;
 
+  /** A limit of `rate` bytes per second per user. */
   constructor(
     readonly name: string,
     /** Bytes per second. */

@@ -21,6 +21,7 @@ import { type Fail, needString, type Table } from "./_kind_table.ts";
 export class GroupIpm implements Manager {
   readonly kind = "groupIPM";
 
+  /** True for users of `userDBN` in `group`. */
   constructor(
     readonly name: string,
     readonly group: string,

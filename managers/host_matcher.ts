@@ -30,6 +30,7 @@ import { type Fail, needString, optBool, type Table } from "./_kind_table.ts";
 export class HostMatcher implements Manager {
   readonly kind = "hostMatcher";
 
+  /** Tests `pattern` against the host (and port, with `matchPort`). */
   constructor(
     readonly name: string,
     readonly pattern: RegExp,

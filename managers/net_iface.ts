@@ -23,8 +23,11 @@ import { type Fail, optString, type Table } from "./_kind_table.ts";
 
 /** One address of one interface, as `Deno.networkInterfaces()` lists it. */
 export interface InterfaceAddress {
+  /** Interface name (`eth0`). */
   name: string;
+  /** Address family. */
   family: "IPv4" | "IPv6";
+  /** The address, without prefix length. */
   address: string;
 }
 
@@ -32,6 +35,7 @@ export interface InterfaceAddress {
 export class NetIface implements Manager {
   readonly kind = "netIface";
 
+  /** Requests reaching it leave from `localAddress`. */
   constructor(
     readonly name: string,
     /** What the configuration said (`eth1` or an address). */

@@ -20,6 +20,7 @@ import { type Fail, needString, type Table } from "./_kind_table.ts";
 export class ParentProxy implements Manager {
   readonly kind = "parentProxy";
 
+  /** `proxyUrl` is a checked `http://` or `socks5://` URL. */
   constructor(readonly name: string, readonly proxyUrl: string) {}
 
   evaluate(_ctx: EvalContext, grant: Grant): boolean {

@@ -28,6 +28,7 @@ import { type Fail, needString, type Table } from "./_kind_table.ts";
 export class RangeIpm implements Manager {
   readonly kind = "rangeIPM";
 
+  /** A range named `name` in the rule. */
   constructor(readonly name: string, readonly cidr: Cidr) {}
 
   /** True when the address (IPv4, IPv6 or IPv4-mapped) is in the range. */

@@ -52,18 +52,25 @@ import {
 
 /** The original's cycle: active for `active` ms of every `total` ms from `start`. */
 export interface CycleSpan {
+  /** Tells the two forms apart. */
   form: "cycle";
   /** Milliseconds since the epoch. */
   start: number;
+  /** Length of the active phase of each cycle (ms). */
   active: number;
+  /** Length of a cycle (ms), more than 0. */
   total: number;
+  /** How many cycles, unless `infinite`. */
   times: number;
+  /** Cycles repeat forever. */
   infinite: boolean;
+  /** Always active. */
   allTime: boolean;
 }
 
 /** The week form: on some weekdays, between two wall-clock times, in a zone. */
 export interface WeekSpan {
+  /** Tells the two forms apart. */
   form: "week";
   /** Index 0 = Sunday … 6 = Saturday. */
   days: boolean[];
@@ -71,6 +78,7 @@ export interface WeekSpan {
   from: number;
   /** Minutes after midnight, 0–1440; ≤ from spans midnight. */
   to: number;
+  /** IANA zone of the wall clock. */
   timezone: string;
 }
 
@@ -105,6 +113,7 @@ export class TimeSpan implements Manager {
   readonly kind = "timeSpan";
   readonly #clock?: ZoneClock;
 
+  /** A span named `name` in the rule. */
   constructor(readonly name: string, readonly span: Span) {
     if (span.form === "week") this.#clock = new ZoneClock(span.timezone);
   }

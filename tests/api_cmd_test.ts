@@ -1,16 +1,35 @@
 /**
- * `POST /api/cmd` over real TLS: the original's wire shapes, errors as 400
- * with a body, admin checks, unexpected errors as 500, and the static web.
+ * `POST /api/cmd` over real TLS against the real Gateway (managers/, real
+ * Deno KV): the original's wire shapes, errors as 400 with a body, admin
+ * checks; unexpected errors as 500 and the static web with an in-test one.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { FakeGateway } from "./helpers/api_fake_gateway.ts";
-import { startTestApi } from "./helpers/api_server.ts";
+import {
+  adminManagers,
+  openRealGateway,
+  type RealGateway,
+} from "./helpers/api_real_gateway.ts";
+import { startTestApi, type TestApi } from "./helpers/api_server.ts";
 
-Deno.test("api: discover before and after login, open, check, get, close", async () => {
-  const gw = new FakeGateway();
-  const t = await startTestApi(gw);
+/** The real API over the real gateway (README's managers by default). */
+async function withApi(
+  fn: (t: TestApi, real: RealGateway) => Promise<void>,
+  managersToml?: string,
+): Promise<void> {
+  const real = await openRealGateway(managersToml);
+  const t = await startTestApi(real.gateway);
   try {
+    await fn(t, real);
+  } finally {
+    await t.close();
+    await real.close();
+  }
+}
+
+Deno.test("api: discover before and after login, open, check, get, close (as observed on the wire)", async () => {
+  await withApi(async (t, real) => {
     const before = await t.post({ cmd: "discover", manager: "rules" });
     assert.equal(before.status, 200);
     assert.equal(
@@ -26,8 +45,12 @@ Deno.test("api: discover before and after login, open, check, get, close", async
     });
     assert.equal(open.status, 200);
     const secret = open.text;
-    assert.match(secret, /^secret-user0-/);
-    assert.ok(gw.sessions.has("127.0.0.1"), "the TCP peer is the client IP");
+    assert.match(secret, /^[\w-]+\.[\w-]+\.[\w-]+$/, "a JWT as the raw body");
+    // The TCP peer is the client IP.
+    assert.deepEqual(
+      real.gateway.loggedUsers("sessions", "127.0.0.1", secret),
+      { "127.0.0.1": "user0" },
+    );
 
     const after = await t.post({ cmd: "discover", manager: "rules" });
     assert.equal(
@@ -44,19 +67,24 @@ Deno.test("api: discover before and after login, open, check, get, close", async
     );
     const users = await t.post({ cmd: "get", manager: "sessions", secret });
     assert.equal(users.text, `{"127.0.0.1":"user0"}`);
-    const close = await t.post({ cmd: "close", manager: "sessions", secret });
-    assert.equal(close.status, 200);
+    const renew = await t.post({ cmd: "renew", manager: "sessions", secret });
+    assert.equal(renew.status, 200);
+    const renewed = renew.text;
+    assert.match(renewed, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+    const close = await t.post({
+      cmd: "close",
+      manager: "sessions",
+      secret: renewed,
+    });
+    assert.equal(close.status, 200, close.text);
     assert.equal(close.text, "");
-    assert.equal(gw.sessions.size, 0);
-  } finally {
-    await t.close();
-  }
+    const gone = await t.post({ cmd: "discover", manager: "rules" });
+    assert.match(gone.text, /"result":"false"/);
+  });
 });
 
 Deno.test("api: errors are 400 with the original's bodies and a newline", async () => {
-  const gw = new FakeGateway();
-  const t = await startTestApi(gw);
-  try {
+  await withApi(async (t) => {
     const wrong = await t.post({
       cmd: "open",
       manager: "sessions",
@@ -71,6 +99,8 @@ Deno.test("api: errors are 400 with the original's bodies and a newline", async 
     assert.equal(unknown.text, `{"Mng":"nope","Cmd":"get"}\n`);
     const badCmd = await t.post({ cmd: "fly", manager: "sessions" });
     assert.equal(badCmd.text, `{"Mng":"sessions","Cmd":"fly"}\n`);
+    const dbCmd = await t.post({ cmd: "get", manager: "map" });
+    assert.equal(dbCmd.text, `{"Mng":"map","Cmd":"get"}\n`);
 
     const malformed = await t.post("{not json");
     assert.equal(malformed.status, 400);
@@ -98,23 +128,21 @@ Deno.test("api: errors are 400 with the original's bodies and a newline", async 
     const getMethod = await t.get("/api/cmd");
     assert.equal(getMethod.status, 405);
     assert.equal(getMethod.headers.get("allow"), "POST");
-  } finally {
-    await t.close();
-  }
+  });
 });
 
 Deno.test("api: getOther and set are for admins only", async () => {
-  const gw = new FakeGateway();
-  gw.consumption.user0 = 5000;
-  const t = await startTestApi(gw);
-  try {
-    const user = (
-      await t.post({
+  await withApi(async (t) => {
+    const open = async (user: string, pass: string) => {
+      const res = await t.post({
         cmd: "open",
         manager: "sessions",
-        cred: { user: "user0", pass: "pass0" },
-      })
-    ).text;
+        cred: { user, pass },
+      });
+      assert.equal(res.status, 200, res.text);
+      return res.text;
+    };
+    const user = await open("user0", "pass0");
     const denied = await t.post({
       cmd: "getOther",
       manager: "down",
@@ -130,16 +158,23 @@ Deno.test("api: getOther and set are for admins only", async () => {
       info: { userName: "user0", bytesCons: 0 },
     });
     assert.equal(deniedSet.text, `{"User":"user0"}\n`);
-    assert.equal(gw.consumption.user0, 5000);
 
     // Same IP: the admin's login replaces user0's session.
-    const admin = (
-      await t.post({
-        cmd: "open",
-        manager: "sessions",
-        cred: { user: "admin", pass: "admin-pass" },
-      })
-    ).text;
+    const admin = await open("admin", "admin-pass");
+    const stale = await t.post({
+      cmd: "check",
+      manager: "sessions",
+      secret: user,
+    });
+    assert.equal(stale.text, `{"Logged":"admin","Decrypted":"user0"}\n`);
+    const set = await t.post({
+      cmd: "set",
+      manager: "down",
+      secret: admin,
+      info: { userName: "user0", bytesCons: 5000 },
+    });
+    assert.equal(set.status, 200, set.text);
+    assert.equal(set.text, "");
     const other = await t.post({
       cmd: "getOther",
       manager: "down",
@@ -147,7 +182,14 @@ Deno.test("api: getOther and set are for admins only", async () => {
       info: { userName: "user0" },
     });
     assert.equal(other.status, 200);
-    assert.equal(JSON.parse(other.text).bytesCons, 5000);
+    const info = JSON.parse(other.text);
+    assert.equal(info.bytesCons, 5000);
+    assert.equal(info.userName, "user0");
+    assert.equal(info.isAdmin, false);
+    const me = JSON.parse(
+      (await t.post({ cmd: "get", manager: "down", secret: admin })).text,
+    );
+    assert.equal(me.isAdmin, true);
     const noUser = await t.post({
       cmd: "getOther",
       manager: "down",
@@ -162,34 +204,47 @@ Deno.test("api: getOther and set are for admins only", async () => {
       info: { userName: "user0", bytesCons: -1 },
     });
     assert.equal(badBytes.status, 400);
-    const set = await t.post({
+    const unknownUser = await t.post({
+      cmd: "getOther",
+      manager: "down",
+      secret: admin,
+      info: { userName: "nobody" },
+    });
+    assert.equal(unknownUser.text, `{"User":"nobody","DB":"map"}\n`);
+    const reset = await t.post({
       cmd: "set",
       manager: "down",
       secret: admin,
       info: { userName: "user0", bytesCons: 0 },
     });
-    assert.equal(set.status, 200);
-    assert.equal(set.text, "");
-    assert.equal(gw.consumption.user0, 0);
-  } finally {
-    await t.close();
-  }
+    assert.equal(reset.status, 200);
+    const after = JSON.parse(
+      (await t.post({
+        cmd: "getOther",
+        manager: "down",
+        secret: admin,
+        info: { userName: "user0" },
+      })).text,
+    );
+    assert.equal(after.bytesCons, 0, "reset means 0, not the original's 1");
+    assert.equal(after.consumption, "0 B");
+  }, adminManagers());
 });
 
 Deno.test("api: show answers JSON for any manager; unknown is 400", async () => {
-  const gw = new FakeGateway();
-  const t = await startTestApi(gw);
-  try {
+  await withApi(async (t) => {
     const show = await t.post({ cmd: "show", manager: "down" });
     assert.equal(show.status, 200);
     assert.equal(JSON.parse(show.text).name, "down");
+    assert.equal(JSON.parse(show.text).groupQuota.group0, "1 GB");
     const rules = await t.post({ cmd: "show", manager: "rules" });
     assert.equal(JSON.parse(rules.text).rule, "sessions ∧ down");
+    const db = await t.post({ cmd: "show", manager: "map" });
+    assert.equal(db.status, 200);
+    assert.ok(!db.text.includes("pass0"), "never passwords");
     const none = await t.post({ cmd: "show", manager: "nope" });
     assert.equal(none.text, `{"Mng":"nope","Cmd":"show"}\n`);
-  } finally {
-    await t.close();
-  }
+  });
 });
 
 Deno.test("api: an unexpected error is a 500 with a message, and the server goes on", async () => {
@@ -280,8 +335,8 @@ Deno.test("api: the embedded web pages are served by default", async () => {
 });
 
 Deno.test("api: on every address, an IPv4 client is seen as plain IPv4", async () => {
-  const gw = new FakeGateway();
-  const t = await startTestApi(gw, { addr: ":0" });
+  const real = await openRealGateway();
+  const t = await startTestApi(real.gateway, { addr: ":0" });
   try {
     const res = await t.post({
       cmd: "open",
@@ -289,9 +344,13 @@ Deno.test("api: on every address, an IPv4 client is seen as plain IPv4", async (
       cred: { user: "user0", pass: "pass0" },
     });
     assert.equal(res.status, 200, res.text);
-    assert.deepEqual([...gw.sessions.keys()], ["127.0.0.1"]);
+    assert.deepEqual(
+      real.gateway.loggedUsers("sessions", "127.0.0.1", res.text),
+      { "127.0.0.1": "user0" },
+    );
   } finally {
     await t.close();
+    await real.close();
   }
 });
 

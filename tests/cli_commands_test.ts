@@ -2,12 +2,12 @@
  * The client commands word for word (the original README's scenario),
  * trust on first use, a changed certificate refused, `--ca`, renewal of an
  * expired secret, and readable errors. In-process, against the real HTTPS
- * API with a small in-test gateway.
+ * API and the real Gateway (managers/, real Deno KV).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runClientCommand } from "../api/client_commands.ts";
-import { FakeGateway } from "./helpers/api_fake_gateway.ts";
+import { adminManagers, openRealGateway } from "./helpers/api_real_gateway.ts";
 import { startTestApi, type TestApi } from "./helpers/api_server.ts";
 
 interface Cli {
@@ -41,7 +41,8 @@ async function readSecret(cli: Cli) {
 }
 
 Deno.test("cli: the README scenario word for word", async () => {
-  const gw = new FakeGateway();
+  const real = await openRealGateway();
+  const gw = real.gateway;
   const t = await startTestApi(gw);
   const cli = await makeCli();
   try {
@@ -78,7 +79,7 @@ Deno.test("cli: the README scenario word for word", async () => {
     assert.equal(secret.sessionIPM, "sessions");
     assert.equal(secret.dwnConsR, "down");
     assert.equal(secret.bwConsR, "");
-    assert.equal(secret.secret, gw.sessions.get("127.0.0.1")?.secret);
+    assert.equal(gw.check("sessions", "127.0.0.1", secret.secret), "user0");
 
     const status = await cli.run("s");
     assert.equal(status.code, 0, status.err);
@@ -104,11 +105,14 @@ Deno.test("cli: the README scenario word for word", async () => {
     const logout = await cli.run("o");
     assert.equal(logout.code, 0, logout.err);
     await assert.rejects(Deno.stat(join(cli.work, "login.secret")));
-    assert.equal(gw.sessions.size, 0);
+    assert.match((await cli.run("d", t.origin)).out, /^Match result: false$/m);
 
     // A session that already ended elsewhere: logout still tidies up.
     await cli.run("login", "-m", "sessions", t.origin, "user0", "pass0");
-    gw.sessions.clear();
+    const other = await makeCli();
+    await other.run("login", "-m", "sessions", t.origin, "user0", "pass0");
+    assert.equal((await other.run("o")).code, 0);
+    await other.cleanup();
     const stale = await cli.run("o");
     assert.equal(stale.code, 0, stale.err);
     assert.match(stale.out, /already ended/);
@@ -122,18 +126,19 @@ Deno.test("cli: the README scenario word for word", async () => {
     );
   } finally {
     await t.close();
+    await real.close();
     await cli.cleanup();
   }
 });
 
 Deno.test("cli: admin status of another user and reset; refusals in words", async () => {
-  const gw = new FakeGateway();
-  gw.consumption.user0 = 3 * 1024 * 1024;
-  const t = await startTestApi(gw);
+  const real = await openRealGateway(adminManagers());
+  const t = await startTestApi(real.gateway);
   const cli = await makeCli();
+  const admin = await makeCli();
   try {
     await cli.run("login", "-m", "sessions", t.origin, "user0", "pass0");
-    assert.match((await cli.run("status")).out, /Consumption: 3 MB$/);
+    assert.match((await cli.run("status")).out, /Consumption: 0 B$/);
     const denied = await cli.run("reset", "user0");
     assert.equal(denied.code, 1);
     assert.equal(denied.err, "pmproxy: user0 is not an administrator");
@@ -165,7 +170,8 @@ Deno.test("cli: admin status of another user and reset; refusals in words", asyn
     const noManager = await cli.run("lu", "-m", "nope");
     assert.match(noManager.err, /no manager "nope"/);
 
-    const admin = await cli.run(
+    // Same IP: the admin's login ends user0's session.
+    const login = await admin.run(
       "login",
       "-m",
       "sessions",
@@ -173,19 +179,36 @@ Deno.test("cli: admin status of another user and reset; refusals in words", asyn
       "admin",
       "admin-pass",
     );
-    assert.equal(admin.code, 0, admin.err);
-    const other = await cli.run("status", "user0");
+    assert.equal(login.code, 0, login.err);
+    const stale = await cli.run("status");
+    assert.equal(stale.code, 1);
+    assert.equal(
+      stale.err,
+      "pmproxy: this secret is user0's, but admin is logged in at your IP address; log in again",
+    );
+    const adminSecret = (await readSecret(admin)).secret;
+    await real.gateway.setConsumption(
+      "down",
+      "127.0.0.1",
+      adminSecret,
+      "user0",
+      3 * 1024 * 1024,
+    );
+    const other = await admin.run("status", "user0");
     assert.equal(
       other.out,
       "User: user0\nName: user0\nGroups: [group0]\nQuota: 1 GB Consumption: 3 MB",
     );
-    const reset = await cli.run("r", "user0");
+    const reset = await admin.run("r", "user0");
     assert.equal(reset.code, 0, reset.err);
-    assert.equal(gw.consumption.user0, 0);
-    assert.match((await cli.run("s", "user0")).out, /Consumption: 0 B$/);
+    assert.match((await admin.run("s", "user0")).out, /Consumption: 0 B$/);
+    const users = await admin.run("lu");
+    assert.equal(users.out, "127.0.0.1 - admin");
   } finally {
     await t.close();
+    await real.close();
     await cli.cleanup();
+    await admin.cleanup();
   }
 });
 
@@ -209,7 +232,8 @@ Deno.test("cli: wrong usage exits 2 with the usage", async () => {
 });
 
 Deno.test("cli: trust on first use, pinned after, a new certificate is refused with both fingerprints", async () => {
-  const gw = new FakeGateway();
+  const real = await openRealGateway();
+  const gw = real.gateway;
   const dir = await Deno.makeTempDir({ prefix: "pmproxy-cli-api-" });
   let t: TestApi = await startTestApi(gw, { dir });
   const port = t.api.addr.port;
@@ -254,6 +278,7 @@ Deno.test("cli: trust on first use, pinned after, a new certificate is refused w
     assert.ok(wrongCa.err.includes(fp) && wrongCa.err.includes(now!));
   } finally {
     await t.close();
+    await real.close();
     await cli.cleanup();
     await Deno.remove(dir, { recursive: true });
   }
@@ -275,36 +300,53 @@ Deno.test("cli: an unreachable server is named", async () => {
 });
 
 Deno.test("cli: an expired secret is renewed by itself and login.secret updated", async () => {
-  const gw = new FakeGateway();
-  const t = await startTestApi(gw);
+  const real = await openRealGateway(adminManagers("1s"));
+  const t = await startTestApi(real.gateway);
   const cli = await makeCli();
   try {
-    await cli.run("login", "-m", "sessions", t.origin, "user0", "pass0");
+    const login = await cli.run(
+      "login",
+      "-m",
+      "sessions",
+      t.origin,
+      "user0",
+      "pass0",
+    );
+    assert.equal(login.code, 0, login.err);
     const old = (await readSecret(cli)).secret;
-    gw.sessions.get("127.0.0.1")!.expires = Date.now() - 1;
+    // Wait (bounded) until the server itself says the secret expired.
+    let expired = false;
+    for (let i = 0; i < 50 && !expired; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      try {
+        real.gateway.check("sessions", "127.0.0.1", old);
+      } catch (e) {
+        expired = /expired/.test(String((e as Error).message));
+      }
+    }
+    assert.ok(expired, "the secret expired");
     const status = await cli.run("status");
     assert.equal(status.code, 0, status.err);
-    assert.match(status.out, /^User: user0$/m);
-    assert.deepEqual(gw.calls.filter((c) => c.startsWith("renew")), [
-      "renew sessions",
-    ]);
+    assert.equal(
+      status.out,
+      "User: user0\nName: user0\nGroups: [group0]\nQuota: 1 GB Consumption: 0 B",
+    );
     const renewed = (await readSecret(cli)).secret;
     assert.notEqual(renewed, old);
-    assert.equal(renewed, gw.sessions.get("127.0.0.1")!.secret);
-    // A secret that is not this IP's session is not renewed: said plainly.
-    gw.sessions.get("127.0.0.1")!.secret = "secret-admin-x";
-    const stolen = await cli.run("status");
-    assert.equal(stolen.code, 1);
-    assert.match(stolen.err, /user0's, but user0 is logged in/);
+    assert.equal(
+      real.gateway.check("sessions", "127.0.0.1", renewed),
+      "user0",
+    );
   } finally {
     await t.close();
+    await real.close();
     await cli.cleanup();
   }
 });
 
 Deno.test("cli: the API is reached directly even when HTTPS_PROXY is set", async () => {
-  const gw = new FakeGateway();
-  const t = await startTestApi(gw);
+  const real = await openRealGateway();
+  const t = await startTestApi(real.gateway);
   const cli = await makeCli();
   // A "proxy" that answers everything with 502: if used, discover fails.
   const proxy = Deno.serve(
@@ -327,6 +369,7 @@ Deno.test("cli: the API is reached directly even when HTTPS_PROXY is set", async
     }
     await proxy.shutdown();
     await t.close();
+    await real.close();
     await cli.cleanup();
   }
 });

@@ -147,7 +147,8 @@ export class ApiClient {
   constructor(server: string, options: ApiClientOptions = {}) {
     let url: URL;
     try {
-      url = new URL(server);
+      // A bare "host:port" means HTTPS, the only scheme the API speaks.
+      url = new URL(server.includes("://") ? server : `https://${server}`);
     } catch {
       throw new TrustError(
         `"${server}" is not a URL: write it like https://gateway:4443`,

@@ -96,6 +96,10 @@ Deno.test("cli: the README scenario word for word", async () => {
 
     const users = await cli.run("lu");
     assert.equal(users.out, "127.0.0.1 - user0");
+    // A bare host:port means https.
+    const bare = await cli.run("d", t.origin.replace("https://", ""));
+    assert.equal(bare.code, 0, bare.err);
+    assert.match(bare.out, /^Match result: true$/m);
 
     const show = await cli.run("sh", "down");
     assert.equal(show.code, 0, show.err);

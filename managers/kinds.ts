@@ -22,6 +22,7 @@ import { bwConsRFromFields } from "./bw_cons_r.ts";
 import { sessionIpmFromFields } from "./session_ipm.ts";
 import { dwnConsRFromFields } from "./dwn_cons_r.ts";
 import { mapDbFromFields } from "./map_db.ts";
+import { AD_DB_KEYS, adDbFromTable } from "./ad_db.ts";
 
 export type { Fail, Table };
 
@@ -142,5 +143,5 @@ export const USER_DB_KINDS: Record<string, UserDbKind> = {
     keys: ["userPass", "userGroups", "userGroup"],
     build: (t, ctx) => mapDbFromFields(t, ctx),
   },
-  // adDB: added by the LDAP helper (managers/ad_db.ts).
+  adDB: { keys: AD_DB_KEYS, build: (t, ctx) => adDbFromTable(t, ctx) },
 };

@@ -27,7 +27,8 @@
 import type { Gateway } from "../managers/types.ts";
 import type { ApiConfig } from "./config.ts";
 import { ensureCertificate } from "./certificate.ts";
-import { type Assets, createApp } from "./app.ts";
+import type { Context } from "hono";
+import { type Assets, createApp, normalizeIp } from "./app.ts";
 import { assets as webAssets } from "../web/assets.ts";
 
 export type { ApiConfig } from "./config.ts";
@@ -52,6 +53,13 @@ export interface StartApiOptions {
   assets?: Assets;
   /** Where unexpected errors are reported (default `console.error`). */
   logError?: (message: string) => void;
+  /**
+   * Who is really behind a TCP peer, when something else knows better than
+   * the socket: e.g. the proxy of this same process tunnelling a browser to
+   * the API sees the browser's IP, while the API sees the proxy's. Answer
+   * undefined to keep the peer's address (IPv4-mapped IPv6 normalised).
+   */
+  clientIpOf?: (peer: Deno.NetAddr) => string | undefined;
 }
 
 /** The addresses a generated certificate should name for this config. */
@@ -73,6 +81,16 @@ function certificateHosts(config: ApiConfig): string[] {
     }
   }
   return hosts;
+}
+
+/** The client IP of a request: the resolver's answer, else the TCP peer. */
+function viaResolver(
+  resolve: (peer: Deno.NetAddr) => string | undefined,
+): (c: Context) => string {
+  return (c) => {
+    const peer = (c.env as Deno.ServeHandlerInfo<Deno.NetAddr>).remoteAddr;
+    return normalizeIp(resolve(peer) ?? peer.hostname);
+  };
 }
 
 /** A failure to listen, in words: what, where, what to do. */
@@ -122,6 +140,7 @@ export async function startApi(
     excludedRoutes: config.excludedRoutes,
     webStaticFilesDir: config.webStaticFilesDir,
     logError: options.logError,
+    clientIp: options.clientIpOf ? viaResolver(options.clientIpOf) : undefined,
   });
   const listening = Promise.withResolvers<Deno.NetAddr>();
   let server: Deno.HttpServer<Deno.NetAddr>;

@@ -388,3 +388,30 @@ Deno.test("api: a body over 64 KiB is refused with 413", async () => {
     await t.close();
   }
 });
+
+Deno.test("api: clientIpOf names who is behind a peer (e.g. the proxy's own tunnel)", async () => {
+  const real = await openRealGateway();
+  const seen: Deno.NetAddr[] = [];
+  const t = await startTestApi(real.gateway, {
+    clientIpOf: (peer) => {
+      seen.push(peer);
+      return "::ffff:10.9.9.9";
+    },
+  });
+  try {
+    const res = await t.post({
+      cmd: "open",
+      manager: "sessions",
+      cred: { user: "user0", pass: "pass0" },
+    });
+    assert.equal(res.status, 200, res.text);
+    assert.equal(seen[0].hostname, "127.0.0.1");
+    assert.deepEqual(
+      real.gateway.loggedUsers("sessions", "10.9.9.9", res.text),
+      { "10.9.9.9": "user0" },
+    );
+  } finally {
+    await t.close();
+    await real.close();
+  }
+});

@@ -43,6 +43,8 @@ export async function startTestApi(
     port?: number;
     /** Listen on this `addr` instead (e.g. `":0"`: every address). */
     addr?: string;
+    /** Passed to startApi. */
+    clientIpOf?: (peer: Deno.NetAddr) => string | undefined;
   } = {},
 ): Promise<TestApi> {
   const dir = options.dir ??
@@ -55,6 +57,7 @@ export async function startTestApi(
   const api = await startApi(config, gateway, {
     assets: options.assets,
     logError: () => {},
+    clientIpOf: options.clientIpOf,
   });
   const origin = `https://127.0.0.1:${api.addr.port}`;
   const client = Deno.createHttpClient({ caCerts: [api.certPem] });

@@ -82,7 +82,10 @@ export async function withDirectory<T>(
     url: target.url,
     connectTimeout: target.timeoutMs,
     timeout: target.timeoutMs,
-    tlsOptions: tlsOptions(host, target.ca),
+    // Given tlsOptions, ldapts speaks TLS from the start: LDAPS only.
+    tlsOptions: target.tls === "ldaps"
+      ? tlsOptions(host, target.ca)
+      : undefined,
     // Kept so that a server which never answers can be cut off below.
     createConnection: ((port: number, h: string) =>
       keep(net.connect(port, h))) as typeof net.connect,

@@ -410,12 +410,12 @@ export async function adDbFromTable(
   const addr = str("addr", `addr = "ldap.example.org:389"`) ??
     ctx.fail(
       "addr",
-      `adDB "${ctx.name}" needs the directory's address: add addr = "ldap.example.org:389" (or an ldap:// or ldaps:// URL)`,
+      `adDB "${ctx.name}" needs "addr", the directory's address: add addr = "ldap.example.org:389" (or an ldap:// or ldaps:// URL)`,
     );
   const bdn = str("bdn", `bdn = "DC=corp,DC=example"`) ??
     ctx.fail(
       "bdn",
-      `adDB "${ctx.name}" needs the base DN to search users under: add bdn = "DC=corp,DC=example"`,
+      `adDB "${ctx.name}" needs "bdn", the base DN to search users under: add bdn = "DC=corp,DC=example"`,
     );
   const suffValue = table.suff;
   if (suffValue !== undefined && typeof suffValue !== "string") {

@@ -16,7 +16,7 @@ import {
   groupNameOfDn,
   userAttrOfFilter,
 } from "../managers/_ldap_text.ts";
-import { type Slapd, startSlapd } from "./helpers/slapd.ts";
+import { adDbToml, type Slapd, startSlapd } from "./helpers/slapd.ts";
 
 const OPENLDAP_FILTER = "(&(objectClass=inetOrgPerson)(uid={user}))";
 
@@ -239,6 +239,18 @@ Deno.test("adDB: a server that accepts and never answers is cut off at the timeo
 
 // ------------------------------------------------------------ real slapd
 
+Deno.test("slapd helper: says what to install when slapd is missing", async () => {
+  const empty = await Deno.makeTempDir();
+  try {
+    await assert.rejects(
+      startSlapd({ binDir: empty }),
+      /slapd is missing.*apt-get install .*slapd ldap-utils/,
+    );
+  } finally {
+    await Deno.remove(empty, { recursive: true });
+  }
+});
+
 Deno.test("adDB against a real slapd", async (t) => {
   await using ldap = await startSlapd({ tls: true });
   await ldap.addUser("alice", "alice-pw", "Alice Liddell", ["staff", "wifi"]);
@@ -364,6 +376,20 @@ Deno.test("adDB against a real slapd", async (t) => {
     assert.deepEqual(unknown.body, { User: "zed", DB: "ldap" });
     const e2 = await commandError(withReader.authenticate("alice", "pw"));
     assert.match(e2.message, /refused the login of "alice@example\.org"/);
+  });
+
+  await t.step("the helper's adDbToml tables load and log in", async () => {
+    for (const tls of ["none", "ldaps", "starttls"] as const) {
+      const text = `rule = "true"\n${adDbToml(ldap, "dir", { tls })}`;
+      const loaded = await loadManagers(
+        parseTomlText("/x/managers.toml", text),
+      );
+      const dir = loaded.userDbs.get("dir")!;
+      assert.equal(
+        (await dir.authenticate("bob", "bob-pw")).name,
+        "Bob Builder",
+      );
+    }
   });
 
   await t.step("several logins at once, each on its own client", async () => {

@@ -28,9 +28,7 @@
  */
 import { join } from "node:path";
 
-const SLAPD = "/usr/sbin/slapd";
-const SLAPTEST = "/usr/sbin/slaptest";
-const SLAPADD = "/usr/sbin/slapadd";
+const SBIN = "/usr/sbin";
 const SCHEMA_DIR = "/etc/ldap/schema";
 const MODULE_DIR = "/usr/lib/ldap";
 const INSTALL_HINT =
@@ -45,6 +43,11 @@ export interface SlapdOptions {
    * (`caFile`). Default false.
    */
   tls?: boolean;
+  /**
+   * Where `slapd`, `slaptest` and `slapadd` are (default `/usr/sbin`);
+   * tests of the "not installed" message point it elsewhere.
+   */
+  binDir?: string;
 }
 
 /** A running slapd. */
@@ -284,11 +287,12 @@ interface Started {
 
 /** Starts slapd on these URLs and waits (bounded) until `port` accepts. */
 async function spawnSlapd(
+  slapd: string,
   conf: string,
   urls: string[],
   ports: number[],
 ): Promise<Started | string> {
-  const child = new Deno.Command(SLAPD, {
+  const child = new Deno.Command(slapd, {
     args: ["-f", conf, "-h", urls.join(" "), "-d", "stats"],
     stdin: "null",
     stdout: "piped",
@@ -332,6 +336,10 @@ async function spawnSlapd(
  * `await using`).
  */
 export async function startSlapd(options: SlapdOptions = {}): Promise<Slapd> {
+  const bin = options.binDir ?? SBIN;
+  const SLAPD = join(bin, "slapd");
+  const SLAPTEST = join(bin, "slaptest");
+  const SLAPADD = join(bin, "slapadd");
   for (const tool of [SLAPD, SLAPTEST, SLAPADD]) {
     if (!(await exists(tool))) {
       throw new Error(
@@ -366,7 +374,7 @@ export async function startSlapd(options: SlapdOptions = {}): Promise<Slapd> {
         ldapsUrl = `ldaps://127.0.0.1:${sport}`;
         urls.push(`${ldapsUrl}/`);
       }
-      const got = await spawnSlapd(conf, urls, ports);
+      const got = await spawnSlapd(SLAPD, conf, urls, ports);
       if (typeof got === "string") lastProblem = got;
       else started = got;
     }
@@ -443,4 +451,35 @@ userPassword: ${pass}
     if (!started) await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw e;
   }
+}
+
+/**
+ * An `[adDB]` table for `managers.toml` that reaches `ldap` the OpenLDAP
+ * way: users by `uid`, bound by DN, the administrator as service account.
+ * With `tls` (the slapd started with `tls: true`), over LDAPS or StartTLS
+ * trusting the test CA.
+ */
+export function adDbToml(
+  ldap: Slapd,
+  name = "ldap",
+  options: { tls?: "none" | "ldaps" | "starttls" } = {},
+): string {
+  const tls = options.tls ?? "none";
+  if (tls !== "none" && !ldap.caFile) {
+    throw new Error(`adDbToml: tls = "${tls}" needs startSlapd({ tls: true })`);
+  }
+  const addr = tls === "ldaps" ? ldap.ldapsUrl : ldap.url;
+  const lines = [
+    `[adDB]`,
+    `  name = "${name}"`,
+    `  addr = "${addr}"`,
+    `  bdn = "${ldap.peopleDn}"`,
+    `  user = "${ldap.rootDn}"`,
+    `  pass = "${ldap.rootPw}"`,
+    `  bindAs = "dn"`,
+    `  userFilter = "(&(objectClass=inetOrgPerson)(uid={user}))"`,
+  ];
+  if (tls === "starttls") lines.push(`  tls = "starttls"`);
+  if (tls !== "none") lines.push(`  caFile = "${ldap.caFile}"`);
+  return lines.join("\n") + "\n";
 }

@@ -203,8 +203,7 @@ export class AdDb implements UserDb {
       if (e instanceof CommandError) throw e;
       if (e instanceof UnreachableError) {
         throw new CommandError({
-          message:
-            `${e.message}; try again later or tell the administrator (adDB "${this.name}")`,
+          message: `${e.message}; try again later or tell the administrator`,
         });
       }
       if (e instanceof ResultCodeError) {

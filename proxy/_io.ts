@@ -1,0 +1,135 @@
+/**
+ * A buffered reader over a socket, with metering and a progress watch, and
+ * `writeAll`. Everything read from upstream goes through `fill()`, which is
+ * where the meter is asked, so head and body bytes are counted alike.
+ *
+ * @module
+ */
+import { GO_ON, type Meter, STOP } from "./policy.ts";
+import { BIG, giveBuffer, SMALL, takeBuffer } from "./_buffers.ts";
+import type { Watch } from "./_watchdog.ts";
+
+/** A socket as the data path uses it (a `Deno.Conn` is one). */
+export interface Stream {
+  read(p: Uint8Array): Promise<number | null>;
+  write(p: Uint8Array): Promise<number>;
+  closeWrite(): Promise<void>;
+  close(): void;
+}
+
+/** Thrown by {@link Reader.fill} when the meter answered STOP. */
+export class MeterStop extends Error {
+  constructor(reason: string | undefined) {
+    super(reason ?? "quota reached");
+    this.name = "MeterStop";
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Buffered reading from one socket. */
+export class Reader {
+  buf: Uint8Array;
+  start = 0;
+  end = 0;
+  /** Asked for every chunk read; set per exchange (upstream side only). */
+  meter: Meter | undefined = undefined;
+  /** Bumped on every read: no progress for `idleMs` ends the exchange. */
+  watch: Watch | undefined = undefined;
+  idleMs = 0;
+  /** Total bytes read from the socket. */
+  bytesRead = 0;
+  #grow = false;
+  #released = false;
+
+  constructor(readonly conn: Stream) {
+    this.buf = takeBuffer(SMALL);
+  }
+
+  /** Bytes read but not consumed yet. */
+  get buffered(): number {
+    return this.end - this.start;
+  }
+
+  /**
+   * Reads more from the socket into the buffer. False at end of stream.
+   * Throws {@link MeterStop} when the meter says stop; sleeps when it says
+   * to wait (throttling), before the bytes are handed on.
+   */
+  async fill(): Promise<boolean> {
+    let buf = this.buf;
+    if (this.start === this.end) {
+      this.start = this.end = 0;
+      if (this.#grow && buf.length === SMALL) {
+        // The last read filled the whole small buffer: bulk data, move up.
+        giveBuffer(buf);
+        buf = this.buf = takeBuffer(BIG);
+      }
+    } else if (this.end === buf.length) {
+      if (this.start > 0) {
+        buf.copyWithin(0, this.start, this.end);
+        this.end -= this.start;
+        this.start = 0;
+      } else {
+        // A head or chunk line longer than the buffer: grow (limits are
+        // checked by the callers, so this is bounded).
+        const bigger = new Uint8Array(buf.length * 2);
+        bigger.set(buf);
+        giveBuffer(buf);
+        buf = this.buf = bigger;
+      }
+    }
+    const free = buf.length - this.end;
+    const n = await this.conn.read(
+      this.end === 0 ? buf : buf.subarray(this.end),
+    );
+    if (n === null) return false;
+    this.#grow = n === free;
+    this.end += n;
+    this.bytesRead += n;
+    if (this.watch) this.watch.deadline = Date.now() + this.idleMs;
+    const meter = this.meter;
+    if (meter !== undefined) {
+      const answer = meter.chunk(n);
+      if (answer !== GO_ON) {
+        if (answer === STOP) throw new MeterStop(meter.stopReason);
+        if (answer > 0) await sleep(answer);
+      }
+    }
+    return true;
+  }
+
+  /** Consumes and returns up to `n` buffered bytes (a view: write it before the next fill). */
+  take(n: number): Uint8Array {
+    const k = Math.min(n, this.end - this.start);
+    const out = this.buf.subarray(this.start, this.start + k);
+    this.start += k;
+    return out;
+  }
+
+  /** Returns the buffer to the pool. The reader must not be used after. */
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    giveBuffer(this.buf);
+    this.buf = new Uint8Array(0);
+    this.start = this.end = 0;
+  }
+}
+
+/** Writes all of `p` (a socket write may be partial). */
+export async function writeAll(conn: Stream, p: Uint8Array): Promise<void> {
+  let at = 0;
+  while (at < p.length) {
+    at += await conn.write(at === 0 ? p : p.subarray(at));
+  }
+}
+
+/** Closes a socket, ignoring "already closed". */
+export function closeQuietly(conn: { close(): void } | undefined): void {
+  try {
+    conn?.close();
+  } catch {
+    // already closed: the goal is reached
+  }
+}

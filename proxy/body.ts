@@ -1,0 +1,252 @@
+/**
+ * Message bodies: streaming a Content-Length, chunked or close-delimited body
+ * from a {@link Reader} to a socket, chunk by chunk, without holding it. The
+ * reader meters what it reads (upstream side), so a body is metered simply by
+ * being copied.
+ *
+ * @module
+ */
+import { closeQuietly, type Reader, type Stream, writeAll } from "./_io.ts";
+import type { Framing } from "./http_head.ts";
+
+/** A body that broke its own framing or ended early. */
+export class BodyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "BodyError";
+  }
+}
+
+const enum S {
+  Size,
+  SizeLf,
+  Ext,
+  Data,
+  DataCr,
+  DataLf,
+  LineStart,
+  Trailer,
+  EndLf,
+  Done,
+}
+
+const MAX_SIZE_LINE = 4096;
+
+/**
+ * Follows chunked framing over byte ranges (a state machine, so a chunk
+ * boundary may fall anywhere between reads). It validates the framing and
+ * finds where the message ends; the bytes themselves pass unchanged, or only
+ * the data ranges when de-chunking for an HTTP/1.0 client.
+ */
+export class ChunkedScanner {
+  #s = S.Size;
+  #size = 0;
+  #digits = 0;
+  #lineLen = 0;
+  #trailerBytes = 0;
+  /** Data ranges [from, to, from, to, ...] found by the last {@link scan}. */
+  readonly data: number[] = [];
+
+  constructor(readonly maxTrailerBytes = 64 * 1024) {}
+
+  /** True once the last chunk and trailers have been seen. */
+  get done(): boolean {
+    return this.#s === S.Done;
+  }
+
+  /** Scans buf[from, to); returns the index just past the message end, or -1. */
+  scan(buf: Uint8Array, from: number, to: number): number {
+    this.data.length = 0;
+    let i = from;
+    while (i < to) {
+      const c = buf[i];
+      switch (this.#s) {
+        case S.Size: {
+          const v = hex(c);
+          if (v >= 0) {
+            if (++this.#digits > 12) {
+              throw new BodyError("a chunk size is too large");
+            }
+            this.#size = this.#size * 16 + v;
+          } else if (c === 59 || c === 32 || c === 9) {
+            this.#s = S.Ext; // chunk extension (or whitespace before it)
+          } else if (c === 13) {
+            this.#s = S.SizeLf;
+          } else if (c === 10) {
+            this.#endSizeLine();
+          } else {
+            throw new BodyError("a chunk size line is malformed");
+          }
+          if (++this.#lineLen > MAX_SIZE_LINE) {
+            throw new BodyError("a chunk size line is too long");
+          }
+          i++;
+          break;
+        }
+        case S.Ext:
+          if (c === 13) this.#s = S.SizeLf;
+          else if (c === 10) this.#endSizeLine();
+          if (++this.#lineLen > MAX_SIZE_LINE) {
+            throw new BodyError("a chunk size line is too long");
+          }
+          i++;
+          break;
+        case S.SizeLf:
+          if (c !== 10) throw new BodyError("a chunk size line has a bare CR");
+          this.#endSizeLine();
+          i++;
+          break;
+        case S.Data: {
+          const k = Math.min(this.#size, to - i);
+          this.data.push(i, i + k);
+          this.#size -= k;
+          i += k;
+          if (this.#size === 0) this.#s = S.DataCr;
+          break;
+        }
+        case S.DataCr:
+          if (c === 13) this.#s = S.DataLf;
+          else if (c === 10) this.#nextChunk();
+          else throw new BodyError("chunk data is longer than its size");
+          i++;
+          break;
+        case S.DataLf:
+          if (c !== 10) {
+            throw new BodyError("chunk data is longer than its size");
+          }
+          this.#nextChunk();
+          i++;
+          break;
+        case S.LineStart:
+          if (c === 13) this.#s = S.EndLf;
+          else if (c === 10) {
+            this.#s = S.Done;
+            return i + 1;
+          } else this.#s = S.Trailer;
+          this.#countTrailer();
+          i++;
+          break;
+        case S.Trailer:
+          if (c === 10) this.#s = S.LineStart;
+          this.#countTrailer();
+          i++;
+          break;
+        case S.EndLf:
+          if (c !== 10) {
+            throw new BodyError("the trailer section has a bare CR");
+          }
+          this.#s = S.Done;
+          return i + 1;
+        case S.Done:
+          return i;
+      }
+    }
+    return -1;
+  }
+
+  #endSizeLine() {
+    if (this.#digits === 0) {
+      throw new BodyError("a chunk size line has no size");
+    }
+    this.#s = this.#size === 0 ? S.LineStart : S.Data;
+  }
+
+  #nextChunk() {
+    this.#s = S.Size;
+    this.#size = 0;
+    this.#digits = 0;
+    this.#lineLen = 0;
+  }
+
+  #countTrailer() {
+    if (++this.#trailerBytes > this.maxTrailerBytes) {
+      throw new BodyError("the trailer section is too large");
+    }
+  }
+}
+
+function hex(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  if (c >= 65 && c <= 70) return c - 55;
+  return -1;
+}
+
+/** Options of {@link copyBody}. */
+export interface CopyOptions {
+  /** Write only the data of a chunked body (for an HTTP/1.0 client). */
+  dechunk?: boolean;
+  /** Called with each written byte count (for the access log). */
+  onWrite?: (n: number) => void;
+}
+
+/**
+ * Copies one body from `src` to `dst` as framed by `framing`. Resolves when
+ * the body is complete; rejects with {@link BodyError} when the sender broke
+ * the framing or closed early, or with the reader's MeterStop.
+ */
+export async function copyBody(
+  src: Reader,
+  dst: Stream,
+  framing: Framing,
+  options: CopyOptions = {},
+): Promise<void> {
+  const onWrite = options.onWrite;
+  switch (framing.kind) {
+    case "none":
+      return;
+    case "length": {
+      let left = framing.length;
+      while (left > 0) {
+        if (src.buffered === 0 && !(await src.fill())) {
+          throw new BodyError(
+            `the body ended ${left} bytes before its Content-Length`,
+          );
+        }
+        const part = src.take(left);
+        left -= part.length;
+        await writeAll(dst, part);
+        onWrite?.(part.length);
+      }
+      return;
+    }
+    case "close":
+      for (;;) {
+        if (src.buffered === 0 && !(await src.fill())) return;
+        const part = src.take(src.buffered);
+        await writeAll(dst, part);
+        onWrite?.(part.length);
+      }
+    case "chunked": {
+      const scanner = new ChunkedScanner();
+      for (;;) {
+        if (src.buffered === 0 && !(await src.fill())) {
+          throw new BodyError("the chunked body ended before its last chunk");
+        }
+        const from = src.start;
+        const end = scanner.scan(src.buf, from, src.end);
+        const to = end < 0 ? src.end : end;
+        if (options.dechunk) {
+          const d = scanner.data;
+          const buf = src.buf;
+          for (let k = 0; k < d.length; k += 2) {
+            await writeAll(dst, buf.subarray(d[k], d[k + 1]));
+            onWrite?.(d[k + 1] - d[k]);
+          }
+          src.start = to;
+        } else {
+          const part = src.take(to - from);
+          await writeAll(dst, part);
+          onWrite?.(part.length);
+        }
+        if (end >= 0) return;
+      }
+    }
+  }
+}
+
+/** Closes both sockets: used when a transfer is cut or broken. */
+export function cut(a: Stream | undefined, b: Stream | undefined): void {
+  closeQuietly(a);
+  closeQuietly(b);
+}

@@ -1,0 +1,279 @@
+/**
+ * One client connection: read a request head, ask the policy, run the path
+ * (forward or tunnel), and go on with the next request while the connection
+ * is kept alive. Requests are handled one after the other, so pipelined
+ * requests are answered in the order they came.
+ *
+ * @module
+ */
+import type { Decision, ProxyCredentials, RequestFacts } from "./policy.ts";
+import { Reader, writeAll } from "./_io.ts";
+import {
+  fieldTokens,
+  fieldValue,
+  HeadError,
+  parseRequestHead,
+  readHead,
+  requestFraming,
+  type RequestHead,
+} from "./http_head.ts";
+import { errorResponse, proxyInfoPage } from "./error_pages.ts";
+import { type Exchange, logExchange, newExchange } from "./access_log.ts";
+import { parseAuthority, parseHttpUrl } from "./_target.ts";
+import { forwardRequest } from "./forward.ts";
+import { tunnelConnect } from "./tunnel.ts";
+import { Client, type ProxyContext } from "./_context.ts";
+import { unwatch, Watch, watch } from "./_watchdog.ts";
+
+/** The TCP peer's address without brackets; IPv4-mapped IPv6 as IPv4. */
+export function peerIp(conn: Deno.Conn): string {
+  const host = (conn.remoteAddr as Deno.NetAddr).hostname;
+  if (host.startsWith("::ffff:") && host.includes(".")) return host.slice(7);
+  return host;
+}
+
+/** Registers a client connection; {@link serveConnection} runs it. */
+export function newClient(conn: Deno.Conn): Client {
+  const reader = new Reader(conn);
+  // The watch closes the connection (and its upstream) when a phase's
+  // deadline passes: header timeout, keep-alive idle, no upstream progress.
+  let client: Client | undefined = undefined;
+  const w = new Watch(() => client?.abort());
+  client = new Client(conn, reader, peerIp(conn), w);
+  return client;
+}
+
+/** Serves one client connection until it closes. Never rejects. */
+export async function serveConnection(
+  ctx: ProxyContext,
+  client: Client,
+): Promise<void> {
+  const { config } = ctx;
+  const { reader, watch: w } = client;
+  watch(w);
+  try {
+    for (let first = true;; first = false) {
+      // Between requests: wait for the first byte under the idle limit,
+      // then the whole head must arrive under the header limit (slowloris).
+      reader.watch = undefined;
+      if (reader.buffered === 0) {
+        w.arm(first ? config.headerTimeoutMs : config.idleTimeoutMs, "idle");
+        if (!(await reader.fill())) return;
+      }
+      w.arm(config.headerTimeoutMs, "request head");
+      const x = newExchange(client.ip, new Date());
+      let head: RequestHead;
+      try {
+        const bytes = await readHead(reader, config.maxHeaderBytes, true);
+        if (bytes === null) return;
+        head = parseRequestHead(bytes, config.maxHeaders);
+      } catch (e) {
+        if (!(e instanceof HeadError) || w.expired) return;
+        await refuseHead(ctx, client, x, e);
+        return;
+      }
+      w.arm(0, "");
+      let goOn = false;
+      try {
+        goOn = await handleRequest(ctx, client, head, x);
+      } finally {
+        logExchange(ctx.policy, x);
+      }
+      if (!goOn) return;
+    }
+  } catch {
+    // A reset or closed socket ends the connection; nothing to answer.
+  } finally {
+    unwatch(w);
+    client.abort();
+    reader.release();
+  }
+}
+
+async function refuseHead(
+  ctx: ProxyContext,
+  client: Client,
+  x: Exchange,
+  e: HeadError,
+) {
+  x.status = e.status;
+  await send(
+    client,
+    x,
+    errorResponse(
+      e.status,
+      `The proxy could not read this request: ${e.message}.`,
+      {
+        close: true,
+      },
+    ),
+  );
+  logExchange(ctx.policy, x);
+}
+
+async function send(client: Client, x: Exchange, bytes: Uint8Array) {
+  try {
+    await writeAll(client.conn, bytes);
+    x.bytes += bytes.length;
+  } catch {
+    // The client left.
+  }
+}
+
+function wantsKeepAlive(head: RequestHead): boolean {
+  const tokens = [
+    ...fieldTokens(head.fields, "connection"),
+    ...fieldTokens(head.fields, "proxy-connection"),
+  ];
+  if (tokens.includes("close")) return false;
+  return head.version === 11 || tokens.includes("keep-alive");
+}
+
+function credentials(head: RequestHead): ProxyCredentials | undefined {
+  const value = fieldValue(head.fields, "proxy-authorization");
+  if (!value || value.slice(0, 6).toLowerCase() !== "basic ") return undefined;
+  try {
+    const bin = atob(value.slice(6).trim());
+    const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
+    const text = new TextDecoder().decode(bytes);
+    const colon = text.indexOf(":");
+    if (colon < 0) return undefined;
+    return { user: text.slice(0, colon), pass: text.slice(colon + 1) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs one request; true when the connection may carry another. */
+async function handleRequest(
+  ctx: ProxyContext,
+  client: Client,
+  head: RequestHead,
+  x: Exchange,
+): Promise<boolean> {
+  x.method = head.method;
+  x.url = head.target;
+  const keepAlive = wantsKeepAlive(head);
+  const hasBody = requestFraming(head).kind !== "none";
+  const isConnect = head.method === "CONNECT";
+  const bad = async (
+    status: number,
+    message: string,
+    extra: { loginUrl?: string } = {},
+  ) => {
+    x.status = status;
+    const close = isConnect || hasBody || !keepAlive;
+    await send(
+      client,
+      x,
+      errorResponse(status, message, {
+        close,
+        loginUrl: extra.loginUrl,
+        headOnly: head.method === "HEAD",
+      }),
+    );
+    return !close;
+  };
+
+  let host: string;
+  let port: number;
+  let target;
+  if (isConnect) {
+    const hp = parseAuthority(head.target);
+    if (typeof hp === "string") {
+      return await bad(400, `CONNECT needs host:port: ${hp}.`);
+    }
+    ({ host, port } = hp);
+    const allowed = ctx.config.connectPorts;
+    if (allowed !== "*" && !allowed.includes(port)) {
+      x.tag = "TCP_DENIED";
+      return await bad(403, `CONNECT to port ${port} is not allowed.`);
+    }
+  } else if (head.target[0] === "/" || head.target === "*") {
+    // Someone opened the proxy's own address as a web site.
+    if (
+      (head.method === "GET" || head.method === "HEAD") && head.target === "/"
+    ) {
+      x.status = 200;
+      await send(
+        client,
+        x,
+        proxyInfoPage(ctx.loginUrl, {
+          close: !keepAlive,
+          headOnly: head.method === "HEAD",
+        }),
+      );
+      return keepAlive;
+    }
+    return await bad(
+      400,
+      "This is a proxy: requests must carry an absolute http:// URL.",
+      {
+        loginUrl: ctx.loginUrl,
+      },
+    );
+  } else {
+    const t = parseHttpUrl(head.target);
+    if (typeof t === "string") return await bad(400, `${t}.`);
+    target = t;
+    ({ host, port } = t);
+  }
+
+  const facts: RequestFacts = {
+    clientIp: client.ip,
+    time: x.time,
+    method: head.method,
+    url: head.target,
+    host,
+    port,
+  };
+  const auth = credentials(head);
+  if (auth) facts.proxyAuth = auth;
+  let decision: Decision;
+  try {
+    const d = ctx.policy.decide(facts);
+    // Only an asynchronous policy costs an await.
+    decision = d instanceof Promise ? await d : d;
+  } catch (e) {
+    return await bad(
+      503,
+      `The proxy's policy failed: ${
+        (e as Error).message
+      }. Tell the administrator.`,
+    );
+  }
+  if (!decision.allowed) {
+    x.tag = "TCP_DENIED";
+    x.status = decision.status;
+    const close = isConnect || hasBody || !keepAlive;
+    const realm = (decision.realm ?? "pmproxy").replace(/["\\\r\n]/g, "");
+    await send(
+      client,
+      x,
+      errorResponse(decision.status, decision.reason, {
+        close,
+        loginUrl: decision.loginUrl ?? ctx.loginUrl,
+        headOnly: head.method === "HEAD",
+        headers: decision.status === 407
+          ? [`Proxy-Authenticate: Basic realm="${realm}"`]
+          : [],
+      }),
+    );
+    return !close;
+  }
+  if (decision.user !== undefined) x.user = decision.user;
+  if (isConnect) {
+    await tunnelConnect(ctx, client, { host, port }, decision, x);
+    return false;
+  }
+  return await forwardRequest({
+    ctx,
+    client,
+    req: head,
+    target: target!,
+    url: head.target,
+    decision,
+    x,
+    keepAlive,
+  });
+}

@@ -1,0 +1,358 @@
+/**
+ * Forwarding plain HTTP requests (absolute-form `GET http://host/path`): one
+ * exchange = request head and body up, response head(s) and body down, with
+ * the upstream connection kept for reuse when both sides allow it.
+ *
+ * @module
+ */
+import type { Decision } from "./policy.ts";
+import { dial, type Dialed, DialError } from "./dial.ts";
+import { closeQuietly, MeterStop, Reader, writeAll } from "./_io.ts";
+import {
+  endToEnd,
+  type Field,
+  fieldTokens,
+  fieldValue,
+  HeadError,
+  parseResponseHead,
+  readHead,
+  requestFraming,
+  type RequestHead,
+  responseFraming,
+  type ResponseHead,
+  serializeHead,
+} from "./http_head.ts";
+import { copyBody } from "./body.ts";
+import { errorResponse } from "./error_pages.ts";
+import { type PooledUpstream, poolKey } from "./upstream_pool.ts";
+import { tunnelUpgrade } from "./tunnel.ts";
+import type { Client, ProxyContext } from "./_context.ts";
+import type { Exchange } from "./access_log.ts";
+import type { Target } from "./_target.ts";
+
+type Allowed = Extract<Decision, { allowed: true }>;
+
+/** Largest response head accepted from upstream. */
+const MAX_RESPONSE_HEAD = 256 * 1024;
+
+/** What one forwarded request needs. */
+export interface ForwardJob {
+  ctx: ProxyContext;
+  client: Client;
+  req: RequestHead;
+  target: Target;
+  /** The absolute URL as the client sent it. */
+  url: string;
+  decision: Allowed;
+  x: Exchange;
+  /** The client asked to keep its connection open. */
+  keepAlive: boolean;
+}
+
+/**
+ * Forwards one request: takes a pooled upstream connection for the route and
+ * origin, or dials one, then runs the path the dialer chose. Resolves to true
+ * when the client connection may carry another request.
+ */
+export async function forwardRequest(job: ForwardJob): Promise<boolean> {
+  const { ctx, target, decision } = job;
+  const key = poolKey(decision.route, target.host, target.port);
+  const pooled = ctx.pool.take(key);
+  if (pooled) {
+    const outcome = await runPath(job, pooled, true);
+    if (outcome !== "stale") return outcome;
+    // The idle connection had been closed by the origin before our request
+    // reached it: nothing was answered, so asking again on a fresh one is safe.
+  }
+  let dialed: Dialed;
+  try {
+    dialed = await dial(decision.route, target, {
+      timeoutMs: ctx.config.dialTimeoutMs,
+      purpose: "http",
+    });
+  } catch (e) {
+    if (!(e instanceof DialError)) throw e;
+    return await answer(
+      job,
+      e.timedOut ? 504 : 502,
+      `${e.message}. Check the address, or try again later.`,
+    );
+  }
+  const up: PooledUpstream = { dialed, reader: new Reader(dialed.conn), key };
+  const outcome = await runPath(job, up, false);
+  return outcome === "stale" ? false : outcome;
+}
+
+function runPath(job: ForwardJob, up: PooledUpstream, reused: boolean) {
+  return up.dialed.viaHttpParent
+    ? forwardViaParent(job, up, reused)
+    : forwardDirect(job, up, reused);
+}
+
+/**
+ * client -> proxy (GET http://origin/path) -> origin (GET /path)
+ *
+ * The origin gets the origin-form path and a Host header for the authority.
+ */
+export function forwardDirect(
+  job: ForwardJob,
+  up: PooledUpstream,
+  reused: boolean,
+): Promise<boolean | "stale"> {
+  const line = `${job.req.method} ${job.target.path} HTTP/1.1`;
+  return exchange(job, up, reused, line, []);
+}
+
+/**
+ * client -> proxy (GET http://origin/path) -> parent proxy (GET http://origin/path) -> origin
+ *
+ * A parent proxy needs the absolute URL, and our credentials for it.
+ */
+export function forwardViaParent(
+  job: ForwardJob,
+  up: PooledUpstream,
+  reused: boolean,
+): Promise<boolean | "stale"> {
+  const t = job.target;
+  const line = `${job.req.method} http://${t.authority}${t.path} HTTP/1.1`;
+  const auth = up.dialed.parentAuthorization;
+  return exchange(
+    job,
+    up,
+    reused,
+    line,
+    auth ? [`Proxy-Authorization: ${auth}`] : [],
+  );
+}
+
+function isUpgrade(req: RequestHead): boolean {
+  return fieldValue(req.fields, "upgrade") !== undefined &&
+    fieldTokens(req.fields, "connection").includes("upgrade");
+}
+
+async function exchange(
+  job: ForwardJob,
+  up: PooledUpstream,
+  reused: boolean,
+  requestLine: string,
+  extra: string[],
+): Promise<boolean | "stale"> {
+  const { ctx, client, req, target, decision, x } = job;
+  const upgrade = isUpgrade(req);
+  const reqFraming = requestFraming(req);
+  const keep: string[] = [];
+  if (reqFraming.kind === "chunked") keep.push("transfer-encoding");
+  if (upgrade) keep.push("upgrade");
+  const fields = endToEnd(req.fields, keep).filter((f) => f.lower !== "host");
+  const headers: Field[] = [
+    { name: "Host", lower: "host", value: target.authority },
+    ...fields,
+  ];
+  const head = serializeHead(requestLine, headers, [
+    ...extra,
+    "Via: 1.1 pmproxy",
+    ...(upgrade ? ["Connection: Upgrade"] : []),
+  ]);
+
+  const upConn = up.dialed.conn;
+  const upReader = up.reader;
+  const watch = client.watch;
+  const idle = ctx.config.readTimeoutMs;
+  upReader.meter = decision.meter;
+  upReader.watch = watch;
+  upReader.idleMs = idle;
+  client.reader.watch = watch;
+  client.reader.idleMs = idle;
+  client.upstream = upConn;
+  watch.arm(idle, "waiting for the upstream");
+  x.hierarchy = up.dialed.hierarchy;
+
+  const discard = () => {
+    closeQuietly(upConn);
+    upReader.release();
+    client.upstream = undefined;
+  };
+
+  // Sending the body while reading the answer: an origin may answer early
+  // (401, 413, 100-continue), and the client waits for the 100 before sending.
+  let uploaded = reqFraming.kind === "none";
+  let uploadError: unknown;
+  let upload: Promise<void> | undefined;
+  try {
+    await writeAll(upConn, head);
+  } catch (e) {
+    discard();
+    if (reused && reqFraming.kind === "none") return "stale";
+    return await answer(
+      job,
+      502,
+      `Sending the request upstream failed: ${(e as Error).message}.`,
+    );
+  }
+  if (!uploaded) {
+    upload = copyBody(client.reader, upConn, reqFraming).then(
+      () => {
+        uploaded = true;
+      },
+      (e) => {
+        uploadError = e;
+      },
+    );
+  }
+
+  let resp: ResponseHead;
+  try {
+    for (;;) {
+      const bytes = await readHead(upReader, MAX_RESPONSE_HEAD, false);
+      if (bytes === null) {
+        if (reused && upReader.bytesRead === 0 && reqFraming.kind === "none") {
+          discard();
+          return "stale";
+        }
+        throw new HeadError(
+          502,
+          "the upstream closed the connection without answering",
+        );
+      }
+      resp = parseResponseHead(bytes);
+      if (resp.status >= 200) break;
+      if (resp.status === 101) {
+        if (!upgrade) {
+          throw new HeadError(502, "the upstream switched protocols unasked");
+        }
+        break;
+      }
+      // 1xx (100 Continue, 103 Early Hints): pass on to HTTP/1.1 clients.
+      if (req.version === 11) {
+        const info = serializeHead(
+          `HTTP/1.1 ${resp.status} ${resp.reason}`,
+          endToEnd(resp.fields),
+          ["Via: 1.1 pmproxy"],
+        );
+        await writeAll(client.conn, info);
+        x.bytes += info.length;
+      }
+    }
+  } catch (e) {
+    discard();
+    if (e instanceof MeterStop) {
+      x.tag = "TCP_MISS_ABORTED";
+      client.abort();
+      return false;
+    }
+    if (
+      reused && upReader.bytesRead === 0 && reqFraming.kind === "none" &&
+      !watch.expired
+    ) {
+      return "stale"; // reset on a stale pooled connection
+    }
+    const timedOut = watch.expired !== "";
+    const msg = e instanceof HeadError
+      ? e.message
+      : timedOut
+      ? `the upstream did not answer within ${idle} ms`
+      : `reading the upstream's answer failed: ${(e as Error).message}`;
+    return await answer(job, timedOut ? 504 : 502, `${msg}.`, true);
+  }
+
+  x.status = resp.status;
+  x.tag = "TCP_MISS";
+  x.contentType = fieldValue(resp.fields, "content-type");
+
+  if (resp.status === 101) {
+    const switching = serializeHead(
+      `HTTP/1.1 101 ${resp.reason}`,
+      endToEnd(resp.fields, ["upgrade"]),
+      ["Via: 1.1 pmproxy", "Connection: Upgrade"],
+    );
+    try {
+      await writeAll(client.conn, switching);
+      x.bytes += switching.length;
+      await tunnelUpgrade(ctx, client, upReader, x);
+    } finally {
+      discard();
+    }
+    return false;
+  }
+
+  const framing = responseFraming(req.method, resp);
+  // An HTTP/1.0 client cannot read chunked: send it the bare data and close.
+  const dechunk = framing.kind === "chunked" && req.version === 10;
+  const clientKeep = job.keepAlive && framing.kind !== "close" && !dechunk;
+  const respKeep: string[] = [];
+  if (framing.kind === "chunked" && !dechunk) {
+    respKeep.push("transfer-encoding", "trailer");
+  }
+  const respExtra = ["Via: 1.1 pmproxy"];
+  if (!clientKeep) respExtra.push("Connection: close");
+  else if (req.version === 10) respExtra.push("Connection: keep-alive");
+  const respHead = serializeHead(
+    `HTTP/1.1 ${resp.status} ${resp.reason}`,
+    endToEnd(resp.fields, respKeep),
+    respExtra,
+  );
+  try {
+    await writeAll(client.conn, respHead);
+    x.bytes += respHead.length;
+    await copyBody(upReader, client.conn, framing, {
+      dechunk,
+      onWrite: (n) => {
+        x.bytes += n;
+      },
+    });
+  } catch (e) {
+    // Cut mid-body: the client cannot tell a short body from a complete one
+    // unless the connection ends, so both sides are closed.
+    if (e instanceof MeterStop) x.tag = "TCP_MISS_ABORTED";
+    else if (x.tag === "TCP_MISS") x.tag = "TCP_MISS_ABORTED";
+    discard();
+    client.abort();
+    return false;
+  }
+
+  if (!uploaded && uploadError === undefined) {
+    // The answer is complete but the client is still sending its body: we
+    // cannot find the next request's start reliably, so end both sides.
+    discard();
+    client.abort();
+    await upload;
+    return false;
+  }
+  await upload;
+  const upstreamKeeps = framing.kind !== "close" &&
+    resp.version === 11 &&
+    !fieldTokens(resp.fields, "connection").includes("close") &&
+    uploadError === undefined &&
+    upReader.buffered === 0;
+  client.upstream = undefined;
+  watch.arm(0, "");
+  if (upstreamKeeps) ctx.pool.put(up);
+  else discard();
+  return clientKeep && uploadError === undefined;
+}
+
+/** Answers with a page of ours; true when the client connection may go on. */
+async function answer(
+  job: ForwardJob,
+  status: number,
+  message: string,
+  forceClose = false,
+): Promise<boolean> {
+  const { client, x, req } = job;
+  // A request body we did not read would be taken for the next request.
+  const close = forceClose || !job.keepAlive ||
+    requestFraming(req).kind !== "none";
+  const page = errorResponse(status, message, {
+    close,
+    headOnly: req.method === "HEAD",
+  });
+  x.status = status;
+  if (x.tag === "NONE") x.tag = "TCP_MISS";
+  try {
+    await writeAll(client.conn, page);
+    x.bytes += page.length;
+  } catch {
+    return false;
+  }
+  return !close;
+}

@@ -1,0 +1,155 @@
+/**
+ * Tunnels: CONNECT, and connections upgraded after a 101 (WebSocket). Once a
+ * tunnel is up the proxy only pumps bytes (see relay.ts) and meters what
+ * comes from upstream.
+ *
+ * @module
+ */
+import type { Decision } from "./policy.ts";
+import { dial, DialError } from "./dial.ts";
+import { Reader, writeAll } from "./_io.ts";
+import { relay } from "./relay.ts";
+import { errorResponse } from "./error_pages.ts";
+import type { Client, ProxyContext } from "./_context.ts";
+import type { Exchange } from "./access_log.ts";
+
+const ESTABLISHED = new TextEncoder().encode(
+  "HTTP/1.1 200 Connection established\r\n\r\n",
+);
+
+type Allowed = Extract<Decision, { allowed: true }>;
+
+/**
+ * Counts a tunnel for the client's address; false (and nothing counted) when
+ * the client already has as many as allowed.
+ */
+export function openTunnelSlot(ctx: ProxyContext, ip: string): boolean {
+  const n = ctx.tunnels.get(ip) ?? 0;
+  if (n >= ctx.config.maxTunnelsPerClient) return false;
+  ctx.tunnels.set(ip, n + 1);
+  return true;
+}
+
+/** Gives back a slot taken by {@link openTunnelSlot}. */
+export function closeTunnelSlot(ctx: ProxyContext, ip: string): void {
+  const n = (ctx.tunnels.get(ip) ?? 1) - 1;
+  if (n <= 0) ctx.tunnels.delete(ip);
+  else ctx.tunnels.set(ip, n);
+}
+
+/**
+ * client -> proxy (CONNECT host:port) -> origin (direct, or via the parent
+ *   the route names: dial() makes the parent's own CONNECT or SOCKS5 hop)
+ *
+ * The client connection is consumed: after a tunnel nothing else can be
+ * read from it, so the caller closes it.
+ */
+export async function tunnelConnect(
+  ctx: ProxyContext,
+  client: Client,
+  target: { host: string; port: number },
+  decision: Allowed,
+  x: Exchange,
+): Promise<void> {
+  if (!openTunnelSlot(ctx, client.ip)) {
+    await answer(
+      client,
+      x,
+      503,
+      `Too many tunnels are open from ${client.ip} (at most ${ctx.config.maxTunnelsPerClient}); close some connections and retry.`,
+      ctx,
+    );
+    return;
+  }
+  try {
+    let dialed;
+    try {
+      dialed = await dial(decision.route, target, {
+        timeoutMs: ctx.config.dialTimeoutMs,
+        purpose: "tunnel",
+      });
+    } catch (e) {
+      if (!(e instanceof DialError)) throw e;
+      const status = e.timedOut ? 504 : 502;
+      x.tag = "TCP_TUNNEL";
+      await answer(
+        client,
+        x,
+        status,
+        `${e.message}. Check the address, or try again later.`,
+        ctx,
+      );
+      return;
+    }
+    x.hierarchy = dialed.hierarchy;
+    const up = new Reader(dialed.conn);
+    up.meter = decision.meter;
+    client.upstream = dialed.conn;
+    // Tunnels may idle for long (WebSocket, IMAP IDLE): no inactivity limit.
+    client.watch.arm(0, "tunnel");
+    client.reader.watch = undefined;
+    try {
+      await writeAll(client.conn, ESTABLISHED);
+      x.bytes += ESTABLISHED.length;
+      x.tag = "TCP_TUNNEL";
+      x.status = 200;
+      const moved = await relay(client.reader, up);
+      x.bytes += moved.down;
+      if (moved.stopped) x.tag = "TCP_TUNNEL_ABORTED";
+    } finally {
+      client.abort();
+      up.release();
+      client.upstream = undefined;
+    }
+  } finally {
+    closeTunnelSlot(ctx, client.ip);
+  }
+}
+
+/**
+ * client -> proxy (GET, Upgrade: websocket) -> origin (101 Switching Protocols)
+ *   then both sides speak the new protocol through the proxy as a tunnel.
+ *
+ * Called after the 101 head was written to the client. Bytes either side
+ * already sent after its head are in the readers and go first.
+ */
+export async function tunnelUpgrade(
+  ctx: ProxyContext,
+  client: Client,
+  upstream: Reader,
+  x: Exchange,
+): Promise<void> {
+  const counted = openTunnelSlot(ctx, client.ip);
+  client.watch.arm(0, "upgraded tunnel");
+  client.reader.watch = undefined;
+  upstream.watch = undefined;
+  try {
+    if (!counted) return; // over the limit: closing is the answer
+    const moved = await relay(client.reader, upstream);
+    x.bytes += moved.down;
+    if (moved.stopped) x.tag = "TCP_MISS_ABORTED";
+  } finally {
+    if (counted) closeTunnelSlot(ctx, client.ip);
+    client.abort();
+  }
+}
+
+async function answer(
+  client: Client,
+  x: Exchange,
+  status: number,
+  message: string,
+  ctx: ProxyContext,
+) {
+  const page = errorResponse(status, message, {
+    close: true,
+    loginUrl: status === 503 ? undefined : ctx.loginUrl,
+  });
+  x.status = status;
+  try {
+    await writeAll(client.conn, page);
+    x.bytes += page.length;
+  } catch {
+    // The client left: nothing to tell it.
+  }
+}

@@ -380,3 +380,19 @@ Deno.test("quota: the persist timer writes consumption without a flush", async (
     await d.cleanup();
   }
 });
+
+Deno.test("quota: a user none of whose groups has a quota is told so", async () => {
+  const d = await PolicyDir.make(
+    TOML.replace('user1 = ["group0"]', 'user1 = ["guests"]'),
+  );
+  try {
+    const g = await d.open();
+    await g.open("sessions", "10.0.0.6", "user1", "pass1");
+    assert.match(
+      reasonOf(g.decideSync(request("10.0.0.6", d.clock))),
+      /^Quota reached: user1 has no download quota under "down" \(none of their groups has one in groupQuota\)/,
+    );
+  } finally {
+    await d.cleanup();
+  }
+});

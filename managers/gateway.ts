@@ -359,7 +359,7 @@ export class GatewayRuntime implements Policy, Gateway {
     if (secret === "") throw new CommandError({ message: "empty JWT" });
     const now = this.#clock().getTime();
     const at = this.#sessions.find((s) => s.sessionAt(clientIp, now)) ??
-      this.#sessions.find((s) => s.knows(clientIp)) ?? this.#sessions[0];
+      this.#sessions[0];
     return at.verify(clientIp, secret);
   }
 

@@ -21,10 +21,8 @@
  * manager and a request has neither a session nor credentials, the answer
  * is 407 with the realm, so browsers ask for them.
  *
- * One IP per user: a login from another IP ends the user's old session. A
- * login at an IP where another user is logged in makes the new user the
- * IP's user for the proxy; the one before keeps a valid secret for the API
- * at that IP (status, logout) but no longer browses, until they log in again. Sessions are kept
+ * One IP per user: a login from another IP ends the user's old session, and
+ * a login at an IP ends the session of whoever was there. Sessions are kept
  * in Deno KV and survive a restart. The secret is signed with a key made on
  * first start and kept in KV; its claims are `user`, `ip` and `exp`.
  *
@@ -108,17 +106,6 @@ interface StoredSession {
   record: UserRecord;
   groups: Record<string, string[]>;
   opened: number;
-  ip?: string;
-}
-
-function stored(s: Session): StoredSession {
-  return {
-    user: s.user,
-    record: s.record,
-    groups: s.groups,
-    opened: s.opened,
-    ip: s.ip,
-  };
 }
 
 /** A `sessionIPM` manager. */
@@ -128,12 +115,6 @@ export class SessionIpm implements Manager {
   readonly #ipOfUser = new Map<string, string>();
   #kv?: Deno.Kv;
   #key?: Uint8Array;
-  /**
-   * Sessions whose IP another user's login took, by user: no longer the
-   * IP's session for the proxy, but their secrets still work for the API
-   * (status, logout) at that IP until the user logs in again.
-   */
-  readonly #displaced = new Map<string, Session>();
   /** Counts logins and logouts, so a reload does not undo one. */
   #generation = 0;
   /** KV deletions of idle sessions, written on the next flush. */
@@ -192,15 +173,6 @@ export class SessionIpm implements Manager {
           : { ...s, ip, lastUsed: now },
       );
     }
-    const displaced = new Map<string, Session>();
-    for await (
-      const entry of kv.list<StoredSession & { ip: string }>({
-        prefix: ["sessionIPM", this.name, "displaced"],
-      })
-    ) {
-      const s = entry.value;
-      displaced.set(s.user, { ...s, lastUsed: now });
-    }
     if (generation !== this.#generation) return;
     this.#byIp.clear();
     this.#ipOfUser.clear();
@@ -208,14 +180,6 @@ export class SessionIpm implements Manager {
       this.#byIp.set(ip, s);
       this.#ipOfUser.set(s.user, ip);
     }
-    this.#displaced.clear();
-    for (const [user, s] of displaced) {
-      if (!this.#ipOfUser.has(user)) this.#displaced.set(user, s);
-    }
-  }
-
-  #displacedKey(user: string): Deno.KvKey {
-    return ["sessionIPM", this.name, "displaced", user];
   }
 
   /**
@@ -411,21 +375,15 @@ export class SessionIpm implements Manager {
     const oldIp = this.#ipOfUser.get(user);
     const there = this.#byIp.get(ip);
     if (oldIp !== undefined) this.#forget(this.#byIp.get(oldIp)!);
-    const moved = there && there.user !== user ? there : undefined;
-    if (moved) {
-      this.#forget(moved);
-      this.#displaced.set(moved.user, moved);
-    }
-    const wasDisplaced = this.#displaced.delete(user);
+    if (there) this.#forget(there);
     this.#generation++;
     this.#byIp.set(ip, session);
     this.#ipOfUser.set(user, ip);
     if (this.#kv) {
       const op = this.#kv.atomic();
       if (oldIp !== undefined && oldIp !== ip) op.delete(this.#kvKey(oldIp));
-      if (wasDisplaced) op.delete(this.#displacedKey(user));
-      if (moved) op.set(this.#displacedKey(moved.user), stored(moved));
-      op.set(this.#kvKey(ip), stored(session));
+      const stored: StoredSession = { user, record, groups, opened: now };
+      op.set(this.#kvKey(ip), stored);
       await op.commit();
     }
     return this.#sign(user, ip);
@@ -444,21 +402,12 @@ export class SessionIpm implements Manager {
     return claims;
   }
 
-  #loggedMismatch(address: string, claims: SessionClaims): Session {
-    const ip = sessionIp(address);
+  #loggedMismatch(ip: string, claims: SessionClaims): Session {
     const s = this.sessionAt(ip);
-    if (s && s.user === claims.user) return s;
-    const moved = this.#displaced.get(claims.user);
-    if (moved && moved.ip === ip) return moved;
-    throw new CommandError({ Logged: s?.user ?? "", Decrypted: claims.user });
-  }
-
-  /** True when a session or a displaced one is at that IP. */
-  knows(address: string): boolean {
-    const ip = sessionIp(address);
-    if (this.sessionAt(ip)) return true;
-    for (const s of this.#displaced.values()) if (s.ip === ip) return true;
-    return false;
+    if (!s || s.user !== claims.user) {
+      throw new CommandError({ Logged: s?.user ?? "", Decrypted: claims.user });
+    }
+    return s;
   }
 
   /**
@@ -481,12 +430,6 @@ export class SessionIpm implements Manager {
   /** Closes the session at `ip`. */
   async close(ip: string, secret: string): Promise<void> {
     const s = this.verify(ip, secret);
-    if (this.#displaced.get(s.user) === s) {
-      this.#generation++;
-      this.#displaced.delete(s.user);
-      await this.#kv?.delete(this.#displacedKey(s.user));
-      return;
-    }
     this.#forget(s);
     await this.#kv?.delete(this.#kvKey(s.ip));
   }

@@ -10,6 +10,9 @@ import type { UpstreamPool } from "./upstream_pool.ts";
 import { closeQuietly, type Reader, type Stream } from "./_io.ts";
 import type { Watch } from "./_watchdog.ts";
 
+/** The watch phase in which a timeout gives up the upstream only (→ 504). */
+export const WAITING_FOR_UPSTREAM = "waiting for the upstream";
+
 /** The running proxy. */
 export interface ProxyContext {
   config: ProxyConfig;

@@ -7,7 +7,7 @@
  * @module
  */
 import type { Decision, ProxyCredentials, RequestFacts } from "./policy.ts";
-import { Reader, writeAll } from "./_io.ts";
+import { closeQuietly, Reader, writeAll } from "./_io.ts";
 import {
   fieldTokens,
   fieldValue,
@@ -22,7 +22,7 @@ import { type Exchange, logExchange, newExchange } from "./access_log.ts";
 import { parseAuthority, parseHttpUrl } from "./_target.ts";
 import { forwardRequest } from "./forward.ts";
 import { tunnelConnect } from "./tunnel.ts";
-import { Client, type ProxyContext } from "./_context.ts";
+import { Client, type ProxyContext, WAITING_FOR_UPSTREAM } from "./_context.ts";
 import { unwatch, Watch, watch } from "./_watchdog.ts";
 
 /** The TCP peer's address without brackets; IPv4-mapped IPv6 as IPv4. */
@@ -38,7 +38,12 @@ export function newClient(conn: Deno.Conn): Client {
   // The watch closes the connection (and its upstream) when a phase's
   // deadline passes: header timeout, keep-alive idle, no upstream progress.
   let client: Client | undefined = undefined;
-  const w = new Watch(() => client?.abort());
+  const w = new Watch((what) => {
+    // Before the answer's head, only the upstream is given up, so that the
+    // client still gets a 504 page; later the whole exchange ends.
+    if (what === WAITING_FOR_UPSTREAM) closeQuietly(client?.upstream);
+    else client?.abort();
+  });
   client = new Client(conn, reader, peerIp(conn), w);
   return client;
 }

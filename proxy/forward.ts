@@ -26,7 +26,11 @@ import { copyBody } from "./body.ts";
 import { errorResponse } from "./error_pages.ts";
 import { type PooledUpstream, poolKey } from "./upstream_pool.ts";
 import { tunnelUpgrade } from "./tunnel.ts";
-import type { Client, ProxyContext } from "./_context.ts";
+import {
+  type Client,
+  type ProxyContext,
+  WAITING_FOR_UPSTREAM,
+} from "./_context.ts";
 import type { Exchange } from "./access_log.ts";
 import type { Target } from "./_target.ts";
 
@@ -164,7 +168,8 @@ async function exchange(
   client.reader.watch = watch;
   client.reader.idleMs = idle;
   client.upstream = upConn;
-  watch.arm(idle, "waiting for the upstream");
+  watch.arm(idle, WAITING_FOR_UPSTREAM);
+  const readBefore = upReader.bytesRead;
   x.hierarchy = up.dialed.hierarchy;
 
   const discard = () => {
@@ -205,7 +210,10 @@ async function exchange(
     for (;;) {
       const bytes = await readHead(upReader, MAX_RESPONSE_HEAD, false);
       if (bytes === null) {
-        if (reused && upReader.bytesRead === 0 && reqFraming.kind === "none") {
+        if (
+          reused && upReader.bytesRead === readBefore &&
+          reqFraming.kind === "none"
+        ) {
           discard();
           return "stale";
         }
@@ -241,7 +249,8 @@ async function exchange(
       return false;
     }
     if (
-      reused && upReader.bytesRead === 0 && reqFraming.kind === "none" &&
+      reused && upReader.bytesRead === readBefore &&
+      reqFraming.kind === "none" &&
       !watch.expired
     ) {
       return "stale"; // reset on a stale pooled connection
@@ -258,6 +267,8 @@ async function exchange(
   x.status = resp.status;
   x.tag = "TCP_MISS";
   x.contentType = fieldValue(resp.fields, "content-type");
+  // From here a timeout can only end the exchange: the head is going out.
+  watch.arm(idle, "transfer");
 
   if (resp.status === 101) {
     const switching = serializeHead(

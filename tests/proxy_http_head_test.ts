@@ -1,0 +1,218 @@
+import assert from "node:assert/strict";
+import {
+  endToEnd,
+  HeadError,
+  latin1,
+  latin1Bytes,
+  parseRequestHead,
+  parseResponseHead,
+  readHead,
+  requestFraming,
+  responseFraming,
+} from "../proxy/http_head.ts";
+import { BodyError, ChunkedScanner } from "../proxy/body.ts";
+import { Reader } from "../proxy/_io.ts";
+import { parseAuthority, parseHttpUrl } from "../proxy/_target.ts";
+
+const head = (s: string) => latin1Bytes(s);
+
+function refused(text: string, status: number) {
+  try {
+    parseRequestHead(head(text), 100);
+  } catch (e) {
+    assert.ok(e instanceof HeadError, String(e));
+    assert.equal(e.status, status, e.message);
+    return;
+  }
+  assert.fail(`accepted: ${JSON.stringify(text)}`);
+}
+
+Deno.test("request heads parse; smuggling guards refuse ambiguous framing", () => {
+  const h = parseRequestHead(
+    head("GET http://a.test/x HTTP/1.1\r\nHost: a.test\r\nX-A:  b \r\n\r\n"),
+    100,
+  );
+  assert.equal(h.method, "GET");
+  assert.equal(h.target, "http://a.test/x");
+  assert.equal(h.version, 11);
+  assert.deepEqual(h.fields[1], { name: "X-A", lower: "x-a", value: "b" });
+  refused(
+    "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+    400,
+  );
+  refused(
+    "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+    400,
+  );
+  refused("POST / HTTP/1.1\r\nContent-Length: 3, 4\r\n\r\n", 400);
+  refused("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400);
+  refused("GET / HTTP/1.1\r\nX-A: b\r\n c\r\n\r\n", 400); // obs-fold
+  refused("GET / HTTP/1.1\r\nX-A: b\rc\r\n\r\n", 400); // bare CR
+  refused("GET / HTTP/1.1\r\nX-A : b\r\n\r\n", 400); // space before colon
+  refused("GET  / HTTP/1.1\r\n\r\n", 400);
+  refused("GET / HTTP/2.0\r\n\r\n", 400);
+  refused("GET /\r\n\r\n", 400);
+  refused("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501);
+  refused("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400);
+  const same = parseRequestHead(
+    head("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n"),
+    100,
+  );
+  assert.deepEqual(requestFraming(same), { kind: "length", length: 3 });
+  const many = "GET / HTTP/1.1\r\n" + "X: y\r\n".repeat(101) + "\r\n";
+  refused(many, 431);
+});
+
+Deno.test("response framing: none for HEAD/1xx/204/304, else CL, chunked or close", () => {
+  const r = (s: string) => parseResponseHead(head(s));
+  const ok = r("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+  assert.deepEqual(responseFraming("GET", ok), { kind: "length", length: 5 });
+  assert.deepEqual(responseFraming("HEAD", ok), { kind: "none" });
+  assert.deepEqual(
+    responseFraming("GET", r("HTTP/1.1 204 No Content\r\n\r\n")),
+    { kind: "none" },
+  );
+  assert.deepEqual(
+    responseFraming("GET", r("HTTP/1.1 304 Not Modified\r\n\r\n")),
+    { kind: "none" },
+  );
+  assert.deepEqual(
+    responseFraming(
+      "GET",
+      r("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n"),
+    ),
+    { kind: "chunked" },
+  );
+  assert.deepEqual(responseFraming("GET", r("HTTP/1.0 200 OK\r\n\r\n")), {
+    kind: "close",
+  });
+  assert.throws(() => r("SSH-2.0-OpenSSH\r\n\r\n"), HeadError);
+});
+
+Deno.test("hop-by-hop fields are removed, with those Connection names", () => {
+  const h = parseRequestHead(
+    head(
+      "GET http://a/ HTTP/1.1\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n" +
+        "Keep-Alive: 5\r\nProxy-Authorization: Basic eDp5\r\nTE: trailers\r\n" +
+        "Proxy-Connection: keep-alive\r\nUpgrade: h2c\r\nAccept: */*\r\n\r\n",
+    ),
+    100,
+  );
+  assert.deepEqual(endToEnd(h.fields).map((f) => f.name), ["Accept"]);
+  assert.deepEqual(endToEnd(h.fields, ["upgrade"]).map((f) => f.name), [
+    "Upgrade",
+    "Accept",
+  ]);
+});
+
+Deno.test("readHead: incremental, bare LF refused, limits give 431/414", async () => {
+  const feed = (parts: string[]) => {
+    let i = 0;
+    return new Reader({
+      read(p: Uint8Array) {
+        if (i >= parts.length) return Promise.resolve(null);
+        const b = latin1Bytes(parts[i++]);
+        p.set(b);
+        return Promise.resolve(b.length);
+      },
+      write: (p: Uint8Array) => Promise.resolve(p.length),
+      closeWrite: () => Promise.resolve(),
+      close() {},
+    });
+  };
+  const r = feed(["\r\nGET / HT", "TP/1.1\r\nA: b\r", "\n\r\nNEXT"]);
+  const bytes = await readHead(r, 1000, true);
+  assert.equal(latin1(bytes!), "GET / HTTP/1.1\r\nA: b\r\n\r\n");
+  assert.equal(r.buffered, 4);
+  await assert.rejects(
+    () => readHead(feed(["GET / HTTP/1.1\nA: b\n\n"]), 1000, true),
+    {
+      status: 400,
+    },
+  );
+  const lenient = await readHead(
+    feed(["HTTP/1.1 200 OK\nA: b\n\n"]),
+    1000,
+    false,
+  );
+  assert.ok(lenient);
+  await assert.rejects(
+    () =>
+      readHead(
+        feed(["GET / HTTP/1.1\r\n", "X: " + "a".repeat(3000)]),
+        2000,
+        true,
+      ),
+    { status: 431 },
+  );
+  await assert.rejects(
+    () =>
+      readHead(
+        feed(["GET /" + "a".repeat(9000) + " HTTP/1.1\r\n\r\n"]),
+        64 * 1024,
+        true,
+      ),
+    { status: 414 },
+  );
+  assert.equal(await readHead(feed([]), 1000, true), null);
+});
+
+Deno.test("chunked scanner: any split point, trailers, and broken framing", () => {
+  const body = "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 9\r\n\r\nNEXT";
+  const bytes = latin1Bytes(body);
+  const endAt = body.indexOf("NEXT");
+  for (let cut = 0; cut <= endAt; cut++) {
+    const s = new ChunkedScanner();
+    let data = "";
+    const take = (from: number, to: number) => {
+      const e = s.scan(bytes, from, to);
+      for (let k = 0; k < s.data.length; k += 2) {
+        data += latin1(bytes.subarray(s.data[k], s.data[k + 1]));
+      }
+      return e;
+    };
+    const first = take(0, cut);
+    const end = first >= 0 ? first : take(cut, bytes.length);
+    assert.equal(end, endAt, `split at ${cut}`);
+    assert.equal(data, "hello world");
+  }
+  const bad = (t: string) =>
+    assert.throws(
+      () => new ChunkedScanner().scan(latin1Bytes(t), 0, t.length),
+      BodyError,
+    );
+  bad("zz\r\n");
+  bad("3\r\nabcd\r\n");
+  bad("\r\n");
+  bad("1".repeat(20) + "\r\n");
+});
+
+Deno.test("targets: absolute http URLs, authorities, IPv6 literals", () => {
+  assert.deepEqual(parseHttpUrl("http://Example.COM/a?b#c"), {
+    host: "example.com",
+    port: 80,
+    authority: "example.com",
+    path: "/a?b",
+  });
+  assert.deepEqual(parseHttpUrl("http://[::1]:8080"), {
+    host: "::1",
+    port: 8080,
+    authority: "[::1]:8080",
+    path: "/",
+  });
+  assert.deepEqual(parseHttpUrl("http://u:p@h:81?q"), {
+    host: "h",
+    port: 81,
+    authority: "h:81",
+    path: "/?q",
+  });
+  assert.match(parseHttpUrl("https://a/") as string, /CONNECT/);
+  assert.match(parseHttpUrl("ftp://a/") as string, /not an http/);
+  assert.deepEqual(parseAuthority("[2001:db8::1]:443"), {
+    host: "2001:db8::1",
+    port: 443,
+  });
+  assert.match(parseAuthority("a.test") as string, /no port/);
+  assert.match(parseAuthority("a.test:99999") as string, /out of range/);
+  assert.match(parseAuthority("a b:1") as string, /not a valid host/);
+});

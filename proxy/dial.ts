@@ -2,9 +2,20 @@
  * Dialers: how the proxy reaches an origin for a {@link Route}: directly,
  * from a given source address, or through a parent proxy (HTTP or SOCKS5).
  *
+ *   direct:        proxy -> origin
+ *   HTTP parent:   proxy -> parent (CONNECT host:port, or the request in absolute form) -> origin
+ *   SOCKS5 parent: proxy -> parent (SOCKS5 CONNECT host:port) -> origin
+ *
+ * One deadline covers everything: name lookup, TCP connect, and the parent's
+ * handshake. A person reads the messages on the proxy's 502/504 page, so
+ * each one names what failed and what to check.
+ *
  * @module
  */
 import type { Route } from "./policy.ts";
+import { connectFrom } from "./_node_socket.ts";
+import { authority, basicAuthorization, httpConnect } from "./_parent_http.ts";
+import { socks5Connect } from "./_socks5.ts";
 
 /** The byte stream to upstream; a `Deno.Conn` is one. */
 export interface Upstream {
@@ -48,41 +59,266 @@ export class DialError extends Error {
   }
 }
 
-/** Connects to `host:port` along `route`. Throws {@link DialError}. */
+/** A parent proxy, from the route's `proxyUrl`. */
+interface Parent {
+  scheme: "http" | "socks5";
+  /** Without brackets. */
+  host: string;
+  port: number;
+  user?: string;
+  pass?: string;
+  /** `host:port` (brackets for IPv6) for messages; never the credentials. */
+  label: string;
+}
+
+/**
+ * Connects to `host:port` along `route`. Throws {@link DialError}, with
+ * `timedOut` true when `options.timeoutMs` ran out.
+ *
+ * `target.host` is a name or an address without brackets (`::1`).
+ *
+ * @example
+ * ```ts
+ * const up = await dial(
+ *   { kind: "parent", proxyUrl: "socks5://127.0.0.1:1080" },
+ *   { host: "example.org", port: 443 },
+ *   { timeoutMs: 10_000, purpose: "tunnel" },
+ * );
+ * up.hierarchy; // "FIRST_UP_PARENT/127.0.0.1"
+ * ```
+ */
 export async function dial(
   route: Route,
   target: { host: string; port: number },
   options: DialOptions,
 ): Promise<Dialed> {
-  if (route.kind !== "direct" || route.localAddress) {
-    throw new DialError(`route ${route.kind} is not supported yet`, false);
-  }
-  const timer = AbortSignal.timeout(options.timeoutMs);
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(), options.timeoutMs);
   try {
-    const conn = await Deno.connect({
-      hostname: target.host,
-      port: target.port,
-      signal: timer,
+    if (route.kind === "direct") {
+      return await dialDirect(target, route.localAddress, {
+        signal: deadline.signal,
+        timeoutMs: options.timeoutMs,
+      });
+    }
+    const parent = parseParent(route.proxyUrl);
+    return await dialParent(parent, target, {
+      ...options,
+      localAddress: route.localAddress,
+      signal: deadline.signal,
     });
-    conn.setNoDelay(true);
-    const remote = conn.remoteAddr as Deno.NetAddr;
-    return {
-      conn,
-      viaHttpParent: false,
-      hierarchy: `DIRECT/${remote.hostname}`,
-    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+interface Deadline {
+  signal: AbortSignal;
+  timeoutMs: number;
+}
+
+async function dialDirect(
+  target: { host: string; port: number },
+  localAddress: string | undefined,
+  d: Deadline,
+): Promise<Dialed> {
+  const where = authority(target.host, target.port);
+  try {
+    const { conn, remoteIp } = await openTcp(target, localAddress, d.signal);
+    return { conn, viaHttpParent: false, hierarchy: `DIRECT/${remoteIp}` };
   } catch (e) {
-    if (timer.aborted) {
+    if (d.signal.aborted) {
       throw new DialError(
-        `connecting to ${target.host}:${target.port} took longer than ${options.timeoutMs} ms`,
+        `connecting to ${where} took longer than ${d.timeoutMs} ms`,
         true,
       );
     }
     throw new DialError(
-      `cannot connect to ${target.host}:${target.port}: ${
-        (e as Error).message
-      }`,
+      `cannot connect to ${where}${fromSource(localAddress, e)}`,
       false,
     );
   }
+}
+
+async function dialParent(
+  parent: Parent,
+  target: { host: string; port: number },
+  options: DialOptions & { localAddress?: string; signal: AbortSignal },
+): Promise<Dialed> {
+  const { signal, timeoutMs, localAddress } = options;
+  const where = authority(target.host, target.port);
+  const kind = parent.scheme === "http" ? "parent proxy" : "SOCKS5 parent";
+  let opened;
+  try {
+    opened = await openTcp(parent, localAddress, signal);
+  } catch (e) {
+    if (signal.aborted) {
+      throw new DialError(
+        `connecting to ${kind} ${parent.label} took longer than ${timeoutMs} ms; is the parent proxy running and reachable?`,
+        true,
+      );
+    }
+    throw new DialError(
+      `cannot connect to ${kind} ${parent.label}${
+        fromSource(localAddress, e)
+      }; is the parent proxy running?`,
+      false,
+    );
+  }
+  const hierarchy = `FIRST_UP_PARENT/${parent.host}`;
+  const authorization = parent.user !== undefined
+    ? basicAuthorization(parent.user, parent.pass ?? "")
+    : undefined;
+  let conn = opened.conn;
+
+  if (parent.scheme === "http" && options.purpose === "http") {
+    return {
+      conn,
+      viaHttpParent: true,
+      parentAuthorization: authorization,
+      hierarchy,
+    };
+  }
+
+  // The handshake's reads do not take a signal: closing the socket when the
+  // deadline passes is what ends them.
+  const onAbort = () => closeQuietly(conn);
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    if (parent.scheme === "http") {
+      conn = await httpConnect(conn, target, {
+        authorization,
+        parent: parent.label,
+      });
+    } else {
+      await socks5Connect(conn, target, {
+        user: parent.user,
+        pass: parent.pass,
+        parent: parent.label,
+      });
+    }
+  } catch (e) {
+    closeQuietly(conn);
+    if (signal.aborted) {
+      throw new DialError(
+        `${kind} ${parent.label} did not open a connection to ${where} within ${timeoutMs} ms; is the parent proxy overloaded, or the destination slow?`,
+        true,
+      );
+    }
+    if (e instanceof DialError) throw e;
+    throw new DialError(
+      `${kind} ${parent.label} dropped the connection while opening one to ${where}: ${
+        describe(e)
+      }`,
+      false,
+    );
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+  return { conn, viaHttpParent: false, hierarchy };
+}
+
+/** A TCP connection, bound to `localAddress` when one is given. */
+async function openTcp(
+  to: { host: string; port: number },
+  localAddress: string | undefined,
+  signal: AbortSignal,
+): Promise<{ conn: Upstream; remoteIp: string }> {
+  if (localAddress) {
+    const conn = await connectFrom({
+      host: to.host,
+      port: to.port,
+      localAddress,
+      signal,
+    });
+    return { conn, remoteIp: conn.remoteAddress };
+  }
+  const conn = await Deno.connect({ hostname: to.host, port: to.port, signal });
+  conn.setNoDelay(true);
+  return { conn, remoteIp: (conn.remoteAddr as Deno.NetAddr).hostname };
+}
+
+/** Parses `http://[user:pass@]host:port` or `socks5://…`; user and pass percent-decoded. */
+function parseParent(proxyUrl: string): Parent {
+  let url: URL;
+  try {
+    url = new URL(proxyUrl);
+  } catch {
+    throw new DialError(
+      `the parent proxy URL ${
+        hideCredentials(proxyUrl)
+      } is not a URL; write it as http://host:port or socks5://host:port`,
+      false,
+    );
+  }
+  const scheme = url.protocol === "http:"
+    ? "http"
+    : url.protocol === "socks5:" || url.protocol === "socks5h:"
+    ? "socks5"
+    : undefined;
+  const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  if (!scheme || !host) {
+    throw new DialError(
+      `the parent proxy URL ${
+        hideCredentials(proxyUrl)
+      } is not usable; write it as http://host:port or socks5://host:port`,
+      false,
+    );
+  }
+  // Without a port: the scheme's usual one (URL drops :80 for http).
+  const port = url.port ? Number(url.port) : scheme === "http" ? 80 : 1080;
+  const parent: Parent = { scheme, host, port, label: authority(host, port) };
+  if (url.username || url.password) {
+    try {
+      parent.user = decodeURIComponent(url.username);
+      parent.pass = decodeURIComponent(url.password);
+    } catch {
+      throw new DialError(
+        `the credentials in the parent proxy URL for ${parent.label} have a bad %-escape`,
+        false,
+      );
+    }
+  }
+  return parent;
+}
+
+function hideCredentials(proxyUrl: string): string {
+  return JSON.stringify(proxyUrl.replace(/\/\/[^/@]*@/, "//…@"));
+}
+
+/** A `Deno.Conn` throws when closed twice; the deadline may have closed it. */
+function closeQuietly(conn: Upstream) {
+  try {
+    conn.close();
+  } catch {
+    // already closed: the goal is reached
+  }
+}
+
+/** `: why`, naming the source address when one was bound and it is the cause. */
+function fromSource(localAddress: string | undefined, e: unknown): string {
+  if (!localAddress) return `: ${describe(e)}`;
+  const { code, syscall } = (e ?? {}) as { code?: unknown; syscall?: unknown };
+  if (syscall === "bind" || code === "EADDRNOTAVAIL") {
+    return ` from source address ${localAddress}: it cannot be bound (${code}); is ${localAddress} an address of this machine?`;
+  }
+  return ` from source address ${localAddress}: ${describe(e)}`;
+}
+
+/** A short reason from a Deno or node socket error. */
+function describe(e: unknown): string {
+  const code = (e as { code?: unknown })?.code;
+  if (e instanceof Deno.errors.ConnectionRefused || code === "ECONNREFUSED") {
+    return "connection refused";
+  }
+  if (e instanceof Deno.errors.ConnectionReset || code === "ECONNRESET") {
+    return "connection reset";
+  }
+  if (e instanceof Deno.errors.AddrNotAvailable || code === "EADDRNOTAVAIL") {
+    return "address not available";
+  }
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN") return "name not found";
+  if (code === "EHOSTUNREACH") return "host unreachable";
+  if (code === "ENETUNREACH") return "network unreachable";
+  return e instanceof Error ? e.message : String(e);
 }

@@ -80,6 +80,9 @@ export async function readHead(
           scanned = 0;
           continue;
         }
+        if (i + 1 - r.start > maxBytes) {
+          throw new HeadError(431, `the head is larger than ${maxBytes} bytes`);
+        }
         const head = buf.subarray(r.start, i + 1);
         r.start = i + 1;
         return head;

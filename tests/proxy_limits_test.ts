@@ -1,0 +1,185 @@
+/**
+ * The proxy's guards over real sockets: malformed and ambiguous requests,
+ * oversized heads, slow clients, connection limits, shutdown. The policy is a
+ * fake (see helpers/proxy_kit.ts for why that is legitimate here).
+ */
+import assert from "node:assert/strict";
+import {
+  curl,
+  fakePolicy,
+  RawClient,
+  startRawOrigin,
+  startTestProxy,
+} from "./helpers/proxy_kit.ts";
+
+async function answerTo(port: number, request: string): Promise<RawClient> {
+  const c = await RawClient.open(port);
+  await c.send(request);
+  await c.readUntil();
+  c.close();
+  return c;
+}
+
+Deno.test("malformed and smuggling requests get 400 and close; others are still served", async () => {
+  const origin = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response("fine"),
+  );
+  let originRequests = 0;
+  const policy = fakePolicy((_) => {
+    originRequests++;
+    return { allowed: true, route: { kind: "direct" } };
+  });
+  const proxy = await startTestProxy(policy);
+  const u = `http://127.0.0.1:${origin.addr.port}/`;
+  try {
+    const bad = [
+      "NOT A REQUEST LINE AT ALL\r\n\r\n",
+      "GET\r\n\r\n",
+      `GET ${u} HTTP/1.1\nHost: x\n\n`,
+      `POST ${u} HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+      `POST ${u} HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde`,
+      `GET ${u} HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n folded\r\n\r\n`,
+      `GET ${u} HTTP/1.1\r\nHost: x\r\nX-A: 1\r2\r\n\r\n`,
+    ];
+    for (const req of bad) {
+      const c = await answerTo(proxy.addr.port, req);
+      assert.match(
+        c.text,
+        /^HTTP\/1\.1 400 Bad Request\r\n/,
+        JSON.stringify(req),
+      );
+      assert.match(c.text, /Connection: close/);
+      assert.ok(c.closed);
+    }
+    assert.equal(originRequests, 0);
+    assert.ok(policy.records.every((r) => r.result === "NONE/400"));
+    const r = await curl(["-x", proxy.url, u]);
+    assert.equal(r.out, "fine", r.err);
+  } finally {
+    await proxy.close();
+    await origin.shutdown();
+  }
+});
+
+Deno.test("an oversized head gets 431, an oversized request line 414", async () => {
+  const proxy = await startTestProxy(fakePolicy(), {
+    server: { maxHeaderBytes: "8 KiB" },
+  });
+  try {
+    const big = await answerTo(
+      proxy.addr.port,
+      "GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nX-Big: " +
+        "a".repeat(10_000) +
+        "\r\n\r\n",
+    );
+    assert.match(big.text, /^HTTP\/1\.1 431 Request Header Fields Too Large/);
+    const many = await answerTo(
+      proxy.addr.port,
+      "GET http://a.test/ HTTP/1.1\r\n" + "X: y\r\n".repeat(150) + "\r\n",
+    );
+    assert.match(many.text, /^HTTP\/1\.1 431/);
+    const line = await answerTo(
+      proxy.addr.port,
+      `GET http://a.test/${"a".repeat(9000)} HTTP/1.1\r\n\r\n`,
+    );
+    assert.match(line.text, /^HTTP\/1\.1 414 URI Too Long/);
+  } finally {
+    await proxy.close();
+  }
+});
+
+Deno.test("slowloris: a head that does not finish in headerTimeout is dropped", async () => {
+  const proxy = await startTestProxy(fakePolicy(), {
+    server: { headerTimeout: "300ms" },
+  });
+  const c = await RawClient.open(proxy.addr.port);
+  try {
+    await c.send("GET http://a.test/ HTTP/1.1\r\nHost: a.te");
+    const sendSlowly = (async () => {
+      for (let i = 0; i < 40 && !c.closed; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        try {
+          await c.send("x");
+        } catch {
+          return;
+        }
+      }
+    })();
+    await c.readUntil(() => false, 5000);
+    await sendSlowly;
+    assert.ok(c.closed, "the proxy closed the slow connection");
+    assert.equal(c.text, "");
+  } finally {
+    c.close();
+    await proxy.close();
+  }
+});
+
+Deno.test("an idle kept-alive connection is closed after idleTimeout", async () => {
+  const origin = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response("ok"),
+  );
+  const proxy = await startTestProxy(fakePolicy(), {
+    server: { idleTimeout: "200ms" },
+  });
+  const c = await RawClient.open(proxy.addr.port);
+  try {
+    await c.send(
+      `GET http://127.0.0.1:${origin.addr.port}/ HTTP/1.1\r\nHost: x\r\n\r\n`,
+    );
+    await c.readUntil(() => false, 5000);
+    assert.ok(c.closed);
+    assert.match(c.text, /\r\n\r\nok$/);
+  } finally {
+    c.close();
+    await proxy.close();
+    await origin.shutdown();
+  }
+});
+
+Deno.test("beyond maxConnections the proxy answers 503 and closes", async () => {
+  const proxy = await startTestProxy(fakePolicy(), {
+    server: { maxConnections: 2 },
+  });
+  const held = [
+    await RawClient.open(proxy.addr.port),
+    await RawClient.open(proxy.addr.port),
+  ];
+  try {
+    await new Promise((r) => setTimeout(r, 50));
+    const extra = await RawClient.open(proxy.addr.port);
+    held.push(extra);
+    const t = await extra.readUntil();
+    assert.match(t, /^HTTP\/1\.1 503 Service Unavailable/);
+    assert.ok(extra.closed);
+  } finally {
+    for (const c of held) c.close();
+    await proxy.close();
+  }
+});
+
+Deno.test("close() stops listening and ends open connections and tunnels", async () => {
+  const origin = startRawOrigin(async (conn) => {
+    await conn.read(new Uint8Array(10));
+  });
+  const proxy = await startTestProxy(fakePolicy(), { connectPorts: "*" });
+  const idle = await RawClient.open(proxy.addr.port);
+  const tunnel = await RawClient.open(proxy.addr.port);
+  await tunnel.send(`CONNECT 127.0.0.1:${origin.port} HTTP/1.1\r\n\r\n`);
+  await tunnel.readUntil((t) => t.includes("\r\n\r\n"));
+  await proxy.close();
+  try {
+    await idle.readUntil(() => false, 2000);
+    await tunnel.readUntil(() => false, 2000);
+    assert.ok(idle.closed && tunnel.closed);
+    await assert.rejects(() =>
+      Deno.connect({ hostname: "127.0.0.1", port: proxy.addr.port })
+    );
+  } finally {
+    idle.close();
+    tunnel.close();
+    await origin.close();
+  }
+});

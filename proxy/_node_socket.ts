@@ -141,7 +141,8 @@ export class NodeConn implements Upstream {
       }
     }
     this.#queued -= n;
-    if (this.#paused && this.#queued <= HIGH_WATER) {
+    // Resume at half the mark, so that pause/resume does not flip every read.
+    if (this.#paused && this.#queued <= HIGH_WATER / 2) {
       this.#paused = false;
       this.#socket.resume();
     }

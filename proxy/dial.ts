@@ -158,10 +158,13 @@ async function dialParent(
         true,
       );
     }
+    const hint = isNameNotFound(e)
+      ? "check the host name in the parent proxy's URL"
+      : "is the parent proxy running?";
     throw new DialError(
       `cannot connect to ${kind} ${parent.label}${
         fromSource(localAddress, e)
-      }; is the parent proxy running?`,
+      }; ${hint}`,
       false,
     );
   }
@@ -317,8 +320,15 @@ function describe(e: unknown): string {
   if (e instanceof Deno.errors.AddrNotAvailable || code === "EADDRNOTAVAIL") {
     return "address not available";
   }
-  if (code === "ENOTFOUND" || code === "EAI_AGAIN") return "name not found";
+  if (isNameNotFound(e)) return "no such host name (DNS lookup failed)";
   if (code === "EHOSTUNREACH") return "host unreachable";
   if (code === "ENETUNREACH") return "network unreachable";
   return e instanceof Error ? e.message : String(e);
+}
+
+function isNameNotFound(e: unknown): boolean {
+  const code = (e as { code?: unknown })?.code;
+  return code === "ENOTFOUND" || code === "EAI_AGAIN" ||
+    code === "EAI_NONAME" ||
+    (e instanceof Error && e.message.startsWith("failed to lookup address"));
 }

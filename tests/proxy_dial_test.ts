@@ -11,6 +11,7 @@ import { PrefixedConn } from "../proxy/_parent_http.ts";
 import { startOrigin } from "./helpers/origin.ts";
 import {
   freePort,
+  requireBinary,
   startEcho,
   startMicrosocks,
   startPeerReporter,
@@ -741,4 +742,38 @@ Deno.test("IP literal parsing for SOCKS5", () => {
   assert.equal(parseIpv6("1:2:3:4:5:6:7:8:9"), undefined);
   assert.equal(parseIpv6("12345::"), undefined);
   assert.equal(parseIpv6("localhost"), undefined);
+});
+
+Deno.test("unknown host names: the DNS failure is named, for origins and parents", async () => {
+  // .invalid never resolves (RFC 6761).
+  const e = await dialError(dial(
+    { kind: "direct" },
+    { host: "no-such-host.invalid", port: 80 },
+    TUNNEL,
+  ));
+  assert.equal(
+    e.message,
+    "cannot connect to no-such-host.invalid:80: no such host name (DNS lookup failed)",
+  );
+  const p = await dialError(dial(
+    {
+      kind: "parent",
+      proxyUrl: "http://no-such-parent.invalid:3128",
+      localAddress: "127.0.0.2",
+    },
+    { host: "example.test", port: 443 },
+    TUNNEL,
+  ));
+  assert.equal(p.timedOut, false);
+  assert.equal(
+    p.message,
+    "cannot connect to parent proxy no-such-parent.invalid:3128 from source address 127.0.0.2: no such host name (DNS lookup failed); check the host name in the parent proxy's URL",
+  );
+});
+
+Deno.test("a missing parent binary fails the tests with the apt-get line", async () => {
+  await assert.rejects(
+    requireBinary("no-such-proxy-binary", "no-such-package"),
+    /no-such-proxy-binary is not installed; .* run apt-get install no-such-package/,
+  );
 });

@@ -13,7 +13,9 @@ const HIGH_WATER = 1024 * 1024;
 
 /** Where to connect, and from which source address. */
 export interface NodeConnectOptions {
+  /** Name or address of the peer, without brackets. */
   host: string;
+  /** Port of the peer. */
   port: number;
   /** Source address to bind (`127.0.0.2`, `::1`, an interface's address). */
   localAddress: string;
@@ -85,6 +87,7 @@ export class NodeConn implements Upstream {
   #error: Error | undefined;
   #wake: (() => void) | undefined;
 
+  /** Wraps a connected socket; from now on this object consumes its events. */
   constructor(socket: Socket) {
     this.#socket = socket;
     this.remoteAddress = socket.remoteAddress ?? "";

@@ -114,6 +114,7 @@ export class PrefixedConn implements Upstream {
   #conn: Upstream;
   #prefix: Uint8Array | undefined;
 
+  /** `prefix`: bytes already read from `conn`, returned first. */
   constructor(conn: Upstream, prefix: Uint8Array) {
     this.#conn = conn;
     this.#prefix = prefix.length > 0 ? prefix : undefined;

@@ -19,14 +19,19 @@ import { socks5Connect } from "./_socks5.ts";
 
 /** The byte stream to upstream; a `Deno.Conn` is one. */
 export interface Upstream {
+  /** Reads into `p`; resolves with the byte count, or null at end of stream. */
   read(p: Uint8Array): Promise<number | null>;
+  /** Writes some of `p` (maybe not all); resolves with the byte count. */
   write(p: Uint8Array): Promise<number>;
+  /** Sends FIN; reading goes on (half-close). */
   closeWrite(): Promise<void>;
+  /** Closes both directions. */
   close(): void;
 }
 
 /** A connection made for one route. */
 export interface Dialed {
+  /** The byte stream: to the origin, or to an HTTP parent when {@link Dialed.viaHttpParent}. */
   conn: Upstream;
   /**
    * For plain HTTP only: true when the connection goes to an HTTP parent
@@ -53,6 +58,7 @@ export interface DialOptions {
 
 /** Why a dial failed: the proxy answers 504 for a timeout, 502 otherwise. */
 export class DialError extends Error {
+  /** `message` is for a person: what failed, where, what to check. */
   constructor(message: string, readonly timedOut: boolean) {
     super(message);
     this.name = "DialError";

@@ -8,6 +8,7 @@
  */
 import { closeQuietly, type Reader, type Stream, writeAll } from "./_io.ts";
 import type { Framing } from "./http_head.ts";
+import type { Watch } from "./_watchdog.ts";
 
 /** A body that broke its own framing or ended early. */
 export class BodyError extends Error {
@@ -178,6 +179,9 @@ export interface CopyOptions {
   dechunk?: boolean;
   /** Called with each written byte count (for the access log). */
   onWrite?: (n: number) => void;
+  /** Each write must finish within `writeMs`, or the watch ends the exchange. */
+  watch?: Watch;
+  writeMs?: number;
 }
 
 /**
@@ -192,6 +196,12 @@ export async function copyBody(
   options: CopyOptions = {},
 ): Promise<void> {
   const onWrite = options.onWrite;
+  const watch = options.watch;
+  const writeMs = options.writeMs ?? 0;
+  const put = (p: Uint8Array) => {
+    if (watch !== undefined) watch.deadline = Date.now() + writeMs;
+    return writeAll(dst, p);
+  };
   switch (framing.kind) {
     case "none":
       return;
@@ -205,7 +215,7 @@ export async function copyBody(
         }
         const part = src.take(left);
         left -= part.length;
-        await writeAll(dst, part);
+        await put(part);
         onWrite?.(part.length);
       }
       return;
@@ -214,7 +224,7 @@ export async function copyBody(
       for (;;) {
         if (src.buffered === 0 && !(await src.fill())) return;
         const part = src.take(src.buffered);
-        await writeAll(dst, part);
+        await put(part);
         onWrite?.(part.length);
       }
     case "chunked": {
@@ -230,13 +240,13 @@ export async function copyBody(
           const d = scanner.data;
           const buf = src.buf;
           for (let k = 0; k < d.length; k += 2) {
-            await writeAll(dst, buf.subarray(d[k], d[k + 1]));
+            await put(buf.subarray(d[k], d[k + 1]));
             onWrite?.(d[k + 1] - d[k]);
           }
           src.start = to;
         } else {
           const part = src.take(to - from);
-          await writeAll(dst, part);
+          await put(part);
           onWrite?.(part.length);
         }
         if (end >= 0) return;

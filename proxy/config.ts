@@ -6,13 +6,14 @@
  * ```toml
  * [proxy]
  *   dialTimeout = "10s"
+ *   responseTimeout = "5m"          # an upstream silent this long: 504, or the transfer ends
  *   connectPorts = [443, 8443]      # or "*" for every port
  *   maxTunnelsPerClient = 500
  *   poolMaxIdlePerOrigin = 8
  *   poolIdleTimeout = "30s"
  *   [proxy.server]
  *     addr = ":8080"                # all interfaces, port 8080
- *     readTimeout = "30s"           # no bytes from a side for this long ends the exchange
+ *     readTimeout = "30s"           # a client silent this long mid-request is dropped
  *     writeTimeout = "20s"          # a write to a side that takes this long ends it
  *     headerTimeout = "30s"         # a request head must arrive within this
  *     idleTimeout = "60s"           # kept-alive client connections idle this long are closed
@@ -36,8 +37,10 @@ export interface ProxyConfig {
   allInterfaces: boolean;
   /** Give up dialling upstream after this long. */
   dialTimeoutMs: number;
-  /** No bytes from a side for this long ends the exchange (not tunnels). */
+  /** No bytes from the client for this long ends the exchange (not tunnels). */
   readTimeoutMs: number;
+  /** No bytes from upstream for this long: 504, or the transfer ends (not tunnels). */
+  responseTimeoutMs: number;
   /** A write that does not complete in this long ends the exchange. */
   writeTimeoutMs: number;
   /** A request head must be complete this long after its first byte. */
@@ -67,6 +70,7 @@ export const DEFAULT_PROXY_CONFIG: Readonly<ProxyConfig> = Object.freeze({
   allInterfaces: true,
   dialTimeoutMs: 10_000,
   readTimeoutMs: 30_000,
+  responseTimeoutMs: 300_000,
   writeTimeoutMs: 20_000,
   headerTimeoutMs: 30_000,
   idleTimeoutMs: 60_000,
@@ -87,6 +91,7 @@ export interface ConfigSite {
 
 const PROXY_KEYS = [
   "dialTimeout",
+  "responseTimeout",
   "server",
   "connectPorts",
   "maxTunnelsPerClient",
@@ -163,6 +168,8 @@ export function proxyConfigFrom(
   const S = ["proxy", "server"];
   config.dialTimeoutMs = duration(proxy, P, "dialTimeout") ??
     config.dialTimeoutMs;
+  config.responseTimeoutMs = duration(proxy, P, "responseTimeout") ??
+    config.responseTimeoutMs;
   config.poolIdleTimeoutMs = duration(proxy, P, "poolIdleTimeout") ??
     config.poolIdleTimeoutMs;
   config.maxTunnelsPerClient = count(proxy, P, "maxTunnelsPerClient", 1) ??

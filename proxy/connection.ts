@@ -134,6 +134,19 @@ function wantsKeepAlive(head: RequestHead): boolean {
   return head.version === 11 || tokens.includes("keep-alive");
 }
 
+const MAX_VIA_HOPS = 4;
+
+function viaCount(head: RequestHead): number {
+  let n = 0;
+  for (const f of head.fields) {
+    if (f.lower !== "via") continue;
+    for (let at = f.value.indexOf("pmproxy"); at >= 0; n++) {
+      at = f.value.indexOf("pmproxy", at + 7);
+    }
+  }
+  return n;
+}
+
 function credentials(head: RequestHead): ProxyCredentials | undefined {
   const value = fieldValue(head.fields, "proxy-authorization");
   if (!value || value.slice(0, 6).toLowerCase() !== "basic ") return undefined;
@@ -222,6 +235,15 @@ async function handleRequest(
     if (typeof t === "string") return await bad(400, `${t}.`);
     target = t;
     ({ host, port } = t);
+  }
+
+  // A request that already passed through pmproxy several times is going
+  // round in a loop (a proxy told to reach itself): stop it here.
+  if (viaCount(head) >= MAX_VIA_HOPS) {
+    return await bad(
+      508,
+      "This request went through pmproxy too many times: it is looping. Check the parent proxy settings.",
+    );
   }
 
   const facts: RequestFacts = {

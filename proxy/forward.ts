@@ -161,14 +161,15 @@ async function exchange(
   const upConn = up.dialed.conn;
   const upReader = up.reader;
   const watch = client.watch;
-  const idle = ctx.config.readTimeoutMs;
+  const { readTimeoutMs, responseTimeoutMs, writeTimeoutMs } = ctx.config;
   upReader.meter = decision.meter;
   upReader.watch = watch;
-  upReader.idleMs = idle;
+  upReader.idleMs = responseTimeoutMs;
   client.reader.watch = watch;
-  client.reader.idleMs = idle;
+  client.reader.idleMs = readTimeoutMs;
   client.upstream = upConn;
-  watch.arm(idle, WAITING_FOR_UPSTREAM);
+  watch.arm(responseTimeoutMs, WAITING_FOR_UPSTREAM);
+  let answered = false;
   const readBefore = upReader.bytesRead;
   x.hierarchy = up.dialed.hierarchy;
 
@@ -198,6 +199,8 @@ async function exchange(
     upload = copyBody(client.reader, upConn, reqFraming).then(
       () => {
         uploaded = true;
+        // The body is up: from now on only the upstream is awaited.
+        if (!answered) watch.arm(responseTimeoutMs, WAITING_FOR_UPSTREAM);
       },
       (e) => {
         uploadError = e;
@@ -259,7 +262,7 @@ async function exchange(
     const msg = e instanceof HeadError
       ? e.message
       : timedOut
-      ? `the upstream did not answer within ${idle} ms`
+      ? `the upstream did not answer within ${responseTimeoutMs} ms`
       : `reading the upstream's answer failed: ${(e as Error).message}`;
     return await answer(job, timedOut ? 504 : 502, `${msg}.`, true);
   }
@@ -268,7 +271,8 @@ async function exchange(
   x.tag = "TCP_MISS";
   x.contentType = fieldValue(resp.fields, "content-type");
   // From here a timeout can only end the exchange: the head is going out.
-  watch.arm(idle, "transfer");
+  answered = true;
+  watch.arm(writeTimeoutMs, "transfer");
 
   if (resp.status === 101) {
     const switching = serializeHead(
@@ -307,6 +311,8 @@ async function exchange(
     x.bytes += respHead.length;
     await copyBody(upReader, client.conn, framing, {
       dechunk,
+      watch,
+      writeMs: writeTimeoutMs,
       onWrite: (n) => {
         x.bytes += n;
       },

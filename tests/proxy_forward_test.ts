@@ -557,13 +557,13 @@ Deno.test("dial failure gives 502 with what failed; the connection stays usable"
   }
 });
 
-Deno.test("an upstream that never answers gives 504 after readTimeout", async () => {
+Deno.test("an upstream that never answers gives 504 after responseTimeout", async () => {
   const origin = startRawOrigin(async (conn) => {
     await readRequestHead(conn);
     await conn.read(new Uint8Array(10)); // wait until the proxy gives up
   });
   const proxy = await startTestProxy(fakePolicy(), {
-    server: { readTimeout: "300ms" },
+    responseTimeout: "300ms",
   });
   try {
     const r = await curl([
@@ -623,5 +623,24 @@ Deno.test("IPv6 literal targets", async () => {
   } finally {
     await proxy.close();
     l.close();
+  }
+});
+
+Deno.test("a request that went through pmproxy too often is stopped with 508", async () => {
+  // This is what a parent route pointing back at the proxy itself produces.
+  const policy = fakePolicy();
+  const proxy = await startTestProxy(policy);
+  const c = await RawClient.open(proxy.addr.port);
+  try {
+    await c.send(
+      "GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n" +
+        "Via: 1.1 pmproxy, 1.1 pmproxy\r\nVia: 1.1 pmproxy, 1.1 pmproxy\r\n\r\n",
+    );
+    const t = await c.readUntil((t) => t.includes("</html>"));
+    assert.match(t, /^HTTP\/1\.1 508 Loop Detected/);
+    assert.equal(policy.facts.length, 0);
+  } finally {
+    c.close();
+    await proxy.close();
   }
 });

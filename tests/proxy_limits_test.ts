@@ -183,3 +183,36 @@ Deno.test("close() stops listening and ends open connections and tunnels", async
     await origin.close();
   }
 });
+
+Deno.test("a dial that takes longer than dialTimeout gives 504", async () => {
+  // A listener that never accepts, with its backlog filled: further SYNs are
+  // dropped, so a connect hangs the way it does to an unreachable host.
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  const fillers: Deno.Conn[] = [];
+  const policy = fakePolicy();
+  const proxy = await startTestProxy(policy, { dialTimeout: "300ms" });
+  try {
+    for (let i = 0; i < 4096; i++) {
+      try {
+        fillers.push(
+          await Deno.connect({
+            hostname: "127.0.0.1",
+            port,
+            signal: AbortSignal.timeout(200),
+          }),
+        );
+      } catch {
+        break; // the backlog is full
+      }
+    }
+    const r = await curl(["-i", "-x", proxy.url, `http://127.0.0.1:${port}/`]);
+    assert.match(r.out, /^HTTP\/1\.1 504 Gateway Timeout/);
+    assert.match(r.out, /took longer than 300 ms/);
+    assert.equal(policy.records[0].result, "TCP_MISS/504");
+  } finally {
+    for (const c of fillers) c.close();
+    l.close();
+    await proxy.close();
+  }
+});

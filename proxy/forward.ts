@@ -22,7 +22,7 @@ import {
   type ResponseHead,
   serializeHead,
 } from "./http_head.ts";
-import { copyBody } from "./body.ts";
+import { BodyError, copyBody } from "./body.ts";
 import { errorResponse } from "./error_pages.ts";
 import { type PooledUpstream, poolKey } from "./upstream_pool.ts";
 import { tunnelUpgrade } from "./tunnel.ts";
@@ -204,6 +204,9 @@ async function exchange(
       },
       (e) => {
         uploadError = e;
+        // The request cannot be completed: give up the upstream at once
+        // rather than let it wait for the rest of the body.
+        closeQuietly(upConn);
       },
     );
   }
@@ -257,6 +260,14 @@ async function exchange(
       !watch.expired
     ) {
       return "stale"; // reset on a stale pooled connection
+    }
+    if (uploadError instanceof BodyError) {
+      return await answer(
+        job,
+        400,
+        `The request body is malformed: ${uploadError.message}.`,
+        true,
+      );
     }
     const timedOut = watch.expired !== "";
     const msg = e instanceof HeadError

@@ -216,3 +216,54 @@ Deno.test("a dial that takes longer than dialTimeout gives 504", async () => {
     await proxy.close();
   }
 });
+
+Deno.test("a malformed chunked request body gets 400 and the upstream is let go", async () => {
+  let upstreamClosed = false;
+  const origin = startRawOrigin(async (conn) => {
+    const buf = new Uint8Array(1024);
+    for (;;) {
+      const n = await conn.read(buf).catch(() => null);
+      if (n === null) break;
+    }
+    upstreamClosed = true;
+  });
+  const proxy = await startTestProxy(fakePolicy());
+  try {
+    const c = await answerTo(
+      proxy.addr.port,
+      `POST http://127.0.0.1:${origin.port}/ HTTP/1.1\r\nHost: x\r\n` +
+        "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n",
+    );
+    assert.match(c.text, /^HTTP\/1\.1 400 Bad Request/);
+    assert.match(c.text, /request body is malformed/);
+  } finally {
+    await proxy.close();
+    await origin.close();
+  }
+  assert.ok(upstreamClosed);
+});
+
+Deno.test('addr ":port" listens on every interface; IPv4 clients are seen as IPv4', async () => {
+  const policy = fakePolicy(() => ({
+    allowed: false,
+    status: 403,
+    reason: "no",
+  }));
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  const proxy = await startTestProxy(policy, { server: { addr: `:${port}` } });
+  try {
+    assert.equal(proxy.addr.port, port);
+    const r = await curl([
+      "-i",
+      "-x",
+      `http://127.0.0.1:${port}`,
+      "http://a.test/",
+    ]);
+    assert.match(r.out, /^HTTP\/1\.1 403/);
+    assert.equal(policy.facts[0].clientIp, "127.0.0.1");
+  } finally {
+    await proxy.close();
+  }
+});

@@ -19,6 +19,7 @@ import {
   startSilent,
   startTcpServer,
   startTinyproxy,
+  startUnreachable,
 } from "./helpers/dial_servers.ts";
 
 const enc = new TextEncoder();
@@ -776,4 +777,34 @@ Deno.test("a missing parent binary fails the tests with the apt-get line", async
     requireBinary("no-such-proxy-binary", "no-such-package"),
     /no-such-proxy-binary is not installed; .* run apt-get install no-such-package/,
   );
+});
+
+Deno.test("connect timeouts (full accept queue): direct, from a source address, and to a parent", async () => {
+  const full = await startUnreachable();
+  try {
+    const at = { host: "127.0.0.1", port: full.port };
+    const quick = { timeoutMs: 300, purpose: "tunnel" } as const;
+    for (const localAddress of [undefined, "127.0.0.2"]) {
+      const e = await dialError(
+        dial({ kind: "direct", localAddress }, at, quick),
+      );
+      assert.equal(e.timedOut, true);
+      assert.equal(
+        e.message,
+        `connecting to 127.0.0.1:${full.port} took longer than 300 ms`,
+      );
+    }
+    const p = await dialError(dial(
+      { kind: "parent", proxyUrl: `socks5://127.0.0.1:${full.port}` },
+      { host: "example.test", port: 443 },
+      quick,
+    ));
+    assert.equal(p.timedOut, true);
+    assert.equal(
+      p.message,
+      `connecting to SOCKS5 parent 127.0.0.1:${full.port} took longer than 300 ms; is the parent proxy running and reachable?`,
+    );
+  } finally {
+    await full.close();
+  }
 });

@@ -233,3 +233,40 @@ export async function startMicrosocks(
   await waitAccepting(port, child, "microsocks");
   return { port, stop: () => stopChild(child) };
 }
+
+/**
+ * A listener whose accept queue is full, so that a new connect hangs (the
+ * kernel drops the SYN): the way to test a connect timeout on loopback.
+ * Fills the queue with connections it holds until one does not complete
+ * within 100 ms (at most 4,000 tries).
+ */
+export async function startUnreachable(): Promise<TestServer> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const held: Deno.Conn[] = [];
+  const close = () => {
+    for (const c of held) c.close();
+    listener.close();
+    return Promise.resolve();
+  };
+  for (let i = 0; i < 4000; i++) {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), 100);
+    try {
+      held.push(
+        await Deno.connect({
+          hostname: "127.0.0.1",
+          port,
+          signal: abort.signal,
+        }),
+      );
+    } catch {
+      if (abort.signal.aborted) return { port, close };
+      throw new Error("filling the accept queue failed");
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+  await close();
+  throw new Error("the accept queue never filled after 4000 connections");
+}

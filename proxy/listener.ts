@@ -61,7 +61,20 @@ export function startProxy(
   policy: Policy,
   options: StartOptions = {},
 ): Promise<RunningProxy> {
-  const listener = listen(config);
+  let listener: Deno.TcpListener;
+  try {
+    listener = listen(config);
+  } catch (e) {
+    const where = `${
+      config.allInterfaces ? "" : config.hostname
+    }:${config.port}`;
+    return Promise.reject(
+      new Error(
+        `the proxy cannot listen on "${where}": ${(e as Error).message}; ` +
+          `change [proxy.server] addr in server.toml or stop what uses that port`,
+      ),
+    );
+  }
   const ctx: ProxyContext = {
     config,
     policy,
@@ -84,6 +97,7 @@ export function startProxy(
 
   const acceptLoop = async () => {
     let backoff = 0;
+    let warnedAt = 0;
     while (!closing) {
       let conn: Deno.TcpConn;
       try {
@@ -95,6 +109,14 @@ export function startProxy(
         // so the connections that end free some, and keep serving.
         backoff = Math.min(backoff ? backoff * 2 : 10, 1000);
         if (!outOfDescriptors(e)) backoff = Math.min(backoff, 50);
+        else if (Date.now() - warnedAt > 10_000) {
+          warnedAt = Date.now();
+          console.warn(
+            `pmproxy: out of file descriptors (${open} client connections open); ` +
+              `new connections wait. Raise the limit (ulimit -n, systemd LimitNOFILE) ` +
+              `or lower [proxy.server] maxConnections.`,
+          );
+        }
         await new Promise((r) => setTimeout(r, backoff));
         continue;
       }

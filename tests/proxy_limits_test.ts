@@ -267,3 +267,85 @@ Deno.test('addr ":port" listens on every interface; IPv4 clients are seen as IPv
     await proxy.close();
   }
 });
+
+Deno.test("out of file descriptors: the proxy backs off and serves again afterwards", async () => {
+  const origin = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response("alive"),
+  );
+  const child = new Deno.Command("bash", {
+    args: [
+      "-c",
+      `ulimit -n 60 && exec "${Deno.execPath()}" run -A ${
+        new URL("./helpers/proxy_emfile_child.ts", import.meta.url).pathname
+      }`,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const clients: Deno.Conn[] = [];
+  try {
+    const reader = child.stdout.getReader();
+    let out = "";
+    for (let i = 0; i < 100 && !out.includes("\n"); i++) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += new TextDecoder().decode(value);
+    }
+    reader.releaseLock();
+    const port = Number(out.trim());
+    assert.ok(port > 0, `child printed ${JSON.stringify(out)}`);
+    // More connections than the proxy has descriptors for.
+    for (let i = 0; i < 120; i++) {
+      try {
+        clients.push(
+          await Deno.connect({
+            hostname: "127.0.0.1",
+            port,
+            signal: AbortSignal.timeout(300),
+          }),
+        );
+      } catch {
+        break;
+      }
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    for (const c of clients.splice(0)) c.close();
+    // Once descriptors are free again, requests are served.
+    let served = "";
+    for (let i = 0; i < 30 && served !== "alive"; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      served = (await curl([
+        "-m",
+        "3",
+        "-x",
+        `http://127.0.0.1:${port}`,
+        `http://127.0.0.1:${origin.addr.port}/`,
+      ])).out;
+    }
+    assert.equal(served, "alive");
+  } finally {
+    for (const c of clients) c.close();
+    child.kill("SIGTERM");
+    await child.status;
+    await child.stdout.cancel().catch(() => {});
+    const err = await new Response(child.stderr).text();
+    assert.doesNotMatch(err, /panicked/);
+    await origin.shutdown();
+  }
+});
+
+Deno.test("a port in use is a clear error naming the setting", async () => {
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    await assert.rejects(
+      () =>
+        startTestProxy(fakePolicy(), {
+          server: { addr: `127.0.0.1:${(taken.addr as Deno.NetAddr).port}` },
+        }),
+      /the proxy cannot listen on "127\.0\.0\.1:\d+": .*change \[proxy\.server\] addr/,
+    );
+  } finally {
+    taken.close();
+  }
+});

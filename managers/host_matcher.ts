@@ -12,11 +12,13 @@
  * Exactly what is tested: the pattern, compiled once by JavaScript's
  * `RegExp` (no flags unless `ignoreCase = true`; not anchored, so write `^`
  * and `$` where you mean them), is tested against the requested host name
- * as the proxy read it from the request (`facts.host`): for `GET
- * http://www.example.cu:8080/x` and for `CONNECT www.example.cu:443` that
- * is `www.example.cu` — no scheme, no port, no path, and an IPv6 address
- * without brackets (`2001:db8::1`). With `matchPort = true` it is tested
- * against `host:port` instead (`www.example.cu:443`, `[2001:db8::1]:443`).
+ * as the proxy parsed it from the request (`facts.host`): for `GET
+ * http://WWW.Example.cu:8080/x` and for `CONNECT www.example.cu:443` that
+ * is `www.example.cu` — in lower case (the proxy lowers it), no scheme, no
+ * port, no path, and an IPv6 address without brackets (`2001:db8::1`).
+ * With `matchPort = true` it is tested against `host:port` instead
+ * (`www.example.cu:443`, `[2001:db8::1]:443`). So write letters in the
+ * pattern in lower case.
  *
  * The original matched the whole URL; a pattern containing `://` can never
  * match a host and is refused at load time.

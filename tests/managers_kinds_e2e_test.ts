@@ -162,6 +162,29 @@ rate = "256 KiB/s"
       seconds >= 2,
       `1 MiB took ${seconds.toFixed(2)} s, not throttled`,
     );
+    // Two downloads at once from the same address share one bucket: 2 ×
+    // 512 KiB from an (about) empty bucket take about 4 s, not 2 s.
+    const both = performance.now();
+    const proxy = g.proxy;
+    const two = await Promise.all([1, 2].map(() =>
+      curl([
+        "-x",
+        proxy,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{size_download}",
+        `${origin.url}/bytes/524288`,
+      ])
+    ));
+    const shared = (performance.now() - both) / 1000;
+    assert.deepEqual(two.map((r) => r.body), ["524288", "524288"]);
+    assert.ok(
+      shared >= 3,
+      `2 × 512 KiB took ${
+        shared.toFixed(2)
+      } s: the connections did not share the rate`,
+    );
   } finally {
     await stop(g);
     await origin.close();

@@ -143,6 +143,9 @@ Deno.test("quota: bytes count, a download is cut at the quota, then refused, adm
     assert.match(other.stdout, /^User: user0$/m);
     const reset = await s.adminCli("reset", "user0");
     assert.equal(reset.code, 0, reset.stderr);
+    // One IP, one user (as the original): the admin's login from 127.0.0.1
+    // ended user0's session there, so user0 logs in again.
+    await login(s);
     assert.equal(await consumption(s), "0 B");
     const again = await curl(["-x", s.proxy, `${s.origin.url}/hello`]);
     assert.equal(again.body, "hello\n");

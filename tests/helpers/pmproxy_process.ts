@@ -5,10 +5,10 @@
  *
  * @module
  */
-import { fromFileUrl } from "node:url";
+import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 
-const REPO = fromFileUrl(new URL("../../", import.meta.url));
+const REPO = fileURLToPath(new URL("../../", import.meta.url));
 
 /** The `deno` arguments that run pmproxy with `args`. */
 function entryArgs(args: string[]): string[] {
@@ -53,6 +53,8 @@ export function loopbackServerToml(
 
 [proxy]
   dialTimeout = "2s"
+  # Test origins listen on free ports, so tunnels must be allowed to any port.
+  connectPorts = "*"
   ${extra.proxy ?? ""}
   [proxy.server]
     addr = "127.0.0.1:0"

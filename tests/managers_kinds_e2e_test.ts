@@ -16,10 +16,8 @@ interface Gateway {
 }
 
 async function gateway(managersToml: string): Promise<Gateway> {
-  // CONNECT to the origin's free port needs every port allowed.
-  const dir = await makeConfigDir(managersToml, {
-    proxy: 'connectPorts = "*"',
-  });
+  // loopbackServerToml allows CONNECT to every port (the origin's is free).
+  const dir = await makeConfigDir(managersToml);
   try {
     const server = await startPmproxy(dir);
     return { dir, server, proxy: `http://127.0.0.1:${server.proxyPort}` };

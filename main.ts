@@ -16,6 +16,7 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { proxyConfigFrom, startProxy } from "./proxy/mod.ts";
+import { openSyslog } from "./proxy/syslog.ts";
 import {
   checkManagersFile,
   openGateway,
@@ -145,6 +146,13 @@ async function serve(dir: string, kv: string | undefined): Promise<number> {
   for (const warning of gateway.warnings) {
     console.warn(`pmproxy: warning: ${warning}`);
   }
+  // The access log (Squid native format) goes to syslog when managers.toml
+  // names a syslog server, else to standard output.
+  const syslogAddr = gateway.config.syslogAddr;
+  const syslog = syslogAddr ? openSyslog(syslogAddr) : undefined;
+  gateway.accessLog = syslog
+    ? (line) => syslog.send(line)
+    : (line) => console.log(line);
   const api = await startApi(config.api, gateway);
   const proxy = await startProxy(config.proxy, gateway, {
     loginUrl: config.api.publicUrl,
@@ -160,6 +168,7 @@ async function serve(dir: string, kv: string | undefined): Promise<number> {
   await proxy.close();
   await api.close();
   await gateway.close();
+  syslog?.close();
   console.log("pmproxy: stopped");
   return 0;
 }

@@ -9,7 +9,7 @@
  *   responseTimeout = "5m"          # an upstream silent this long: 504, or the transfer ends
  *   connectPorts = [443, 8443]      # or "*" for every port
  *   maxTunnelsPerClient = 500
- *   poolMaxIdlePerOrigin = 8
+ *   poolMaxIdlePerOrigin = 32
  *   poolIdleTimeout = "30s"
  *   [proxy.server]
  *     addr = ":8080"                # all interfaces, port 8080
@@ -79,7 +79,7 @@ export const DEFAULT_PROXY_CONFIG: Readonly<ProxyConfig> = Object.freeze({
   maxConnections: 10_000,
   connectPorts: [443],
   maxTunnelsPerClient: 1000,
-  poolMaxIdlePerOrigin: 8,
+  poolMaxIdlePerOrigin: 32,
   poolIdleTimeoutMs: 30_000,
 });
 

@@ -318,9 +318,8 @@ async function exchange(
     respExtra,
   );
   try {
-    await writeAll(client.conn, respHead);
-    x.bytes += respHead.length;
     await copyBody(upReader, client.conn, framing, {
+      prefix: respHead,
       dechunk,
       watch,
       writeMs: writeTimeoutMs,

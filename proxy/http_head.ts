@@ -57,10 +57,13 @@ export async function readHead(
   let scanned = 0; // offset from r.start already scanned
   let lineStart = 0;
   for (;;) {
+    // Search only the filled part: the rest of a big buffer holds stale bytes
+    // and would cost a scan of up to 256 KiB per call.
+    const buf = r.buf;
+    const filled = buf.subarray(0, r.end);
     for (;;) {
-      const buf = r.buf;
-      const i = buf.indexOf(10, r.start + scanned);
-      if (i < 0 || i >= r.end) {
+      const i = filled.indexOf(10, r.start + scanned);
+      if (i < 0) {
         scanned = r.end - r.start;
         break;
       }

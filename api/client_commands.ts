@@ -69,15 +69,17 @@ export interface ClientCommandOptions {
 }
 
 const CLIENT_USAGE = `Client commands (they talk to a pmproxy server's API):
-  pmproxy discover|d [URL]                   what the rule reaches for you now
-  pmproxy login|l -m SESSIONMGR URL USER PASS log in; writes ./login.secret
-  pmproxy logout|o                           log out; removes ./login.secret
-  pmproxy logged-users|lu [-m MGR]           who is logged in where
-  pmproxy status|s [-m MGR] [USER]           quota and consumption
-  pmproxy reset|r [-m MGR] USER              set USER's consumption to 0 (admins)
-  pmproxy show|sh MGR [URL]                  a manager's configuration
+  pmproxy discover|d [URL]          what the rule reaches for you now
+  pmproxy login|l -m SESSIONMGR URL USER PASS
+                                    log in; writes ./login.secret
+  pmproxy logout|o                  log out; removes ./login.secret
+  pmproxy logged-users|lu [-m MGR]  who is logged in where
+  pmproxy status|s [-m MGR] [USER]  quota and consumption (USER: admins)
+  pmproxy reset|r [-m MGR] USER     set USER's consumption to 0 (admins)
+  pmproxy show|sh MGR [URL]         a manager's configuration
 Options: --known-servers FILE (default $PMPROXY_KNOWN_SERVERS or
-  $HOME/.config/pmproxy/known_servers.json), --ca FILE (pin this certificate)`;
+  $HOME/.config/pmproxy/known_servers.json), --ca FILE (pin this
+  certificate instead of trusting the first one seen).`;
 
 const NOT_LOGGED_IN =
   "not logged in: run `pmproxy login -m sessions https://host:4443 USER PASS` first";

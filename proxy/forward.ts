@@ -302,6 +302,10 @@ async function exchange(
   }
 
   const framing = responseFraming(req.method, resp);
+  // Content-Length beside chunked: chunked wins, the length must not reach
+  // the client, and the connection is not trusted for another request.
+  const ambiguous = framing.kind === "chunked" &&
+    fieldValue(resp.fields, "content-length") !== undefined;
   // An HTTP/1.0 client cannot read chunked: send it the bare data and close.
   const dechunk = framing.kind === "chunked" && req.version === 10;
   const clientKeep = job.keepAlive && framing.kind !== "close" && !dechunk;
@@ -314,7 +318,11 @@ async function exchange(
   else if (req.version === 10) respExtra.push("Connection: keep-alive");
   const respHead = serializeHead(
     `HTTP/1.1 ${resp.status} ${resp.reason}`,
-    endToEnd(resp.fields, respKeep),
+    ambiguous
+      ? endToEnd(resp.fields, respKeep).filter((f) =>
+        f.lower !== "content-length"
+      )
+      : endToEnd(resp.fields, respKeep),
     respExtra,
   );
   try {
@@ -346,7 +354,7 @@ async function exchange(
     return false;
   }
   await upload;
-  const upstreamKeeps = framing.kind !== "close" &&
+  const upstreamKeeps = framing.kind !== "close" && !ambiguous &&
     resp.version === 11 &&
     !fieldTokens(resp.fields, "connection").includes("close") &&
     uploadError === undefined &&

@@ -277,7 +277,9 @@ function checkFraming(fields: Field[], version: number, side: string) {
       te = true;
     }
   }
-  if (te && length !== undefined) {
+  // A response with both is answered as chunked (RFC 9112 §6.3) and its
+  // connection is not reused; a request with both is refused (smuggling).
+  if (te && length !== undefined && side === "request") {
     throw new HeadError(
       status,
       `the ${side} has both Content-Length and Transfer-Encoding`,

@@ -644,3 +644,31 @@ Deno.test("a request that went through pmproxy too often is stopped with 508", a
     await proxy.close();
   }
 });
+
+Deno.test("a response with Content-Length and chunked is read as chunked, without the length", async () => {
+  const origin = httpOrigin(() =>
+    "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n" +
+    "2\r\nok\r\n0\r\n\r\n"
+  );
+  const proxy = await startTestProxy(fakePolicy());
+  const c = await RawClient.open(proxy.addr.port);
+  try {
+    const req =
+      `GET http://127.0.0.1:${origin.port}/ HTTP/1.1\r\nHost: x\r\n\r\n`;
+    await c.send(req);
+    const t = await c.readUntil((t) => t.endsWith("0\r\n\r\n"));
+    assert.doesNotMatch(t, /Content-Length/i);
+    assert.match(t, /Transfer-Encoding: chunked/);
+    await c.send(req);
+    await c.readUntil((t) => t.split("2\r\nok\r\n0\r\n\r\n").length === 3);
+    assert.equal(
+      origin.connections,
+      2,
+      "the ambiguous connection was not reused",
+    );
+  } finally {
+    c.close();
+    await proxy.close();
+    await origin.close();
+  }
+});

@@ -87,6 +87,19 @@ Deno.test("response framing: none for HEAD/1xx/204/304, else CL, chunked or clos
     kind: "close",
   });
   assert.throws(() => r("SSH-2.0-OpenSSH\r\n\r\n"), HeadError);
+  // Both lengths in a response: chunked wins (the request side refuses it).
+  assert.deepEqual(
+    responseFraming(
+      "GET",
+      r("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
+    ),
+    { kind: "chunked" },
+  );
+  assert.throws(
+    () =>
+      r("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"),
+    HeadError,
+  );
 });
 
 Deno.test("hop-by-hop fields are removed, with those Connection names", () => {

@@ -94,6 +94,8 @@ export interface ApiClientOptions {
   notice?: (line: string) => void;
   /** The session whose secret is sent and renewed when expired. */
   session?: ClientSession;
+  /** How long to wait for an answer (default 30 s). */
+  timeoutMs?: number;
 }
 
 /** A problem with the server's certificate or with reaching it. */
@@ -273,18 +275,27 @@ export class ApiClient {
     body: Partial<CmdBody>,
   ): Promise<{ status: number; text: string }> {
     const client = await this.#client();
-    let res: Response;
+    const timeoutMs = this.#options.timeoutMs ?? 30_000;
+    const signal = AbortSignal.timeout(timeoutMs);
     try {
-      res = await fetch(`${this.origin}/api/cmd`, {
+      const res = await fetch(`${this.origin}/api/cmd`, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify(body),
         client,
+        signal,
       });
+      return { status: res.status, text: await res.text() };
     } catch (e) {
+      if (signal.aborted) {
+        throw new TrustError(
+          `no answer from ${this.origin} within ${
+            timeoutMs / 1000
+          }s; is the server overloaded or the address wrong?`,
+        );
+      }
       throw await this.#explain(e);
     }
-    return { status: res.status, text: await res.text() };
   }
 
   async #once(body: Partial<CmdBody>): Promise<string> {

@@ -1,9 +1,12 @@
 /**
- * The client's reading of the original's error bodies: every shape the
- * original's client knew is put in words; anything else is shown raw.
+ * The API client: the original's error bodies in words (anything else
+ * shown raw), and a timeout for a server that never answers.
  */
 import assert from "node:assert/strict";
-import { describeErrorBody } from "../api/client.ts";
+import { join } from "node:path";
+import { ApiClient, describeErrorBody } from "../api/client.ts";
+import { FakeGateway } from "./helpers/api_fake_gateway.ts";
+import { startTestApi } from "./helpers/api_server.ts";
 
 function words(body: string): string {
   let json: Record<string, unknown> | undefined;
@@ -39,4 +42,34 @@ Deno.test("client: the original's error shapes in words", () => {
   assert.equal(words(`{"other":1}`), `{"other":1}`);
   assert.equal(words("plain failure\n"), "plain failure");
   assert.equal(words(""), "(empty answer)");
+});
+
+Deno.test("client: a server that never answers is given up after the timeout", async () => {
+  const gw = new FakeGateway();
+  const stuck = Promise.withResolvers<string>();
+  const t = await startTestApi(gw);
+  const dir = await Deno.makeTempDir({ prefix: "pmproxy-client-" });
+  const client = new ApiClient(t.origin, {
+    knownServersFile: join(dir, "known.json"),
+    notice: () => {},
+    timeoutMs: 300,
+  });
+  try {
+    // Answered: the certificate is learnt and pinned.
+    await client.cmd({ cmd: "show", manager: "rules" });
+    gw.open = () => stuck.promise;
+    await assert.rejects(
+      client.cmd({
+        cmd: "open",
+        manager: "sessions",
+        cred: { user: "user0", pass: "pass0" },
+      }),
+      /no answer from https:\/\/127\.0\.0\.1:\d+ within 0\.3s/,
+    );
+  } finally {
+    client.close();
+    stuck.resolve("never used");
+    await t.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -167,16 +167,19 @@ export function createApp(gateway: Gateway, options: AppOptions = {}): Hono {
   if (staticDir !== undefined) {
     // Checked per request: the directory may appear after the start.
     const fromDisk = serveStatic({ root: staticDir });
+    // The excluded routes belong to the web app in that directory: its
+    // index page answers them (the embedded one when it has none).
+    const indexFromDisk = serveStatic({ root: staticDir, path: "index.html" });
     app.use("*", async (c, next) => {
       if (c.req.path.startsWith("/api/") || !isDirectory(staticDir)) {
         return await next();
       }
+      c.header("Cache-Control", "no-cache");
       if (
         excluded.some((r) => c.req.path === r || c.req.path.startsWith(r + "/"))
       ) {
-        return await next();
+        return await indexFromDisk(c, next);
       }
-      c.header("Cache-Control", "no-cache");
       return await fromDisk(c, next);
     });
   }

@@ -295,6 +295,15 @@ Deno.test("api: web pages: index, assets, excluded routes, static dir first, hea
     assert.equal((await t.get("/extra.txt")).text, "extra");
     assert.equal((await t.get("/style.css")).text, "p{}");
     assert.equal((await t.get("/about")).text, "<p>index</p>");
+    // With its own index page, the directory's web app answers "/" and
+    // the excluded routes.
+    await Deno.writeTextFile(
+      join(dir, "staticFiles", "index.html"),
+      "<p>local</p>",
+    );
+    assert.equal((await t.get("/")).text, "<p>local</p>");
+    assert.equal((await t.get("/about")).text, "<p>local</p>");
+    assert.equal((await t.get("/about/team")).text, "<p>local</p>");
     // The key lives next to staticFiles/: no path may climb to it.
     for (const path of ["/../key.pem", "/%2e%2e/key.pem", "/..%2fkey.pem"]) {
       const out = await new Deno.Command("curl", {

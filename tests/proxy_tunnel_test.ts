@@ -83,6 +83,59 @@ Deno.test("curl --proxytunnel reaches an HTTP origin through CONNECT", async () 
   }
 });
 
+Deno.test("curl fetches an https origin through CONNECT (real TLS end to end)", async () => {
+  const dir = await Deno.makeTempDir();
+  const gen = await new Deno.Command("openssl", {
+    args: [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      `${dir}/key.pem`,
+      "-out",
+      `${dir}/cert.pem`,
+      "-days",
+      "1",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  assert.equal(gen.code, 0, "openssl made a certificate");
+  const origin = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: await Deno.readTextFile(`${dir}/cert.pem`),
+    key: await Deno.readTextFile(`${dir}/key.pem`),
+    onListen() {},
+  }, () => new Response("secret hello\n"));
+  const policy = fakePolicy();
+  const proxy = await startTestProxy(policy, ALL_PORTS);
+  try {
+    const r = await curl([
+      "--cacert",
+      `${dir}/cert.pem`,
+      "-x",
+      proxy.url,
+      `https://127.0.0.1:${origin.addr.port}/`,
+    ]);
+    assert.equal(r.out, "secret hello\n", r.err);
+    assert.equal(policy.facts[0].method, "CONNECT");
+    assert.equal(policy.records[0].result, "TCP_TUNNEL/200");
+  } finally {
+    await proxy.close();
+    await origin.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("CONNECT to a port not in connectPorts is refused with 403", async () => {
   const policy = fakePolicy();
   const proxy = await startTestProxy(policy);

@@ -261,10 +261,13 @@ export class ApiClient {
         );
       }
     }
-    if (/NotValidForName/i.test(text)) {
+    if (/NotValidForName|not valid for name/i.test(text)) {
+      const covers = /only valid for (.*)$/.exec(text)?.[1]
+        ?.replace(/(DnsName|IpAddress)\(([^)]*)\)/g, "$2");
       return new TrustError(
-        `the certificate of ${this.origin} does not name "${this.#host}": connect by a name it covers ` +
-          `(e.g. the server's host name), or delete the server's cert.pem and key.pem and restart it to get a new one`,
+        `the certificate of ${this.origin} does not name "${this.#host}"` +
+          (covers ? ` (it names ${covers})` : "") +
+          `: connect by a name it covers, or delete the server's cert.pem and key.pem and restart it to get a new one`,
       );
     }
     return new TrustError(`cannot talk to ${this.origin}: ${text}`);

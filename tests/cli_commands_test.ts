@@ -377,3 +377,23 @@ Deno.test("cli: the API is reached directly even when HTTPS_PROXY is set", async
     await cli.cleanup();
   }
 });
+
+Deno.test("cli: a certificate that does not name the host is explained", async () => {
+  const real = await openRealGateway();
+  const t = await startTestApi(real.gateway, { addr: ":0" });
+  const cli = await makeCli();
+  try {
+    // 127.0.0.2 is loopback too, but the generated certificate names
+    // 127.0.0.1, ::1, localhost, this host and its interfaces' addresses.
+    const res = await cli.run("d", `https://127.0.0.2:${t.api.addr.port}`);
+    assert.equal(res.code, 1);
+    assert.match(
+      res.err,
+      /certificate of https:\/\/127\.0\.0\.2:\d+ does not name "127\.0\.0\.2" \(it names .*localhost.*127\.0\.0\.1.*\): connect by a name it covers/,
+    );
+  } finally {
+    await t.close();
+    await real.close();
+    await cli.cleanup();
+  }
+});

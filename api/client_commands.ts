@@ -242,10 +242,20 @@ export async function runClientCommand(
           manager: values.m,
           cred: { user, pass },
         });
-        const found = await discover(client);
-        const quota = Object.keys(found.matchMng).sort().find((k) =>
-          found.matchMng[k].type === "dwnConsR"
-        ) ?? "";
+        // The session is open now: whatever discover answers, keep it.
+        let quota = "";
+        try {
+          const found = await discover(client);
+          quota = Object.keys(found.matchMng).sort().find((k) =>
+            found.matchMng[k].type === "dwnConsR"
+          ) ?? "";
+        } catch (e) {
+          err(
+            `pmproxy: logged in, but discover failed (${
+              e instanceof Error ? e.message : e
+            }); status will need -m MGR`,
+          );
+        }
         const login: LoginSecret = {
           server: client.origin,
           sessionIPM: values.m,

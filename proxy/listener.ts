@@ -36,14 +36,27 @@ const BUSY = errorResponse(
 function listen(config: ProxyConfig): Deno.TcpListener {
   if (config.allInterfaces) {
     // "::" takes IPv6 and IPv4 clients on a dual-stack host; hosts without
-    // IPv6 fall back to every IPv4 interface.
+    // IPv6, or whose "::" sockets are IPv6-only, get every IPv4 interface.
     try {
-      return Deno.listen({ hostname: "::", port: config.port });
+      if (!ipv6OnlyByDefault()) {
+        return Deno.listen({ hostname: "::", port: config.port });
+      }
     } catch {
-      return Deno.listen({ hostname: "0.0.0.0", port: config.port });
+      // No IPv6 here.
     }
+    return Deno.listen({ hostname: "0.0.0.0", port: config.port });
   }
   return Deno.listen({ hostname: config.hostname, port: config.port });
+}
+
+/** True when a "::" socket would take IPv6 clients only (Linux sysctl). */
+function ipv6OnlyByDefault(): boolean {
+  try {
+    return Deno.readTextFileSync("/proc/sys/net/ipv6/bindv6only").trim() ===
+      "1";
+  } catch {
+    return false;
+  }
 }
 
 function outOfDescriptors(e: unknown): boolean {

@@ -19,6 +19,7 @@ import { proxyConfigFrom, startProxy } from "./proxy/mod.ts";
 import { openSyslog } from "./proxy/syslog.ts";
 import {
   checkManagersFile,
+  hashPassword,
   openGateway,
   readTomlFile,
   writeDefaultManagersFile,
@@ -47,6 +48,8 @@ Usage:
       (default $HOME/.config/pmproxy) a safe default is written first.
   pmproxy check-config [--config-dir DIR]
       Validates server.toml and managers.toml without starting.
+  pmproxy hash-password
+      Reads a password on standard input, prints its hash for mapDB.userPass.
   pmproxy discover|d [URL]
   pmproxy login|l -m SESSIONMGR URL USER PASS
   pmproxy logout|o
@@ -181,6 +184,21 @@ async function checkConfig(dir: string): Promise<number> {
   return 0;
 }
 
+async function printPasswordHash(): Promise<number> {
+  const input = new TextDecoder().decode(
+    await new Response(Deno.stdin.readable).arrayBuffer(),
+  );
+  const password = input.replace(/\r?\n$/, "");
+  if (password === "") {
+    console.error(
+      "pmproxy: hash-password: give the password on standard input",
+    );
+    return 2;
+  }
+  console.log(await hashPassword(password));
+  return 0;
+}
+
 async function main(args: string[]): Promise<number> {
   if (args.length > 0 && CLIENT_COMMANDS.includes(args[0])) {
     return await runClientCommand(args);
@@ -216,6 +234,8 @@ async function main(args: string[]): Promise<number> {
       return await serve(dir, values.kv);
     case "check-config":
       return await checkConfig(dir);
+    case "hash-password":
+      return await printPasswordHash();
     default:
       console.error(`pmproxy: unknown command "${command}"\n\n${USAGE}`);
       return 2;

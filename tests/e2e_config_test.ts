@@ -157,3 +157,42 @@ Deno.test("unknown keys are warned about with the nearest known key", async () =
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("hash-password prints a hash that logs in, and the clear password is nowhere", async () => {
+  const hashed = await runPmproxy(["hash-password"], {
+    stdin: "s3cret pass\n",
+  });
+  assert.equal(hashed.code, 0, hashed.stderr);
+  const hash = hashed.stdout.trim();
+  assert.match(hash, /^pbkdf2-sha256\$/);
+  const dir = await makeConfigDir(
+    README_MANAGERS_TOML.replace('user0 = "pass0"', `user0 = "${hash}"`),
+  );
+  const work = await Deno.makeTempDir({ prefix: "pmproxy-client-" });
+  const env = { PMPROXY_KNOWN_SERVERS: join(work, "known.json") };
+  const server = await startPmproxy(dir);
+  try {
+    const bad = await runPmproxy([
+      "login",
+      "-m",
+      "sessions",
+      server.apiUrl,
+      "user0",
+      hash,
+    ], { cwd: work, env });
+    assert.notEqual(bad.code, 0, "the hash itself is no password");
+    const ok = await runPmproxy([
+      "login",
+      "-m",
+      "sessions",
+      server.apiUrl,
+      "user0",
+      "s3cret pass",
+    ], { cwd: work, env });
+    assert.equal(ok.code, 0, ok.stderr + ok.stdout);
+  } finally {
+    await server.stop();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(work, { recursive: true });
+  }
+});

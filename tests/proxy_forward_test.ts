@@ -672,3 +672,52 @@ Deno.test("a response with Content-Length and chunked is read as chunked, withou
     await origin.close();
   }
 });
+
+Deno.test("Connection: close, and HTTP/1.0 without keep-alive, end the connection after the answer", async () => {
+  const origin = httpOrigin(() =>
+    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+  );
+  const proxy = await startTestProxy(fakePolicy());
+  try {
+    for (
+      const tail of ["HTTP/1.1\r\nHost: x\r\nConnection: close", "HTTP/1.0"]
+    ) {
+      const c = await RawClient.open(proxy.addr.port);
+      await c.send(`GET http://127.0.0.1:${origin.port}/ ${tail}\r\n\r\n`);
+      const t = await c.readUntil();
+      c.close();
+      assert.ok(c.closed);
+      assert.match(t, /Connection: close\r\n/);
+      assert.ok(t.endsWith("\r\n\r\nok"), t);
+    }
+    assert.equal(
+      origin.connections,
+      1,
+      "the upstream connection is still pooled",
+    );
+  } finally {
+    await proxy.close();
+    await origin.close();
+  }
+});
+
+Deno.test("an origin that dies mid-body: the client sees a cut, not a short success", async () => {
+  const origin = startRawOrigin(async (conn) => {
+    await readRequestHead(conn);
+    await writeText(
+      conn,
+      "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly this",
+    );
+  });
+  const policy = fakePolicy();
+  const proxy = await startTestProxy(policy);
+  try {
+    const r = await curl(["-x", proxy.url, `http://127.0.0.1:${origin.port}/`]);
+    assert.notEqual(r.code, 0);
+    assert.equal(r.out, "only this");
+    assert.equal(policy.records[0].result, "TCP_MISS_ABORTED/200");
+  } finally {
+    await proxy.close();
+    await origin.close();
+  }
+});

@@ -50,7 +50,7 @@ function has(cmd: string): boolean {
 const BLOCK = new Uint8Array(256 * 1024).fill(120);
 const enc = new TextEncoder();
 
-async function serveOrigin(conn: Deno.Conn) {
+async function serveOrigin(conn: Deno.TcpConn) {
   const buf = new Uint8Array(16 * 1024);
   let pending = "";
   // Head and body go out in separate writes: without this, Nagle's algorithm

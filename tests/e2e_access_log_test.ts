@@ -12,7 +12,7 @@ import { curl, startOrigin } from "./helpers/origin.ts";
 // Squid native: time.ms elapsed client result/status bytes method URL user hierarchy type
 const SQUID_LINE =
   /^\d+\.\d{3} +\d+ 127\.0\.0\.1 TCP_MISS\/200 \d+ GET http:\/\/127\.0\.0\.1:\d+\/hello - DIRECT\/127\.0\.0\.1 /m;
-  /^\d+\.\d{3} +\d+ 127\.0\.0\.1 TCP_DENIED\/403 \d+ GET http:\/\/127\.0\.0\.1:\d+\/other /m;
+/^\d+\.\d{3} +\d+ 127\.0\.0\.1 TCP_DENIED\/403 \d+ GET http:\/\/127\.0\.0\.1:\d+\/other /m;
 
 function managers(extra: string): string {
   return `${extra}

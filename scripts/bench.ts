@@ -10,7 +10,9 @@
  * - resident memory of 1,000 idle tunnels.
  *
  * pmproxy runs as the real server (child process) with the rule
- * `sessions ∧ down` and a quota attached, logged in from 127.0.0.1.
+ * `sessions ∧ down` and a quota attached, logged in from 127.0.0.1; a
+ * second one with `rule = "true"` ("pmproxy true") shows what the rule and
+ * quota machinery cost.
  *
  * Options: `--size MiB` (default 512), `--quick` (smaller runs).
  *
@@ -372,10 +374,14 @@ const relay = startBareRelay();
 // The loopback server.toml already allows tunnels to every port.
 const dir = await makeConfigDir(quotaManagersToml({ quota: "1000 GB" }));
 const work = await Deno.makeTempDir({ prefix: "pmproxy-bench-" });
+// The same proxy with `rule = "true"`: what the rule and quota machinery cost.
+const bareDir = await makeConfigDir('rule = "true"\n');
 const references: Reference[] = [];
 let server: Pmproxy | undefined;
+let bareRule: Pmproxy | undefined;
 try {
   server = await startPmproxy(dir);
+  bareRule = await startPmproxy(bareDir);
   const login = await runPmproxy([
     "login",
     "-m",
@@ -397,7 +403,11 @@ try {
         `${name}: not installed or did not start; its rows are skipped`,
       );}
   }
-  const proxies = [{ name: "pmproxy", port: server.proxyPort }, ...references];
+  const proxies = [
+    { name: "pmproxy", port: server.proxyPort },
+    { name: "pmproxy true", port: bareRule.proxyPort },
+    ...references,
+  ];
 
   const bigUrl = `http://127.0.0.1:${origin.port}/bytes/${SIZE}`;
   const runs = quick ? 1 : 3;
@@ -470,9 +480,11 @@ try {
   }
 } finally {
   await server?.stop();
+  await bareRule?.stop();
   for (const ref of references) await ref.stop();
   origin.close();
   relay.close();
   await Deno.remove(dir, { recursive: true });
+  await Deno.remove(bareDir, { recursive: true });
   await Deno.remove(work, { recursive: true });
 }

@@ -61,7 +61,12 @@ export interface ForwardJob {
 export async function forwardRequest(job: ForwardJob): Promise<boolean> {
   const { ctx, target, decision } = job;
   const key = poolKey(decision.route, target.host, target.port);
-  const pooled = ctx.pool.take(key);
+  // A request with a body is never sent on a pooled connection: if the origin
+  // had closed it meanwhile, the body could not be sent again, and the client
+  // would get a 502 for nothing. Bodyless requests are simply retried.
+  const pooled = requestFraming(job.req).kind === "none"
+    ? ctx.pool.take(key)
+    : undefined;
   if (pooled) {
     const outcome = await runPath(job, pooled, true);
     if (outcome !== "stale") return outcome;

@@ -721,3 +721,21 @@ Deno.test("an origin that dies mid-body: the client sees a cut, not a short succ
     await origin.close();
   }
 });
+
+Deno.test("a request with a body never goes on a pooled connection", async () => {
+  const origin = httpOrigin(() =>
+    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+  );
+  const proxy = await startTestProxy(fakePolicy());
+  try {
+    const url = `http://127.0.0.1:${origin.port}/`;
+    assert.equal((await curl(["-x", proxy.url, url])).out, "ok");
+    assert.equal((await curl(["-x", proxy.url, "-d", "x=1", url])).out, "ok");
+    assert.equal(origin.connections, 2, "the POST dialled its own connection");
+    assert.equal((await curl(["-x", proxy.url, url])).out, "ok");
+    assert.equal(origin.connections, 2, "later GETs reuse pooled ones");
+  } finally {
+    await proxy.close();
+    await origin.close();
+  }
+});

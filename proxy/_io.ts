@@ -41,6 +41,7 @@ export class Reader {
   bytesRead = 0;
   #grow = false;
   #released = false;
+  #probe: Promise<number | null> | undefined = undefined;
 
   constructor(readonly conn: Stream) {
     this.buf = takeBuffer(SMALL);
@@ -58,6 +59,13 @@ export class Reader {
    */
   async fill(): Promise<boolean> {
     let buf = this.buf;
+    const probe = this.#probe;
+    if (probe !== undefined) {
+      // A read started while the connection sat idle in the pool: its
+      // result is the first chunk of this exchange.
+      this.#probe = undefined;
+      return this.#took(await probe, buf.length);
+    }
     if (this.start === this.end) {
       this.start = this.end = 0;
       if (this.#grow && buf.length === SMALL) {
@@ -83,6 +91,22 @@ export class Reader {
     const n = await this.conn.read(
       this.end === 0 ? buf : buf.subarray(this.end),
     );
+    return this.#took(n, free);
+  }
+
+  /**
+   * Starts a read on an idle connection (empty buffer), so that a close by
+   * the peer is noticed while it waits in the pool. The next {@link fill}
+   * takes its result.
+   */
+  probe(): Promise<number | null> {
+    this.start = this.end = 0;
+    const p = this.conn.read(this.buf);
+    this.#probe = p;
+    return p;
+  }
+
+  async #took(n: number | null, free: number): Promise<boolean> {
     if (n === null) return false;
     this.#grow = n === free;
     this.end += n;
@@ -111,7 +135,9 @@ export class Reader {
   release(): void {
     if (this.#released) return;
     this.#released = true;
-    giveBuffer(this.buf);
+    // A read may still be pending into the buffer: never share it then.
+    if (this.#probe === undefined) giveBuffer(this.buf);
+    this.#probe?.catch(() => {});
     this.buf = new Uint8Array(0);
     this.start = this.end = 0;
   }

@@ -65,18 +65,22 @@ export class UpstreamPool {
     up.reader.meter = undefined;
     up.reader.watch = undefined;
     const w = new Watch(() => {
-      const l = this.#idle.get(up.key);
-      const i = l?.indexOf(idle) ?? -1;
-      if (i >= 0) {
-        l!.splice(i, 1);
-        if (l!.length === 0) this.#idle.delete(up.key);
-      }
-      this.#discard(up);
+      if (this.#remove(idle)) this.#discard(up);
     });
     const idle: Idle = { up, watch: w };
     w.arm(this.idleTimeoutMs, "pool idle timeout");
     watch(w);
     list.push(idle);
+    // Origins close idle connections (some after 5 s): a pending read sees
+    // it at once, so the socket is freed and never handed out dead. Data
+    // arriving unasked also disqualifies it.
+    const gone = () => {
+      if (this.#remove(idle)) {
+        unwatch(w);
+        this.#discard(up);
+      }
+    };
+    up.reader.probe().then(gone, gone);
   }
 
   /** Idle connections kept for `key` (for tests and stats). */
@@ -97,6 +101,16 @@ export class UpstreamPool {
       }
     }
     this.#idle.clear();
+  }
+
+  /** Takes `idle` out of its list; false when it was no longer there. */
+  #remove(idle: Idle): boolean {
+    const l = this.#idle.get(idle.up.key);
+    const i = l?.indexOf(idle) ?? -1;
+    if (i < 0) return false;
+    l!.splice(i, 1);
+    if (l!.length === 0) this.#idle.delete(idle.up.key);
+    return true;
   }
 
   #discard(up: PooledUpstream) {

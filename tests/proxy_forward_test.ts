@@ -15,6 +15,8 @@ import {
   throttleMeter,
   writeText,
 } from "./helpers/proxy_kit.ts";
+import { poolKey, UpstreamPool } from "../proxy/upstream_pool.ts";
+import { Reader } from "../proxy/_io.ts";
 
 /** A keep-alive origin: answers each request head with `respond(head)`. */
 function httpOrigin(respond: (head: string, index: number) => string) {
@@ -737,5 +739,30 @@ Deno.test("a request with a body never goes on a pooled connection", async () =>
   } finally {
     await proxy.close();
     await origin.close();
+  }
+});
+
+Deno.test("an idle pooled connection closed by the origin is dropped at once", async () => {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  const pool = new UpstreamPool(4, 60_000);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const peer = await l.accept();
+  try {
+    const key = poolKey({ kind: "direct" }, "127.0.0.1", port);
+    pool.put({
+      key,
+      reader: new Reader(conn),
+      dialed: { conn, viaHttpParent: false, hierarchy: "DIRECT/127.0.0.1" },
+    });
+    assert.equal(pool.idleCount(key), 1);
+    peer.close(); // the origin's idle timeout
+    for (let i = 0; i < 50 && pool.idleCount(key) > 0; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(pool.idleCount(key), 0, "dropped without waiting for reuse");
+  } finally {
+    pool.close();
+    l.close();
   }
 });

@@ -85,7 +85,9 @@ export const DEFAULT_PROXY_CONFIG: Readonly<ProxyConfig> = Object.freeze({
 
 /** Where the table came from, for error messages. */
 export interface ConfigSite {
+  /** The configuration file's path, as shown in messages. */
   file: string;
+  /** The line of a key path such as `["proxy", "server", "addr"]`, when known. */
   lineOf?: (path: string[]) => number | undefined;
 }
 

@@ -85,8 +85,11 @@ export async function tunnelConnect(
     const up = new Reader(dialed.conn);
     up.meter = decision.meter;
     client.upstream = dialed.conn;
-    // Tunnels may idle for long (WebSocket, IMAP IDLE): no inactivity limit.
+    // Tunnels may idle for long (WebSocket, IMAP IDLE): no inactivity limit,
+    // but TCP keep-alive lets the kernel find a peer that vanished.
     client.watch.arm(0, "tunnel");
+    keepAlive(client.conn);
+    keepAlive(dialed.conn);
     client.reader.watch = undefined;
     try {
       await writeAll(client.conn, ESTABLISHED);
@@ -121,6 +124,8 @@ export async function tunnelUpgrade(
 ): Promise<void> {
   const counted = openTunnelSlot(ctx, client.ip);
   client.watch.arm(0, "upgraded tunnel");
+  keepAlive(client.conn);
+  keepAlive(upstream.conn);
   client.reader.watch = undefined;
   upstream.watch = undefined;
   try {
@@ -131,6 +136,14 @@ export async function tunnelUpgrade(
   } finally {
     if (counted) closeTunnelSlot(ctx, client.ip);
     client.abort();
+  }
+}
+
+function keepAlive(conn: unknown) {
+  try {
+    (conn as Partial<Deno.TcpConn>).setKeepAlive?.(true);
+  } catch {
+    // Not a TCP socket, or already closed: nothing to keep alive.
   }
 }
 

@@ -27,6 +27,8 @@ export interface Upstream {
   closeWrite(): Promise<void>;
   /** Closes both directions. */
   close(): void;
+  /** Our end's address, when the connection knows it (a `Deno.Conn` does). */
+  readonly localAddr?: Deno.Addr;
 }
 
 /** A connection made for one route. */

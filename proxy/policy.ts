@@ -75,6 +75,13 @@ export type Decision =
     meter?: Meter;
     /** The user the request is accounted to, for the access log. */
     user?: string;
+    /**
+     * For tunnels: told the local address of the connection dialled
+     * upstream once it is open (so the gateway's own API, reached through
+     * the proxy, can tell which client is behind that connection); the
+     * function it answers is called when the tunnel ends.
+     */
+    onUpstream?(local: Deno.NetAddr): () => void;
   }
   | {
     allowed: false;

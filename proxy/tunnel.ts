@@ -82,6 +82,12 @@ export async function tunnelConnect(
       return;
     }
     x.hierarchy = dialed.hierarchy;
+    // The policy may want to know which of our sockets carries this client
+    // (the gateway's own API reached through the proxy).
+    const local = dialed.conn.localAddr;
+    const upstreamClosed = decision.onUpstream && local?.transport === "tcp"
+      ? decision.onUpstream(local)
+      : undefined;
     const up = new Reader(dialed.conn);
     up.meter = decision.meter;
     client.upstream = dialed.conn;
@@ -103,6 +109,7 @@ export async function tunnelConnect(
       client.abort();
       up.release();
       client.upstream = undefined;
+      upstreamClosed?.();
     }
   } finally {
     closeTunnelSlot(ctx, client.ip);

@@ -105,3 +105,68 @@ Deno.test("README scenario: discover, login, status, discover, browse", async ()
     await Deno.remove(work, { recursive: true });
   }
 });
+
+Deno.test("a browser that sends everything through the proxy reaches the login API, and the session is its own IP's", async () => {
+  const dir = await makeConfigDir(README_MANAGERS_TOML);
+  const origin = startOrigin();
+  const server = await startPmproxy(dir);
+  const proxy = `http://127.0.0.1:${server.proxyPort}`;
+  // The "browser" connects from 127.0.0.2; the proxy's own tunnel to the API
+  // comes from 127.0.0.1. The session must bind 127.0.0.2.
+  const browser = ["--interface", "127.0.0.2", "-x", proxy];
+  try {
+    const page = await curl([
+      ...browser,
+      "-k",
+      "-o",
+      "/dev/null",
+      "-w",
+      "%{http_code}",
+      `${server.apiUrl}/`,
+    ]);
+    assert.equal(page.body, "200", page.stderr);
+    const open = await curl([
+      ...browser,
+      "-k",
+      "-X",
+      "POST",
+      "-d",
+      JSON.stringify({
+        cmd: "open",
+        manager: "sessions",
+        cred: { user: "user0", pass: "pass0" },
+      }),
+      `${server.apiUrl}/api/cmd`,
+    ]);
+    assert.equal(open.code, 0, open.stderr);
+    assert.match(open.body, /^[\w-]+\.[\w-]+\.[\w-]+$/, "a JWT");
+    const ok = await curl([...browser, `${origin.url}/hello`]);
+    assert.equal(ok.body, "hello\n");
+    const other = await curl([
+      "-x",
+      proxy,
+      "-o",
+      "/dev/null",
+      "-w",
+      "%{http_code}",
+      `${origin.url}/hello`,
+    ]);
+    assert.equal(other.body, "403", "127.0.0.1 did not log in");
+    // Before login only the API's port is let through, not other ports.
+    const elsewhere = await curl([
+      "-p",
+      "-x",
+      proxy,
+      "-o",
+      "/dev/null",
+      "-w",
+      "%{http_connect}",
+      `${origin.url}/hello`,
+    ]);
+    assert.equal(elsewhere.body, "403");
+  } finally {
+    await server.stop();
+    await origin.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

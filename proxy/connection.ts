@@ -279,7 +279,10 @@ async function handleRequest(
       x,
       errorResponse(decision.status, decision.reason, {
         close,
-        loginUrl: decision.loginUrl ?? ctx.loginUrl,
+        loginUrl: loginLink(
+          decision.loginUrl ?? ctx.loginUrl,
+          isConnect ? undefined : head.target,
+        ),
         headOnly: head.method === "HEAD",
         headers: decision.status === 407
           ? [`Proxy-Authenticate: Basic realm="${realm}"`]
@@ -303,4 +306,22 @@ async function handleRequest(
     x,
     keepAlive,
   });
+}
+
+/**
+ * The login URL with `?next=` the refused page, so the login page offers a
+ * way back to it after login (CONNECT targets are no page to go back to).
+ */
+function loginLink(
+  loginUrl: string | undefined,
+  next: string | undefined,
+): string | undefined {
+  if (!loginUrl || !next || !/^https?:\/\//i.test(next)) return loginUrl;
+  try {
+    const url = new URL(loginUrl);
+    url.searchParams.set("next", next);
+    return url.href;
+  } catch {
+    return loginUrl;
+  }
 }

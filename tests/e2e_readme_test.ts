@@ -40,6 +40,13 @@ Deno.test("README scenario: discover, login, status, discover, browse", async ()
     ]);
     assert.match(refused.body, /403$/);
     assert.match(refused.body, /log in/i);
+    // The login link leads back to the refused page after login.
+    assert.ok(
+      refused.body.includes(
+        `?next=${encodeURIComponent(`${origin.url}/hello`)}`,
+      ),
+      refused.body,
+    );
     const tunnelRefused = await curl([
       "-p",
       "-x",

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { nearestKey } from "./toml_file.ts";
 
 /**
  * Throws a configuration error about `key` (a dotted path inside the
@@ -129,7 +130,7 @@ export function refuseUnknown(
 ): void {
   for (const key of Object.keys(table)) {
     if (known.includes(key)) continue;
-    const near = nearest(key, known);
+    const near = nearestKey(key, known);
     fail(
       `${prefix}${key}`,
       `unknown key "${prefix}${key}"${
@@ -137,35 +138,4 @@ export function refuseUnknown(
       } Known keys here: ${known.join(", ")}`,
     );
   }
-}
-
-function distance(a: string, b: string): number {
-  const x = a.toLowerCase();
-  const y = b.toLowerCase();
-  let prev = Array.from({ length: y.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= x.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= y.length; j++) {
-      cur[j] = Math.min(
-        prev[j] + 1,
-        cur[j - 1] + 1,
-        prev[j - 1] + (x[i - 1] === y[j - 1] ? 0 : 1),
-      );
-    }
-    prev = cur;
-  }
-  return prev[y.length];
-}
-
-function nearest(key: string, known: string[]): string | undefined {
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const k of known) {
-    const d = distance(key, k);
-    if (d < bestD) {
-      best = k;
-      bestD = d;
-    }
-  }
-  return bestD <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
 }

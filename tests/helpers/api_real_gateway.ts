@@ -8,26 +8,8 @@ import { join } from "node:path";
 import { openGateway } from "../../managers/mod.ts";
 
 /** The original README's managers.toml, word for word. */
-export const README_MANAGERS = `rule = "sessions ∧ down"
-
-[[sessionIPM]]
-	name = "sessions"
-	auth = "map"
-
-[[dwnConsR]]
-	name = "down"
-	userDBN = "map"
-	resetCycle = "24h"
-	[dwnConsR.groupQuota]
-		group0 = "1 GB"
-
-[mapDB]
-	name = "map"
-	[mapDB.userPass]
-		user0 = "pass0"
-	[mapDB.userGroup]
-		user0 = ["group0"]
-`;
+import { README_MANAGERS_TOML } from "./config_dir.ts";
+export const README_MANAGERS = README_MANAGERS_TOML;
 
 /** The README's managers plus an admin (and a given secret lifetime). */
 export function adminManagers(jwtExpiration = "1h"): string {

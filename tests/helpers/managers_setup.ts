@@ -8,27 +8,9 @@ import { join } from "node:path";
 import type { RequestFacts } from "../../proxy/policy.ts";
 import { type GatewayRuntime, openGateway } from "../../managers/mod.ts";
 
-/** The original README's managers.toml (a 1 GB daily quota for user0). */
-export const README_TOML = `rule = "sessions ∧ down"
-
-[[sessionIPM]]
-	name = "sessions"
-	auth = "map"
-
-[[dwnConsR]]
-	name = "down"
-	userDBN = "map"
-	resetCycle = "24h"
-	[dwnConsR.groupQuota]
-		group0 = "1 GB"
-
-[mapDB]
-	name = "map"
-	[mapDB.userPass]
-		user0 = "pass0"
-	[mapDB.userGroup]
-		user0 = ["group0"]
-`;
+/** The original README's managers.toml, word for word. */
+import { README_MANAGERS_TOML } from "./config_dir.ts";
+export const README_TOML = README_MANAGERS_TOML;
 
 /** A clock the test sets and advances. */
 export class TestClock {

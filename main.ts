@@ -32,11 +32,18 @@ import { startApi } from "./api/mod.ts";
 import { CLIENT_COMMANDS, runClientCommand } from "./api/client_commands.ts";
 
 // Registered first thing: without signal listeners Deno itself can panic
-// when file descriptors run out (platform facts), and we must save
-// accounting on SIGINT/SIGTERM.
+// when file descriptors run out (platform facts), and `serve` must save
+// accounting on SIGINT/SIGTERM. Other commands just end; a second signal
+// during shutdown ends at once.
 const stopRequested = Promise.withResolvers<string>();
+let serving = false;
+let stopping = false;
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  Deno.addSignalListener(signal, () => stopRequested.resolve(signal));
+  Deno.addSignalListener(signal, () => {
+    if (!serving || stopping) Deno.exit(130);
+    stopping = true;
+    stopRequested.resolve(signal);
+  });
 }
 
 const VERSION = "0.1.0";
@@ -125,11 +132,9 @@ async function readServerConfig(dir: string) {
   const server = await readTomlFile(join(dir, "server.toml"));
   for (const key of Object.keys(server.data)) {
     if (key !== "api" && key !== "proxy") {
-      console.warn(
-        `pmproxy: ${server.file}:${
-          server.lineOf([key]) ?? "?"
-        }: unknown section "${key}" ` +
-          `(server.toml has [api] and [proxy]); ignored`,
+      throw new ConfigError(
+        { file: server.file, line: server.lineOf([key]) },
+        `unknown section "${key}": server.toml has [api] and [proxy]`,
       );
     }
   }
@@ -182,6 +187,7 @@ function withOwnApi(
 }
 
 async function serve(dir: string, kv: string | undefined): Promise<number> {
+  serving = true;
   await ensureConfig(dir);
   const config = await readServerConfig(dir);
   const gateway = await openGateway(join(dir, "managers.toml"), {

@@ -188,13 +188,19 @@ async function startReference(
   const conf = join(tmp, `${name}.conf`);
   let args: string[];
   if (name === "squid") {
+    const logs = join(tmp, "squid-logs");
+    await Deno.mkdir(logs, { mode: 0o777 });
+    await Deno.chmod(logs, 0o777);
+    await Deno.chmod(tmp, 0o755);
     await Deno.writeTextFile(
       conf,
       [
         `http_port 127.0.0.1:${port}`,
         "http_access allow all",
         "cache deny all",
-        "access_log none",
+        // Both proxies log every request (pmproxy to its standard output).
+        // (squid writes it as its unprivileged user: see logs below)
+        `access_log stdio:${join(tmp, "squid-logs", "access.log")} squid`,
         `cache_log ${join(tmp, "squid-cache.log")}`,
         `pid_filename ${join(tmp, "squid.pid")}`,
         `coredump_dir ${tmp}`,
@@ -225,7 +231,9 @@ async function startReference(
     stdin: "null",
   }).spawn();
   if (!(await waitPort(port))) {
-    child.kill("SIGKILL");
+    try {
+      child.kill("SIGKILL");
+    } catch { /* it had already exited */ }
     await child.status;
     return undefined;
   }

@@ -280,7 +280,7 @@ export class SessionIpm implements Manager {
    */
   async checkProxyCredentials(creds: ProxyCredentials): Promise<void> {
     const record = await this.auth.authenticate(creds.user, creds.pass);
-    const groups = await this.#groupsOf(creds.user, record);
+    const groups = await this.#groupsOf(record.userName, record);
     const now = this.options.clock().getTime();
     if (this.#proxyChecked.size >= PROXY_AUTH_MAX) {
       for (const [user, c] of this.#proxyChecked) {
@@ -292,7 +292,7 @@ export class SessionIpm implements Manager {
       digest: digestOf(creds),
       until: now + PROXY_AUTH_TTL_MS,
       session: {
-        user: creds.user,
+        user: record.userName,
         ip: "",
         record,
         groups,
@@ -359,9 +359,12 @@ export class SessionIpm implements Manager {
    * session at another IP and anybody else's at this one) and answers the
    * secret.
    */
-  async open(address: string, user: string, pass: string): Promise<string> {
+  async open(address: string, typed: string, pass: string): Promise<string> {
     const ip = sessionIp(address);
-    const record = await this.auth.authenticate(user, pass);
+    const record = await this.auth.authenticate(typed, pass);
+    // The database's spelling of the name: a directory that matches names
+    // ignoring case must not give "ALICE" and "alice" two sessions and quotas.
+    const user = record.userName;
     const groups = await this.#groupsOf(user, record);
     const now = this.options.clock().getTime();
     const session: Session = {

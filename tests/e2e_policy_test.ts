@@ -194,13 +194,20 @@ ${adDbToml(ldap, "ldap")}`);
     assert.notEqual(wrong.code, 0);
     assert.match(wrong.stdout + wrong.stderr, /Incorrect password/);
 
-    assert.equal(
-      (await cli("login", "-m", "sessions", server.apiUrl, "alice", "alice-pw"))
-        .code,
-      0,
+    // The directory matches names ignoring case; the session is the
+    // directory's "alice" however it was typed (one session, one quota).
+    const login = await cli(
+      "login",
+      "-m",
+      "sessions",
+      server.apiUrl,
+      "ALICE",
+      "alice-pw",
     );
+    assert.equal(login.code, 0, login.stderr);
     const status = await cli("status");
     assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /^User: alice$/m);
     assert.match(status.stdout, /^Name: Alice Liddell$/m);
     assert.match(
       status.stdout,

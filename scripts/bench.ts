@@ -14,7 +14,8 @@
  * second one with `rule = "true"` ("pmproxy true") shows what the rule and
  * quota machinery cost.
  *
- * Options: `--size MiB` (default 512), `--quick` (smaller runs).
+ * Options: `--size MiB` (default 512), `--quick` (smaller runs),
+ * `--tunnels N` idle tunnels to hold (default 1000).
  *
  * @module
  */
@@ -32,7 +33,11 @@ import {
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { size: { type: "string" }, quick: { type: "boolean" } },
+  options: {
+    size: { type: "string" },
+    quick: { type: "boolean" },
+    tunnels: { type: "string" },
+  },
 });
 const quick = values.quick ?? false;
 const SIZE = Number(values.size ?? (quick ? 128 : 512)) * 1024 * 1024;
@@ -380,7 +385,10 @@ async function idleTunnels(
 const origin = startOrigin();
 const relay = startBareRelay();
 // The loopback server.toml already allows tunnels to every port.
-const dir = await makeConfigDir(quotaManagersToml({ quota: "1000 GB" }));
+// All the bench's tunnels come from one address: lift the per-client cap.
+const dir = await makeConfigDir(quotaManagersToml({ quota: "1000 GB" }), {
+  proxy: "maxTunnelsPerClient = 100000",
+});
 const work = await Deno.makeTempDir({ prefix: "pmproxy-bench-" });
 // The same proxy with `rule = "true"`: what the rule and quota machinery cost.
 const bareDir = await makeConfigDir('rule = "true"\n');
@@ -477,7 +485,7 @@ try {
     } else console.log(`  ${p.name}: ab not installed or failed, skipped`);
   }
 
-  const count = quick ? 300 : 1000;
+  const count = Number(values.tunnels ?? (quick ? 300 : 1000));
   const idle = await idleTunnels(server.proxyPort, origin.port, count);
   if (idle !== undefined) {
     console.log(

@@ -16,7 +16,7 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { proxyConfigFrom, startProxy } from "./proxy/mod.ts";
-import { openSyslog } from "./proxy/syslog.ts";
+import { openStdoutLog, openSyslog } from "./proxy/log_sinks.ts";
 import type { Policy } from "./proxy/policy.ts";
 import type { GatewayRuntime } from "./managers/mod.ts";
 import {
@@ -201,10 +201,8 @@ async function serve(dir: string, kv: string | undefined): Promise<number> {
   // The access log (Squid native format) goes to syslog when managers.toml
   // names a syslog server, else to standard output.
   const syslogAddr = gateway.config.syslogAddr;
-  const syslog = syslogAddr ? openSyslog(syslogAddr) : undefined;
-  gateway.accessLog = syslog
-    ? (line) => syslog.send(line)
-    : (line) => console.log(line);
+  const accessLog = syslogAddr ? openSyslog(syslogAddr) : openStdoutLog();
+  gateway.accessLog = (line) => accessLog.send(line);
   const behind = new Map<string, string>();
   const api = await startApi(config.api, gateway, {
     clientIpOf: (peer) => behind.get(`${peer.hostname}|${peer.port}`),
@@ -229,7 +227,7 @@ async function serve(dir: string, kv: string | undefined): Promise<number> {
   await proxy.close();
   await api.close();
   await gateway.close();
-  syslog?.close();
+  accessLog.close();
   console.log("pmproxy: stopped");
   return 0;
 }

@@ -42,11 +42,25 @@ export function newClient(conn: Deno.Conn): Client {
     // Before the answer's head, only the upstream is given up, so that the
     // client still gets a 504 page; later the whole exchange ends.
     if (what === WAITING_FOR_UPSTREAM) closeQuietly(client?.upstream);
-    else client?.abort();
+    else if (what === READING_HEAD && client) {
+      // A head that never finishes (slowloris) is told why before the close,
+      // as RFC 9110 expects; a silent kept-alive connection just ends.
+      const c = client;
+      writeAll(c.conn, REQUEST_TIMEOUT).catch(() => {}).finally(() =>
+        c.abort()
+      );
+    } else client?.abort();
   });
   client = new Client(conn, reader, peerIp(conn), w);
   return client;
 }
+
+const READING_HEAD = "request head";
+const REQUEST_TIMEOUT = errorResponse(
+  408,
+  "The request head did not arrive in time; send it again.",
+  { close: true },
+);
 
 /** Serves one client connection until it closes. Never rejects. */
 export async function serveConnection(
@@ -65,7 +79,7 @@ export async function serveConnection(
         w.arm(first ? config.headerTimeoutMs : config.idleTimeoutMs, "idle");
         if (!(await reader.fill())) return;
       }
-      w.arm(config.headerTimeoutMs, "request head");
+      w.arm(config.headerTimeoutMs, READING_HEAD);
       const x = newExchange(client.ip, new Date());
       let head: RequestHead;
       try {

@@ -13,6 +13,7 @@ const REASONS: Record<number, string> = {
   400: "Bad Request",
   403: "Forbidden",
   407: "Proxy Authentication Required",
+  408: "Request Timeout",
   413: "Content Too Large",
   414: "URI Too Long",
   431: "Request Header Fields Too Large",

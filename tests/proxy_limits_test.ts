@@ -89,7 +89,7 @@ Deno.test("an oversized head gets 431, an oversized request line 414", async () 
   }
 });
 
-Deno.test("slowloris: a head that does not finish in headerTimeout is dropped", async () => {
+Deno.test("slowloris: a head that does not finish in headerTimeout gets 408 and is closed", async () => {
   const proxy = await startTestProxy(fakePolicy(), {
     server: { headerTimeout: "300ms" },
   });
@@ -109,7 +109,8 @@ Deno.test("slowloris: a head that does not finish in headerTimeout is dropped", 
     await c.readUntil(() => false, 5000);
     await sendSlowly;
     assert.ok(c.closed, "the proxy closed the slow connection");
-    assert.equal(c.text, "");
+    assert.match(c.text, /^HTTP\/1\.1 408 Request Timeout\r\n/);
+    assert.match(c.text, /Connection: close/i);
   } finally {
     c.close();
     await proxy.close();

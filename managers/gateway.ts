@@ -243,17 +243,17 @@ export class GatewayRuntime implements Policy, Gateway {
     };
   }
 
+  /** Why a request is refused; the refusal page adds the login link itself. */
   #forbidden(ctx: EvalContext, falses: Manager[] | undefined): string {
-    const login = this.#loginUrl ? ` Log in at ${this.#loginUrl}` : "";
     if (!falses) {
       return `Forbidden by the rule ${
         printRule(this.#loaded.rule)
-      }: it is false for this request.${login}`;
+      }: it is false for this request.`;
     }
     const why = falses.map((m) =>
       m.whyFalse?.(ctx) ?? `${m.name} (${m.kind}) is false for this request`
     );
-    return `Forbidden by the rule: ${[...new Set(why)].join("; ")}.${login}`;
+    return `Forbidden by the rule: ${[...new Set(why)].join("; ")}.`;
   }
 
   // -------------------------------------------------------------- the API

@@ -217,8 +217,7 @@ Deno.test("decide: a refusal says which managers were false and where to log in"
     assert.deepEqual(g.decideSync(request("10.0.0.5", d.clock)), {
       allowed: false,
       status: 403,
-      reason:
-        "Forbidden by the rule: sessions: not logged in at 10.0.0.5. Log in at https://gw.test:4443",
+      reason: "Forbidden by the rule: sessions: not logged in at 10.0.0.5.",
       loginUrl: "https://gw.test:4443",
     });
   } finally {

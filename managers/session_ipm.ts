@@ -117,8 +117,8 @@ export class SessionIpm implements Manager {
   #key?: Uint8Array;
   /** Counts logins and logouts, so a reload does not undo one. */
   #generation = 0;
-  /** KV deletions of idle sessions, written on the next flush. */
-  #idleClosed: string[] = [];
+  /** Idle sessions closed here, deleted from KV on the next flush. */
+  #idleClosed: Session[] = [];
   /** Proxy credentials checked recently, by user name. */
   readonly #proxyChecked = new Map<string, CheckedCredentials>();
 
@@ -189,12 +189,17 @@ export class SessionIpm implements Manager {
   async flush(): Promise<void> {
     const kv = this.#kv;
     if (!kv) return;
-    const ips = this.#idleClosed;
+    const idle = this.#idleClosed;
     this.#idleClosed = [];
-    for (let i = 0; i < ips.length; i += 500) {
-      const op = kv.atomic();
-      for (const ip of ips.slice(i, i + 500)) op.delete(this.#kvKey(ip));
-      await op.commit();
+    for (const s of idle) {
+      // Only that session's stored copy: a login at the same IP since
+      // (here or on another gateway sharing the store) must stay.
+      const key = this.#kvKey(s.ip);
+      const entry = await kv.get<StoredSession>(key);
+      if (entry.value?.user !== s.user || entry.value.opened !== s.opened) {
+        continue;
+      }
+      await kv.atomic().check(entry).delete(key).commit();
     }
     await this.#reload();
   }
@@ -213,7 +218,7 @@ export class SessionIpm implements Manager {
       const t = now ?? this.options.clock().getTime();
       if (t - s.lastUsed >= idle) {
         this.#forget(s);
-        this.#idleClosed.push(ip);
+        this.#idleClosed.push(s);
         return undefined;
       }
     }

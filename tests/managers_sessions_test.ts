@@ -181,6 +181,27 @@ Deno.test("sessions: idleTimeout closes a session unused that long", async () =>
   }
 });
 
+Deno.test("sessions: a login at an IP whose idle session awaits deletion survives the flush", async () => {
+  const d = await PolicyDir.make(
+    README_TOML.replace('auth = "map"', 'auth = "map"\n\tidleTimeout = "10m"'),
+  );
+  try {
+    const g = await d.open();
+    await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    d.clock.advance(11 * 60_000);
+    // Idle: closed now, its stored copy deleted at the next flush.
+    assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, false);
+    await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    await g.flush();
+    assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, true);
+    await g.close();
+    const again = await d.open();
+    assert.equal(again.decideSync(request("10.0.0.5", d.clock)).allowed, true);
+  } finally {
+    await d.cleanup();
+  }
+});
+
 Deno.test("discover: the original's answers before and after login", async () => {
   const d = await PolicyDir.make(README_TOML);
   try {

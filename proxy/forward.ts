@@ -36,6 +36,16 @@ import type { Target } from "./_target.ts";
 
 type Allowed = Extract<Decision, { allowed: true }>;
 
+/** Methods that may be sent again after a stale pooled connection (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set([
+  "GET",
+  "HEAD",
+  "OPTIONS",
+  "TRACE",
+  "PUT",
+  "DELETE",
+]);
+
 /** Largest response head accepted from upstream. */
 const MAX_RESPONSE_HEAD = 256 * 1024;
 
@@ -63,8 +73,11 @@ export async function forwardRequest(job: ForwardJob): Promise<boolean> {
   const key = poolKey(decision.route, target.host, target.port);
   // A request with a body is never sent on a pooled connection: if the origin
   // had closed it meanwhile, the body could not be sent again, and the client
-  // would get a 502 for nothing. Bodyless requests are simply retried.
-  const pooled = requestFraming(job.req).kind === "none"
+  // would get a 502 for nothing. Bodyless requests are simply retried, but
+  // only idempotent ones: a proxy must not repeat a POST or PATCH the origin
+  // may have acted on before closing (RFC 9112 §9.3.1.1), so those dial anew.
+  const pooled = requestFraming(job.req).kind === "none" &&
+      IDEMPOTENT.has(job.req.method)
     ? ctx.pool.take(key)
     : undefined;
   if (pooled) {

@@ -742,6 +742,23 @@ Deno.test("a request with a body never goes on a pooled connection", async () =>
   }
 });
 
+Deno.test("a bodyless POST is never sent on a pooled connection (it could not be retried)", async () => {
+  const origin = httpOrigin(() =>
+    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+  );
+  const proxy = await startTestProxy(fakePolicy());
+  try {
+    const url = `http://127.0.0.1:${origin.port}/`;
+    assert.equal((await curl(["-x", proxy.url, url])).out, "ok");
+    assert.equal((await curl(["-x", proxy.url, "-X", "POST", url])).out, "ok");
+    assert.equal(origin.connections, 2, "the POST dialled its own connection");
+    assert.match(origin.heads[1], /^POST \/ HTTP\/1\.1/);
+  } finally {
+    await proxy.close();
+    await origin.close();
+  }
+});
+
 Deno.test("an idle pooled connection closed by the origin is dropped at once", async () => {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;

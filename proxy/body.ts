@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { closeQuietly, type Reader, type Stream, writeAll } from "./_io.ts";
+import { type Reader, type Stream, writeAll } from "./_io.ts";
 import type { Framing } from "./http_head.ts";
 import type { Watch } from "./_watchdog.ts";
 
@@ -278,10 +278,4 @@ export async function copyBody(
       }
     }
   }
-}
-
-/** Closes both sockets: used when a transfer is cut or broken. */
-export function cut(a: Stream | undefined, b: Stream | undefined): void {
-  closeQuietly(a);
-  closeQuietly(b);
 }

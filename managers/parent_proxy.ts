@@ -33,11 +33,21 @@ export class ParentProxy implements Manager {
 
   show(): unknown {
     // Never show the parent's password.
-    return {
-      name: this.name,
-      proxyURL: this.proxyUrl.replace(/\/\/([^:@/]*):[^@/]*@/, "//$1:***@"),
-    };
+    return { name: this.name, proxyURL: hidePassword(this.proxyUrl) };
   }
+}
+
+/**
+ * The URL with its password as `***`. The userinfo ends at the last `@`
+ * (a password may hold one) and the password starts after its first `:`.
+ */
+function hidePassword(url: string): string {
+  const start = url.indexOf("//") + 2;
+  const at = url.lastIndexOf("@");
+  if (start < 2 || at < start) return url;
+  const colon = url.indexOf(":", start);
+  if (colon < 0 || colon > at) return url;
+  return `${url.slice(0, colon)}:***${url.slice(at)}`;
 }
 
 /**

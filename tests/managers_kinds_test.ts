@@ -612,6 +612,20 @@ Deno.test("parentProxy: sets the route and keeps a local address already set", (
   }
 });
 
+Deno.test("parentProxy: show hides a password that holds an @ or a user that holds one", () => {
+  for (
+    const [url, shown] of [
+      ["http://u:p@ss@10.0.0.1:3128", "http://u:***@10.0.0.1:3128"],
+      ["socks5://u@x:s3cr@t@10.0.0.1:1080", "socks5://u@x:***@10.0.0.1:1080"],
+      ["http://u@10.0.0.1:3128", "http://u@10.0.0.1:3128"],
+      ["http://10.0.0.1:3128", "http://10.0.0.1:3128"],
+    ]
+  ) {
+    const m = parentProxyFromFields("up", { proxyURL: url }, failAt);
+    assert.deepEqual(m.show(), { name: "up", proxyURL: shown });
+  }
+});
+
 Deno.test("parentProxy: bad URLs say which part is wrong", () => {
   configError(
     () => parentProxyFromFields("p", { proxyURL: "10.0.0.1:3128" }, failAt),

@@ -6,6 +6,7 @@
  * @module
  */
 import { DialError, type Upstream } from "./dial.ts";
+import { writeAll } from "./_io.ts";
 
 /** Longest response head accepted from a parent (a real one is ~100 bytes). */
 const MAX_HEAD = 16 * 1024;
@@ -52,8 +53,7 @@ export async function httpConnect(
     lines.push(`Proxy-Authorization: ${options.authorization}`);
   }
   const request = encoder.encode(lines.join("\r\n") + "\r\n\r\n");
-  let at = 0;
-  while (at < request.length) at += await conn.write(request.subarray(at));
+  await writeAll(conn, request);
 
   const buf = new Uint8Array(MAX_HEAD);
   let end = 0;

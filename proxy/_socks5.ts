@@ -10,6 +10,7 @@
  * @module
  */
 import { DialError, type Upstream } from "./dial.ts";
+import { writeAll } from "./_io.ts";
 
 /** Credentials and a name for messages. */
 export interface Socks5Options {
@@ -231,9 +232,4 @@ async function readExact(
     at += k;
   }
   return buf;
-}
-
-async function writeAll(conn: Upstream, p: Uint8Array) {
-  let at = 0;
-  while (at < p.length) at += await conn.write(p.subarray(at));
 }

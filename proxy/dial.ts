@@ -16,6 +16,7 @@ import type { Route } from "./policy.ts";
 import { connectFrom } from "./_node_socket.ts";
 import { authority, basicAuthorization, httpConnect } from "./_parent_http.ts";
 import { socks5Connect } from "./_socks5.ts";
+import { closeQuietly } from "./_io.ts";
 
 /** The byte stream to upstream; a `Deno.Conn` is one. */
 export interface Upstream {
@@ -295,15 +296,6 @@ function parseParent(proxyUrl: string): Parent {
 
 function hideCredentials(proxyUrl: string): string {
   return JSON.stringify(proxyUrl.replace(/\/\/[^/@]*@/, "//…@"));
-}
-
-/** A `Deno.Conn` throws when closed twice; the deadline may have closed it. */
-function closeQuietly(conn: Upstream) {
-  try {
-    conn.close();
-  } catch {
-    // already closed: the goal is reached
-  }
 }
 
 /** `: why`, naming the source address when one was bound and it is the cause. */

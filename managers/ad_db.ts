@@ -361,11 +361,17 @@ function parseAddr(
       `"addr" = "${addr}" is not a host:port or an LDAP URL; write for example ${example}`,
     );
   }
+  if (parsed.username !== "" || parsed.password !== "") {
+    // Not echoed: the address would show the password in the error.
+    ctx.fail(
+      "addr",
+      `"addr" must not hold a user or a password; put the service account in "user" and "pass" and write the address like ${example}`,
+    );
+  }
   if (
     parsed.hostname === "" || (parsed.pathname !== "" &&
       parsed.pathname !== "/") ||
-    parsed.search !== "" ||
-    parsed.username !== ""
+    parsed.search !== ""
   ) {
     ctx.fail(
       "addr",

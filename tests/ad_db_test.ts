@@ -175,6 +175,16 @@ Deno.test("adDB config: wrong keys and values are errors naming the key and line
     `  addr = "ldap://h/dc=example"\n  bdn = "dc=x"`,
     /only a host and a port/,
   );
+  for (const addr of ["ldap://:s3cret@h", "ldap://reader:s3cret@h"]) {
+    await configError(
+      `  addr = "${addr}"\n  bdn = "dc=x"`,
+      /"addr" must not hold a user or a password/,
+    );
+    await assert.rejects(
+      () => loadAdDb(`  addr = "${addr}"\n  bdn = "dc=x"`),
+      (e: Error) => !e.message.includes("s3cret"),
+    );
+  }
   await configError(`${base}  nameAttr = "display name"`, /"nameAttr"/);
   await configError(
     `${base}  tls = "starttls"\n  caFile = "no-such-ca.pem"`,

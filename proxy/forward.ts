@@ -234,9 +234,11 @@ async function exchange(
     for (;;) {
       const bytes = await readHead(upReader, MAX_RESPONSE_HEAD, false);
       if (bytes === null) {
+        // A node socket's read ends with null, not an error, when the
+        // response deadline closed it: that is a timeout, not a stale socket.
         if (
           reused && upReader.bytesRead === readBefore &&
-          reqFraming.kind === "none"
+          reqFraming.kind === "none" && !watch.expired
         ) {
           discard();
           return "stale";
@@ -288,10 +290,10 @@ async function exchange(
       );
     }
     const timedOut = watch.expired !== "";
-    const msg = e instanceof HeadError
-      ? e.message
-      : timedOut
+    const msg = timedOut
       ? `the upstream did not answer within ${responseTimeoutMs} ms`
+      : e instanceof HeadError
+      ? e.message
       : `reading the upstream's answer failed: ${(e as Error).message}`;
     return await answer(job, timedOut ? 504 : 502, `${msg}.`, true);
   }

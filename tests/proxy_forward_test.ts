@@ -582,6 +582,36 @@ Deno.test("an upstream that never answers gives 504 after responseTimeout", asyn
   }
 });
 
+Deno.test("a pooled upstream that times out gives 504; the request is not sent again", async () => {
+  // Answers the first request, then holds the connection without answering.
+  const origin = startRawOrigin(async (conn) => {
+    await readRequestHead(conn);
+    await writeText(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    await readRequestHead(conn);
+    await conn.read(new Uint8Array(10)); // wait until the proxy gives up
+  });
+  // A source address makes the upstream a node socket, whose read ends with
+  // null (not an error) when the deadline closes it.
+  const proxy = await startTestProxy(
+    fakePolicy(() => ({
+      allowed: true,
+      route: { kind: "direct", localAddress: "127.0.0.1" },
+    })),
+    { responseTimeout: "300ms" },
+  );
+  try {
+    const url = `http://127.0.0.1:${origin.port}/`;
+    assert.equal((await curl(["-x", proxy.url, url])).out, "ok");
+    const r = await curl(["-i", "-m", "5", "-x", proxy.url, url]);
+    assert.match(r.out, /^HTTP\/1\.1 504 Gateway Timeout/, r.err);
+    assert.match(r.out, /did not answer within 300 ms/);
+    assert.equal(origin.connections, 1, "no second connection for a retry");
+  } finally {
+    await proxy.close();
+    await origin.close();
+  }
+});
+
 Deno.test("the proxy's own address opened as a site shows what it is", async () => {
   const proxy = await startTestProxy(fakePolicy());
   try {

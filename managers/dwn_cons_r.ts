@@ -257,15 +257,16 @@ export class DwnConsR implements Manager {
     const stored = await kv.get<number>(this.#lastResetKey());
     if (typeof stored.value === "number") {
       this.#lastReset = stored.value;
-      this.#nextReset = this.options.cycle
-        ? this.options.cycle.next(this.#lastReset)
-        : Infinity;
     } else {
       await kv.atomic().check(stored).set(this.#lastResetKey(), this.#lastReset)
         .commit();
+      // Another gateway sharing the store may have written its own first.
       const again = await kv.get<number>(this.#lastResetKey());
       if (typeof again.value === "number") this.#lastReset = again.value;
     }
+    this.#nextReset = this.options.cycle
+      ? this.options.cycle.next(this.#lastReset)
+      : Infinity;
     this.checkCycle(now);
     await this.#chain;
     await this.#reload(this.#lastReset);

@@ -8,6 +8,8 @@ import assert from "node:assert/strict";
 import { CombinedMeter, CommandError } from "../managers/mod.ts";
 import type { Decision, Meter } from "../proxy/policy.ts";
 import { PolicyDir, README_TOML, request } from "./helpers/managers_setup.ts";
+import { DwnConsR } from "../managers/dwn_cons_r.ts";
+import { parseResetCycle, type ResetCycle } from "../managers/_reset_cycle.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -394,5 +396,28 @@ Deno.test("quota: a user none of whose groups has a quota is told so", async () 
     );
   } finally {
     await d.cleanup();
+  }
+});
+
+Deno.test("quota: gateways starting together on an empty store agree on the next reset", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const t0 = Date.parse("2026-03-02T10:00:00Z");
+    const make = (ms: number) =>
+      new DwnConsR("down", {
+        userDBN: "map",
+        cycle: parseResetCycle("24h") as ResetCycle,
+        groupQuota: {},
+        clock: () => new Date(ms),
+      });
+    const a = make(t0);
+    const b = make(t0 + 5 * HOUR);
+    // Both find no last reset; one of them writes its own, the other adopts it.
+    await Promise.all([a.start(kv), b.start(kv)]);
+    assert.equal(b.lastReset, a.lastReset);
+    assert.equal(b.nextReset, a.nextReset);
+    assert.equal(a.nextReset, a.lastReset + 24 * HOUR);
+  } finally {
+    kv.close();
   }
 });

@@ -56,6 +56,40 @@ const STOP = -1;
 
 /** At most this many mutations per atomic operation (Deno KV allows 1000). */
 const BATCH = 1000;
+/** At most this many bytes of keys per atomic operation (Deno KV allows 81920). */
+const BATCH_KEY_BYTES = 80_000;
+
+const utf8 = new TextEncoder();
+
+/** About the size of a key as Deno KV encodes it (a little more). */
+function keyBytes(key: Deno.KvKey): number {
+  let n = 0;
+  for (const part of key) {
+    n += typeof part === "string" ? utf8.encode(part).length + 2 : 10;
+  }
+  return n;
+}
+
+/**
+ * Splits keys into runs `[start, end)` that one atomic operation accepts:
+ * at most {@link BATCH} of them, and at most {@link BATCH_KEY_BYTES} bytes.
+ */
+function batches(keys: readonly Deno.KvKey[]): [number, number][] {
+  const out: [number, number][] = [];
+  let start = 0;
+  let bytes = 0;
+  for (let i = 0; i < keys.length; i++) {
+    const size = keyBytes(keys[i]);
+    if (i > start && (i - start === BATCH || bytes + size > BATCH_KEY_BYTES)) {
+      out.push([start, i]);
+      start = i;
+      bytes = 0;
+    }
+    bytes += size;
+  }
+  if (start < keys.length) out.push([start, keys.length]);
+  return out;
+}
 
 /**
  * One user's consumption under one dwnConsR; it is also the meter of their
@@ -290,18 +324,18 @@ export class DwnConsR implements Manager {
         acc.pending = 0;
       }
     }
-    for (let i = 0; i < deltas.length; i += BATCH) {
-      const batch = deltas.slice(i, i + BATCH);
+    const keys = deltas.map(([user]) => this.#consKey(epoch, user));
+    for (const [start, end] of batches(keys)) {
       const op = kv.atomic();
-      for (const [user, bytes] of batch) {
-        op.sum(this.#consKey(epoch, user), BigInt(bytes));
+      for (let i = start; i < end; i++) {
+        op.sum(keys[i], BigInt(deltas[i][1]));
       }
       try {
         await op.commit();
       } catch (e) {
         // Not written: keep what was not, for the next flush (same cycle).
         if (epoch === this.#lastReset) {
-          for (const [user, bytes] of deltas.slice(i)) {
+          for (const [user, bytes] of deltas.slice(start)) {
             this.account(user).pending += bytes;
           }
         }
@@ -349,20 +383,17 @@ export class DwnConsR implements Manager {
 
   async #deleteOldCycles(): Promise<void> {
     const kv = this.#kv!;
-    let op = kv.atomic();
-    let n = 0;
+    const old: Deno.KvKey[] = [];
     for await (
       const entry of kv.list({ prefix: ["dwnConsR", this.name, "cons"] })
     ) {
-      if (entry.key[3] === this.#lastReset) continue;
-      op.delete(entry.key);
-      if (++n === BATCH) {
-        await op.commit();
-        op = kv.atomic();
-        n = 0;
-      }
+      if (entry.key[3] !== this.#lastReset) old.push(entry.key);
     }
-    if (n > 0) await op.commit();
+    for (const [start, end] of batches(old)) {
+      const op = kv.atomic();
+      for (let i = start; i < end; i++) op.delete(old[i]);
+      await op.commit();
+    }
   }
 
   /**

@@ -421,3 +421,43 @@ Deno.test("quota: gateways starting together on an empty store agree on the next
     kv.close();
   }
 });
+
+Deno.test("quota: long user names in many accounts are written in batches the store accepts", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    let ms = Date.parse("2026-03-02T10:00:00Z");
+    const make = () =>
+      new DwnConsR("down", {
+        userDBN: "map",
+        cycle: parseResetCycle("24h") as ResetCycle,
+        groupQuota: {},
+        clock: () => new Date(ms),
+      });
+    // 1200 keys of ~90 bytes: more than Deno KV's 81920 bytes of keys in
+    // one atomic operation, though fewer than 1000 per batch would be.
+    const users = Array.from(
+      { length: 1200 },
+      (_, i) => `firstname.lastname.${i}@department.organization.example.org`,
+    );
+    const a = make();
+    await a.start(kv);
+    for (const user of users) {
+      const acc = a.account(user);
+      acc.quota = 10 * KiB;
+      acc.chunk(KiB);
+    }
+    await a.flush();
+    const b = make();
+    await b.start(kv);
+    assert.equal(b.consumptionOf(users[1199]), KiB);
+    // A new cycle deletes the old one's counters, as many batches.
+    ms += 24 * HOUR;
+    await b.flush();
+    const left = await Array.fromAsync(
+      kv.list({ prefix: ["dwnConsR", "down", "cons"] }),
+    );
+    assert.equal(left.length, 0);
+  } finally {
+    kv.close();
+  }
+});

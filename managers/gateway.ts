@@ -470,7 +470,17 @@ export class GatewayRuntime implements Policy, Gateway {
 
   /** Writes consumption deltas (and other pending state) now. */
   async flush(): Promise<void> {
-    for (const hook of this.#loaded.hooks.flush) await hook();
+    // Every hook runs: a failing one (the sessions' reload, say) must not
+    // keep the quotas after it from being written, at shutdown above all.
+    let failure: { error: unknown } | undefined;
+    for (const hook of this.#loaded.hooks.flush) {
+      try {
+        await hook();
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+    if (failure) throw failure.error;
   }
 
   /** Stops the timer, flushes, runs the close hooks and closes the store. */

@@ -226,6 +226,22 @@ Deno.test("quota: consumption and the last reset persist across close and open",
   }
 });
 
+Deno.test("quota: a failing flush hook does not keep consumption from being saved at shutdown", async () => {
+  const d = await PolicyDir.make(TOML);
+  try {
+    const g = await d.open();
+    const secret = await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    download(meterOf(g.decideSync(request("10.0.0.5", d.clock))), 200 * KiB);
+    // A hook that fails before the quota's (as the sessions' reload can).
+    g.config.hooks.flush.unshift(() => Promise.reject(new Error("store down")));
+    await assert.rejects(() => g.close(), /store down/);
+    const again = await d.open();
+    assert.equal(await consumption(again, "10.0.0.5", secret), 200 * KiB);
+  } finally {
+    await d.cleanup();
+  }
+});
+
 Deno.test("quota: an admin's set is kept across a restart", async () => {
   const d = await PolicyDir.make(TOML);
   try {

@@ -139,3 +139,24 @@ export function refuseUnknown(
     );
   }
 }
+
+/**
+ * Fails at `key` when `name` is not one of the configured user databases
+ * `dbs`, listing them (or saying to configure one).
+ */
+export function needUserDbName(
+  key: string,
+  name: string,
+  dbs: readonly string[],
+  fail: Fail,
+): void {
+  if (dbs.includes(name)) return;
+  fail(
+    key,
+    `"${key}" = "${name}" names no user database; ${
+      dbs.length
+        ? `the configured ones are: ${dbs.join(", ")}`
+        : "configure a [mapDB] or [adDB] first"
+    }`,
+  );
+}

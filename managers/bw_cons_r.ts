@@ -23,7 +23,12 @@
 import type { Meter } from "../proxy/policy.ts";
 import type { EvalContext, Grant, Manager } from "./types.ts";
 import { formatSize, parseSize } from "./units.ts";
-import { type Fail, optString, type Table } from "./_kind_table.ts";
+import {
+  type Fail,
+  needUserDbName,
+  optString,
+  type Table,
+} from "./_kind_table.ts";
 
 /** `GO_ON` of proxy/policy.ts (a value import from proxy/ is not allowed here). */
 const GO_ON = 0;
@@ -220,16 +225,8 @@ export function bwConsRFromFields(
     burst = b as number;
   }
   const userDBN = optString(table, "userDBN", fail, `userDBN = "map"`);
-  const dbs = options.userDbs;
-  if (userDBN !== undefined && dbs && !dbs.includes(userDBN)) {
-    fail(
-      "userDBN",
-      `"userDBN" = "${userDBN}" names no user database; ${
-        dbs.length
-          ? `the configured ones are: ${dbs.join(", ")}`
-          : "configure a [mapDB] or [adDB] first"
-      }`,
-    );
+  if (userDBN !== undefined && options.userDbs) {
+    needUserDbName("userDBN", userDBN, options.userDbs, fail);
   }
   return new BwConsR(name, rate, { burst, userDBN, now: options.now });
 }

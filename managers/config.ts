@@ -16,6 +16,7 @@ import {
 import { ConfigError, type Manager, type UserDb } from "./types.ts";
 import { parseDuration, parseSize } from "./units.ts";
 import { nearestKey, type TomlFile } from "./toml_file.ts";
+import { needUserDbName } from "./_kind_table.ts";
 import {
   type KindContext,
   MANAGER_KINDS,
@@ -229,16 +230,8 @@ export async function loadManagers(
         return bytes;
       },
       userDb(key, name) {
-        const db = userDbs.get(name);
-        if (db) return db;
-        return fail(
-          key,
-          `"${key}" = "${name}" names no user database; ${
-            userDbs.size
-              ? `the configured ones are: ${[...userDbs.keys()].join(", ")}`
-              : "configure a [mapDB] or [adDB] first"
-          }`,
-        );
+        needUserDbName(key, name, [...userDbs.keys()], fail);
+        return userDbs.get(name)!;
       },
       get userDbNames() {
         return [...userDbs.keys()];

@@ -15,7 +15,12 @@
  * @module
  */
 import type { EvalContext, Grant, Manager } from "./types.ts";
-import { type Fail, needString, type Table } from "./_kind_table.ts";
+import {
+  type Fail,
+  needString,
+  needUserDbName,
+  type Table,
+} from "./_kind_table.ts";
 
 /** A `groupIPM` manager. */
 export class GroupIpm implements Manager {
@@ -57,16 +62,6 @@ export function groupIpmFromFields(
 ): GroupIpm {
   const group = needString(table, "group", fail, `group = "staff"`);
   const db = needString(table, "userDBN", fail, `userDBN = "map"`);
-  const dbs = options.userDbs;
-  if (dbs && !dbs.includes(db)) {
-    fail(
-      "userDBN",
-      `"userDBN" = "${db}" names no user database; ${
-        dbs.length
-          ? `the configured ones are: ${dbs.join(", ")}`
-          : "configure a [mapDB] or [adDB] first"
-      }`,
-    );
-  }
+  if (options.userDbs) needUserDbName("userDBN", db, options.userDbs, fail);
   return new GroupIpm(name, group, db);
 }

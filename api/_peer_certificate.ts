@@ -12,6 +12,8 @@ export interface PeerCertificate {
   pem: string;
   /** SHA-256 of the DER bytes, uppercase hex pairs joined by `:`. */
   sha256: string;
+  /** The names and addresses it is valid for (its subjectAltName). */
+  names: string[];
 }
 
 /** SHA-256 of DER bytes as `AB:CD:…` (what `openssl x509 -fingerprint` prints). */
@@ -80,8 +82,11 @@ export function fetchPeerCertificate(
         return;
       }
       const der = new Uint8Array(cert.raw);
+      // "DNS:localhost, IP Address:127.0.0.1" → ["localhost", "127.0.0.1"]
+      const names = (cert.subjectaltname ?? "").split(", ")
+        .map((n) => n.replace(/^[^:]*:/, "")).filter((n) => n !== "");
       fingerprint(der).then(
-        (sha256) => resolve({ pem: derToPem(der), sha256 }),
+        (sha256) => resolve({ pem: derToPem(der), sha256, names }),
         reject,
       );
     });

@@ -25,6 +25,7 @@ import {
   fingerprint,
   pemToDer,
 } from "./_peer_certificate.ts";
+import { type Pin, postPinned } from "./_pinned_post.ts";
 
 /** An answer other than 200 from the API. */
 export class ApiError extends Error {
@@ -110,30 +111,6 @@ function isExpired(json: Record<string, unknown> | undefined): boolean {
   return typeof json?.message === "string" && /expired/i.test(json.message);
 }
 
-/**
- * An HTTP client trusting `pem` that goes straight to `host`, never through
- * HTTP(S)_PROXY: through the gateway's own proxy the API would see the
- * proxy's address instead of ours (and before login the proxy refuses us).
- * Deno reads the proxy variables when a client is made, so `host` is added
- * to NO_PROXY just for that moment.
- */
-function directClient(pem: string, host: string): Deno.HttpClient {
-  const names = ["NO_PROXY", "no_proxy"];
-  const saved = names.map((n) => Deno.env.get(n));
-  const list = saved.find((v) => v !== undefined);
-  const noProxy = list ? `${list},${host}` : host;
-  try {
-    for (const n of names) Deno.env.set(n, noProxy);
-    return Deno.createHttpClient({ caCerts: [pem] });
-  } finally {
-    names.forEach((n, i) => {
-      const v = saved[i];
-      if (v === undefined) Deno.env.delete(n);
-      else Deno.env.set(n, v);
-    });
-  }
-}
-
 /** A client of one API server. */
 export class ApiClient {
   /** The server's origin, `https://host:port`. */
@@ -142,7 +119,7 @@ export class ApiClient {
   readonly #port: number;
   readonly #options: ApiClientOptions;
   readonly #knownServersFile: string;
-  #http?: Deno.HttpClient;
+  #pin?: Pin;
   /** Set when the pinned certificate came from the known-servers file. */
   #pinnedFromFile?: string;
 
@@ -174,8 +151,14 @@ export class ApiClient {
     return this.#options.session;
   }
 
-  async #client(): Promise<Deno.HttpClient> {
-    if (this.#http) return this.#http;
+  /**
+   * The certificate to trust: `caFile`, else the known-servers entry (that
+   * very certificate), else the one seen now (first contact, remembered).
+   * Requests go straight to the server, never through HTTP(S)_PROXY:
+   * through the gateway's own proxy the API would see the proxy's address.
+   */
+  async #trusted(): Promise<Pin> {
+    if (this.#pin) return this.#pin;
     let pem: string;
     if (this.#options.caFile) {
       try {
@@ -207,8 +190,8 @@ export class ApiClient {
         pem = peer.pem;
       }
     }
-    this.#http = directClient(pem, this.#host);
-    return this.#http;
+    this.#pin = { pem, sha256: this.#pinnedFromFile };
+    return this.#pin;
   }
 
   async #peer() {
@@ -261,9 +244,13 @@ export class ApiClient {
         );
       }
     }
-    if (/NotValidForName|not valid for name/i.test(text)) {
-      const covers = /only valid for (.*)$/.exec(text)?.[1]
-        ?.replace(/(DnsName|IpAddress)\(([^)]*)\)/g, "$2");
+    if (/does not match certificate's altnames/i.test(text)) {
+      let covers: string | undefined;
+      try {
+        covers = (await this.#peer()).names.join(", ") || undefined;
+      } catch {
+        covers = undefined;
+      }
       return new TrustError(
         `the certificate of ${this.origin} does not name "${this.#host}"` +
           (covers ? ` (it names ${covers})` : "") +
@@ -277,18 +264,16 @@ export class ApiClient {
   async post(
     body: Partial<CmdBody>,
   ): Promise<{ status: number; text: string }> {
-    const client = await this.#client();
+    const pin = await this.#trusted();
     const timeoutMs = this.#options.timeoutMs ?? 30_000;
     const signal = AbortSignal.timeout(timeoutMs);
     try {
-      const res = await fetch(`${this.origin}/api/cmd`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(body),
-        client,
-        signal,
-      });
-      return { status: res.status, text: await res.text() };
+      return await postPinned(
+        new URL("/api/cmd", this.origin),
+        pin,
+        JSON.stringify(body),
+        { signal },
+      );
     } catch (e) {
       if (signal.aborted) {
         throw new TrustError(
@@ -347,9 +332,8 @@ export class ApiClient {
     return await this.#once(withSecret());
   }
 
-  /** Releases the connection pool. */
+  /** Forgets the trusted certificate (each request has its own connection). */
   close(): void {
-    this.#http?.close();
-    this.#http = undefined;
+    this.#pin = undefined;
   }
 }

@@ -73,3 +73,114 @@ Deno.test("client: a server that never answers is given up after the timeout", a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** Runs openssl in `dir`; throws with its stderr when it fails. */
+async function openssl(dir: string, ...args: string[]): Promise<void> {
+  const out = await new Deno.Command("openssl", { args, cwd: dir }).output();
+  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+}
+
+Deno.test("client: a pinned certificate is not bypassed by a CA the system trusts", async () => {
+  // The impostor's certificate is issued for 127.0.0.1 by a CA that Deno
+  // trusts (DENO_CERT, as a public or corporate CA would be); the client
+  // pins another certificate and must refuse before sending anything.
+  const dir = await Deno.makeTempDir({ prefix: "pmproxy-pin-" });
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  await openssl(
+    dir,
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-subj",
+    "/CN=trusted CA",
+    "-days",
+    "2",
+  );
+  await openssl(
+    dir,
+    "req",
+    ...ec,
+    "-keyout",
+    "srv.key",
+    "-out",
+    "srv.csr",
+    "-subj",
+    "/CN=127.0.0.1",
+  );
+  await Deno.writeTextFile(join(dir, "ext"), "subjectAltName=IP:127.0.0.1\n");
+  await openssl(
+    dir,
+    "x509",
+    "-req",
+    "-in",
+    "srv.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "srv.pem",
+    "-days",
+    "2",
+    "-extfile",
+    "ext",
+  );
+  await openssl(
+    dir,
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    "pin.key",
+    "-out",
+    "pin.pem",
+    "-subj",
+    "/CN=127.0.0.1",
+    "-addext",
+    "subjectAltName=IP:127.0.0.1",
+    "-days",
+    "2",
+  );
+  await Deno.writeTextFile(
+    join(dir, "child.ts"),
+    `import { ApiClient } from ${
+      JSON.stringify(import.meta.resolve("../api/client.ts"))
+    };
+let received = 0;
+const server = Deno.serve({
+  hostname: "127.0.0.1", port: 0, onListen() {},
+  cert: Deno.readTextFileSync("srv.pem"), key: Deno.readTextFileSync("srv.key"),
+}, () => { received++; return new Response("impostor"); });
+const client = new ApiClient("https://127.0.0.1:" + server.addr.port, { caFile: "pin.pem" });
+try {
+  console.log("answered: " + await client.cmd({ cmd: "discover", manager: "rules" }));
+} catch (e) {
+  console.log("refused: " + (e as Error).message);
+}
+client.close();
+await server.shutdown();
+console.log("requests received: " + received);
+`,
+  );
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "child.ts"],
+      cwd: dir,
+      env: { DENO_CERT: join(dir, "ca.pem"), NO_COLOR: "1" },
+    }).output();
+    const text = new TextDecoder().decode(out.stdout);
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    assert.match(
+      text,
+      /^refused: the certificate of https:\/\/127\.0\.0\.1:\d+ \(SHA-256 [0-9A-F:]+\) is not the one in pin\.pem/,
+    );
+    assert.match(text, /requests received: 0\n$/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -161,15 +161,16 @@ export class GatewayRuntime implements Policy, Gateway {
   decide(facts: RequestFacts): Decision | Promise<Decision> {
     const creds = facts.proxyAuth;
     if (creds) {
+      // No array unless credentials must go to a user database.
       const now = facts.time.getTime();
-      const checks = this.#sessions.filter((s) =>
-        s.needsProxyCheck(creds, now)
-      );
-      if (checks.length > 0) {
-        return Promise.all(
-          checks.map((s) => s.checkProxyCredentials(creds).catch(() => {})),
-        ).then(() => this.decideSync(facts));
+      let checks: Promise<void>[] | undefined;
+      for (let i = 0; i < this.#sessions.length; i++) {
+        const s = this.#sessions[i];
+        if (s.needsProxyCheck(creds, now)) {
+          (checks ??= []).push(s.checkProxyCredentials(creds).catch(() => {}));
+        }
       }
+      if (checks) return Promise.all(checks).then(() => this.decideSync(facts));
     }
     return this.decideSync(facts);
   }

@@ -64,7 +64,8 @@ export class Reader {
       // A read started while the connection sat idle in the pool: its
       // result is the first chunk of this exchange.
       this.#probe = undefined;
-      return this.#took(await probe, buf.length);
+      const took = this.#took(await probe, buf.length);
+      return typeof took === "boolean" ? took : await took;
     }
     if (this.start === this.end) {
       this.start = this.end = 0;
@@ -91,7 +92,8 @@ export class Reader {
     const n = await this.conn.read(
       this.end === 0 ? buf : buf.subarray(this.end),
     );
-    return this.#took(n, free);
+    const took = this.#took(n, free);
+    return typeof took === "boolean" ? took : await took;
   }
 
   /**
@@ -106,7 +108,8 @@ export class Reader {
     return p;
   }
 
-  async #took(n: number | null, free: number): Promise<boolean> {
+  /** Accounts a read; a promise only when the meter asked to wait. */
+  #took(n: number | null, free: number): boolean | Promise<boolean> {
     if (n === null) return false;
     this.#grow = n === free;
     this.end += n;
@@ -117,7 +120,7 @@ export class Reader {
       const answer = meter.chunk(n);
       if (answer !== GO_ON) {
         if (answer === STOP) throw new MeterStop(meter.stopReason);
-        if (answer > 0) await sleep(answer);
+        if (answer > 0) return sleep(answer).then(() => true);
       }
     }
     return true;

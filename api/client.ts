@@ -202,7 +202,16 @@ export class ApiClient {
     }
   }
 
-  /** Explains a failed fetch: a changed certificate, a refused connection. */
+  /** The fingerprint of the certificate the server shows now, if it answers. */
+  async #peerSha256(): Promise<string | undefined> {
+    try {
+      return (await this.#peer()).sha256;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Explains a failed request: a changed certificate, a refused connection. */
   async #explain(e: unknown): Promise<Error> {
     const parts: string[] = [];
     for (let c: unknown = e; c !== undefined && parts.length < 5;) {
@@ -216,12 +225,7 @@ export class ApiClient {
       );
     }
     if (this.#pinnedFromFile) {
-      let now: string | undefined;
-      try {
-        now = (await this.#peer()).sha256;
-      } catch {
-        now = undefined;
-      }
+      const now = await this.#peerSha256();
       if (now !== undefined && now !== this.#pinnedFromFile) {
         return new TrustError(
           `the certificate of ${this.origin} changed: pinned SHA-256 ${this.#pinnedFromFile}, now ${now}; ` +
@@ -232,12 +236,7 @@ export class ApiClient {
     if (this.#options.caFile) {
       const der = pemToDer(await Deno.readTextFile(this.#options.caFile));
       const pinned = await fingerprint(der);
-      let now: string | undefined;
-      try {
-        now = (await this.#peer()).sha256;
-      } catch {
-        now = undefined;
-      }
+      const now = await this.#peerSha256();
       if (now !== undefined && now !== pinned) {
         return new TrustError(
           `the certificate of ${this.origin} (SHA-256 ${now}) is not the one in ${this.#options.caFile} (SHA-256 ${pinned})`,

@@ -105,6 +105,11 @@ export function formatSize(bytes: number): string {
     value /= 1024;
     unit++;
   }
-  const rounded = Math.round(value * 10) / 10;
+  let rounded = Math.round(value * 10) / 10;
+  // 1023.96 KB rounds to 1024: that is 1 MB.
+  if (rounded >= 1024 && unit < SIZE_NAMES.length - 1) {
+    rounded = 1;
+    unit++;
+  }
   return `${rounded} ${SIZE_NAMES[unit]}`;
 }

@@ -36,6 +36,11 @@ Deno.test("units: sizes are base 1024 and print as the README does", () => {
   assert.equal(formatSize(1.5 * 1024 ** 3), "1.5 GB");
   assert.equal(formatSize(1023), "1023 B");
   assert.equal(formatSize(1024 * 1024), "1 MB");
+  // Just under a unit rounds up into it, not to "1024 KB".
+  assert.equal(formatSize(1024 * 1024 - 1), "1 MB");
+  assert.equal(formatSize(1024 ** 3 - 100), "1 GB");
+  assert.equal(formatSize(1023.96 * 1024), "1 MB");
+  assert.equal(formatSize(1023.9 * 1024), "1023.9 KB");
 });
 
 Deno.test("password: PBKDF2 hashes verify; plain passwords too", async () => {

@@ -82,6 +82,8 @@ function isDirectory(path: string): boolean {
 export function createApp(gateway: Gateway, options: AppOptions = {}): Hono {
   const assets = options.assets ?? {};
   const excluded = options.excludedRoutes ?? [];
+  const isExcluded = (path: string) =>
+    excluded.some((r) => path === r || path.startsWith(r + "/"));
   const clientIp = options.clientIp ?? peerIp;
   const logError = options.logError ?? ((m: string) => console.error(m));
   const app = new Hono();
@@ -116,21 +118,16 @@ export function createApp(gateway: Gateway, options: AppOptions = {}): Hono {
 
   app.post("/api/cmd", async (c) => {
     c.header("Cache-Control", "no-store");
+    const tooLarge = (size: string) => {
+      const a = errorAnswer({
+        message: `the body is too large (${size}at most ${MAX_BODY} bytes)`,
+      });
+      return c.body(a.body, 413, { "Content-Type": a.type });
+    };
     const declared = Number(c.req.header("Content-Length") ?? "0");
-    if (declared > MAX_BODY) {
-      const a = errorAnswer({
-        message:
-          `the body is too large (${declared} bytes; at most ${MAX_BODY})`,
-      });
-      return c.body(a.body, 413, { "Content-Type": a.type });
-    }
+    if (declared > MAX_BODY) return tooLarge(`${declared} bytes; `);
     const text = await readLimited(c.req.raw.body, MAX_BODY);
-    if (text === undefined) {
-      const a = errorAnswer({
-        message: `the body is too large (at most ${MAX_BODY} bytes)`,
-      });
-      return c.body(a.body, 413, { "Content-Type": a.type });
-    }
+    if (text === undefined) return tooLarge("");
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
@@ -175,9 +172,7 @@ export function createApp(gateway: Gateway, options: AppOptions = {}): Hono {
         return await next();
       }
       c.header("Cache-Control", "no-cache");
-      if (
-        excluded.some((r) => c.req.path === r || c.req.path.startsWith(r + "/"))
-      ) {
+      if (isExcluded(c.req.path)) {
         return await indexFromDisk(c, next);
       }
       return await fromDisk(c, next);
@@ -186,10 +181,7 @@ export function createApp(gateway: Gateway, options: AppOptions = {}): Hono {
 
   app.get("*", (c) => {
     const path = c.req.path;
-    if (
-      path === "/" ||
-      excluded.some((r) => path === r || path.startsWith(r + "/"))
-    ) {
+    if (path === "/" || isExcluded(path)) {
       return index(c);
     }
     const asset = assets[path];

@@ -112,6 +112,13 @@ const DAY_FULL = [
 export class TimeSpan implements Manager {
   readonly kind = "timeSpan";
   readonly #clock?: ZoneClock;
+  /**
+   * The answer of a weekly span for one minute (zone offsets are whole
+   * minutes), so most requests skip reading the wall clock, which
+   * allocates.
+   */
+  #minute = NaN;
+  #minuteActive = false;
 
   /** A span named `name` in the rule. */
   constructor(readonly name: string, readonly span: Span) {
@@ -122,6 +129,17 @@ export class TimeSpan implements Manager {
   activeAt(time: Date | number): boolean {
     const span = this.span;
     if (span.form === "cycle") return spanActive(span, time);
+    const minute = Math.floor(
+      (typeof time === "number" ? time : time.getTime()) / 60_000,
+    );
+    if (minute !== this.#minute) {
+      this.#minuteActive = this.#weekActive(span, time);
+      this.#minute = minute;
+    }
+    return this.#minuteActive;
+  }
+
+  #weekActive(span: WeekSpan, time: Date | number): boolean {
     const w = this.#clock!.read(time);
     const m = w.hour * 60 + w.minute;
     if (span.from < span.to) {

@@ -292,6 +292,11 @@ Deno.test("timeSpan: week form with days, from, to and a timezone", () => {
     m.evaluate(fakeCtx({ time: new Date(iso) }), emptyGrant());
   assert.equal(at("2026-01-05T13:00:00Z"), true, "Mon 08:00 Havana");
   assert.equal(at("2026-01-05T12:59:00Z"), false, "Mon 07:59 Havana");
+  // Remembered per minute: the next minute and a clock set back are read anew.
+  assert.equal(at("2026-01-05T12:59:59.999Z"), false, "Mon 07:59:59.999");
+  assert.equal(at("2026-01-05T13:00:00.000Z"), true, "Mon 08:00:00.000");
+  assert.equal(at("2026-01-05T13:00:59.999Z"), true, "same minute");
+  assert.equal(at("2026-01-05T12:59:30Z"), false, "clock set back");
   assert.equal(
     at("2026-01-06T00:59:00Z"),
     true,

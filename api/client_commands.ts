@@ -199,6 +199,16 @@ export async function runClientCommand(
       if (!login) throw new ClientError(NOT_LOGGED_IN);
       return login;
     };
+    /** The dwnConsR to ask: `-m MGR`, else the one found at login. */
+    const quotaManager = (login: LoginSecret) => {
+      const manager = values.m ?? login.dwnConsR;
+      if (!manager) {
+        throw new ClientError(
+          "no download quota manager is known for this login: name one with -m MGR",
+        );
+      }
+      return manager;
+    };
     const atMost = (n: number, usage: string) => {
       if (positionals.length > n) {
         throw new UsageError(
@@ -310,12 +320,7 @@ export async function runClientCommand(
       case "status": {
         atMost(1, "pmproxy status [-m MGR] [USER]");
         const login = await needLogin();
-        const manager = values.m ?? login.dwnConsR;
-        if (!manager) {
-          throw new ClientError(
-            "no download quota manager is known for this login: name one with -m MGR",
-          );
-        }
+        const manager = quotaManager(login);
         const other = positionals[0];
         const info = parseJson<UserInfo>(
           await connect(login.server, login).cmd(
@@ -341,12 +346,7 @@ export async function runClientCommand(
           throw new UsageError(`reset needs one USER: ${usage}`);
         }
         const login = await needLogin();
-        const manager = values.m ?? login.dwnConsR;
-        if (!manager) {
-          throw new ClientError(
-            "no download quota manager is known for this login: name one with -m MGR",
-          );
-        }
+        const manager = quotaManager(login);
         const user = positionals[0];
         await connect(login.server, login).cmd({
           cmd: "set",

@@ -59,6 +59,9 @@ export class Reader {
    */
   async fill(): Promise<boolean> {
     let buf = this.buf;
+    // The wait for this read is what `idleMs` limits: a write deadline set
+    // meanwhile (copyBody) must not cut a peer that merely pauses.
+    if (this.watch) this.watch.deadline = Date.now() + this.idleMs;
     const probe = this.#probe;
     if (probe !== undefined) {
       // A read started while the connection sat idle in the pool: its

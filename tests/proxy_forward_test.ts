@@ -612,6 +612,29 @@ Deno.test("a pooled upstream that times out gives 504; the request is not sent a
   }
 });
 
+Deno.test("a pause mid-body longer than writeTimeout is waited out under responseTimeout", async () => {
+  // Event streams and slow origins pause between chunks; only the upstream
+  // read limit (responseTimeout) applies while the proxy waits for them.
+  const origin = startRawOrigin(async (conn) => {
+    await readRequestHead(conn);
+    await writeText(conn, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab");
+    await new Promise((r) => setTimeout(r, 800));
+    await writeText(conn, "cd");
+  });
+  const proxy = await startTestProxy(fakePolicy(), {
+    responseTimeout: "5s",
+    server: { writeTimeout: "300ms" },
+  });
+  try {
+    const r = await curl(["-x", proxy.url, `http://127.0.0.1:${origin.port}/`]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.out, "abcd");
+  } finally {
+    await proxy.close();
+    await origin.close();
+  }
+});
+
 Deno.test("the proxy's own address opened as a site shows what it is", async () => {
   const proxy = await startTestProxy(fakePolicy());
   try {

@@ -30,6 +30,11 @@ export interface AppOptions {
   clientIp?: (c: Context) => string;
   /** Where unexpected errors are reported (default `console.error`). */
   logError?: (message: string) => void;
+  /**
+   * How long an `/api/cmd` body may take to arrive (`[api.server]
+   * readTimeout`); a client that stops sending gets 408. Default: no limit.
+   */
+  readTimeoutMs?: number;
 }
 
 /** The largest `/api/cmd` body read, in bytes. */
@@ -48,18 +53,34 @@ function peerIp(c: Context): string {
   return normalizeIp(ip);
 }
 
-/** The body as text, or undefined when longer than `max` bytes. */
+/** The body as text, or what kept it from being read whole. */
 async function readLimited(
   body: ReadableStream<Uint8Array> | null,
   max: number,
-): Promise<string | undefined> {
+  timeoutMs?: number,
+): Promise<string | { tooLarge: true } | { timedOut: true }> {
   if (!body) return "";
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    if (size > max) return undefined;
-    chunks.push(chunk);
+  const reader = body.getReader();
+  let timedOut = false;
+  // Cancelling ends the pending read: a client that stops sending does not
+  // hold the handler (and its memory) forever.
+  const timer = timeoutMs === undefined ? undefined : setTimeout(() => {
+    timedOut = true;
+    reader.cancel().catch(() => {});
+  }, timeoutMs);
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (timedOut) return { timedOut: true };
+      if (done) break;
+      size += value.length;
+      if (size > max) return { tooLarge: true };
+      chunks.push(value);
+    }
+  } finally {
+    clearTimeout(timer);
   }
   const all = new Uint8Array(size);
   let at = 0;
@@ -126,8 +147,20 @@ export function createApp(gateway: Gateway, options: AppOptions = {}): Hono {
     };
     const declared = Number(c.req.header("Content-Length") ?? "0");
     if (declared > MAX_BODY) return tooLarge(`${declared} bytes; `);
-    const text = await readLimited(c.req.raw.body, MAX_BODY);
-    if (text === undefined) return tooLarge("");
+    const text = await readLimited(
+      c.req.raw.body,
+      MAX_BODY,
+      options.readTimeoutMs,
+    );
+    if (typeof text !== "string") {
+      if ("tooLarge" in text) return tooLarge("");
+      const a = errorAnswer({
+        message: `the body did not arrive within ${
+          options.readTimeoutMs! / 1000
+        }s ([api.server] readTimeout)`,
+      });
+      return c.body(a.body, 408, { "Content-Type": a.type });
+    }
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);

@@ -140,6 +140,7 @@ export async function startApi(
     excludedRoutes: config.excludedRoutes,
     webStaticFilesDir: config.webStaticFilesDir,
     logError: options.logError,
+    readTimeoutMs: config.readTimeoutMs,
     clientIp: options.clientIpOf ? viaResolver(options.clientIpOf) : undefined,
   });
   const listening = Promise.withResolvers<Deno.NetAddr>();

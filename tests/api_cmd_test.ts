@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { createApp } from "../api/app.ts";
 import { FakeGateway } from "./helpers/api_fake_gateway.ts";
 import {
   adminManagers,
@@ -422,5 +423,42 @@ Deno.test("api: clientIpOf names who is behind a peer (e.g. the proxy's own tunn
   } finally {
     await t.close();
     await real.close();
+  }
+});
+
+Deno.test("api: a body that stops arriving gets 408 after readTimeout", async () => {
+  const app = createApp(new FakeGateway(), {
+    readTimeoutMs: 200,
+    clientIp: () => "127.0.0.1",
+  });
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (req, info) => app.fetch(req, info),
+  );
+  const conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  try {
+    // Ten of the hundred announced bytes, then silence.
+    await conn.write(
+      new TextEncoder().encode(
+        'POST /api/cmd HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"cmd":"d',
+      ),
+    );
+    const buf = new Uint8Array(4096);
+    const read = conn.read(buf);
+    const timeout = new Promise<null>((r) => setTimeout(() => r(null), 5000));
+    const n = await Promise.race([read, timeout]);
+    assert.ok(n, "an answer came before 5 s");
+    const answer = new TextDecoder().decode(buf.subarray(0, n));
+    assert.match(answer, /^HTTP\/1\.1 408 /);
+    assert.match(
+      answer,
+      /did not arrive within 0\.2s \(\[api\.server\] readTimeout\)/,
+    );
+  } finally {
+    conn.close();
+    await server.shutdown();
   }
 });

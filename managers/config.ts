@@ -15,7 +15,7 @@ import {
 } from "../rule/mod.ts";
 import { ConfigError, type Manager, type UserDb } from "./types.ts";
 import { parseDuration, parseSize } from "./units.ts";
-import { nearestKey, type TomlFile } from "./toml_file.ts";
+import { keyPath, nearestKey, type TomlFile } from "./toml_file.ts";
 import { needUserDbName } from "./_kind_table.ts";
 import {
   type KindContext,
@@ -174,7 +174,7 @@ export async function loadManagers(
     const nameValue = table.name;
     const fail = (key: string, problem: string): never => {
       throw new ConfigError(
-        { file, line: at([...path, ...key.split(".")]) },
+        { file, line: at([...path, ...keyPath(key)]) },
         problem.startsWith(`${kind} "`) || typeof nameValue !== "string"
           ? problem
           : `${kind} "${nameValue}": ${problem}`,
@@ -207,7 +207,7 @@ export async function loadManagers(
       kind,
       name: nameValue,
       fail,
-      warn: (key, message) => warnAt([...path, ...key.split(".")], message),
+      warn: (key, message) => warnAt([...path, ...keyPath(key)], message),
       duration(key, fallback) {
         const value = table[key] ?? fallback;
         if (value === undefined) return undefined;

@@ -49,6 +49,7 @@ import type { KindContext, Table } from "./kinds.ts";
 import { formatSize } from "./units.ts";
 import { optString, optTable, pickKey } from "./_kind_table.ts";
 import { parseResetCycle, type ResetCycle } from "./_reset_cycle.ts";
+import { dottedKey } from "./toml_file.ts";
 
 /** `GO_ON` and `STOP` of proxy/policy.ts (a value import from proxy/ is not allowed here). */
 const GO_ON = 0;
@@ -460,7 +461,7 @@ export function dwnConsRFromFields(table: Table, ctx: KindContext): DwnConsR {
   const sizes = (key: string, t: Table) => {
     const out: Record<string, number> = {};
     for (const [k, v] of Object.entries(t)) {
-      out[k] = ctx.size(`${key}.${k}`, v);
+      out[k] = ctx.size(dottedKey(key, k), v);
     }
     return out;
   };

@@ -16,6 +16,7 @@ import { CommandError, type UserDb, type UserRecord } from "./types.ts";
 import type { KindContext, Table } from "./kinds.ts";
 import { checkPasswordHash, verifyPassword } from "./password.ts";
 import { optTable, pickKey } from "./_kind_table.ts";
+import { dottedKey } from "./toml_file.ts";
 
 /** A `mapDB` user database. */
 export class MapDb implements UserDb {
@@ -75,12 +76,12 @@ export function mapDbFromFields(table: Table, ctx: KindContext): MapDb {
   for (const [user, pass] of Object.entries(passes)) {
     if (typeof pass !== "string") {
       ctx.fail(
-        `userPass.${user}`,
+        dottedKey("userPass", user),
         `the password of "${user}" must be a string in quotes`,
       );
     }
     const bad = checkPasswordHash(pass as string);
-    if (bad) ctx.fail(`userPass.${user}`, bad);
+    if (bad) ctx.fail(dottedKey("userPass", user), bad);
     userPass[user] = pass as string;
   }
   const groupsKey = pickKey(table, ["userGroups", "userGroup"]) ??
@@ -92,13 +93,13 @@ export function mapDbFromFields(table: Table, ctx: KindContext): MapDb {
       !Array.isArray(groups) || groups.some((g) => typeof g !== "string")
     ) {
       ctx.fail(
-        `${groupsKey}.${user}`,
+        dottedKey(groupsKey, user),
         `the groups of "${user}" must be a list of names like ["group0"]`,
       );
     }
     if (!Object.hasOwn(userPass, user)) {
       ctx.warn(
-        `${groupsKey}.${user}`,
+        dottedKey(groupsKey, user),
         `"${user}" has groups but no password in userPass; they cannot log in`,
       );
     }

@@ -75,6 +75,20 @@ export function parseTomlText(file: string, text: string): TomlFile {
   };
 }
 
+/**
+ * A key inside a sub-table as one dotted string, quoting the key when it
+ * is not a bare TOML key: `dottedKey("userPass", "john.doe")` is
+ * `userPass."john.doe"`. {@link keyPath} splits it back.
+ */
+export function dottedKey(table: string, key: string): string {
+  return `${table}.${/^[A-Za-z0-9_-]+$/.test(key) ? key : JSON.stringify(key)}`;
+}
+
+/** The parts of a dotted key made by {@link dottedKey} (or plain `a.b`). */
+export function keyPath(key: string): string[] {
+  return splitDotted(key) ?? key.split(".");
+}
+
 /** Splits a dotted key (`a."b.c".d`) into its parts. */
 function splitDotted(text: string): string[] | undefined {
   const parts: string[] = [];

@@ -257,6 +257,51 @@ Deno.test("config: bad sizes and durations name the key and its line", async () 
   );
 });
 
+Deno.test("config: errors at keys with a dot in their name point at that key's line", async () => {
+  const toml = `rule = "sessions ∧ down"
+[[sessionIPM]]
+name = "sessions"
+auth = "map"
+[[dwnConsR]]
+name = "down"
+userDBN = "map"
+resetCycle = "24h"
+[dwnConsR.groupQuota]
+"dept.it" = "1 GB"
+"dept.hr" = "lots"
+[mapDB]
+name = "map"
+[mapDB.userPass]
+"john.doe" = "pass0"
+"jane.roe" = 5
+[mapDB.userGroups]
+"john.doe" = ["dept.it"]
+`;
+  const pass = await configError(toml);
+  assert.match(
+    pass.message,
+    /^managers\.toml:16: mapDB "map": the password of "jane\.roe" must be a string/,
+  );
+  const size = await configError(toml.replace("= 5", '= "pass1"'));
+  assert.match(
+    size.message,
+    /^managers\.toml:11: dwnConsR "down": groupQuota\."dept\.hr": "lots" is not a size/,
+  );
+  const loaded = await load(
+    toml.replace('"lots"', '"1 GB"').replace("= 5", '= "pass1"'),
+  );
+  const down = loaded.managers.get("down") as DwnConsR;
+  assert.equal(down.quotaOf("john.doe", ["dept.it"]), 1024 ** 3);
+  const warned = await load(
+    toml.replace('"lots"', '"1 GB"').replace("= 5", '= "pass1"') +
+      '"no.body" = ["dept.it"]\n',
+  );
+  assert.match(
+    warned.warnings.join("\n"),
+    /^managers\.toml:19: "no\.body" has groups but no password/m,
+  );
+});
+
 Deno.test("config: a user database that does not exist is named with the known ones", async () => {
   const e = await configError(
     README_TOML.replace('auth = "map"', 'auth = "ldap"'),

@@ -92,7 +92,8 @@ export function postPinned(
       reject(e);
     };
     signal?.addEventListener("abort", onAbort, { once: true });
-    socket.once("error", fail);
+    // `on`, not `once`: a second error with no listener would be thrown.
+    socket.on("error", fail);
     socket.once("secureConnect", async () => {
       const raw = socket.getPeerCertificate(false)?.raw;
       const shown = raw ? await fingerprint(new Uint8Array(raw)) : undefined;

@@ -3,9 +3,9 @@
  * file is missing, generate a self-signed ECDSA P-256 leaf certificate
  * (CA:FALSE, serverAuth) naming this machine, and write both files.
  *
- * A leaf, not a CA: clients pin it as their only trust anchor
- * (`Deno.createHttpClient({ caCerts: [pem] })`, `curl --cacert`), and TLS
- * libraries refuse a CA certificate used as a server's own.
+ * A leaf, not a CA: clients pin it as their only trust anchor (the CLI
+ * through `node:tls` `ca`, `curl --cacert`), and TLS libraries refuse a CA
+ * certificate used as a server's own.
  *
  * @module
  */

@@ -7,7 +7,8 @@
 import type { Policy } from "./policy.ts";
 import type { ProxyConfig } from "./config.ts";
 import type { UpstreamPool } from "./upstream_pool.ts";
-import { closeQuietly, type Reader, type Stream } from "./_io.ts";
+import { closeQuietly, type Reader, type Stream, writeAll } from "./_io.ts";
+import type { Exchange } from "./access_log.ts";
 import type { Watch } from "./_watchdog.ts";
 
 /** The watch phase in which a timeout gives up the upstream only (→ 504). */
@@ -38,5 +39,24 @@ export class Client {
   abort(): void {
     closeQuietly(this.conn);
     closeQuietly(this.upstream);
+  }
+}
+
+/**
+ * Writes one whole answer of ours (a page, a status line) to the client and
+ * counts it for the access log. False when the client has left: there is
+ * nobody to tell, so the caller just ends the exchange.
+ */
+export async function sendToClient(
+  client: Client,
+  x: Exchange,
+  bytes: Uint8Array,
+): Promise<boolean> {
+  try {
+    await writeAll(client.conn, bytes);
+    x.bytes += bytes.length;
+    return true;
+  } catch {
+    return false;
   }
 }

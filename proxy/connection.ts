@@ -22,7 +22,12 @@ import { type Exchange, logExchange, newExchange } from "./access_log.ts";
 import { parseAuthority, parseHttpUrl } from "./_target.ts";
 import { forwardRequest } from "./forward.ts";
 import { tunnelConnect } from "./tunnel.ts";
-import { Client, type ProxyContext, WAITING_FOR_UPSTREAM } from "./_context.ts";
+import {
+  Client,
+  type ProxyContext,
+  sendToClient,
+  WAITING_FOR_UPSTREAM,
+} from "./_context.ts";
 import { unwatch, Watch, watch } from "./_watchdog.ts";
 
 /** The TCP peer's address without brackets; IPv4-mapped IPv6 as IPv4. */
@@ -116,7 +121,7 @@ async function refuseHead(
   e: HeadError,
 ) {
   x.status = e.status;
-  await send(
+  await sendToClient(
     client,
     x,
     errorResponse(
@@ -128,15 +133,6 @@ async function refuseHead(
     ),
   );
   logExchange(ctx.policy, x);
-}
-
-async function send(client: Client, x: Exchange, bytes: Uint8Array) {
-  try {
-    await writeAll(client.conn, bytes);
-    x.bytes += bytes.length;
-  } catch {
-    // The client left.
-  }
 }
 
 function wantsKeepAlive(head: RequestHead): boolean {
@@ -195,7 +191,7 @@ async function handleRequest(
   ) => {
     x.status = status;
     const close = isConnect || hasBody || !keepAlive;
-    await send(
+    await sendToClient(
       client,
       x,
       errorResponse(status, message, {
@@ -227,7 +223,7 @@ async function handleRequest(
       (head.method === "GET" || head.method === "HEAD") && head.target === "/"
     ) {
       x.status = 200;
-      await send(
+      await sendToClient(
         client,
         x,
         proxyInfoPage(ctx.loginUrl, {
@@ -288,7 +284,7 @@ async function handleRequest(
     x.status = decision.status;
     const close = isConnect || hasBody || !keepAlive;
     const realm = (decision.realm ?? "pmproxy").replace(/["\\\r\n]/g, "");
-    await send(
+    await sendToClient(
       client,
       x,
       errorResponse(decision.status, decision.reason, {

@@ -29,6 +29,7 @@ import { tunnelUpgrade } from "./tunnel.ts";
 import {
   type Client,
   type ProxyContext,
+  sendToClient,
   WAITING_FOR_UPSTREAM,
 } from "./_context.ts";
 import type { Exchange } from "./access_log.ts";
@@ -403,11 +404,6 @@ async function answer(
   });
   x.status = status;
   if (x.tag === "NONE") x.tag = "TCP_MISS";
-  try {
-    await writeAll(client.conn, page);
-    x.bytes += page.length;
-  } catch {
-    return false;
-  }
+  if (!(await sendToClient(client, x, page))) return false;
   return !close;
 }

@@ -10,7 +10,7 @@ import { dial, DialError } from "./dial.ts";
 import { Reader, writeAll } from "./_io.ts";
 import { relay } from "./relay.ts";
 import { errorResponse } from "./error_pages.ts";
-import type { Client, ProxyContext } from "./_context.ts";
+import { type Client, type ProxyContext, sendToClient } from "./_context.ts";
 import type { Exchange } from "./access_log.ts";
 
 const ESTABLISHED = new TextEncoder().encode(
@@ -166,10 +166,5 @@ async function answer(
     loginUrl: status === 503 ? undefined : ctx.loginUrl,
   });
   x.status = status;
-  try {
-    await writeAll(client.conn, page);
-    x.bytes += page.length;
-  } catch {
-    // The client left: nothing to tell it.
-  }
+  await sendToClient(client, x, page);
 }

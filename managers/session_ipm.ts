@@ -117,7 +117,10 @@ export class SessionIpm implements Manager {
   #key?: Uint8Array;
   /** Counts logins and logouts, so a reload does not undo one. */
   #generation = 0;
-  /** Idle sessions closed here, deleted from KV on the next flush. */
+  /**
+   * Sessions closed here (idle, or their user is gone), deleted from KV on
+   * the next flush.
+   */
   #idleClosed: Session[] = [];
   /** Proxy credentials checked recently, by user name. */
   readonly #proxyChecked = new Map<string, CheckedCredentials>();
@@ -166,12 +169,12 @@ export class SessionIpm implements Manager {
       const ip = entry.key[3] as string;
       const s = entry.value;
       const known = this.#byIp.get(ip);
-      byIp.set(
-        ip,
-        known && known.user === s.user && known.opened === s.opened
-          ? known
-          : { ...s, ip, lastUsed: now },
-      );
+      if (known && known.user === s.user && known.opened === s.opened) {
+        byIp.set(ip, known);
+        continue;
+      }
+      const restored = await this.#restored(ip, s, now);
+      if (restored) byIp.set(ip, restored);
     }
     if (generation !== this.#generation) return;
     this.#byIp.clear();
@@ -180,6 +183,39 @@ export class SessionIpm implements Manager {
       this.#byIp.set(ip, s);
       this.#ipOfUser.set(s.user, ip);
     }
+  }
+
+  /**
+   * A stored session as the user databases held in memory (mapDB) see its
+   * user now: undefined when `auth` has no such user any more (its stored
+   * copy is deleted at the next flush), with their groups as configured
+   * now. A directory (adDB) is not asked here; its groups stay as at login.
+   */
+  async #restored(
+    ip: string,
+    stored: StoredSession,
+    now: number,
+  ): Promise<Session | undefined> {
+    const session: Session = {
+      ...stored,
+      groups: { ...stored.groups },
+      ip,
+      lastUsed: now,
+    };
+    for (const db of this.options.userDbs) {
+      if (db.kind !== "mapDB") continue;
+      const found = await db.lookup(stored.user);
+      if (db === this.auth) {
+        if (!found) {
+          this.#idleClosed.push(session);
+          return undefined;
+        }
+        session.record = found;
+      }
+      if (found) session.groups[db.name] = found.groups;
+      else delete session.groups[db.name];
+    }
+    return session;
   }
 
   /**

@@ -159,6 +159,44 @@ Deno.test("sessions: persist in KV across a restart, with the same signing key",
   }
 });
 
+Deno.test("sessions: a restart checks restored sessions against the mapDB as configured now", async () => {
+  const d = await PolicyDir.make(ADMIN_TOML.replace(
+    'user0 = ["group0"]',
+    'user0 = ["group0"]\n\t\tuser1 = ["group0"]',
+  ));
+  try {
+    const g = await d.open();
+    await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    await g.open("sessions", "10.0.0.6", "user1", "pass1");
+    assert.equal(g.decideSync(request("10.0.0.6", d.clock)).allowed, true);
+    await g.close();
+    // user1 removed, user0 moved to a group without a quota.
+    await Deno.writeTextFile(
+      d.managersPath,
+      README_TOML.replace('user0 = ["group0"]', 'user0 = ["other"]'),
+    );
+    const again = await d.open();
+    const gone = again.decideSync(request("10.0.0.6", d.clock));
+    assert.equal(gone.allowed, false);
+    assert.match(
+      !gone.allowed ? gone.reason : "",
+      /not logged in at 10\.0\.0\.6/,
+    );
+    const moved = again.decideSync(request("10.0.0.5", d.clock));
+    assert.match(
+      !moved.allowed ? moved.reason : "",
+      /^Quota reached: user0 has no download quota/,
+    );
+    // The removed user's stored session is deleted at the next flush.
+    await again.flush();
+    await again.close();
+    const third = await d.open();
+    assert.equal(third.decideSync(request("10.0.0.6", d.clock)).allowed, false);
+  } finally {
+    await d.cleanup();
+  }
+});
+
 Deno.test("sessions: idleTimeout closes a session unused that long", async () => {
   const d = await PolicyDir.make(
     README_TOML.replace('auth = "map"', 'auth = "map"\n\tidleTimeout = "10m"'),

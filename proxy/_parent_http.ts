@@ -120,6 +120,11 @@ export class PrefixedConn implements Upstream {
     this.#prefix = prefix.length > 0 ? prefix : undefined;
   }
 
+  /** Our end's address, as the wrapped connection knows it. */
+  get localAddr(): Deno.Addr | undefined {
+    return this.#conn.localAddr;
+  }
+
   /** The kept bytes first, then reads from the connection. */
   read(p: Uint8Array): Promise<number | null> {
     const prefix = this.#prefix;

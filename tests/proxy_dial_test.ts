@@ -400,6 +400,11 @@ Deno.test("HTTP parent: bytes sent right after the 200 head are the first bytes 
     );
     try {
       assert.ok(d.conn instanceof PrefixedConn);
+      // The tunnel tells the policy this address (Decision.onUpstream).
+      assert.equal(
+        (d.conn.localAddr as Deno.NetAddr | undefined)?.hostname,
+        "127.0.0.1",
+      );
       // A small buffer: the kept bytes come out over several reads.
       const first = new Uint8Array(5);
       assert.equal(await d.conn.read(first), 5);

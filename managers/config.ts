@@ -269,6 +269,18 @@ export async function loadManagers(
           `the name "${ctx.name}" is used twice (also by a ${other}); every manager needs its own name, since the rule refers to them by name`,
         );
       }
+      if (ctx.name === "rules") {
+        ctx.fail(
+          "name",
+          `"rules" names the rule itself in the API (discover, show), so no command could reach this manager; give it another name`,
+        );
+      }
+      if (userDbs.has(ctx.name)) {
+        ctx.fail(
+          "name",
+          `the name "${ctx.name}" is also the name of a user database; give each its own name (show could not tell them apart)`,
+        );
+      }
       if (ctx.name === "true" || ctx.name === "false") {
         ctx.fail(
           "name",

@@ -226,6 +226,22 @@ Deno.test("config: duplicate names are errors at the second one", async () => {
     ) + '\n[[mapDB]]\nname = "map"\n[mapDB.userPass]\nu = "p"\n',
   );
   assert.match(db.message, /a second user database is named "map"/);
+  // The API could not tell these apart: "rules" is the rule itself, and
+  // show answers a manager before a user database of the same name.
+  const rules = await configError(
+    README_TOML.replaceAll('"sessions', '"rules'),
+  );
+  assert.match(
+    rules.message,
+    /^managers\.toml:4: sessionIPM "rules": "rules" names the rule itself in the API/,
+  );
+  const both = await configError(
+    README_TOML + '\n[[rangeIPM]]\nname = "map"\ncidr = "10.0.0.0/8"\n',
+  );
+  assert.match(
+    both.message,
+    /^managers\.toml:22: rangeIPM "map": the name "map" is also the name of a user database/,
+  );
 });
 
 Deno.test("config: bad sizes and durations name the key and its line", async () => {

@@ -86,6 +86,10 @@ export async function forwardRequest(job: ForwardJob): Promise<boolean> {
     if (outcome !== "stale") return outcome;
     // The idle connection had been closed by the origin before our request
     // reached it: nothing was answered, so asking again on a fresh one is safe.
+    // The dial has its own deadline; the response deadline armed for the
+    // stale exchange must not run out meanwhile (an expired watch is no
+    // longer watched, and the retry would wait for its answer forever).
+    job.client.watch.arm(0, "");
   }
   let dialed: Dialed;
   try {

@@ -635,6 +635,52 @@ Deno.test("a pause mid-body longer than writeTimeout is waited out under respons
   }
 });
 
+Deno.test("a retry after a stale pooled connection still has a response deadline", async () => {
+  // A SOCKS5 parent that plays the origin itself. Connection 0 answers one
+  // request, then takes the next and closes unanswered (stale); connection 1
+  // is slow to open (longer than responseTimeout), then never answers.
+  const readN = async (conn: Deno.Conn, n: number) => {
+    const buf = new Uint8Array(n);
+    for (let at = 0; at < n;) {
+      const k = await conn.read(buf.subarray(at));
+      if (k === null) throw new Error("closed");
+      at += k;
+    }
+  };
+  const parent = startRawOrigin(async (conn, index) => {
+    await readN(conn, 3); // greeting: version, one method, no auth
+    await writeText(conn, new Uint8Array([5, 0]));
+    await readN(conn, 10); // CONNECT to an IPv4 address and port
+    if (index === 1) await new Promise((r) => setTimeout(r, 600));
+    await writeText(conn, new Uint8Array([5, 0, 0, 1, 0, 0, 0, 0, 0, 0]));
+    if (index === 0) {
+      await readRequestHead(conn);
+      await writeText(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+      await readRequestHead(conn);
+      return; // closed without an answer
+    }
+    // Take the request, then wait until the proxy gives up.
+    while ((await conn.read(new Uint8Array(1024))) !== null) { /* more */ }
+  });
+  const proxy = await startTestProxy(
+    fakePolicy(() => ({
+      allowed: true,
+      route: { kind: "parent", proxyUrl: `socks5://127.0.0.1:${parent.port}` },
+    })),
+    { responseTimeout: "300ms" },
+  );
+  try {
+    const url = "http://127.0.0.1:9/";
+    assert.equal((await curl(["-x", proxy.url, url])).out, "ok");
+    const r = await curl(["-i", "-x", proxy.url, "-m", "4", url]);
+    assert.match(r.out, /^HTTP\/1\.1 504 Gateway Timeout/, r.err);
+    assert.equal(parent.connections, 2);
+  } finally {
+    await proxy.close();
+    await parent.close();
+  }
+});
+
 Deno.test("the proxy's own address opened as a site shows what it is", async () => {
   const proxy = await startTestProxy(fakePolicy());
   try {

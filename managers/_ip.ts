@@ -20,30 +20,50 @@ export interface Cidr {
   readonly v4: boolean;
 }
 
-const V4_PART = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
-
+/**
+ * Reads `a.b.c.d` (each 0–255, no leading zeros) into out[at..at+4]
+ * without allocating (a client address is read at every request).
+ */
 function parseV4Into(text: string, out: Uint8Array, at: number): boolean {
-  const parts = text.split(".");
-  if (parts.length !== 4) return false;
-  for (let i = 0; i < 4; i++) {
-    if (!V4_PART.test(parts[i])) return false;
-    out[at + i] = Number(parts[i]);
+  let part = 0;
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i <= text.length; i++) {
+    const c = i < text.length ? text.charCodeAt(i) : 46; // a final "."
+    if (c === 46 /* "." */) {
+      if (digits === 0 || part === 4) return false;
+      out[at + part++] = value;
+      value = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && value === 0) return false; // a leading zero
+      value = value * 10 + c - 48;
+      if (value > 255) return false;
+      digits++;
+    } else {
+      return false;
+    }
   }
-  return true;
+  return part === 4;
 }
 
 /**
  * Parses an IPv4 or IPv6 address (brackets and a `%zone` suffix allowed)
  * into 16 bytes, IPv4 as IPv4-mapped. Undefined when it is not an address.
+ * `out` (16 bytes, overwritten) saves the allocation for a check that
+ * does not keep the result.
  */
-export function parseIp(text: string): Uint8Array | undefined {
+export function parseIp(
+  text: string,
+  out: Uint8Array = new Uint8Array(16),
+): Uint8Array | undefined {
   let src = text;
   if (src.startsWith("[") && src.endsWith("]")) src = src.slice(1, -1);
   const zone = src.indexOf("%");
   if (zone >= 0) src = src.slice(0, zone);
-  const out = new Uint8Array(16);
   if (!src.includes(":")) {
     if (!parseV4Into(src, out, 12)) return undefined;
+    out.fill(0, 0, 10);
     out[10] = 0xff;
     out[11] = 0xff;
     return out;

@@ -24,6 +24,9 @@ import {
 } from "./_ip.ts";
 import { type Fail, needString, type Table } from "./_kind_table.ts";
 
+/** The client address of the check under way (read at every request). */
+const scratch = new Uint8Array(16);
+
 /** A `rangeIPM` manager. */
 export class RangeIpm implements Manager {
   readonly kind = "rangeIPM";
@@ -33,7 +36,7 @@ export class RangeIpm implements Manager {
 
   /** True when the address (IPv4, IPv6 or IPv4-mapped) is in the range. */
   contains(ip: string): boolean {
-    const bytes = parseIp(ip);
+    const bytes = parseIp(ip, scratch);
     return bytes !== undefined && cidrContains(this.cidr, bytes);
   }
 

@@ -116,6 +116,35 @@ Deno.test("rangeIPM: IPv6 ranges and IPv4-mapped peers", () => {
   assert.equal(mapped.contains("2001:db8::1"), false);
 });
 
+Deno.test("rangeIPM: odd IPv4 spellings are not addresses; one check does not leak into the next", () => {
+  const all = rangeIpmFromFields("all", { cidr: "0.0.0.0/0" }, failAt);
+  for (
+    const bad of [
+      "010.0.0.1",
+      "1.2.3.4.",
+      ".1.2.3.4",
+      "1..2.3",
+      "1.2.3",
+      "1.2.3.4.5",
+      "256.1.1.1",
+      "1.2.3.1000",
+      "1.2.3.-4",
+      "1.2.3.4 ",
+      "",
+    ]
+  ) {
+    assert.equal(all.contains(bad), false, JSON.stringify(bad));
+  }
+  assert.equal(all.contains("0.0.0.0"), true);
+  assert.equal(all.contains("255.255.255.255"), true);
+  // An IPv6 client, then an IPv4 one: the second is read on its own.
+  const lan = rangeIpmFromFields("lan", { cidr: "10.0.0.0/8" }, failAt);
+  assert.equal(lan.contains("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), false);
+  assert.equal(lan.contains("10.0.0.1"), true);
+  assert.equal(all.contains("2001:db8::1"), false);
+  assert.equal(all.contains("192.0.2.1"), true);
+});
+
 Deno.test("rangeIPM: bad ranges name the value and the expected form", () => {
   for (
     const cidr of [

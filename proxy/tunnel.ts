@@ -85,12 +85,18 @@ export async function tunnelConnect(
     // The policy may want to know which of our sockets carries this client
     // (the gateway's own API reached through the proxy).
     const local = dialed.conn.localAddr;
-    const upstreamClosed = decision.onUpstream && local?.transport === "tcp"
-      ? decision.onUpstream(local)
-      : undefined;
     const up = new Reader(dialed.conn);
     up.meter = decision.meter;
     client.upstream = dialed.conn;
+    let upstreamClosed: (() => void) | undefined;
+    try {
+      if (decision.onUpstream && local?.transport === "tcp") {
+        upstreamClosed = decision.onUpstream(local);
+      }
+    } catch {
+      // A failing policy hook only loses what it wanted to know; the tunnel
+      // goes on, and its sockets are closed as usual below (none leaks).
+    }
     // Tunnels may idle for long (WebSocket, IMAP IDLE): no inactivity limit,
     // but TCP keep-alive lets the kernel find a peer that vanished.
     client.watch.arm(0, "tunnel");

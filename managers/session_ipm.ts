@@ -46,6 +46,11 @@ import type { ProxyCredentials } from "../proxy/policy.ts";
 const PROXY_AUTH_TTL_MS = 5 * 60_000;
 /** At most this many users' proxy credentials are remembered. */
 const PROXY_AUTH_MAX = 10_000;
+/**
+ * Wrong proxy credentials are remembered this long, so a client retrying
+ * them (or guessing) does not reach the user database at every request.
+ */
+const PROXY_REFUSED_TTL_MS = 30_000;
 
 function digestOf(creds: ProxyCredentials): Uint8Array {
   return new Uint8Array(
@@ -124,6 +129,11 @@ export class SessionIpm implements Manager {
   #idleClosed: Session[] = [];
   /** Proxy credentials checked recently, by user name. */
   readonly #proxyChecked = new Map<string, CheckedCredentials>();
+  /** User name → digest and expiry of credentials the database refused. */
+  readonly #proxyRefused = new Map<
+    string,
+    { digest: Uint8Array; until: number }
+  >();
 
   constructor(
     readonly name: string,
@@ -312,7 +322,18 @@ export class SessionIpm implements Manager {
   /** True when these credentials must be checked by the database first. */
   needsProxyCheck(creds: ProxyCredentials, now: number): boolean {
     return this.options.proxyAuth === true &&
-      this.proxySession(creds, now) === undefined;
+      this.proxySession(creds, now) === undefined &&
+      !this.#refusedRecently(creds, now);
+  }
+
+  #refusedRecently(creds: ProxyCredentials, now: number): boolean {
+    const refused = this.#proxyRefused.get(creds.user);
+    if (!refused) return false;
+    if (refused.until <= now) {
+      this.#proxyRefused.delete(creds.user);
+      return false;
+    }
+    return timingSafeEqual(digestOf(creds), refused.digest);
   }
 
   /**
@@ -320,7 +341,24 @@ export class SessionIpm implements Manager {
    * a few minutes. Wrong ones are not remembered (and throw).
    */
   async checkProxyCredentials(creds: ProxyCredentials): Promise<void> {
-    const record = await this.auth.authenticate(creds.user, creds.pass);
+    let record: UserRecord;
+    try {
+      record = await this.auth.authenticate(creds.user, creds.pass);
+    } catch (e) {
+      // Remember a wrong password or an unknown user, not a directory that
+      // could not be reached (that is no verdict on the credentials).
+      const body = e instanceof CommandError ? e.body : undefined;
+      if (body && (body.message === "Incorrect password" || "User" in body)) {
+        if (this.#proxyRefused.size >= PROXY_AUTH_MAX) {
+          this.#proxyRefused.clear();
+        }
+        this.#proxyRefused.set(creds.user, {
+          digest: digestOf(creds),
+          until: this.options.clock().getTime() + PROXY_REFUSED_TTL_MS,
+        });
+      }
+      throw e;
+    }
     const groups = await this.#groupsOf(record.userName, record);
     const now = this.options.clock().getTime();
     if (this.#proxyChecked.size >= PROXY_AUTH_MAX) {

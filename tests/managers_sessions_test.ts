@@ -342,6 +342,42 @@ Deno.test("proxyAuth: Basic credentials authenticate a request without a session
   }
 });
 
+Deno.test("proxyAuth: wrong credentials are remembered for 30 s, right ones are still checked", async () => {
+  const d = await PolicyDir.make(PROXY_AUTH_TOML);
+  try {
+    const g = await d.open();
+    const wrong = () => ({
+      ...request("10.0.0.5", d.clock),
+      proxyAuth: { user: "user0", pass: "nope" },
+    });
+    const first = g.decide(wrong());
+    assert.ok(first instanceof Promise, "the database is asked once");
+    const refused = await first;
+    assert.equal(!refused.allowed && refused.status, 407);
+    const again = g.decide(wrong());
+    assert.ok(!(again instanceof Promise), "then the refusal is remembered");
+    assert.equal(!again.allowed && again.status, 407);
+    // Other credentials of the same user are checked at once.
+    const right = g.decide({
+      ...request("10.0.0.5", d.clock),
+      proxyAuth: { user: "user0", pass: "pass0" },
+    });
+    assert.ok(right instanceof Promise);
+    assert.equal((await right).allowed, true);
+    // An unknown user too is remembered; after 30 s everything is asked again.
+    const nobody = () => ({
+      ...request("10.0.0.6", d.clock),
+      proxyAuth: { user: "nobody", pass: "x" },
+    });
+    await g.decide(nobody());
+    assert.ok(!(g.decide(nobody()) instanceof Promise));
+    d.clock.advance(30_000);
+    assert.ok(g.decide(wrong()) instanceof Promise, "asked again after 30 s");
+  } finally {
+    await d.cleanup();
+  }
+});
+
 Deno.test("sessions: gateways sharing one store see logins and logouts after a flush", async () => {
   const d = await PolicyDir.make(README_TOML);
   try {

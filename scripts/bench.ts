@@ -22,8 +22,8 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import {
+  adminManagersToml,
   makeConfigDir,
-  quotaManagersToml,
 } from "../tests/helpers/config_dir.ts";
 import {
   Pmproxy,
@@ -389,7 +389,7 @@ const relay = startBareRelay();
 // batches), squid to a file.
 // All the bench's tunnels come from one address: lift the per-client cap.
 const dir = await makeConfigDir(
-  quotaManagersToml({ quota: "1000 GB" }),
+  adminManagersToml({ quota: "1000 GB" }),
   {
     proxy: "maxTunnelsPerClient = 100000",
   },

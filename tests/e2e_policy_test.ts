@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { makeConfigDir } from "./helpers/config_dir.ts";
+import { adminManagersToml, makeConfigDir } from "./helpers/config_dir.ts";
 import { runPmproxy, startPmproxy } from "./helpers/pmproxy_process.ts";
 import { curl, startOrigin } from "./helpers/origin.ts";
 import { startMicrosocks, startTinyproxy } from "./helpers/dial_servers.ts";
@@ -14,28 +14,12 @@ import { adDbToml, startSlapd } from "./helpers/slapd.ts";
 
 Deno.test("proxy credentials: 407 with Proxy-Authenticate without them, browsing with them, accounted to the user", async () => {
   const origin = startOrigin();
-  const dir = await makeConfigDir(`rule = "sessions ∧ down"
-admins = ["admin"]
-[[sessionIPM]]
-name = "sessions"
-auth = "map"
-proxyAuth = true
-realm = "Example gateway"
-[[dwnConsR]]
-name = "down"
-userDBN = "map"
-resetCycle = "24h"
-[dwnConsR.groupQuota]
-group0 = "1 GB"
-[mapDB]
-name = "map"
-[mapDB.userPass]
-user0 = "pass0"
-admin = "admin-pass"
-[mapDB.userGroups]
-user0 = ["group0"]
-admin = ["group0"]
-`);
+  const managers = adminManagersToml().replace(
+    'auth = "map"',
+    'auth = "map"\nproxyAuth = true\nrealm = "Example gateway"',
+  );
+  assert.match(managers, /proxyAuth = true/);
+  const dir = await makeConfigDir(managers);
   const work = await Deno.makeTempDir({ prefix: "pmproxy-client-" });
   const server = await startPmproxy(dir);
   const proxy = `http://127.0.0.1:${server.proxyPort}`;

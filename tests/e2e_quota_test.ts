@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { makeConfigDir, quotaManagersToml } from "./helpers/config_dir.ts";
+import { adminManagersToml, makeConfigDir } from "./helpers/config_dir.ts";
 import {
   Pmproxy,
   runPmproxy,
@@ -30,7 +30,7 @@ interface Setup {
 async function setup(
   options: { quota: string; resetCycle?: string },
 ): Promise<Setup> {
-  const dir = await makeConfigDir(quotaManagersToml(options), {
+  const dir = await makeConfigDir(adminManagersToml(options), {
     persistInterval: "200ms",
   });
   const work = await Deno.makeTempDir({ prefix: "pmproxy-client-" });

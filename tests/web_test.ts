@@ -2,7 +2,7 @@
  * The built-in pages in real headless Chromium against the real thing:
  * the HTTPS API (api/mod.ts, self-signed certificate generated in a temp
  * config dir) over the real gateway (managers/mod.ts) loaded from the
- * original README's managers.toml plus an administrator, state in a real
+ * README's managers plus an administrator, state in a real
  * Deno KV file.
  */
 import assert from "node:assert/strict";
@@ -12,35 +12,10 @@ import { openGateway } from "../managers/mod.ts";
 import { startTestApi } from "./helpers/api_server.ts";
 import { launchChromium, newPage } from "./helpers/web_browser.ts";
 import type { Browser, Page } from "playwright-core";
+import { adminManagersToml } from "./helpers/config_dir.ts";
 
-/**
- * The original README's managers.toml (its `rule` and `userGroup`
- * spellings kept) with an administrator added.
- */
-const MANAGERS_TOML = `admins = ["admin"]
-jwtExpiration = "1h"
-rule = "sessions ∧ down"
-
-[[sessionIPM]]
-	name = "sessions"
-	auth = "map"
-
-[[dwnConsR]]
-	name = "down"
-	userDBN = "map"
-	resetCycle = "24h"
-	[dwnConsR.groupQuota]
-		group0 = "1 GB"
-
-[mapDB]
-	name = "map"
-	[mapDB.userPass]
-		user0 = "pass0"
-		admin = "admin-pass"
-	[mapDB.userGroup]
-		user0 = ["group0"]
-		admin = ["group0"]
-`;
+/** The README's managers with an administrator. */
+const MANAGERS_TOML = adminManagersToml();
 
 async function withRealGateway(
   managersToml: string,

@@ -7,37 +7,14 @@
 import { join } from "node:path";
 import { openGateway } from "../../managers/mod.ts";
 
+import { adminManagersToml, README_MANAGERS_TOML } from "./config_dir.ts";
+
 /** The original README's managers.toml, word for word. */
-import { README_MANAGERS_TOML } from "./config_dir.ts";
 export const README_MANAGERS = README_MANAGERS_TOML;
 
 /** The README's managers plus an admin (and a given secret lifetime). */
 export function adminManagers(jwtExpiration = "1h"): string {
-  return `rule = "sessions ∧ down"
-admins = ["admin"]
-jwtExpiration = "${jwtExpiration}"
-
-[[sessionIPM]]
-name = "sessions"
-auth = "map"
-
-[[dwnConsR]]
-name = "down"
-userDBN = "map"
-resetCycle = "24h"
-[dwnConsR.groupQuota]
-group0 = "1 GB"
-staff = "1 GB"
-
-[mapDB]
-name = "map"
-[mapDB.userPass]
-user0 = "pass0"
-admin = "admin-pass"
-[mapDB.userGroups]
-user0 = ["group0"]
-admin = ["staff"]
-`;
+  return adminManagersToml({ jwtExpiration });
 }
 
 /** A real gateway in a temp dir. */

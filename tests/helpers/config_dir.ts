@@ -28,13 +28,17 @@ export const README_MANAGERS_TOML = `rule = "sessions ∧ down"
 		user0 = ["group0"]
 `;
 
-/** A managers.toml like the README's with a given quota, cycle and admins. */
-export function quotaManagersToml(
-  options: { quota: string; resetCycle?: string },
+/**
+ * The README's managers plus an administrator (`admin`/`admin-pass` in the
+ * group `staff`, 1 GB), with user0's quota, the reset cycle and the secrets'
+ * lifetime to choose.
+ */
+export function adminManagersToml(
+  options: { quota?: string; resetCycle?: string; jwtExpiration?: string } = {},
 ): string {
   return `rule = "sessions ∧ down"
 admins = ["admin"]
-jwtExpiration = "1h"
+jwtExpiration = "${options.jwtExpiration ?? "1h"}"
 
 [[sessionIPM]]
 name = "sessions"
@@ -45,7 +49,7 @@ name = "down"
 userDBN = "map"
 resetCycle = "${options.resetCycle ?? "24h"}"
 [dwnConsR.groupQuota]
-group0 = "${options.quota}"
+group0 = "${options.quota ?? "1 GB"}"
 staff = "1 GB"
 
 [mapDB]

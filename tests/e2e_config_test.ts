@@ -12,8 +12,8 @@ import { curl, startOrigin } from "./helpers/origin.ts";
 Deno.test("first start writes a safe default configuration with a hashed admin password", async () => {
   const dir = await Deno.makeTempDir({ prefix: "pmproxy-default-" });
   const origin = startOrigin();
-  // The default server.toml listens on :8080 and :4443; pass a loopback
-  // server.toml only after checking the defaults were written.
+  // An empty configuration directory: the defaults are written, so this
+  // server listens on :8080 and :4443 (the quick start's ports).
   const server = await startPmproxy(join(dir, "conf"));
   try {
     const out = server.output();

@@ -7,6 +7,7 @@
  * @module
  */
 import { latin1Bytes } from "./http_head.ts";
+import type { DialError } from "./dial.ts";
 
 const REASONS: Record<number, string> = {
   200: "OK",
@@ -93,4 +94,19 @@ export function proxyInfoPage(
     "then browse as usual.";
   const page = errorResponse(200, message, { ...options, loginUrl });
   return page;
+}
+
+/**
+ * The answer to a failed dial: 504 when it timed out, else 502, with the
+ * dialer's sentence and what to do (no doubled punctuation when the
+ * dialer's sentence already ends with a question, "is the parent running?").
+ */
+export function dialFailure(
+  e: DialError,
+): { status: 502 | 504; message: string } {
+  const ends = /[.?!]$/.test(e.message) ? "" : ".";
+  return {
+    status: e.timedOut ? 504 : 502,
+    message: `${e.message}${ends} Check the address, or try again later.`,
+  };
 }

@@ -23,7 +23,7 @@ import {
   serializeHead,
 } from "./http_head.ts";
 import { BodyError, copyBody } from "./body.ts";
-import { errorResponse } from "./error_pages.ts";
+import { dialFailure, errorResponse } from "./error_pages.ts";
 import { type PooledUpstream, poolKey } from "./upstream_pool.ts";
 import { tunnelUpgrade } from "./tunnel.ts";
 import {
@@ -99,11 +99,8 @@ export async function forwardRequest(job: ForwardJob): Promise<boolean> {
     });
   } catch (e) {
     if (!(e instanceof DialError)) throw e;
-    return await answer(
-      job,
-      e.timedOut ? 504 : 502,
-      `${e.message}. Check the address, or try again later.`,
-    );
+    const failed = dialFailure(e);
+    return await answer(job, failed.status, failed.message);
   }
   const up: PooledUpstream = { dialed, reader: new Reader(dialed.conn), key };
   const outcome = await runPath(job, up, false);

@@ -9,7 +9,7 @@ import type { Decision } from "./policy.ts";
 import { dial, DialError } from "./dial.ts";
 import { Reader, writeAll } from "./_io.ts";
 import { relay } from "./relay.ts";
-import { errorResponse } from "./error_pages.ts";
+import { dialFailure, errorResponse } from "./error_pages.ts";
 import { type Client, type ProxyContext, sendToClient } from "./_context.ts";
 import type { Exchange } from "./access_log.ts";
 
@@ -70,15 +70,9 @@ export async function tunnelConnect(
       });
     } catch (e) {
       if (!(e instanceof DialError)) throw e;
-      const status = e.timedOut ? 504 : 502;
+      const failed = dialFailure(e);
       x.tag = "TCP_TUNNEL";
-      await answer(
-        client,
-        x,
-        status,
-        `${e.message}. Check the address, or try again later.`,
-        ctx,
-      );
+      await answer(client, x, failed.status, failed.message, ctx);
       return;
     }
     x.hierarchy = dialed.hierarchy;

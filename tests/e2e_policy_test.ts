@@ -125,6 +125,11 @@ proxyURL = "${kind}://127.0.0.1:${parent.port}"
       ]);
       assert.match(dead.body, /502$/);
       assert.match(dead.body, /parent/i);
+      assert.match(
+        dead.body,
+        /running\? Check the address/,
+        "one sentence end, not '?.'",
+      );
       assert.equal(
         origin.requests,
         before,

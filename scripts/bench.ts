@@ -5,9 +5,15 @@
  * - bulk download of a large body: direct, through a bare Deno relay (the
  *   platform's ceiling), through pmproxy as plain HTTP and as a CONNECT
  *   tunnel, and through squid / tinyproxy when they are installed;
- * - 1 KiB requests on kept-alive connections (wrk, when installed);
+ * - 1 KiB requests on 32 kept-alive connections (wrk, when installed), each
+ *   proxy first warmed up, then measured at its own saturation and at a
+ *   paced load (each connection pauses after every answer), which compares
+ *   latency at about the same offered load;
  * - one new connection per request (ab, when installed);
- * - resident memory of 1,000 idle tunnels.
+ * - resident memory of idle tunnels.
+ *
+ * The origin is nginx when installed (as for the issue's reference figures),
+ * else a raw Deno origin inside this process.
  *
  * pmproxy runs as the real server (child process) with the rule
  * `sessions ∧ down` and a quota attached, logged in from 127.0.0.1; a
@@ -30,6 +36,20 @@ import {
   runPmproxy,
   startPmproxy,
 } from "../tests/helpers/pmproxy_process.ts";
+import {
+  type Reference,
+  startBareRelay,
+  startOrigin,
+  startReference,
+} from "./_bench_servers.ts";
+import {
+  abRps,
+  best,
+  curlSpeed,
+  idleTunnels,
+  wrk,
+  type WrkResult,
+} from "./_bench_tools.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -41,348 +61,11 @@ const { values } = parseArgs({
 });
 const quick = values.quick ?? false;
 const SIZE = Number(values.size ?? (quick ? 128 : 512)) * 1024 * 1024;
+/** Each connection's pause after every answer in the paced runs. */
+const PAUSE_MS = 2;
 
-function has(cmd: string): boolean {
-  return new Deno.Command("sh", {
-    args: ["-c", `command -v ${cmd}`],
-    stdout: "null",
-    stderr: "null",
-  })
-    .outputSync().success;
-}
-
-// ---------------------------------------------------------------------------
-// A raw origin: answers every request with `/bytes/N` or `/1k` from one
-// reused buffer, so the origin is never the bottleneck.
-const BLOCK = new Uint8Array(256 * 1024).fill(120);
-const enc = new TextEncoder();
-
-async function serveOrigin(conn: Deno.TcpConn) {
-  const buf = new Uint8Array(16 * 1024);
-  let pending = "";
-  // Head and body go out in separate writes: without this, Nagle's algorithm
-  // and delayed ACKs add 40 ms to every small answer.
-  conn.setNoDelay(true);
-  let open = true;
-  try {
-    while (open) {
-      const n = await conn.read(buf);
-      if (n === null) break;
-      pending += new TextDecoder().decode(buf.subarray(0, n));
-      let end;
-      while ((end = pending.indexOf("\r\n\r\n")) >= 0) {
-        const head = pending.slice(0, end);
-        pending = pending.slice(end + 4);
-        const path = head.split(" ")[1] ?? "/";
-        // HTTP/1.0 without keep-alive (ab): the answer ends with the connection.
-        const http10 = /^[^\r\n]* HTTP\/1\.0\r?$/m.test(head.split("\n")[0]) &&
-          !/^connection: *keep-alive/im.test(head);
-        if (http10) open = false;
-        const m = /\/bytes\/(\d+)/.exec(path);
-        const size = m ? Number(m[1]) : 1024;
-        await conn.write(
-          enc.encode(
-            `HTTP/1.1 200 OK\r\nContent-Length: ${size}\r\nContent-Type: application/octet-stream\r\n\r\n`,
-          ),
-        );
-        let left = size;
-        while (left > 0) {
-          const k = Math.min(left, BLOCK.length);
-          let off = 0;
-          while (off < k) off += await conn.write(BLOCK.subarray(off, k));
-          left -= k;
-        }
-      }
-    }
-  } catch { /* client went away */ }
-  try {
-    conn.close();
-  } catch { /* closed */ }
-}
-
-function startOrigin(): { port: number; close(): void } {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  (async () => {
-    try {
-      for await (const conn of listener) serveOrigin(conn);
-    } catch { /* closed */ }
-  })();
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    close: () => listener.close(),
-  };
-}
-
-// ---------------------------------------------------------------------------
-// A bare Deno relay: CONNECT only, manual read loop with 256 KiB buffers, no
-// policy and no parsing beyond the first line: the platform's ceiling.
-async function pump(from: Deno.Conn, to: Deno.Conn) {
-  const buf = new Uint8Array(256 * 1024);
-  try {
-    for (;;) {
-      const n = await from.read(buf);
-      if (n === null) break;
-      let off = 0;
-      while (off < n) off += await to.write(buf.subarray(off, n));
-    }
-    await to.closeWrite();
-  } catch { /* peer gone */ }
-}
-
-function startBareRelay(): { port: number; close(): void } {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  (async () => {
-    try {
-      for await (const client of listener) {
-        (async () => {
-          const buf = new Uint8Array(4096);
-          const n = await client.read(buf);
-          if (n === null) return client.close();
-          const line = new TextDecoder().decode(buf.subarray(0, n)).split(" ");
-          const [host, port] = line[1].split(":");
-          const up = await Deno.connect({ hostname: host, port: Number(port) });
-          await client.write(
-            enc.encode("HTTP/1.1 200 Connection established\r\n\r\n"),
-          );
-          await Promise.all([pump(client, up), pump(up, client)]);
-          client.close();
-          up.close();
-        })().catch(() => {});
-      }
-    } catch { /* closed */ }
-  })();
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    close: () => listener.close(),
-  };
-}
-
-// ---------------------------------------------------------------------------
-// Reference proxies from Debian, started on free ports with private configs.
-interface Reference {
-  name: string;
-  port: number;
-  stop(): Promise<void>;
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-async function waitPort(port: number): Promise<boolean> {
-  for (let i = 0; i < 100; i++) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return true;
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  return false;
-}
-
-async function startReference(
-  name: "squid" | "tinyproxy",
-  tmp: string,
-): Promise<Reference | undefined> {
-  if (!has(name)) return undefined;
-  const port = freePort();
-  const conf = join(tmp, `${name}.conf`);
-  let args: string[];
-  if (name === "squid") {
-    const logs = join(tmp, "squid-logs");
-    await Deno.mkdir(logs, { mode: 0o777 });
-    await Deno.chmod(logs, 0o777);
-    await Deno.chmod(tmp, 0o755);
-    await Deno.writeTextFile(
-      conf,
-      [
-        `http_port 127.0.0.1:${port}`,
-        "http_access allow all",
-        "cache deny all",
-        // Both proxies log every request (pmproxy to its standard output).
-        // (squid writes it as its unprivileged user: see logs below)
-        `access_log stdio:${join(tmp, "squid-logs", "access.log")} squid`,
-        `cache_log ${join(tmp, "squid-cache.log")}`,
-        `pid_filename ${join(tmp, "squid.pid")}`,
-        `coredump_dir ${tmp}`,
-        "shutdown_lifetime 0 seconds",
-        "",
-      ].join("\n"),
-    );
-    args = ["-N", "-f", conf];
-  } else {
-    await Deno.writeTextFile(
-      conf,
-      [
-        `Port ${port}`,
-        "Listen 127.0.0.1",
-        "Allow 127.0.0.1",
-        "MaxClients 2000",
-        "LogLevel Critical",
-        `PidFile "${join(tmp, "tinyproxy.pid")}"`,
-        "",
-      ].join("\n"),
-    );
-    args = ["-d", "-c", conf];
-  }
-  const child = new Deno.Command(name, {
-    args,
-    stdout: "null",
-    stderr: "null",
-    stdin: "null",
-  }).spawn();
-  if (!(await waitPort(port))) {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* it had already exited */ }
-    await child.status;
-    return undefined;
-  }
-  return {
-    name,
-    port,
-    stop: async () => {
-      child.kill("SIGTERM");
-      await child.status;
-    },
-  };
-}
-
-// ---------------------------------------------------------------------------
-async function curlSpeed(url: string, proxyArgs: string[]): Promise<number> {
-  const out = await new Deno.Command("curl", {
-    args: [
-      "-sS",
-      "-o",
-      "/dev/null",
-      "-w",
-      "%{speed_download} %{size_download}",
-      ...proxyArgs,
-      url,
-    ],
-  }).output();
-  const [speed, size] = new TextDecoder().decode(out.stdout).split(" ").map(
-    Number,
-  );
-  if (!out.success || size !== SIZE) {
-    throw new Error(
-      `curl ${proxyArgs.join(" ")} ${url} failed: ${
-        new TextDecoder().decode(out.stderr)
-      }`,
-    );
-  }
-  return speed / (1024 * 1024);
-}
-
-async function best(runs: number, f: () => Promise<number>): Promise<number> {
-  let top = 0;
-  for (let i = 0; i < runs; i++) top = Math.max(top, await f());
-  return top;
-}
-
-async function wrkRps(
-  proxyPort: number,
-  target: string,
-): Promise<{ rps: number; p99: string } | undefined> {
-  if (!has("wrk")) return undefined;
-  const script = await Deno.makeTempFile({ suffix: ".lua" });
-  await Deno.writeTextFile(script, `wrk.path = "${target}"\n`);
-  const out = await new Deno.Command("wrk", {
-    args: [
-      "-t2",
-      "-c32",
-      `-d${quick ? 3 : 8}s`,
-      "--latency",
-      "-s",
-      script,
-      `http://127.0.0.1:${proxyPort}`,
-    ],
-  }).output();
-  await Deno.remove(script);
-  const text = new TextDecoder().decode(out.stdout);
-  const rps = /Requests\/sec:\s+([\d.]+)/.exec(text);
-  const p99 = /99%\s+([\d.]+\w+)/.exec(text);
-  const errors = /Non-2xx or 3xx responses: (\d+)/.exec(text);
-  if (!rps) return undefined;
-  if (errors) console.log(`  (wrk saw ${errors[1]} non-2xx answers)`);
-  return { rps: Number(rps[1]), p99: p99?.[1] ?? "?" };
-}
-
-async function abRps(
-  proxy: string | undefined,
-  target: string,
-): Promise<number | undefined> {
-  if (!has("ab")) return undefined;
-  const args = ["-q", "-n", quick ? "5000" : "20000", "-c", "32"];
-  if (proxy) args.push("-X", proxy);
-  args.push(target);
-  const out = await new Deno.Command("ab", { args }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  const rps = /Requests per second:\s+([\d.]+)/.exec(text);
-  const failed = /Non-2xx responses:\s+(\d+)/.exec(text);
-  if (failed) console.log(`  (ab saw ${failed[1]} non-2xx answers)`);
-  return rps ? Number(rps[1]) : undefined;
-}
-
-function rssKiB(pid: number): number {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-}
-
-function pmproxyPid(port: number): number | undefined {
-  // The child is `deno run … main.ts serve`; find it by its listening port.
-  const out = new Deno.Command("sh", {
-    args: [
-      "-c",
-      `ss -ltnpH 'sport = :${port}' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2`,
-    ],
-  }).outputSync();
-  const pid = Number(new TextDecoder().decode(out.stdout).trim());
-  return pid > 0 ? pid : undefined;
-}
-
-async function idleTunnels(
-  proxyPort: number,
-  originPort: number,
-  count: number,
-): Promise<number | undefined> {
-  const pid = pmproxyPid(proxyPort);
-  if (!pid) return undefined;
-  const before = rssKiB(pid);
-  const conns: Deno.Conn[] = [];
-  const buf = new Uint8Array(1024);
-  for (let i = 0; i < count; i++) {
-    const c = await Deno.connect({ hostname: "127.0.0.1", port: proxyPort });
-    await c.write(
-      enc.encode(
-        `CONNECT 127.0.0.1:${originPort} HTTP/1.1\r\nHost: 127.0.0.1:${originPort}\r\n\r\n`,
-      ),
-    );
-    const n = await c.read(buf);
-    if (
-      n === null ||
-      !new TextDecoder().decode(buf.subarray(0, n)).includes(" 200 ")
-    ) {
-      throw new Error(
-        `tunnel ${i} refused: ${
-          n === null ? "closed" : new TextDecoder().decode(buf.subarray(0, n))
-        }`,
-      );
-    }
-    conns.push(c);
-  }
-  await new Promise((r) => setTimeout(r, 500));
-  const after = rssKiB(pid);
-  for (const c of conns) c.close();
-  return (after - before) / 1024;
-}
-
-// ---------------------------------------------------------------------------
-const origin = startOrigin();
+const work = await Deno.makeTempDir({ prefix: "pmproxy-bench-" });
+const origin = await startOrigin(work, SIZE);
 const relay = startBareRelay();
 // The loopback server.toml already allows tunnels to every port.
 // pmproxy logs every request to its standard output (the default, in
@@ -394,7 +77,6 @@ const dir = await makeConfigDir(
     proxy: "maxTunnelsPerClient = 100000",
   },
 );
-const work = await Deno.makeTempDir({ prefix: "pmproxy-bench-" });
 // The same proxy with `rule = "true"`: what the rule and quota machinery cost.
 const bareDir = await makeConfigDir('rule = "true"\n');
 const references: Reference[] = [];
@@ -429,17 +111,17 @@ try {
     { name: "pmproxy true", port: bareRule.proxyPort },
     ...references,
   ];
+  console.log(`origin: ${origin.name}`);
 
   const bigUrl = `http://127.0.0.1:${origin.port}/bytes/${SIZE}`;
   const runs = quick ? 1 : 3;
   console.log(
     `bulk download of ${SIZE / 1024 / 1024} MiB (best of ${runs}, MiB/s):`,
   );
-  const direct = await best(runs, () => curlSpeed(bigUrl, []));
-  const bare = await best(
-    runs,
-    () => curlSpeed(bigUrl, ["-p", "-x", `http://127.0.0.1:${relay.port}`]),
-  );
+  const speed = (args: string[]) =>
+    best(runs, () => curlSpeed(bigUrl, args, SIZE));
+  const direct = await speed([]);
+  const bare = await speed(["-p", "-x", `http://127.0.0.1:${relay.port}`]);
   const row = (name: string, v: number) =>
     console.log(
       `  ${name.padEnd(28)} ${v.toFixed(0).padStart(6)}   ×direct ${
@@ -450,37 +132,77 @@ try {
   row("bare Deno relay (CONNECT)", bare);
   for (const p of proxies) {
     const url = `http://127.0.0.1:${p.port}`;
-    row(
-      `${p.name} plain HTTP`,
-      await best(runs, () => curlSpeed(bigUrl, ["-x", url])),
-    );
-    row(
-      `${p.name} CONNECT`,
-      await best(runs, () => curlSpeed(bigUrl, ["-p", "-x", url])),
-    );
+    row(`${p.name} plain HTTP`, await speed(["-x", url]));
+    row(`${p.name} CONNECT`, await speed(["-p", "-x", url]));
   }
 
   const small = `http://127.0.0.1:${origin.port}/1k`;
-  console.log("1 KiB requests on 32 kept-alive connections (wrk):");
+  const seconds = quick ? 3 : 8;
+  console.log(
+    `1 KiB requests on 32 kept-alive connections (wrk, ${seconds} s each, after a warm-up run):`,
+  );
+  const squidName = references.find((r) => r.name === "squid")?.name;
+  const saturated = new Map<string, WrkResult>();
+  const paced = new Map<string, WrkResult>();
   for (const p of proxies) {
-    const k = await wrkRps(p.port, small);
-    if (k) {
-      console.log(
-        `  ${p.name.padEnd(12)} ${
-          k.rps.toFixed(0).padStart(7)
-        } req/s   p99 ${k.p99}`,
-      );
-    } else console.log(`  ${p.name}: wrk not installed or failed, skipped`);
+    // Every proxy gets the same warm-up: pmproxy's JIT compiles its hot
+    // paths during the first second, which is not what a gateway that runs
+    // for months feels like.
+    await wrk(p.port, small, { seconds: quick ? 1 : 2 });
+    const s = await wrk(p.port, small, { seconds });
+    const q = await wrk(p.port, small, { seconds, pauseMs: PAUSE_MS });
+    if (s) saturated.set(p.name, s);
+    if (q) paced.set(p.name, q);
+    for (const r of [s, q]) {
+      if (r?.errors) console.log(`  (wrk saw ${r.errors} non-2xx answers)`);
+    }
   }
+  const ratio = (v: number | undefined, ref: number | undefined) =>
+    v !== undefined && ref ? `${(v / ref).toFixed(2)}` : "-";
+  const squidSat = squidName ? saturated.get(squidName) : undefined;
+  const squidPaced = squidName ? paced.get(squidName) : undefined;
+  console.log(
+    `  ${"".padEnd(12)} ${"saturated".padStart(26)}  ${
+      `paced (${PAUSE_MS} ms pause per answer)`.padStart(36)
+    }`,
+  );
+  console.log(
+    `  ${"proxy".padEnd(12)} ${"req/s".padStart(7)} ${"p50".padStart(6)} ${
+      "p99".padStart(6)
+    } ${"×squid".padStart(6)}  ${"req/s".padStart(7)} ${"p50".padStart(6)} ${
+      "p99".padStart(6)
+    } ${"p99 ×squid".padStart(10)}`,
+  );
+  for (const p of proxies) {
+    const s = saturated.get(p.name);
+    const q = paced.get(p.name);
+    if (!s || !q) {
+      console.log(`  ${p.name}: wrk not installed or failed, skipped`);
+      continue;
+    }
+    const ms = (v: number) => v.toFixed(2).padStart(6);
+    console.log(
+      `  ${p.name.padEnd(12)} ${s.rps.toFixed(0).padStart(7)} ${ms(s.p50)} ${
+        ms(s.p99)
+      } ${ratio(s.rps, squidSat?.rps).padStart(6)}  ${
+        q.rps.toFixed(0).padStart(7)
+      } ${ms(q.p50)} ${ms(q.p99)} ${
+        ratio(q.p99, squidPaced?.p99).padStart(10)
+      }`,
+    );
+  }
+  console.log("  (latencies in ms; p99 ×squid below 1 is better than squid)");
+
   console.log("1 KiB requests, one new connection each (ab -c32):");
-  const abDirect = await abRps(undefined, small);
+  const requests = quick ? 5000 : 20000;
+  const abDirect = await abRps(undefined, small, { requests });
   if (abDirect) {
     console.log(
       `  ${"direct".padEnd(12)} ${abDirect.toFixed(0).padStart(7)} req/s`,
     );
   }
   for (const p of proxies) {
-    const r = await abRps(`127.0.0.1:${p.port}`, small);
+    const r = await abRps(`127.0.0.1:${p.port}`, small, { requests });
     if (r && abDirect) {
       console.log(
         `  ${p.name.padEnd(12)} ${r.toFixed(0).padStart(7)} req/s   ×direct ${
@@ -496,14 +218,16 @@ try {
     console.log(
       `idle tunnels: pmproxy grew ${
         idle.toFixed(1)
-      } MiB resident for ${count} tunnels`,
+      } MiB resident for ${count} tunnels (${
+        (idle * 1000 / count).toFixed(1)
+      } MiB per 1,000)`,
     );
   }
 } finally {
   await server?.stop();
   await bareRule?.stop();
   for (const ref of references) await ref.stop();
-  origin.close();
+  await origin.close();
   relay.close();
   await Deno.remove(dir, { recursive: true });
   await Deno.remove(bareDir, { recursive: true });

@@ -1,0 +1,304 @@
+/**
+ * The servers `deno task bench` measures against: the origin (nginx when
+ * installed), a bare Deno relay (the platform's ceiling) and the reference
+ * proxies from Debian (squid, tinyproxy), each on a free port with a private
+ * configuration in a temporary directory.
+ *
+ * @module
+ */
+import { join } from "node:path";
+
+/** True when `cmd` is on the PATH. */
+export function has(cmd: string): boolean {
+  return new Deno.Command("sh", {
+    args: ["-c", `command -v ${cmd}`],
+    stdout: "null",
+    stderr: "null",
+  })
+    .outputSync().success;
+}
+
+// ---------------------------------------------------------------------------
+// Origins. nginx when installed: the issue's reference figures were taken
+// with it, and it leaves the two cores to the proxies. Otherwise a raw Deno
+// origin in this process, which answers `/bytes/N` and `/1k` from one
+// reused buffer.
+const BLOCK = new Uint8Array(256 * 1024).fill(120);
+const enc = new TextEncoder();
+
+async function serveOrigin(conn: Deno.TcpConn) {
+  const buf = new Uint8Array(16 * 1024);
+  let pending = "";
+  // Head and body go out in separate writes: without this, Nagle's algorithm
+  // and delayed ACKs add 40 ms to every small answer.
+  conn.setNoDelay(true);
+  let open = true;
+  try {
+    while (open) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      pending += new TextDecoder().decode(buf.subarray(0, n));
+      let end;
+      while ((end = pending.indexOf("\r\n\r\n")) >= 0) {
+        const head = pending.slice(0, end);
+        pending = pending.slice(end + 4);
+        const path = head.split(" ")[1] ?? "/";
+        // HTTP/1.0 without keep-alive (ab): the answer ends with the connection.
+        const http10 = /^[^\r\n]* HTTP\/1\.0\r?$/m.test(head.split("\n")[0]) &&
+          !/^connection: *keep-alive/im.test(head);
+        if (http10) open = false;
+        const m = /\/bytes\/(\d+)/.exec(path);
+        const size = m ? Number(m[1]) : 1024;
+        await conn.write(
+          enc.encode(
+            `HTTP/1.1 200 OK\r\nContent-Length: ${size}\r\nContent-Type: application/octet-stream\r\n\r\n`,
+          ),
+        );
+        let left = size;
+        while (left > 0) {
+          const k = Math.min(left, BLOCK.length);
+          let off = 0;
+          while (off < k) off += await conn.write(BLOCK.subarray(off, k));
+          left -= k;
+        }
+      }
+    }
+  } catch { /* client went away */ }
+  try {
+    conn.close();
+  } catch { /* closed */ }
+}
+
+/** Where the bench downloads from. */
+export interface Origin {
+  name: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+function startDenoOrigin(): Origin {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  (async () => {
+    try {
+      for await (const conn of listener) serveOrigin(conn);
+    } catch { /* closed */ }
+  })();
+  return {
+    name: "Deno origin (in the bench process)",
+    port: (listener.addr as Deno.NetAddr).port,
+    close: () => Promise.resolve(listener.close()),
+  };
+}
+
+/**
+ * nginx serving `/1k` and `/bytes/<size>` (a sparse file) from `tmp`, one
+ * worker, no access log; undefined when nginx is not installed or does not
+ * start.
+ */
+async function startNginx(
+  tmp: string,
+  size: number,
+): Promise<Origin | undefined> {
+  if (!has("nginx")) return undefined;
+  const root = join(tmp, "nginx");
+  await Deno.mkdir(join(root, "www", "bytes"), { recursive: true });
+  await Deno.writeTextFile(join(root, "www", "1k"), "x".repeat(1024));
+  const big = await Deno.open(join(root, "www", "bytes", String(size)), {
+    create: true,
+    write: true,
+  });
+  await big.truncate(size);
+  big.close();
+  const port = freePort();
+  const temp = (name: string) => `${name}_temp_path ${join(root, name)};`;
+  await Deno.writeTextFile(
+    join(root, "nginx.conf"),
+    [
+      "worker_processes 1;",
+      "daemon off;",
+      `pid ${join(root, "nginx.pid")};`,
+      `error_log ${join(root, "error.log")};`,
+      "events { worker_connections 8192; }",
+      "http {",
+      "  access_log off;",
+      "  sendfile on;",
+      "  tcp_nopush on;",
+      "  keepalive_requests 10000000;",
+      `  ${temp("client_body")} ${temp("proxy")} ${temp("fastcgi")}`,
+      `  ${temp("uwsgi")} ${temp("scgi")}`,
+      `  server { listen 127.0.0.1:${port}; root ${join(root, "www")}; }`,
+      "}",
+      "",
+    ].join("\n"),
+  );
+  const child = new Deno.Command("nginx", {
+    args: ["-c", join(root, "nginx.conf"), "-p", root],
+    stdout: "null",
+    stderr: "null",
+    stdin: "null",
+  }).spawn();
+  if (!(await waitPort(port))) {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* it had already exited */ }
+    await child.status;
+    return undefined;
+  }
+  return {
+    name: "nginx",
+    port,
+    close: async () => {
+      child.kill("SIGTERM");
+      await child.status;
+    },
+  };
+}
+
+/** nginx when it can run here, else the Deno origin. */
+export async function startOrigin(tmp: string, size: number): Promise<Origin> {
+  return (await startNginx(tmp, size)) ?? startDenoOrigin();
+}
+
+// ---------------------------------------------------------------------------
+// A bare Deno relay: CONNECT only, manual read loop with 256 KiB buffers, no
+// policy and no parsing beyond the first line: the platform's ceiling.
+async function pump(from: Deno.Conn, to: Deno.Conn) {
+  const buf = new Uint8Array(256 * 1024);
+  try {
+    for (;;) {
+      const n = await from.read(buf);
+      if (n === null) break;
+      let off = 0;
+      while (off < n) off += await to.write(buf.subarray(off, n));
+    }
+    await to.closeWrite();
+  } catch { /* peer gone */ }
+}
+
+/** The platform's ceiling for a CONNECT relay. */
+export function startBareRelay(): { port: number; close(): void } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  (async () => {
+    try {
+      for await (const client of listener) {
+        (async () => {
+          const buf = new Uint8Array(4096);
+          const n = await client.read(buf);
+          if (n === null) return client.close();
+          const line = new TextDecoder().decode(buf.subarray(0, n)).split(" ");
+          const [host, port] = line[1].split(":");
+          const up = await Deno.connect({ hostname: host, port: Number(port) });
+          await client.write(
+            enc.encode("HTTP/1.1 200 Connection established\r\n\r\n"),
+          );
+          await Promise.all([pump(client, up), pump(up, client)]);
+          client.close();
+          up.close();
+        })().catch(() => {});
+      }
+    } catch { /* closed */ }
+  })();
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    close: () => listener.close(),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Reference proxies from Debian, started on free ports with private configs.
+/** A reference proxy started for the bench. */
+export interface Reference {
+  name: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** A port nobody listens on right now. */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** True once something accepts connections on `port` (10 s at most). */
+export async function waitPort(port: number): Promise<boolean> {
+  for (let i = 0; i < 100; i++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return true;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return false;
+}
+
+/** Starts squid or tinyproxy on a free port; undefined when it cannot. */
+export async function startReference(
+  name: "squid" | "tinyproxy",
+  tmp: string,
+): Promise<Reference | undefined> {
+  if (!has(name)) return undefined;
+  const port = freePort();
+  const conf = join(tmp, `${name}.conf`);
+  let args: string[];
+  if (name === "squid") {
+    const logs = join(tmp, "squid-logs");
+    await Deno.mkdir(logs, { mode: 0o777 });
+    await Deno.chmod(logs, 0o777);
+    await Deno.chmod(tmp, 0o755);
+    await Deno.writeTextFile(
+      conf,
+      [
+        `http_port 127.0.0.1:${port}`,
+        "http_access allow all",
+        "cache deny all",
+        // Both proxies log every request (pmproxy to its standard output).
+        // (squid writes it as its unprivileged user: see logs below)
+        `access_log stdio:${join(tmp, "squid-logs", "access.log")} squid`,
+        `cache_log ${join(tmp, "squid-cache.log")}`,
+        `pid_filename ${join(tmp, "squid.pid")}`,
+        `coredump_dir ${tmp}`,
+        "shutdown_lifetime 0 seconds",
+        "",
+      ].join("\n"),
+    );
+    args = ["-N", "-f", conf];
+  } else {
+    await Deno.writeTextFile(
+      conf,
+      [
+        `Port ${port}`,
+        "Listen 127.0.0.1",
+        "Allow 127.0.0.1",
+        "MaxClients 2000",
+        "LogLevel Critical",
+        `PidFile "${join(tmp, "tinyproxy.pid")}"`,
+        "",
+      ].join("\n"),
+    );
+    args = ["-d", "-c", conf];
+  }
+  const child = new Deno.Command(name, {
+    args,
+    stdout: "null",
+    stderr: "null",
+    stdin: "null",
+  }).spawn();
+  if (!(await waitPort(port))) {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* it had already exited */ }
+    await child.status;
+    return undefined;
+  }
+  return {
+    name,
+    port,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await child.status;
+    },
+  };
+}

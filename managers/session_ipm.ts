@@ -26,6 +26,13 @@
  * in Deno KV and survive a restart. The secret is signed with a key made on
  * first start and kept in KV; its claims are `user`, `ip` and `exp`.
  *
+ * A session's last use is kept in memory at each request and written to KV
+ * with the periodic flush (`persistInterval`) and at shutdown, for the
+ * sessions used since the last flush: no KV write per request. A session
+ * restored after a restart that has been idle for `idleTimeout` since that
+ * last use is closed (a stored session without one, written by an older
+ * version, counts as used at the restart).
+ *
  * @module
  */
 import {
@@ -74,7 +81,10 @@ export interface Session {
   groups: Record<string, string[]>;
   /** When it was opened (ms since the epoch). */
   opened: number;
-  /** When a request last used it (ms since the epoch; not persisted). */
+  /**
+   * When a request last used it (ms since the epoch). Written to KV with
+   * the next flush, not at each request.
+   */
   lastUsed: number;
 }
 
@@ -111,7 +121,12 @@ interface StoredSession {
   record: UserRecord;
   groups: Record<string, string[]>;
   opened: number;
+  /** Absent in sessions stored by versions that did not keep it. */
+  lastUsed?: number;
 }
+
+/** At most this many stored sessions are read (and written) at a time. */
+const WRITE_BATCH = 10;
 
 /** A `sessionIPM` manager. */
 export class SessionIpm implements Manager {
@@ -127,6 +142,11 @@ export class SessionIpm implements Manager {
    * the next flush.
    */
   #idleClosed: Session[] = [];
+  /**
+   * The `lastUsed` each session has in KV as far as this gateway knows; a
+   * session whose `lastUsed` differs is written at the next flush.
+   */
+  #savedLastUsed = new WeakMap<Session, number>();
   /** Proxy credentials checked recently, by user name. */
   readonly #proxyChecked = new Map<string, CheckedCredentials>();
   /** User name → digest and expiry of credentials the database refused. */
@@ -180,6 +200,11 @@ export class SessionIpm implements Manager {
       const s = entry.value;
       const known = this.#byIp.get(ip);
       if (known && known.user === s.user && known.opened === s.opened) {
+        // Used through another gateway sharing the store more recently.
+        if (s.lastUsed !== undefined && s.lastUsed > known.lastUsed) {
+          known.lastUsed = s.lastUsed;
+          this.#savedLastUsed.set(known, s.lastUsed);
+        }
         byIp.set(ip, known);
         continue;
       }
@@ -197,7 +222,8 @@ export class SessionIpm implements Manager {
 
   /**
    * A stored session as the user databases held in memory (mapDB) see its
-   * user now: undefined when `auth` has no such user any more (its stored
+   * user now: undefined when `auth` has no such user any more or when it
+   * has been idle for `idleTimeout` since its stored last use (its stored
    * copy is deleted at the next flush), with their groups as configured
    * now. A directory (adDB) is not asked here; its groups stay as at login.
    */
@@ -207,11 +233,20 @@ export class SessionIpm implements Manager {
     now: number,
   ): Promise<Session | undefined> {
     const session: Session = {
-      ...stored,
+      user: stored.user,
+      record: stored.record,
       groups: { ...stored.groups },
+      opened: stored.opened,
       ip,
-      lastUsed: now,
+      lastUsed: stored.lastUsed ?? now,
     };
+    // Unknown when stored without it: written at the next flush.
+    this.#savedLastUsed.set(session, stored.lastUsed ?? -1);
+    const idle = this.options.idleTimeoutMs;
+    if (idle !== undefined && now - session.lastUsed >= idle) {
+      this.#idleClosed.push(session);
+      return undefined;
+    }
     for (const db of this.options.userDbs) {
       if (db.kind !== "mapDB") continue;
       const found = await db.lookup(stored.user);
@@ -229,8 +264,9 @@ export class SessionIpm implements Manager {
   }
 
   /**
-   * Writes pending deletions of idle sessions, then reads the sessions
-   * back from the store.
+   * Writes pending deletions of idle sessions and the last use of the
+   * sessions used since the last flush, then reads the sessions back from
+   * the store.
    */
   async flush(): Promise<void> {
     const kv = this.#kv;
@@ -247,7 +283,52 @@ export class SessionIpm implements Manager {
       }
       await kv.atomic().check(entry).delete(key).commit();
     }
+    await this.#writeLastUsed(kv);
     await this.#reload();
+  }
+
+  /**
+   * Writes the sessions whose last use changed since they were written.
+   * Each is written only over its own stored copy (same user, same login
+   * time), keeping the later last use when another gateway sharing the
+   * store wrote one meanwhile; one not written is tried at the next flush.
+   */
+  async #writeLastUsed(kv: Deno.Kv): Promise<void> {
+    const touched: Session[] = [];
+    for (const s of this.#byIp.values()) {
+      if (this.#savedLastUsed.get(s) !== s.lastUsed) touched.push(s);
+    }
+    for (let start = 0; start < touched.length; start += WRITE_BATCH) {
+      const batch = touched.slice(start, start + WRITE_BATCH);
+      const entries = await kv.getMany<StoredSession[]>(
+        batch.map((s) => this.#kvKey(s.ip)),
+      );
+      const op = kv.atomic();
+      const written: [Session, number][] = [];
+      for (let i = 0; i < batch.length; i++) {
+        const s = batch[i];
+        const entry = entries[i];
+        const v = entry.value;
+        if (v?.user !== s.user || v.opened !== s.opened) continue;
+        const lastUsed = Math.max(v.lastUsed ?? 0, s.lastUsed);
+        const stored: StoredSession = {
+          user: s.user,
+          record: s.record,
+          groups: s.groups,
+          opened: s.opened,
+          lastUsed,
+        };
+        op.check(entry).set(entry.key, stored);
+        written.push([s, lastUsed]);
+      }
+      if (written.length === 0) continue;
+      const res = await op.commit();
+      if (!res.ok) continue; // changed meanwhile: the next flush tries again
+      for (const [s, lastUsed] of written) {
+        this.#savedLastUsed.set(s, lastUsed);
+        if (lastUsed > s.lastUsed) s.lastUsed = lastUsed;
+      }
+    }
   }
 
   #kvKey(ip: string): Deno.KvKey {
@@ -464,9 +545,16 @@ export class SessionIpm implements Manager {
     if (this.#kv) {
       const op = this.#kv.atomic();
       if (oldIp !== undefined && oldIp !== ip) op.delete(this.#kvKey(oldIp));
-      const stored: StoredSession = { user, record, groups, opened: now };
+      const stored: StoredSession = {
+        user,
+        record,
+        groups,
+        opened: now,
+        lastUsed: now,
+      };
       op.set(this.#kvKey(ip), stored);
       await op.commit();
+      this.#savedLastUsed.set(session, now);
     }
     return this.#sign(user, ip);
   }

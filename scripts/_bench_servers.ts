@@ -102,6 +102,11 @@ async function startNginx(
   if (!has("nginx")) return undefined;
   const root = join(tmp, "nginx");
   await Deno.mkdir(join(root, "www", "bytes"), { recursive: true });
+  // Started as root, nginx's workers run as an unprivileged user, who must
+  // be able to read the files.
+  for (const d of [tmp, root, join(root, "www"), join(root, "www", "bytes")]) {
+    await Deno.chmod(d, 0o755);
+  }
   await Deno.writeTextFile(join(root, "www", "1k"), "x".repeat(1024));
   const big = await Deno.open(join(root, "www", "bytes", String(size)), {
     create: true,

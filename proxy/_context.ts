@@ -14,6 +14,12 @@ import type { Watch } from "./_watchdog.ts";
 /** The watch phase in which a timeout gives up the upstream only (→ 504). */
 export const WAITING_FOR_UPSTREAM = "waiting for the upstream";
 
+/**
+ * The watch phase in which the client's request body is awaited: a timeout
+ * gives up the upstream only (→ 408 when the client went silent).
+ */
+export const READING_BODY = "request body";
+
 /** The running proxy. */
 export interface ProxyContext {
   config: ProxyConfig;

@@ -40,11 +40,20 @@ export class Reader {
   /** Total bytes read from the socket. */
   bytesRead = 0;
   #grow = false;
+  #waiting = false;
   #released = false;
   #probe: Promise<number | null> | undefined = undefined;
 
   constructor(readonly conn: Stream) {
     this.buf = takeBuffer(SMALL);
+  }
+
+  /**
+   * True while a read from the socket is pending: the peer is the one
+   * awaited (a timeout then is the peer's silence, not a stuck write).
+   */
+  get waiting(): boolean {
+    return this.#waiting;
   }
 
   /** Bytes read but not consumed yet. */
@@ -92,9 +101,13 @@ export class Reader {
       }
     }
     const free = buf.length - this.end;
-    const n = await this.conn.read(
-      this.end === 0 ? buf : buf.subarray(this.end),
-    );
+    let n: number | null;
+    this.#waiting = true;
+    try {
+      n = await this.conn.read(this.end === 0 ? buf : buf.subarray(this.end));
+    } finally {
+      this.#waiting = false;
+    }
     const took = this.#took(n, free);
     return typeof took === "boolean" ? took : await took;
   }

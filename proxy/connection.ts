@@ -25,6 +25,7 @@ import { tunnelConnect } from "./tunnel.ts";
 import {
   Client,
   type ProxyContext,
+  READING_BODY,
   sendToClient,
   WAITING_FOR_UPSTREAM,
 } from "./_context.ts";
@@ -45,9 +46,11 @@ export function newClient(conn: Deno.Conn): Client {
   let client: Client | undefined = undefined;
   const w = new Watch((what) => {
     // Before the answer's head, only the upstream is given up, so that the
-    // client still gets a 504 page; later the whole exchange ends.
-    if (what === WAITING_FOR_UPSTREAM) closeQuietly(client?.upstream);
-    else if (what === READING_HEAD && client) {
+    // client still gets a page (504, or 408 for a stalled request body);
+    // later the whole exchange ends.
+    if (what === WAITING_FOR_UPSTREAM || what === READING_BODY) {
+      closeQuietly(client?.upstream);
+    } else if (what === READING_HEAD && client) {
       // A head that never finishes (slowloris) is told why before the close,
       // as RFC 9110 expects; a silent kept-alive connection just ends.
       const c = client;

@@ -29,6 +29,7 @@ import { tunnelUpgrade } from "./tunnel.ts";
 import {
   type Client,
   type ProxyContext,
+  READING_BODY,
   sendToClient,
   WAITING_FOR_UPSTREAM,
 } from "./_context.ts";
@@ -182,13 +183,21 @@ async function exchange(
   const upReader = up.reader;
   const watch = client.watch;
   const { readTimeoutMs, responseTimeoutMs, writeTimeoutMs } = ctx.config;
+  // Sending the body while reading the answer: an origin may answer early
+  // (401, 413, 100-continue), and the client waits for the 100 before sending.
+  let uploaded = reqFraming.kind === "none";
   upReader.meter = decision.meter;
-  upReader.watch = watch;
   upReader.idleMs = responseTimeoutMs;
   client.reader.watch = watch;
   client.reader.idleMs = readTimeoutMs;
   client.upstream = upConn;
-  watch.arm(responseTimeoutMs, WAITING_FOR_UPSTREAM);
+  // While the body goes up, the client is the one awaited (readTimeout, then
+  // 408): the upstream's pending read must not set the deadline meanwhile, or
+  // a stalled body would wait for responseTimeout and be blamed on upstream.
+  // An upstream that answers early is watched again from its head on.
+  upReader.watch = uploaded ? watch : undefined;
+  if (uploaded) watch.arm(responseTimeoutMs, WAITING_FOR_UPSTREAM);
+  else watch.arm(readTimeoutMs, READING_BODY);
   let answered = false;
   const readBefore = upReader.bytesRead;
   x.hierarchy = up.dialed.hierarchy;
@@ -199,9 +208,6 @@ async function exchange(
     client.upstream = undefined;
   };
 
-  // Sending the body while reading the answer: an origin may answer early
-  // (401, 413, 100-continue), and the client waits for the 100 before sending.
-  let uploaded = reqFraming.kind === "none";
   let uploadError: unknown;
   let upload: Promise<void> | undefined;
   try {
@@ -216,11 +222,17 @@ async function exchange(
     );
   }
   if (!uploaded) {
-    upload = copyBody(client.reader, upConn, reqFraming).then(
+    upload = copyBody(client.reader, upConn, reqFraming, {
+      watch,
+      writeMs: writeTimeoutMs,
+    }).then(
       () => {
         uploaded = true;
         // The body is up: from now on only the upstream is awaited.
-        if (!answered) watch.arm(responseTimeoutMs, WAITING_FOR_UPSTREAM);
+        if (!answered) {
+          upReader.watch = watch;
+          watch.arm(responseTimeoutMs, WAITING_FOR_UPSTREAM);
+        }
       },
       (e) => {
         uploadError = e;
@@ -291,8 +303,18 @@ async function exchange(
         true,
       );
     }
+    if (watch.expired === READING_BODY && client.reader.waiting) {
+      return await answer(
+        job,
+        408,
+        `The request body stopped arriving: nothing came for ${readTimeoutMs} ms. Send the request again.`,
+        true,
+      );
+    }
     const timedOut = watch.expired !== "";
-    const msg = timedOut
+    const msg = watch.expired === READING_BODY
+      ? `the upstream did not take the request body within ${writeTimeoutMs} ms`
+      : timedOut
       ? `the upstream did not answer within ${responseTimeoutMs} ms`
       : e instanceof HeadError
       ? e.message
@@ -305,6 +327,7 @@ async function exchange(
   x.contentType = fieldValue(resp.fields, "content-type");
   // From here a timeout can only end the exchange: the head is going out.
   answered = true;
+  upReader.watch = watch;
   watch.arm(writeTimeoutMs, "transfer");
 
   if (resp.status === 101) {

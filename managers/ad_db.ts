@@ -177,6 +177,15 @@ export class AdDb implements UserDb {
     });
   }
 
+  /**
+   * True when a service account (`user`/`pass`) reads the records; without
+   * one, `lookup` searches anonymously, which many directories refuse or
+   * answer with nothing.
+   */
+  get hasServiceAccount(): boolean {
+    return this.#o.user !== undefined;
+  }
+
   /** The configuration, without the service account's password. */
   show(): unknown {
     const o = this.#o;

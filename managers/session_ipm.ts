@@ -33,6 +33,16 @@
  * last use is closed (a stored session without one, written by an older
  * version, counts as used at the restart).
  *
+ * Restored sessions get their user's groups as the user databases hold them
+ * now: a mapDB's at once (it is in `managers.toml`), a directory's (adDB) in
+ * the background after the start, at most {@link REFRESH_CONCURRENCY}
+ * lookups at a time, each within {@link REFRESH_TIMEOUT_MS} (and the adDB's
+ * own `timeout`). A session whose user the `auth` database no longer has is
+ * closed. When the directory cannot be asked, the sessions keep the groups
+ * they had at login, and a warning says so once. An adDB without a service
+ * account (`user`/`pass`) is not asked: its anonymous search may be refused
+ * or see no users, which would look like users that are gone.
+ *
  * @module
  */
 import {
@@ -46,6 +56,7 @@ import {
 import type { KindContext, Table } from "./kinds.ts";
 import { optBool, optString } from "./_kind_table.ts";
 import { type SessionClaims, signJwt, verifyJwt } from "./_jwt.ts";
+import { AdDb } from "./ad_db.ts";
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { ProxyCredentials } from "../proxy/policy.ts";
 
@@ -128,6 +139,41 @@ interface StoredSession {
 /** At most this many stored sessions are read (and written) at a time. */
 const WRITE_BATCH = 10;
 
+/** Restored sessions' users looked up at the same time, at most. */
+export const REFRESH_CONCURRENCY = 4;
+/** The longest one lookup of a restored session's user may take (ms). */
+export const REFRESH_TIMEOUT_MS = 10_000;
+/**
+ * After this many failed lookups in a row a user database is not asked
+ * again in this refresh (it is down: each would wait for its timeout).
+ */
+const REFRESH_GIVE_UP = 3;
+
+function sameList(a: readonly string[] | undefined, b: readonly string[]) {
+  return a !== undefined && a.length === b.length &&
+    a.every((x, i) => x === b[i]);
+}
+
+/** `db.lookup(user)`, or a rejection after `ms`. */
+async function lookupWithin(
+  db: UserDb,
+  user: string,
+  ms: number,
+): Promise<UserRecord | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`no answer within ${ms / 1000} s`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([db.lookup(user), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** A `sessionIPM` manager. */
 export class SessionIpm implements Manager {
   readonly kind = "sessionIPM";
@@ -147,6 +193,9 @@ export class SessionIpm implements Manager {
    * session whose `lastUsed` differs is written at the next flush.
    */
   #savedLastUsed = new WeakMap<Session, number>();
+  /** The background refresh of the sessions restored at start. */
+  #refreshing: Promise<void> = Promise.resolve();
+  #stopped = false;
   /** Proxy credentials checked recently, by user name. */
   readonly #proxyChecked = new Map<string, CheckedCredentials>();
   /** User name → digest and expiry of credentials the database refused. */
@@ -174,11 +223,104 @@ export class SessionIpm implements Manager {
     },
   ) {}
 
-  /** Loads the signing key and the open sessions from KV. */
+  /**
+   * Loads the signing key and the open sessions from KV, and starts
+   * refreshing their users' groups from the directories in the background
+   * ({@link whenRefreshed}).
+   */
   async start(kv: Deno.Kv, key?: Uint8Array): Promise<void> {
     this.#kv = kv;
     this.#key = key ?? await loadJwtKey(kv);
     await this.#reload();
+    this.#refreshing = this.#refreshRestored().catch((e) =>
+      this.#warn(`cannot refresh the restored sessions: ${e}`)
+    );
+  }
+
+  /** Settles when the background refresh begun by `start` has finished. */
+  whenRefreshed(): Promise<void> {
+    return this.#refreshing;
+  }
+
+  /** Starts no more lookups and waits for those under way (bounded). */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#refreshing;
+  }
+
+  #warn(message: string): void {
+    console.warn(`pmproxy: warning: sessionIPM "${this.name}": ${message}`);
+  }
+
+  /**
+   * Looks up the user of every session restored at start in each user
+   * database that is not a mapDB (those were read in `#restored`), a few at
+   * a time. Found: the session takes the user's name and groups (written
+   * to KV at the next flush). Not found in `auth`: the session is closed.
+   * A failure keeps the stored groups; the first one of each database is
+   * told.
+   */
+  async #refreshRestored(): Promise<void> {
+    const dbs = this.options.userDbs.filter((db) =>
+      db.kind !== "mapDB" && !(db instanceof AdDb && !db.hasServiceAccount)
+    );
+    if (dbs.length === 0 || this.#byIp.size === 0) return;
+    const jobs: [Session, UserDb][] = [];
+    for (const s of this.#byIp.values()) {
+      for (const db of dbs) jobs.push([s, db]);
+    }
+    const failures = new Map<UserDb, number>();
+    let next = 0;
+    const work = async () => {
+      while (!this.#stopped && next < jobs.length) {
+        const [s, db] = jobs[next++];
+        if (this.#byIp.get(s.ip) !== s) continue; // closed meanwhile
+        if ((failures.get(db) ?? 0) >= REFRESH_GIVE_UP) continue;
+        let found: UserRecord | undefined;
+        try {
+          found = await lookupWithin(db, s.user, REFRESH_TIMEOUT_MS);
+        } catch (e) {
+          const failed = (failures.get(db) ?? 0) + 1;
+          failures.set(db, failed);
+          if (failed === 1) {
+            this.#warn(
+              `cannot refresh the groups of the sessions restored at start from ${db.kind} "${db.name}" (${
+                e instanceof Error ? e.message : e
+              }); they keep the groups they had at login until their users log in again`,
+            );
+          }
+          continue;
+        }
+        failures.set(db, 0);
+        if (this.#byIp.get(s.ip) !== s) continue;
+        this.#refreshed(s, db, found);
+      }
+    };
+    const workers: Promise<void>[] = [];
+    for (let i = 0; i < Math.min(REFRESH_CONCURRENCY, jobs.length); i++) {
+      workers.push(work());
+    }
+    await Promise.all(workers);
+  }
+
+  /** Applies one database's answer about a restored session's user. */
+  #refreshed(s: Session, db: UserDb, found: UserRecord | undefined): void {
+    if (!found) {
+      if (db === this.auth) {
+        this.#forget(s);
+        this.#idleClosed.push(s);
+        return;
+      }
+      if (!(db.name in s.groups)) return;
+      delete s.groups[db.name];
+    } else {
+      const sameName = db !== this.auth || s.record.name === found.name;
+      if (sameName && sameList(s.groups[db.name], found.groups)) return;
+      if (db === this.auth) s.record = found;
+      s.groups[db.name] = found.groups;
+    }
+    // Changed: written with the next flush.
+    this.#savedLastUsed.set(s, -1);
   }
 
   /**
@@ -663,5 +805,6 @@ export function sessionIpmFromFields(
   });
   ctx.onStart((kv) => manager.start(kv));
   ctx.onFlush(() => manager.flush());
+  ctx.onClose(() => manager.stop());
   return manager;
 }

@@ -1,11 +1,17 @@
 /**
  * What a restart keeps and what it must not: a session's last use (so an
  * idle session does not get a fresh idleTimeout), written with the periodic
- * flush and not per request. A real Deno KV file in a temp dir; the clock
- * is the test's, so "after the idle time has passed" needs no sleeping.
+ * flush and not per request; and the groups of restored sessions, which
+ * follow the user database as it is now (mapDB at once, adDB in the
+ * background, against a real slapd). A real Deno KV file in a temp dir;
+ * the clock is the test's, so "after the idle time has passed" needs no
+ * sleeping.
  */
 import assert from "node:assert/strict";
+import type { GatewayRuntime } from "../managers/mod.ts";
+import { SessionIpm } from "../managers/session_ipm.ts";
 import { PolicyDir, README_TOML, request } from "./helpers/managers_setup.ts";
+import { adDbToml, startSlapd } from "./helpers/slapd.ts";
 
 /** The README's file with a 1 s idleTimeout and a second user. */
 const IDLE_TOML = README_TOML
@@ -110,6 +116,143 @@ Deno.test("restart: the persist timer writes the last use (a gateway that dies w
     }
     assert.equal(seen, used);
   } finally {
+    await d.cleanup();
+  }
+});
+
+/** Waits for the background refresh of the sessions restored at start. */
+async function refreshed(g: GatewayRuntime): Promise<void> {
+  const m = g.config.managers.get("sessions");
+  assert.ok(m instanceof SessionIpm);
+  await m.whenRefreshed();
+}
+
+Deno.test("restart: restored sessions follow a group changed in managers.toml (mapDB, groupIPM)", async () => {
+  const toml = (user0: string, user1: string) =>
+    `rule = "sessions ∧ staff"
+
+[[sessionIPM]]
+  name = "sessions"
+  auth = "map"
+
+[[groupIPM]]
+  name = "staff"
+  group = "staff"
+  userDBN = "map"
+
+[mapDB]
+  name = "map"
+  [mapDB.userPass]
+    user0 = "pass0"
+    user1 = "pass1"
+  [mapDB.userGroups]
+    user0 = ${user0}
+    user1 = ${user1}
+`;
+  const d = await PolicyDir.make(toml(`["staff"]`, `["guests"]`));
+  try {
+    const g = await d.open();
+    await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    await g.open("sessions", "10.0.0.6", "user1", "pass1");
+    assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, true);
+    assert.equal(g.decideSync(request("10.0.0.6", d.clock)).allowed, false);
+    await g.close();
+    await Deno.writeTextFile(
+      d.managersPath,
+      toml(`["guests"]`, `["guests", "staff"]`),
+    );
+    const again = await d.open();
+    await refreshed(again);
+    const moved = again.decideSync(request("10.0.0.5", d.clock));
+    assert.equal(moved.allowed, false);
+    assert.match(
+      !moved.allowed ? moved.reason : "",
+      /user0 is not in group "staff"/,
+    );
+    assert.equal(again.decideSync(request("10.0.0.6", d.clock)).allowed, true);
+  } finally {
+    await d.cleanup();
+  }
+});
+
+Deno.test("restart: restored sessions get their groups from the directory again (adDB, real slapd)", async () => {
+  await using ldap = await startSlapd();
+  await ldap.addUser("alice", "alice-pw", "Alice Liddell", ["staff", "wifi"]);
+  const bobDn = await ldap.addUser("bob", "bob-pw", "Bob Builder", ["staff"]);
+  const carolDn = await ldap.addUser("carol", "carol-pw", "Carol", ["wifi"]);
+  const toml = `rule = "sessions ∧ wifi"
+
+[[sessionIPM]]
+  name = "sessions"
+  auth = "ldap"
+
+[[groupIPM]]
+  name = "wifi"
+  group = "wifi"
+  userDBN = "ldap"
+
+${adDbToml(ldap, "ldap")}`;
+  const d = await PolicyDir.make(toml);
+  const warnings: string[] = [];
+  const warn = console.warn;
+  try {
+    const g = await d.open();
+    await g.open("sessions", "10.0.0.5", "alice", "alice-pw");
+    await g.open("sessions", "10.0.0.6", "bob", "bob-pw");
+    await g.open("sessions", "10.0.0.7", "carol", "carol-pw");
+    assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, true);
+    assert.equal(g.decideSync(request("10.0.0.6", d.clock)).allowed, false);
+    await g.close();
+
+    // While the gateway is down: bob joins wifi, alice leaves it, carol
+    // leaves the directory.
+    const wifi = `cn=wifi,${ldap.groupsDn}`;
+    await ldap.ldapAdd(
+      `dn: ${wifi}\nchangetype: modify\nadd: member\nmember: ${bobDn}\n`,
+    );
+    await ldap.ldapAdd(
+      `dn: ${wifi}\nchangetype: modify\ndelete: member\nmember: uid=alice,${ldap.peopleDn}\n`,
+    );
+    await ldap.ldapAdd(
+      `dn: ${wifi}\nchangetype: modify\ndelete: member\nmember: ${carolDn}\n`,
+    );
+    await ldap.ldapAdd(`dn: ${carolDn}\nchangetype: delete\n`);
+
+    const again = await d.open();
+    await refreshed(again);
+    const bob = again.decideSync(request("10.0.0.6", d.clock));
+    assert.equal(bob.allowed, true, JSON.stringify(bob));
+    const alice = again.decideSync(request("10.0.0.5", d.clock));
+    assert.match(
+      !alice.allowed ? alice.reason : "allowed",
+      /alice is not in group "wifi"/,
+    );
+    const carol = again.decideSync(request("10.0.0.7", d.clock));
+    assert.match(
+      !carol.allowed ? carol.reason : "allowed",
+      /not logged in at 10\.0\.0\.7/,
+    );
+    await again.close();
+
+    // The directory is gone: the sessions keep the groups last read (and
+    // written at the close), and the problem is told once.
+    await ldap.stop();
+    console.warn = (...args: unknown[]) => warnings.push(args.join(" "));
+    const third = await d.open();
+    await refreshed(third);
+    console.warn = warn;
+    assert.equal(third.decideSync(request("10.0.0.6", d.clock)).allowed, true);
+    assert.equal(
+      third.decideSync(request("10.0.0.5", d.clock)).allowed,
+      false,
+    );
+    assert.equal(warnings.length, 1, warnings.join("\n"));
+    assert.match(
+      warnings[0],
+      /sessionIPM "sessions": cannot refresh .*adDB "ldap".*cannot reach the directory.*keep the groups they had/,
+    );
+  } finally {
+    console.warn = warn;
     await d.cleanup();
   }
 });

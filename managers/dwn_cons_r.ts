@@ -20,6 +20,8 @@
  * consumption before it is below the quota; the first chunk that finds the
  * consumption at or over the quota is stopped and not counted. So a
  * transfer goes over the quota by less than one chunk, like the original.
+ * With several quotas on one request a chunk one of them stops is counted
+ * by none of them.
  * A new request at or over quota is refused.
  *
  * Every `resetCycle` consumption returns to 0, at whole cycles counted from
@@ -110,6 +112,21 @@ export class Account implements Meter {
     this.cons += bytes;
     this.pending += bytes;
     return GO_ON;
+  }
+
+  /**
+   * True when `chunk` would stop now. Several meters on one request ask
+   * this of every quota first, so a chunk one quota stops is counted by
+   * none (see `CombinedMeter`).
+   */
+  wouldStop(): boolean {
+    return this.cons >= this.quota;
+  }
+
+  /** Takes back a chunk `chunk` counted, when another meter stopped it. */
+  refund(bytes: number): void {
+    this.cons -= bytes;
+    this.pending -= bytes;
   }
 }
 

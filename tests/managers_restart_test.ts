@@ -5,10 +5,13 @@
  * follow the user database as it is now (mapDB at once, adDB in the
  * background, against a real slapd). A real Deno KV file in a temp dir;
  * the clock is the test's, so "after the idle time has passed" needs no
- * sleeping.
+ * sleeping. And two download quotas on one request: a chunk one of them
+ * stops is counted by none.
  */
 import assert from "node:assert/strict";
-import type { GatewayRuntime } from "../managers/mod.ts";
+import { CombinedMeter, type GatewayRuntime } from "../managers/mod.ts";
+import { Account } from "../managers/dwn_cons_r.ts";
+import type { Meter } from "../proxy/policy.ts";
 import { SessionIpm } from "../managers/session_ipm.ts";
 import { PolicyDir, README_TOML, request } from "./helpers/managers_setup.ts";
 import { adDbToml, startSlapd } from "./helpers/slapd.ts";
@@ -255,4 +258,77 @@ ${adDbToml(ldap, "ldap")}`;
     console.warn = warn;
     await d.cleanup();
   }
+});
+
+Deno.test("two quotas on one request: a chunk the second stops is counted by neither", async () => {
+  const KiB = 1024;
+  const toml = README_TOML
+    .replace('rule = "sessions ∧ down"', 'rule = "sessions ∧ down ∧ small"')
+    .replace(
+      "[mapDB]",
+      `[[dwnConsR]]
+	name = "small"
+	userDBN = "map"
+	resetCycle = "24h"
+	[dwnConsR.groupQuota]
+		group0 = "250 KB"
+
+[mapDB]`,
+    );
+  const d = await PolicyDir.make(toml);
+  try {
+    const g = await d.open();
+    const secret = await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    const decision = g.decideSync(request("10.0.0.5", d.clock));
+    assert.ok(decision.allowed && decision.meter);
+    // 100 KiB chunks: "small" takes three (300 KiB, over its 250 KiB
+    // after the third) and stops the fourth; "down" (1 GB) comes first in
+    // the rule, so it sees every chunk first.
+    let passed = 0;
+    let stopped = false;
+    for (let i = 0; i < 10 && !stopped; i++) {
+      if (decision.meter.chunk(100 * KiB) < 0) stopped = true;
+      else passed += 100 * KiB;
+    }
+    assert.ok(stopped);
+    assert.equal(decision.meter.stopReason, "quota reached");
+    assert.equal(passed, 300 * KiB);
+    const down = await g.userInfo("down", "10.0.0.5", secret);
+    const small = await g.userInfo("small", "10.0.0.5", secret);
+    assert.equal(small.bytesCons, passed);
+    assert.equal(down.bytesCons, passed);
+    // The next request is refused by "small" and counts nothing more.
+    assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, false);
+    await g.close();
+    const again = await d.open();
+    const downAgain = await again.userInfo("down", "10.0.0.5", secret);
+    assert.equal(downAgain.bytesCons, passed);
+  } finally {
+    await d.cleanup();
+  }
+});
+
+Deno.test("combined meters: a quota that counted a chunk another meter then stops takes it back", () => {
+  const acc = new Account();
+  acc.quota = 1000;
+  let buckets = 0;
+  const bucket: Meter = { chunk: () => (buckets++, 0) };
+  const stop: Meter = { chunk: () => -1, stopReason: "cut" };
+  const cut = new CombinedMeter([acc, bucket, stop]);
+  assert.equal(cut.chunk(100), -1);
+  assert.equal(cut.stopReason, "cut");
+  assert.equal(acc.cons, 0);
+  assert.equal(acc.pending, 0);
+  // A quota that would stop is asked before anyone counts the chunk.
+  const full = new Account();
+  full.quota = 0;
+  const before = new CombinedMeter([acc, bucket, full]);
+  assert.equal(before.chunk(100), -1);
+  assert.equal(before.stopReason, "quota reached");
+  assert.equal(acc.cons, 0);
+  assert.equal(buckets, 1);
+  const ok = new CombinedMeter([acc, bucket]);
+  assert.equal(ok.chunk(100), 0);
+  assert.equal(acc.cons, 100);
+  assert.equal(acc.pending, 100);
 });

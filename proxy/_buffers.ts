@@ -18,14 +18,42 @@ const big: Uint8Array[] = [];
 const MAX_SMALL = 1024;
 const MAX_BIG = 64;
 
+// Big buffers made here: a buffer grown for a long head may happen to be
+// BIG bytes long, but it is not counted as one of ours.
+const bigMade = new WeakSet<Uint8Array>();
+let bigOut = 0;
+
 /** A buffer of exactly `SMALL` or `BIG` bytes, reused when one is free. */
 export function takeBuffer(size: typeof SMALL | typeof BIG): Uint8Array {
-  const free = size === BIG ? big : small;
-  return free.pop() ?? new Uint8Array(size);
+  if (size === SMALL) return small.pop() ?? new Uint8Array(SMALL);
+  bigOut++;
+  let buf = big.pop();
+  if (buf === undefined) bigMade.add(buf = new Uint8Array(BIG));
+  return buf;
 }
 
 /** Gives a buffer back; other sizes (grown for a long head) are dropped. */
 export function giveBuffer(buf: Uint8Array): void {
-  if (buf.length === SMALL && small.length < MAX_SMALL) small.push(buf);
-  else if (buf.length === BIG && big.length < MAX_BIG) big.push(buf);
+  if (buf.length === SMALL) {
+    if (small.length < MAX_SMALL) small.push(buf);
+  } else if (buf.length === BIG && bigMade.has(buf)) {
+    bigOut--;
+    if (big.length < MAX_BIG) big.push(buf);
+  }
+}
+
+/**
+ * Forgets a buffer that cannot be given back (a read may still write into
+ * it): it is left to the garbage collector, and no longer counted as out.
+ */
+export function dropBuffer(buf: Uint8Array): void {
+  if (buf.length === BIG && bigMade.has(buf)) {
+    bigMade.delete(buf);
+    bigOut--;
+  }
+}
+
+/** How many big buffers are in use right now (for tests and stats). */
+export function bigBuffersOut(): number {
+  return bigOut;
 }

@@ -6,7 +6,7 @@
  * @module
  */
 import { GO_ON, type Meter, STOP } from "./policy.ts";
-import { BIG, giveBuffer, SMALL, takeBuffer } from "./_buffers.ts";
+import { BIG, dropBuffer, giveBuffer, SMALL, takeBuffer } from "./_buffers.ts";
 import type { Watch } from "./_watchdog.ts";
 
 /** A socket as the data path uses it (a `Deno.Conn` is one). */
@@ -113,6 +113,23 @@ export class Reader {
   }
 
   /**
+   * Gives a big (or grown) buffer back for a small one when nothing is
+   * buffered: a connection that waits idle, in the pool or between a
+   * client's requests, should not hold 256 KiB. A bulk transfer on it
+   * grows it again.
+   */
+  shrink(): void {
+    if (
+      this.buf.length === SMALL || this.start !== this.end ||
+      this.#probe !== undefined || this.#waiting || this.#released
+    ) return;
+    giveBuffer(this.buf);
+    this.buf = takeBuffer(SMALL);
+    this.start = this.end = 0;
+    this.#grow = false;
+  }
+
+  /**
    * Starts a read on an idle connection (empty buffer), so that a close by
    * the peer is noticed while it waits in the pool. The next {@link fill}
    * takes its result.
@@ -156,6 +173,7 @@ export class Reader {
     this.#released = true;
     // A read may still be pending into the buffer: never share it then.
     if (this.#probe === undefined) giveBuffer(this.buf);
+    else dropBuffer(this.buf);
     this.#probe?.catch(() => {});
     this.buf = new Uint8Array(0);
     this.start = this.end = 0;

@@ -84,6 +84,9 @@ export async function serveConnection(
       // then the whole head must arrive under the header limit (slowloris).
       reader.watch = undefined;
       if (reader.buffered === 0) {
+        // A bulk upload grew the buffer; waiting for the next request
+        // needs no 256 KiB.
+        reader.shrink();
         w.arm(first ? config.headerTimeoutMs : config.idleTimeoutMs, "idle");
         if (!(await reader.fill())) return;
       }

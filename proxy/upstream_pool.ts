@@ -64,6 +64,9 @@ export class UpstreamPool {
     if (!list) this.#idle.set(up.key, list = []);
     up.reader.meter = undefined;
     up.reader.watch = undefined;
+    // Idle, it needs no 256 KiB buffer; swapped before the probe below
+    // starts a read into it.
+    up.reader.shrink();
     const w = new Watch(() => {
       if (this.#remove(idle)) this.#discard(up);
     });

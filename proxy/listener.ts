@@ -1,6 +1,6 @@
 /**
- * The accept loop: takes connections, enforces the connection limit (503 and
- * close beyond it), survives running out of file descriptors (backs off and
+ * The accept loop: takes connections, enforces the connection limit (503,
+ * then a short drain and close beyond it), survives running out of file descriptors (backs off and
  * keeps accepting), and shuts everything down on close().
  *
  * @module
@@ -32,6 +32,48 @@ const BUSY = errorResponse(
   "The proxy has too many connections open right now. Try again in a moment.",
   { close: true },
 );
+
+// A refused connection is read (and what comes dropped) for a short while
+// after the 503: a socket closed with the request unread is reset, and the
+// reset can destroy the 503 before the client reads it, or fail the
+// client's upload so that it never looks. Bounded in time, bytes and count,
+// so an overload does not hold many more sockets than the limit.
+const DRAIN_MS = 1000;
+const DRAIN_BYTES = 64 * 1024;
+const MAX_DRAINING = 64;
+// Shared by every drain: what is read into it is never looked at.
+const drainBuf = new Uint8Array(16 * 1024);
+
+/**
+ * Answers 503 on a connection beyond the limit, half-closes it, then reads
+ * and drops what the client still sends (bounded) before closing it.
+ */
+async function refuse(conn: Deno.Conn, draining: Set<Deno.Conn>) {
+  if (draining.size >= MAX_DRAINING) {
+    // Too many being drained already: answer and close at once.
+    await writeAll(conn, BUSY).catch(() => {});
+    closeQuietly(conn);
+    return;
+  }
+  draining.add(conn);
+  // Also bounds the 503's own write, for a client that reads nothing.
+  const timer = setTimeout(() => closeQuietly(conn), DRAIN_MS);
+  try {
+    await writeAll(conn, BUSY);
+    await conn.closeWrite();
+    for (let got = 0; got < DRAIN_BYTES;) {
+      const n = await conn.read(drainBuf);
+      if (n === null) break;
+      got += n;
+    }
+  } catch {
+    // Reset, or closed by the timer or shutdown: nothing more to do.
+  } finally {
+    clearTimeout(timer);
+    draining.delete(conn);
+    closeQuietly(conn);
+  }
+}
 
 function listen(config: ProxyConfig): Deno.TcpListener {
   if (config.allInterfaces) {
@@ -99,6 +141,7 @@ export function startProxy(
     tunnels: new Map(),
   };
   const clients = new Set<Client>();
+  const draining = new Set<Deno.Conn>();
   const tasks = new Set<Promise<void>>();
   let closing = false;
   let open = 0;
@@ -134,11 +177,7 @@ export function startProxy(
         continue;
       }
       if (open >= config.maxConnections) {
-        track(
-          writeAll(conn, BUSY).catch(() => {}).finally(() =>
-            closeQuietly(conn)
-          ),
-        );
+        track(refuse(conn, draining));
         continue;
       }
       try {
@@ -167,6 +206,7 @@ export function startProxy(
       closeQuietly(listener);
       await loop;
       for (const c of clients) c.abort();
+      for (const c of draining) closeQuietly(c);
       // Bounded: every task ends once its sockets are closed.
       for (let i = 0; i < 100 && tasks.size > 0; i++) {
         await Promise.allSettled([...tasks]);

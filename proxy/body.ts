@@ -7,6 +7,7 @@
  * @module
  */
 import { type Reader, type Stream, writeAll } from "./_io.ts";
+import { giveBuffer, SMALL, takeBuffer } from "./_buffers.ts";
 import type { Framing } from "./http_head.ts";
 import type { Watch } from "./_watchdog.ts";
 
@@ -177,6 +178,11 @@ function hex(c: number): number {
 export interface CopyOptions {
   /** Write only the data of a chunked body (for an HTTP/1.0 client). */
   dechunk?: boolean;
+  /**
+   * Send a close-delimited body chunked (for an HTTP/1.1 client whose
+   * connection stays open: its end is then the last chunk, not a close).
+   */
+  chunk?: boolean;
   /** Called with each written byte count (for the access log). */
   onWrite?: (n: number) => void;
   /** A message head to send before (and, when small, with) the body. */
@@ -246,6 +252,7 @@ export async function copyBody(
       return;
     }
     case "close":
+      if (options.chunk) return await chunkUntilClose(src, put, onWrite);
       for (;;) {
         if (src.buffered === 0 && !(await src.fill())) return;
         const part = src.take(src.buffered);
@@ -277,5 +284,64 @@ export async function copyBody(
         if (end >= 0) return;
       }
     }
+  }
+}
+
+const HEX = new TextEncoder().encode("0123456789abcdef");
+const CR = 13;
+const LF = 10;
+
+/** Writes `n` in hex at `buf[at]`; returns the index after it. */
+function putHex(buf: Uint8Array, at: number, n: number): number {
+  let digits = 1;
+  for (let v = n >>> 4; v > 0; v >>>= 4) digits++;
+  for (let i = at + digits - 1; i >= at; i--, n >>>= 4) buf[i] = HEX[n & 15];
+  return at + digits;
+}
+
+/**
+ * Copies a body that ends when `src` closes as chunks of what each read
+ * gave, then the last chunk. Each chunk's size line goes out with the CRLF
+ * ending the chunk before it, from one pooled buffer; a small chunk is
+ * copied in behind it so that it takes one write.
+ */
+async function chunkUntilClose(
+  src: Reader,
+  put: (p: Uint8Array) => Promise<void>,
+  onWrite: ((n: number) => void) | undefined,
+): Promise<void> {
+  const line = takeBuffer(SMALL);
+  try {
+    let at = 0; // bytes of `line` waiting to go out before the next data
+    for (;;) {
+      if (src.buffered === 0 && !(await src.fill())) break;
+      const part = src.take(src.buffered);
+      at = putHex(line, at, part.length);
+      line[at++] = CR;
+      line[at++] = LF;
+      if (part.length <= line.length - at) {
+        line.set(part, at);
+        at += part.length;
+        await put(line.subarray(0, at));
+      } else {
+        await put(line.subarray(0, at));
+        await put(part);
+        at += part.length;
+      }
+      onWrite?.(at);
+      line[0] = CR;
+      line[1] = LF;
+      at = 2;
+    }
+    // The CRLF after the last data, if any, then the last chunk.
+    line[at++] = 48; // "0"
+    line[at++] = CR;
+    line[at++] = LF;
+    line[at++] = CR;
+    line[at++] = LF;
+    await put(line.subarray(0, at));
+    onWrite?.(at);
+  } finally {
+    giveBuffer(line);
   }
 }

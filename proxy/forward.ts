@@ -353,12 +353,19 @@ async function exchange(
     fieldValue(resp.fields, "content-length") !== undefined;
   // An HTTP/1.0 client cannot read chunked: send it the bare data and close.
   const dechunk = framing.kind === "chunked" && req.version === 10;
-  const clientKeep = job.keepAlive && framing.kind !== "close" && !dechunk;
+  // A body that ends with the origin's close would end the client's
+  // connection too; an HTTP/1.1 client that keeps it gets the body chunked,
+  // so the last chunk marks its end instead (as Squid does).
+  const rechunk = framing.kind === "close" && job.keepAlive &&
+    req.version === 11;
+  const clientKeep = job.keepAlive && !dechunk &&
+    (framing.kind !== "close" || rechunk);
   const respKeep: string[] = [];
   if (framing.kind === "chunked" && !dechunk) {
     respKeep.push("transfer-encoding", "trailer");
   }
   const respExtra = ["Via: 1.1 pmproxy"];
+  if (rechunk) respExtra.push("Transfer-Encoding: chunked");
   if (!clientKeep) respExtra.push("Connection: close");
   else if (req.version === 10) respExtra.push("Connection: keep-alive");
   const respHead = serializeHead(
@@ -374,6 +381,7 @@ async function exchange(
     await copyBody(upReader, client.conn, framing, {
       prefix: respHead,
       dechunk,
+      chunk: rechunk,
       watch,
       writeMs: writeTimeoutMs,
       onWrite: (n) => {

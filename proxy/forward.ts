@@ -195,9 +195,21 @@ async function exchange(
   // 408): the upstream's pending read must not set the deadline meanwhile, or
   // a stalled body would wait for responseTimeout and be blamed on upstream.
   // An upstream that answers early is watched again from its head on.
-  upReader.watch = uploaded ? watch : undefined;
-  if (uploaded) watch.arm(responseTimeoutMs, WAITING_FOR_UPSTREAM);
-  else watch.arm(readTimeoutMs, READING_BODY);
+  // A client that sent `Expect: 100-continue` and no body yet is waiting
+  // for the origin's word: until its body starts or a 100 is passed on, the
+  // upstream is the one awaited.
+  let awaitingContinue = !uploaded && client.reader.buffered === 0 &&
+    fieldTokens(req.fields, "expect").includes("100-continue");
+  const awaitBody = () => {
+    awaitingContinue = false;
+    if (uploaded || answered) return;
+    upReader.watch = undefined;
+    watch.arm(readTimeoutMs, READING_BODY);
+  };
+  upReader.watch = uploaded || awaitingContinue ? watch : undefined;
+  if (uploaded || awaitingContinue) {
+    watch.arm(responseTimeoutMs, WAITING_FOR_UPSTREAM);
+  } else watch.arm(readTimeoutMs, READING_BODY);
   let answered = false;
   const readBefore = upReader.bytesRead;
   x.hierarchy = up.dialed.hierarchy;
@@ -222,10 +234,26 @@ async function exchange(
     );
   }
   if (!uploaded) {
-    upload = copyBody(client.reader, upConn, reqFraming, {
-      watch,
-      writeMs: writeTimeoutMs,
-    }).then(
+    const sendBody = async () => {
+      if (awaitingContinue) {
+        // The first body bytes, whenever the client sends them (curl does
+        // after a second without a 100): from then on the client is awaited.
+        // At end of stream copyBody below reports the short body.
+        // Meanwhile the client's silence is no timeout of its own.
+        client.reader.watch = undefined;
+        try {
+          await client.reader.fill();
+        } finally {
+          client.reader.watch = watch;
+        }
+        if (awaitingContinue) awaitBody();
+      }
+      await copyBody(client.reader, upConn, reqFraming, {
+        watch,
+        writeMs: writeTimeoutMs,
+      });
+    };
+    upload = sendBody().then(
       () => {
         uploaded = true;
         // The body is up: from now on only the upstream is awaited.
@@ -280,6 +308,8 @@ async function exchange(
         await writeAll(client.conn, info);
         x.bytes += info.length;
       }
+      // After a 100 the client is expected to send its body.
+      if (resp.status === 100 && awaitingContinue) awaitBody();
     }
   } catch (e) {
     discard();

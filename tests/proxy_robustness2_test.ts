@@ -547,3 +547,79 @@ Deno.test("an HTTP/1.0 client still gets a close-delimited answer as bare data, 
     await origin.close();
   }
 });
+
+/**
+ * An origin that takes `delayMs` to say 100 Continue to a request that asked
+ * for it, then reads the body and echoes it.
+ */
+function slowContinueOrigin(delayMs: number) {
+  return startRawOrigin(async (conn) => {
+    const got = await readRequestHead(conn);
+    if (!got) return;
+    await sleep(delayMs);
+    await writeText(conn, "HTTP/1.1 100 Continue\r\n\r\n");
+    let body = got.rest;
+    const buf = new Uint8Array(100);
+    while (body.length < 5) {
+      const n = await conn.read(buf).catch(() => null);
+      if (n === null) return;
+      body += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    await writeText(
+      conn,
+      `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    );
+  });
+}
+
+Deno.test("a client waiting for 100-continue is not timed out by readTimeout while the origin thinks", async () => {
+  const origin = slowContinueOrigin(900);
+  const policy = fakePolicy();
+  const proxy = await startTestProxy(policy, {
+    responseTimeout: "20s",
+    server: { readTimeout: "300ms" },
+  });
+  const c = await RawClient.open(proxy.addr.port);
+  try {
+    await c.send(
+      `POST http://127.0.0.1:${origin.port}/up HTTP/1.1\r\nHost: x\r\n` +
+        "Expect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    );
+    await c.readUntil((t) => t.includes("\r\n\r\n"), 8000);
+    assert.match(c.text, /^HTTP\/1\.1 100 Continue\r\n/, c.text);
+    await c.send("hello");
+    const t = await c.readUntil((t) => t.endsWith("hello"), 8000);
+    assert.match(t, /HTTP\/1\.1 200 OK[\s\S]*\r\n\r\nhello$/, t);
+  } finally {
+    c.close();
+    await proxy.close();
+    await origin.close();
+  }
+});
+
+Deno.test("after a 100 Continue, a client that never sends its body gets 408 after readTimeout", async () => {
+  const origin = slowContinueOrigin(0);
+  const policy = fakePolicy();
+  const proxy = await startTestProxy(policy, {
+    responseTimeout: "20s",
+    server: { readTimeout: "300ms" },
+  });
+  const c = await RawClient.open(proxy.addr.port);
+  try {
+    await c.send(
+      `POST http://127.0.0.1:${origin.port}/up HTTP/1.1\r\nHost: x\r\n` +
+        "Expect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    );
+    const t = await c.readUntil((t) => / 408 /.test(t), 8000);
+    assert.match(
+      t,
+      /^HTTP\/1\.1 100 Continue\r\n[\s\S]*?\r\n\r\nHTTP\/1\.1 408 /,
+      t,
+    );
+    assert.match(policy.records[0]?.result ?? "", /\/408$/);
+  } finally {
+    c.close();
+    await proxy.close();
+    await origin.close();
+  }
+});

@@ -19,6 +19,14 @@ export class BodyError extends Error {
   }
 }
 
+/** A request body larger than the proxy accepts (413). */
+export class BodyTooLarge extends BodyError {
+  constructor(readonly limit: number) {
+    super(`the body is larger than the ${limit} bytes this proxy accepts`);
+    this.name = "BodyTooLarge";
+  }
+}
+
 const enum S {
   Size,
   SizeLf,
@@ -190,6 +198,12 @@ export interface CopyOptions {
   /** Each write must finish within `writeMs`, or the watch ends the exchange. */
   watch?: Watch;
   writeMs?: number;
+  /**
+   * A chunked body longer than this (as sent, framing included) is refused
+   * with {@link BodyTooLarge}; 0 or absent: no limit. (A Content-Length is
+   * checked before the body is read at all.)
+   */
+  maxBytes?: number;
 }
 
 /**
@@ -261,6 +275,8 @@ export async function copyBody(
       }
     case "chunked": {
       const scanner = new ChunkedScanner();
+      const max = options.maxBytes ?? 0;
+      let total = 0;
       for (;;) {
         if (src.buffered === 0 && !(await src.fill())) {
           throw new BodyError("the chunked body ended before its last chunk");
@@ -268,6 +284,8 @@ export async function copyBody(
         const from = src.start;
         const end = scanner.scan(src.buf, from, src.end);
         const to = end < 0 ? src.end : end;
+        total += to - from;
+        if (max > 0 && total > max) throw new BodyTooLarge(max);
         if (options.dechunk) {
           const d = scanner.data;
           const buf = src.buf;

@@ -19,6 +19,7 @@
  *     idleTimeout = "60s"           # kept-alive client connections idle this long are closed
  *     maxConnections = 10000
  *     maxHeaderBytes = "64 KiB"
+ *     maxRequestBody = "0"          # largest request body (413 beyond); "0": no limit
  *     maxHeaders = 100
  *     fastOrStd = false             # accepted and ignored
  * ```
@@ -51,6 +52,8 @@ export interface ProxyConfig {
   maxHeaderBytes: number;
   /** Most header fields accepted in one head (431 beyond). */
   maxHeaders: number;
+  /** Largest request body accepted (413 beyond); 0 for no limit. */
+  maxRequestBody: number;
   /** Most client connections at once; beyond it the proxy answers 503. */
   maxConnections: number;
   /** Ports CONNECT may reach, or `"*"` for every port. */
@@ -76,6 +79,7 @@ export const DEFAULT_PROXY_CONFIG: Readonly<ProxyConfig> = Object.freeze({
   idleTimeoutMs: 60_000,
   maxHeaderBytes: 64 * 1024,
   maxHeaders: 100,
+  maxRequestBody: 0,
   maxConnections: 10_000,
   connectPorts: [443],
   maxTunnelsPerClient: 1000,
@@ -110,6 +114,7 @@ const SERVER_KEYS = [
   "maxConnections",
   "maxHeaderBytes",
   "maxHeaders",
+  "maxRequestBody",
 ];
 
 /**
@@ -202,6 +207,13 @@ export function proxyConfigFrom(
       );
     }
     config.maxHeaderBytes = n;
+  }
+  if (server.maxRequestBody !== undefined) {
+    const n = sizeBytes(server.maxRequestBody);
+    if (typeof n === "string") {
+      throw new Error(`${where(S, "maxRequestBody")}: ${n}`);
+    }
+    config.maxRequestBody = n;
   }
   if (proxy.connectPorts !== undefined) {
     config.connectPorts = connectPorts(

@@ -188,7 +188,8 @@ async function handleRequest(
   x.method = head.method;
   x.url = head.target;
   const keepAlive = wantsKeepAlive(head);
-  const hasBody = requestFraming(head).kind !== "none";
+  const framing = requestFraming(head);
+  const hasBody = framing.kind !== "none";
   const isConnect = head.method === "CONNECT";
   const bad = async (
     status: number,
@@ -208,6 +209,14 @@ async function handleRequest(
     );
     return !close;
   };
+
+  const maxBody = ctx.config.maxRequestBody;
+  if (maxBody > 0 && framing.kind === "length" && framing.length > maxBody) {
+    return await bad(
+      413,
+      `The request body is ${framing.length} bytes; this proxy accepts at most ${maxBody}. Ask the administrator if you need to send more.`,
+    );
+  }
 
   let host: string;
   let port: number;

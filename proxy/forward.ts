@@ -22,7 +22,7 @@ import {
   type ResponseHead,
   serializeHead,
 } from "./http_head.ts";
-import { BodyError, copyBody } from "./body.ts";
+import { BodyError, BodyTooLarge, copyBody } from "./body.ts";
 import { dialFailure, errorResponse } from "./error_pages.ts";
 import { type PooledUpstream, poolKey } from "./upstream_pool.ts";
 import { tunnelUpgrade } from "./tunnel.ts";
@@ -251,6 +251,7 @@ async function exchange(
       await copyBody(client.reader, upConn, reqFraming, {
         watch,
         writeMs: writeTimeoutMs,
+        maxBytes: ctx.config.maxRequestBody,
       });
     };
     upload = sendBody().then(
@@ -324,6 +325,14 @@ async function exchange(
       !watch.expired
     ) {
       return "stale"; // reset on a stale pooled connection
+    }
+    if (uploadError instanceof BodyTooLarge) {
+      return await answer(
+        job,
+        413,
+        `The request body is larger than the ${uploadError.limit} bytes this proxy accepts. Ask the administrator if you need to send more.`,
+        true,
+      );
     }
     if (uploadError instanceof BodyError) {
       return await answer(

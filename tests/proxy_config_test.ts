@@ -50,6 +50,7 @@ Deno.test("our limits, Go durations, sizes and addresses", () => {
       maxConnections: 5,
       maxHeaderBytes: "16 KiB",
       maxHeaders: 50,
+      maxRequestBody: "10 MiB",
     },
   }, site);
   assert.equal(c.dialTimeoutMs, 5_400_000);
@@ -65,6 +66,7 @@ Deno.test("our limits, Go durations, sizes and addresses", () => {
   assert.equal(c.maxConnections, 5);
   assert.equal(c.maxHeaderBytes, 16 * 1024);
   assert.equal(c.maxHeaders, 50);
+  assert.equal(c.maxRequestBody, 10 * 1024 * 1024);
   assert.equal(proxyConfigFrom({ connectPorts: "*" }, site).connectPorts, "*");
   assert.equal(
     proxyConfigFrom({ server: { addr: "127.0.0.1:0" } }, site).hostname,
@@ -109,6 +111,10 @@ Deno.test("a bad value names file:line, the key and how to write it", () => {
   assert.throws(
     () => proxyConfigFrom({ server: { maxHeaderBytes: "lots" } }, site),
     /maxHeaderBytes: "lots" is not a size/,
+  );
+  assert.throws(
+    () => proxyConfigFrom({ server: { maxRequestBody: "huge" } }, site),
+    /maxRequestBody: "huge" is not a size/,
   );
   assert.throws(() => proxyConfigFrom("x", site), /\[proxy\] must be a table/);
 });

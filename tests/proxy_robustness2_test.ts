@@ -623,3 +623,98 @@ Deno.test("after a 100 Continue, a client that never sends its body gets 408 aft
     await origin.close();
   }
 });
+
+/** An origin that reads what it gets and counts the requests it saw. */
+function countingOrigin() {
+  const seen = { requests: 0, bodyBytes: 0 };
+  const origin = startRawOrigin(async (conn) => {
+    const got = await readRequestHead(conn);
+    if (!got) return;
+    seen.requests++;
+    seen.bodyBytes += got.rest.length;
+    const length = Number(/content-length: *(\d+)/i.exec(got.head)?.[1] ?? -1);
+    const buf = new Uint8Array(4096);
+    for (let i = 0; i < 10_000 && seen.bodyBytes !== length; i++) {
+      const n = await conn.read(buf).catch(() => null);
+      if (n === null) break;
+      seen.bodyBytes += n;
+      if (/\r\n0\r\n\r\n$/.test(new TextDecoder().decode(buf.subarray(0, n)))) {
+        break;
+      }
+    }
+    await writeText(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+      .catch(() => {});
+  });
+  return Object.assign(origin, { seen });
+}
+
+Deno.test("maxRequestBody: a declared body over it gets 413 without reaching the origin; one under it goes through", async () => {
+  const origin = countingOrigin();
+  const policy = fakePolicy();
+  const proxy = await startTestProxy(policy, {
+    server: { maxRequestBody: "1 KiB" },
+  });
+  try {
+    const c = await RawClient.open(proxy.addr.port);
+    await c.send(
+      `POST http://127.0.0.1:${origin.port}/up HTTP/1.1\r\nHost: x\r\n` +
+        "Content-Length: 5000\r\n\r\n",
+    );
+    const t = await c.readUntil(() => false, 5000);
+    c.close();
+    assert.match(t, /^HTTP\/1\.1 413 /, t);
+    assert.match(t, /5000 bytes; this proxy accepts at most 1024/);
+    assert.match(t, /Connection: close\r\n/);
+    assert.equal(origin.seen.requests, 0);
+
+    const ok = await RawClient.open(proxy.addr.port);
+    await ok.send(
+      `POST http://127.0.0.1:${origin.port}/up HTTP/1.1\r\nHost: x\r\n` +
+        "Content-Length: 1000\r\n\r\n" + "a".repeat(1000),
+    );
+    const t2 = await ok.readUntil((t) => t.endsWith("ok"), 5000);
+    ok.close();
+    assert.match(t2, /^HTTP\/1\.1 200 OK/);
+    assert.equal(origin.seen.bodyBytes, 1000);
+    assert.match(policy.records[0]?.result ?? "", /\/413$/);
+  } finally {
+    await proxy.close();
+    await origin.close();
+  }
+});
+
+Deno.test("maxRequestBody: a chunked body that grows over it is cut and answered 413", async () => {
+  const origin = silentOrigin();
+  const policy = fakePolicy();
+  const proxy = await startTestProxy(policy, {
+    responseTimeout: "20s",
+    server: { maxRequestBody: "4 KiB" },
+  });
+  const c = await RawClient.open(proxy.addr.port);
+  try {
+    await c.send(
+      `POST http://127.0.0.1:${origin.port}/up HTTP/1.1\r\nHost: x\r\n` +
+        "Transfer-Encoding: chunked\r\n\r\n",
+    );
+    const chunk = "400\r\n" + "c".repeat(1024) + "\r\n";
+    for (let i = 0; i < 8 && !c.closed; i++) {
+      await c.send(chunk).catch(() => {});
+      await sleep(20);
+    }
+    const t = await c.readUntil(() => false, 5000);
+    assert.match(t, /^HTTP\/1\.1 413 /, t);
+    assert.match(t, /larger than the 4096 bytes/);
+    for (let i = 0; i < 100 && !origin.seen.closedByProxy; i++) {
+      await sleep(20);
+    }
+    assert.ok(origin.seen.closedByProxy, "the upstream connection is closed");
+    assert.ok(
+      origin.seen.bodyBytes <= 4096,
+      `at most the limit went upstream (${origin.seen.bodyBytes})`,
+    );
+  } finally {
+    c.close();
+    await proxy.close();
+    await origin.close();
+  }
+});

@@ -12,24 +12,44 @@ export class Watch {
   deadline = Infinity;
   /** What ran out, for the log and error pages. */
   expired = "";
+  what = "";
+  /** Links in the list of watched deadlines (see {@link watch}). */
+  prev: Watch | undefined = undefined;
+  next: Watch | undefined = undefined;
+  linked = false;
   constructor(readonly onExpire: (what: string) => void) {}
   /** Sets the deadline `ms` from now for `what`; ms ≤ 0 means none. */
   arm(ms: number, what: string): void {
     this.deadline = ms > 0 ? Date.now() + ms : Infinity;
     this.what = what;
   }
-  what = "";
 }
 
-const watched = new Set<Watch>();
+// The watched deadlines are a doubly linked list through the watches
+// themselves rather than a Set: watches come and go with every pooled
+// connection, and a long-lived Set reallocates its table in the old
+// generation as entries churn, which brings full garbage collections
+// under load.
+let first: Watch | undefined = undefined;
+let size = 0;
 let timer: ReturnType<typeof setInterval> | undefined;
 const TICK_MS = 100;
 
+function unlink(w: Watch): void {
+  if (w.prev) w.prev.next = w.next;
+  else first = w.next;
+  if (w.next) w.next.prev = w.prev;
+  w.prev = w.next = undefined;
+  w.linked = false;
+  size--;
+}
+
 function tick() {
   const now = Date.now();
-  for (const w of watched) {
+  for (let w = first; w !== undefined;) {
+    const next = w.next;
     if (w.deadline <= now) {
-      watched.delete(w);
+      unlink(w);
       w.expired = w.what;
       try {
         w.onExpire(w.what);
@@ -37,16 +57,30 @@ function tick() {
         // closing an already closed socket: nothing left to do
       }
     }
+    // An onExpire may have unwatched the next one: start over then (the
+    // expired ones are out of the list, so this ends).
+    w = next !== undefined && !next.linked ? first : next;
   }
-  if (watched.size === 0 && timer !== undefined) {
+  stopWhenEmpty();
+}
+
+function stopWhenEmpty() {
+  if (size === 0 && timer !== undefined) {
     clearInterval(timer);
     timer = undefined;
   }
 }
 
-/** Starts watching `w`. */
+/** Starts watching `w` (again watching a watched one changes nothing). */
 export function watch(w: Watch): void {
-  watched.add(w);
+  if (!w.linked) {
+    w.linked = true;
+    w.prev = undefined;
+    w.next = first;
+    if (first) first.prev = w;
+    first = w;
+    size++;
+  }
   if (timer === undefined) {
     const t = setInterval(tick, TICK_MS);
     // A proxy being shut down should not be kept alive by its watchdog.
@@ -57,9 +91,11 @@ export function watch(w: Watch): void {
 
 /** Stops watching `w`. */
 export function unwatch(w: Watch): void {
-  watched.delete(w);
-  if (watched.size === 0 && timer !== undefined) {
-    clearInterval(timer);
-    timer = undefined;
-  }
+  if (w.linked) unlink(w);
+  stopWhenEmpty();
+}
+
+/** How many deadlines are watched (for tests). */
+export function watchedCount(): number {
+  return size;
 }

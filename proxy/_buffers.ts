@@ -7,14 +7,22 @@
  * @module
  */
 
+/**
+ * Size of the buffer a tunnel's directions wait with: most tunnels sit idle
+ * (a kept-alive TLS connection), and a read that fills it moves up to
+ * `SMALL`, then `BIG`.
+ */
+export const TINY = 4 * 1024;
 /** Size of the buffer every connection starts with. */
 export const SMALL = 16 * 1024;
 /** Size a bulk transfer grows to (best measured relay throughput). */
 export const BIG = 256 * 1024;
 
+const tiny: Uint8Array[] = [];
 const small: Uint8Array[] = [];
 const big: Uint8Array[] = [];
 // Caps keep an idle proxy's memory bounded after a burst.
+const MAX_TINY = 4096;
 const MAX_SMALL = 1024;
 const MAX_BIG = 64;
 
@@ -23,8 +31,11 @@ const MAX_BIG = 64;
 const bigMade = new WeakSet<Uint8Array>();
 let bigOut = 0;
 
-/** A buffer of exactly `SMALL` or `BIG` bytes, reused when one is free. */
-export function takeBuffer(size: typeof SMALL | typeof BIG): Uint8Array {
+/** A buffer of exactly `TINY`, `SMALL` or `BIG` bytes, reused when one is free. */
+export function takeBuffer(
+  size: typeof TINY | typeof SMALL | typeof BIG,
+): Uint8Array {
+  if (size === TINY) return tiny.pop() ?? new Uint8Array(TINY);
   if (size === SMALL) return small.pop() ?? new Uint8Array(SMALL);
   bigOut++;
   let buf = big.pop();
@@ -34,7 +45,9 @@ export function takeBuffer(size: typeof SMALL | typeof BIG): Uint8Array {
 
 /** Gives a buffer back; other sizes (grown for a long head) are dropped. */
 export function giveBuffer(buf: Uint8Array): void {
-  if (buf.length === SMALL) {
+  if (buf.length === TINY) {
+    if (tiny.length < MAX_TINY) tiny.push(buf);
+  } else if (buf.length === SMALL) {
     if (small.length < MAX_SMALL) small.push(buf);
   } else if (buf.length === BIG && bigMade.has(buf)) {
     bigOut--;

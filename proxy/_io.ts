@@ -6,7 +6,14 @@
  * @module
  */
 import { GO_ON, type Meter, STOP } from "./policy.ts";
-import { BIG, dropBuffer, giveBuffer, SMALL, takeBuffer } from "./_buffers.ts";
+import {
+  BIG,
+  dropBuffer,
+  giveBuffer,
+  SMALL,
+  takeBuffer,
+  TINY,
+} from "./_buffers.ts";
 import type { Watch } from "./_watchdog.ts";
 
 /** A socket as the data path uses it (a `Deno.Conn` is one). */
@@ -81,10 +88,10 @@ export class Reader {
     }
     if (this.start === this.end) {
       this.start = this.end = 0;
-      if (this.#grow && buf.length === SMALL) {
-        // The last read filled the whole small buffer: bulk data, move up.
+      if (this.#grow && (buf.length === SMALL || buf.length === TINY)) {
+        // The last read filled the whole buffer: more data, move up.
         giveBuffer(buf);
-        buf = this.buf = takeBuffer(BIG);
+        buf = this.buf = takeBuffer(buf.length === TINY ? SMALL : BIG);
       }
     } else if (this.end === buf.length) {
       if (this.start > 0) {
@@ -118,13 +125,13 @@ export class Reader {
    * client's requests, should not hold 256 KiB. A bulk transfer on it
    * grows it again.
    */
-  shrink(): void {
+  shrink(to: typeof TINY | typeof SMALL = SMALL): void {
     if (
-      this.buf.length === SMALL || this.start !== this.end ||
+      this.buf.length === to || this.start !== this.end ||
       this.#probe !== undefined || this.#waiting || this.#released
     ) return;
     giveBuffer(this.buf);
-    this.buf = takeBuffer(SMALL);
+    this.buf = takeBuffer(to);
     this.start = this.end = 0;
     this.#grow = false;
   }

@@ -14,6 +14,7 @@ import {
   type Stream,
   writeAll,
 } from "./_io.ts";
+import { TINY } from "./_buffers.ts";
 
 /** What a relay moved, and how it ended. */
 export interface RelayResult {
@@ -36,6 +37,10 @@ export async function relay(
   upstream: Reader,
 ): Promise<RelayResult> {
   const result: RelayResult = { up: 0, down: 0 };
+  // A tunnel mostly waits: it waits with a small buffer, and a read that
+  // fills it moves up (see Reader.fill).
+  client.shrink(TINY);
+  upstream.shrink(TINY);
   const closeBoth = () => {
     closeQuietly(client.conn);
     closeQuietly(upstream.conn);

@@ -14,9 +14,10 @@ import {
   startTestProxy,
   writeText,
 } from "./helpers/proxy_kit.ts";
-import { BIG, bigBuffersOut, SMALL } from "../proxy/_buffers.ts";
+import { BIG, bigBuffersOut, SMALL, TINY } from "../proxy/_buffers.ts";
 import { Reader, type Stream } from "../proxy/_io.ts";
 import { poolKey, UpstreamPool } from "../proxy/upstream_pool.ts";
+import { relay } from "../proxy/relay.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -717,4 +718,24 @@ Deno.test("maxRequestBody: a chunked body that grows over it is cut and answered
     await proxy.close();
     await origin.close();
   }
+});
+
+Deno.test("a tunnel waits with tiny buffers; data that fills them moves them up to small, then big", async () => {
+  const client = bulkStream(0);
+  const upstream = bulkStream(3);
+  const c = new Reader(client);
+  const u = new Reader(upstream);
+  assert.equal(c.buf.length, SMALL, "a connection starts small");
+  const done = relay(c, u);
+  // The client direction waits for a read that never comes: it waits tiny.
+  assert.equal(c.buf.length, TINY);
+  // The upstream direction had three full reads: tiny, then small, then big.
+  for (let i = 0; i < 50 && u.buf.length !== BIG; i++) await sleep(5);
+  assert.equal(u.buf.length, BIG, "bulk moved the upstream reader up");
+  client.close();
+  upstream.close();
+  const moved = await done;
+  assert.equal(moved.down, TINY + SMALL + BIG, "every byte went through");
+  c.release();
+  u.release();
 });

@@ -195,8 +195,9 @@ async function exchange(
   // 408): the upstream's pending read must not set the deadline meanwhile, or
   // a stalled body would wait for responseTimeout and be blamed on upstream.
   // An upstream that answers early is watched again from its head on.
-  // A client that sent `Expect: 100-continue` and no body yet is waiting
-  // for the origin's word: until its body starts or a 100 is passed on, the
+  //
+  // But a client that sent `Expect: 100-continue` and no body yet waits for
+  // the origin's word: until its body starts or a 100 is passed on, the
   // upstream is the one awaited.
   let awaitingContinue = !uploaded && client.reader.buffered === 0 &&
     fieldTokens(req.fields, "expect").includes("100-continue");

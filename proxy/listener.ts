@@ -1,7 +1,8 @@
 /**
  * The accept loop: takes connections, enforces the connection limit (503,
- * then a short drain and close beyond it), survives running out of file descriptors (backs off and
- * keeps accepting), and shuts everything down on close().
+ * then a short drain and close beyond it), survives running out of file
+ * descriptors (backs off and keeps accepting), and shuts everything down on
+ * close().
  *
  * @module
  */

@@ -62,7 +62,7 @@ const { values } = parseArgs({
 const quick = values.quick ?? false;
 const SIZE = Number(values.size ?? (quick ? 128 : 512)) * 1024 * 1024;
 /** Each connection's pause after every answer in the paced runs. */
-const PAUSE_MS = 2;
+const PAUSES_MS = [2, 1];
 
 const work = await Deno.makeTempDir({ prefix: "pmproxy-bench-" });
 const origin = await startOrigin(work, SIZE);
@@ -142,56 +142,60 @@ try {
     `1 KiB requests on 32 kept-alive connections (wrk, ${seconds} s each, after a warm-up run):`,
   );
   const squidName = references.find((r) => r.name === "squid")?.name;
-  const saturated = new Map<string, WrkResult>();
-  const paced = new Map<string, WrkResult>();
+  // One table per load: each proxy at its own saturation, then paced at
+  // PAUSES (every connection waits that long after each answer), which
+  // offers about the same load to every proxy that can carry it.
+  const loads: { title: string; pauseMs?: number }[] = [
+    { title: "saturated" },
+    ...PAUSES_MS.map((ms) => ({
+      title: `paced: ${ms} ms pause after every answer`,
+      pauseMs: ms,
+    })),
+  ];
+  const results = loads.map(() => new Map<string, WrkResult>());
   for (const p of proxies) {
     // Every proxy gets the same warm-up: pmproxy's JIT compiles its hot
     // paths during the first second, which is not what a gateway that runs
     // for months feels like.
     await wrk(p.port, small, { seconds: quick ? 1 : 2 });
-    const s = await wrk(p.port, small, { seconds });
-    const q = await wrk(p.port, small, { seconds, pauseMs: PAUSE_MS });
-    if (s) saturated.set(p.name, s);
-    if (q) paced.set(p.name, q);
-    for (const r of [s, q]) {
+    for (let i = 0; i < loads.length; i++) {
+      const r = await wrk(p.port, small, {
+        seconds,
+        pauseMs: loads[i].pauseMs,
+      });
+      if (r) results[i].set(p.name, r);
       if (r?.errors) console.log(`  (wrk saw ${r.errors} non-2xx answers)`);
     }
   }
   const ratio = (v: number | undefined, ref: number | undefined) =>
-    v !== undefined && ref ? `${(v / ref).toFixed(2)}` : "-";
-  const squidSat = squidName ? saturated.get(squidName) : undefined;
-  const squidPaced = squidName ? paced.get(squidName) : undefined;
-  console.log(
-    `  ${"".padEnd(12)} ${"saturated".padStart(26)}  ${
-      `paced (${PAUSE_MS} ms pause per answer)`.padStart(36)
-    }`,
-  );
-  console.log(
-    `  ${"proxy".padEnd(12)} ${"req/s".padStart(7)} ${"p50".padStart(6)} ${
-      "p99".padStart(6)
-    } ${"×squid".padStart(6)}  ${"req/s".padStart(7)} ${"p50".padStart(6)} ${
-      "p99".padStart(6)
-    } ${"p99 ×squid".padStart(10)}`,
-  );
-  for (const p of proxies) {
-    const s = saturated.get(p.name);
-    const q = paced.get(p.name);
-    if (!s || !q) {
-      console.log(`  ${p.name}: wrk not installed or failed, skipped`);
-      continue;
-    }
-    const ms = (v: number) => v.toFixed(2).padStart(6);
+    (v !== undefined && ref ? (v / ref).toFixed(2) : "-").padStart(10);
+  const ms = (v: number) => v.toFixed(2).padStart(6);
+  for (let i = 0; i < loads.length; i++) {
+    const squid = squidName ? results[i].get(squidName) : undefined;
+    console.log(`  ${loads[i].title}:`);
     console.log(
-      `  ${p.name.padEnd(12)} ${s.rps.toFixed(0).padStart(7)} ${ms(s.p50)} ${
-        ms(s.p99)
-      } ${ratio(s.rps, squidSat?.rps).padStart(6)}  ${
-        q.rps.toFixed(0).padStart(7)
-      } ${ms(q.p50)} ${ms(q.p99)} ${
-        ratio(q.p99, squidPaced?.p99).padStart(10)
-      }`,
+      `    ${"proxy".padEnd(12)} ${"req/s".padStart(7)} ${"p50".padStart(6)} ${
+        "p99".padStart(6)
+      } ${"req/s×squid".padStart(11)} ${"p99×squid".padStart(10)}`,
     );
+    for (const p of proxies) {
+      const r = results[i].get(p.name);
+      if (!r) {
+        console.log(`    ${p.name}: wrk not installed or failed, skipped`);
+        continue;
+      }
+      console.log(
+        `    ${p.name.padEnd(12)} ${r.rps.toFixed(0).padStart(7)} ${
+          ms(r.p50)
+        } ${ms(r.p99)} ${ratio(r.rps, squid?.rps).padStart(11)} ${
+          ratio(r.p99, squid?.p99)
+        }`,
+      );
+    }
   }
-  console.log("  (latencies in ms; p99 ×squid below 1 is better than squid)");
+  console.log(
+    "  (latencies in ms; p99×squid below 1 is better than squid's)",
+  );
 
   console.log("1 KiB requests, one new connection each (ab -c32):");
   const requests = quick ? 5000 : 20000;

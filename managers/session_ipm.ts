@@ -56,48 +56,17 @@ import {
 import type { KindContext, Table } from "./kinds.ts";
 import { optBool, optString } from "./_kind_table.ts";
 import { type SessionClaims, signJwt, verifyJwt } from "./_jwt.ts";
-import { AdDb } from "./ad_db.ts";
-import { createHash, timingSafeEqual } from "node:crypto";
 import type { ProxyCredentials } from "../proxy/policy.ts";
+import { ProxyAuthCache } from "./_proxy_auth_cache.ts";
+import { type Session, SessionStore } from "./_session_store.ts";
+import {
+  refreshFromMapDbs,
+  refreshRestored,
+  type SessionDbs,
+} from "./_session_refresh.ts";
 
-/** How long checked proxy credentials are trusted without asking the database again. */
-const PROXY_AUTH_TTL_MS = 5 * 60_000;
-/** At most this many users' proxy credentials are remembered. */
-const PROXY_AUTH_MAX = 10_000;
-/**
- * Wrong proxy credentials are remembered this long, so a client retrying
- * them (or guessing) does not reach the user database at every request.
- */
-const PROXY_REFUSED_TTL_MS = 30_000;
-
-function digestOf(creds: ProxyCredentials): Uint8Array {
-  return new Uint8Array(
-    createHash("sha256").update(`${creds.user}\u0000${creds.pass}`).digest(),
-  );
-}
-
-interface CheckedCredentials {
-  digest: Uint8Array;
-  session: Session;
-  until: number;
-}
-
-/** One open session. */
-export interface Session {
-  user: string;
-  ip: string;
-  /** The user's record in the database that authenticated them. */
-  record: UserRecord;
-  /** The user's groups in every configured user database, by its name. */
-  groups: Record<string, string[]>;
-  /** When it was opened (ms since the epoch). */
-  opened: number;
-  /**
-   * When a request last used it (ms since the epoch). Written to KV with
-   * the next flush, not at each request.
-   */
-  lastUsed: number;
-}
+export type { Session } from "./_session_store.ts";
+export { REFRESH_CONCURRENCY, REFRESH_TIMEOUT_MS } from "./_session_refresh.ts";
 
 /** KV key of the installation's secret-signing key. */
 export const JWT_KEY: Deno.KvKey = ["sessionIPM", "jwtKey"];
@@ -127,82 +96,23 @@ export function sessionIp(ip: string): string {
   return ip;
 }
 
-interface StoredSession {
-  user: string;
-  record: UserRecord;
-  groups: Record<string, string[]>;
-  opened: number;
-  /** Absent in sessions stored by versions that did not keep it. */
-  lastUsed?: number;
-}
-
-/** At most this many stored sessions are read (and written) at a time. */
-const WRITE_BATCH = 10;
-
-/** Restored sessions' users looked up at the same time, at most. */
-export const REFRESH_CONCURRENCY = 4;
-/** The longest one lookup of a restored session's user may take (ms). */
-export const REFRESH_TIMEOUT_MS = 10_000;
-/**
- * After this many failed lookups in a row a user database is not asked
- * again in this refresh (it is down: each would wait for its timeout).
- */
-const REFRESH_GIVE_UP = 3;
-
-function sameList(a: readonly string[] | undefined, b: readonly string[]) {
-  return a !== undefined && a.length === b.length &&
-    a.every((x, i) => x === b[i]);
-}
-
-/** `db.lookup(user)`, or a rejection after `ms`. */
-async function lookupWithin(
-  db: UserDb,
-  user: string,
-  ms: number,
-): Promise<UserRecord | undefined> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`no answer within ${ms / 1000} s`)),
-      ms,
-    );
-  });
-  try {
-    return await Promise.race([db.lookup(user), late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** A `sessionIPM` manager. */
 export class SessionIpm implements Manager {
   readonly kind = "sessionIPM";
   readonly #byIp = new Map<string, Session>();
   readonly #ipOfUser = new Map<string, string>();
-  #kv?: Deno.Kv;
+  /** The sessions in KV. */
+  readonly #store: SessionStore;
   #key?: Uint8Array;
   /** Counts logins and logouts, so a reload does not undo one. */
   #generation = 0;
-  /**
-   * Sessions closed here (idle, or their user is gone), deleted from KV on
-   * the next flush.
-   */
-  #idleClosed: Session[] = [];
-  /**
-   * The `lastUsed` each session has in KV as far as this gateway knows; a
-   * session whose `lastUsed` differs is written at the next flush.
-   */
-  #savedLastUsed = new WeakMap<Session, number>();
   /** The background refresh of the sessions restored at start. */
   #refreshing: Promise<void> = Promise.resolve();
   #stopped = false;
-  /** Proxy credentials checked recently, by user name. */
-  readonly #proxyChecked = new Map<string, CheckedCredentials>();
-  /** User name → digest and expiry of credentials the database refused. */
-  readonly #proxyRefused = new Map<
-    string,
-    { digest: Uint8Array; until: number }
-  >();
+  /** Proxy credentials checked recently, and the sessions they give. */
+  readonly #proxyAuth = new ProxyAuthCache<Session>();
+  /** `auth` and every user database, as the refresh wants them. */
+  readonly #dbs: SessionDbs;
 
   constructor(
     readonly name: string,
@@ -221,7 +131,10 @@ export class SessionIpm implements Manager {
       /** The realm of a 407 answer. */
       realm?: string;
     },
-  ) {}
+  ) {
+    this.#store = new SessionStore(name);
+    this.#dbs = { auth, userDbs: options.userDbs };
+  }
 
   /**
    * Loads the signing key and the open sessions from KV, and starts
@@ -229,12 +142,16 @@ export class SessionIpm implements Manager {
    * ({@link whenRefreshed}).
    */
   async start(kv: Deno.Kv, key?: Uint8Array): Promise<void> {
-    this.#kv = kv;
+    this.#store.open(kv);
     this.#key = key ?? await loadJwtKey(kv);
     await this.#reload();
-    this.#refreshing = this.#refreshRestored().catch((e) =>
-      this.#warn(`cannot refresh the restored sessions: ${e}`)
-    );
+    this.#refreshing = refreshRestored(this.#byIp, {
+      ...this.#dbs,
+      stopped: () => this.#stopped,
+      close: (s) => this.#close(s),
+      changed: (s) => this.#store.changed(s),
+      warn: (message) => this.#warn(message),
+    }).catch((e) => this.#warn(`cannot refresh the restored sessions: ${e}`));
   }
 
   /** Settles when the background refresh begun by `start` has finished. */
@@ -253,106 +170,25 @@ export class SessionIpm implements Manager {
   }
 
   /**
-   * Looks up the user of every session restored at start in each user
-   * database that is not a mapDB (those were read in `#restored`), a few at
-   * a time. Found: the session takes the user's name and groups (written
-   * to KV at the next flush). Not found in `auth`: the session is closed.
-   * A failure keeps the stored groups; the first one of each database is
-   * told.
-   */
-  async #refreshRestored(): Promise<void> {
-    const dbs = this.options.userDbs.filter((db) =>
-      db.kind !== "mapDB" && !(db instanceof AdDb && !db.hasServiceAccount)
-    );
-    if (dbs.length === 0 || this.#byIp.size === 0) return;
-    const jobs: [Session, UserDb][] = [];
-    for (const s of this.#byIp.values()) {
-      for (const db of dbs) jobs.push([s, db]);
-    }
-    const failures = new Map<UserDb, number>();
-    let next = 0;
-    const work = async () => {
-      while (!this.#stopped && next < jobs.length) {
-        const [s, db] = jobs[next++];
-        if (this.#byIp.get(s.ip) !== s) continue; // closed meanwhile
-        if ((failures.get(db) ?? 0) >= REFRESH_GIVE_UP) continue;
-        let found: UserRecord | undefined;
-        try {
-          found = await lookupWithin(db, s.user, REFRESH_TIMEOUT_MS);
-        } catch (e) {
-          const failed = (failures.get(db) ?? 0) + 1;
-          failures.set(db, failed);
-          if (failed === 1) {
-            this.#warn(
-              `cannot refresh the groups of the sessions restored at start from ${db.kind} "${db.name}" (${
-                e instanceof Error ? e.message : e
-              }); they keep the groups they had at login until their users log in again`,
-            );
-          }
-          continue;
-        }
-        failures.set(db, 0);
-        if (this.#byIp.get(s.ip) !== s) continue;
-        this.#refreshed(s, db, found);
-      }
-    };
-    const workers: Promise<void>[] = [];
-    for (let i = 0; i < Math.min(REFRESH_CONCURRENCY, jobs.length); i++) {
-      workers.push(work());
-    }
-    await Promise.all(workers);
-  }
-
-  /** Applies one database's answer about a restored session's user. */
-  #refreshed(s: Session, db: UserDb, found: UserRecord | undefined): void {
-    if (!found) {
-      if (db === this.auth) {
-        this.#forget(s);
-        this.#idleClosed.push(s);
-        return;
-      }
-      if (!(db.name in s.groups)) return;
-      delete s.groups[db.name];
-    } else {
-      const sameName = db !== this.auth || s.record.name === found.name;
-      if (sameName && sameList(s.groups[db.name], found.groups)) return;
-      if (db === this.auth) s.record = found;
-      s.groups[db.name] = found.groups;
-    }
-    // Changed: written with the next flush.
-    this.#savedLastUsed.set(s, -1);
-  }
-
-  /**
    * Replaces the sessions in memory with the store's, so that gateways
    * sharing one store see each other's logins and logouts (within one
    * persist interval). Skipped when a login or logout here ran meanwhile.
+   * A session restored from the store closes when it has been idle for
+   * `idleTimeout` since its stored last use, or when `auth` is a mapDB
+   * that no longer has its user; the mapDBs give it its groups as
+   * configured now (a directory is asked later, in the background).
    */
   async #reload(): Promise<void> {
-    const kv = this.#kv!;
     const generation = this.#generation;
     const now = this.options.clock().getTime();
-    const byIp = new Map<string, Session>();
-    for await (
-      const entry of kv.list<StoredSession>({
-        prefix: ["sessionIPM", this.name, "session"],
-      })
-    ) {
-      const ip = entry.key[3] as string;
-      const s = entry.value;
-      const known = this.#byIp.get(ip);
-      if (known && known.user === s.user && known.opened === s.opened) {
-        // Used through another gateway sharing the store more recently.
-        if (s.lastUsed !== undefined && s.lastUsed > known.lastUsed) {
-          known.lastUsed = s.lastUsed;
-          this.#savedLastUsed.set(known, s.lastUsed);
-        }
-        byIp.set(ip, known);
-        continue;
-      }
-      const restored = await this.#restored(ip, s, now);
-      if (restored) byIp.set(ip, restored);
-    }
+    const idle = this.options.idleTimeoutMs;
+    const byIp = await this.#store.read(this.#byIp, {
+      now,
+      stillOpen: async (s) => {
+        if (idle !== undefined && now - s.lastUsed >= idle) return false;
+        return await refreshFromMapDbs(s, this.#dbs);
+      },
+    });
     if (generation !== this.#generation) return;
     this.#byIp.clear();
     this.#ipOfUser.clear();
@@ -363,118 +199,14 @@ export class SessionIpm implements Manager {
   }
 
   /**
-   * A stored session as the user databases held in memory (mapDB) see its
-   * user now: undefined when `auth` has no such user any more or when it
-   * has been idle for `idleTimeout` since its stored last use (its stored
-   * copy is deleted at the next flush), with their groups as configured
-   * now. A directory (adDB) is not asked here; its groups stay as at login.
-   */
-  async #restored(
-    ip: string,
-    stored: StoredSession,
-    now: number,
-  ): Promise<Session | undefined> {
-    const session: Session = {
-      user: stored.user,
-      record: stored.record,
-      groups: { ...stored.groups },
-      opened: stored.opened,
-      ip,
-      lastUsed: stored.lastUsed ?? now,
-    };
-    // Unknown when stored without it: written at the next flush.
-    this.#savedLastUsed.set(session, stored.lastUsed ?? -1);
-    const idle = this.options.idleTimeoutMs;
-    if (idle !== undefined && now - session.lastUsed >= idle) {
-      this.#idleClosed.push(session);
-      return undefined;
-    }
-    for (const db of this.options.userDbs) {
-      if (db.kind !== "mapDB") continue;
-      const found = await db.lookup(stored.user);
-      if (db === this.auth) {
-        if (!found) {
-          this.#idleClosed.push(session);
-          return undefined;
-        }
-        session.record = found;
-      }
-      if (found) session.groups[db.name] = found.groups;
-      else delete session.groups[db.name];
-    }
-    return session;
-  }
-
-  /**
-   * Writes pending deletions of idle sessions and the last use of the
+   * Writes pending deletions of closed sessions and the last use of the
    * sessions used since the last flush, then reads the sessions back from
    * the store.
    */
   async flush(): Promise<void> {
-    const kv = this.#kv;
-    if (!kv) return;
-    const idle = this.#idleClosed;
-    this.#idleClosed = [];
-    for (const s of idle) {
-      // Only that session's stored copy: a login at the same IP since
-      // (here or on another gateway sharing the store) must stay.
-      const key = this.#kvKey(s.ip);
-      const entry = await kv.get<StoredSession>(key);
-      if (entry.value?.user !== s.user || entry.value.opened !== s.opened) {
-        continue;
-      }
-      await kv.atomic().check(entry).delete(key).commit();
-    }
-    await this.#writeLastUsed(kv);
+    if (!this.#store.opened) return;
+    await this.#store.flush(this.#byIp);
     await this.#reload();
-  }
-
-  /**
-   * Writes the sessions whose last use changed since they were written.
-   * Each is written only over its own stored copy (same user, same login
-   * time), keeping the later last use when another gateway sharing the
-   * store wrote one meanwhile; one not written is tried at the next flush.
-   */
-  async #writeLastUsed(kv: Deno.Kv): Promise<void> {
-    const touched: Session[] = [];
-    for (const s of this.#byIp.values()) {
-      if (this.#savedLastUsed.get(s) !== s.lastUsed) touched.push(s);
-    }
-    for (let start = 0; start < touched.length; start += WRITE_BATCH) {
-      const batch = touched.slice(start, start + WRITE_BATCH);
-      const entries = await kv.getMany<StoredSession[]>(
-        batch.map((s) => this.#kvKey(s.ip)),
-      );
-      const op = kv.atomic();
-      const written: [Session, number][] = [];
-      for (let i = 0; i < batch.length; i++) {
-        const s = batch[i];
-        const entry = entries[i];
-        const v = entry.value;
-        if (v?.user !== s.user || v.opened !== s.opened) continue;
-        const lastUsed = Math.max(v.lastUsed ?? 0, s.lastUsed);
-        const stored: StoredSession = {
-          user: s.user,
-          record: s.record,
-          groups: s.groups,
-          opened: s.opened,
-          lastUsed,
-        };
-        op.check(entry).set(entry.key, stored);
-        written.push([s, lastUsed]);
-      }
-      if (written.length === 0) continue;
-      const res = await op.commit();
-      if (!res.ok) continue; // changed meanwhile: the next flush tries again
-      for (const [s, lastUsed] of written) {
-        this.#savedLastUsed.set(s, lastUsed);
-        if (lastUsed > s.lastUsed) s.lastUsed = lastUsed;
-      }
-    }
-  }
-
-  #kvKey(ip: string): Deno.KvKey {
-    return ["sessionIPM", this.name, "session", ip];
   }
 
   /** The open session at that IP (closing it first when idle too long). */
@@ -486,8 +218,7 @@ export class SessionIpm implements Manager {
     if (idle !== undefined) {
       const t = now ?? this.options.clock().getTime();
       if (t - s.lastUsed >= idle) {
-        this.#forget(s);
-        this.#idleClosed.push(s);
+        this.#close(s);
         return undefined;
       }
     }
@@ -504,6 +235,15 @@ export class SessionIpm implements Manager {
     this.#generation++;
     this.#byIp.delete(s.ip);
     if (this.#ipOfUser.get(s.user) === s.ip) this.#ipOfUser.delete(s.user);
+  }
+
+  /**
+   * Closes a session here (idle, or its user gone); its stored copy is
+   * deleted at the next flush.
+   */
+  #close(s: Session): void {
+    this.#forget(s);
+    this.#store.deleteLater(s);
   }
 
   evaluate(ctx: EvalContext, _grant: Grant): boolean {
@@ -534,29 +274,16 @@ export class SessionIpm implements Manager {
    */
   proxySession(creds: ProxyCredentials, now: number): Session | undefined {
     if (!this.options.proxyAuth) return undefined;
-    const checked = this.#proxyChecked.get(creds.user);
-    if (!checked || checked.until <= now) return undefined;
-    const digest = digestOf(creds);
-    if (!timingSafeEqual(digest, checked.digest)) return undefined;
-    checked.session.lastUsed = now;
-    return checked.session;
+    const session = this.#proxyAuth.accepted(creds, now);
+    if (session) session.lastUsed = now;
+    return session;
   }
 
   /** True when these credentials must be checked by the database first. */
   needsProxyCheck(creds: ProxyCredentials, now: number): boolean {
     return this.options.proxyAuth === true &&
       this.proxySession(creds, now) === undefined &&
-      !this.#refusedRecently(creds, now);
-  }
-
-  #refusedRecently(creds: ProxyCredentials, now: number): boolean {
-    const refused = this.#proxyRefused.get(creds.user);
-    if (!refused) return false;
-    if (refused.until <= now) {
-      this.#proxyRefused.delete(creds.user);
-      return false;
-    }
-    return timingSafeEqual(digestOf(creds), refused.digest);
+      !this.#proxyAuth.refusedRecently(creds, now);
   }
 
   /**
@@ -572,36 +299,20 @@ export class SessionIpm implements Manager {
       // could not be reached (that is no verdict on the credentials).
       const body = e instanceof CommandError ? e.body : undefined;
       if (body && (body.message === "Incorrect password" || "User" in body)) {
-        if (this.#proxyRefused.size >= PROXY_AUTH_MAX) {
-          this.#proxyRefused.clear();
-        }
-        this.#proxyRefused.set(creds.user, {
-          digest: digestOf(creds),
-          until: this.options.clock().getTime() + PROXY_REFUSED_TTL_MS,
-        });
+        this.#proxyAuth.refuse(creds, this.options.clock().getTime());
       }
       throw e;
     }
     const groups = await this.#groupsOf(record.userName, record);
     const now = this.options.clock().getTime();
-    if (this.#proxyChecked.size >= PROXY_AUTH_MAX) {
-      for (const [user, c] of this.#proxyChecked) {
-        if (c.until <= now) this.#proxyChecked.delete(user);
-      }
-      if (this.#proxyChecked.size >= PROXY_AUTH_MAX) this.#proxyChecked.clear();
-    }
-    this.#proxyChecked.set(creds.user, {
-      digest: digestOf(creds),
-      until: now + PROXY_AUTH_TTL_MS,
-      session: {
-        user: record.userName,
-        ip: "",
-        record,
-        groups,
-        opened: now,
-        lastUsed: now,
-      },
-    });
+    this.#proxyAuth.accept(creds, {
+      user: record.userName,
+      ip: "",
+      record,
+      groups,
+      opened: now,
+      lastUsed: now,
+    }, now);
   }
 
   /** The realm of a 407 answer, when this manager takes proxy credentials. */
@@ -684,20 +395,7 @@ export class SessionIpm implements Manager {
     this.#generation++;
     this.#byIp.set(ip, session);
     this.#ipOfUser.set(user, ip);
-    if (this.#kv) {
-      const op = this.#kv.atomic();
-      if (oldIp !== undefined && oldIp !== ip) op.delete(this.#kvKey(oldIp));
-      const stored: StoredSession = {
-        user,
-        record,
-        groups,
-        opened: now,
-        lastUsed: now,
-      };
-      op.set(this.#kvKey(ip), stored);
-      await op.commit();
-      this.#savedLastUsed.set(session, now);
-    }
+    await this.#store.save(session, oldIp);
     return this.#sign(user, ip);
   }
 
@@ -743,7 +441,7 @@ export class SessionIpm implements Manager {
   async close(ip: string, secret: string): Promise<void> {
     const s = this.verify(ip, secret);
     this.#forget(s);
-    await this.#kv?.delete(this.#kvKey(s.ip));
+    await this.#store.delete(s.ip);
   }
 
   /** IP → user of the open sessions; any logged user may ask. */

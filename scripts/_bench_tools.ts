@@ -135,8 +135,9 @@ export function rssKiB(pid: number): number {
 }
 
 /** The pid of the process listening on `port`. */
-export function pmproxyPid(port: number): number | undefined {
-  // The child is `deno run … main.ts serve`; find it by its listening port.
+export function listenerPid(port: number): number | undefined {
+  // pmproxy is `deno run … main.ts serve` and squid runs with -N (one
+  // process): find either by its listening port.
   const out = new Deno.Command("sh", {
     args: [
       "-c",
@@ -156,7 +157,7 @@ export async function idleTunnels(
   originPort: number,
   count: number,
 ): Promise<number | undefined> {
-  const pid = pmproxyPid(proxyPort);
+  const pid = listenerPid(proxyPort);
   if (!pid) return undefined;
   const before = rssKiB(pid);
   const conns: Deno.Conn[] = [];

@@ -10,7 +10,8 @@
  *   paced load (each connection pauses after every answer), which compares
  *   latency at about the same offered load;
  * - one new connection per request (ab, when installed);
- * - resident memory of idle tunnels.
+ * - and, measured first, on freshly started processes: resident memory of
+ *   idle tunnels (pmproxy and squid).
  *
  * The origin is nginx when installed (as for the issue's reference figures),
  * else a raw Deno origin inside this process.
@@ -21,7 +22,7 @@
  * quota machinery cost.
  *
  * Options: `--size MiB` (default 512), `--quick` (smaller runs),
- * `--tunnels N` idle tunnels to hold (default 1000).
+ * `--tunnels N` idle tunnels to hold (default 5000, 1000 with `--quick`).
  *
  * @module
  */
@@ -98,6 +99,38 @@ try {
   });
   if (login.code !== 0) {
     throw new Error(`login failed: ${login.stderr}${login.stdout}`);
+  }
+  // Idle tunnels first, each on a freshly started process that is then
+  // started again for the loads below: a heap that once held thousands of
+  // tunnels stays grown for a while, which would hide what tunnels cost and
+  // tax what comes after. (tinyproxy is left out: it serves each client from
+  // a pool of processes.)
+  const count = Number(values.tunnels ?? (quick ? 1000 : 5000));
+  console.log(`idle tunnels, ${count} held at once (resident growth):`);
+  const tunnelRow = (name: string, mib: number | undefined) =>
+    console.log(
+      mib === undefined
+        ? `  ${name}: its process was not found, skipped`
+        : `  ${name.padEnd(12)} ${mib.toFixed(1).padStart(7)} MiB   ${
+          (mib * 1000 / count).toFixed(1).padStart(6)
+        } MiB per 1,000`,
+    );
+  tunnelRow("pmproxy", await idleTunnels(server.proxyPort, origin.port, count));
+  await server.stop();
+  // The login is kept in Deno KV and restored.
+  server = await startPmproxy(dir);
+  const tunnelsTmp = join(work, "tunnels");
+  await Deno.mkdir(tunnelsTmp);
+  const squidForTunnels = await startReference("squid", tunnelsTmp);
+  if (squidForTunnels) {
+    try {
+      tunnelRow(
+        "squid",
+        await idleTunnels(squidForTunnels.port, origin.port, count),
+      );
+    } finally {
+      await squidForTunnels.stop();
+    }
   }
   for (const name of ["squid", "tinyproxy"] as const) {
     const ref = await startReference(name, work);
@@ -214,18 +247,6 @@ try {
         }`,
       );
     } else console.log(`  ${p.name}: ab not installed or failed, skipped`);
-  }
-
-  const count = Number(values.tunnels ?? (quick ? 300 : 1000));
-  const idle = await idleTunnels(server.proxyPort, origin.port, count);
-  if (idle !== undefined) {
-    console.log(
-      `idle tunnels: pmproxy grew ${
-        idle.toFixed(1)
-      } MiB resident for ${count} tunnels (${
-        (idle * 1000 / count).toFixed(1)
-      } MiB per 1,000)`,
-    );
   }
 } finally {
   await server?.stop();

@@ -8,7 +8,8 @@
  * - 1 KiB requests on 32 kept-alive connections (wrk, when installed), each
  *   proxy first warmed up, then measured at its own saturation and at a
  *   paced load (each connection pauses after every answer), which compares
- *   latency at about the same offered load;
+ *   latency at about the same offered load; in rounds that interleave the
+ *   proxies, reporting medians;
  * - one new connection per request (ab, when installed);
  * - and, measured first, on freshly started processes: resident memory of
  *   idle tunnels (pmproxy and squid).
@@ -170,9 +171,10 @@ try {
   }
 
   const small = `http://127.0.0.1:${origin.port}/1k`;
-  const seconds = quick ? 3 : 8;
+  const seconds = quick ? 3 : 6;
+  const rounds = quick ? 1 : 3;
   console.log(
-    `1 KiB requests on 32 kept-alive connections (wrk, ${seconds} s each, after a warm-up run):`,
+    `1 KiB requests on 32 kept-alive connections (wrk, ${seconds} s each, after a warm-up run; medians of ${rounds} rounds):`,
   );
   const squidName = references.find((r) => r.name === "squid")?.name;
   // One table per load: each proxy at its own saturation, then paced at
@@ -185,23 +187,35 @@ try {
       pauseMs: ms,
     })),
   ];
-  const results = loads.map(() => new Map<string, WrkResult>());
-  for (const p of proxies) {
-    // Every proxy gets the same warm-up: pmproxy's JIT compiles its hot
-    // paths during the first second, which is not what a gateway that runs
-    // for months feels like.
-    await wrk(p.port, small, { seconds: quick ? 1 : 2 });
+  // Every proxy gets the same warm-up: pmproxy's JIT compiles its hot paths
+  // during the first second, which is not what a gateway that runs for
+  // months feels like.
+  for (const p of proxies) await wrk(p.port, small, { seconds: quick ? 1 : 2 });
+  // Rounds interleave the proxies, so a slow spell of the machine (other
+  // tenants, the 2 cores shared with wrk and nginx) falls on all of them
+  // rather than on whichever ran then.
+  const results = loads.map(() => new Map<string, WrkResult[]>());
+  for (let round = 0; round < rounds; round++) {
     for (let i = 0; i < loads.length; i++) {
-      const r = await wrk(p.port, small, {
-        seconds,
-        pauseMs: loads[i].pauseMs,
-      });
-      if (r) results[i].set(p.name, r);
-      if (r?.errors) console.log(`  (wrk saw ${r.errors} non-2xx answers)`);
+      for (const p of proxies) {
+        const r = await wrk(p.port, small, {
+          seconds,
+          pauseMs: loads[i].pauseMs,
+        });
+        if (!r) continue;
+        if (r.errors) console.log(`  (wrk saw ${r.errors} non-2xx answers)`);
+        const seen = results[i].get(p.name) ?? [];
+        seen.push(r);
+        results[i].set(p.name, seen);
+      }
     }
   }
+  const median = (xs: number[]) => {
+    const sorted = [...xs].sort((a, b) => a - b);
+    return sorted[Math.floor((sorted.length - 1) / 2)];
+  };
   const ratio = (v: number | undefined, ref: number | undefined) =>
-    (v !== undefined && ref ? (v / ref).toFixed(2) : "-").padStart(10);
+    v !== undefined && ref ? (v / ref).toFixed(2) : "-";
   const ms = (v: number) => v.toFixed(2).padStart(6);
   for (let i = 0; i < loads.length; i++) {
     const squid = squidName ? results[i].get(squidName) : undefined;
@@ -209,20 +223,29 @@ try {
     console.log(
       `    ${"proxy".padEnd(12)} ${"req/s".padStart(7)} ${"p50".padStart(6)} ${
         "p99".padStart(6)
-      } ${"req/s×squid".padStart(11)} ${"p99×squid".padStart(10)}`,
+      } ${"req/s×squid".padStart(11)} ${"p99×squid".padStart(10)}   ${
+        rounds > 1 ? "p99×squid by round" : ""
+      }`,
     );
     for (const p of proxies) {
-      const r = results[i].get(p.name);
-      if (!r) {
+      const rs = results[i].get(p.name);
+      if (!rs) {
         console.log(`    ${p.name}: wrk not installed or failed, skipped`);
         continue;
       }
+      const rps = median(rs.map((r) => r.rps));
+      const p99 = median(rs.map((r) => r.p99));
+      const byRound = squid && rounds > 1
+        ? rs.map((r, k) => ratio(r.p99, squid[k]?.p99)).join(" ")
+        : "";
       console.log(
-        `    ${p.name.padEnd(12)} ${r.rps.toFixed(0).padStart(7)} ${
-          ms(r.p50)
-        } ${ms(r.p99)} ${ratio(r.rps, squid?.rps).padStart(11)} ${
-          ratio(r.p99, squid?.p99)
-        }`,
+        `    ${p.name.padEnd(12)} ${rps.toFixed(0).padStart(7)} ${
+          ms(median(rs.map((r) => r.p50)))
+        } ${ms(p99)} ${
+          ratio(rps, squid && median(squid.map((r) => r.rps))).padStart(11)
+        } ${
+          ratio(p99, squid && median(squid.map((r) => r.p99))).padStart(10)
+        }   ${byRound}`,
       );
     }
   }

@@ -105,7 +105,14 @@ export async function serveConnection(
       w.arm(0, "");
       let goOn = false;
       try {
-        goOn = await handleRequest(ctx, client, head, x);
+        const next = await handleRequest(ctx, client, head, x);
+        if (typeof next === "boolean") goOn = next;
+        else {
+          // Run here, not inside handleRequest: a tunnel may be held for
+          // hours, and thousands of them should not each keep the request's
+          // parsed head and the decision's context alive.
+          await tunnelConnect(ctx, client, next.target, next.decision, x);
+        }
       } finally {
         logExchange(ctx.policy, x);
       }
@@ -178,13 +185,22 @@ function credentials(head: RequestHead): ProxyCredentials | undefined {
   }
 }
 
-/** Runs one request; true when the connection may carry another. */
+/** An allowed CONNECT, for the caller to run (see serveConnection). */
+interface TunnelToRun {
+  target: { host: string; port: number };
+  decision: Extract<Decision, { allowed: true }>;
+}
+
+/**
+ * Runs one request; true when the connection may carry another, or the
+ * tunnel to run for an allowed CONNECT (after which it may not).
+ */
 async function handleRequest(
   ctx: ProxyContext,
   client: Client,
   head: RequestHead,
   x: Exchange,
-): Promise<boolean> {
+): Promise<boolean | TunnelToRun> {
   x.method = head.method;
   x.url = head.target;
   const keepAlive = wantsKeepAlive(head);
@@ -317,10 +333,7 @@ async function handleRequest(
     return !close;
   }
   if (decision.user !== undefined) x.user = decision.user;
-  if (isConnect) {
-    await tunnelConnect(ctx, client, { host, port }, decision, x);
-    return false;
-  }
+  if (isConnect) return { target: { host, port }, decision };
   return await forwardRequest({
     ctx,
     client,

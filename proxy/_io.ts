@@ -74,18 +74,39 @@ export class Reader {
    * to wait (throttling), before the bytes are handed on.
    */
   async fill(): Promise<boolean> {
-    let buf = this.buf;
-    // The wait for this read is what `idleMs` limits: a write deadline set
-    // meanwhile (copyBody) must not cut a peer that merely pauses.
-    if (this.watch) this.watch.deadline = Date.now() + this.idleMs;
     const probe = this.#probe;
     if (probe !== undefined) {
       // A read started while the connection sat idle in the pool: its
       // result is the first chunk of this exchange.
+      if (this.watch) this.watch.deadline = Date.now() + this.idleMs;
       this.#probe = undefined;
-      const took = this.#took(await probe, buf.length);
+      const took = this.#took(await probe, this.buf.length);
       return typeof took === "boolean" ? took : await took;
     }
+    const view = this.readView()!;
+    let n: number | null;
+    this.#waiting = true;
+    try {
+      n = await this.conn.read(view);
+    } finally {
+      this.#waiting = false;
+    }
+    const took = this.#took(n, view.length);
+    return typeof took === "boolean" ? took : await took;
+  }
+
+  /**
+   * The view the next socket read goes into, for a loop that reads the
+   * socket itself and hands the result to {@link took} (the relay: a held
+   * tunnel then waits with one async frame less per direction). Undefined
+   * while a probe's read is pending: use {@link fill} then.
+   */
+  readView(): Uint8Array | undefined {
+    if (this.#probe !== undefined) return undefined;
+    let buf = this.buf;
+    // The wait for this read is what `idleMs` limits: a write deadline set
+    // meanwhile (copyBody) must not cut a peer that merely pauses.
+    if (this.watch) this.watch.deadline = Date.now() + this.idleMs;
     if (this.start === this.end) {
       this.start = this.end = 0;
       if (this.#grow && (buf.length === SMALL || buf.length === TINY)) {
@@ -107,16 +128,16 @@ export class Reader {
         buf = this.buf = bigger;
       }
     }
-    const free = buf.length - this.end;
-    let n: number | null;
-    this.#waiting = true;
-    try {
-      n = await this.conn.read(this.end === 0 ? buf : buf.subarray(this.end));
-    } finally {
-      this.#waiting = false;
-    }
-    const took = this.#took(n, free);
-    return typeof took === "boolean" ? took : await took;
+    return this.end === 0 ? buf : buf.subarray(this.end);
+  }
+
+  /**
+   * Accounts a read made into {@link readView}'s `view`: false at end of
+   * stream; throws {@link MeterStop} when the meter says stop; a promise
+   * only when it says to wait (throttling).
+   */
+  took(n: number | null, view: Uint8Array): boolean | Promise<boolean> {
+    return this.#took(n, view.length);
   }
 
   /**

@@ -29,10 +29,10 @@ export interface RelayResult {
 /**
  * Pumps bytes both ways until both directions ended, then closes both sockets.
  * Bytes already buffered in either reader (sent right after a CONNECT head or
- * a 101 response) go first. Metering happens in `upstream.fill()`; a STOP
+ * a 101 response) go first. Metering happens in `upstream.took()`; a STOP
  * closes both sockets at once (the original only stalled the tunnel).
  */
-export async function relay(
+export function relay(
   client: Reader,
   upstream: Reader,
 ): Promise<RelayResult> {
@@ -48,7 +48,17 @@ export async function relay(
   const pump = async (src: Reader, dst: Stream, down: boolean) => {
     try {
       for (;;) {
-        if (src.buffered === 0 && !(await src.fill())) break;
+        if (src.buffered === 0) {
+          // Read here, not through src.fill(): one async frame less per
+          // direction of a tunnel that waits (thousands may be held).
+          const view = src.readView();
+          if (view === undefined) {
+            if (!(await src.fill())) break;
+          } else {
+            const took = src.took(await src.conn.read(view), view);
+            if (took === false || (took !== true && !(await took))) break;
+          }
+        }
         const part = src.take(src.buffered);
         await writeAll(dst, part);
         if (down) result.down += part.length;
@@ -62,10 +72,17 @@ export async function relay(
       closeBoth();
     }
   };
-  await Promise.all([
-    pump(client, upstream.conn, false),
-    pump(upstream, client.conn, true),
-  ]);
-  closeBoth();
-  return result;
+  // A counter rather than an async function awaiting Promise.all: less for
+  // each held tunnel to keep alive while it waits.
+  return new Promise((resolve) => {
+    let running = 2;
+    const ended = () => {
+      if (--running > 0) return;
+      closeBoth();
+      resolve(result);
+    };
+    // A pump never rejects: it ends its direction on any error.
+    pump(client, upstream.conn, false).then(ended);
+    pump(upstream, client.conn, true).then(ended);
+  });
 }

@@ -28,6 +28,12 @@ export interface ProxyContext {
   pool: UpstreamPool;
   /** Open tunnels per client address. */
   tunnels: Map<string, number>;
+  /**
+   * Told by serveConnection when a client connection has ended (a callback
+   * rather than a promise chain per connection: less for every connection
+   * to allocate and keep alive).
+   */
+  clientEnded(client: Client): void;
 }
 
 /** One client connection. */

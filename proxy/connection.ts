@@ -124,6 +124,7 @@ export async function serveConnection(
     unwatch(w);
     client.abort();
     reader.release();
+    ctx.clientEnded(client);
   }
 }
 

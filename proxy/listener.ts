@@ -140,12 +140,16 @@ export function startProxy(
       config.poolIdleTimeoutMs,
     ),
     tunnels: new Map(),
+    clientEnded(client) {
+      clients.delete(client);
+      if (clients.size === 0) allEnded?.();
+    },
   };
   const clients = new Set<Client>();
+  let allEnded: (() => void) | undefined;
   const draining = new Set<Deno.Conn>();
   const tasks = new Set<Promise<void>>();
   let closing = false;
-  let open = 0;
 
   const track = (p: Promise<void>) => {
     tasks.add(p);
@@ -169,7 +173,7 @@ export function startProxy(
         else if (Date.now() - warnedAt > 10_000) {
           warnedAt = Date.now();
           console.warn(
-            `pmproxy: out of file descriptors (${open} client connections open); ` +
+            `pmproxy: out of file descriptors (${clients.size} client connections open); ` +
               `new connections wait. Raise the limit (ulimit -n, systemd LimitNOFILE) ` +
               `or lower [proxy.server] maxConnections.`,
           );
@@ -177,7 +181,7 @@ export function startProxy(
         await new Promise((r) => setTimeout(r, backoff));
         continue;
       }
-      if (open >= config.maxConnections) {
+      if (clients.size >= config.maxConnections) {
         track(refuse(conn, draining));
         continue;
       }
@@ -186,15 +190,10 @@ export function startProxy(
       } catch {
         // The peer already left; serveConnection will notice.
       }
-      open++;
       const client = newClient(conn);
       clients.add(client);
-      track(
-        serveConnection(ctx, client).finally(() => {
-          open--;
-          clients.delete(client);
-        }),
-      );
+      // It never rejects, and tells ctx.clientEnded when it is done.
+      serveConnection(ctx, client);
     }
   };
   const loop = acceptLoop();
@@ -208,6 +207,10 @@ export function startProxy(
       await loop;
       for (const c of clients) c.abort();
       for (const c of draining) closeQuietly(c);
+      // Every client ends once its sockets are closed.
+      if (clients.size > 0) {
+        await new Promise<void>((resolve) => allEnded = resolve);
+      }
       // Bounded: every task ends once its sockets are closed.
       for (let i = 0; i < 100 && tasks.size > 0; i++) {
         await Promise.allSettled([...tasks]);

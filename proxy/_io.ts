@@ -99,7 +99,9 @@ export class Reader {
    * The view the next socket read goes into, for a loop that reads the
    * socket itself and hands the result to {@link took} (the relay: a held
    * tunnel then waits with one async frame less per direction). Undefined
-   * while a probe's read is pending: use {@link fill} then.
+   * while a probe's read is pending: use {@link fill} then. Such a read
+   * does not set {@link waiting}, which only the watched phases of an
+   * exchange ask (a tunnel is not watched).
    */
   readView(): Uint8Array | undefined {
     if (this.#probe !== undefined) return undefined;

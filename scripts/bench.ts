@@ -194,7 +194,7 @@ try {
   // Rounds interleave the proxies, so a slow spell of the machine (other
   // tenants, the 2 cores shared with wrk and nginx) falls on all of them
   // rather than on whichever ran then.
-  const results = loads.map(() => new Map<string, WrkResult[]>());
+  const results = loads.map(() => new Map<string, (WrkResult | undefined)[]>());
   for (let round = 0; round < rounds; round++) {
     for (let i = 0; i < loads.length; i++) {
       for (const p of proxies) {
@@ -202,10 +202,10 @@ try {
           seconds,
           pauseMs: loads[i].pauseMs,
         });
-        if (!r) continue;
-        if (r.errors) console.log(`  (wrk saw ${r.errors} non-2xx answers)`);
+        if (r?.errors) console.log(`  (wrk saw ${r.errors} non-2xx answers)`);
+        // Kept by round (a failed run too), so rounds line up across proxies.
         const seen = results[i].get(p.name) ?? [];
-        seen.push(r);
+        seen[round] = r;
         results[i].set(p.name, seen);
       }
     }
@@ -219,6 +219,7 @@ try {
   const ms = (v: number) => v.toFixed(2).padStart(6);
   for (let i = 0; i < loads.length; i++) {
     const squid = squidName ? results[i].get(squidName) : undefined;
+    const squidRuns = squid?.filter((r) => r !== undefined) ?? [];
     console.log(`  ${loads[i].title}:`);
     console.log(
       `    ${"proxy".padEnd(12)} ${"req/s".padStart(7)} ${"p50".padStart(6)} ${
@@ -228,23 +229,32 @@ try {
       }`,
     );
     for (const p of proxies) {
-      const rs = results[i].get(p.name);
-      if (!rs) {
+      const byRun = results[i].get(p.name) ?? [];
+      const rs = byRun.filter((r) => r !== undefined);
+      if (rs.length === 0) {
         console.log(`    ${p.name}: wrk not installed or failed, skipped`);
         continue;
       }
       const rps = median(rs.map((r) => r.rps));
       const p99 = median(rs.map((r) => r.p99));
       const byRound = squid && rounds > 1
-        ? rs.map((r, k) => ratio(r.p99, squid[k]?.p99)).join(" ")
+        ? byRun.map((r, k) => ratio(r?.p99, squid[k]?.p99)).join(" ")
         : "";
       console.log(
         `    ${p.name.padEnd(12)} ${rps.toFixed(0).padStart(7)} ${
           ms(median(rs.map((r) => r.p50)))
         } ${ms(p99)} ${
-          ratio(rps, squid && median(squid.map((r) => r.rps))).padStart(11)
+          ratio(
+            rps,
+            squidRuns.length ? median(squidRuns.map((r) => r.rps)) : undefined,
+          )
+            .padStart(11)
         } ${
-          ratio(p99, squid && median(squid.map((r) => r.p99))).padStart(10)
+          ratio(
+            p99,
+            squidRuns.length ? median(squidRuns.map((r) => r.p99)) : undefined,
+          )
+            .padStart(10)
         }   ${byRound}`,
       );
     }

@@ -11,6 +11,7 @@ import {
   readRequestHead,
   startRawOrigin,
   startTestProxy,
+  throttleMeter,
   writeText,
 } from "./helpers/proxy_kit.ts";
 
@@ -238,6 +239,38 @@ Deno.test("a meter STOP cuts a tunnel: both sides are closed", async () => {
   }
   assert.ok(originSawClose, "the origin side was closed too");
   assert.equal(policy.records[0].result, "TCP_TUNNEL_ABORTED/200");
+});
+
+Deno.test("a throttling meter slows a tunnel down without losing bytes", async () => {
+  const origin = startRawOrigin(async (conn) => {
+    for (let i = 0; i < 5; i++) {
+      await writeText(conn, "x".repeat(10));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  });
+  const meter = throttleMeter(40);
+  const proxy = await startTestProxy(
+    fakePolicy(() => ({ allowed: true, route: { kind: "direct" }, meter })),
+    ALL_PORTS,
+  );
+  const c = await connect(proxy.addr.port, `127.0.0.1:${origin.port}`);
+  try {
+    const t0 = performance.now();
+    await c.readUntil((t) => t.endsWith("x".repeat(50)), 10_000);
+    const took = performance.now() - t0;
+    assert.match(c.text, /\r\n\r\nx{50}$/);
+    // Each chunk from upstream waited at least 40 ms before it was passed
+    // on: a lower bound, never flaky.
+    assert.ok(meter.calls >= 2);
+    assert.ok(
+      took >= 40 * (meter.calls - 1),
+      `took ${took} ms for ${meter.calls} chunks`,
+    );
+  } finally {
+    c.close();
+    await proxy.close();
+    await origin.close();
+  }
 });
 
 Deno.test("Upgrade (WebSocket-like): after 101 the connection is a tunnel", async () => {

@@ -14,7 +14,7 @@
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { formatSize } from "../managers/units.ts";
+import { formatSize } from "../managers/values/units.ts";
 import type { UserInfo } from "../managers/types.ts";
 import { ApiClient, ApiError, TrustError } from "./client.ts";
 

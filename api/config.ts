@@ -21,7 +21,7 @@
  */
 import { isAbsolute, join } from "node:path";
 import { ConfigError } from "../managers/types.ts";
-import { parseDuration } from "../managers/units.ts";
+import { parseDuration } from "../managers/values/units.ts";
 import { nearestKey } from "../managers/mod.ts";
 
 /** The API's configuration, with paths made absolute and durations in ms. */

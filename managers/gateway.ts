@@ -24,11 +24,11 @@ import {
   type UserDb,
   type UserInfo,
 } from "./types.ts";
-import { formatSize } from "./units.ts";
+import { formatSize } from "./values/units.ts";
 import { formatAccessLine } from "./access_log.ts";
-import type { LoadedManagers } from "./config.ts";
-import { type Session, SessionIpm } from "./session_ipm.ts";
-import { Account, DwnConsR } from "./dwn_cons_r.ts";
+import type { LoadedManagers } from "./config/loader.ts";
+import { type Session, SessionIpm } from "./sessions/session_ipm.ts";
+import { Account, DwnConsR } from "./quotas/dwn_cons_r.ts";
 
 const STOP = -1;
 const DIRECT: Route = Object.freeze({ kind: "direct" });

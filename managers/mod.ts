@@ -29,15 +29,15 @@
  *
  * @module
  */
-import { readTomlFile } from "./toml_file.ts";
-import { loadManagers } from "./config.ts";
+import { readTomlFile } from "./config/toml_file.ts";
+import { loadManagers } from "./config/loader.ts";
 import { GatewayRuntime } from "./gateway.ts";
 
-export { nearestKey, readTomlFile, type TomlFile } from "./toml_file.ts";
-export { hashPassword, verifyPassword } from "./password.ts";
-export { writeDefaultManagersFile } from "./default_file.ts";
+export { nearestKey, readTomlFile, type TomlFile } from "./config/toml_file.ts";
+export { hashPassword, verifyPassword } from "./users/password.ts";
+export { writeDefaultManagersFile } from "./config/default_file.ts";
 export { CombinedMeter, GatewayRuntime } from "./gateway.ts";
-export type { LoadedManagers } from "./config.ts";
+export type { LoadedManagers } from "./config/loader.ts";
 export {
   CommandError,
   ConfigError,

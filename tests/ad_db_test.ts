@@ -7,15 +7,15 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { parseTomlText } from "../managers/toml_file.ts";
-import { loadManagers } from "../managers/config.ts";
+import { parseTomlText } from "../managers/config/toml_file.ts";
+import { loadManagers } from "../managers/config/loader.ts";
 import { CommandError, ConfigError, type UserDb } from "../managers/types.ts";
 import {
   escapeFilterValue,
   fillFilter,
   groupNameOfDn,
   userAttrOfFilter,
-} from "../managers/_ldap_text.ts";
+} from "../managers/users/_ldap_text.ts";
 import { adDbToml, type Slapd, startSlapd } from "./helpers/slapd.ts";
 
 const OPENLDAP_FILTER = "(&(objectClass=inetOrgPerson)(uid={user}))";

@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loadManagers } from "../managers/config.ts";
-import { parseTomlText } from "../managers/toml_file.ts";
+import { loadManagers } from "../managers/config/loader.ts";
+import { parseTomlText } from "../managers/config/toml_file.ts";
 import {
   checkManagersFile,
   ConfigError,
@@ -14,9 +14,9 @@ import {
   readTomlFile,
   writeDefaultManagersFile,
 } from "../managers/mod.ts";
-import { DwnConsR } from "../managers/dwn_cons_r.ts";
-import { MapDb } from "../managers/map_db.ts";
-import { SessionIpm } from "../managers/session_ipm.ts";
+import { DwnConsR } from "../managers/quotas/dwn_cons_r.ts";
+import { MapDb } from "../managers/users/map_db.ts";
+import { SessionIpm } from "../managers/sessions/session_ipm.ts";
 import { README_TOML } from "./helpers/managers_setup.ts";
 
 function load(text: string) {

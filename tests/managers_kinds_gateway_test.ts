@@ -4,8 +4,8 @@
  * request gets, and the reasons shown when a matcher is false.
  */
 import assert from "node:assert/strict";
-import { loadManagers } from "../managers/config.ts";
-import { parseTomlText } from "../managers/toml_file.ts";
+import { loadManagers } from "../managers/config/loader.ts";
+import { parseTomlText } from "../managers/config/toml_file.ts";
 import { ConfigError } from "../managers/mod.ts";
 import type { Decision } from "../proxy/policy.ts";
 import { PolicyDir, request } from "./helpers/managers_setup.ts";

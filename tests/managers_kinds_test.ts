@@ -6,20 +6,23 @@
 import assert from "node:assert/strict";
 import { parse } from "smol-toml";
 import { ConfigError } from "../managers/types.ts";
-import { rangeIpmFromFields } from "../managers/range_ipm.ts";
-import { spanActive, timeSpanFromFields } from "../managers/time_span.ts";
-import { groupIpmFromFields } from "../managers/group_ipm.ts";
-import { hostMatcherFromFields } from "../managers/host_matcher.ts";
-import { parentProxyFromFields } from "../managers/parent_proxy.ts";
+import { rangeIpmFromFields } from "../managers/matchers/range_ipm.ts";
+import {
+  spanActive,
+  timeSpanFromFields,
+} from "../managers/matchers/time_span.ts";
+import { groupIpmFromFields } from "../managers/matchers/group_ipm.ts";
+import { hostMatcherFromFields } from "../managers/matchers/host_matcher.ts";
+import { parentProxyFromFields } from "../managers/resources/parent_proxy.ts";
 import {
   type InterfaceAddress,
   netIfaceFromFields,
-} from "../managers/net_iface.ts";
+} from "../managers/resources/net_iface.ts";
 import {
   bwConsRFromFields,
   parseRate,
   TokenBucket,
-} from "../managers/bw_cons_r.ts";
+} from "../managers/resources/bw_cons_r.ts";
 import { emptyGrant, failAt, fakeCtx } from "./helpers/managers_kinds_ctx.ts";
 
 type Table = Record<string, unknown>;

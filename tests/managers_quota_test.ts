@@ -8,8 +8,11 @@ import assert from "node:assert/strict";
 import { CombinedMeter, CommandError } from "../managers/mod.ts";
 import type { Decision, Meter } from "../proxy/policy.ts";
 import { PolicyDir, README_TOML, request } from "./helpers/managers_setup.ts";
-import { DwnConsR } from "../managers/dwn_cons_r.ts";
-import { parseResetCycle, type ResetCycle } from "../managers/_reset_cycle.ts";
+import { DwnConsR } from "../managers/quotas/dwn_cons_r.ts";
+import {
+  parseResetCycle,
+  type ResetCycle,
+} from "../managers/quotas/_reset_cycle.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

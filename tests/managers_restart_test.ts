@@ -10,9 +10,9 @@
  */
 import assert from "node:assert/strict";
 import { CombinedMeter, type GatewayRuntime } from "../managers/mod.ts";
-import { Account } from "../managers/dwn_cons_r.ts";
+import { Account } from "../managers/quotas/dwn_cons_r.ts";
 import type { Meter } from "../proxy/policy.ts";
-import { SessionIpm } from "../managers/session_ipm.ts";
+import { SessionIpm } from "../managers/sessions/session_ipm.ts";
 import { PolicyDir, README_TOML, request } from "./helpers/managers_setup.ts";
 import { adDbToml, startSlapd } from "./helpers/slapd.ts";
 

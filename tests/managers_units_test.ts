@@ -5,14 +5,14 @@ import {
   formatSize,
   parseDuration,
   parseSize,
-} from "../managers/units.ts";
+} from "../managers/values/units.ts";
 import {
   checkPasswordHash,
   hashPassword,
   verifyPassword,
-} from "../managers/password.ts";
-import { signJwt, verifyJwt } from "../managers/_jwt.ts";
-import { parseResetCycle } from "../managers/_reset_cycle.ts";
+} from "../managers/users/password.ts";
+import { signJwt, verifyJwt } from "../managers/sessions/_jwt.ts";
+import { parseResetCycle } from "../managers/quotas/_reset_cycle.ts";
 
 Deno.test("units: Go-style durations", () => {
   assert.equal(parseDuration("1h30m"), 5_400_000);

@@ -11,7 +11,7 @@ import {
   type Gateway,
   type UserInfo,
 } from "../../managers/types.ts";
-import { formatSize } from "../../managers/units.ts";
+import { formatSize } from "../../managers/values/units.ts";
 
 interface Session {
   user: string;

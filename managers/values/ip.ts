@@ -1,6 +1,6 @@
 /**
- * IP addresses and CIDR ranges for `rangeIPM` and `netIface`, private to
- * `managers/`.
+ * IP addresses and CIDR ranges, for `rangeIPM` (matchers/) and `netIface`
+ * (resources/); one of the value types of `managers.toml`.
  *
  * Every address is held as 16 bytes: an IPv4 address `a.b.c.d` is held as
  * its IPv4-mapped IPv6 form `::ffff:a.b.c.d`, and an IPv4 range `a.b.c.d/n`

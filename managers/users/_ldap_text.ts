@@ -1,8 +1,8 @@
 /**
  * The text of LDAP that `adDB` writes and reads: escaping a value inside a
  * search filter (RFC 4515), the group name of a `memberOf` DN (RFC 4514),
- * and the attribute a user filter compares the user name with. Private to
- * `managers/`.
+ * and the attribute a user filter compares the user name with. Private to this
+ * folder.
  *
  * @module
  */

@@ -2,12 +2,12 @@
  * When download consumption returns to zero: every fixed duration aligned
  * to the last reset (`"24h"`), or at local midnight of each day, week
  * (Monday) or month (the 1st) in a time zone (`"daily"`, `"weekly"`,
- * `"monthly"`). Private to `managers/`.
+ * `"monthly"`). Private to this folder.
  *
  * @module
  */
-import { parseDuration } from "./units.ts";
-import { checkZone, machineZone, ZoneClock } from "./_zone.ts";
+import { parseDuration } from "../values/units.ts";
+import { checkZone, machineZone, ZoneClock } from "../values/zone.ts";
 
 /** A reset cycle. */
 export interface ResetCycle {

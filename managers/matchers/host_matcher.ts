@@ -25,8 +25,13 @@
  *
  * @module
  */
-import type { EvalContext, Grant, Manager } from "./types.ts";
-import { type Fail, needString, optBool, type Table } from "./_kind_table.ts";
+import type { EvalContext, Grant, Manager } from "../types.ts";
+import {
+  type Fail,
+  needString,
+  optBool,
+  type Table,
+} from "../config/table_fields.ts";
 
 /** A `hostMatcher` manager. */
 export class HostMatcher implements Manager {

@@ -20,15 +20,15 @@
  *
  * @module
  */
-import type { Meter } from "../proxy/policy.ts";
-import type { EvalContext, Grant, Manager } from "./types.ts";
-import { formatSize, parseSize } from "./units.ts";
+import type { Meter } from "../../proxy/policy.ts";
+import type { EvalContext, Grant, Manager } from "../types.ts";
+import { formatSize, parseSize } from "../values/units.ts";
 import {
   type Fail,
   needUserDbName,
   optString,
   type Table,
-} from "./_kind_table.ts";
+} from "../config/table_fields.ts";
 
 /** `GO_ON` of proxy/policy.ts (a value import from proxy/ is not allowed here). */
 const GO_ON = 0;

@@ -14,13 +14,13 @@
  *
  * @module
  */
-import type { EvalContext, Grant, Manager } from "./types.ts";
+import type { EvalContext, Grant, Manager } from "../types.ts";
 import {
   type Fail,
   needString,
   needUserDbName,
   type Table,
-} from "./_kind_table.ts";
+} from "../config/table_fields.ts";
 
 /** A `groupIPM` manager. */
 export class GroupIpm implements Manager {

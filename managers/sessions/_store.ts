@@ -7,11 +7,11 @@
  * for the sessions used since the last one, a few at a time: no KV write
  * per request. Sessions closed in memory (idle, or their user gone) are
  * deleted from KV at the next flush, each only over its own stored copy.
- * Private to `managers/`.
+ * Private to this folder.
  *
  * @module
  */
-import type { UserRecord } from "./types.ts";
+import type { UserRecord } from "../types.ts";
 
 /** One open session. */
 export interface Session {

@@ -12,11 +12,11 @@ import {
   type Rule,
   RuleError,
   ruleNames,
-} from "../rule/mod.ts";
-import { ConfigError, type Manager, type UserDb } from "./types.ts";
-import { parseDuration, parseSize } from "./units.ts";
+} from "../../rule/mod.ts";
+import { ConfigError, type Manager, type UserDb } from "../types.ts";
+import { parseDuration, parseSize } from "../values/units.ts";
 import { keyPath, nearestKey, type TomlFile } from "./toml_file.ts";
-import { needUserDbName } from "./_kind_table.ts";
+import { needUserDbName } from "./table_fields.ts";
 import {
   type KindContext,
   MANAGER_KINDS,

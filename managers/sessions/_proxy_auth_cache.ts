@@ -5,13 +5,13 @@
  * trusted for five minutes, credentials it refused are refused for 30 s (a
  * client retrying them, or guessing, does not reach the database at every
  * request). Only a SHA-256 digest of user and password is kept, compared in
- * constant time. At most 10,000 users are remembered each way. Private to
- * `managers/`.
+ * constant time. At most 10,000 users are remembered each way. Private to this
+ * folder.
  *
  * @module
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { ProxyCredentials } from "../proxy/policy.ts";
+import type { ProxyCredentials } from "../../proxy/policy.ts";
 
 /** How long checked proxy credentials are trusted without asking the database again. */
 const PROXY_AUTH_TTL_MS = 5 * 60_000;

@@ -1,7 +1,7 @@
 /**
  * Session secrets: JWT HS256 with the claims `user`, `ip` and `exp`
  * (seconds), signed and checked synchronously (the API's `check` is
- * synchronous). Private to `managers/`.
+ * synchronous). Private to this folder.
  *
  * @module
  */

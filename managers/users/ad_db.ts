@@ -34,9 +34,9 @@
  */
 import { dirname, isAbsolute, join } from "node:path";
 import { type Client, FilterParser, ResultCodeError } from "ldapts";
-import { CommandError, type UserDb, type UserRecord } from "./types.ts";
-import type { KindContext, Table } from "./kinds.ts";
-import { optString, refuseUnknown } from "./_kind_table.ts";
+import { CommandError, type UserDb, type UserRecord } from "../types.ts";
+import type { KindContext, Table } from "../config/kinds.ts";
+import { optString, refuseUnknown } from "../config/table_fields.ts";
 import { fillFilter, groupNameOfDn, userAttrOfFilter } from "./_ldap_text.ts";
 import {
   type DirectoryTarget,

@@ -11,13 +11,13 @@
  * the groups they had at login, and a warning says so once. An adDB
  * without a service account (`user`/`pass`) is not asked: its anonymous
  * search may be refused or see no users, which would look like users that
- * are gone. Private to `managers/`.
+ * are gone. Private to this folder.
  *
  * @module
  */
-import type { UserDb, UserRecord } from "./types.ts";
-import { AdDb } from "./ad_db.ts";
-import type { Session } from "./_session_store.ts";
+import type { UserDb, UserRecord } from "../types.ts";
+import { AdDb } from "../users/ad_db.ts";
+import type { Session } from "./_store.ts";
 
 /** Restored sessions' users looked up at the same time, at most. */
 export const REFRESH_CONCURRENCY = 4;

@@ -2,14 +2,14 @@
  * One conversation with a directory, bounded in time: `withDirectory`
  * opens its own `ldapts` client (plain, LDAPS, or upgraded by StartTLS),
  * runs the caller's steps, and always unbinds and closes the sockets, even
- * when the server never answers. Private to `managers/`.
+ * when the server never answers. Private to this folder.
  *
  * @module
  */
 import net from "node:net";
 import tls from "node:tls";
 import { Client, ResultCodeError } from "ldapts";
-import { CommandError } from "./types.ts";
+import { CommandError } from "../types.ts";
 
 /** How to reach a directory. */
 export interface DirectoryTarget {

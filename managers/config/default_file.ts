@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { hashPassword } from "./password.ts";
+import { hashPassword } from "../users/password.ts";
 
 function randomPassword(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(12));

@@ -13,8 +13,8 @@
  *
  * @module
  */
-import type { EvalContext, Grant, Manager } from "./types.ts";
-import { type Fail, needString, type Table } from "./_kind_table.ts";
+import type { EvalContext, Grant, Manager } from "../types.ts";
+import { type Fail, needString, type Table } from "../config/table_fields.ts";
 
 /** A `parentProxy` manager. */
 export class ParentProxy implements Manager {

@@ -45,13 +45,13 @@
  *
  * @module
  */
-import type { Meter } from "../proxy/policy.ts";
-import type { EvalContext, Grant, Manager } from "./types.ts";
-import type { KindContext, Table } from "./kinds.ts";
-import { formatSize } from "./units.ts";
-import { optString, optTable, pickKey } from "./_kind_table.ts";
+import type { Meter } from "../../proxy/policy.ts";
+import type { EvalContext, Grant, Manager } from "../types.ts";
+import type { KindContext, Table } from "../config/kinds.ts";
+import { formatSize } from "../values/units.ts";
+import { optString, optTable, pickKey } from "../config/table_fields.ts";
 import { parseResetCycle, type ResetCycle } from "./_reset_cycle.ts";
-import { dottedKey } from "./toml_file.ts";
+import { dottedKey } from "../config/toml_file.ts";
 
 /** `GO_ON` and `STOP` of proxy/policy.ts (a value import from proxy/ is not allowed here). */
 const GO_ON = 0;

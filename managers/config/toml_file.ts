@@ -10,7 +10,7 @@
  * @module
  */
 import { parse, TomlError } from "smol-toml";
-import { ConfigError } from "./types.ts";
+import { ConfigError } from "../types.ts";
 
 /** A parsed TOML file. */
 export interface TomlFile {

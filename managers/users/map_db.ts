@@ -12,11 +12,11 @@
  *
  * @module
  */
-import { CommandError, type UserDb, type UserRecord } from "./types.ts";
-import type { KindContext, Table } from "./kinds.ts";
+import { CommandError, type UserDb, type UserRecord } from "../types.ts";
+import type { KindContext, Table } from "../config/kinds.ts";
 import { checkPasswordHash, verifyPassword } from "./password.ts";
-import { optTable, pickKey } from "./_kind_table.ts";
-import { dottedKey } from "./toml_file.ts";
+import { optTable, pickKey } from "../config/table_fields.ts";
+import { dottedKey } from "../config/toml_file.ts";
 
 /** A `mapDB` user database. */
 export class MapDb implements UserDb {

@@ -17,9 +17,9 @@
  *
  * @module
  */
-import type { EvalContext, Grant, Manager } from "./types.ts";
-import { isIp } from "./_ip.ts";
-import { type Fail, optString, type Table } from "./_kind_table.ts";
+import type { EvalContext, Grant, Manager } from "../types.ts";
+import { isIp } from "../values/ip.ts";
+import { type Fail, optString, type Table } from "../config/table_fields.ts";
 
 /** One address of one interface, as `Deno.networkInterfaces()` lists it. */
 export interface InterfaceAddress {

@@ -10,19 +10,19 @@
  *
  * @module
  */
-import type { Manager, UserDb } from "./types.ts";
-import type { Fail, Table } from "./_kind_table.ts";
-import { rangeIpmFromFields } from "./range_ipm.ts";
-import { timeSpanFromFields } from "./time_span.ts";
-import { groupIpmFromFields } from "./group_ipm.ts";
-import { hostMatcherFromFields } from "./host_matcher.ts";
-import { parentProxyFromFields } from "./parent_proxy.ts";
-import { netIfaceFromFields } from "./net_iface.ts";
-import { bwConsRFromFields } from "./bw_cons_r.ts";
-import { sessionIpmFromFields } from "./session_ipm.ts";
-import { dwnConsRFromFields } from "./dwn_cons_r.ts";
-import { mapDbFromFields } from "./map_db.ts";
-import { AD_DB_KEYS, adDbFromTable } from "./ad_db.ts";
+import type { Manager, UserDb } from "../types.ts";
+import type { Fail, Table } from "./table_fields.ts";
+import { rangeIpmFromFields } from "../matchers/range_ipm.ts";
+import { timeSpanFromFields } from "../matchers/time_span.ts";
+import { groupIpmFromFields } from "../matchers/group_ipm.ts";
+import { hostMatcherFromFields } from "../matchers/host_matcher.ts";
+import { parentProxyFromFields } from "../resources/parent_proxy.ts";
+import { netIfaceFromFields } from "../resources/net_iface.ts";
+import { bwConsRFromFields } from "../resources/bw_cons_r.ts";
+import { sessionIpmFromFields } from "../sessions/session_ipm.ts";
+import { dwnConsRFromFields } from "../quotas/dwn_cons_r.ts";
+import { mapDbFromFields } from "../users/map_db.ts";
+import { AD_DB_KEYS, adDbFromTable } from "../users/ad_db.ts";
 
 export type { Fail, Table };
 

@@ -1,6 +1,7 @@
 /**
  * Wall-clock time in a named time zone (IANA, such as `America/Havana`)
- * through `Intl.DateTimeFormat`, for `timeSpan`. Private to `managers/`.
+ * through `Intl.DateTimeFormat`, for `timeSpan` (matchers/) and the
+ * calendar reset cycles of `dwnConsR` (quotas/).
  *
  * @module
  */

@@ -36,9 +36,9 @@
  *
  * @module
  */
-import type { EvalContext, Grant, Manager } from "./types.ts";
-import { formatDuration, parseDuration } from "./units.ts";
-import { checkZone, machineZone, ZoneClock } from "./_zone.ts";
+import type { EvalContext, Grant, Manager } from "../types.ts";
+import { formatDuration, parseDuration } from "../values/units.ts";
+import { checkZone, machineZone, ZoneClock } from "../values/zone.ts";
 import {
   type Fail,
   optBool,
@@ -48,7 +48,7 @@ import {
   pickKey,
   refuseUnknown,
   type Table,
-} from "./_kind_table.ts";
+} from "../config/table_fields.ts";
 
 /** The original's cycle: active for `active` ms of every `total` ms from `start`. */
 export interface CycleSpan {

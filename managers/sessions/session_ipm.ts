@@ -52,21 +52,21 @@ import {
   type Manager,
   type UserDb,
   type UserRecord,
-} from "./types.ts";
-import type { KindContext, Table } from "./kinds.ts";
-import { optBool, optString } from "./_kind_table.ts";
+} from "../types.ts";
+import type { KindContext, Table } from "../config/kinds.ts";
+import { optBool, optString } from "../config/table_fields.ts";
 import { type SessionClaims, signJwt, verifyJwt } from "./_jwt.ts";
-import type { ProxyCredentials } from "../proxy/policy.ts";
+import type { ProxyCredentials } from "../../proxy/policy.ts";
 import { ProxyAuthCache } from "./_proxy_auth_cache.ts";
-import { type Session, SessionStore } from "./_session_store.ts";
+import { type Session, SessionStore } from "./_store.ts";
 import {
   refreshFromMapDbs,
   refreshRestored,
   type SessionDbs,
-} from "./_session_refresh.ts";
+} from "./_refresh.ts";
 
-export type { Session } from "./_session_store.ts";
-export { REFRESH_CONCURRENCY, REFRESH_TIMEOUT_MS } from "./_session_refresh.ts";
+export type { Session } from "./_store.ts";
+export { REFRESH_CONCURRENCY, REFRESH_TIMEOUT_MS } from "./_refresh.ts";
 
 /** KV key of the installation's secret-signing key. */
 export const JWT_KEY: Deno.KvKey = ["sessionIPM", "jwtKey"];

@@ -14,15 +14,15 @@
  *
  * @module
  */
-import type { EvalContext, Grant, Manager } from "./types.ts";
+import type { EvalContext, Grant, Manager } from "../types.ts";
 import {
   type Cidr,
   cidrContains,
   formatCidr,
   parseCidr,
   parseIp,
-} from "./_ip.ts";
-import { type Fail, needString, type Table } from "./_kind_table.ts";
+} from "../values/ip.ts";
+import { type Fail, needString, type Table } from "../config/table_fields.ts";
 
 /** The client address of the check under way (read at every request). */
 const scratch = new Uint8Array(16);

@@ -1,7 +1,7 @@
 /**
  * Reading the fields of one manager's table (`[[rangeIPM]]`, ...) with
- * errors that say which key is wrong and what to write instead. Private to
- * `managers/`.
+ * errors that say which key is wrong and what to write instead. Used by the
+ * factory of every kind (`config/kinds.ts`).
  *
  * @module
  */

@@ -44,6 +44,14 @@ export interface UserDb {
   readonly name: string;
   readonly kind: string;
   /**
+   * How sessions restored after a restart get their user's groups from this
+   * database again: `"at-start"` when it is cheap to ask (in memory, such as
+   * a mapDB), `"in-background"` when each lookup may be slow (a directory),
+   * `"never"` when it cannot be asked reliably (a directory without a
+   * service account, whose anonymous search may see no users).
+   */
+  readonly refresh: "at-start" | "in-background" | "never";
+  /**
    * Checks the password and answers the user's record. Throws a
    * {@link CommandError} with the original's body on a wrong password or an
    * unknown user (`{"message":"Incorrect password"}`, `{"User":..,"DB":..}`).

@@ -6,24 +6,24 @@
 import assert from "node:assert/strict";
 import { parse } from "smol-toml";
 import { ConfigError } from "../managers/types.ts";
-import { rangeIpmFromFields } from "../managers/matchers/range_ipm.ts";
+import { rangeIpmFromTable } from "../managers/matchers/range_ipm.ts";
 import {
   spanActive,
-  timeSpanFromFields,
+  timeSpanFromTable,
 } from "../managers/matchers/time_span.ts";
-import { groupIpmFromFields } from "../managers/matchers/group_ipm.ts";
-import { hostMatcherFromFields } from "../managers/matchers/host_matcher.ts";
-import { parentProxyFromFields } from "../managers/resources/parent_proxy.ts";
+import { groupIpmFromTable } from "../managers/matchers/group_ipm.ts";
+import { hostMatcherFromTable } from "../managers/matchers/host_matcher.ts";
+import { parentProxyFromTable } from "../managers/resources/parent_proxy.ts";
 import {
   type InterfaceAddress,
-  netIfaceFromFields,
+  netIfaceFromTable,
 } from "../managers/resources/net_iface.ts";
 import {
-  bwConsRFromFields,
+  bwConsRFromTable,
   parseRate,
   TokenBucket,
 } from "../managers/resources/bw_cons_r.ts";
-import { emptyGrant, failAt, fakeCtx } from "./helpers/managers_kinds_ctx.ts";
+import { emptyGrant, fakeCtx, kindCtx } from "./helpers/managers_kinds_ctx.ts";
 
 type Table = Record<string, unknown>;
 
@@ -51,7 +51,7 @@ function configError(fn: () => unknown, ...patterns: RegExp[]): string {
 // ---------------------------------------------------------------- rangeIPM
 
 Deno.test("rangeIPM: IPv4 ranges", () => {
-  const m = rangeIpmFromFields("lan", { cidr: "10.0.0.0/8" }, failAt);
+  const m = rangeIpmFromTable({ cidr: "10.0.0.0/8" }, kindCtx("lan"));
   assert.equal(
     m.evaluate(fakeCtx({ clientIp: "10.1.2.3" }), emptyGrant()),
     true,
@@ -68,15 +68,15 @@ Deno.test("rangeIPM: IPv4 ranges", () => {
     m.evaluate(fakeCtx({ clientIp: "9.255.255.255" }), emptyGrant()),
     false,
   );
-  const odd = rangeIpmFromFields("x", { cidr: "192.168.1.77/27" }, failAt);
+  const odd = rangeIpmFromTable({ cidr: "192.168.1.77/27" }, kindCtx("x"));
   assert.deepEqual(odd.show(), { name: "x", cidr: "192.168.1.64/27" });
   assert.equal(odd.contains("192.168.1.64"), true);
   assert.equal(odd.contains("192.168.1.95"), true);
   assert.equal(odd.contains("192.168.1.96"), false);
-  const one = rangeIpmFromFields("one", { cidr: "127.0.0.1" }, failAt);
+  const one = rangeIpmFromTable({ cidr: "127.0.0.1" }, kindCtx("one"));
   assert.equal(one.contains("127.0.0.1"), true);
   assert.equal(one.contains("127.0.0.2"), false);
-  const all = rangeIpmFromFields("all", { cidr: "0.0.0.0/0" }, failAt);
+  const all = rangeIpmFromTable({ cidr: "0.0.0.0/0" }, kindCtx("all"));
   assert.equal(all.contains("203.0.113.9"), true);
   assert.equal(
     all.contains("2001:db8::1"),
@@ -87,22 +87,22 @@ Deno.test("rangeIPM: IPv4 ranges", () => {
 });
 
 Deno.test("rangeIPM: IPv6 ranges and IPv4-mapped peers", () => {
-  const v6 = rangeIpmFromFields("v6", { cidr: "2001:db8::/32" }, failAt);
+  const v6 = rangeIpmFromTable({ cidr: "2001:db8::/32" }, kindCtx("v6"));
   assert.equal(v6.contains("2001:db8:1:2::5"), true);
   assert.equal(v6.contains("2001:db9::1"), false);
   assert.equal(v6.contains("::1"), false);
   assert.equal(v6.contains("10.0.0.1"), false);
   assert.deepEqual(v6.show(), { name: "v6", cidr: "2001:db8::/32" });
-  const lo = rangeIpmFromFields("lo", { cidr: "::1/128" }, failAt);
+  const lo = rangeIpmFromTable({ cidr: "::1/128" }, kindCtx("lo"));
   assert.equal(lo.contains("::1"), true);
   assert.equal(lo.contains("0:0:0:0:0:0:0:1"), true);
   assert.equal(lo.contains("::2"), false);
-  const odd = rangeIpmFromFields("odd", { cidr: "fe80::/10" }, failAt);
+  const odd = rangeIpmFromTable({ cidr: "fe80::/10" }, kindCtx("odd"));
   assert.equal(odd.contains("fe80::1%eth0"), true);
   assert.equal(odd.contains("febf::1"), true);
   assert.equal(odd.contains("fec0::1"), false);
   // A dual-stack socket shows an IPv4 client as ::ffff:a.b.c.d.
-  const lan = rangeIpmFromFields("lan", { cidr: "10.0.0.0/8" }, failAt);
+  const lan = rangeIpmFromTable({ cidr: "10.0.0.0/8" }, kindCtx("lan"));
   assert.equal(
     lan.evaluate(fakeCtx({ clientIp: "::ffff:10.0.0.1" }), emptyGrant()),
     true,
@@ -114,13 +114,13 @@ Deno.test("rangeIPM: IPv6 ranges and IPv4-mapped peers", () => {
     "hex form of ::ffff:10.0.0.1",
   );
   assert.equal(lan.contains("::ffff:11.0.0.1"), false);
-  const mapped = rangeIpmFromFields("m", { cidr: "::ffff:0:0/96" }, failAt);
+  const mapped = rangeIpmFromTable({ cidr: "::ffff:0:0/96" }, kindCtx("m"));
   assert.equal(mapped.contains("192.0.2.1"), true);
   assert.equal(mapped.contains("2001:db8::1"), false);
 });
 
 Deno.test("rangeIPM: odd IPv4 spellings are not addresses; one check does not leak into the next", () => {
-  const all = rangeIpmFromFields("all", { cidr: "0.0.0.0/0" }, failAt);
+  const all = rangeIpmFromTable({ cidr: "0.0.0.0/0" }, kindCtx("all"));
   for (
     const bad of [
       "010.0.0.1",
@@ -141,7 +141,7 @@ Deno.test("rangeIPM: odd IPv4 spellings are not addresses; one check does not le
   assert.equal(all.contains("0.0.0.0"), true);
   assert.equal(all.contains("255.255.255.255"), true);
   // An IPv6 client, then an IPv4 one: the second is read on its own.
-  const lan = rangeIpmFromFields("lan", { cidr: "10.0.0.0/8" }, failAt);
+  const lan = rangeIpmFromTable({ cidr: "10.0.0.0/8" }, kindCtx("lan"));
   assert.equal(lan.contains("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), false);
   assert.equal(lan.contains("10.0.0.1"), true);
   assert.equal(all.contains("2001:db8::1"), false);
@@ -164,14 +164,14 @@ Deno.test("rangeIPM: bad ranges name the value and the expected form", () => {
     ]
   ) {
     configError(
-      () => rangeIpmFromFields("r", { cidr }, failAt),
+      () => rangeIpmFromTable({ cidr }, kindCtx("r")),
       new RegExp(`cidr.*"${cidr.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}"`),
       /"10\.0\.0\.0\/8"/,
     );
   }
-  configError(() => rangeIpmFromFields("r", {}, failAt), /"cidr" is missing/);
+  configError(() => rangeIpmFromTable({}, kindCtx("r")), /"cidr" is missing/);
   configError(
-    () => rangeIpmFromFields("r", { cidr: 10 }, failAt),
+    () => rangeIpmFromTable({ cidr: 10 }, kindCtx("r")),
     /must be a non-empty string/,
   );
 });
@@ -222,7 +222,7 @@ times = 3
 `,
     "timeSpan",
   );
-  const m = timeSpanFromFields("morning", t, failAt);
+  const m = timeSpanFromTable(t, kindCtx("morning"));
   const at = (iso: string) =>
     m.evaluate(fakeCtx({ time: new Date(iso) }), emptyGrant());
   assert.equal(at("2026-01-05T13:00:00Z"), true);
@@ -234,7 +234,7 @@ times = 3
   const shown = m.show() as { span: Record<string, unknown> };
   assert.equal(shown.span.start, "2026-01-05T13:00:00.000Z");
   assert.equal(shown.span.active, "2h0m0s");
-  const all = timeSpanFromFields("all", { span: { allTime: true } }, failAt);
+  const all = timeSpanFromTable({ span: { allTime: true } }, kindCtx("all"));
   assert.equal(all.activeAt(0), true);
 });
 
@@ -247,61 +247,48 @@ span = { start = 2026-01-05T08:00:00, active = "1h", total = "24h", infinite = t
 `,
     "timeSpan",
   );
-  const m = timeSpanFromFields("h", t, failAt);
+  const m = timeSpanFromTable(t, kindCtx("h"));
   // Havana is UTC-5 in January: 08:00 there is 13:00Z.
   assert.equal(m.activeAt(Date.parse("2026-01-05T13:30:00Z")), true);
   assert.equal(m.activeAt(Date.parse("2026-01-05T08:30:00Z")), false);
-  const s = timeSpanFromFields(
-    "s",
-    {
-      timezone: "America/Havana",
-      span: {
-        start: "2026-01-05 08:00",
-        active: "1h",
-        total: "24h",
-        infinite: true,
-      },
+  const s = timeSpanFromTable({
+    timezone: "America/Havana",
+    span: {
+      start: "2026-01-05 08:00",
+      active: "1h",
+      total: "24h",
+      infinite: true,
     },
-    failAt,
-  );
+  }, kindCtx("s"));
   assert.equal(s.activeAt(Date.parse("2026-01-05T13:30:00Z")), true);
-  const z = timeSpanFromFields(
-    "z",
-    {
-      span: {
-        start: "2026-01-05T08:00:00Z",
-        active: "1h",
-        total: "24h",
-        infinite: true,
-      },
+  const z = timeSpanFromTable({
+    span: {
+      start: "2026-01-05T08:00:00Z",
+      active: "1h",
+      total: "24h",
+      infinite: true,
     },
-    failAt,
-  );
+  }, kindCtx("z"));
   assert.equal(z.activeAt(Date.parse("2026-01-06T08:30:00Z")), true);
   // In July Havana keeps daylight-saving time (UTC-4).
-  const summer = timeSpanFromFields(
-    "s",
-    {
-      timezone: "America/Havana",
-      span: {
-        start: "2026-07-01T08:00",
-        active: "1h",
-        total: "24h",
-        infinite: true,
-      },
+  const summer = timeSpanFromTable({
+    timezone: "America/Havana",
+    span: {
+      start: "2026-07-01T08:00",
+      active: "1h",
+      total: "24h",
+      infinite: true,
     },
-    failAt,
-  );
+  }, kindCtx("s"));
   assert.equal(summer.activeAt(Date.parse("2026-07-01T12:30:00Z")), true);
   assert.equal(summer.activeAt(Date.parse("2026-07-01T13:30:00Z")), false);
   // Without a timezone key: this machine's zone (try TZ=Asia/Tokyo).
-  const local = timeSpanFromFields(
-    "l",
+  const local = timeSpanFromTable(
     tableOf(
       `[[timeSpan]]\nname = "l"\nspan = { start = 2026-01-05T08:00:00, active = "1h", total = "24h", infinite = true }\n`,
       "timeSpan",
     ),
-    failAt,
+    kindCtx("l"),
   );
   const eight = new Date(2026, 0, 5, 8, 30).getTime();
   assert.equal(local.activeAt(eight), true);
@@ -309,16 +296,12 @@ span = { start = 2026-01-05T08:00:00, active = "1h", total = "24h", infinite = t
 });
 
 Deno.test("timeSpan: week form with days, from, to and a timezone", () => {
-  const m = timeSpanFromFields(
-    "work",
-    {
-      days: ["mon-fri", "sat"],
-      from: "08:00",
-      to: "20:00",
-      timezone: "America/Havana",
-    },
-    failAt,
-  );
+  const m = timeSpanFromTable({
+    days: ["mon-fri", "sat"],
+    from: "08:00",
+    to: "20:00",
+    timezone: "America/Havana",
+  }, kindCtx("work"));
   // 2026-01-05 is a Monday; Havana is UTC-5.
   const at = (iso: string) =>
     m.evaluate(fakeCtx({ time: new Date(iso) }), emptyGrant());
@@ -338,12 +321,12 @@ Deno.test("timeSpan: week form with days, from, to and a timezone", () => {
   assert.equal(at("2026-01-10T15:00:00Z"), true, "Saturday");
   assert.equal(at("2026-01-11T15:00:00Z"), false, "Sunday");
   // Across midnight: the window belongs to the day it starts on.
-  const night = timeSpanFromFields("n", {
+  const night = timeSpanFromTable({
     days: ["fri"],
     from: "22:00",
     to: "06:00",
     timezone: "UTC",
-  }, failAt);
+  }, kindCtx("n"));
   assert.equal(
     night.activeAt(Date.parse("2026-01-09T23:00:00Z")),
     true,
@@ -370,18 +353,16 @@ Deno.test("timeSpan: week form with days, from, to and a timezone", () => {
     "Fri 05:00 (Thursday's night)",
   );
   // Wrapping day ranges and whole days.
-  const weekend = timeSpanFromFields(
-    "w",
+  const weekend = timeSpanFromTable(
     { days: "sat-sun", timezone: "UTC" },
-    failAt,
+    kindCtx("w"),
   );
   assert.equal(weekend.activeAt(Date.parse("2026-01-10T00:00:00Z")), true);
   assert.equal(weekend.activeAt(Date.parse("2026-01-11T23:59:00Z")), true);
   assert.equal(weekend.activeAt(Date.parse("2026-01-12T00:00:00Z")), false);
-  const wrap = timeSpanFromFields(
-    "f",
+  const wrap = timeSpanFromTable(
     { days: ["fri-mon"], timezone: "UTC" },
-    failAt,
+    kindCtx("f"),
   );
   assert.deepEqual((wrap.show() as { days: string[] }).days, [
     "sun",
@@ -406,86 +387,83 @@ Deno.test("timeSpan: configuration errors say what to write", () => {
     times: 1,
   };
   configError(
-    () => timeSpanFromFields("t", {}, failAt),
+    () => timeSpanFromTable({}, kindCtx("t")),
     /says nothing about time/,
     /days = \["mon-fri"\]/,
   );
   configError(
     () =>
-      timeSpanFromFields("t", { span: { ...cycle, active: "1 hour" } }, failAt),
+      timeSpanFromTable({ span: { ...cycle, active: "1 hour" } }, kindCtx("t")),
     /span\.active/,
     /not a duration/,
   );
   configError(
     () =>
-      timeSpanFromFields("t", { span: { ...cycle, active: "25h" } }, failAt),
+      timeSpanFromTable({ span: { ...cycle, active: "25h" } }, kindCtx("t")),
     /span\.active.*longer than "span\.total"/,
   );
   configError(
     () =>
-      timeSpanFromFields(
-        "t",
+      timeSpanFromTable(
         { span: { ...cycle, total: "0s", active: "0s" } },
-        failAt,
+        kindCtx("t"),
       ),
     /span\.total.*longer than 0/,
   );
   configError(
     () =>
-      timeSpanFromFields("t", { span: { ...cycle, times: undefined } }, failAt),
+      timeSpanFromTable({ span: { ...cycle, times: undefined } }, kindCtx("t")),
     /span\.times.*infinite = true/,
   );
   configError(
-    () => timeSpanFromFields("t", { span: { ...cycle, times: "3" } }, failAt),
+    () => timeSpanFromTable({ span: { ...cycle, times: "3" } }, kindCtx("t")),
     /span\.times.*whole number/,
   );
   configError(
     () =>
-      timeSpanFromFields(
-        "t",
+      timeSpanFromTable(
         { span: { ...cycle, start: "yesterday" } },
-        failAt,
+        kindCtx("t"),
       ),
     /span\.start.*"yesterday".*2024-01-01T08:00:00/,
   );
   configError(
     () =>
-      timeSpanFromFields("t", {
+      timeSpanFromTable({
         span: { ...cycle, start: "2026-02-30T08:00:00" },
-      }, failAt),
+      }, kindCtx("t")),
     /not a real date/,
   );
   configError(
-    () => timeSpanFromFields("t", { span: { ...cycle, actve: "1h" } }, failAt),
+    () => timeSpanFromTable({ span: { ...cycle, actve: "1h" } }, kindCtx("t")),
     /unknown key "span\.actve".*did you mean "span\.active"/,
   );
   configError(
-    () => timeSpanFromFields("t", { span: { active: "1h" } }, failAt),
+    () => timeSpanFromTable({ span: { active: "1h" } }, kindCtx("t")),
     /span\.start", "span\.total" missing/,
   );
   configError(
-    () => timeSpanFromFields("t", { span: cycle, days: ["mon"] }, failAt),
+    () => timeSpanFromTable({ span: cycle, days: ["mon"] }, kindCtx("t")),
     /both "span".*"days"/,
   );
   configError(
-    () => timeSpanFromFields("t", { days: ["monday-fry"] }, failAt),
+    () => timeSpanFromTable({ days: ["monday-fry"] }, kindCtx("t")),
     /days.*"monday-fry".*"mon-fri"/,
   );
-  configError(() => timeSpanFromFields("t", { days: [] }, failAt), /days/);
+  configError(() => timeSpanFromTable({ days: [] }, kindCtx("t")), /days/);
   configError(
-    () => timeSpanFromFields("t", { days: ["mon"], from: "8am" }, failAt),
+    () => timeSpanFromTable({ days: ["mon"], from: "8am" }, kindCtx("t")),
     /"from" must be a time of day.*"08:00"/,
   );
   configError(
-    () => timeSpanFromFields("t", { days: ["mon"], to: "25:00" }, failAt),
+    () => timeSpanFromTable({ days: ["mon"], to: "25:00" }, kindCtx("t")),
     /"to" must be a time of day/,
   );
   configError(
     () =>
-      timeSpanFromFields(
-        "t",
+      timeSpanFromTable(
         { days: ["mon"], timezone: "Mars/Olympus" },
-        failAt,
+        kindCtx("t"),
       ),
     /timezone.*"Mars\/Olympus".*America\/Havana/,
   );
@@ -494,7 +472,7 @@ Deno.test("timeSpan: configuration errors say what to write", () => {
     "timeSpan",
   );
   configError(
-    () => timeSpanFromFields("t", toml, failAt),
+    () => timeSpanFromTable(toml, kindCtx("t")),
     /span\.start.*time of day without a date/,
   );
 });
@@ -502,11 +480,9 @@ Deno.test("timeSpan: configuration errors say what to write", () => {
 // ---------------------------------------------------------------- groupIPM
 
 Deno.test("groupIPM: true only for a logged user in the group", () => {
-  const m = groupIpmFromFields(
-    "staff",
+  const m = groupIpmFromTable(
     { group: "staff", userDBN: "map" },
-    failAt,
-    { userDbs: ["map"] },
+    kindCtx("staff", { userDbs: ["map"] }),
   );
   const groups = { map: ["staff", "group0"], other: ["nobody"] };
   assert.equal(
@@ -528,13 +504,14 @@ Deno.test("groupIPM: true only for a logged user in the group", () => {
   assert.deepEqual(m.show(), { name: "staff", group: "staff", userDBN: "map" });
   configError(
     () =>
-      groupIpmFromFields("g", { group: "staff", userDBN: "ldap" }, failAt, {
-        userDbs: ["map"],
-      }),
+      groupIpmFromTable(
+        { group: "staff", userDBN: "ldap" },
+        kindCtx("g", { userDbs: ["map"] }),
+      ),
     /userDBN.*"ldap".*map/,
   );
   configError(
-    () => groupIpmFromFields("g", { userDBN: "map" }, failAt),
+    () => groupIpmFromTable({ userDBN: "map" }, kindCtx("g")),
     /"group" is missing/,
   );
 });
@@ -542,13 +519,12 @@ Deno.test("groupIPM: true only for a logged user in the group", () => {
 // ---------------------------------------------------------------- hostMatcher
 
 Deno.test("hostMatcher: the pattern is tested against the host name, without port", () => {
-  const m = hostMatcherFromFields(
-    "cu",
+  const m = hostMatcherFromTable(
     tableOf(
       `[[hostMatcher]]\nname = "cu"\npattern = '(^|\\.)cu$'\n`,
       "hostMatcher",
     ),
-    failAt,
+    kindCtx("cu"),
   );
   const at = (host: string, port = 443) =>
     m.evaluate(fakeCtx({ host, port }), emptyGrant());
@@ -557,22 +533,21 @@ Deno.test("hostMatcher: the pattern is tested against the host name, without por
   assert.equal(at("cu.example.org"), false);
   assert.equal(at("educu"), false);
   assert.equal(at("WWW.UH.CU"), false, "case-sensitive by default");
-  const ci = hostMatcherFromFields("ci", {
+  const ci = hostMatcherFromTable({
     pattern: "\\.cu$",
     ignoreCase: true,
-  }, failAt);
+  }, kindCtx("ci"));
   assert.equal(ci.matches("WWW.UH.CU", 80), true);
-  const port = hostMatcherFromFields(
-    "p",
+  const port = hostMatcherFromTable(
     { pattern: ":443$", matchPort: true },
-    failAt,
+    kindCtx("p"),
   );
   assert.equal(port.matches("example.org", 443), true);
   assert.equal(port.matches("example.org", 80), false);
-  const v6 = hostMatcherFromFields("v6", {
+  const v6 = hostMatcherFromTable({
     pattern: "^\\[2001:db8::1\\]:443$",
     matchPort: true,
-  }, failAt);
+  }, kindCtx("v6"));
   assert.equal(v6.matches("2001:db8::1", 443), true);
   assert.deepEqual(port.show(), {
     name: "p",
@@ -584,32 +559,32 @@ Deno.test("hostMatcher: the pattern is tested against the host name, without por
 
 Deno.test("hostMatcher: a bad pattern names the pattern, the engine's reason and the column", () => {
   configError(
-    () => hostMatcherFromFields("h", { pattern: "a(b)(c" }, failAt),
+    () => hostMatcherFromTable({ pattern: "a(b)(c" }, kindCtx("h")),
     /pattern 'a\(b\)\(c'/,
     /Unterminated group/,
     /column 5/,
   );
   configError(
-    () => hostMatcherFromFields("h", { pattern: "ab**" }, failAt),
+    () => hostMatcherFromTable({ pattern: "ab**" }, kindCtx("h")),
     /Nothing to repeat/,
     /column 4/,
   );
   configError(
-    () => hostMatcherFromFields("h", { pattern: "x)" }, failAt),
+    () => hostMatcherFromTable({ pattern: "x)" }, kindCtx("h")),
     /Unmatched '\)'/,
     /column 2/,
   );
   configError(
-    () => hostMatcherFromFields("h", { pattern: "^https?://.*\\.cu/" }, failAt),
+    () => hostMatcherFromTable({ pattern: "^https?://.*\\.cu/" }, kindCtx("h")),
     /"\:\/\/".*host name only/,
   );
   configError(
-    () => hostMatcherFromFields("h", {}, failAt),
+    () => hostMatcherFromTable({}, kindCtx("h")),
     /"pattern" is missing/,
   );
   configError(
     () =>
-      hostMatcherFromFields("h", { pattern: "x", matchPort: "yes" }, failAt),
+      hostMatcherFromTable({ pattern: "x", matchPort: "yes" }, kindCtx("h")),
     /"matchPort" must be true or false/,
   );
 });
@@ -617,9 +592,9 @@ Deno.test("hostMatcher: a bad pattern names the pattern, the engine's reason and
 // ---------------------------------------------------------------- parentProxy
 
 Deno.test("parentProxy: sets the route and keeps a local address already set", () => {
-  const m = parentProxyFromFields("up", {
+  const m = parentProxyFromTable({
     proxyURL: "http://u:secret@10.0.0.1:3128",
-  }, failAt);
+  }, kindCtx("up"));
   const g = emptyGrant();
   assert.equal(m.evaluate(fakeCtx(), g), true);
   assert.deepEqual(g.route, {
@@ -645,7 +620,7 @@ Deno.test("parentProxy: sets the route and keeps a local address already set", (
       "http://proxy.example.org:80",
     ]
   ) {
-    parentProxyFromFields("ok", { proxyURL: ok }, failAt);
+    parentProxyFromTable({ proxyURL: ok }, kindCtx("ok"));
   }
 });
 
@@ -658,41 +633,40 @@ Deno.test("parentProxy: show hides a password that holds an @ or a user that hol
       ["http://10.0.0.1:3128", "http://10.0.0.1:3128"],
     ]
   ) {
-    const m = parentProxyFromFields("up", { proxyURL: url }, failAt);
+    const m = parentProxyFromTable({ proxyURL: url }, kindCtx("up"));
     assert.deepEqual(m.show(), { name: "up", proxyURL: shown });
   }
 });
 
 Deno.test("parentProxy: bad URLs say which part is wrong", () => {
   configError(
-    () => parentProxyFromFields("p", { proxyURL: "10.0.0.1:3128" }, failAt),
+    () => parentProxyFromTable({ proxyURL: "10.0.0.1:3128" }, kindCtx("p")),
     /proxyURL.*not a proxy URL.*http:\/\/10\.0\.0\.1:3128/,
   );
   configError(
     () =>
-      parentProxyFromFields("p", { proxyURL: "https://10.0.0.1:3128" }, failAt),
+      parentProxyFromTable({ proxyURL: "https://10.0.0.1:3128" }, kindCtx("p")),
     /"https:\/\/" is not supported/,
   );
   configError(
-    () => parentProxyFromFields("p", { proxyURL: "http://10.0.0.1" }, failAt),
+    () => parentProxyFromTable({ proxyURL: "http://10.0.0.1" }, kindCtx("p")),
     /needs a host and a port/,
   );
   configError(
     () =>
-      parentProxyFromFields("p", { proxyURL: "http://10.0.0.1:99999" }, failAt),
+      parentProxyFromTable({ proxyURL: "http://10.0.0.1:99999" }, kindCtx("p")),
     /port 99999/,
   );
   configError(
     () =>
-      parentProxyFromFields(
-        "p",
+      parentProxyFromTable(
         { proxyURL: "http://10.0.0.1:3128/path" },
-        failAt,
+        kindCtx("p"),
       ),
     /not a proxy URL/,
   );
   configError(
-    () => parentProxyFromFields("p", {}, failAt),
+    () => parentProxyFromTable({}, kindCtx("p")),
     /"proxyURL" is missing/,
   );
 });
@@ -709,7 +683,7 @@ const IFACES: InterfaceAddress[] = [
 ];
 
 Deno.test("netIface: the interface's address, IPv4 first, is the source address", () => {
-  const m = netIfaceFromFields("wan", { iface: "eth0" }, failAt, {
+  const m = netIfaceFromTable({ iface: "eth0" }, kindCtx("wan"), {
     interfaces: IFACES,
   });
   assert.equal(m.localAddress, "192.0.2.2");
@@ -726,10 +700,9 @@ Deno.test("netIface: the interface's address, IPv4 first, is the source address"
     localAddress: "192.0.2.2",
   });
   // Then a parent reached after keeps the interface.
-  const p = parentProxyFromFields(
-    "p",
+  const p = parentProxyFromTable(
     { proxyURL: "socks5://10.0.0.9:1080" },
-    failAt,
+    kindCtx("p"),
   );
   p.evaluate(fakeCtx(), g);
   assert.deepEqual(g.route, {
@@ -737,57 +710,57 @@ Deno.test("netIface: the interface's address, IPv4 first, is the source address"
     proxyUrl: "socks5://10.0.0.9:1080",
     localAddress: "192.0.2.2",
   });
-  const v6only = netIfaceFromFields("v6", { iface: "eth0" }, failAt, {
+  const v6only = netIfaceFromTable({ iface: "eth0" }, kindCtx("v6"), {
     interfaces: IFACES.filter((a) => a.family === "IPv6"),
   });
   assert.equal(v6only.localAddress, "fd00::2", "global IPv6 before link-local");
-  const byAddr = netIfaceFromFields("a", { addr: "127.0.0.1" }, failAt, {
+  const byAddr = netIfaceFromTable({ addr: "127.0.0.1" }, kindCtx("a"), {
     interfaces: IFACES,
   });
   assert.equal(byAddr.localAddress, "127.0.0.1");
-  const ipAsIface = netIfaceFromFields("b", { iface: "::1" }, failAt, {
+  const ipAsIface = netIfaceFromTable({ iface: "::1" }, kindCtx("b"), {
     interfaces: IFACES,
   });
   assert.equal(ipAsIface.localAddress, "::1");
   // The real machine: loopback is always there.
-  const real = netIfaceFromFields("lo", { iface: "lo" }, failAt);
+  const real = netIfaceFromTable({ iface: "lo" }, kindCtx("lo"));
   assert.equal(real.localAddress, "127.0.0.1");
 });
 
 Deno.test("netIface: a missing interface or address is refused at load with the machine's list", () => {
   configError(
     () =>
-      netIfaceFromFields("n", { iface: "eth7" }, failAt, {
+      netIfaceFromTable({ iface: "eth7" }, kindCtx("n"), {
         interfaces: IFACES,
       }),
     /iface: iface = "eth7": interface eth7 not found; this machine has: lo \(127\.0\.0\.1, ::1\), eth0 /,
   );
   configError(
     () =>
-      netIfaceFromFields("n", { iface: "tun0" }, failAt, {
+      netIfaceFromTable({ iface: "tun0" }, kindCtx("n"), {
         interfaces: IFACES,
       }),
     /tun0 has no usable address/,
   );
   configError(
     () =>
-      netIfaceFromFields("n", { addr: "10.9.9.9" }, failAt, {
+      netIfaceFromTable({ addr: "10.9.9.9" }, kindCtx("n"), {
         interfaces: IFACES,
       }),
     /addr: addr = "10\.9\.9\.9": address 10\.9\.9\.9 is not an address of this machine/,
   );
   configError(
     () =>
-      netIfaceFromFields("n", { addr: "eth0" }, failAt, { interfaces: IFACES }),
+      netIfaceFromTable({ addr: "eth0" }, kindCtx("n"), { interfaces: IFACES }),
     /"addr" = "eth0" is not an IPv4 or IPv6 address/,
   );
   configError(
-    () => netIfaceFromFields("n", {}, failAt, { interfaces: IFACES }),
+    () => netIfaceFromTable({}, kindCtx("n"), { interfaces: IFACES }),
     /needs "iface"/,
   );
   configError(
     () =>
-      netIfaceFromFields("n", { iface: "lo", addr: "127.0.0.1" }, failAt, {
+      netIfaceFromTable({ iface: "lo", addr: "127.0.0.1" }, kindCtx("n"), {
         interfaces: IFACES,
       }),
     /both "iface" and "addr"/,
@@ -844,11 +817,10 @@ Deno.test("bwConsR: go on while tokens last, then the wait until they would", ()
 
 Deno.test("bwConsR: one bucket per user, shared and reused; per client IP without a user", () => {
   let clock = 0;
-  const m = bwConsRFromFields(
-    "bw",
+  const m = bwConsRFromTable(
     { rate: "1 KiB/s", userDBN: "map" },
-    failAt,
-    { userDbs: ["map"], now: () => clock },
+    kindCtx("bw", { userDbs: ["map"] }),
+    { now: () => clock },
   );
   const g1 = emptyGrant();
   const g2 = emptyGrant();
@@ -890,33 +862,34 @@ Deno.test("bwConsR: rates and configuration errors", () => {
   assert.equal(parseRate("1 MB/s"), 1024 * 1024);
   assert.equal(parseRate("2MBps"), 2 * 1024 * 1024);
   assert.equal(parseRate(4096), 4096);
-  const b = bwConsRFromFields("b", { rate: "1 MiB/s", burst: "4 MiB" }, failAt);
+  const b = bwConsRFromTable({ rate: "1 MiB/s", burst: "4 MiB" }, kindCtx("b"));
   assert.equal(b.burst, 4 * 1024 * 1024);
   configError(
-    () => bwConsRFromFields("b", {}, failAt),
+    () => bwConsRFromTable({}, kindCtx("b")),
     /"rate" is missing.*512 KiB\/s/,
   );
   configError(
-    () => bwConsRFromFields("b", { rate: "fast" }, failAt),
+    () => bwConsRFromTable({ rate: "fast" }, kindCtx("b")),
     /rate.*"fast" is not a rate.*"512 KiB\/s"/,
   );
   configError(
-    () => bwConsRFromFields("b", { rate: "8 Mbit/s" }, failAt),
+    () => bwConsRFromTable({ rate: "8 Mbit/s" }, kindCtx("b")),
     /in bits/,
   );
   configError(
-    () => bwConsRFromFields("b", { rate: "0 KiB/s" }, failAt),
+    () => bwConsRFromTable({ rate: "0 KiB/s" }, kindCtx("b")),
     /more than 0/,
   );
   configError(
-    () => bwConsRFromFields("b", { rate: "1 KiB/s", burst: "lots" }, failAt),
+    () => bwConsRFromTable({ rate: "1 KiB/s", burst: "lots" }, kindCtx("b")),
     /"burst" must be a size/,
   );
   configError(
     () =>
-      bwConsRFromFields("b", { rate: "1 KiB/s", userDBN: "x" }, failAt, {
-        userDbs: ["map"],
-      }),
+      bwConsRFromTable(
+        { rate: "1 KiB/s", userDBN: "x" },
+        kindCtx("b", { userDbs: ["map"] }),
+      ),
     /userDBN.*"x".*map/,
   );
 });

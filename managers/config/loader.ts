@@ -17,12 +17,8 @@ import { ConfigError, type Manager, type UserDb } from "../types.ts";
 import { parseDuration, parseSize } from "../values/units.ts";
 import { keyPath, nearestKey, type TomlFile } from "./toml_file.ts";
 import { needUserDbName } from "./table_fields.ts";
-import {
-  type KindContext,
-  MANAGER_KINDS,
-  type Table,
-  USER_DB_KINDS,
-} from "./kinds.ts";
+import type { KindContext, Table } from "./kind_context.ts";
+import { MANAGER_KINDS, USER_DB_KINDS } from "./kinds.ts";
 
 /** Top-level keys of `managers.toml` besides the kinds. */
 const TOP_KEYS = ["rule", "rules", "jwtExpiration", "admins", "syslogAddr"];

@@ -16,11 +16,11 @@
  */
 import type { EvalContext, Grant, Manager } from "../types.ts";
 import {
-  type Fail,
   needString,
   needUserDbName,
   type Table,
 } from "../config/table_fields.ts";
+import type { KindContext } from "../config/kind_context.ts";
 
 /** A `groupIPM` manager. */
 export class GroupIpm implements Manager {
@@ -51,17 +51,13 @@ export class GroupIpm implements Manager {
 }
 
 /**
- * Builds a `groupIPM` from its table; `fail` throws the error for a key.
+ * Builds a `groupIPM` from its table; `ctx.fail` throws the error for a key.
  * `userDbs`, when given, are the names of the configured user databases.
  */
-export function groupIpmFromFields(
-  name: string,
-  table: Table,
-  fail: Fail,
-  options: { userDbs?: string[] } = {},
-): GroupIpm {
+export function groupIpmFromTable(table: Table, ctx: KindContext): GroupIpm {
+  const fail = ctx.fail;
   const group = needString(table, "group", fail, `group = "staff"`);
   const db = needString(table, "userDBN", fail, `userDBN = "map"`);
-  if (options.userDbs) needUserDbName("userDBN", db, options.userDbs, fail);
-  return new GroupIpm(name, group, db);
+  needUserDbName("userDBN", db, ctx.userDbNames, fail);
+  return new GroupIpm(ctx.name, group, db);
 }

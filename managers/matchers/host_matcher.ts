@@ -26,12 +26,8 @@
  * @module
  */
 import type { EvalContext, Grant, Manager } from "../types.ts";
-import {
-  type Fail,
-  needString,
-  optBool,
-  type Table,
-} from "../config/table_fields.ts";
+import { needString, optBool, type Table } from "../config/table_fields.ts";
+import type { KindContext } from "../config/kind_context.ts";
 
 /** A `hostMatcher` manager. */
 export class HostMatcher implements Manager {
@@ -102,13 +98,13 @@ export function compileHostPattern(
 }
 
 /**
- * Builds a `hostMatcher` from its table; `fail` throws the error for a key.
+ * Builds a `hostMatcher` from its table; `ctx.fail` throws the error for a key.
  */
-export function hostMatcherFromFields(
-  name: string,
+export function hostMatcherFromTable(
   table: Table,
-  fail: Fail,
+  ctx: KindContext,
 ): HostMatcher {
+  const { name, fail } = ctx;
   const pattern = needString(
     table,
     "pattern",

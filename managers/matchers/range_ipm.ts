@@ -22,7 +22,8 @@ import {
   parseCidr,
   parseIp,
 } from "../values/ip.ts";
-import { type Fail, needString, type Table } from "../config/table_fields.ts";
+import { needString, type Table } from "../config/table_fields.ts";
+import type { KindContext } from "../config/kind_context.ts";
 
 /** The client address of the check under way (read at every request). */
 const scratch = new Uint8Array(16);
@@ -55,12 +56,9 @@ export class RangeIpm implements Manager {
   }
 }
 
-/** Builds a `rangeIPM` from its table; `fail` throws the error for a key. */
-export function rangeIpmFromFields(
-  name: string,
-  table: Table,
-  fail: Fail,
-): RangeIpm {
+/** Builds a `rangeIPM` from its table; `ctx.fail` throws the error for a key. */
+export function rangeIpmFromTable(table: Table, ctx: KindContext): RangeIpm {
+  const { name, fail } = ctx;
   const text = needString(table, "cidr", fail, `cidr = "10.0.0.0/8"`);
   const cidr = parseCidr(text);
   if (typeof cidr === "string") return fail("cidr", `cidr = ${cidr}`);

@@ -49,6 +49,7 @@ import {
   refuseUnknown,
   type Table,
 } from "../config/table_fields.ts";
+import type { KindContext } from "../config/kind_context.ts";
 
 /** The original's cycle: active for `active` ms of every `total` ms from `start`. */
 export interface CycleSpan {
@@ -205,13 +206,10 @@ const WEEK_KEYS = ["days", "from", "to"];
 
 /**
  * Builds a `timeSpan` from its table (`name` already read by the caller).
- * `fail` throws the configuration error for a key.
+ * `ctx.fail` throws the configuration error for a key.
  */
-export function timeSpanFromFields(
-  name: string,
-  table: Table,
-  fail: Fail,
-): TimeSpan {
+export function timeSpanFromTable(table: Table, ctx: KindContext): TimeSpan {
+  const { name, fail } = ctx;
   const zone = optString(table, "timezone", fail, `timezone = "UTC"`);
   if (zone !== undefined) {
     const bad = checkZone(zone);

@@ -47,7 +47,7 @@
  */
 import type { Meter } from "../../proxy/policy.ts";
 import type { EvalContext, Grant, Manager } from "../types.ts";
-import type { KindContext, Table } from "../config/kinds.ts";
+import type { KindContext, Table } from "../config/kind_context.ts";
 import { formatSize } from "../values/units.ts";
 import { optString, optTable, pickKey } from "../config/table_fields.ts";
 import { parseResetCycle, type ResetCycle } from "./_reset_cycle.ts";
@@ -433,7 +433,7 @@ export class DwnConsR implements Manager {
 }
 
 /** Builds a `dwnConsR` from its table. */
-export function dwnConsRFromFields(table: Table, ctx: KindContext): DwnConsR {
+export function dwnConsRFromTable(table: Table, ctx: KindContext): DwnConsR {
   const userDBN = optString(table, "userDBN", ctx.fail, `userDBN = "map"`);
   if (userDBN === undefined) {
     return ctx.fail(

@@ -24,11 +24,11 @@ import type { Meter } from "../../proxy/policy.ts";
 import type { EvalContext, Grant, Manager } from "../types.ts";
 import { formatSize, parseSize } from "../values/units.ts";
 import {
-  type Fail,
   needUserDbName,
   optString,
   type Table,
 } from "../config/table_fields.ts";
+import type { KindContext } from "../config/kind_context.ts";
 
 /** `GO_ON` of proxy/policy.ts (a value import from proxy/ is not allowed here). */
 const GO_ON = 0;
@@ -194,15 +194,15 @@ export function parseRate(value: unknown): number | string {
 }
 
 /**
- * Builds a `bwConsR` from its table; `fail` throws the error for a key.
+ * Builds a `bwConsR` from its table; `ctx.fail` throws the error for a key.
  * `now` is the buckets' clock (for tests).
  */
-export function bwConsRFromFields(
-  name: string,
+export function bwConsRFromTable(
   table: Table,
-  fail: Fail,
-  options: { userDbs?: string[]; now?: () => number } = {},
+  ctx: KindContext,
+  options: { now?: () => number } = {},
 ): BwConsR {
+  const { name, fail } = ctx;
   if (table.rate === undefined) {
     fail("rate", `"rate" is missing; add it, for example rate = "512 KiB/s"`);
   }
@@ -225,8 +225,8 @@ export function bwConsRFromFields(
     burst = b as number;
   }
   const userDBN = optString(table, "userDBN", fail, `userDBN = "map"`);
-  if (userDBN !== undefined && options.userDbs) {
-    needUserDbName("userDBN", userDBN, options.userDbs, fail);
+  if (userDBN !== undefined) {
+    needUserDbName("userDBN", userDBN, ctx.userDbNames, fail);
   }
   return new BwConsR(name, rate, { burst, userDBN, now: options.now });
 }

@@ -19,7 +19,8 @@
  */
 import type { EvalContext, Grant, Manager } from "../types.ts";
 import { isIp } from "../values/ip.ts";
-import { type Fail, optString, type Table } from "../config/table_fields.ts";
+import { optString, type Table } from "../config/table_fields.ts";
+import type { KindContext } from "../config/kind_context.ts";
 
 /** One address of one interface, as `Deno.networkInterfaces()` lists it. */
 export interface InterfaceAddress {
@@ -135,15 +136,15 @@ function machineInterfaces(): InterfaceAddress[] {
 }
 
 /**
- * Builds a `netIface` from its table; `fail` throws the error for a key.
+ * Builds a `netIface` from its table; `ctx.fail` throws the error for a key.
  * `interfaces` replaces `Deno.networkInterfaces()` (for tests).
  */
-export function netIfaceFromFields(
-  name: string,
+export function netIfaceFromTable(
   table: Table,
-  fail: Fail,
+  ctx: KindContext,
   options: { interfaces?: InterfaceAddress[] } = {},
 ): NetIface {
+  const { name, fail } = ctx;
   const iface = optString(table, "iface", fail, `iface = "eth0"`);
   const addr = optString(table, "addr", fail, `addr = "192.0.2.7"`);
   if (iface !== undefined && addr !== undefined) {

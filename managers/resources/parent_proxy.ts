@@ -14,7 +14,8 @@
  * @module
  */
 import type { EvalContext, Grant, Manager } from "../types.ts";
-import { type Fail, needString, type Table } from "../config/table_fields.ts";
+import { needString, type Table } from "../config/table_fields.ts";
+import type { KindContext } from "../config/kind_context.ts";
 
 /** A `parentProxy` manager. */
 export class ParentProxy implements Manager {
@@ -84,12 +85,12 @@ export function checkProxyUrl(text: string): string | undefined {
   return undefined;
 }
 
-/** Builds a `parentProxy` from its table; `fail` throws the error for a key. */
-export function parentProxyFromFields(
-  name: string,
+/** Builds a `parentProxy` from its table; `ctx.fail` throws the error for a key. */
+export function parentProxyFromTable(
   table: Table,
-  fail: Fail,
+  ctx: KindContext,
 ): ParentProxy {
+  const { name, fail } = ctx;
   const url = needString(
     table,
     "proxyURL",

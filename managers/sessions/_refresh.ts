@@ -1,7 +1,7 @@
 /**
  * Sessions restored from the store after a restart take their user's
  * groups as the user databases hold them now, not as they were at login:
- * a mapDB's at once ({@link refreshFromMapDbs}, it is in `managers.toml`),
+ * a mapDB's at once ({@link refreshAtStart}, it is in `managers.toml`),
  * a directory's (adDB) in the background after the start
  * ({@link refreshRestored}), at most {@link REFRESH_CONCURRENCY} lookups at
  * a time, each within {@link REFRESH_TIMEOUT_MS} (and the adDB's own
@@ -16,7 +16,6 @@
  * @module
  */
 import type { UserDb, UserRecord } from "../types.ts";
-import { AdDb } from "../users/ad_db.ts";
 import type { Session } from "./_store.ts";
 
 /** Restored sessions' users looked up at the same time, at most. */
@@ -38,16 +37,17 @@ export interface SessionDbs {
 }
 
 /**
- * Gives a restored session its user's record and groups as the mapDBs
- * hold them now. False when `auth` is a mapDB that no longer has the user
- * (the session must close). A directory (adDB) is not asked here.
+ * Gives a restored session its user's record and groups as the databases
+ * that are cheap to ask (`refresh: "at-start"`, the mapDBs) hold them now.
+ * False when `auth` is such a database and no longer has the user (the
+ * session must close). A directory (adDB) is not asked here.
  */
-export async function refreshFromMapDbs(
+export async function refreshAtStart(
   session: Session,
   dbs: SessionDbs,
 ): Promise<boolean> {
   for (const db of dbs.userDbs) {
-    if (db.kind !== "mapDB") continue;
+    if (db.refresh !== "at-start") continue;
     const found = await db.lookup(session.user);
     if (db === dbs.auth) {
       if (!found) return false;
@@ -98,8 +98,8 @@ async function lookupWithin(
 
 /**
  * Looks up the user of every open session (by IP; restored at start) in
- * each user database that is not a mapDB (those were read by
- * {@link refreshFromMapDbs}), a few at a time. Found: the session takes the
+ * each user database asked `"in-background"` (those asked `"at-start"`
+ * were read by {@link refreshAtStart}), a few at a time. Found: the session takes the
  * user's name and groups. Not found in `auth`: the session is closed. A
  * failure keeps the stored groups; the first one of each database is told.
  * A session closed meanwhile (no longer in `open`) is skipped.
@@ -108,9 +108,7 @@ export async function refreshRestored(
   open: ReadonlyMap<string, Session>,
   options: RefreshOptions,
 ): Promise<void> {
-  const dbs = options.userDbs.filter((db) =>
-    db.kind !== "mapDB" && !(db instanceof AdDb && !db.hasServiceAccount)
-  );
+  const dbs = options.userDbs.filter((db) => db.refresh === "in-background");
   if (dbs.length === 0 || open.size === 0) return;
   const jobs: [Session, UserDb][] = [];
   for (const s of open.values()) {

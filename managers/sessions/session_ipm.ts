@@ -53,14 +53,14 @@ import {
   type UserDb,
   type UserRecord,
 } from "../types.ts";
-import type { KindContext, Table } from "../config/kinds.ts";
+import type { KindContext, Table } from "../config/kind_context.ts";
 import { optBool, optString } from "../config/table_fields.ts";
 import { type SessionClaims, signJwt, verifyJwt } from "./_jwt.ts";
 import type { ProxyCredentials } from "../../proxy/policy.ts";
 import { ProxyAuthCache } from "./_proxy_auth_cache.ts";
 import { type Session, SessionStore } from "./_store.ts";
 import {
-  refreshFromMapDbs,
+  refreshAtStart,
   refreshRestored,
   type SessionDbs,
 } from "./_refresh.ts";
@@ -186,7 +186,7 @@ export class SessionIpm implements Manager {
       now,
       stillOpen: async (s) => {
         if (idle !== undefined && now - s.lastUsed >= idle) return false;
-        return await refreshFromMapDbs(s, this.#dbs);
+        return await refreshAtStart(s, this.#dbs);
       },
     });
     if (generation !== this.#generation) return;
@@ -473,7 +473,7 @@ export class SessionIpm implements Manager {
 }
 
 /** Builds a `sessionIPM` from its table. */
-export function sessionIpmFromFields(
+export function sessionIpmFromTable(
   table: Table,
   ctx: KindContext,
 ): SessionIpm {

@@ -35,7 +35,7 @@
 import { dirname, isAbsolute, join } from "node:path";
 import { type Client, FilterParser, ResultCodeError } from "ldapts";
 import { CommandError, type UserDb, type UserRecord } from "../types.ts";
-import type { KindContext, Table } from "../config/kinds.ts";
+import type { KindContext, Table } from "../config/kind_context.ts";
 import { optString, refuseUnknown } from "../config/table_fields.ts";
 import { fillFilter, groupNameOfDn, userAttrOfFilter } from "./_ldap_text.ts";
 import {
@@ -184,6 +184,11 @@ export class AdDb implements UserDb {
    */
   get hasServiceAccount(): boolean {
     return this.#o.user !== undefined;
+  }
+
+  /** Asked in the background, and only with a service account. */
+  get refresh(): "in-background" | "never" {
+    return this.hasServiceAccount ? "in-background" : "never";
   }
 
   /** The configuration, without the service account's password. */

@@ -13,7 +13,7 @@
  * @module
  */
 import { CommandError, type UserDb, type UserRecord } from "../types.ts";
-import type { KindContext, Table } from "../config/kinds.ts";
+import type { KindContext, Table } from "../config/kind_context.ts";
 import { checkPasswordHash, verifyPassword } from "./password.ts";
 import { optTable, pickKey } from "../config/table_fields.ts";
 import { dottedKey } from "../config/toml_file.ts";
@@ -21,6 +21,8 @@ import { dottedKey } from "../config/toml_file.ts";
 /** A `mapDB` user database. */
 export class MapDb implements UserDb {
   readonly kind = "mapDB";
+  /** In memory: asked at once for restored sessions. */
+  readonly refresh = "at-start";
 
   constructor(
     readonly name: string,
@@ -64,7 +66,7 @@ export class MapDb implements UserDb {
 }
 
 /** Builds a `mapDB` from its table. */
-export function mapDbFromFields(table: Table, ctx: KindContext): MapDb {
+export function mapDbFromTable(table: Table, ctx: KindContext): MapDb {
   const passes = optTable(table, "userPass", ctx.fail);
   if (!passes) {
     return ctx.fail(

@@ -10,6 +10,8 @@ import {
   type EvalContext,
   type Grant,
 } from "../../managers/types.ts";
+import type { KindContext } from "../../managers/config/kind_context.ts";
+import { parseSize } from "../../managers/values/units.ts";
 
 /** An EvalContext over fixed facts, user and groups. */
 export function fakeCtx(
@@ -40,4 +42,42 @@ export function emptyGrant(): Grant {
 /** A `fail` that throws a ConfigError naming the key, at `managers.toml`. */
 export function failAt(key: string, problem: string): never {
   throw new ConfigError({ file: "managers.toml" }, `${key}: ${problem}`);
+}
+
+/**
+ * The {@link KindContext} a factory gets from the loader, for a table named
+ * `name`: its `fail` is {@link failAt}, warnings are collected in
+ * `warnings`, and `userDbNames` are the user databases the table may name
+ * (default `["map"]`).
+ */
+export function kindCtx(
+  name: string,
+  options: { userDbs?: string[]; kind?: string; warnings?: string[] } = {},
+): KindContext {
+  const userDbNames = options.userDbs ?? ["map"];
+  const warnings = options.warnings ?? [];
+  return {
+    file: "managers.toml",
+    kind: options.kind ?? "test",
+    name,
+    fail: failAt,
+    warn: (key, message) => warnings.push(`${key}: ${message}`),
+    duration(key) {
+      return failAt(key, "durations are not read by this test context");
+    },
+    size(key, value) {
+      const bytes = parseSize(value as string | number);
+      return typeof bytes === "string" ? failAt(key, bytes) : bytes;
+    },
+    userDb(key) {
+      return failAt(key, "user databases are not built by this test context");
+    },
+    userDbNames,
+    clock: () => new Date(),
+    persistIntervalMs: 60_000,
+    jwtExpirationMs: 86_400_000,
+    onStart() {},
+    onFlush() {},
+    onClose() {},
+  };
 }

@@ -8,7 +8,6 @@
 import type {
   AccessRecord,
   Decision,
-  Meter,
   Policy,
   RequestFacts,
   Route,
@@ -28,47 +27,10 @@ import { formatSize } from "./values/units.ts";
 import { formatAccessLine } from "./access_log.ts";
 import type { LoadedManagers } from "./config/loader.ts";
 import { type Session, SessionIpm } from "./sessions/session_ipm.ts";
-import { Account, DwnConsR } from "./quotas/dwn_cons_r.ts";
+import { DwnConsR } from "./quotas/dwn_cons_r.ts";
+import { CombinedMeter } from "./resources/combined_meter.ts";
 
-const STOP = -1;
 const DIRECT: Route = Object.freeze({ kind: "direct" });
-
-/**
- * Several meters as one: STOP from any stops, else the longest wait. A
- * stopped chunk is counted by none: every quota is asked first whether it
- * would stop the chunk, and only then does each meter count it; should a
- * meter that cannot be asked beforehand stop it, the quotas that counted
- * it take it back. No allocation per chunk.
- */
-export class CombinedMeter implements Meter {
-  stopReason?: string;
-  constructor(readonly meters: Meter[]) {}
-  chunk(bytes: number): number {
-    const meters = this.meters;
-    for (let i = 0; i < meters.length; i++) {
-      const m = meters[i];
-      if (m instanceof Account && m.wouldStop()) {
-        this.stopReason = m.stopReason;
-        return STOP;
-      }
-    }
-    let wait = 0;
-    for (let i = 0; i < meters.length; i++) {
-      const m = meters[i];
-      const r = m.chunk(bytes);
-      if (r === STOP) {
-        for (let j = 0; j < i; j++) {
-          const counted = meters[j];
-          if (counted instanceof Account) counted.refund(bytes);
-        }
-        this.stopReason = m.stopReason;
-        return STOP;
-      }
-      if (r > wait) wait = r;
-    }
-    return wait;
-  }
-}
 
 /** The EvalContext of one request; the user is found at first use. */
 class RequestContext implements EvalContext {

@@ -36,7 +36,8 @@ import { GatewayRuntime } from "./gateway.ts";
 export { nearestKey, readTomlFile, type TomlFile } from "./config/toml_file.ts";
 export { hashPassword, verifyPassword } from "./users/password.ts";
 export { writeDefaultManagersFile } from "./config/default_file.ts";
-export { CombinedMeter, GatewayRuntime } from "./gateway.ts";
+export { GatewayRuntime } from "./gateway.ts";
+export { CombinedMeter } from "./resources/combined_meter.ts";
 export type { LoadedManagers } from "./config/loader.ts";
 export {
   CommandError,

@@ -6,7 +6,41 @@
  *
  * @module
  */
-import type { Meter, RequestFacts, Route } from "../proxy/policy.ts";
+import type {
+  GO_ON as SEAM_GO_ON,
+  Meter,
+  RequestFacts,
+  Route,
+  STOP as SEAM_STOP,
+} from "../proxy/policy.ts";
+
+/**
+ * `Meter.chunk`'s answers, the seam's own values: `managers/` may import
+ * only types from `proxy/`, so they are declared here once, typed as the
+ * seam's constants (a different value would not compile).
+ */
+export const GO_ON: typeof SEAM_GO_ON = 0;
+/** See {@link GO_ON}: stop, the transfer is cut (quota reached). */
+export const STOP: typeof SEAM_STOP = -1;
+
+/**
+ * A meter that counts against a quota. When several meters are on one
+ * request, each quota is asked first whether it would stop the next chunk,
+ * and takes back a chunk it counted that another meter then stopped, so a
+ * stopped chunk is counted by none (`resources/combined_meter.ts`).
+ */
+export interface QuotaMeter extends Meter {
+  /** True when `chunk` would stop now. */
+  wouldStop(): boolean;
+  /** Takes back a chunk `chunk` counted, when another meter stopped it. */
+  refund(bytes: number): void;
+}
+
+/** True when the meter counts against a quota ({@link QuotaMeter}). */
+export function isQuotaMeter(meter: Meter): meter is QuotaMeter {
+  return typeof (meter as Partial<QuotaMeter>).wouldStop === "function" &&
+    typeof (meter as Partial<QuotaMeter>).refund === "function";
+}
 
 /** Where a configuration value stands, for error messages. */
 export interface ConfigSite {

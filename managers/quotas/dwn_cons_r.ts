@@ -45,17 +45,19 @@
  *
  * @module
  */
-import type { Meter } from "../../proxy/policy.ts";
-import type { EvalContext, Grant, Manager } from "../types.ts";
+import {
+  type EvalContext,
+  GO_ON,
+  type Grant,
+  type Manager,
+  type QuotaMeter,
+  STOP,
+} from "../types.ts";
 import type { KindContext, Table } from "../config/kind_context.ts";
 import { formatSize } from "../values/units.ts";
 import { optString, optTable, pickKey } from "../config/table_fields.ts";
 import { parseResetCycle, type ResetCycle } from "./_reset_cycle.ts";
 import { dottedKey } from "../config/toml_file.ts";
-
-/** `GO_ON` and `STOP` of proxy/policy.ts (a value import from proxy/ is not allowed here). */
-const GO_ON = 0;
-const STOP = -1;
 
 /** At most this many mutations per atomic operation (Deno KV allows 1000). */
 const BATCH = 1000;
@@ -98,7 +100,7 @@ function batches(keys: readonly Deno.KvKey[]): [number, number][] {
  * One user's consumption under one dwnConsR; it is also the meter of their
  * requests (one object per user, reused: no allocation per chunk).
  */
-export class Account implements Meter {
+export class Account implements QuotaMeter {
   /** Bytes consumed in this cycle (what the store has plus `pending`). */
   cons = 0;
   /** Bytes counted here and not yet written to the store. */
@@ -117,7 +119,7 @@ export class Account implements Meter {
   /**
    * True when `chunk` would stop now. Several meters on one request ask
    * this of every quota first, so a chunk one quota stops is counted by
-   * none (see `CombinedMeter`).
+   * none (see `resources/combined_meter.ts`).
    */
   wouldStop(): boolean {
     return this.cons >= this.quota;

@@ -21,7 +21,7 @@
  * @module
  */
 import type { Meter } from "../../proxy/policy.ts";
-import type { EvalContext, Grant, Manager } from "../types.ts";
+import { type EvalContext, GO_ON, type Grant, type Manager } from "../types.ts";
 import { formatSize, parseSize } from "../values/units.ts";
 import {
   needUserDbName,
@@ -29,9 +29,6 @@ import {
   type Table,
 } from "../config/table_fields.ts";
 import type { KindContext } from "../config/kind_context.ts";
-
-/** `GO_ON` of proxy/policy.ts (a value import from proxy/ is not allowed here). */
-const GO_ON = 0;
 
 /**
  * A token bucket that is a {@link Meter}: `chunk(n)` takes n tokens (the

@@ -21,12 +21,12 @@ import type { Policy } from "./proxy/policy.ts";
 import type { GatewayRuntime } from "./managers/mod.ts";
 import {
   checkManagersFile,
+  ConfigError,
   hashPassword,
   openGateway,
   readTomlFile,
   writeDefaultManagersFile,
 } from "./managers/mod.ts";
-import { ConfigError } from "./managers/types.ts";
 import { apiConfigFrom } from "./api/config.ts";
 import { startApi } from "./api/mod.ts";
 import { CLIENT_COMMANDS, runClientCommand } from "./api/client_commands.ts";

@@ -9,7 +9,7 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { serveStatic } from "hono/deno";
-import type { Gateway } from "../managers/types.ts";
+import type { Gateway } from "../managers/mod.ts";
 import { errorAnswer, parseCmdBody, runCommand } from "./cmd.ts";
 
 /** Embedded web files keyed by URL path (`"/index.html"`, `"/app.js"`). */

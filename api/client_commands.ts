@@ -14,8 +14,7 @@
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { formatSize } from "../managers/values/units.ts";
-import type { UserInfo } from "../managers/types.ts";
+import { formatSize, type UserInfo } from "../managers/mod.ts";
 import { ApiClient, ApiError, TrustError } from "./client.ts";
 
 /** The command names and aliases `runClientCommand` understands. */

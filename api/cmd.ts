@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { CommandError, type Gateway } from "../managers/types.ts";
+import { type Caller, CommandError, type Gateway } from "../managers/mod.ts";
 
 /** The request body of `POST /api/cmd`. */
 export interface CmdBody {
@@ -104,11 +104,10 @@ function needUserName(body: CmdBody): string | CmdAnswer {
 
 async function sessionCommand(
   gateway: Gateway,
-  clientIp: string,
+  caller: Caller,
   body: CmdBody,
 ): Promise<CmdAnswer> {
   const { manager, cmd } = body;
-  const secret = body.secret ?? "";
   switch (cmd) {
     case "open": {
       const user = body.cred?.user;
@@ -119,19 +118,19 @@ async function sessionCommand(
             `open needs the credentials: "cred": {"user":"user0","pass":"…"}`,
         });
       }
-      return ok(await gateway.open(manager, clientIp, user, pass));
+      return ok(await gateway.open(manager, caller, { user, pass }));
     }
     case "close":
-      await gateway.close(manager, clientIp, secret);
+      await gateway.logout(manager, caller);
       return ok("");
     case "get":
       return okJson(
-        sortedKeys(gateway.loggedUsers(manager, clientIp, secret)),
+        sortedKeys(gateway.loggedUsers(manager, caller)),
       );
     case "renew":
-      return ok(await gateway.renew(manager, clientIp, secret));
+      return ok(await gateway.renew(manager, caller));
     case "check":
-      return ok(gateway.check(manager, clientIp, secret));
+      return ok(gateway.check(manager, caller));
     default:
       return unknownCommand(manager, cmd);
   }
@@ -139,18 +138,17 @@ async function sessionCommand(
 
 async function consumptionCommand(
   gateway: Gateway,
-  clientIp: string,
+  caller: Caller,
   body: CmdBody,
 ): Promise<CmdAnswer> {
   const { manager, cmd } = body;
-  const secret = body.secret ?? "";
   switch (cmd) {
     case "get":
-      return okJson(await gateway.userInfo(manager, clientIp, secret));
+      return okJson(await gateway.userInfo(manager, caller));
     case "getOther": {
       const user = needUserName(body);
       if (typeof user !== "string") return user;
-      return okJson(await gateway.userInfo(manager, clientIp, secret, user));
+      return okJson(await gateway.userInfo(manager, caller, { user }));
     }
     case "set": {
       const user = needUserName(body);
@@ -164,7 +162,7 @@ async function consumptionCommand(
             `set needs the consumption in bytes: "info": {"userName":"${user}","bytesCons":0}`,
         });
       }
-      await gateway.setConsumption(manager, clientIp, secret, user, bytes);
+      await gateway.setConsumption(manager, caller, { user, bytes });
       return ok("");
     }
     default:
@@ -183,6 +181,7 @@ export async function runCommand(
   body: CmdBody,
 ): Promise<CmdAnswer> {
   const { manager, cmd } = body;
+  const caller: Caller = { ip: clientIp, secret: body.secret ?? "" };
   try {
     if (cmd === "show") {
       if (manager !== "rules" && gateway.kindOf(manager) === undefined) {
@@ -192,7 +191,7 @@ export async function runCommand(
     }
     if (manager === "rules") {
       if (cmd !== "discover") return unknownCommand(manager, cmd);
-      const found = gateway.discover(clientIp);
+      const found = gateway.discover(caller);
       return okJson({
         matchMng: sortedKeys(found.matchMng),
         result: found.result ? "true" : "false",
@@ -200,9 +199,9 @@ export async function runCommand(
     }
     switch (gateway.kindOf(manager)) {
       case "sessionIPM":
-        return await sessionCommand(gateway, clientIp, body);
+        return await sessionCommand(gateway, caller, body);
       case "dwnConsR":
-        return await consumptionCommand(gateway, clientIp, body);
+        return await consumptionCommand(gateway, caller, body);
       default:
         return unknownCommand(manager, cmd);
     }

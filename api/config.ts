@@ -20,9 +20,7 @@
  * @module
  */
 import { isAbsolute, join } from "node:path";
-import { ConfigError } from "../managers/types.ts";
-import { parseDuration } from "../managers/values/units.ts";
-import { nearestKey } from "../managers/mod.ts";
+import { ConfigError, nearestKey, parseDuration } from "../managers/mod.ts";
 
 /** The API's configuration, with paths made absolute and durations in ms. */
 export interface ApiConfig {

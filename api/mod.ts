@@ -24,7 +24,7 @@
  *
  * @module
  */
-import type { Gateway } from "../managers/types.ts";
+import type { Gateway } from "../managers/mod.ts";
 import type { ApiConfig } from "./config.ts";
 import { ensureCertificate } from "./certificate.ts";
 import type { Context } from "hono";

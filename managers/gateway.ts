@@ -14,6 +14,7 @@ import type {
 } from "../proxy/policy.ts";
 import { evaluate, printRule } from "../rule/mod.ts";
 import {
+  type Caller,
   CommandError,
   type DiscoverResult,
   type EvalContext,
@@ -236,7 +237,7 @@ export class GatewayRuntime implements Policy, Gateway {
 
   // -------------------------------------------------------------- the API
 
-  discover(clientIp: string, url?: string): DiscoverResult {
+  discover(caller: Caller, url?: string): DiscoverResult {
     let host = "";
     let port = 0;
     if (url) {
@@ -249,7 +250,7 @@ export class GatewayRuntime implements Policy, Gateway {
       }
     }
     const facts: RequestFacts = {
-      clientIp,
+      clientIp: caller.ip,
       time: this.#clock(),
       method: "GET",
       url: url ?? "",
@@ -287,59 +288,61 @@ export class GatewayRuntime implements Policy, Gateway {
 
   open(
     manager: string,
-    clientIp: string,
-    user: string,
-    pass: string,
+    caller: Caller,
+    cred: { user: string; pass: string },
   ): Promise<string> {
     try {
-      return this.#sessionIpm(manager, "open").open(clientIp, user, pass);
+      return this.#sessionIpm(manager, "open").open(
+        caller.ip,
+        cred.user,
+        cred.pass,
+      );
     } catch (e) {
       return Promise.reject(e);
     }
   }
 
-  /**
-   * Without arguments: stops the gateway (flush, close hooks, close the
-   * store). With them: the API's `close` of a session.
-   */
-  close(): Promise<void>;
-  close(manager: string, clientIp: string, secret: string): Promise<void>;
-  close(manager?: string, clientIp?: string, secret?: string): Promise<void> {
-    if (manager === undefined) return this.shutdown();
+  logout(manager: string, caller: Caller): Promise<void> {
     try {
       return this.#sessionIpm(manager, "close").close(
-        clientIp ?? "",
-        secret ?? "",
+        caller.ip,
+        caller.secret ?? "",
       );
     } catch (e) {
       return Promise.reject(e);
     }
   }
 
-  loggedUsers(
-    manager: string,
-    clientIp: string,
-    secret: string,
-  ): Record<string, string> {
-    return this.#sessionIpm(manager, "get").loggedUsers(clientIp, secret);
+  loggedUsers(manager: string, caller: Caller): Record<string, string> {
+    return this.#sessionIpm(manager, "get").loggedUsers(
+      caller.ip,
+      caller.secret ?? "",
+    );
   }
 
-  renew(manager: string, clientIp: string, secret: string): Promise<string> {
+  renew(manager: string, caller: Caller): Promise<string> {
     try {
       return Promise.resolve(
-        this.#sessionIpm(manager, "renew").renew(clientIp, secret),
+        this.#sessionIpm(manager, "renew").renew(
+          caller.ip,
+          caller.secret ?? "",
+        ),
       );
     } catch (e) {
       return Promise.reject(e);
     }
   }
 
-  check(manager: string, clientIp: string, secret: string): string {
-    return this.#sessionIpm(manager, "check").check(clientIp, secret);
+  check(manager: string, caller: Caller): string {
+    return this.#sessionIpm(manager, "check").check(
+      caller.ip,
+      caller.secret ?? "",
+    );
   }
 
   /** The session of the caller: a valid secret of the session at its IP. */
-  #caller(clientIp: string, secret: string): Session {
+  #session(caller: Caller): Session {
+    const secret = caller.secret ?? "";
     if (this.#sessions.length === 0) {
       throw new CommandError({
         message:
@@ -348,9 +351,9 @@ export class GatewayRuntime implements Policy, Gateway {
     }
     if (secret === "") throw new CommandError({ message: "empty JWT" });
     const now = this.#clock().getTime();
-    const at = this.#sessions.find((s) => s.sessionAt(clientIp, now)) ??
+    const at = this.#sessions.find((s) => s.sessionAt(caller.ip, now)) ??
       this.#sessions[0];
-    return at.verify(clientIp, secret);
+    return at.verify(caller.ip, secret);
   }
 
   #isAdmin(user: string): boolean {
@@ -365,15 +368,15 @@ export class GatewayRuntime implements Policy, Gateway {
 
   async userInfo(
     manager: string,
-    clientIp: string,
-    secret: string,
-    other?: string,
+    who: Caller,
+    options: { user?: string } = {},
   ): Promise<UserInfo> {
+    const other = options.user;
     const dwn = this.#dwnConsR(
       manager,
       other === undefined ? "get" : "getOther",
     );
-    const caller = this.#caller(clientIp, secret);
+    const caller = this.#session(who);
     const target = other ?? caller.user;
     if (target !== caller.user && !this.#isAdmin(caller.user)) {
       throw new CommandError({ User: caller.user });
@@ -417,13 +420,12 @@ export class GatewayRuntime implements Policy, Gateway {
 
   async setConsumption(
     manager: string,
-    clientIp: string,
-    secret: string,
-    user: string,
-    bytes: number,
+    who: Caller,
+    change: { user: string; bytes: number },
   ): Promise<void> {
+    const { user, bytes } = change;
     const dwn = this.#dwnConsR(manager, "set");
-    const caller = this.#caller(clientIp, secret);
+    const caller = this.#session(who);
     if (!this.#isAdmin(caller.user)) {
       throw new CommandError({ User: caller.user });
     }
@@ -459,6 +461,11 @@ export class GatewayRuntime implements Policy, Gateway {
       }
     }
     if (failure) throw failure.error;
+  }
+
+  /** Stops the gateway: {@link shutdown}. */
+  close(): Promise<void> {
+    return this.shutdown();
   }
 
   /** Stops the timer, flushes, runs the close hooks and closes the store. */

@@ -40,11 +40,15 @@ export { GatewayRuntime } from "./gateway.ts";
 export { CombinedMeter } from "./resources/combined_meter.ts";
 export type { LoadedManagers } from "./config/loader.ts";
 export {
+  type Caller,
   CommandError,
   ConfigError,
+  type ConfigSite,
+  type DiscoverResult,
   type Gateway,
   type UserInfo,
 } from "./types.ts";
+export { formatSize, parseDuration, parseSize } from "./values/units.ts";
 
 /** Options of {@link openGateway}. */
 export interface OpenGatewayOptions {

@@ -170,46 +170,49 @@ export interface DiscoverResult {
 }
 
 /**
- * Everything the API asks of the policy. Methods throw {@link CommandError}
- * for the original's error answers.
+ * Who calls the API: the client's address (as the API sees it, or as the
+ * proxy that tunnelled it there knows it) and, once logged in, the secret
+ * `open` gave them.
+ */
+export interface Caller {
+  ip: string;
+  secret?: string;
+}
+
+/**
+ * Everything the API asks of the policy, for a {@link Caller}. Methods
+ * throw {@link CommandError} for the original's error answers.
  */
 export interface Gateway {
-  /** The managers the rule reaches for this client now (optionally for a URL). */
-  discover(clientIp: string, url?: string): DiscoverResult;
+  /** The managers the rule reaches for this caller now (optionally for a URL). */
+  discover(caller: Caller, url?: string): DiscoverResult;
   /** The kind of a manager, or undefined when there is none of that name. */
   kindOf(manager: string): string | undefined;
-  /** Opens a session at `clientIp` through a sessionIPM; answers the secret (JWT). */
+  /** Opens a session at the caller's IP through a sessionIPM; answers the secret (JWT). */
   open(
     manager: string,
-    clientIp: string,
-    user: string,
-    pass: string,
+    caller: Caller,
+    cred: { user: string; pass: string },
   ): Promise<string>;
-  close(manager: string, clientIp: string, secret: string): Promise<void>;
+  /** Closes the caller's session (the original's `close` command). */
+  logout(manager: string, caller: Caller): Promise<void>;
   /** Open sessions of that manager: IP → user name. */
-  loggedUsers(
-    manager: string,
-    clientIp: string,
-    secret: string,
-  ): Record<string, string>;
-  /** A new secret for the user logged at `clientIp`, given their (possibly expired) secret. */
-  renew(manager: string, clientIp: string, secret: string): Promise<string>;
-  /** The user name of a valid secret of the session at `clientIp`. */
-  check(manager: string, clientIp: string, secret: string): string;
-  /** UserInfo of the caller under a dwnConsR, or of `other` (admins only). */
+  loggedUsers(manager: string, caller: Caller): Record<string, string>;
+  /** A new secret for the user logged at the caller's IP, given their (possibly expired) secret. */
+  renew(manager: string, caller: Caller): Promise<string>;
+  /** The user name of the caller's valid secret. */
+  check(manager: string, caller: Caller): string;
+  /** UserInfo of the caller under a dwnConsR, or of `options.user` (admins only). */
   userInfo(
     manager: string,
-    clientIp: string,
-    secret: string,
-    other?: string,
+    caller: Caller,
+    options?: { user?: string },
   ): Promise<UserInfo>;
   /** Sets a user's consumption under a dwnConsR (admins only). */
   setConsumption(
     manager: string,
-    clientIp: string,
-    secret: string,
-    user: string,
-    bytes: number,
+    caller: Caller,
+    change: { user: string; bytes: number },
   ): Promise<void>;
   /** The manager's configuration (or the rule's, for `rules`). */
   show(manager: string): unknown;

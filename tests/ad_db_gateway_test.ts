@@ -53,17 +53,20 @@ ${adDbToml(ldap, "ldap", { tls: "starttls" })}`;
     assert.equal(g.kindOf("ldap"), "adDB");
 
     const wrong = await commandError(() =>
-      g.open("sessions", "10.0.0.5", "alice", "nope")
+      g.open("sessions", { ip: "10.0.0.5" }, { user: "alice", pass: "nope" })
     );
     assert.deepEqual(wrong.body, { message: "Incorrect password" });
     const unknown = await commandError(() =>
-      g.open("sessions", "10.0.0.5", "mallory", "x")
+      g.open("sessions", { ip: "10.0.0.5" }, { user: "mallory", pass: "x" })
     );
     assert.deepEqual(unknown.body, { User: "mallory", DB: "ldap" });
 
-    const secret = await g.open("sessions", "10.0.0.5", "alice", "alice-pw");
-    assert.equal(g.check("sessions", "10.0.0.5", secret), "alice");
-    const info = await g.userInfo("down", "10.0.0.5", secret);
+    const secret = await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "alice",
+      pass: "alice-pw",
+    });
+    assert.equal(g.check("sessions", { ip: "10.0.0.5", secret }), "alice");
+    const info = await g.userInfo("down", { ip: "10.0.0.5", secret });
     assert.equal(info.name, "Alice Liddell");
     assert.equal(info.userName, "alice");
     assert.deepEqual(info.groups, ["staff", "wifi"]);
@@ -73,8 +76,13 @@ ${adDbToml(ldap, "ldap", { tls: "starttls" })}`;
     assert.equal(allowed.allowed, true);
 
     // bob is not in wifi: logged in, but the rule refuses.
-    const bobSecret = await g.open("sessions", "10.0.0.6", "bob", "bob-pw");
-    const bobInfo = await g.userInfo("down", "10.0.0.5", secret, "bob");
+    const bobSecret = await g.open("sessions", { ip: "10.0.0.6" }, {
+      user: "bob",
+      pass: "bob-pw",
+    });
+    const bobInfo = await g.userInfo("down", { ip: "10.0.0.5", secret }, {
+      user: "bob",
+    });
     assert.equal(bobInfo.name, "Bob Builder");
     assert.equal(bobInfo.bytesQuota, 1024 ** 3);
     assert.ok(bobSecret);
@@ -86,7 +94,9 @@ ${adDbToml(ldap, "ldap", { tls: "starttls" })}`;
 
     // The service account's record answers for another user (admin view)
     // and an unknown one gets the database's error.
-    await commandError(() => g.userInfo("down", "10.0.0.5", secret, "mallory"));
+    await commandError(() =>
+      g.userInfo("down", { ip: "10.0.0.5", secret }, { user: "mallory" })
+    );
   } finally {
     await d.cleanup();
   }

@@ -79,7 +79,10 @@ Deno.test("cli: the README scenario word for word", async () => {
     assert.equal(secret.sessionIPM, "sessions");
     assert.equal(secret.dwnConsR, "down");
     assert.equal(secret.bwConsR, "");
-    assert.equal(gw.check("sessions", "127.0.0.1", secret.secret), "user0");
+    assert.equal(
+      gw.check("sessions", { ip: "127.0.0.1", secret: secret.secret }),
+      "user0",
+    );
 
     const status = await cli.run("s");
     assert.equal(status.code, 0, status.err);
@@ -191,13 +194,10 @@ Deno.test("cli: admin status of another user and reset; refusals in words", asyn
       "pmproxy: this secret is user0's, but admin is logged in at your IP address; log in again",
     );
     const adminSecret = (await readSecret(admin)).secret;
-    await real.gateway.setConsumption(
-      "down",
-      "127.0.0.1",
-      adminSecret,
-      "user0",
-      3 * 1024 * 1024,
-    );
+    await real.gateway.setConsumption("down", {
+      ip: "127.0.0.1",
+      secret: adminSecret,
+    }, { user: "user0", bytes: 3 * 1024 * 1024 });
     const other = await admin.run("status", "user0");
     assert.equal(
       other.out,
@@ -323,7 +323,7 @@ Deno.test("cli: an expired secret is renewed by itself and login.secret updated"
     for (let i = 0; i < 50 && !expired; i++) {
       await new Promise((r) => setTimeout(r, 100));
       try {
-        real.gateway.check("sessions", "127.0.0.1", old);
+        real.gateway.check("sessions", { ip: "127.0.0.1", secret: old });
       } catch (e) {
         expired = /expired/.test(String((e as Error).message));
       }
@@ -338,7 +338,7 @@ Deno.test("cli: an expired secret is renewed by itself and login.secret updated"
     const renewed = (await readSecret(cli)).secret;
     assert.notEqual(renewed, old);
     assert.equal(
-      real.gateway.check("sessions", "127.0.0.1", renewed),
+      real.gateway.check("sessions", { ip: "127.0.0.1", secret: renewed }),
       "user0",
     );
   } finally {

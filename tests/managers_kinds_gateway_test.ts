@@ -163,8 +163,14 @@ Deno.test("kinds through the gateway: routes, meters and reasons by rule", async
   try {
     const g = await d.open();
     d.clock.ms = Date.parse("2026-03-02T10:00:00Z"); // a Monday, 10:00 UTC
-    await g.open("sessions", "10.0.0.5", "user0", "pass0");
-    await g.open("sessions", "10.0.0.6", "user1", "pass1");
+    await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
+    await g.open("sessions", { ip: "10.0.0.6" }, {
+      user: "user1",
+      pass: "pass1",
+    });
 
     // Staff: through the parent proxy, leaving from lo's address.
     const staff = g.decideSync(request("10.0.0.5", d.clock));

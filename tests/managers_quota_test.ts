@@ -5,7 +5,7 @@
  * two gateways on one KV file add up.
  */
 import assert from "node:assert/strict";
-import { CombinedMeter, CommandError } from "../managers/mod.ts";
+import { CombinedMeter, CommandError, type Gateway } from "../managers/mod.ts";
 import type { Decision, Meter } from "../proxy/policy.ts";
 import { PolicyDir, README_TOML, request } from "./helpers/managers_setup.ts";
 import { DwnConsR } from "../managers/quotas/dwn_cons_r.ts";
@@ -54,25 +54,21 @@ function download(meter: Meter, bytes: number, chunk = 64 * KiB): number {
 }
 
 async function consumption(
-  g: {
-    userInfo(
-      m: string,
-      ip: string,
-      s: string,
-      o?: string,
-    ): Promise<{ bytesCons: number; consumption: string }>;
-  },
+  g: Pick<Gateway, "userInfo">,
   ip: string,
   secret: string,
 ): Promise<number> {
-  return (await g.userInfo("down", ip, secret)).bytesCons;
+  return (await g.userInfo("down", { ip, secret })).bytesCons;
 }
 
 Deno.test("quota: the meter stops at the quota and the next request is refused", async () => {
   const d = await PolicyDir.make(TOML);
   try {
     const g = await d.open();
-    await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
     const meter = meterOf(g.decideSync(request("10.0.0.5", d.clock)));
     // Chunks are accepted while the consumption before them is below quota.
     assert.equal(download(meter, 3 * MiB), MiB);
@@ -81,7 +77,10 @@ Deno.test("quota: the meter stops at the quota and the next request is refused",
     const d2 = await PolicyDir.make(TOML);
     try {
       const g2 = await d2.open();
-      await g2.open("sessions", "10.0.0.5", "user0", "pass0");
+      await g2.open("sessions", { ip: "10.0.0.5" }, {
+        user: "user0",
+        pass: "pass0",
+      });
       const got = download(
         meterOf(g2.decideSync(request("10.0.0.5", d2.clock))),
         3 * MiB,
@@ -99,7 +98,10 @@ Deno.test("quota: the meter stops at the quota and the next request is refused",
       "Quota reached: consumption 1 MB of quota 1 MB for user0 (resets at 2026-03-03T10:00:00.000Z)",
     );
     // Another user has their own consumption.
-    await g.open("sessions", "10.0.0.6", "user1", "pass1");
+    await g.open("sessions", { ip: "10.0.0.6" }, {
+      user: "user1",
+      pass: "pass1",
+    });
     assert.equal(
       download(meterOf(g.decideSync(request("10.0.0.6", d.clock))), 10),
       10,
@@ -113,51 +115,80 @@ Deno.test("quota: userInfo formats sizes; getOther and set are for admins", asyn
   const d = await PolicyDir.make(TOML);
   try {
     const g = await d.open();
-    const admin = await g.open("sessions", "10.0.0.5", "user0", "pass0");
-    const user = await g.open("sessions", "10.0.0.6", "user1", "pass1");
-    assert.deepEqual(await g.userInfo("down", "10.0.0.5", admin), {
-      quota: "1 MB",
-      groups: ["group0"],
-      name: "user0",
-      userName: "user0",
-      consumption: "0 B",
-      bytesQuota: MiB,
-      bytesCons: 0,
-      isAdmin: true,
+    const admin = await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
     });
+    const user = await g.open("sessions", { ip: "10.0.0.6" }, {
+      user: "user1",
+      pass: "pass1",
+    });
+    assert.deepEqual(
+      await g.userInfo("down", { ip: "10.0.0.5", secret: admin }),
+      {
+        quota: "1 MB",
+        groups: ["group0"],
+        name: "user0",
+        userName: "user0",
+        consumption: "0 B",
+        bytesQuota: MiB,
+        bytesCons: 0,
+        isAdmin: true,
+      },
+    );
     download(meterOf(g.decideSync(request("10.0.0.6", d.clock))), 512 * KiB);
-    const other = await g.userInfo("down", "10.0.0.5", admin, "user1");
+    const other = await g.userInfo("down", { ip: "10.0.0.5", secret: admin }, {
+      user: "user1",
+    });
     assert.equal(other.consumption, "512 KB");
     assert.equal(other.isAdmin, false);
     await assert.rejects(
-      () => g.userInfo("down", "10.0.0.6", user, "user0"),
+      () =>
+        g.userInfo("down", { ip: "10.0.0.6", secret: user }, { user: "user0" }),
       (e) => e instanceof CommandError && e.body.User === "user1",
     );
     await assert.rejects(
-      () => g.setConsumption("down", "10.0.0.6", user, "user1", 0),
+      () =>
+        g.setConsumption("down", { ip: "10.0.0.6", secret: user }, {
+          user: "user1",
+          bytes: 0,
+        }),
       (e) => e instanceof CommandError && e.body.User === "user1",
     );
     await assert.rejects(
-      () => g.userInfo("down", "10.0.0.5", admin, "nobody"),
+      () =>
+        g.userInfo("down", { ip: "10.0.0.5", secret: admin }, {
+          user: "nobody",
+        }),
       (e) =>
         e instanceof CommandError &&
         JSON.stringify(e.body) === '{"User":"nobody","DB":"map"}',
     );
     await assert.rejects(
-      () => g.userInfo("sessions", "10.0.0.5", admin),
+      () => g.userInfo("sessions", { ip: "10.0.0.5", secret: admin }),
       (e) =>
         e instanceof CommandError &&
         JSON.stringify(e.body) === '{"Mng":"sessions","Cmd":"get"}',
     );
     await assert.rejects(
-      () => g.setConsumption("down", "10.0.0.5", admin, "nobody", 0),
+      () =>
+        g.setConsumption("down", { ip: "10.0.0.5", secret: admin }, {
+          user: "nobody",
+          bytes: 0,
+        }),
       (e) =>
         e instanceof CommandError &&
         JSON.stringify(e.body) === '{"User":"nobody","DB":"map"}',
     );
-    await g.setConsumption("down", "10.0.0.5", admin, "user1", 0);
+    await g.setConsumption("down", { ip: "10.0.0.5", secret: admin }, {
+      user: "user1",
+      bytes: 0,
+    });
     assert.equal(await consumption(g, "10.0.0.6", user), 0, "reset writes 0");
-    await g.setConsumption("down", "10.0.0.5", admin, "user1", MiB);
+    await g.setConsumption("down", { ip: "10.0.0.5", secret: admin }, {
+      user: "user1",
+      bytes: MiB,
+    });
     assert.match(
       reasonOf(g.decideSync(request("10.0.0.6", d.clock))),
       /^Quota reached/,
@@ -172,7 +203,10 @@ Deno.test("quota: consumption returns to 0 at whole cycles from the last reset",
   try {
     const start = d.clock.ms;
     const g = await d.open();
-    const secret = await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    const secret = await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
     download(meterOf(g.decideSync(request("10.0.0.5", d.clock))), 300 * KiB);
     d.clock.advance(24 * HOUR - 1);
     assert.equal(await consumption(g, "10.0.0.5", secret), 300 * KiB);
@@ -204,7 +238,10 @@ Deno.test("quota: consumption and the last reset persist across close and open",
   const d = await PolicyDir.make(TOML);
   try {
     const g = await d.open();
-    const secret = await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    const secret = await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
     download(meterOf(g.decideSync(request("10.0.0.5", d.clock))), 200 * KiB);
     await g.flush();
     download(meterOf(g.decideSync(request("10.0.0.5", d.clock))), 100 * KiB);
@@ -233,7 +270,10 @@ Deno.test("quota: a failing flush hook does not keep consumption from being save
   const d = await PolicyDir.make(TOML);
   try {
     const g = await d.open();
-    const secret = await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    const secret = await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
     download(meterOf(g.decideSync(request("10.0.0.5", d.clock))), 200 * KiB);
     // A hook that fails before the quota's (as the sessions' reload can).
     g.config.hooks.flush.unshift(() => Promise.reject(new Error("store down")));
@@ -249,10 +289,16 @@ Deno.test("quota: an admin's set is kept across a restart", async () => {
   const d = await PolicyDir.make(TOML);
   try {
     const g = await d.open();
-    const admin = await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    const admin = await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
     download(meterOf(g.decideSync(request("10.0.0.5", d.clock))), 700 * KiB);
     await g.flush();
-    await g.setConsumption("down", "10.0.0.5", admin, "user0", 0);
+    await g.setConsumption("down", { ip: "10.0.0.5", secret: admin }, {
+      user: "user0",
+      bytes: 0,
+    });
     download(meterOf(g.decideSync(request("10.0.0.5", d.clock))), 10 * KiB);
     await g.close();
     const again = await d.open();
@@ -267,8 +313,14 @@ Deno.test("quota: two gateways on one KV file add up", async () => {
   try {
     const a = await d.open();
     const b = await d.open();
-    const secret = await a.open("sessions", "10.0.0.5", "user0", "pass0");
-    await b.open("sessions", "10.0.0.5", "user0", "pass0");
+    const secret = await a.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
+    await b.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
     download(meterOf(a.decideSync(request("10.0.0.5", d.clock))), 300 * KiB);
     download(meterOf(b.decideSync(request("10.0.0.5", d.clock))), 400 * KiB);
     await a.flush();
@@ -278,12 +330,13 @@ Deno.test("quota: two gateways on one KV file add up", async () => {
     // One signing key per installation: a's secret is good at b too.
     const secretB = secret;
     assert.equal(
-      (await a.userInfo("down", "10.0.0.5", secret)).bytesCons,
+      (await a.userInfo("down", { ip: "10.0.0.5", secret })).bytesCons,
       700 * KiB,
     );
     {
       assert.equal(
-        (await b.userInfo("down", "10.0.0.5", secretB)).bytesCons,
+        (await b.userInfo("down", { ip: "10.0.0.5", secret: secretB }))
+          .bytesCons,
         700 * KiB,
       );
     }
@@ -303,7 +356,7 @@ Deno.test("quota: two gateways on one KV file add up", async () => {
     await b.flush();
     await a.flush();
     assert.equal(
-      (await a.userInfo("down", "10.0.0.5", secret)).bytesCons,
+      (await a.userInfo("down", { ip: "10.0.0.5", secret })).bytesCons,
       11 * KiB,
     );
   } finally {
@@ -353,9 +406,14 @@ Deno.test("quota: userQuota overrides the groups; calendar cycles reset at local
       (g.show("down") as { lastReset: string }).lastReset,
       "2026-03-02T05:00:00.000Z",
     );
-    const admin = await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    const admin = await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
     assert.equal(
-      (await g.userInfo("down", "10.0.0.5", admin, "user1")).bytesQuota,
+      (await g.userInfo("down", { ip: "10.0.0.5", secret: admin }, {
+        user: "user1",
+      })).bytesQuota,
       2 * MiB,
     );
     download(meterOf(g.decideSync(request("10.0.0.5", d.clock))), 100);
@@ -374,7 +432,10 @@ Deno.test("quota: a name twice in the rule counts the bytes once", async () => {
   );
   try {
     const g = await d.open();
-    await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
     const meter = meterOf(g.decideSync(request("10.0.0.5", d.clock)));
     assert.ok(!(meter instanceof CombinedMeter));
     assert.equal(download(meter, 3 * MiB), MiB);
@@ -388,7 +449,10 @@ Deno.test("quota: the persist timer writes consumption without a flush", async (
   try {
     const a = await d.open(20);
     const b = await d.open();
-    const secret = await a.open("sessions", "10.0.0.5", "user0", "pass0");
+    const secret = await a.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
     download(meterOf(a.decideSync(request("10.0.0.5", d.clock))), 123 * KiB);
     let seen = 0;
     for (let i = 0; i < 250 && seen === 0; i++) {
@@ -408,7 +472,10 @@ Deno.test("quota: a user none of whose groups has a quota is told so", async () 
   );
   try {
     const g = await d.open();
-    await g.open("sessions", "10.0.0.6", "user1", "pass1");
+    await g.open("sessions", { ip: "10.0.0.6" }, {
+      user: "user1",
+      pass: "pass1",
+    });
     assert.match(
       reasonOf(g.decideSync(request("10.0.0.6", d.clock))),
       /^Quota reached: user1 has no download quota under "down" \(none of their groups has one in groupQuota\)/,

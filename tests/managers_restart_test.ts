@@ -42,8 +42,14 @@ Deno.test("restart: a session idle longer than idleTimeout is gone after a reope
   const d = await PolicyDir.make(IDLE_TOML);
   try {
     const g = await d.open();
-    await g.open("sessions", "10.0.0.5", "user0", "pass0");
-    await g.open("sessions", "10.0.0.7", "user1", "pass1");
+    await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
+    await g.open("sessions", { ip: "10.0.0.7" }, {
+      user: "user1",
+      pass: "pass1",
+    });
     assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, true);
     d.clock.advance(700);
     // Only user1 uses the gateway after this.
@@ -74,7 +80,10 @@ Deno.test("restart: the last use is written by the flush, not by each request", 
   try {
     const g = await d.open();
     const login = d.clock.ms;
-    await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
     d.clock.advance(300);
     for (let i = 0; i < 5; i++) {
       d.clock.advance(100);
@@ -108,7 +117,10 @@ Deno.test("restart: the persist timer writes the last use (a gateway that dies w
   const d = await PolicyDir.make(IDLE_TOML);
   try {
     const g = await d.open(20);
-    await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
     d.clock.advance(600);
     const used = d.clock.ms;
     assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, true);
@@ -155,8 +167,14 @@ Deno.test("restart: restored sessions follow a group changed in managers.toml (m
   const d = await PolicyDir.make(toml(`["staff"]`, `["guests"]`));
   try {
     const g = await d.open();
-    await g.open("sessions", "10.0.0.5", "user0", "pass0");
-    await g.open("sessions", "10.0.0.6", "user1", "pass1");
+    await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
+    await g.open("sessions", { ip: "10.0.0.6" }, {
+      user: "user1",
+      pass: "pass1",
+    });
     assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, true);
     assert.equal(g.decideSync(request("10.0.0.6", d.clock)).allowed, false);
     await g.close();
@@ -200,9 +218,18 @@ ${adDbToml(ldap, "ldap")}`;
   const warn = console.warn;
   try {
     const g = await d.open();
-    await g.open("sessions", "10.0.0.5", "alice", "alice-pw");
-    await g.open("sessions", "10.0.0.6", "bob", "bob-pw");
-    await g.open("sessions", "10.0.0.7", "carol", "carol-pw");
+    await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "alice",
+      pass: "alice-pw",
+    });
+    await g.open("sessions", { ip: "10.0.0.6" }, {
+      user: "bob",
+      pass: "bob-pw",
+    });
+    await g.open("sessions", { ip: "10.0.0.7" }, {
+      user: "carol",
+      pass: "carol-pw",
+    });
     assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, true);
     assert.equal(g.decideSync(request("10.0.0.6", d.clock)).allowed, false);
     await g.close();
@@ -278,7 +305,10 @@ Deno.test("two quotas on one request: a chunk the second stops is counted by nei
   const d = await PolicyDir.make(toml);
   try {
     const g = await d.open();
-    const secret = await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    const secret = await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
     const decision = g.decideSync(request("10.0.0.5", d.clock));
     assert.ok(decision.allowed && decision.meter);
     // 100 KiB chunks: "small" takes three (300 KiB, over its 250 KiB
@@ -293,15 +323,15 @@ Deno.test("two quotas on one request: a chunk the second stops is counted by nei
     assert.ok(stopped);
     assert.equal(decision.meter.stopReason, "quota reached");
     assert.equal(passed, 300 * KiB);
-    const down = await g.userInfo("down", "10.0.0.5", secret);
-    const small = await g.userInfo("small", "10.0.0.5", secret);
+    const down = await g.userInfo("down", { ip: "10.0.0.5", secret });
+    const small = await g.userInfo("small", { ip: "10.0.0.5", secret });
     assert.equal(small.bytesCons, passed);
     assert.equal(down.bytesCons, passed);
     // The next request is refused by "small" and counts nothing more.
     assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, false);
     await g.close();
     const again = await d.open();
-    const downAgain = await again.userInfo("down", "10.0.0.5", secret);
+    const downAgain = await again.userInfo("down", { ip: "10.0.0.5", secret });
     assert.equal(downAgain.bytesCons, passed);
   } finally {
     await d.cleanup();

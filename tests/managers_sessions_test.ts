@@ -32,30 +32,43 @@ Deno.test("sessions: open checks the password with the original's error bodies",
   try {
     const g = await d.open();
     await commandError(
-      () => g.open("sessions", "10.0.0.5", "user0", "nope"),
+      () =>
+        g.open("sessions", { ip: "10.0.0.5" }, { user: "user0", pass: "nope" }),
       { message: "Incorrect password" },
     );
     await commandError(
-      () => g.open("sessions", "10.0.0.5", "nobody", "x"),
+      () =>
+        g.open("sessions", { ip: "10.0.0.5" }, { user: "nobody", pass: "x" }),
       { User: "nobody", DB: "map" },
     );
     await commandError(
-      () => g.open("down", "10.0.0.5", "user0", "pass0"),
+      () =>
+        g.open("down", { ip: "10.0.0.5" }, { user: "user0", pass: "pass0" }),
       { Mng: "down", Cmd: "open" },
     );
-    const secret = await g.open("sessions", "10.0.0.5", "user0", "pass0");
-    assert.match(secret, /^[\w-]+\.[\w-]+\.[\w-]+$/);
-    assert.equal(g.check("sessions", "10.0.0.5", secret), "user0");
-    await commandError(() => g.check("sessions", "10.0.0.5", ""), {
-      message: "empty JWT",
+    const secret = await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
     });
+    assert.match(secret, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+    assert.equal(g.check("sessions", { ip: "10.0.0.5", secret }), "user0");
+    await commandError(
+      () => g.check("sessions", { ip: "10.0.0.5", secret: "" }),
+      {
+        message: "empty JWT",
+      },
+    );
     // The secret of the session at another IP.
-    await commandError(() => g.check("sessions", "10.0.0.6", secret), {
+    await commandError(() => g.check("sessions", { ip: "10.0.0.6", secret }), {
       Logged: "",
       Decrypted: "user0",
     });
     await commandError(
-      () => g.check("sessions", "10.0.0.5", secret.slice(0, -2) + "xx"),
+      () =>
+        g.check("sessions", {
+          ip: "10.0.0.5",
+          secret: secret.slice(0, -2) + "xx",
+        }),
       {
         message:
           "invalid secret: it was not made by this gateway; log in again",
@@ -70,33 +83,57 @@ Deno.test("sessions: one IP per user; a login at an IP ends whoever was there", 
   const d = await PolicyDir.make(ADMIN_TOML);
   try {
     const g = await d.open();
-    const first = await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    const first = await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
     assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, true);
-    const second = await g.open("sessions", "10.0.0.6", "user0", "pass0");
+    const second = await g.open("sessions", { ip: "10.0.0.6" }, {
+      user: "user0",
+      pass: "pass0",
+    });
     const old = g.decideSync(request("10.0.0.5", d.clock));
     assert.equal(old.allowed, false);
     assert.equal(g.decideSync(request("10.0.0.6", d.clock)).allowed, true);
-    await commandError(() => g.check("sessions", "10.0.0.5", first), {
-      Logged: "",
-      Decrypted: "user0",
+    await commandError(
+      () => g.check("sessions", { ip: "10.0.0.5", secret: first }),
+      {
+        Logged: "",
+        Decrypted: "user0",
+      },
+    );
+    assert.deepEqual(
+      g.loggedUsers("sessions", { ip: "10.0.0.6", secret: second }),
+      {
+        "10.0.0.6": "user0",
+      },
+    );
+    const other = await g.open("sessions", { ip: "10.0.0.6" }, {
+      user: "user1",
+      pass: "pass1",
     });
-    assert.deepEqual(g.loggedUsers("sessions", "10.0.0.6", second), {
-      "10.0.0.6": "user0",
-    });
-    const other = await g.open("sessions", "10.0.0.6", "user1", "pass1");
-    await commandError(() => g.check("sessions", "10.0.0.6", second), {
-      Logged: "user1",
-      Decrypted: "user0",
-    });
-    assert.deepEqual(g.loggedUsers("sessions", "10.0.0.6", other), {
-      "10.0.0.6": "user1",
-    });
-    await g.close("sessions", "10.0.0.6", other);
+    await commandError(
+      () => g.check("sessions", { ip: "10.0.0.6", secret: second }),
+      {
+        Logged: "user1",
+        Decrypted: "user0",
+      },
+    );
+    assert.deepEqual(
+      g.loggedUsers("sessions", { ip: "10.0.0.6", secret: other }),
+      {
+        "10.0.0.6": "user1",
+      },
+    );
+    await g.logout("sessions", { ip: "10.0.0.6", secret: other });
     assert.equal(g.decideSync(request("10.0.0.6", d.clock)).allowed, false);
-    await commandError(() => g.loggedUsers("sessions", "10.0.0.6", other), {
-      Logged: "",
-      Decrypted: "user1",
-    });
+    await commandError(
+      () => g.loggedUsers("sessions", { ip: "10.0.0.6", secret: other }),
+      {
+        Logged: "",
+        Decrypted: "user1",
+      },
+    );
   } finally {
     await d.cleanup();
   }
@@ -106,26 +143,36 @@ Deno.test("sessions: a secret expires after jwtExpiration and renews", async () 
   const d = await PolicyDir.make(ADMIN_TOML);
   try {
     const g = await d.open();
-    const secret = await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    const secret = await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
     d.clock.advance(3600_000 - 1000);
-    assert.equal(g.check("sessions", "10.0.0.5", secret), "user0");
+    assert.equal(g.check("sessions", { ip: "10.0.0.5", secret }), "user0");
     d.clock.advance(1000);
-    await commandError(() => g.check("sessions", "10.0.0.5", secret), {
+    await commandError(() => g.check("sessions", { ip: "10.0.0.5", secret }), {
       message: "expired token",
     });
     // The session itself is still open: the proxy lets it through.
     assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, true);
     // Renew needs the user logged at this IP.
-    await commandError(() => g.renew("sessions", "10.0.0.9", secret), {
+    await commandError(() => g.renew("sessions", { ip: "10.0.0.9", secret }), {
       Logged: "",
       Decrypted: "user0",
     });
-    const renewed = await g.renew("sessions", "10.0.0.5", secret);
+    const renewed = await g.renew("sessions", { ip: "10.0.0.5", secret });
     assert.notEqual(renewed, secret);
-    assert.equal(g.check("sessions", "10.0.0.5", renewed), "user0");
-    await commandError(() => g.renew("sessions", "10.0.0.5", "junk"), {
-      message: "invalid secret: it was not made by this gateway; log in again",
-    });
+    assert.equal(
+      g.check("sessions", { ip: "10.0.0.5", secret: renewed }),
+      "user0",
+    );
+    await commandError(
+      () => g.renew("sessions", { ip: "10.0.0.5", secret: "junk" }),
+      {
+        message:
+          "invalid secret: it was not made by this gateway; log in again",
+      },
+    );
   } finally {
     await d.cleanup();
   }
@@ -135,15 +182,24 @@ Deno.test("sessions: persist in KV across a restart, with the same signing key",
   const d = await PolicyDir.make(ADMIN_TOML);
   try {
     const g = await d.open();
-    const secret = await g.open("sessions", "10.0.0.5", "user0", "pass0");
-    await g.open("sessions", "10.0.0.7", "user1", "pass1");
+    const secret = await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
+    await g.open("sessions", { ip: "10.0.0.7" }, {
+      user: "user1",
+      pass: "pass1",
+    });
     await g.close();
     const again = await d.open();
-    assert.equal(again.check("sessions", "10.0.0.5", secret), "user0");
-    assert.deepEqual(again.loggedUsers("sessions", "10.0.0.5", secret), {
-      "10.0.0.5": "user0",
-      "10.0.0.7": "user1",
-    });
+    assert.equal(again.check("sessions", { ip: "10.0.0.5", secret }), "user0");
+    assert.deepEqual(
+      again.loggedUsers("sessions", { ip: "10.0.0.5", secret }),
+      {
+        "10.0.0.5": "user0",
+        "10.0.0.7": "user1",
+      },
+    );
     const decision = again.decideSync(request("10.0.0.5", d.clock));
     assert.equal(decision.allowed, true);
     assert.equal(decision.allowed && decision.user, "user0");
@@ -166,8 +222,14 @@ Deno.test("sessions: a restart checks restored sessions against the mapDB as con
   ));
   try {
     const g = await d.open();
-    await g.open("sessions", "10.0.0.5", "user0", "pass0");
-    await g.open("sessions", "10.0.0.6", "user1", "pass1");
+    await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
+    await g.open("sessions", { ip: "10.0.0.6" }, {
+      user: "user1",
+      pass: "pass1",
+    });
     assert.equal(g.decideSync(request("10.0.0.6", d.clock)).allowed, true);
     await g.close();
     // user1 removed, user0 moved to a group without a quota.
@@ -203,7 +265,10 @@ Deno.test("sessions: idleTimeout closes a session unused that long", async () =>
   );
   try {
     const g = await d.open();
-    await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
     d.clock.advance(9 * 60_000);
     assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, true);
     d.clock.advance(9 * 60_000);
@@ -225,11 +290,17 @@ Deno.test("sessions: a login at an IP whose idle session awaits deletion survive
   );
   try {
     const g = await d.open();
-    await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
     d.clock.advance(11 * 60_000);
     // Idle: closed now, its stored copy deleted at the next flush.
     assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, false);
-    await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
     await g.flush();
     assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, true);
     await g.close();
@@ -244,12 +315,15 @@ Deno.test("discover: the original's answers before and after login", async () =>
   const d = await PolicyDir.make(README_TOML);
   try {
     const g = await d.open();
-    assert.deepEqual(g.discover("10.0.0.5"), {
+    assert.deepEqual(g.discover({ ip: "10.0.0.5" }), {
       matchMng: { sessions: { match: false, type: "sessionIPM" } },
       result: false,
     });
-    await g.open("sessions", "10.0.0.5", "user0", "pass0");
-    assert.deepEqual(g.discover("10.0.0.5"), {
+    await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
+    assert.deepEqual(g.discover({ ip: "10.0.0.5" }), {
       matchMng: {
         down: { match: true, type: "dwnConsR" },
         sessions: { match: true, type: "sessionIPM" },
@@ -383,12 +457,15 @@ Deno.test("sessions: gateways sharing one store see logins and logouts after a f
   try {
     const a = await d.open();
     const b = await d.open();
-    const secret = await a.open("sessions", "10.0.0.5", "user0", "pass0");
+    const secret = await a.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
     assert.equal(b.decideSync(request("10.0.0.5", d.clock)).allowed, false);
     await b.flush();
     assert.equal(b.decideSync(request("10.0.0.5", d.clock)).allowed, true);
-    assert.equal(b.check("sessions", "10.0.0.5", secret), "user0");
-    await a.close("sessions", "10.0.0.5", secret);
+    assert.equal(b.check("sessions", { ip: "10.0.0.5", secret }), "user0");
+    await a.logout("sessions", { ip: "10.0.0.5", secret });
     await b.flush();
     assert.equal(b.decideSync(request("10.0.0.5", d.clock)).allowed, false);
   } finally {
@@ -400,18 +477,19 @@ Deno.test("sessions: an IPv4-mapped IPv6 client address is its IPv4 address", as
   const d = await PolicyDir.make(README_TOML);
   try {
     const g = await d.open();
-    const secret = await g.open(
-      "sessions",
-      "::ffff:10.0.0.5",
-      "user0",
-      "pass0",
-    );
-    assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, true);
-    assert.equal(g.check("sessions", "10.0.0.5", secret), "user0");
-    assert.deepEqual(g.loggedUsers("sessions", "::FFFF:10.0.0.5", secret), {
-      "10.0.0.5": "user0",
+    const secret = await g.open("sessions", { ip: "::ffff:10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
     });
-    await g.close("sessions", "::ffff:10.0.0.5", secret);
+    assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, true);
+    assert.equal(g.check("sessions", { ip: "10.0.0.5", secret }), "user0");
+    assert.deepEqual(
+      g.loggedUsers("sessions", { ip: "::FFFF:10.0.0.5", secret }),
+      {
+        "10.0.0.5": "user0",
+      },
+    );
+    await g.logout("sessions", { ip: "::ffff:10.0.0.5", secret });
     assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, false);
   } finally {
     await d.cleanup();

@@ -6,12 +6,13 @@
  * @module
  */
 import {
+  type Caller,
   CommandError,
   type DiscoverResult,
+  formatSize,
   type Gateway,
   type UserInfo,
-} from "../../managers/types.ts";
-import { formatSize } from "../../managers/values/units.ts";
+} from "../../managers/mod.ts";
 
 interface Session {
   user: string;
@@ -40,9 +41,9 @@ export class FakeGateway implements Gateway {
     if (this.failWith) throw this.failWith;
   }
 
-  discover(clientIp: string): DiscoverResult {
+  discover(caller: Caller): DiscoverResult {
     this.#check();
-    const logged = this.sessions.has(clientIp);
+    const logged = this.sessions.has(caller.ip);
     const matchMng: DiscoverResult["matchMng"] = {
       sessions: { match: logged, type: "sessionIPM" },
     };
@@ -56,12 +57,13 @@ export class FakeGateway implements Gateway {
     ];
   }
 
-  #session(manager: string, clientIp: string, secret: string): Session {
+  #session(manager: string, caller: Caller): Session {
+    const secret = caller.secret ?? "";
     if (manager !== "sessions") {
       throw new CommandError({ Mng: manager, Cmd: "?" });
     }
     if (secret === "") throw new CommandError({ message: "empty JWT" });
-    const session = this.sessions.get(clientIp);
+    const session = this.sessions.get(caller.ip);
     const user = /^secret-(\w+)-/.exec(secret)?.[1] ?? "";
     if (!session || session.secret !== secret) {
       throw new CommandError({ Logged: session?.user ?? "", Decrypted: user });
@@ -74,10 +76,10 @@ export class FakeGateway implements Gateway {
 
   open(
     manager: string,
-    clientIp: string,
-    user: string,
-    pass: string,
+    caller: Caller,
+    cred: { user: string; pass: string },
   ): Promise<string> {
+    const { user, pass } = cred;
     this.#check();
     this.calls.push(`open ${manager} ${user}`);
     const known = this.users[user];
@@ -93,7 +95,7 @@ export class FakeGateway implements Gateway {
       if (s.user === user) this.sessions.delete(ip);
     }
     const secret = `secret-${user}-${crypto.randomUUID()}`;
-    this.sessions.set(clientIp, {
+    this.sessions.set(caller.ip, {
       user,
       secret,
       expires: Date.now() + this.secretMs,
@@ -101,31 +103,27 @@ export class FakeGateway implements Gateway {
     return Promise.resolve(secret);
   }
 
-  close(manager: string, clientIp: string, secret: string): Promise<void> {
+  logout(manager: string, caller: Caller): Promise<void> {
     this.#check();
     this.calls.push(`close ${manager}`);
-    this.#session(manager, clientIp, secret);
-    this.sessions.delete(clientIp);
+    this.#session(manager, caller);
+    this.sessions.delete(caller.ip);
     return Promise.resolve();
   }
 
-  loggedUsers(
-    manager: string,
-    clientIp: string,
-    secret: string,
-  ): Record<string, string> {
+  loggedUsers(manager: string, caller: Caller): Record<string, string> {
     this.#check();
-    this.#session(manager, clientIp, secret);
+    this.#session(manager, caller);
     const out: Record<string, string> = {};
     for (const [ip, s] of this.sessions) out[ip] = s.user;
     return out;
   }
 
-  renew(manager: string, clientIp: string, secret: string): Promise<string> {
+  renew(manager: string, caller: Caller): Promise<string> {
     this.#check();
     this.calls.push(`renew ${manager}`);
-    const session = this.sessions.get(clientIp);
-    if (!session || session.secret !== secret) {
+    const session = this.sessions.get(caller.ip);
+    if (!session || session.secret !== caller.secret) {
       return Promise.reject(
         new CommandError({ Logged: session?.user ?? "", Decrypted: "" }),
       );
@@ -135,9 +133,9 @@ export class FakeGateway implements Gateway {
     return Promise.resolve(session.secret);
   }
 
-  check(manager: string, clientIp: string, secret: string): string {
+  check(manager: string, caller: Caller): string {
     this.#check();
-    return this.#session(manager, clientIp, secret).user;
+    return this.#session(manager, caller).user;
   }
 
   #info(user: string): UserInfo {
@@ -162,13 +160,13 @@ export class FakeGateway implements Gateway {
 
   userInfo(
     manager: string,
-    clientIp: string,
-    secret: string,
-    other?: string,
+    caller: Caller,
+    options: { user?: string } = {},
   ): Promise<UserInfo> {
+    const other = options.user;
     this.#check();
     try {
-      const me = this.#session("sessions", clientIp, secret).user;
+      const me = this.#session("sessions", caller).user;
       if (manager !== "down") {
         throw new CommandError({ Mng: manager, Cmd: "get" });
       }
@@ -183,14 +181,13 @@ export class FakeGateway implements Gateway {
 
   setConsumption(
     manager: string,
-    clientIp: string,
-    secret: string,
-    user: string,
-    bytes: number,
+    caller: Caller,
+    change: { user: string; bytes: number },
   ): Promise<void> {
+    const { user, bytes } = change;
     this.#check();
     try {
-      const me = this.#session("sessions", clientIp, secret).user;
+      const me = this.#session("sessions", caller).user;
       if (!this.admins.includes(me)) throw new CommandError({ User: me });
       if (manager !== "down") {
         throw new CommandError({ Mng: manager, Cmd: "set" });

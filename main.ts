@@ -17,14 +17,13 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { proxyConfigFrom, startProxy } from "./proxy/mod.ts";
 import { openStdoutLog, openSyslog } from "./proxy/log_sinks.ts";
-import type { Policy } from "./proxy/policy.ts";
-import type { GatewayRuntime } from "./managers/mod.ts";
 import {
   checkManagersFile,
   ConfigError,
   hashPassword,
   openGateway,
   readTomlFile,
+  withCaptivePortal,
   writeDefaultManagersFile,
 } from "./managers/mod.ts";
 import { apiConfigFrom } from "./api/config.ts";
@@ -145,47 +144,6 @@ async function readServerConfig(dir: string) {
   };
 }
 
-/**
- * The policy the proxy asks: the gateway's, except that a tunnel to the
- * gateway's own API (its login page) is always let through, as captive
- * portals do, so a browser that sends everything through the proxy can log
- * in. While such a tunnel is open, `behind` maps our end of it
- * (`address|port`) to the client's IP, so the API sees who logs in, not the
- * proxy.
- */
-function withOwnApi(
-  gateway: GatewayRuntime,
-  apiPort: number,
-  publicUrl: string,
-  behind: Map<string, string>,
-): Policy {
-  const own = new Set(["localhost", Deno.hostname().toLowerCase()]);
-  for (const iface of Deno.networkInterfaces()) own.add(iface.address);
-  try {
-    own.add(new URL(publicUrl).hostname.replace(/^\[|\]$/g, "").toLowerCase());
-  } catch { /* validated by apiConfigFrom */ }
-  return {
-    decide(facts) {
-      if (
-        facts.method !== "CONNECT" || facts.port !== apiPort ||
-        !own.has(facts.host)
-      ) {
-        return gateway.decide(facts);
-      }
-      return {
-        allowed: true,
-        route: { kind: "direct" },
-        onUpstream(local) {
-          const key = `${local.hostname}|${local.port}`;
-          behind.set(key, facts.clientIp);
-          return () => behind.delete(key);
-        },
-      };
-    },
-    record: (entry) => gateway.record(entry),
-  };
-}
-
 async function serve(dir: string, kv: string | undefined): Promise<number> {
   serving = true;
   await ensureConfig(dir);
@@ -207,12 +165,13 @@ async function serve(dir: string, kv: string | undefined): Promise<number> {
   const api = await startApi(config.api, gateway, {
     clientIpOf: (peer) => behind.get(`${peer.hostname}|${peer.port}`),
   });
-  const policy = withOwnApi(
-    gateway,
-    api.addr.port,
-    config.api.publicUrl,
+  // A browser that sends everything through the proxy must reach the
+  // login page before it is logged in.
+  const policy = withCaptivePortal(gateway, {
+    apiPort: api.addr.port,
+    publicUrl: config.api.publicUrl,
     behind,
-  );
+  });
   const proxy = await startProxy(config.proxy, policy, {
     loginUrl: config.api.publicUrl,
   });

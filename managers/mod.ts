@@ -37,6 +37,10 @@ export { nearestKey, readTomlFile, type TomlFile } from "./config/toml_file.ts";
 export { hashPassword, verifyPassword } from "./users/password.ts";
 export { writeDefaultManagersFile } from "./config/default_file.ts";
 export { GatewayRuntime } from "./gateway.ts";
+export {
+  type CaptivePortalOptions,
+  withCaptivePortal,
+} from "./captive_portal.ts";
 export { CombinedMeter } from "./resources/combined_meter.ts";
 export type { LoadedManagers } from "./config/loader.ts";
 export {

@@ -9,7 +9,7 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { serveStatic } from "hono/deno";
-import type { Gateway } from "../managers/mod.ts";
+import { type Gateway, normalizeIp } from "../managers/mod.ts";
 import { errorAnswer, parseCmdBody, runCommand } from "./cmd.ts";
 
 /** Embedded web files keyed by URL path (`"/index.html"`, `"/app.js"`). */
@@ -39,12 +39,6 @@ export interface AppOptions {
 
 /** The largest `/api/cmd` body read, in bytes. */
 const MAX_BODY = 64 * 1024;
-
-/** `::ffff:10.0.0.1` → `10.0.0.1`; other addresses unchanged. */
-export function normalizeIp(ip: string): string {
-  const m = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(ip);
-  return m ? m[1] : ip;
-}
 
 function peerIp(c: Context): string {
   const info = c.env as { remoteAddr?: { hostname?: string } } | undefined;

@@ -24,11 +24,11 @@
  *
  * @module
  */
-import type { Gateway } from "../managers/mod.ts";
+import { type Gateway, normalizeIp } from "../managers/mod.ts";
 import type { ApiConfig } from "./config.ts";
 import { ensureCertificate } from "./certificate.ts";
 import type { Context } from "hono";
-import { type Assets, createApp, normalizeIp } from "./app.ts";
+import { type Assets, createApp } from "./app.ts";
 import { assets as webAssets } from "../web/assets.ts";
 
 export type { ApiConfig } from "./config.ts";

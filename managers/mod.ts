@@ -53,6 +53,7 @@ export {
   type UserInfo,
 } from "./types.ts";
 export { formatSize, parseDuration, parseSize } from "./values/units.ts";
+export { normalizeIp } from "./values/ip.ts";
 
 /** Options of {@link openGateway}. */
 export interface OpenGatewayOptions {

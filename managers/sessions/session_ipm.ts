@@ -54,6 +54,7 @@ import {
   type UserRecord,
 } from "../types.ts";
 import type { KindContext, Table } from "../config/kind_context.ts";
+import { normalizeIp } from "../values/ip.ts";
 import { optBool, optString } from "../config/table_fields.ts";
 import { type SessionClaims, signJwt, verifyJwt } from "./_jwt.ts";
 import type { ProxyCredentials } from "../../proxy/policy.ts";
@@ -81,19 +82,6 @@ export async function loadJwtKey(kv: Deno.Kv): Promise<Uint8Array> {
     if (res.ok) return key;
   }
   throw new Error("cannot store the session signing key in the state store");
-}
-
-/**
- * One spelling per address: an IPv4-mapped IPv6 address (`::ffff:10.0.0.5`,
- * as a dual-stack socket shows an IPv4 client) is its IPv4 address, so a
- * login through one listener counts at the other.
- */
-export function sessionIp(ip: string): string {
-  if (ip.length > 7 && ip.charCodeAt(0) === 58 /* ":" */) {
-    const lower = ip.toLowerCase();
-    if (lower.startsWith("::ffff:") && ip.includes(".")) return ip.slice(7);
-  }
-  return ip;
 }
 
 /** A `sessionIPM` manager. */
@@ -211,7 +199,7 @@ export class SessionIpm implements Manager {
 
   /** The open session at that IP (closing it first when idle too long). */
   sessionAt(address: string, now?: number): Session | undefined {
-    const ip = sessionIp(address);
+    const ip = normalizeIp(address);
     const s = this.#byIp.get(ip);
     if (!s) return undefined;
     const idle = this.options.idleTimeoutMs;
@@ -373,7 +361,7 @@ export class SessionIpm implements Manager {
    * secret.
    */
   async open(address: string, typed: string, pass: string): Promise<string> {
-    const ip = sessionIp(address);
+    const ip = normalizeIp(address);
     const record = await this.auth.authenticate(typed, pass);
     // The database's spelling of the name: a directory that matches names
     // ignoring case must not give "ALICE" and "alice" two sessions and quotas.

@@ -48,6 +48,20 @@ function parseV4Into(text: string, out: Uint8Array, at: number): boolean {
 }
 
 /**
+ * One spelling per address: an IPv4-mapped IPv6 address (`::ffff:10.0.0.5`,
+ * as a dual-stack socket shows an IPv4 client) is its IPv4 address, so a
+ * login through one listener counts at the other. Other addresses are
+ * answered as they are. No allocation unless the address is mapped.
+ */
+export function normalizeIp(ip: string): string {
+  if (ip.length > 7 && ip.charCodeAt(0) === 58 /* ":" */) {
+    const lower = ip.toLowerCase();
+    if (lower.startsWith("::ffff:") && ip.includes(".")) return ip.slice(7);
+  }
+  return ip;
+}
+
+/**
  * Parses an IPv4 or IPv6 address (brackets and a `%zone` suffix allowed)
  * into 16 bytes, IPv4 as IPv4-mapped. Undefined when it is not an address.
  * `out` (16 bytes, overwritten) saves the allocation for a check that

@@ -1,4 +1,4 @@
-/** Durations, sizes, password hashes and session secrets. */
+/** Durations, sizes, addresses, password hashes and session secrets. */
 import assert from "node:assert/strict";
 import {
   formatDuration,
@@ -13,6 +13,7 @@ import {
 } from "../managers/users/password.ts";
 import { signJwt, verifyJwt } from "../managers/sessions/_jwt.ts";
 import { parseResetCycle } from "../managers/quotas/_reset_cycle.ts";
+import { normalizeIp } from "../managers/values/ip.ts";
 
 Deno.test("units: Go-style durations", () => {
   assert.equal(parseDuration("1h30m"), 5_400_000);
@@ -106,4 +107,13 @@ Deno.test("reset cycles: durations align to the last reset; calendars to local m
     /not a time zone/,
   );
   assert.match(String(parseResetCycle("0s")), /more than 0/);
+});
+
+Deno.test("normalizeIp: an IPv4-mapped IPv6 address is its IPv4 address; others as they are", () => {
+  assert.equal(normalizeIp("::ffff:10.0.0.5"), "10.0.0.5");
+  assert.equal(normalizeIp("::FFFF:127.0.0.1"), "127.0.0.1");
+  assert.equal(normalizeIp("10.0.0.5"), "10.0.0.5");
+  assert.equal(normalizeIp("::1"), "::1");
+  assert.equal(normalizeIp("::ffff:a00:5"), "::ffff:a00:5");
+  assert.equal(normalizeIp("2001:db8::ffff:1.2.3.4"), "2001:db8::ffff:1.2.3.4");
 });

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { CommandError } from "../managers/mod.ts";
+import { JWT_KEY } from "../managers/session_ipm.ts";
 import { PolicyDir, README_TOML, request } from "./helpers/managers_setup.ts";
 
 async function commandError(
@@ -126,6 +127,61 @@ Deno.test("sessions: a secret expires after jwtExpiration and renews", async () 
     await commandError(() => g.renew("sessions", "10.0.0.5", "junk"), {
       message: "invalid secret: it was not made by this gateway; log in again",
     });
+  } finally {
+    await d.cleanup();
+  }
+});
+
+/** The signing key put in the store, and user0@10.0.0.5's secrets made with it by the hand-written HS256 signer. */
+const PINNED_KEY = Uint8Array.from({ length: 32 }, (_, i) => i);
+const PINNED_EXPIRED =
+  "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VyIjoidXNlcjAiLCJpcCI6IjEwLjAuMC41IiwiZXhwIjoxNzAwMDAwMDAwfQ.DEDZnpMPqMKxMkjNMSf8mSPOakwb7g4MYs3I42ygz9s";
+const PINNED_VALID =
+  "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VyIjoidXNlcjAiLCJpcCI6IjEwLjAuMC41IiwiZXhwIjo0MTAyNDQ0ODAwfQ.7hsvk9FhgoBJZBiqi5s8CZlICpQ6PQMFm6TemvA6oBo";
+/** The same claims as PINNED_VALID, signed with another key. */
+const PINNED_OTHER_KEY =
+  "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VyIjoidXNlcjAiLCJpcCI6IjEwLjAuMC41IiwiZXhwIjo0MTAyNDQ0ODAwfQ.Hc5NZ21DR4Y9z1qNBO0-WrtDsJCdboITTXSR4kW_OBU";
+
+Deno.test("sessions: secrets given out before an upgrade keep working; expired ones renew, forged ones do not", async () => {
+  const d = await PolicyDir.make(ADMIN_TOML);
+  try {
+    const kv = await Deno.openKv(d.kvPath);
+    await kv.set(JWT_KEY, PINNED_KEY);
+    kv.close();
+    const g = await d.open();
+    await g.open("sessions", "10.0.0.5", "user0", "pass0");
+    assert.equal(await g.check("sessions", "10.0.0.5", PINNED_VALID), "user0");
+    assert.deepEqual(
+      await g.loggedUsers("sessions", "10.0.0.5", PINNED_VALID),
+      { "10.0.0.5": "user0" },
+    );
+    // Correctly signed but expired: check refuses it, renew takes it.
+    await commandError(
+      () => g.check("sessions", "10.0.0.5", PINNED_EXPIRED),
+      { message: "expired token" },
+    );
+    const renewed = await g.renew("sessions", "10.0.0.5", PINNED_EXPIRED);
+    assert.equal(await g.check("sessions", "10.0.0.5", renewed), "user0");
+    // Forged: another key, or claims changed under the signature.
+    const [h, , sig] = PINNED_EXPIRED.split(".");
+    const longer = btoa(JSON.stringify({
+      user: "user0",
+      ip: "10.0.0.5",
+      exp: 4_102_444_800,
+    })).replace(/=+$/, "");
+    const refused = {
+      message: "invalid secret: it was not made by this gateway; log in again",
+    };
+    for (const forged of [PINNED_OTHER_KEY, `${h}.${longer}.${sig}`]) {
+      await commandError(
+        () => g.check("sessions", "10.0.0.5", forged),
+        refused,
+      );
+      await commandError(
+        () => g.renew("sessions", "10.0.0.5", forged),
+        refused,
+      );
+    }
   } finally {
     await d.cleanup();
   }

@@ -126,12 +126,12 @@ async function sessionCommand(
       return ok("");
     case "get":
       return okJson(
-        sortedKeys(gateway.loggedUsers(manager, clientIp, secret)),
+        sortedKeys(await gateway.loggedUsers(manager, clientIp, secret)),
       );
     case "renew":
       return ok(await gateway.renew(manager, clientIp, secret));
     case "check":
-      return ok(gateway.check(manager, clientIp, secret));
+      return ok(await gateway.check(manager, clientIp, secret));
     default:
       return unknownCommand(manager, cmd);
   }

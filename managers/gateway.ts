@@ -354,30 +354,35 @@ export class GatewayRuntime implements Policy, Gateway {
     }
   }
 
-  loggedUsers(
+  async loggedUsers(
     manager: string,
     clientIp: string,
     secret: string,
-  ): Record<string, string> {
-    return this.#sessionIpm(manager, "get").loggedUsers(clientIp, secret);
+  ): Promise<Record<string, string>> {
+    return await this.#sessionIpm(manager, "get").loggedUsers(
+      clientIp,
+      secret,
+    );
   }
 
-  renew(manager: string, clientIp: string, secret: string): Promise<string> {
-    try {
-      return Promise.resolve(
-        this.#sessionIpm(manager, "renew").renew(clientIp, secret),
-      );
-    } catch (e) {
-      return Promise.reject(e);
-    }
+  async renew(
+    manager: string,
+    clientIp: string,
+    secret: string,
+  ): Promise<string> {
+    return await this.#sessionIpm(manager, "renew").renew(clientIp, secret);
   }
 
-  check(manager: string, clientIp: string, secret: string): string {
-    return this.#sessionIpm(manager, "check").check(clientIp, secret);
+  async check(
+    manager: string,
+    clientIp: string,
+    secret: string,
+  ): Promise<string> {
+    return await this.#sessionIpm(manager, "check").check(clientIp, secret);
   }
 
   /** The session of the caller: a valid secret of the session at its IP. */
-  #caller(clientIp: string, secret: string): Session {
+  async #caller(clientIp: string, secret: string): Promise<Session> {
     if (this.#sessions.length === 0) {
       throw new CommandError({
         message:
@@ -388,7 +393,7 @@ export class GatewayRuntime implements Policy, Gateway {
     const now = this.#clock().getTime();
     const at = this.#sessions.find((s) => s.sessionAt(clientIp, now)) ??
       this.#sessions[0];
-    return at.verify(clientIp, secret);
+    return await at.verify(clientIp, secret);
   }
 
   #isAdmin(user: string): boolean {
@@ -411,7 +416,7 @@ export class GatewayRuntime implements Policy, Gateway {
       manager,
       other === undefined ? "get" : "getOther",
     );
-    const caller = this.#caller(clientIp, secret);
+    const caller = await this.#caller(clientIp, secret);
     const target = other ?? caller.user;
     if (target !== caller.user && !this.#isAdmin(caller.user)) {
       throw new CommandError({ User: caller.user });
@@ -461,7 +466,7 @@ export class GatewayRuntime implements Policy, Gateway {
     bytes: number,
   ): Promise<void> {
     const dwn = this.#dwnConsR(manager, "set");
-    const caller = this.#caller(clientIp, secret);
+    const caller = await this.#caller(clientIp, secret);
     if (!this.#isAdmin(caller.user)) {
       throw new CommandError({ User: caller.user });
     }

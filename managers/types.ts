@@ -149,11 +149,11 @@ export interface Gateway {
     manager: string,
     clientIp: string,
     secret: string,
-  ): Record<string, string>;
+  ): Promise<Record<string, string>>;
   /** A new secret for the user logged at `clientIp`, given their (possibly expired) secret. */
   renew(manager: string, clientIp: string, secret: string): Promise<string>;
   /** The user name of a valid secret of the session at `clientIp`. */
-  check(manager: string, clientIp: string, secret: string): string;
+  check(manager: string, clientIp: string, secret: string): Promise<string>;
   /** UserInfo of the caller under a dwnConsR, or of `other` (admins only). */
   userInfo(
     manager: string,

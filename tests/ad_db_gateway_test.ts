@@ -62,7 +62,7 @@ ${adDbToml(ldap, "ldap", { tls: "starttls" })}`;
     assert.deepEqual(unknown.body, { User: "mallory", DB: "ldap" });
 
     const secret = await g.open("sessions", "10.0.0.5", "alice", "alice-pw");
-    assert.equal(g.check("sessions", "10.0.0.5", secret), "alice");
+    assert.equal(await g.check("sessions", "10.0.0.5", secret), "alice");
     const info = await g.userInfo("down", "10.0.0.5", secret);
     assert.equal(info.name, "Alice Liddell");
     assert.equal(info.userName, "alice");

@@ -79,7 +79,10 @@ Deno.test("cli: the README scenario word for word", async () => {
     assert.equal(secret.sessionIPM, "sessions");
     assert.equal(secret.dwnConsR, "down");
     assert.equal(secret.bwConsR, "");
-    assert.equal(gw.check("sessions", "127.0.0.1", secret.secret), "user0");
+    assert.equal(
+      await gw.check("sessions", "127.0.0.1", secret.secret),
+      "user0",
+    );
 
     const status = await cli.run("s");
     assert.equal(status.code, 0, status.err);
@@ -323,7 +326,7 @@ Deno.test("cli: an expired secret is renewed by itself and login.secret updated"
     for (let i = 0; i < 50 && !expired; i++) {
       await new Promise((r) => setTimeout(r, 100));
       try {
-        real.gateway.check("sessions", "127.0.0.1", old);
+        await real.gateway.check("sessions", "127.0.0.1", old);
       } catch (e) {
         expired = /expired/.test(String((e as Error).message));
       }
@@ -338,7 +341,7 @@ Deno.test("cli: an expired secret is renewed by itself and login.secret updated"
     const renewed = (await readSecret(cli)).secret;
     assert.notEqual(renewed, old);
     assert.equal(
-      real.gateway.check("sessions", "127.0.0.1", renewed),
+      await real.gateway.check("sessions", "127.0.0.1", renewed),
       "user0",
     );
   } finally {

@@ -46,7 +46,7 @@ Deno.test("sessions: open checks the password with the original's error bodies",
     );
     const secret = await g.open("sessions", "10.0.0.5", "user0", "pass0");
     assert.match(secret, /^[\w-]+\.[\w-]+\.[\w-]+$/);
-    assert.equal(g.check("sessions", "10.0.0.5", secret), "user0");
+    assert.equal(await g.check("sessions", "10.0.0.5", secret), "user0");
     await commandError(() => g.check("sessions", "10.0.0.5", ""), {
       message: "empty JWT",
     });
@@ -81,7 +81,7 @@ Deno.test("sessions: one IP per user; a login at an IP ends whoever was there", 
       Logged: "",
       Decrypted: "user0",
     });
-    assert.deepEqual(g.loggedUsers("sessions", "10.0.0.6", second), {
+    assert.deepEqual(await g.loggedUsers("sessions", "10.0.0.6", second), {
       "10.0.0.6": "user0",
     });
     const other = await g.open("sessions", "10.0.0.6", "user1", "pass1");
@@ -89,7 +89,7 @@ Deno.test("sessions: one IP per user; a login at an IP ends whoever was there", 
       Logged: "user1",
       Decrypted: "user0",
     });
-    assert.deepEqual(g.loggedUsers("sessions", "10.0.0.6", other), {
+    assert.deepEqual(await g.loggedUsers("sessions", "10.0.0.6", other), {
       "10.0.0.6": "user1",
     });
     await g.close("sessions", "10.0.0.6", other);
@@ -109,7 +109,7 @@ Deno.test("sessions: a secret expires after jwtExpiration and renews", async () 
     const g = await d.open();
     const secret = await g.open("sessions", "10.0.0.5", "user0", "pass0");
     d.clock.advance(3600_000 - 1000);
-    assert.equal(g.check("sessions", "10.0.0.5", secret), "user0");
+    assert.equal(await g.check("sessions", "10.0.0.5", secret), "user0");
     d.clock.advance(1000);
     await commandError(() => g.check("sessions", "10.0.0.5", secret), {
       message: "expired token",
@@ -123,7 +123,7 @@ Deno.test("sessions: a secret expires after jwtExpiration and renews", async () 
     });
     const renewed = await g.renew("sessions", "10.0.0.5", secret);
     assert.notEqual(renewed, secret);
-    assert.equal(g.check("sessions", "10.0.0.5", renewed), "user0");
+    assert.equal(await g.check("sessions", "10.0.0.5", renewed), "user0");
     await commandError(() => g.renew("sessions", "10.0.0.5", "junk"), {
       message: "invalid secret: it was not made by this gateway; log in again",
     });
@@ -195,8 +195,8 @@ Deno.test("sessions: persist in KV across a restart, with the same signing key",
     await g.open("sessions", "10.0.0.7", "user1", "pass1");
     await g.close();
     const again = await d.open();
-    assert.equal(again.check("sessions", "10.0.0.5", secret), "user0");
-    assert.deepEqual(again.loggedUsers("sessions", "10.0.0.5", secret), {
+    assert.equal(await again.check("sessions", "10.0.0.5", secret), "user0");
+    assert.deepEqual(await again.loggedUsers("sessions", "10.0.0.5", secret), {
       "10.0.0.5": "user0",
       "10.0.0.7": "user1",
     });
@@ -443,7 +443,7 @@ Deno.test("sessions: gateways sharing one store see logins and logouts after a f
     assert.equal(b.decideSync(request("10.0.0.5", d.clock)).allowed, false);
     await b.flush();
     assert.equal(b.decideSync(request("10.0.0.5", d.clock)).allowed, true);
-    assert.equal(b.check("sessions", "10.0.0.5", secret), "user0");
+    assert.equal(await b.check("sessions", "10.0.0.5", secret), "user0");
     await a.close("sessions", "10.0.0.5", secret);
     await b.flush();
     assert.equal(b.decideSync(request("10.0.0.5", d.clock)).allowed, false);
@@ -463,10 +463,13 @@ Deno.test("sessions: an IPv4-mapped IPv6 client address is its IPv4 address", as
       "pass0",
     );
     assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, true);
-    assert.equal(g.check("sessions", "10.0.0.5", secret), "user0");
-    assert.deepEqual(g.loggedUsers("sessions", "::FFFF:10.0.0.5", secret), {
-      "10.0.0.5": "user0",
-    });
+    assert.equal(await g.check("sessions", "10.0.0.5", secret), "user0");
+    assert.deepEqual(
+      await g.loggedUsers("sessions", "::FFFF:10.0.0.5", secret),
+      {
+        "10.0.0.5": "user0",
+      },
+    );
     await g.close("sessions", "::ffff:10.0.0.5", secret);
     assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, false);
   } finally {

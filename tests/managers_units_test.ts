@@ -59,17 +59,17 @@ Deno.test("password: PBKDF2 hashes verify; plain passwords too", async () => {
   assert.equal(await verifyPassword("x", "pbkdf2-sha256$x$y"), false);
 });
 
-Deno.test("secrets: HS256 JWTs verify only with their key", () => {
+Deno.test("secrets: HS256 JWTs verify only with their key", async () => {
   const key = crypto.getRandomValues(new Uint8Array(32));
   const claims = { user: "user0", ip: "10.0.0.5", exp: 1_800_000_000 };
-  const token = signJwt(key, claims);
-  assert.deepEqual(verifyJwt(key, token), claims);
-  assert.equal(verifyJwt(new Uint8Array(32), token), undefined);
+  const token = await signJwt(key, claims);
+  assert.deepEqual(await verifyJwt(key, token), claims);
+  assert.equal(await verifyJwt(new Uint8Array(32), token), undefined);
   const [h, , s] = token.split(".");
   const forged = btoa(JSON.stringify({ ...claims, user: "admin" }))
     .replace(/=+$/, "");
-  assert.equal(verifyJwt(key, `${h}.${forged}.${s}`), undefined);
-  assert.equal(verifyJwt(key, "a.b"), undefined);
+  assert.equal(await verifyJwt(key, `${h}.${forged}.${s}`), undefined);
+  assert.equal(await verifyJwt(key, "a.b"), undefined);
 });
 
 /** A fixed signing key, and secrets the hand-written HS256 signer made with it. */

@@ -113,12 +113,12 @@ export class FakeGateway implements Gateway {
     manager: string,
     clientIp: string,
     secret: string,
-  ): Record<string, string> {
+  ): Promise<Record<string, string>> {
     this.#check();
     this.#session(manager, clientIp, secret);
     const out: Record<string, string> = {};
     for (const [ip, s] of this.sessions) out[ip] = s.user;
-    return out;
+    return Promise.resolve(out);
   }
 
   renew(manager: string, clientIp: string, secret: string): Promise<string> {
@@ -135,9 +135,9 @@ export class FakeGateway implements Gateway {
     return Promise.resolve(session.secret);
   }
 
-  check(manager: string, clientIp: string, secret: string): string {
+  check(manager: string, clientIp: string, secret: string): Promise<string> {
     this.#check();
-    return this.#session(manager, clientIp, secret).user;
+    return Promise.resolve(this.#session(manager, clientIp, secret).user);
   }
 
   #info(user: string): UserInfo {

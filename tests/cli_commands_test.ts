@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runClientCommand } from "../api/client_commands.ts";
+import { CLIENT_COMMANDS, runClientCommand } from "../api/client_commands.ts";
 import { adminManagers, openRealGateway } from "./helpers/api_real_gateway.ts";
 import { startTestApi, type TestApi } from "./helpers/api_server.ts";
 import { FakeGateway } from "./helpers/api_fake_gateway.ts";
@@ -423,6 +423,23 @@ const NOT_LOGGED_IN =
 Deno.test("cli: help, wrong usage and local refusals word for word (no server needed)", async () => {
   const cli = await makeCli();
   try {
+    // main.ts runs these words as client commands.
+    assert.deepEqual(CLIENT_COMMANDS, [
+      "discover",
+      "d",
+      "login",
+      "l",
+      "logout",
+      "o",
+      "logged-users",
+      "lu",
+      "status",
+      "s",
+      "reset",
+      "r",
+      "show",
+      "sh",
+    ]);
     for (const help of [["s", "-h"], ["discover", "--help"]]) {
       assert.deepEqual(await cli.run(...help), {
         code: 0,

@@ -125,12 +125,12 @@ async function sessionCommand(
       return ok("");
     case "get":
       return okJson(
-        sortedKeys(gateway.loggedUsers(manager, caller)),
+        sortedKeys(await gateway.loggedUsers(manager, caller)),
       );
     case "renew":
       return ok(await gateway.renew(manager, caller));
     case "check":
-      return ok(gateway.check(manager, caller));
+      return ok(await gateway.check(manager, caller));
     default:
       return unknownCommand(manager, cmd);
   }

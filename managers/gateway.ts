@@ -313,35 +313,32 @@ export class GatewayRuntime implements Policy, Gateway {
     }
   }
 
-  loggedUsers(manager: string, caller: Caller): Record<string, string> {
-    return this.#sessionIpm(manager, "get").loggedUsers(
+  async loggedUsers(
+    manager: string,
+    caller: Caller,
+  ): Promise<Record<string, string>> {
+    return await this.#sessionIpm(manager, "get").loggedUsers(
       caller.ip,
       caller.secret ?? "",
     );
   }
 
-  renew(manager: string, caller: Caller): Promise<string> {
-    try {
-      return Promise.resolve(
-        this.#sessionIpm(manager, "renew").renew(
-          caller.ip,
-          caller.secret ?? "",
-        ),
-      );
-    } catch (e) {
-      return Promise.reject(e);
-    }
+  async renew(manager: string, caller: Caller): Promise<string> {
+    return await this.#sessionIpm(manager, "renew").renew(
+      caller.ip,
+      caller.secret ?? "",
+    );
   }
 
-  check(manager: string, caller: Caller): string {
-    return this.#sessionIpm(manager, "check").check(
+  async check(manager: string, caller: Caller): Promise<string> {
+    return await this.#sessionIpm(manager, "check").check(
       caller.ip,
       caller.secret ?? "",
     );
   }
 
   /** The session of the caller: a valid secret of the session at its IP. */
-  #session(caller: Caller): Session {
+  async #session(caller: Caller): Promise<Session> {
     const secret = caller.secret ?? "";
     if (this.#sessions.length === 0) {
       throw new CommandError({
@@ -353,7 +350,7 @@ export class GatewayRuntime implements Policy, Gateway {
     const now = this.#clock().getTime();
     const at = this.#sessions.find((s) => s.sessionAt(caller.ip, now)) ??
       this.#sessions[0];
-    return at.verify(caller.ip, secret);
+    return await at.verify(caller.ip, secret);
   }
 
   #isAdmin(user: string): boolean {
@@ -376,7 +373,7 @@ export class GatewayRuntime implements Policy, Gateway {
       manager,
       other === undefined ? "get" : "getOther",
     );
-    const caller = this.#session(who);
+    const caller = await this.#session(who);
     const target = other ?? caller.user;
     if (target !== caller.user && !this.#isAdmin(caller.user)) {
       throw new CommandError({ User: caller.user });
@@ -425,7 +422,7 @@ export class GatewayRuntime implements Policy, Gateway {
   ): Promise<void> {
     const { user, bytes } = change;
     const dwn = this.#dwnConsR(manager, "set");
-    const caller = this.#session(who);
+    const caller = await this.#session(who);
     if (!this.#isAdmin(caller.user)) {
       throw new CommandError({ User: caller.user });
     }

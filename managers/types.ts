@@ -197,11 +197,14 @@ export interface Gateway {
   /** Closes the caller's session (the original's `close` command). */
   logout(manager: string, caller: Caller): Promise<void>;
   /** Open sessions of that manager: IP → user name. */
-  loggedUsers(manager: string, caller: Caller): Record<string, string>;
+  loggedUsers(
+    manager: string,
+    caller: Caller,
+  ): Promise<Record<string, string>>;
   /** A new secret for the user logged at the caller's IP, given their (possibly expired) secret. */
   renew(manager: string, caller: Caller): Promise<string>;
   /** The user name of the caller's valid secret. */
-  check(manager: string, caller: Caller): string;
+  check(manager: string, caller: Caller): Promise<string>;
   /** UserInfo of the caller under a dwnConsR, or of `options.user` (admins only). */
   userInfo(
     manager: string,

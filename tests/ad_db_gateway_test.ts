@@ -65,7 +65,10 @@ ${adDbToml(ldap, "ldap", { tls: "starttls" })}`;
       user: "alice",
       pass: "alice-pw",
     });
-    assert.equal(g.check("sessions", { ip: "10.0.0.5", secret }), "alice");
+    assert.equal(
+      await g.check("sessions", { ip: "10.0.0.5", secret }),
+      "alice",
+    );
     const info = await g.userInfo("down", { ip: "10.0.0.5", secret });
     assert.equal(info.name, "Alice Liddell");
     assert.equal(info.userName, "alice");

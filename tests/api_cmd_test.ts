@@ -49,7 +49,7 @@ Deno.test("api: discover before and after login, open, check, get, close (as obs
     assert.match(secret, /^[\w-]+\.[\w-]+\.[\w-]+$/, "a JWT as the raw body");
     // The TCP peer is the client IP.
     assert.deepEqual(
-      real.gateway.loggedUsers("sessions", { ip: "127.0.0.1", secret }),
+      await real.gateway.loggedUsers("sessions", { ip: "127.0.0.1", secret }),
       { "127.0.0.1": "user0" },
     );
 
@@ -355,7 +355,7 @@ Deno.test("api: on every address, an IPv4 client is seen as plain IPv4", async (
     });
     assert.equal(res.status, 200, res.text);
     assert.deepEqual(
-      real.gateway.loggedUsers("sessions", {
+      await real.gateway.loggedUsers("sessions", {
         ip: "127.0.0.1",
         secret: res.text,
       }),
@@ -420,7 +420,7 @@ Deno.test("api: clientIpOf names who is behind a peer (e.g. the proxy's own tunn
     assert.equal(res.status, 200, res.text);
     assert.equal(seen[0].hostname, "127.0.0.1");
     assert.deepEqual(
-      real.gateway.loggedUsers("sessions", {
+      await real.gateway.loggedUsers("sessions", {
         ip: "10.9.9.9",
         secret: res.text,
       }),

@@ -6,9 +6,15 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runClientCommand } from "../api/client_commands.ts";
+import { CLIENT_COMMANDS, runClientCommand } from "../api/client_commands.ts";
 import { adminManagers, openRealGateway } from "./helpers/api_real_gateway.ts";
 import { startTestApi, type TestApi } from "./helpers/api_server.ts";
+import { FakeGateway } from "./helpers/api_fake_gateway.ts";
+import {
+  type Caller,
+  CommandError,
+  type DiscoverResult,
+} from "../managers/mod.ts";
 
 interface Cli {
   work: string;
@@ -80,7 +86,7 @@ Deno.test("cli: the README scenario word for word", async () => {
     assert.equal(secret.dwnConsR, "down");
     assert.equal(secret.bwConsR, "");
     assert.equal(
-      gw.check("sessions", { ip: "127.0.0.1", secret: secret.secret }),
+      await gw.check("sessions", { ip: "127.0.0.1", secret: secret.secret }),
       "user0",
     );
 
@@ -323,7 +329,7 @@ Deno.test("cli: an expired secret is renewed by itself and login.secret updated"
     for (let i = 0; i < 50 && !expired; i++) {
       await new Promise((r) => setTimeout(r, 100));
       try {
-        real.gateway.check("sessions", { ip: "127.0.0.1", secret: old });
+        await real.gateway.check("sessions", { ip: "127.0.0.1", secret: old });
       } catch (e) {
         expired = /expired/.test(String((e as Error).message));
       }
@@ -338,7 +344,10 @@ Deno.test("cli: an expired secret is renewed by itself and login.secret updated"
     const renewed = (await readSecret(cli)).secret;
     assert.notEqual(renewed, old);
     assert.equal(
-      real.gateway.check("sessions", { ip: "127.0.0.1", secret: renewed }),
+      await real.gateway.check("sessions", {
+        ip: "127.0.0.1",
+        secret: renewed,
+      }),
       "user0",
     );
   } finally {
@@ -394,6 +403,237 @@ Deno.test("cli: a certificate that does not name the host is explained", async (
   } finally {
     await t.close();
     await real.close();
+    await cli.cleanup();
+  }
+});
+
+/** The usage the client commands print, word for word. */
+const USAGE = `Client commands (they talk to a pmproxy server's API):
+  pmproxy discover|d [URL]          what the rule reaches for you now
+  pmproxy login|l -m SESSIONMGR URL USER PASS
+                                    log in; writes ./login.secret
+  pmproxy logout|o                  log out; removes ./login.secret
+  pmproxy logged-users|lu [-m MGR]  who is logged in where
+  pmproxy status|s [-m MGR] [USER]  quota and consumption (USER: admins)
+  pmproxy reset|r [-m MGR] USER     set USER's consumption to 0 (admins)
+  pmproxy show|sh MGR [URL]         a manager's configuration
+Options: --known-servers FILE (default $PMPROXY_KNOWN_SERVERS or
+  $HOME/.config/pmproxy/known_servers.json), --ca FILE (pin this
+  certificate instead of trusting the first one seen).`;
+
+const NOT_LOGGED_IN =
+  "pmproxy: not logged in: run `pmproxy login -m sessions https://host:4443 USER PASS` first";
+
+Deno.test("cli: help, wrong usage and local refusals word for word (no server needed)", async () => {
+  const cli = await makeCli();
+  try {
+    // main.ts runs these words as client commands.
+    assert.deepEqual(CLIENT_COMMANDS, [
+      "discover",
+      "d",
+      "login",
+      "l",
+      "logout",
+      "o",
+      "logged-users",
+      "lu",
+      "status",
+      "s",
+      "reset",
+      "r",
+      "show",
+      "sh",
+    ]);
+    for (const help of [["s", "-h"], ["discover", "--help"]]) {
+      assert.deepEqual(await cli.run(...help), {
+        code: 0,
+        out: USAGE,
+        err: "",
+      });
+    }
+    const usage: [string[], string][] = [
+      [["bogus"], `unknown client command "bogus"`],
+      [["reset"], "reset needs one USER: pmproxy reset [-m MGR] USER"],
+      [["r", "a", "b"], "reset needs one USER: pmproxy reset [-m MGR] USER"],
+      [["show"], "show needs a manager name: pmproxy show MGR [URL]"],
+      [
+        ["sh", "a", "b", "c"],
+        `unexpected argument "c"; usage: pmproxy show MGR [URL]`,
+      ],
+      [
+        ["login", "-m", "x", "u"],
+        "login needs URL, USER and PASS: pmproxy login -m SESSIONMGR URL USER PASS",
+      ],
+      [
+        ["l", "https://x:1", "u", "p"],
+        "login needs the session manager: pmproxy login -m SESSIONMGR URL USER PASS (e.g. -m sessions)",
+      ],
+      [
+        ["d", "a", "b"],
+        `unexpected argument "b"; usage: pmproxy discover [URL]`,
+      ],
+      [
+        ["status", "a", "b"],
+        `unexpected argument "b"; usage: pmproxy status [-m MGR] [USER]`,
+      ],
+      [
+        ["logged-users", "x"],
+        `unexpected argument "x"; usage: pmproxy logged-users [-m MGR]`,
+      ],
+      [["o", "now"], `unexpected argument "now"; usage: pmproxy logout`],
+    ];
+    for (const [args, message] of usage) {
+      assert.deepEqual(await cli.run(...args), {
+        code: 2,
+        out: "",
+        err: `pmproxy: ${message}\n\n${USAGE}`,
+      }, args.join(" "));
+    }
+    // The commands that need a login say how to get one.
+    for (const args of [["o"], ["lu"], ["s"], ["r", "u"]]) {
+      assert.deepEqual(await cli.run(...args), {
+        code: 1,
+        out: "",
+        err: NOT_LOGGED_IN,
+      }, args.join(" "));
+    }
+    const file = join(cli.work, "login.secret");
+    await Deno.writeTextFile(file, "junk");
+    assert.deepEqual(await cli.run("s"), {
+      code: 1,
+      out: "",
+      err: `pmproxy: ${file} is not a login file; remove it and log in again`,
+    });
+    // A login that found no download quota: status and reset need -m.
+    await Deno.writeTextFile(
+      file,
+      JSON.stringify({ server: "https://127.0.0.1:1", secret: "x" }),
+    );
+    for (const args of [["status"], ["reset", "u"]]) {
+      assert.deepEqual(await cli.run(...args), {
+        code: 1,
+        out: "",
+        err:
+          "pmproxy: no download quota manager is known for this login: name one with -m MGR",
+      }, args.join(" "));
+    }
+  } finally {
+    await cli.cleanup();
+  }
+});
+
+Deno.test("cli: every command answers the same to its name and to its alias", async () => {
+  const real = await openRealGateway(adminManagers());
+  const t = await startTestApi(real.gateway);
+  const cli = await makeCli();
+  try {
+    // The first contact's notice is printed once: get it out of the way.
+    assert.equal((await cli.run("discover", t.origin)).code, 0);
+    const pairs: [string[], string[]][] = [
+      [["discover", t.origin], ["d", t.origin]],
+      [["show", "down", t.origin], ["sh", "down", t.origin]],
+      [
+        ["login", "-m", "sessions", t.origin, "admin", "admin-pass"],
+        ["l", "-m", "sessions", t.origin, "admin", "admin-pass"],
+      ],
+      [["discover"], ["d"]],
+      [["logged-users"], ["lu"]],
+      [["status"], ["s"]],
+      [["status", "user0"], ["s", "user0"]],
+      [["reset", "user0"], ["r", "user0"]],
+      // The server of the login.
+      [["show", "down"], ["sh", "down"]],
+    ];
+    for (const [long, short] of pairs) {
+      const a = await cli.run(...long);
+      const b = await cli.run(...short);
+      assert.equal(a.code, 0, `${long.join(" ")}: ${a.err}`);
+      assert.deepEqual(b, a, `${short[0]} is ${long[0]}`);
+    }
+    assert.equal(
+      (await cli.run("status")).out,
+      "User: admin\nName: admin\nGroups: [staff]\nQuota: 1 GB Consumption: 0 B",
+    );
+    assert.equal(
+      (await cli.run("reset", "user0")).out,
+      "Consumption of user0 under down set to 0 B",
+    );
+    assert.equal(
+      (await cli.run(
+        "login",
+        "-m",
+        "sessions",
+        t.origin,
+        "admin",
+        "admin-pass",
+      ))
+        .out,
+      `Logged in as admin at ${t.origin} through sessions (quota: down)`,
+    );
+    assert.deepEqual(await cli.run("logout"), {
+      code: 0,
+      out: `Logged out from ${t.origin}`,
+      err: "",
+    });
+    await cli.run("l", "-m", "sessions", t.origin, "admin", "admin-pass");
+    assert.deepEqual(await cli.run("o"), {
+      code: 0,
+      out: `Logged out from ${t.origin}`,
+      err: "",
+    });
+  } finally {
+    await t.close();
+    await real.close();
+    await cli.cleanup();
+  }
+});
+
+/** A gateway whose discover fails once somebody is logged in. */
+class DiscoverFailsAfterLogin extends FakeGateway {
+  override discover(caller: Caller): DiscoverResult {
+    if (this.sessions.has(caller.ip)) {
+      throw new CommandError({ message: "the rule cannot be evaluated" });
+    }
+    return super.discover(caller);
+  }
+}
+
+Deno.test("cli: a login whose discover fails keeps the session and says status needs -m", async () => {
+  const gateway = new DiscoverFailsAfterLogin();
+  const t = await startTestApi(gateway);
+  const cli = await makeCli();
+  try {
+    assert.equal((await cli.run("d", t.origin)).code, 0);
+    const login = await cli.run(
+      "login",
+      "-m",
+      "sessions",
+      t.origin,
+      "user0",
+      "pass0",
+    );
+    assert.deepEqual(login, {
+      code: 0,
+      out: `Logged in as user0 at ${t.origin} through sessions`,
+      err:
+        "pmproxy: logged in, but discover failed (the rule cannot be evaluated); status will need -m MGR",
+    });
+    const secret = await readSecret(cli);
+    assert.equal(secret.dwnConsR, "");
+    assert.equal(secret.sessionIPM, "sessions");
+    assert.equal(gateway.sessions.get("127.0.0.1")?.secret, secret.secret);
+    assert.equal(
+      (await cli.run("s")).err,
+      "pmproxy: no download quota manager is known for this login: name one with -m MGR",
+    );
+    assert.deepEqual(await cli.run("s", "-m", "down"), {
+      code: 0,
+      out:
+        "User: user0\nName: user0\nGroups: [group0]\nQuota: 1 GB Consumption: 0 B",
+      err: "",
+    });
+  } finally {
+    await t.close();
     await cli.cleanup();
   }
 });

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { CommandError } from "../managers/mod.ts";
+import { JWT_KEY } from "../managers/sessions/session_ipm.ts";
 import { PolicyDir, README_TOML, request } from "./helpers/managers_setup.ts";
 
 async function commandError(
@@ -51,7 +52,10 @@ Deno.test("sessions: open checks the password with the original's error bodies",
       pass: "pass0",
     });
     assert.match(secret, /^[\w-]+\.[\w-]+\.[\w-]+$/);
-    assert.equal(g.check("sessions", { ip: "10.0.0.5", secret }), "user0");
+    assert.equal(
+      await g.check("sessions", { ip: "10.0.0.5", secret }),
+      "user0",
+    );
     await commandError(
       () => g.check("sessions", { ip: "10.0.0.5", secret: "" }),
       {
@@ -103,7 +107,7 @@ Deno.test("sessions: one IP per user; a login at an IP ends whoever was there", 
       },
     );
     assert.deepEqual(
-      g.loggedUsers("sessions", { ip: "10.0.0.6", secret: second }),
+      await g.loggedUsers("sessions", { ip: "10.0.0.6", secret: second }),
       {
         "10.0.0.6": "user0",
       },
@@ -120,7 +124,7 @@ Deno.test("sessions: one IP per user; a login at an IP ends whoever was there", 
       },
     );
     assert.deepEqual(
-      g.loggedUsers("sessions", { ip: "10.0.0.6", secret: other }),
+      await g.loggedUsers("sessions", { ip: "10.0.0.6", secret: other }),
       {
         "10.0.0.6": "user1",
       },
@@ -148,7 +152,10 @@ Deno.test("sessions: a secret expires after jwtExpiration and renews", async () 
       pass: "pass0",
     });
     d.clock.advance(3600_000 - 1000);
-    assert.equal(g.check("sessions", { ip: "10.0.0.5", secret }), "user0");
+    assert.equal(
+      await g.check("sessions", { ip: "10.0.0.5", secret }),
+      "user0",
+    );
     d.clock.advance(1000);
     await commandError(() => g.check("sessions", { ip: "10.0.0.5", secret }), {
       message: "expired token",
@@ -163,7 +170,7 @@ Deno.test("sessions: a secret expires after jwtExpiration and renews", async () 
     const renewed = await g.renew("sessions", { ip: "10.0.0.5", secret });
     assert.notEqual(renewed, secret);
     assert.equal(
-      g.check("sessions", { ip: "10.0.0.5", secret: renewed }),
+      await g.check("sessions", { ip: "10.0.0.5", secret: renewed }),
       "user0",
     );
     await commandError(
@@ -173,6 +180,73 @@ Deno.test("sessions: a secret expires after jwtExpiration and renews", async () 
           "invalid secret: it was not made by this gateway; log in again",
       },
     );
+  } finally {
+    await d.cleanup();
+  }
+});
+
+/** The signing key put in the store, and user0@10.0.0.5's secrets made with it by the hand-written HS256 signer. */
+const PINNED_KEY = Uint8Array.from({ length: 32 }, (_, i) => i);
+const PINNED_EXPIRED =
+  "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VyIjoidXNlcjAiLCJpcCI6IjEwLjAuMC41IiwiZXhwIjoxNzAwMDAwMDAwfQ.DEDZnpMPqMKxMkjNMSf8mSPOakwb7g4MYs3I42ygz9s";
+const PINNED_VALID =
+  "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VyIjoidXNlcjAiLCJpcCI6IjEwLjAuMC41IiwiZXhwIjo0MTAyNDQ0ODAwfQ.7hsvk9FhgoBJZBiqi5s8CZlICpQ6PQMFm6TemvA6oBo";
+/** The same claims as PINNED_VALID, signed with another key. */
+const PINNED_OTHER_KEY =
+  "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VyIjoidXNlcjAiLCJpcCI6IjEwLjAuMC41IiwiZXhwIjo0MTAyNDQ0ODAwfQ.Hc5NZ21DR4Y9z1qNBO0-WrtDsJCdboITTXSR4kW_OBU";
+
+Deno.test("sessions: secrets given out before an upgrade keep working; expired ones renew, forged ones do not", async () => {
+  const d = await PolicyDir.make(ADMIN_TOML);
+  try {
+    const kv = await Deno.openKv(d.kvPath);
+    await kv.set(JWT_KEY, PINNED_KEY);
+    kv.close();
+    const g = await d.open();
+    await g.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
+    assert.equal(
+      await g.check("sessions", { ip: "10.0.0.5", secret: PINNED_VALID }),
+      "user0",
+    );
+    assert.deepEqual(
+      await g.loggedUsers("sessions", { ip: "10.0.0.5", secret: PINNED_VALID }),
+      { "10.0.0.5": "user0" },
+    );
+    // Correctly signed but expired: check refuses it, renew takes it.
+    await commandError(
+      () => g.check("sessions", { ip: "10.0.0.5", secret: PINNED_EXPIRED }),
+      { message: "expired token" },
+    );
+    const renewed = await g.renew("sessions", {
+      ip: "10.0.0.5",
+      secret: PINNED_EXPIRED,
+    });
+    assert.equal(
+      await g.check("sessions", { ip: "10.0.0.5", secret: renewed }),
+      "user0",
+    );
+    // Forged: another key, or claims changed under the signature.
+    const [h, , sig] = PINNED_EXPIRED.split(".");
+    const longer = btoa(JSON.stringify({
+      user: "user0",
+      ip: "10.0.0.5",
+      exp: 4_102_444_800,
+    })).replace(/=+$/, "");
+    const refused = {
+      message: "invalid secret: it was not made by this gateway; log in again",
+    };
+    for (const forged of [PINNED_OTHER_KEY, `${h}.${longer}.${sig}`]) {
+      await commandError(
+        () => g.check("sessions", { ip: "10.0.0.5", secret: forged }),
+        refused,
+      );
+      await commandError(
+        () => g.renew("sessions", { ip: "10.0.0.5", secret: forged }),
+        refused,
+      );
+    }
   } finally {
     await d.cleanup();
   }
@@ -192,9 +266,12 @@ Deno.test("sessions: persist in KV across a restart, with the same signing key",
     });
     await g.close();
     const again = await d.open();
-    assert.equal(again.check("sessions", { ip: "10.0.0.5", secret }), "user0");
+    assert.equal(
+      await again.check("sessions", { ip: "10.0.0.5", secret }),
+      "user0",
+    );
     assert.deepEqual(
-      again.loggedUsers("sessions", { ip: "10.0.0.5", secret }),
+      await again.loggedUsers("sessions", { ip: "10.0.0.5", secret }),
       {
         "10.0.0.5": "user0",
         "10.0.0.7": "user1",
@@ -464,7 +541,10 @@ Deno.test("sessions: gateways sharing one store see logins and logouts after a f
     assert.equal(b.decideSync(request("10.0.0.5", d.clock)).allowed, false);
     await b.flush();
     assert.equal(b.decideSync(request("10.0.0.5", d.clock)).allowed, true);
-    assert.equal(b.check("sessions", { ip: "10.0.0.5", secret }), "user0");
+    assert.equal(
+      await b.check("sessions", { ip: "10.0.0.5", secret }),
+      "user0",
+    );
     await a.logout("sessions", { ip: "10.0.0.5", secret });
     await b.flush();
     assert.equal(b.decideSync(request("10.0.0.5", d.clock)).allowed, false);
@@ -482,9 +562,12 @@ Deno.test("sessions: an IPv4-mapped IPv6 client address is its IPv4 address", as
       pass: "pass0",
     });
     assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, true);
-    assert.equal(g.check("sessions", { ip: "10.0.0.5", secret }), "user0");
+    assert.equal(
+      await g.check("sessions", { ip: "10.0.0.5", secret }),
+      "user0",
+    );
     assert.deepEqual(
-      g.loggedUsers("sessions", { ip: "::FFFF:10.0.0.5", secret }),
+      await g.loggedUsers("sessions", { ip: "::FFFF:10.0.0.5", secret }),
       {
         "10.0.0.5": "user0",
       },

@@ -60,17 +60,58 @@ Deno.test("password: PBKDF2 hashes verify; plain passwords too", async () => {
   assert.equal(await verifyPassword("x", "pbkdf2-sha256$x$y"), false);
 });
 
-Deno.test("secrets: HS256 JWTs verify only with their key", () => {
+Deno.test("secrets: HS256 JWTs verify only with their key", async () => {
   const key = crypto.getRandomValues(new Uint8Array(32));
   const claims = { user: "user0", ip: "10.0.0.5", exp: 1_800_000_000 };
-  const token = signJwt(key, claims);
-  assert.deepEqual(verifyJwt(key, token), claims);
-  assert.equal(verifyJwt(new Uint8Array(32), token), undefined);
+  const token = await signJwt(key, claims);
+  assert.deepEqual(await verifyJwt(key, token), claims);
+  assert.equal(await verifyJwt(new Uint8Array(32), token), undefined);
   const [h, , s] = token.split(".");
   const forged = btoa(JSON.stringify({ ...claims, user: "admin" }))
     .replace(/=+$/, "");
-  assert.equal(verifyJwt(key, `${h}.${forged}.${s}`), undefined);
-  assert.equal(verifyJwt(key, "a.b"), undefined);
+  assert.equal(await verifyJwt(key, `${h}.${forged}.${s}`), undefined);
+  assert.equal(await verifyJwt(key, "a.b"), undefined);
+});
+
+/** A fixed signing key, and secrets the hand-written HS256 signer made with it. */
+const FIXED_KEY = Uint8Array.from({ length: 32 }, (_, i) => i);
+const OLD_EXPIRED =
+  "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VyIjoiYWxpY2UiLCJpcCI6IjEwLjAuMC41IiwiZXhwIjoxNzAwMDAwMDAwfQ.t2xRfw2Fyl5RkEshgXFXRekRox8X7cCT_qVG3hCp4c8";
+const OLD_VALID =
+  "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VyIjoiYWxpY2UiLCJpcCI6IjEwLjAuMC41IiwiZXhwIjo0MTAyNDQ0ODAwfQ.uIxMKqowhjaXl8BaioDtFyvS-Vc5j3BFP4xt6PBbflI";
+const OLD_UTF8 =
+  "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VyIjoiSsO8cmdlbiDDkSIsImlwIjoiOjoxIiwiZXhwIjo0MTAyNDQ0ODAwfQ.AlY8LKmTxV7PRl-flrZqqCh_WE6LxdiZ0AttgA5h0NU";
+
+Deno.test("secrets: the format is pinned: secrets already given out still verify, and signing makes the same bytes", async () => {
+  const cases: [string, { user: string; ip: string; exp: number }][] = [
+    [OLD_EXPIRED, { user: "alice", ip: "10.0.0.5", exp: 1_700_000_000 }],
+    [OLD_VALID, { user: "alice", ip: "10.0.0.5", exp: 4_102_444_800 }],
+    [OLD_UTF8, { user: "J\u00fcrgen \u00d1", ip: "::1", exp: 4_102_444_800 }],
+  ];
+  for (const [token, claims] of cases) {
+    // Expired or not: the caller decides about `exp` (renew takes expired ones).
+    assert.deepEqual(await verifyJwt(FIXED_KEY, token), claims);
+    assert.equal(await signJwt(FIXED_KEY, claims), token);
+    assert.equal(await verifyJwt(new Uint8Array(32), token), undefined);
+  }
+  // Tampering with any part of a correctly signed, expired secret breaks it.
+  const [h, p, s] = OLD_EXPIRED.split(".");
+  const flip = (t: string) => (t[0] === "A" ? "B" : "A") + t.slice(1);
+  for (
+    const bad of [
+      `${flip(h)}.${p}.${s}`,
+      `${h}.${flip(p)}.${s}`,
+      `${h}.${p}.${flip(s)}`,
+      `${h}.${p}.`,
+      `${h}.${p}`,
+      `${h}.${p}.${s}.${s}`,
+    ]
+  ) {
+    assert.equal(await verifyJwt(FIXED_KEY, bad), undefined, bad);
+  }
+  // A correctly signed token whose claims are not a session's is refused.
+  const noIp = await signJwt(FIXED_KEY, { user: "alice", exp: 1 } as never);
+  assert.equal(await verifyJwt(FIXED_KEY, noIp), undefined);
 });
 
 Deno.test("reset cycles: durations align to the last reset; calendars to local midnight", () => {

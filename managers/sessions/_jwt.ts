@@ -1,11 +1,16 @@
 /**
  * Session secrets: JWT HS256 with the claims `user`, `ip` and `exp`
- * (seconds), signed and checked synchronously (the API's `check` is
- * synchronous). Private to this folder.
+ * (seconds), signed and checked by Hono's JWT functions. Private to this
+ * folder.
+ *
+ * The format is the one pmproxy always gave out (header
+ * `{"alg":"HS256","typ":"JWT"}`, claims in the order user, ip, exp, the
+ * installation's raw 32-byte key), so secrets signed before an upgrade
+ * still verify after it.
  *
  * @module
  */
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { sign, verify } from "hono/jwt";
 
 /** The claims of a session secret. */
 export interface SessionClaims {
@@ -15,59 +20,73 @@ export interface SessionClaims {
   exp: number;
 }
 
-const HEADER = base64url(
-  new TextEncoder().encode(JSON.stringify({ alg: "HS256", typ: "JWT" })),
-);
+/**
+ * The header part of every secret we make. Only this spelling is accepted:
+ * Hono would also take other spellings of an HS256 header, which we never
+ * gave out.
+ */
+const HEADER = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
 
-function base64url(bytes: Uint8Array): string {
-  let text = "";
-  for (const b of bytes) text += String.fromCharCode(b);
-  return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
+/** Imported once per key: the key lives as long as its sessionIPM. */
+const cryptoKeys = new WeakMap<Uint8Array, Promise<CryptoKey>>();
 
-function fromBase64url(text: string): Uint8Array {
-  const b64 = text.replace(/-/g, "+").replace(/_/g, "/");
-  return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-}
-
-function mac(key: Uint8Array, data: string): Uint8Array {
-  return new Uint8Array(createHmac("sha256", key).update(data).digest());
+function cryptoKeyOf(key: Uint8Array): Promise<CryptoKey> {
+  let found = cryptoKeys.get(key);
+  if (!found) {
+    // A CryptoKey, not a string: Hono would UTF-8-encode a string key, and
+    // ours is 32 random bytes.
+    found = crypto.subtle.importKey(
+      "raw",
+      // A copy over a plain ArrayBuffer, as WebCrypto's types want it.
+      new Uint8Array(key),
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      ["sign", "verify"],
+    );
+    cryptoKeys.set(key, found);
+  }
+  return found;
 }
 
 /** Signs the claims into a compact JWT. */
-export function signJwt(key: Uint8Array, claims: SessionClaims): string {
-  const body = base64url(new TextEncoder().encode(JSON.stringify(claims)));
-  const data = `${HEADER}.${body}`;
-  return `${data}.${base64url(mac(key, data))}`;
+export async function signJwt(
+  key: Uint8Array,
+  claims: SessionClaims,
+): Promise<string> {
+  // A fresh object fixes the claims' order, hence the secret's bytes.
+  const payload = { user: claims.user, ip: claims.ip, exp: claims.exp };
+  return await sign(payload, await cryptoKeyOf(key), "HS256");
 }
 
 /**
  * The claims of a correctly signed secret (expired or not), or undefined
  * when it is malformed or not signed with `key`.
  */
-export function verifyJwt(
+export async function verifyJwt(
   key: Uint8Array,
   token: string,
-): SessionClaims | undefined {
-  const parts = token.split(".");
-  if (parts.length !== 3 || parts[0] !== HEADER) return undefined;
+): Promise<SessionClaims | undefined> {
+  if (!token.startsWith(`${HEADER}.`)) return undefined;
+  let claims;
   try {
-    const want = mac(key, `${parts[0]}.${parts[1]}`);
-    const got = fromBase64url(parts[2]);
-    if (got.length !== want.length || !timingSafeEqual(got, want)) {
-      return undefined;
-    }
-    const claims = JSON.parse(
-      new TextDecoder().decode(fromBase64url(parts[1])),
-    );
-    if (
-      typeof claims?.user !== "string" || typeof claims.ip !== "string" ||
-      typeof claims.exp !== "number"
-    ) {
-      return undefined;
-    }
-    return claims as SessionClaims;
+    // Hono's own time checks are off: `renew` needs the claims of an
+    // expired secret, and the callers judge `exp` by their (injectable)
+    // clock.
+    claims = await verify(token, await cryptoKeyOf(key), {
+      alg: "HS256",
+      exp: false,
+      nbf: false,
+      iat: false,
+    });
   } catch {
+    // Malformed, or not signed with this key (Hono's JwtToken* errors).
     return undefined;
   }
+  if (
+    typeof claims?.user !== "string" || typeof claims.ip !== "string" ||
+    typeof claims.exp !== "number"
+  ) {
+    return undefined;
+  }
+  return { user: claims.user, ip: claims.ip, exp: claims.exp };
 }

@@ -341,7 +341,7 @@ export class SessionIpm implements Manager {
     return out;
   }
 
-  #sign(user: string, ip: string): string {
+  #sign(user: string, ip: string): Promise<string> {
     const exp = Math.floor(
       (this.options.clock().getTime() + this.options.jwtExpirationMs) / 1000,
     );
@@ -384,13 +384,13 @@ export class SessionIpm implements Manager {
     this.#byIp.set(ip, session);
     this.#ipOfUser.set(user, ip);
     await this.#store.save(session, oldIp);
-    return this.#sign(user, ip);
+    return await this.#sign(user, ip);
   }
 
   /** The claims of a correctly signed secret; expired ones too. */
-  #claims(secret: string): SessionClaims {
+  async #claims(secret: string): Promise<SessionClaims> {
     if (secret === "") throw new CommandError({ message: "empty JWT" });
-    const claims = verifyJwt(this.#needKey(), secret);
+    const claims = await verifyJwt(this.#needKey(), secret);
     if (!claims) {
       throw new CommandError({
         message:
@@ -412,8 +412,8 @@ export class SessionIpm implements Manager {
    * The session at `ip` when `secret` is a valid, unexpired secret of its
    * user. Throws the original's error bodies otherwise.
    */
-  verify(ip: string, secret: string): Session {
-    const claims = this.#claims(secret);
+  async verify(ip: string, secret: string): Promise<Session> {
+    const claims = await this.#claims(secret);
     if (claims.exp * 1000 <= this.options.clock().getTime()) {
       throw new CommandError({ message: "expired token" });
     }
@@ -421,20 +421,23 @@ export class SessionIpm implements Manager {
   }
 
   /** The user name of a valid secret of the session at `ip`. */
-  check(ip: string, secret: string): string {
-    return this.verify(ip, secret).user;
+  async check(ip: string, secret: string): Promise<string> {
+    return (await this.verify(ip, secret)).user;
   }
 
   /** Closes the session at `ip`. */
   async close(ip: string, secret: string): Promise<void> {
-    const s = this.verify(ip, secret);
+    const s = await this.verify(ip, secret);
     this.#forget(s);
     await this.#store.delete(s.ip);
   }
 
   /** IP → user of the open sessions; any logged user may ask. */
-  loggedUsers(ip: string, secret: string): Record<string, string> {
-    this.verify(ip, secret);
+  async loggedUsers(
+    ip: string,
+    secret: string,
+  ): Promise<Record<string, string>> {
+    await this.verify(ip, secret);
     const out: Record<string, string> = {};
     const now = this.options.clock().getTime();
     for (const addr of [...this.#byIp.keys()]) {
@@ -448,10 +451,10 @@ export class SessionIpm implements Manager {
    * A new secret for the user logged at `ip`, given one of their secrets
    * (expired or not) signed by this gateway.
    */
-  renew(ip: string, secret: string): string {
-    const claims = this.#claims(secret);
+  async renew(ip: string, secret: string): Promise<string> {
+    const claims = await this.#claims(secret);
     const s = this.#loggedMismatch(ip, claims);
-    return this.#sign(s.user, s.ip);
+    return await this.#sign(s.user, s.ip);
   }
 
   /** Number of open sessions (idle ones included until looked at). */

@@ -111,12 +111,15 @@ export class FakeGateway implements Gateway {
     return Promise.resolve();
   }
 
-  loggedUsers(manager: string, caller: Caller): Record<string, string> {
+  loggedUsers(
+    manager: string,
+    caller: Caller,
+  ): Promise<Record<string, string>> {
     this.#check();
     this.#session(manager, caller);
     const out: Record<string, string> = {};
     for (const [ip, s] of this.sessions) out[ip] = s.user;
-    return out;
+    return Promise.resolve(out);
   }
 
   renew(manager: string, caller: Caller): Promise<string> {
@@ -133,9 +136,9 @@ export class FakeGateway implements Gateway {
     return Promise.resolve(session.secret);
   }
 
-  check(manager: string, caller: Caller): string {
+  check(manager: string, caller: Caller): Promise<string> {
     this.#check();
-    return this.#session(manager, caller).user;
+    return Promise.resolve(this.#session(manager, caller).user);
   }
 
   #info(user: string): UserInfo {

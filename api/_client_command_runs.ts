@@ -1,0 +1,237 @@
+/**
+ * What each client command does, one function per command; the table in
+ * `client_commands.ts` names them and gives them their usage. Private to
+ * `api/`.
+ *
+ * @module
+ */
+import { formatSize, type UserInfo } from "../managers/mod.ts";
+import { type ApiClient, ApiError } from "./client.ts";
+import {
+  atMost,
+  ClientError,
+  type ClientFlags,
+  UsageError,
+} from "./_client_options.ts";
+import {
+  type LoginSecret,
+  needLogin,
+  readLogin,
+  removeLogin,
+  writeLogin,
+} from "./_login_secret.ts";
+
+/** The default server of `discover` when there is no `login.secret`. */
+export const DEFAULT_SERVER = "https://localhost:4443";
+
+/** What a command's function is given. */
+export interface CommandRun {
+  flags: ClientFlags;
+  positionals: string[];
+  /** The command's usage line, e.g. `pmproxy discover [URL]`. */
+  usage: string;
+  /** Where `login.secret` lives. */
+  cwd: string;
+  out: (line: string) => void;
+  err: (line: string) => void;
+  /**
+   * An API client of `server`, with the session of `login` when given
+   * (renewed secrets are written back to `login.secret`). Closed when the
+   * command ends.
+   */
+  connect(server: string, login?: LoginSecret): ApiClient;
+}
+
+interface Discovered {
+  matchMng: Record<string, { match: boolean; type: string }>;
+  result: string | boolean;
+}
+
+function parseJson<T>(text: string, what: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new ClientError(
+      `the server's answer to ${what} is not JSON: ${text}`,
+    );
+  }
+}
+
+async function askDiscover(client: ApiClient): Promise<Discovered> {
+  return parseJson<Discovered>(
+    await client.cmd({ cmd: "discover", manager: "rules" }),
+    "discover",
+  );
+}
+
+/** The dwnConsR to ask: `-m MGR`, else the one found at login. */
+function quotaManager(flags: ClientFlags, login: LoginSecret): string {
+  const manager = flags.m ?? login.dwnConsR;
+  if (!manager) {
+    throw new ClientError(
+      "no download quota manager is known for this login: name one with -m MGR",
+    );
+  }
+  return manager;
+}
+
+/** `discover [URL]`: what the rule reaches for this client now. */
+export async function runDiscover(c: CommandRun): Promise<void> {
+  atMost(c.positionals, 1, c.usage);
+  const login = await readLogin(c.cwd);
+  const server = c.positionals[0] ?? login?.server ?? DEFAULT_SERVER;
+  const found = await askDiscover(c.connect(server));
+  c.out(`Match result: ${String(found.result)}`);
+  for (const key of Object.keys(found.matchMng).sort()) {
+    const m = found.matchMng[key];
+    c.out(`[${m.match ? "✅" : "❌"}] ${key}:${m.type}`);
+  }
+}
+
+/** `login -m SESSIONMGR URL USER PASS`: opens a session, keeps it. */
+export async function runLogin(c: CommandRun): Promise<void> {
+  const sessionIPM = c.flags.m;
+  if (!sessionIPM) {
+    throw new UsageError(
+      `login needs the session manager: ${c.usage} (e.g. -m sessions)`,
+    );
+  }
+  if (c.positionals.length !== 3) {
+    throw new UsageError(`login needs URL, USER and PASS: ${c.usage}`);
+  }
+  const [url, user, pass] = c.positionals;
+  const client = c.connect(url);
+  const secret = await client.cmd({
+    cmd: "open",
+    manager: sessionIPM,
+    cred: { user, pass },
+  });
+  const quota = await loginQuota(client, c.err);
+  await writeLogin(c.cwd, {
+    server: client.origin,
+    sessionIPM,
+    dwnConsR: quota,
+    bwConsR: "",
+    secret,
+  });
+  c.out(
+    `Logged in as ${user} at ${client.origin} through ${sessionIPM}` +
+      (quota ? ` (quota: ${quota})` : ""),
+  );
+}
+
+/**
+ * The dwnConsR the rule reaches for a client just logged in, or "" when
+ * there is none or discover fails.
+ */
+async function loginQuota(
+  client: ApiClient,
+  err: (line: string) => void,
+): Promise<string> {
+  // The session is open now: whatever discover answers, keep it.
+  try {
+    const found = await askDiscover(client);
+    return Object.keys(found.matchMng).sort().find((k) =>
+      found.matchMng[k].type === "dwnConsR"
+    ) ?? "";
+  } catch (e) {
+    err(
+      `pmproxy: logged in, but discover failed (${
+        e instanceof Error ? e.message : e
+      }); status will need -m MGR`,
+    );
+    return "";
+  }
+}
+
+/** `logout`: closes the session and removes `login.secret`. */
+export async function runLogout(c: CommandRun): Promise<void> {
+  atMost(c.positionals, 0, c.usage);
+  const login = await needLogin(c.cwd);
+  try {
+    await c.connect(login.server, login).cmd({
+      cmd: "close",
+      manager: login.sessionIPM,
+    });
+  } catch (e) {
+    // The session already ended (another login, a restart that lost
+    // it): there is nothing to close; the file only misleads now.
+    if (!(e instanceof ApiError && e.json && "Logged" in e.json)) throw e;
+    await removeLogin(c.cwd);
+    c.out(
+      `The session had already ended (${e.message}); removed login.secret`,
+    );
+    return;
+  }
+  await removeLogin(c.cwd);
+  c.out(`Logged out from ${login.server}`);
+}
+
+/** `logged-users [-m MGR]`: who is logged in where. */
+export async function runLoggedUsers(c: CommandRun): Promise<void> {
+  atMost(c.positionals, 0, c.usage);
+  const login = await needLogin(c.cwd);
+  const manager = c.flags.m ?? login.sessionIPM;
+  const users = parseJson<Record<string, string>>(
+    await c.connect(login.server, login).cmd({ cmd: "get", manager }),
+    "logged-users",
+  );
+  for (const ip of Object.keys(users).sort()) {
+    c.out(`${ip} - ${users[ip]}`);
+  }
+}
+
+/** `status [-m MGR] [USER]`: quota and consumption. */
+export async function runStatus(c: CommandRun): Promise<void> {
+  atMost(c.positionals, 1, c.usage);
+  const login = await needLogin(c.cwd);
+  const manager = quotaManager(c.flags, login);
+  const other = c.positionals[0];
+  const info = parseJson<UserInfo>(
+    await c.connect(login.server, login).cmd(
+      other === undefined
+        ? { cmd: "get", manager }
+        : { cmd: "getOther", manager, info: { userName: other } },
+    ),
+    "status",
+  );
+  c.out(`User: ${info.userName}`);
+  c.out(`Name: ${info.name}`);
+  c.out(`Groups: [${(info.groups ?? []).join(" ")}]`);
+  c.out(
+    `Quota: ${formatSize(info.bytesQuota)} Consumption: ${
+      formatSize(info.bytesCons)
+    }`,
+  );
+}
+
+/** `reset [-m MGR] USER`: sets USER's consumption to 0. */
+export async function runReset(c: CommandRun): Promise<void> {
+  if (c.positionals.length !== 1) {
+    throw new UsageError(`reset needs one USER: ${c.usage}`);
+  }
+  const login = await needLogin(c.cwd);
+  const manager = quotaManager(c.flags, login);
+  const user = c.positionals[0];
+  await c.connect(login.server, login).cmd({
+    cmd: "set",
+    manager,
+    info: { userName: user, bytesCons: 0 },
+  });
+  c.out(`Consumption of ${user} under ${manager} set to 0 B`);
+}
+
+/** `show MGR [URL]`: a manager's configuration, pretty printed. */
+export async function runShow(c: CommandRun): Promise<void> {
+  if (c.positionals.length < 1) {
+    throw new UsageError(`show needs a manager name: ${c.usage}`);
+  }
+  atMost(c.positionals, 2, c.usage);
+  const login = await readLogin(c.cwd);
+  const server = c.positionals[1] ?? login?.server ?? DEFAULT_SERVER;
+  const text = await c.connect(server).cmd({
+    cmd: "show",
+    manager: c.positionals[0],
+  });
+  c.out(JSON.stringify(parseJson(text, "show"), null, 2));
+}

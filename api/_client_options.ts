@@ -1,0 +1,79 @@
+/**
+ * The command line of the client commands: the flags every command accepts
+ * (`-m`, `--ca`, `--known-servers`, `-h`), the checks of their positional
+ * arguments, and the two kinds of mistakes they report. Private to `api/`.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+
+/** A mistake in the command line: printed with the usage, exit 2. */
+export class UsageError extends Error {}
+
+/** Something the user can fix, printed as is, exit 1. */
+export class ClientError extends Error {}
+
+/** The flags of a client command line. */
+export interface ClientFlags {
+  /** `-m MGR`: the manager to ask. */
+  m?: string;
+  /** `--ca FILE`: pin this certificate. */
+  ca?: string;
+  /** `--known-servers FILE`: where first-seen certificates are pinned. */
+  knownServers?: string;
+  /** `-h`, `--help`. */
+  help: boolean;
+}
+
+/** A client command line after its name: flags and positional arguments. */
+export interface ClientArgs {
+  flags: ClientFlags;
+  positionals: string[];
+}
+
+/**
+ * Parses the arguments after the command's name. Every command accepts
+ * every flag (one that does not use it ignores it), as before the commands
+ * had their own functions. Throws {@link UsageError}.
+ */
+export function parseClientArgs(args: string[]): ClientArgs {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        m: { type: "string", short: "m" },
+        "known-servers": { type: "string" },
+        ca: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+  const { values, positionals } = parsed;
+  return {
+    flags: {
+      m: values.m,
+      ca: values.ca,
+      knownServers: values["known-servers"],
+      help: values.help ?? false,
+    },
+    positionals,
+  };
+}
+
+/** Throws {@link UsageError} when there are more than `n` positionals. */
+export function atMost(
+  positionals: readonly string[],
+  n: number,
+  usage: string,
+): void {
+  if (positionals.length > n) {
+    throw new UsageError(
+      `unexpected argument "${positionals[n]}"; usage: ${usage}`,
+    );
+  }
+}

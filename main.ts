@@ -23,6 +23,7 @@ import {
   hashPassword,
   openGateway,
   readTomlFile,
+  stateConfigFrom,
   withCaptivePortal,
   writeDefaultManagersFile,
 } from "./managers/mod.ts";
@@ -51,9 +52,12 @@ const USAGE =
   `pmproxy ${VERSION}: an HTTP/HTTPS gateway proxy with rules, sessions and quotas
 
 Usage:
-  pmproxy [serve] [--config-dir DIR] [--kv PATH|URL]
+  pmproxy [serve] [--config-dir DIR] [--state PATH|URL]
       Runs the proxy and the HTTPS API. With no configuration in DIR
       (default $HOME/.config/pmproxy) a safe default is written first.
+      --state: where sessions and consumption are kept (default
+      DIR/state.kv; redis://host:6379/0 to share them between gateways;
+      [state] url in server.toml; --kv is its older name).
   pmproxy check-config [--config-dir DIR]
       Validates server.toml and managers.toml without starting.
   pmproxy hash-password
@@ -130,10 +134,10 @@ async function ensureConfig(dir: string): Promise<void> {
 async function readServerConfig(dir: string) {
   const server = await readTomlFile(join(dir, "server.toml"));
   for (const key of Object.keys(server.data)) {
-    if (key !== "api" && key !== "proxy") {
+    if (key !== "api" && key !== "proxy" && key !== "state") {
       throw new ConfigError(
         { file: server.file, line: server.lineOf([key]) },
-        `unknown section "${key}": server.toml has [api] and [proxy]`,
+        `unknown section "${key}": server.toml has [api], [proxy] and [state]`,
       );
     }
   }
@@ -141,15 +145,16 @@ async function readServerConfig(dir: string) {
   return {
     api: apiConfigFrom(server.data.api ?? {}, site),
     proxy: proxyConfigFrom(server.data.proxy ?? {}, site),
+    state: stateConfigFrom(server.data.state, site),
   };
 }
 
-async function serve(dir: string, kv: string | undefined): Promise<number> {
+async function serve(dir: string, state: string | undefined): Promise<number> {
   serving = true;
   await ensureConfig(dir);
   const config = await readServerConfig(dir);
   const gateway = await openGateway(join(dir, "managers.toml"), {
-    kvPath: kv ?? join(dir, "state.kv"),
+    state: state ?? config.state.url ?? join(dir, "state.kv"),
     persistIntervalMs: config.api.persistIntervalMs,
     loginUrl: config.api.publicUrl,
   });
@@ -224,6 +229,7 @@ async function main(args: string[]): Promise<number> {
     options: {
       "config-dir": { type: "string" },
       kv: { type: "string" },
+      state: { type: "string" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean" },
     },
@@ -246,7 +252,13 @@ async function main(args: string[]): Promise<number> {
   }
   switch (command) {
     case "serve":
-      return await serve(dir, values.kv);
+      if (values.kv !== undefined && values.state !== undefined) {
+        console.error(
+          `pmproxy: give the state store once: --state (or its older name --kv), not both`,
+        );
+        return 2;
+      }
+      return await serve(dir, values.state ?? values.kv);
     case "check-config":
       return await checkConfig(dir);
     case "hash-password":

@@ -13,7 +13,7 @@
  *   configDir: "/etc/pmproxy",
  * });
  * const gateway = await openGateway("/etc/pmproxy/managers.toml", {
- *   kvPath: "/etc/pmproxy/state.kv",
+ *   state: "/etc/pmproxy/state.kv",
  *   persistIntervalMs: config.persistIntervalMs,
  * });
  * const api = await startApi(config, gateway);

@@ -27,6 +27,7 @@ import {
 import { formatSize } from "./values/units.ts";
 import { formatAccessLine } from "./access_log.ts";
 import type { LoadedManagers } from "./config/loader.ts";
+import type { StateChange, StateStore } from "./state/store.ts";
 import { type Session, SessionIpm } from "./sessions/session_ipm.ts";
 import { DwnConsR } from "./quotas/dwn_cons_r.ts";
 import { CombinedMeter } from "./resources/combined_meter.ts";
@@ -84,7 +85,8 @@ export interface RuntimeOptions {
 export class GatewayRuntime implements Policy, Gateway {
   readonly warnings: string[];
   readonly #loaded: LoadedManagers;
-  readonly #kv: Deno.Kv;
+  readonly #store: StateStore;
+  #unsubscribe: () => void;
   readonly #sessions: SessionIpm[];
   readonly #quotas: DwnConsR[];
   readonly #clock: () => Date;
@@ -97,9 +99,20 @@ export class GatewayRuntime implements Policy, Gateway {
    */
   accessLog?: (line: string) => void;
 
-  constructor(loaded: LoadedManagers, kv: Deno.Kv, options: RuntimeOptions) {
+  constructor(
+    loaded: LoadedManagers,
+    store: StateStore,
+    options: RuntimeOptions,
+  ) {
     this.#loaded = loaded;
-    this.#kv = kv;
+    this.#store = store;
+    // Changes other gateways sharing the store announce, seen at once
+    // rather than at the next flush.
+    this.#unsubscribe = store.subscribe((change) => {
+      this.#applyChange(change).catch((e) =>
+        console.error(`pmproxy: a change from another gateway: ${e}`)
+      );
+    });
     this.warnings = loaded.warnings;
     this.#clock = options.clock ?? (() => new Date());
     this.#loginUrl = options.loginUrl;
@@ -445,6 +458,21 @@ export class GatewayRuntime implements Policy, Gateway {
 
   // ------------------------------------------------------------ lifecycle
 
+  /** The state store, e.g. for health checks. */
+  get store(): StateStore {
+    return this.#store;
+  }
+
+  /** Takes a change another gateway announced. */
+  async #applyChange(change: StateChange): Promise<void> {
+    const m = this.#loaded.managers.get(change.manager);
+    if (change.kind === "session" && m instanceof SessionIpm) {
+      await m.sessionChanged(change.ip);
+    } else if (change.kind === "consumption" && m instanceof DwnConsR) {
+      await m.consumptionChanged(change.user);
+    }
+  }
+
   /** Writes consumption deltas (and other pending state) now. */
   async flush(): Promise<void> {
     // Every hook runs: a failing one (the sessions' reload, say) must not
@@ -474,7 +502,8 @@ export class GatewayRuntime implements Policy, Gateway {
       await this.flush();
       for (const hook of this.#loaded.hooks.close) await hook();
     } finally {
-      this.#kv.close();
+      this.#unsubscribe();
+      await this.#store.close();
     }
   }
 }

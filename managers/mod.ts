@@ -9,7 +9,7 @@
  * import { openGateway } from "./mod.ts";
  *
  * const gateway = await openGateway("managers.toml", {
- *   kvPath: "state.kv",
+ *   state: "state.kv",
  *   persistIntervalMs: 60_000,
  *   loginUrl: "https://gateway:4443",
  * });
@@ -32,6 +32,8 @@
 import { readTomlFile } from "./config/toml_file.ts";
 import { loadManagers } from "./config/loader.ts";
 import { GatewayRuntime } from "./gateway.ts";
+import type { StateStore } from "./state/store.ts";
+import { openStateStore } from "./state/open_store.ts";
 
 export { nearestKey, readTomlFile, type TomlFile } from "./config/toml_file.ts";
 export { hashPassword, verifyPassword } from "./users/password.ts";
@@ -54,11 +56,17 @@ export {
 } from "./types.ts";
 export { formatSize, parseDuration, parseSize } from "./values/units.ts";
 export { normalizeIp } from "./values/ip.ts";
+export type { StateStore, StoreStatus } from "./state/store.ts";
+export { openStateStore } from "./state/open_store.ts";
+export { type StateConfig, stateConfigFrom } from "./state/config.ts";
 
 /** Options of {@link openGateway}. */
 export interface OpenGatewayOptions {
-  /** A Deno KV path (or URL of a KV server) for sessions and consumption. */
-  kvPath: string;
+  /**
+   * Where sessions and consumption are kept: a Deno KV file path, a KV
+   * Connect URL, or an opened {@link StateStore} (closed with the gateway).
+   */
+  state: string | StateStore;
   /** How often consumption is written to the store (ms; 0: only on flush). */
   persistIntervalMs: number;
   /** The web page where people log in, shown when a request is refused. */
@@ -80,14 +88,16 @@ export async function openGateway(
     clock: options.clock,
     persistIntervalMs: options.persistIntervalMs,
   });
-  const kv = await Deno.openKv(options.kvPath);
+  const store = typeof options.state === "string"
+    ? await openStateStore(options.state)
+    : options.state;
   try {
-    for (const hook of loaded.hooks.start) await hook(kv);
+    for (const hook of loaded.hooks.start) await hook(store);
   } catch (e) {
-    kv.close();
+    await store.close();
     throw e;
   }
-  return new GatewayRuntime(loaded, kv, options);
+  return new GatewayRuntime(loaded, store, options);
 }
 
 /**

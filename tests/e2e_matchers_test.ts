@@ -60,7 +60,7 @@ timezone = "UTC"
 `);
   let now = Date.parse("2026-11-25T10:00:00Z"); // a Wednesday
   const gateway = await openGateway(join(dir, "managers.toml"), {
-    kvPath: join(dir, "state.kv"),
+    state: join(dir, "state.kv"),
     persistIntervalMs: 0,
     clock: () => new Date(now),
   });

@@ -9,6 +9,7 @@ import { CombinedMeter, CommandError, type Gateway } from "../managers/mod.ts";
 import type { Decision, Meter } from "../proxy/policy.ts";
 import { PolicyDir, README_TOML, request } from "./helpers/managers_setup.ts";
 import { DwnConsR } from "../managers/quotas/dwn_cons_r.ts";
+import { KvStateStore } from "../managers/state/kv_store.ts";
 import {
   parseResetCycle,
   type ResetCycle,
@@ -487,6 +488,7 @@ Deno.test("quota: a user none of whose groups has a quota is told so", async () 
 
 Deno.test("quota: gateways starting together on an empty store agree on the next reset", async () => {
   const kv = await Deno.openKv(":memory:");
+  const store = new KvStateStore(kv, "Deno KV in memory");
   try {
     const t0 = Date.parse("2026-03-02T10:00:00Z");
     const make = (ms: number) =>
@@ -499,7 +501,7 @@ Deno.test("quota: gateways starting together on an empty store agree on the next
     const a = make(t0);
     const b = make(t0 + 5 * HOUR);
     // Both find no last reset; one of them writes its own, the other adopts it.
-    await Promise.all([a.start(kv), b.start(kv)]);
+    await Promise.all([a.start(store), b.start(store)]);
     assert.equal(b.lastReset, a.lastReset);
     assert.equal(b.nextReset, a.nextReset);
     assert.equal(a.nextReset, a.lastReset + 24 * HOUR);
@@ -510,6 +512,7 @@ Deno.test("quota: gateways starting together on an empty store agree on the next
 
 Deno.test("quota: long user names in many accounts are written in batches the store accepts", async () => {
   const kv = await Deno.openKv(":memory:");
+  const store = new KvStateStore(kv, "Deno KV in memory");
   try {
     let ms = Date.parse("2026-03-02T10:00:00Z");
     const make = () =>
@@ -526,7 +529,7 @@ Deno.test("quota: long user names in many accounts are written in batches the st
       (_, i) => `firstname.lastname.${i}@department.organization.example.org`,
     );
     const a = make();
-    await a.start(kv);
+    await a.start(store);
     for (const user of users) {
       const acc = a.account(user);
       acc.quota = 10 * KiB;
@@ -534,7 +537,7 @@ Deno.test("quota: long user names in many accounts are written in batches the st
     }
     await a.flush();
     const b = make();
-    await b.start(kv);
+    await b.start(store);
     assert.equal(b.consumptionOf(users[1199]), KiB);
     // A new cycle deletes the old one's counters, as many batches.
     ms += 24 * HOUR;

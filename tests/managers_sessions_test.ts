@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { CommandError } from "../managers/mod.ts";
-import { JWT_KEY } from "../managers/sessions/session_ipm.ts";
+import { JWT_KEY } from "../managers/state/kv_store.ts";
 import { PolicyDir, README_TOML, request } from "./helpers/managers_setup.ts";
 
 async function commandError(

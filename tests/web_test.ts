@@ -35,7 +35,7 @@ async function withRealGateway(
     await Deno.writeTextFile(managersFile, managersToml);
     let offset = 0;
     const gateway = await openGateway(managersFile, {
-      kvPath: join(dir, "state.kv"),
+      state: join(dir, "state.kv"),
       persistIntervalMs: 60_000,
       clock: () => new Date(Date.now() + offset),
     });

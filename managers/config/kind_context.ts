@@ -11,6 +11,7 @@
  */
 import type { Manager, UserDb } from "../types.ts";
 import type { Fail, Table } from "./table_fields.ts";
+import type { StateStore } from "../state/store.ts";
 
 export type { Fail, Table };
 
@@ -49,10 +50,10 @@ export interface KindContext {
   /** How long a session secret is valid (top-level `jwtExpiration`, ms). */
   readonly jwtExpirationMs: number;
   /**
-   * Runs `hook` when the gateway starts, with the Deno KV store (restore
+   * Runs `hook` when the gateway starts, with the state store (restore
    * state). Not run by `checkManagersFile`.
    */
-  onStart(hook: (kv: Deno.Kv) => Promise<void>): void;
+  onStart(hook: (store: StateStore) => Promise<void>): void;
   /** Runs `hook` on every flush (every persist interval, and on close). */
   onFlush(hook: () => Promise<void>): void;
   /** Runs `hook` on close, after the last flush, before the store closes. */

@@ -18,6 +18,7 @@ import { parseDuration, parseSize } from "../values/units.ts";
 import { keyPath, nearestKey, type TomlFile } from "./toml_file.ts";
 import { needUserDbName } from "./table_fields.ts";
 import type { KindContext, Table } from "./kind_context.ts";
+import type { StateStore } from "../state/store.ts";
 import { MANAGER_KINDS, USER_DB_KINDS } from "./kinds.ts";
 
 /** Top-level keys of `managers.toml` besides the kinds. */
@@ -28,7 +29,7 @@ export const DEFAULT_JWT_EXPIRATION = "24h";
 
 /** Hooks the kinds registered, run by the gateway. */
 export interface Hooks {
-  start: ((kv: Deno.Kv) => Promise<void>)[];
+  start: ((store: StateStore) => Promise<void>)[];
   flush: (() => Promise<void>)[];
   close: (() => Promise<void>)[];
 }

@@ -28,14 +28,15 @@
  * the last reset (or at the calendar boundaries). The cycle is checked at
  * each request and each flush: one comparison.
  *
- * ## State in Deno KV
+ * ## State
  *
- * - `["dwnConsR", name, "lastReset"]`: the last reset (ms since the epoch).
- * - `["dwnConsR", name, "cons", lastReset, user]`: the consumption of that
- *   cycle, a `Deno.KvU64` to which every gateway adds its deltas with
- *   atomic `sum` every persist interval and on flush/close. A new cycle
- *   uses new keys, so a reset needs no rewrite of counters that other
- *   gateways add to; old cycles' keys are deleted afterwards.
+ * In the state store (`../state/`): the last reset of the cycle, and one
+ * counter per user and cycle to which every gateway adds its deltas with
+ * atomic increments every persist interval and on flush/close. A new cycle
+ * uses new counters, so a reset needs no rewrite of counters that other
+ * gateways add to; old cycles' counters are deleted afterwards. The cycle
+ * is rolled over once for the whole site (the store moves the last reset
+ * forward only when no other gateway did).
  *
  * After each write the gateway reads the cycle's counters back, so several
  * gateways sharing one store see each other's traffic within one persist
@@ -58,43 +59,7 @@ import { formatSize } from "../values/units.ts";
 import { optString, optTable, pickKey } from "../config/table_fields.ts";
 import { parseResetCycle, type ResetCycle } from "./_reset_cycle.ts";
 import { dottedKey } from "../config/toml_file.ts";
-
-/** At most this many mutations per atomic operation (Deno KV allows 1000). */
-const BATCH = 1000;
-/** At most this many bytes of keys per atomic operation (Deno KV allows 81920). */
-const BATCH_KEY_BYTES = 80_000;
-
-const utf8 = new TextEncoder();
-
-/** About the size of a key as Deno KV encodes it (a little more). */
-function keyBytes(key: Deno.KvKey): number {
-  let n = 0;
-  for (const part of key) {
-    n += typeof part === "string" ? utf8.encode(part).length + 2 : 10;
-  }
-  return n;
-}
-
-/**
- * Splits keys into runs `[start, end)` that one atomic operation accepts:
- * at most {@link BATCH} of them, and at most {@link BATCH_KEY_BYTES} bytes.
- */
-function batches(keys: readonly Deno.KvKey[]): [number, number][] {
-  const out: [number, number][] = [];
-  let start = 0;
-  let bytes = 0;
-  for (let i = 0; i < keys.length; i++) {
-    const size = keyBytes(keys[i]);
-    if (i > start && (i - start === BATCH || bytes + size > BATCH_KEY_BYTES)) {
-      out.push([start, i]);
-      start = i;
-      bytes = 0;
-    }
-    bytes += size;
-  }
-  if (start < keys.length) out.push([start, keys.length]);
-  return out;
-}
+import { type StateStore, StoreWriteError } from "../state/store.ts";
 
 /**
  * One user's consumption under one dwnConsR; it is also the meter of their
@@ -138,7 +103,7 @@ export class DwnConsR implements Manager {
   readonly #accounts = new Map<string, Account>();
   #lastReset: number;
   #nextReset: number;
-  #kv?: Deno.Kv;
+  #store?: StateStore;
   /** KV work, one after the other. */
   #chain: Promise<void> = Promise.resolve();
 
@@ -296,35 +261,18 @@ export class DwnConsR implements Manager {
     return run;
   }
 
-  #lastResetKey(): Deno.KvKey {
-    return ["dwnConsR", this.name, "lastReset"];
-  }
-
-  #consKey(lastReset: number, user: string): Deno.KvKey {
-    return ["dwnConsR", this.name, "cons", lastReset, user];
-  }
-
   /** Restores the last reset and this cycle's consumption from the store. */
-  async start(kv: Deno.Kv): Promise<void> {
-    this.#kv = kv;
+  async start(store: StateStore): Promise<void> {
+    this.#store = store;
     const now = this.options.clock().getTime();
-    const stored = await kv.get<number>(this.#lastResetKey());
-    if (typeof stored.value === "number") {
-      this.#lastReset = stored.value;
-    } else {
-      await kv.atomic().check(stored).set(this.#lastResetKey(), this.#lastReset)
-        .commit();
-      // Another gateway sharing the store may have written its own first.
-      const again = await kv.get<number>(this.#lastResetKey());
-      if (typeof again.value === "number") this.#lastReset = again.value;
-    }
+    this.#lastReset = await store.initLastReset(this.name, this.#lastReset);
     this.#nextReset = this.options.cycle
       ? this.options.cycle.next(this.#lastReset)
       : Infinity;
     this.checkCycle(now);
     await this.#chain;
     await this.#reload(this.#lastReset);
-    await this.#deleteOldCycles();
+    await store.deleteOtherCycles(this.name, this.#lastReset);
   }
 
   /** Writes the deltas counted since the last write. */
@@ -334,28 +282,26 @@ export class DwnConsR implements Manager {
   }
 
   async #persist(): Promise<void> {
-    const kv = this.#kv;
-    if (!kv) return;
+    const store = this.#store;
+    if (!store) return;
     const epoch = this.#lastReset;
-    const deltas: [string, number][] = [];
+    const deltas = new Map<string, number>();
     for (const [user, acc] of this.#accounts) {
       if (acc.pending > 0) {
-        deltas.push([user, acc.pending]);
+        deltas.set(user, acc.pending);
         acc.pending = 0;
       }
     }
-    const keys = deltas.map(([user]) => this.#consKey(epoch, user));
-    for (const [start, end] of batches(keys)) {
-      const op = kv.atomic();
-      for (let i = start; i < end; i++) {
-        op.sum(keys[i], BigInt(deltas[i][1]));
-      }
+    if (deltas.size > 0) {
       try {
-        await op.commit();
+        await store.addConsumption(this.name, epoch, deltas);
       } catch (e) {
-        // Not written: keep what was not, for the next flush (same cycle).
+        // Not written: keep it for the next flush (same cycle only).
         if (epoch === this.#lastReset) {
-          for (const [user, bytes] of deltas.slice(start)) {
+          const unwritten = e instanceof StoreWriteError
+            ? e.unwritten as Map<string, number>
+            : deltas;
+          for (const [user, bytes] of unwritten) {
             this.account(user).pending += bytes;
           }
         }
@@ -368,57 +314,43 @@ export class DwnConsR implements Manager {
 
   /** Sets memory to the store's counters of that cycle plus what is pending. */
   async #reload(epoch: number): Promise<void> {
-    const kv = this.#kv!;
-    const seen = new Set<string>();
-    for await (
-      const entry of kv.list<Deno.KvU64>({
-        prefix: ["dwnConsR", this.name, "cons", epoch],
-      })
-    ) {
-      if (epoch !== this.#lastReset) return;
-      const user = entry.key[4] as string;
-      const acc = this.account(user);
-      acc.cons = Number(entry.value.value) + acc.pending;
-      seen.add(user);
-    }
+    const counters = await this.#store!.readConsumption(this.name, epoch);
     if (epoch !== this.#lastReset) return;
+    for (const [user, bytes] of counters) {
+      const acc = this.account(user);
+      acc.cons = bytes + acc.pending;
+    }
     for (const [user, acc] of this.#accounts) {
-      if (!seen.has(user)) acc.cons = acc.pending;
-    }
-  }
-
-  async #writeReset(last: number): Promise<void> {
-    const kv = this.#kv;
-    if (!kv) return;
-    for (let attempt = 0; attempt < 10; attempt++) {
-      const entry = await kv.get<number>(this.#lastResetKey());
-      // Another gateway sharing the store did it already.
-      if (typeof entry.value === "number" && entry.value >= last) break;
-      const res = await kv.atomic().check(entry).set(this.#lastResetKey(), last)
-        .commit();
-      if (res.ok) break;
-    }
-    await this.#deleteOldCycles();
-  }
-
-  async #deleteOldCycles(): Promise<void> {
-    const kv = this.#kv!;
-    const old: Deno.KvKey[] = [];
-    for await (
-      const entry of kv.list({ prefix: ["dwnConsR", this.name, "cons"] })
-    ) {
-      if (entry.key[3] !== this.#lastReset) old.push(entry.key);
-    }
-    for (const [start, end] of batches(old)) {
-      const op = kv.atomic();
-      for (let i = start; i < end; i++) op.delete(old[i]);
-      await op.commit();
+      if (!counters.has(user)) acc.cons = acc.pending;
     }
   }
 
   /**
+   * Another gateway sharing the store set that user's consumption (an
+   * administrator's reset): take the stored counter, plus what this gateway
+   * counted and has not written yet.
+   */
+  async consumptionChanged(user: string): Promise<void> {
+    const epoch = this.#lastReset;
+    const counters = await this.#store!.readConsumption(this.name, epoch, [
+      user,
+    ]);
+    if (epoch !== this.#lastReset) return;
+    const acc = this.account(user);
+    acc.cons = (counters.get(user) ?? 0) + acc.pending;
+  }
+
+  async #writeReset(last: number): Promise<void> {
+    const store = this.#store;
+    if (!store) return;
+    await store.advanceLastReset(this.name, last);
+    await store.deleteOtherCycles(this.name, this.#lastReset);
+  }
+
+  /**
    * Sets a user's consumption in this cycle (an administrator's `set`;
-   * 0 resets it). Written to the store at once.
+   * 0 resets it). Written to the store at once, and other gateways sharing
+   * the store are told.
    */
   setConsumption(user: string, bytes: number): Promise<void> {
     this.checkCycle(this.options.clock().getTime());
@@ -426,10 +358,14 @@ export class DwnConsR implements Manager {
       const acc = this.account(user);
       acc.cons = bytes;
       acc.pending = 0;
-      await this.#kv?.set(
-        this.#consKey(this.#lastReset, user),
-        new Deno.KvU64(BigInt(bytes)),
-      );
+      const store = this.#store;
+      if (!store) return;
+      await store.setConsumption(this.name, this.#lastReset, user, bytes);
+      try {
+        await store.publish({ kind: "consumption", manager: this.name, user });
+      } catch {
+        // The others see it at their next reconcile.
+      }
     });
   }
 }
@@ -494,7 +430,7 @@ export function dwnConsRFromTable(table: Table, ctx: KindContext): DwnConsR {
     userQuota,
     clock: ctx.clock,
   });
-  ctx.onStart((kv) => manager.start(kv));
+  ctx.onStart((store) => manager.start(store));
   ctx.onFlush(() => manager.flush());
   return manager;
 }

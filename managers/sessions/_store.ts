@@ -1,17 +1,17 @@
 /**
- * The sessions of a `sessionIPM` in Deno KV, so that they survive a
- * restart and gateways sharing one store see each other's logins: one
- * entry per IP under `["sessionIPM", name, "session", ip]`, written at
- * login and deleted at logout. A session's last use changes at each
- * request but is written only with the periodic flush (and at shutdown),
- * for the sessions used since the last one, a few at a time: no KV write
- * per request. Sessions closed in memory (idle, or their user gone) are
- * deleted from KV at the next flush, each only over its own stored copy.
- * Private to this folder.
+ * The sessions of a `sessionIPM` in the state store (`../state/`), so that
+ * they survive a restart and gateways sharing one store see each other's
+ * logins: one stored session per IP, written at login and deleted at
+ * logout. A session's last use changes at each request but is written only
+ * with the periodic flush (and at shutdown), for the sessions used since
+ * the last one: no store write per request. Sessions closed in memory
+ * (idle, or their user gone) are deleted from the store at the next flush,
+ * each only over its own stored copy. Private to this folder.
  *
  * @module
  */
 import type { UserRecord } from "../types.ts";
+import type { SessionAt, StateStore, StoredSession } from "../state/store.ts";
 
 /** One open session. */
 export interface Session {
@@ -24,27 +24,15 @@ export interface Session {
   /** When it was opened (ms since the epoch). */
   opened: number;
   /**
-   * When a request last used it (ms since the epoch). Written to KV with
-   * the next flush, not at each request.
+   * When a request last used it (ms since the epoch). Written to the store
+   * with the next flush, not at each request.
    */
   lastUsed: number;
 }
 
-/** A session as stored in KV (its IP is the last part of the key). */
-interface StoredSession {
-  user: string;
-  record: UserRecord;
-  groups: Record<string, string[]>;
-  opened: number;
-  /** Absent in sessions stored by versions that did not keep it. */
-  lastUsed?: number;
-}
-
-/** At most this many stored sessions are read (and written) at a time. */
-const WRITE_BATCH = 10;
-
-function toStored(s: Session, lastUsed: number): StoredSession {
+function toStored(s: Session, lastUsed: number): SessionAt {
   return {
+    ip: s.ip,
     user: s.user,
     record: s.record,
     groups: s.groups,
@@ -53,32 +41,57 @@ function toStored(s: Session, lastUsed: number): StoredSession {
   };
 }
 
+/**
+ * A stored session as a session in memory (one stored without a last use,
+ * by an older version, counts as used `now`).
+ */
+export function fromStored(
+  ip: string,
+  s: StoredSession,
+  now: number,
+): Session {
+  return {
+    user: s.user,
+    record: s.record,
+    groups: { ...s.groups },
+    opened: s.opened,
+    ip,
+    lastUsed: s.lastUsed ?? now,
+  };
+}
+
 /** The stored sessions of one `sessionIPM`, by its name. */
 export class SessionStore {
-  #kv?: Deno.Kv;
-  /** Sessions closed in memory, deleted from KV on the next flush. */
-  #closed: Session[] = [];
+  #store?: StateStore;
   /**
-   * The `lastUsed` each session has in KV as far as this gateway knows; a
-   * session whose `lastUsed` differs is written at the next flush.
+   * Sessions closed in memory, deleted from the store on the next flush;
+   * `idle` ones only when no other gateway used them since.
+   */
+  #closed: { s: Session; idle: boolean }[] = [];
+  /**
+   * The `lastUsed` each session has in the store as far as this gateway
+   * knows; a session whose `lastUsed` differs is written at the next flush.
    */
   #savedLastUsed = new WeakMap<Session, number>();
 
   constructor(readonly name: string) {}
 
-  /** Starts using `kv`; before, nothing is read or written. */
-  open(kv: Deno.Kv): void {
-    this.#kv = kv;
+  /** Starts using `store`; before, nothing is read or written. */
+  open(store: StateStore): void {
+    this.#store = store;
   }
 
   /** True once `open` was called. */
   get opened(): boolean {
-    return this.#kv !== undefined;
+    return this.#store !== undefined;
   }
 
-  /** `s` was closed in memory: its stored copy goes at the next flush. */
-  deleteLater(s: Session): void {
-    this.#closed.push(s);
+  /**
+   * `s` was closed in memory: its stored copy goes at the next flush. An
+   * `idle` one stays when another gateway sharing the store used it since.
+   */
+  deleteLater(s: Session, idle = false): void {
+    this.#closed.push({ s, idle });
   }
 
   /** `s` changed (groups, record): written at the next flush. */
@@ -86,27 +99,51 @@ export class SessionStore {
     this.#savedLastUsed.set(s, -1);
   }
 
-  /**
-   * Stores a session just opened, deleting the stored one of its user at
-   * `oldIp` (a login from another IP) in the same commit.
-   */
-  async save(session: Session, oldIp?: string): Promise<void> {
-    const kv = this.#kv;
-    if (!kv) return;
-    // As stored: a request during the commit may use it again.
-    const lastUsed = session.lastUsed;
-    const op = kv.atomic();
-    if (oldIp !== undefined && oldIp !== session.ip) {
-      op.delete(this.#key(oldIp));
-    }
-    op.set(this.#key(session.ip), toStored(session, lastUsed));
-    await op.commit();
-    this.#savedLastUsed.set(session, lastUsed);
+  /** `s` is as stored (read from the store just now). */
+  saved(s: Session): void {
+    this.#savedLastUsed.set(s, s.lastUsed);
   }
 
-  /** Deletes the stored session at `ip` (a logout). */
+  /**
+   * Stores a session just opened, deleting the stored one of its user at
+   * `oldIp` (a login from another IP) in the same write, and tells the
+   * other gateways.
+   */
+  async save(session: Session, oldIp?: string): Promise<void> {
+    const store = this.#store;
+    if (!store) return;
+    // As stored: a request during the write may use it again.
+    const lastUsed = session.lastUsed;
+    await store.saveSession(this.name, toStored(session, lastUsed), {
+      deleteIp: oldIp,
+    });
+    this.#savedLastUsed.set(session, lastUsed);
+    await this.#announce(session.ip);
+    if (oldIp !== undefined && oldIp !== session.ip) {
+      await this.#announce(oldIp);
+    }
+  }
+
+  /** Deletes the stored session at `ip` (a logout) and tells the others. */
   async delete(ip: string): Promise<void> {
-    await this.#kv?.delete(this.#key(ip));
+    const store = this.#store;
+    if (!store) return;
+    await store.deleteSession(this.name, ip);
+    await this.#announce(ip);
+  }
+
+  /** The stored session at `ip`, if any. */
+  async get(ip: string): Promise<StoredSession | undefined> {
+    return await this.#store?.getSession(this.name, ip);
+  }
+
+  /** A change is announced after the write: losing it only delays it. */
+  async #announce(ip: string): Promise<void> {
+    try {
+      await this.#store!.publish({ kind: "session", manager: this.name, ip });
+    } catch {
+      // The others see it at their next reconcile.
+    }
   }
 
   /**
@@ -121,37 +158,23 @@ export class SessionStore {
     known: ReadonlyMap<string, Session>,
     options: { now: number; stillOpen: (s: Session) => Promise<boolean> },
   ): Promise<Map<string, Session>> {
-    const kv = this.#kv!;
     const byIp = new Map<string, Session>();
-    for await (
-      const entry of kv.list<StoredSession>({
-        prefix: ["sessionIPM", this.name, "session"],
-      })
-    ) {
-      const ip = entry.key[3] as string;
-      const s = entry.value;
-      const same = known.get(ip);
+    for (const s of await this.#store!.listSessions(this.name)) {
+      const same = known.get(s.ip);
       if (same && same.user === s.user && same.opened === s.opened) {
         // Used through another gateway sharing the store more recently.
         if (s.lastUsed !== undefined && s.lastUsed > same.lastUsed) {
           same.lastUsed = s.lastUsed;
           this.#savedLastUsed.set(same, s.lastUsed);
         }
-        byIp.set(ip, same);
+        byIp.set(s.ip, same);
         continue;
       }
-      const session: Session = {
-        user: s.user,
-        record: s.record,
-        groups: { ...s.groups },
-        opened: s.opened,
-        ip,
-        lastUsed: s.lastUsed ?? options.now,
-      };
+      const session = fromStored(s.ip, s, options.now);
       // Unknown when stored without it: written at the next flush.
       this.#savedLastUsed.set(session, s.lastUsed ?? -1);
-      if (await options.stillOpen(session)) byIp.set(ip, session);
-      else this.#closed.push(session);
+      if (await options.stillOpen(session)) byIp.set(s.ip, session);
+      else this.#closed.push({ s: session, idle: false });
     }
     return byIp;
   }
@@ -159,23 +182,33 @@ export class SessionStore {
   /**
    * Deletes the stored copies of the sessions closed in memory since the
    * last flush and writes the last use of the `open` sessions used since.
+   * What could not be written is kept for the next flush.
    */
   async flush(open: ReadonlyMap<string, Session>): Promise<void> {
-    const kv = this.#kv;
-    if (!kv) return;
+    const store = this.#store;
+    if (!store) return;
     const closed = this.#closed;
     this.#closed = [];
-    for (const s of closed) {
-      // Only that session's stored copy: a login at the same IP since
-      // (here or on another gateway sharing the store) must stay.
-      const key = this.#key(s.ip);
-      const entry = await kv.get<StoredSession>(key);
-      if (entry.value?.user !== s.user || entry.value.opened !== s.opened) {
-        continue;
+    for (let i = 0; i < closed.length; i++) {
+      const { s, idle } = closed[i];
+      try {
+        // Only that session's stored copy: a login at the same IP since
+        // (here or on another gateway sharing the store) must stay, and so
+        // must an idle one that another gateway has used since.
+        const gone = await store.deleteSession(this.name, s.ip, {
+          only: {
+            user: s.user,
+            opened: s.opened,
+            unusedSince: idle ? s.lastUsed : undefined,
+          },
+        });
+        if (gone) await this.#announce(s.ip);
+      } catch (e) {
+        this.#closed.push(...closed.slice(i));
+        throw e;
       }
-      await kv.atomic().check(entry).delete(key).commit();
     }
-    await this.#writeLastUsed(kv, open);
+    await this.#writeLastUsed(store, open);
   }
 
   /**
@@ -185,40 +218,23 @@ export class SessionStore {
    * store wrote one meanwhile; one not written is tried at the next flush.
    */
   async #writeLastUsed(
-    kv: Deno.Kv,
+    store: StateStore,
     open: ReadonlyMap<string, Session>,
   ): Promise<void> {
     const touched: Session[] = [];
     for (const s of open.values()) {
       if (this.#savedLastUsed.get(s) !== s.lastUsed) touched.push(s);
     }
-    for (let start = 0; start < touched.length; start += WRITE_BATCH) {
-      const batch = touched.slice(start, start + WRITE_BATCH);
-      const entries = await kv.getMany<StoredSession[]>(
-        batch.map((s) => this.#key(s.ip)),
-      );
-      const op = kv.atomic();
-      const written: [Session, number][] = [];
-      for (let i = 0; i < batch.length; i++) {
-        const s = batch[i];
-        const entry = entries[i];
-        const v = entry.value;
-        if (v?.user !== s.user || v.opened !== s.opened) continue;
-        const lastUsed = Math.max(v.lastUsed ?? 0, s.lastUsed);
-        op.check(entry).set(entry.key, toStored(s, lastUsed));
-        written.push([s, lastUsed]);
-      }
-      if (written.length === 0) continue;
-      const res = await op.commit();
-      if (!res.ok) continue; // changed meanwhile: the next flush tries again
-      for (const [s, lastUsed] of written) {
-        this.#savedLastUsed.set(s, lastUsed);
-        if (lastUsed > s.lastUsed) s.lastUsed = lastUsed;
-      }
+    if (touched.length === 0) return;
+    const written = await store.updateSessions(
+      this.name,
+      touched.map((s) => toStored(s, s.lastUsed)),
+    );
+    for (const s of touched) {
+      const lastUsed = written.get(s.ip);
+      if (lastUsed === undefined) continue;
+      this.#savedLastUsed.set(s, lastUsed);
+      if (lastUsed > s.lastUsed) s.lastUsed = lastUsed;
     }
-  }
-
-  #key(ip: string): Deno.KvKey {
-    return ["sessionIPM", this.name, "session", ip];
   }
 }

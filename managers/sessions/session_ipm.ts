@@ -59,7 +59,8 @@ import { optBool, optString } from "../config/table_fields.ts";
 import { type SessionClaims, signJwt, verifyJwt } from "./_jwt.ts";
 import type { ProxyCredentials } from "../../proxy/policy.ts";
 import { ProxyAuthCache } from "./_proxy_auth_cache.ts";
-import { type Session, SessionStore } from "./_store.ts";
+import { fromStored, type Session, SessionStore } from "./_store.ts";
+import type { StateStore } from "../state/store.ts";
 import {
   refreshAtStart,
   refreshRestored,
@@ -69,27 +70,12 @@ import {
 export type { Session } from "./_store.ts";
 export { REFRESH_CONCURRENCY, REFRESH_TIMEOUT_MS } from "./_refresh.ts";
 
-/** KV key of the installation's secret-signing key. */
-export const JWT_KEY: Deno.KvKey = ["sessionIPM", "jwtKey"];
-
-/** Loads the signing key from KV, making it on first start. */
-export async function loadJwtKey(kv: Deno.Kv): Promise<Uint8Array> {
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const entry = await kv.get<Uint8Array>(JWT_KEY);
-    if (entry.value instanceof Uint8Array) return entry.value;
-    const key = crypto.getRandomValues(new Uint8Array(32));
-    const res = await kv.atomic().check(entry).set(JWT_KEY, key).commit();
-    if (res.ok) return key;
-  }
-  throw new Error("cannot store the session signing key in the state store");
-}
-
 /** A `sessionIPM` manager. */
 export class SessionIpm implements Manager {
   readonly kind = "sessionIPM";
   readonly #byIp = new Map<string, Session>();
   readonly #ipOfUser = new Map<string, string>();
-  /** The sessions in KV. */
+  /** The sessions in the state store. */
   readonly #store: SessionStore;
   #key?: Uint8Array;
   /** Counts logins and logouts, so a reload does not undo one. */
@@ -125,13 +111,13 @@ export class SessionIpm implements Manager {
   }
 
   /**
-   * Loads the signing key and the open sessions from KV, and starts
-   * refreshing their users' groups from the directories in the background
-   * ({@link whenRefreshed}).
+   * Loads the signing key and the open sessions from the state store, and
+   * starts refreshing their users' groups from the directories in the
+   * background ({@link whenRefreshed}).
    */
-  async start(kv: Deno.Kv, key?: Uint8Array): Promise<void> {
-    this.#store.open(kv);
-    this.#key = key ?? await loadJwtKey(kv);
+  async start(store: StateStore): Promise<void> {
+    this.#store.open(store);
+    this.#key = await store.signingKey();
     await this.#reload();
     this.#refreshing = refreshRestored(this.#byIp, {
       ...this.#dbs,
@@ -197,6 +183,35 @@ export class SessionIpm implements Manager {
     await this.#reload();
   }
 
+  /**
+   * Another gateway sharing the store opened or closed a session at `ip`:
+   * take the stored one (replacing whatever this gateway had at that IP
+   * and any other session of that user), or forget the one here when the
+   * store has none. A session already known here is left as it is.
+   */
+  async sessionChanged(ip: string): Promise<void> {
+    const stored = await this.#store.get(ip);
+    const here = this.#byIp.get(ip);
+    if (
+      stored && here && here.user === stored.user &&
+      here.opened === stored.opened
+    ) return;
+    // A reload under way read the store before this change.
+    this.#generation++;
+    if (here) this.#forget(here);
+    if (!stored) return;
+    const now = this.options.clock().getTime();
+    const session = fromStored(ip, stored, now);
+    if (!(await refreshAtStart(session, this.#dbs))) return;
+    const oldIp = this.#ipOfUser.get(session.user);
+    if (oldIp !== undefined) this.#forget(this.#byIp.get(oldIp)!);
+    const there = this.#byIp.get(ip);
+    if (there) this.#forget(there);
+    this.#store.saved(session);
+    this.#byIp.set(ip, session);
+    this.#ipOfUser.set(session.user, ip);
+  }
+
   /** The open session at that IP (closing it first when idle too long). */
   sessionAt(address: string, now?: number): Session | undefined {
     const ip = normalizeIp(address);
@@ -206,7 +221,7 @@ export class SessionIpm implements Manager {
     if (idle !== undefined) {
       const t = now ?? this.options.clock().getTime();
       if (t - s.lastUsed >= idle) {
-        this.#close(s);
+        this.#close(s, true);
         return undefined;
       }
     }
@@ -227,11 +242,12 @@ export class SessionIpm implements Manager {
 
   /**
    * Closes a session here (idle, or its user gone); its stored copy is
-   * deleted at the next flush.
+   * deleted at the next flush (an idle one only when no other gateway
+   * sharing the store used it since).
    */
-  #close(s: Session): void {
+  #close(s: Session, idle = false): void {
     this.#forget(s);
-    this.#store.deleteLater(s);
+    this.#store.deleteLater(s, idle);
   }
 
   evaluate(ctx: EvalContext, _grant: Grant): boolean {
@@ -376,14 +392,25 @@ export class SessionIpm implements Manager {
       opened: now,
       lastUsed: now,
     };
+    // Stored first: a login that other gateways sharing the store could
+    // not see, and that a restart would lose, is refused, not half-made.
     const oldIp = this.#ipOfUser.get(user);
+    try {
+      await this.#store.save(session, oldIp);
+    } catch (e) {
+      throw new CommandError({
+        message: `the login cannot be saved now (${
+          e instanceof Error ? e.message : e
+        }); try again in a moment`,
+      });
+    }
+    const old = oldIp === undefined ? undefined : this.#byIp.get(oldIp);
+    if (old) this.#forget(old);
     const there = this.#byIp.get(ip);
-    if (oldIp !== undefined) this.#forget(this.#byIp.get(oldIp)!);
     if (there) this.#forget(there);
     this.#generation++;
     this.#byIp.set(ip, session);
     this.#ipOfUser.set(user, ip);
-    await this.#store.save(session, oldIp);
     return await this.#sign(user, ip);
   }
 
@@ -492,7 +519,7 @@ export function sessionIpmFromTable(
     proxyAuth,
     realm,
   });
-  ctx.onStart((kv) => manager.start(kv));
+  ctx.onStart((store) => manager.start(store));
   ctx.onFlush(() => manager.flush());
   ctx.onClose(() => manager.stop());
   return manager;

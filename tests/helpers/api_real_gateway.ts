@@ -32,7 +32,7 @@ export async function openRealGateway(
   const dir = await Deno.makeTempDir({ prefix: "pmproxy-api-gw-" });
   await Deno.writeTextFile(join(dir, "managers.toml"), managersToml);
   const gateway = await openGateway(join(dir, "managers.toml"), {
-    kvPath: join(dir, "state.kv"),
+    state: join(dir, "state.kv"),
     persistIntervalMs: 60_000,
   });
   return {

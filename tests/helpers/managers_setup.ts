@@ -43,7 +43,7 @@ export class PolicyDir {
   /** Opens a gateway over this directory (closed by {@link cleanup}). */
   async open(persistIntervalMs = 0): Promise<GatewayRuntime> {
     const g = await openGateway(this.managersPath, {
-      kvPath: this.kvPath,
+      state: this.kvPath,
       persistIntervalMs,
       loginUrl: "https://gw.test:4443",
       clock: this.clock.now,

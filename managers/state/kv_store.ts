@@ -1,0 +1,358 @@
+/**
+ * The state store on Deno KV: a file in the configuration directory (the
+ * default; several processes on one machine may share the file), or a KV
+ * Connect URL (a denokv server: one writer, so not a way to scale out).
+ *
+ * Keys (the ones pmproxy always wrote, so an upgrade reads its old state):
+ *
+ * - `["sessionIPM", "jwtKey"]`: the signing key (32 bytes);
+ * - `["sessionIPM", manager, "session", ip]`: a {@link StoredSession};
+ * - `["dwnConsR", manager, "lastReset"]`: the last reset (ms);
+ * - `["dwnConsR", manager, "cons", lastReset, user]`: a `Deno.KvU64` that
+ *   every gateway adds its deltas to with atomic `sum`. A new cycle uses
+ *   new keys, so a reset needs no rewrite of counters others add to.
+ *
+ * Deno KV tells no other process of a change, so changes are not announced
+ * ({@link StateStore.announcesChanges} is false): gateways sharing a file
+ * see each other's logins and consumption when they read the store again,
+ * at every flush.
+ *
+ * @module
+ */
+import type {
+  SessionAt,
+  SessionIdentity,
+  StateChange,
+  StateStore,
+  StoredSession,
+  StoreStatus,
+} from "./store.ts";
+import { StoreWriteError } from "./store.ts";
+import { StoreHealth } from "./_health.ts";
+
+/** At most this many mutations per atomic operation (Deno KV allows 1000). */
+const BATCH = 1000;
+/** At most this many bytes of keys per atomic operation (Deno KV allows 81920). */
+const BATCH_KEY_BYTES = 80_000;
+/** Stored sessions read and written at a time. */
+const SESSION_BATCH = 10;
+
+/** The key of the installation's secret-signing key. */
+export const JWT_KEY: Deno.KvKey = ["sessionIPM", "jwtKey"];
+
+const utf8 = new TextEncoder();
+
+/** About the size of a key as Deno KV encodes it (a little more). */
+function keyBytes(key: Deno.KvKey): number {
+  let n = 0;
+  for (const part of key) {
+    n += typeof part === "string" ? utf8.encode(part).length + 2 : 10;
+  }
+  return n;
+}
+
+/**
+ * Splits keys into runs `[start, end)` that one atomic operation accepts:
+ * at most {@link BATCH} of them, and at most {@link BATCH_KEY_BYTES} bytes.
+ */
+export function kvBatches(keys: readonly Deno.KvKey[]): [number, number][] {
+  const out: [number, number][] = [];
+  let start = 0;
+  let bytes = 0;
+  for (let i = 0; i < keys.length; i++) {
+    const size = keyBytes(keys[i]);
+    if (i > start && (i - start === BATCH || bytes + size > BATCH_KEY_BYTES)) {
+      out.push([start, i]);
+      start = i;
+      bytes = 0;
+    }
+    bytes += size;
+  }
+  if (start < keys.length) out.push([start, keys.length]);
+  return out;
+}
+
+function sessionKey(manager: string, ip: string): Deno.KvKey {
+  return ["sessionIPM", manager, "session", ip];
+}
+
+function lastResetKey(manager: string): Deno.KvKey {
+  return ["dwnConsR", manager, "lastReset"];
+}
+
+function consKey(manager: string, cycle: number, user: string): Deno.KvKey {
+  return ["dwnConsR", manager, "cons", cycle, user];
+}
+
+function stored(s: SessionAt, lastUsed = s.lastUsed): StoredSession {
+  const out: StoredSession = {
+    user: s.user,
+    record: s.record,
+    groups: s.groups,
+    opened: s.opened,
+  };
+  if (lastUsed !== undefined) out.lastUsed = lastUsed;
+  return out;
+}
+
+/** The state store on an open Deno KV database. */
+export class KvStateStore implements StateStore {
+  readonly announcesChanges = false;
+  readonly #health: StoreHealth;
+
+  constructor(readonly kv: Deno.Kv, readonly description: string) {
+    this.#health = new StoreHealth(description);
+  }
+
+  /** Opens the file or KV Connect URL at `path`. */
+  static async open(path: string): Promise<KvStateStore> {
+    const kv = await Deno.openKv(path);
+    const what = /^https?:\/\//.test(path)
+      ? `Deno KV at ${path}`
+      : `Deno KV file ${path}`;
+    return new KvStateStore(kv, what);
+  }
+
+  status(): StoreStatus {
+    return this.#health.status();
+  }
+
+  signingKey(): Promise<Uint8Array> {
+    return this.#health.run("reading the signing key", async () => {
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const entry = await this.kv.get<Uint8Array>(JWT_KEY);
+        if (entry.value instanceof Uint8Array) return entry.value;
+        const key = crypto.getRandomValues(new Uint8Array(32));
+        const res = await this.kv.atomic().check(entry).set(JWT_KEY, key)
+          .commit();
+        if (res.ok) return key;
+      }
+      throw new Error("cannot store the session signing key");
+    });
+  }
+
+  listSessions(manager: string): Promise<SessionAt[]> {
+    return this.#health.run("reading the sessions", async () => {
+      const out: SessionAt[] = [];
+      for await (
+        const entry of this.kv.list<StoredSession>({
+          prefix: ["sessionIPM", manager, "session"],
+        })
+      ) {
+        out.push({ ...entry.value, ip: entry.key[3] as string });
+      }
+      return out;
+    });
+  }
+
+  getSession(
+    manager: string,
+    ip: string,
+  ): Promise<StoredSession | undefined> {
+    return this.#health.run("reading a session", async () => {
+      const entry = await this.kv.get<StoredSession>(sessionKey(manager, ip));
+      return entry.value ?? undefined;
+    });
+  }
+
+  saveSession(
+    manager: string,
+    session: SessionAt,
+    options: { deleteIp?: string } = {},
+  ): Promise<void> {
+    return this.#health.run("saving a session", async () => {
+      const op = this.kv.atomic();
+      const old = options.deleteIp;
+      if (old !== undefined && old !== session.ip) {
+        op.delete(sessionKey(manager, old));
+      }
+      op.set(sessionKey(manager, session.ip), stored(session));
+      await op.commit();
+    });
+  }
+
+  deleteSession(
+    manager: string,
+    ip: string,
+    options: { only?: SessionIdentity } = {},
+  ): Promise<boolean> {
+    return this.#health.run("deleting a session", async () => {
+      const key = sessionKey(manager, ip);
+      const only = options.only;
+      if (!only) {
+        await this.kv.delete(key);
+        return true;
+      }
+      const entry = await this.kv.get<StoredSession>(key);
+      const v = entry.value;
+      if (v?.user !== only.user || v.opened !== only.opened) return false;
+      if (
+        only.unusedSince !== undefined &&
+        (v.lastUsed ?? 0) > only.unusedSince
+      ) return false;
+      const res = await this.kv.atomic().check(entry).delete(key).commit();
+      return res.ok;
+    });
+  }
+
+  updateSessions(
+    manager: string,
+    sessions: readonly SessionAt[],
+  ): Promise<Map<string, number>> {
+    return this.#health.run("writing the sessions' last use", async () => {
+      const written = new Map<string, number>();
+      for (let start = 0; start < sessions.length; start += SESSION_BATCH) {
+        const batch = sessions.slice(start, start + SESSION_BATCH);
+        const entries = await this.kv.getMany<StoredSession[]>(
+          batch.map((s) => sessionKey(manager, s.ip)),
+        );
+        const op = this.kv.atomic();
+        const done: [string, number][] = [];
+        for (let i = 0; i < batch.length; i++) {
+          const s = batch[i];
+          const entry = entries[i];
+          const v = entry.value;
+          if (v?.user !== s.user || v.opened !== s.opened) continue;
+          const lastUsed = Math.max(v.lastUsed ?? 0, s.lastUsed ?? 0);
+          op.check(entry).set(entry.key, stored(s, lastUsed));
+          done.push([s.ip, lastUsed]);
+        }
+        if (done.length === 0) continue;
+        const res = await op.commit();
+        if (!res.ok) continue; // changed meanwhile: the next flush tries again
+        for (const [ip, lastUsed] of done) written.set(ip, lastUsed);
+      }
+      return written;
+    });
+  }
+
+  initLastReset(manager: string, value: number): Promise<number> {
+    return this.#health.run("reading the last reset", async () => {
+      const key = lastResetKey(manager);
+      const entry = await this.kv.get<number>(key);
+      if (typeof entry.value === "number") return entry.value;
+      await this.kv.atomic().check(entry).set(key, value).commit();
+      // Another gateway sharing the store may have written its own first.
+      const again = await this.kv.get<number>(key);
+      return typeof again.value === "number" ? again.value : value;
+    });
+  }
+
+  advanceLastReset(manager: string, value: number): Promise<number> {
+    return this.#health.run("writing a reset", async () => {
+      const key = lastResetKey(manager);
+      for (let attempt = 0; attempt < 10; attempt++) {
+        const entry = await this.kv.get<number>(key);
+        if (typeof entry.value === "number" && entry.value >= value) {
+          return entry.value;
+        }
+        const res = await this.kv.atomic().check(entry).set(key, value)
+          .commit();
+        if (res.ok) return value;
+      }
+      throw new Error("the last reset keeps changing; try again");
+    });
+  }
+
+  addConsumption(
+    manager: string,
+    cycle: number,
+    deltas: ReadonlyMap<string, number>,
+  ): Promise<void> {
+    return this.#health.run("adding consumption", async () => {
+      const users = [...deltas.keys()];
+      const keys = users.map((u) => consKey(manager, cycle, u));
+      for (const [start, end] of kvBatches(keys)) {
+        const op = this.kv.atomic();
+        for (let i = start; i < end; i++) {
+          op.sum(keys[i], BigInt(deltas.get(users[i])!));
+        }
+        try {
+          await op.commit();
+        } catch (e) {
+          const unwritten = new Map<string, number>();
+          for (const u of users.slice(start)) unwritten.set(u, deltas.get(u)!);
+          throw new StoreWriteError(
+            `adding consumption failed: ${e instanceof Error ? e.message : e}`,
+            unwritten,
+            { cause: e },
+          );
+        }
+      }
+    });
+  }
+
+  readConsumption(
+    manager: string,
+    cycle: number,
+    users?: readonly string[],
+  ): Promise<Map<string, number>> {
+    return this.#health.run("reading consumption", async () => {
+      const out = new Map<string, number>();
+      if (users) {
+        for (let start = 0; start < users.length; start += SESSION_BATCH) {
+          const part = users.slice(start, start + SESSION_BATCH);
+          const entries = await this.kv.getMany<Deno.KvU64[]>(
+            part.map((u) => consKey(manager, cycle, u)),
+          );
+          for (let i = 0; i < part.length; i++) {
+            const v = entries[i].value;
+            if (v) out.set(part[i], Number(v.value));
+          }
+        }
+        return out;
+      }
+      for await (
+        const entry of this.kv.list<Deno.KvU64>({
+          prefix: ["dwnConsR", manager, "cons", cycle],
+        })
+      ) {
+        out.set(entry.key[4] as string, Number(entry.value.value));
+      }
+      return out;
+    });
+  }
+
+  setConsumption(
+    manager: string,
+    cycle: number,
+    user: string,
+    bytes: number,
+  ): Promise<void> {
+    return this.#health.run("setting consumption", async () => {
+      await this.kv.set(
+        consKey(manager, cycle, user),
+        new Deno.KvU64(BigInt(bytes)),
+      );
+    });
+  }
+
+  deleteOtherCycles(manager: string, keep: number): Promise<void> {
+    return this.#health.run("deleting old cycles", async () => {
+      const old: Deno.KvKey[] = [];
+      for await (
+        const entry of this.kv.list({ prefix: ["dwnConsR", manager, "cons"] })
+      ) {
+        if (entry.key[3] !== keep) old.push(entry.key);
+      }
+      for (const [start, end] of kvBatches(old)) {
+        const op = this.kv.atomic();
+        for (let i = start; i < end; i++) op.delete(old[i]);
+        await op.commit();
+      }
+    });
+  }
+
+  publish(_change: StateChange): Promise<void> {
+    return Promise.resolve();
+  }
+
+  subscribe(_listener: (change: StateChange) => void): () => void {
+    return () => {};
+  }
+
+  close(): Promise<void> {
+    this.kv.close();
+    return Promise.resolve();
+  }
+}

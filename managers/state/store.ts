@@ -1,0 +1,208 @@
+/**
+ * The state-store seam: what pmproxy keeps beyond one process's memory, so
+ * that it survives a restart and so that several gateways sharing one
+ * store agree on who is logged in and how much each user has used.
+ *
+ * Decisions never wait on the store: managers keep what they need in
+ * memory, write it here in batches (every `persistInterval`, on shutdown,
+ * and sooner for users near their quota) and read it back on a schedule
+ * and when another gateway announces a change ({@link StateChange}).
+ *
+ * Two backends implement it:
+ *
+ * - `kv_store.ts`: Deno KV, a file in the configuration directory (the
+ *   default; one machine, one or more processes on that file), or a KV
+ *   Connect URL (one writer);
+ * - `redis_store.ts`: Redis (or Valkey), for several gateways on several
+ *   machines, with changes announced over pub/sub.
+ *
+ * Every method may throw when the store cannot be reached; callers keep
+ * what they could not write and try again later ({@link StoreWriteError}
+ * says what was not written).
+ *
+ * @module
+ */
+import type { UserRecord } from "../types.ts";
+
+/** A session as stored (its manager and IP are its key). */
+export interface StoredSession {
+  user: string;
+  /** The user's record in the database that authenticated them. */
+  record: UserRecord;
+  /** The user's groups in every configured user database, by its name. */
+  groups: Record<string, string[]>;
+  /** When it was opened (ms since the epoch). */
+  opened: number;
+  /** When it was last used (ms); absent in sessions of old versions. */
+  lastUsed?: number;
+}
+
+/** Which stored session a conditional delete may remove. */
+export interface SessionIdentity {
+  user: string;
+  opened: number;
+  /** Only when the stored last use is at or before this (ms). */
+  unusedSince?: number;
+}
+
+/** A stored session with the IP it is kept under. */
+export interface SessionAt extends StoredSession {
+  ip: string;
+}
+
+/**
+ * A change one gateway made that the others sharing the store should see
+ * at once rather than at their next reconcile.
+ */
+export type StateChange =
+  /** A session was opened or closed at that IP (login, logout, expiry). */
+  | { kind: "session"; manager: string; ip: string }
+  /** An administrator set a user's consumption (a reset). */
+  | { kind: "consumption"; manager: string; user: string };
+
+/** How the store is doing, for health checks and metrics. */
+export interface StoreStatus {
+  ok: boolean;
+  /** What went wrong last, while not ok. */
+  problem?: string;
+}
+
+/**
+ * A write that failed part-way: `unwritten` holds what was not written
+ * (the rest was), so the caller keeps exactly that for the next attempt.
+ */
+export class StoreWriteError<T> extends Error {
+  constructor(message: string, readonly unwritten: T, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "StoreWriteError";
+  }
+}
+
+/** The state store; see the module documentation. */
+export interface StateStore {
+  /** What and where it is, for messages (`Deno KV file /etc/…/state.kv`). */
+  readonly description: string;
+  /**
+   * True when changes made by other gateways are announced
+   * ({@link subscribe}); false when they are seen only by reading again.
+   */
+  readonly announcesChanges: boolean;
+
+  /** How the last operations went (never throws). */
+  status(): StoreStatus;
+
+  // ----------------------------------------------------------- secrets
+
+  /**
+   * The installation's 32-byte key for signing session secrets, made and
+   * stored on first use; every gateway sharing the store gets the same.
+   */
+  signingKey(): Promise<Uint8Array>;
+
+  // ---------------------------------------------------------- sessions
+
+  /** Every stored session of a `sessionIPM`. */
+  listSessions(manager: string): Promise<SessionAt[]>;
+
+  /** The stored session at that IP, if any. */
+  getSession(manager: string, ip: string): Promise<StoredSession | undefined>;
+
+  /**
+   * Stores a session just opened at `session.ip`, and in the same atomic
+   * write deletes the stored session at `options.deleteIp` (the same user's
+   * old address) when given.
+   */
+  saveSession(
+    manager: string,
+    session: SessionAt,
+    options?: { deleteIp?: string },
+  ): Promise<void>;
+
+  /**
+   * Deletes the stored session at `ip`; with `only`, only when it is that
+   * session (same user and login time), so a later login at the same IP,
+   * here or through another gateway, stays; with `only.unusedSince`, only
+   * when its stored last use is not later (an idle session another gateway
+   * used meanwhile stays). True when one was deleted.
+   */
+  deleteSession(
+    manager: string,
+    ip: string,
+    options?: { only?: SessionIdentity },
+  ): Promise<boolean>;
+
+  /**
+   * Writes sessions that changed (last use, groups), each only over its
+   * own stored copy (same user and login time) and keeping the later last
+   * use when another gateway wrote one meanwhile. Answers, by IP, the last
+   * use now stored for those written; one absent was not written (gone,
+   * replaced, or changed meanwhile: try again at the next flush).
+   */
+  updateSessions(
+    manager: string,
+    sessions: readonly SessionAt[],
+  ): Promise<Map<string, number>>;
+
+  // ------------------------------------------------------------ quotas
+
+  /**
+   * The last reset of a quota manager's cycle: the stored one, or `value`
+   * stored now when there is none yet (the first gateway to start sets it
+   * for the site).
+   */
+  initLastReset(manager: string, value: number): Promise<number>;
+
+  /**
+   * Moves the last reset forward to `value` unless the stored one is
+   * already at or after it (another gateway rolled the cycle over first).
+   * Answers the stored last reset afterwards. Atomic: a cycle rolls over
+   * once for the whole site.
+   */
+  advanceLastReset(manager: string, value: number): Promise<number>;
+
+  /**
+   * Adds consumption deltas (bytes by user) to the counters of the cycle
+   * that began at `cycle`, with atomic increments. On failure throws a
+   * {@link StoreWriteError} whose `unwritten` holds the deltas not added.
+   */
+  addConsumption(
+    manager: string,
+    cycle: number,
+    deltas: ReadonlyMap<string, number>,
+  ): Promise<void>;
+
+  /**
+   * The counters of that cycle by user (every user, or only `users`).
+   * Users without a counter are absent.
+   */
+  readConsumption(
+    manager: string,
+    cycle: number,
+    users?: readonly string[],
+  ): Promise<Map<string, number>>;
+
+  /** Sets one user's counter of that cycle (an administrator's `set`). */
+  setConsumption(
+    manager: string,
+    cycle: number,
+    user: string,
+    bytes: number,
+  ): Promise<void>;
+
+  /** Deletes the counters of every cycle of that manager but `keep`. */
+  deleteOtherCycles(manager: string, keep: number): Promise<void>;
+
+  // ----------------------------------------------------------- changes
+
+  /** Tells the other gateways of a change (nothing when not announced). */
+  publish(change: StateChange): Promise<void>;
+
+  /**
+   * Calls `listener` for each change another gateway announces; answers
+   * the function that stops listening.
+   */
+  subscribe(listener: (change: StateChange) => void): () => void;
+
+  /** Closes the connection or file. */
+  close(): Promise<void>;
+}

@@ -156,6 +156,7 @@ async function serve(dir: string, state: string | undefined): Promise<number> {
   const gateway = await openGateway(join(dir, "managers.toml"), {
     state: state ?? config.state.url ?? join(dir, "state.kv"),
     persistIntervalMs: config.api.persistIntervalMs,
+    syncIntervalMs: config.state.syncIntervalMs,
     loginUrl: config.api.publicUrl,
   });
   for (const warning of gateway.warnings) {

@@ -69,6 +69,11 @@ export interface OpenGatewayOptions {
   state: string | StateStore;
   /** How often consumption is written to the store (ms; 0: only on flush). */
   persistIntervalMs: number;
+  /**
+   * How often users near their quota are synced with the store (ms; 0:
+   * only with the flush; default 1 s).
+   */
+  syncIntervalMs?: number;
   /** The web page where people log in, shown when a request is refused. */
   loginUrl?: string;
   /** The time now (tests inject a clock). */
@@ -87,6 +92,7 @@ export async function openGateway(
   const loaded = await loadManagers(toml, {
     clock: options.clock,
     persistIntervalMs: options.persistIntervalMs,
+    syncIntervalMs: options.syncIntervalMs,
   });
   const store = typeof options.state === "string"
     ? await openStateStore(options.state)

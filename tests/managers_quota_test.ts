@@ -550,3 +550,47 @@ Deno.test("quota: long user names in many accounts are written in batches the st
     kv.close();
   }
 });
+
+Deno.test("quota: gateways sharing a store stop a user near the quota within a sync interval of each other", async () => {
+  const d = await PolicyDir.make(TOML);
+  try {
+    const syncMs = 50;
+    const a = await d.open(0, syncMs);
+    const b = await d.open(0, syncMs);
+    const secret = await a.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
+    await b.flush(); // B reads the session A stored
+    // 90 % through A: A is near the quota, so it writes within a sync.
+    assert.equal(
+      download(meterOf(a.decideSync(request("10.0.0.5", d.clock))), 900 * KiB),
+      900 * KiB,
+    );
+    await delay(4 * syncMs);
+    // B has not read A's counter since it started: it lets the user on, and
+    // learns of A's 90 % within one sync interval of its first bytes.
+    const meter = meterOf(b.decideSync(request("10.0.0.5", d.clock)));
+    let throughB = 0;
+    for (let i = 0; i < 40 && meter.chunk(16 * KiB) >= 0; i++) {
+      throughB += 16 * KiB;
+      await delay(syncMs);
+    }
+    const total = 900 * KiB + throughB;
+    // Bound: two gateways × (bytes between two syncs + one chunk); here
+    // only B moves, 16 KiB per interval.
+    assert.ok(total >= MiB, `stopped before the quota: ${total}`);
+    assert.ok(total <= MiB + 2 * (2 * 16 * KiB), `overshoot: ${total - MiB}`);
+    assert.equal(b.decideSync(request("10.0.0.5", d.clock)).allowed, false);
+    await b.flush();
+    await a.flush();
+    assert.equal(await consumption(a, "10.0.0.5", secret), total);
+    assert.equal(a.decideSync(request("10.0.0.5", d.clock)).allowed, false);
+  } finally {
+    await d.cleanup();
+  }
+});
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

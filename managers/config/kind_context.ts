@@ -47,6 +47,12 @@ export interface KindContext {
   readonly clock: () => Date;
   /** How often accounting is written to the store (ms). */
   readonly persistIntervalMs: number;
+  /**
+   * How often a quota's users near their quota are written to and read
+   * back from the store (ms; 0: only with the flush), so gateways sharing
+   * a store stop a user soon after their total reaches the quota.
+   */
+  readonly syncIntervalMs: number;
   /** How long a session secret is valid (top-level `jwtExpiration`, ms). */
   readonly jwtExpirationMs: number;
   /**

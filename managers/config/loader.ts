@@ -24,6 +24,9 @@ import { MANAGER_KINDS, USER_DB_KINDS } from "./kinds.ts";
 /** Top-level keys of `managers.toml` besides the kinds. */
 const TOP_KEYS = ["rule", "rules", "jwtExpiration", "admins", "syslogAddr"];
 
+/** Default of {@link LoadOptions.syncIntervalMs}. */
+export const DEFAULT_SYNC_INTERVAL_MS = 1000;
+
 /** Default validity of a session secret. */
 export const DEFAULT_JWT_EXPIRATION = "24h";
 
@@ -55,6 +58,8 @@ export interface LoadedManagers {
 export interface LoadOptions {
   clock?: () => Date;
   persistIntervalMs?: number;
+  /** How often users near their quota are synced with the store (ms; 0: never). */
+  syncIntervalMs?: number;
 }
 
 function isTable(value: unknown): value is Table {
@@ -161,6 +166,7 @@ export async function loadManagers(
   const userDbs = new Map<string, UserDb>();
   const managers = new Map<string, Manager>();
   const persistIntervalMs = options.persistIntervalMs ?? 60_000;
+  const syncIntervalMs = options.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS;
 
   const contextFor = (
     kind: string,
@@ -235,6 +241,7 @@ export async function loadManagers(
       },
       clock,
       persistIntervalMs,
+      syncIntervalMs,
       jwtExpirationMs: jwtMs,
       onStart: (hook) => hooks.start.push(hook),
       onFlush: (hook) => hooks.flush.push(hook),

@@ -40,9 +40,26 @@
  *
  * After each write the gateway reads the cycle's counters back, so several
  * gateways sharing one store see each other's traffic within one persist
- * interval. An administrator's `set` writes the absolute value; traffic that
- * other gateways sharing the store counted and had not written yet is added
- * on top of it (at most one persist interval of their traffic).
+ * interval. Between flushes, every `[state] syncInterval` (1 s), each
+ * gateway also writes the counters of the users at 80 % of their quota or
+ * more and reads back those of the users it carries traffic for, so it
+ * stops them soon after their total over all gateways reaches the quota.
+ * An administrator's `set` writes the absolute value and is announced to
+ * the other gateways; traffic that they counted and had not written yet is
+ * added on top of it.
+ *
+ * ## How far over the quota a user can go
+ *
+ * One gateway stops a user's transfer at the first chunk that finds the
+ * quota reached: less than one chunk over. Several gateways sharing one
+ * store each enforce the total they know: their own bytes at once, the
+ * others' as of their last read of that user's counter. So a user whose
+ * traffic goes through G gateways at the same time goes over the quota by
+ * at most G × B, B being the bytes one gateway carries for that user
+ * between two writes of its counter (a persist interval's worth while
+ * under 80 % of the quota, a sync interval's worth above). Example: 2
+ * gateways, a user able to download 10 MB/s through each, syncInterval 1 s:
+ * at most 2 × 10 MB = 20 MB over, once within 80 % of the quota.
  *
  * @module
  */
@@ -60,6 +77,12 @@ import { optString, optTable, pickKey } from "../config/table_fields.ts";
 import { parseResetCycle, type ResetCycle } from "./_reset_cycle.ts";
 import { dottedKey } from "../config/toml_file.ts";
 import { type StateStore, StoreWriteError } from "../state/store.ts";
+
+/**
+ * The share of the quota from which a user's counter is synced with the
+ * store every sync interval, not only every persist interval.
+ */
+export const NEAR_QUOTA = 0.8;
 
 /**
  * One user's consumption under one dwnConsR; it is also the meter of their
@@ -104,6 +127,9 @@ export class DwnConsR implements Manager {
   #lastReset: number;
   #nextReset: number;
   #store?: StateStore;
+  #syncTimer?: ReturnType<typeof setInterval>;
+  /** A near-quota sync is queued or running: the timer adds no other. */
+  #syncing = false;
   /** KV work, one after the other. */
   #chain: Promise<void> = Promise.resolve();
 
@@ -118,6 +144,11 @@ export class DwnConsR implements Manager {
       /** User → bytes (instead of their groups' sum). */
       userQuota?: Record<string, number>;
       clock: () => Date;
+      /**
+       * How often users near their quota are synced with the store (ms;
+       * 0 or absent: only with the flush).
+       */
+      syncIntervalMs?: number;
     },
   ) {
     const now = options.clock().getTime();
@@ -273,6 +304,79 @@ export class DwnConsR implements Manager {
     await this.#chain;
     await this.#reload(this.#lastReset);
     await store.deleteOtherCycles(this.name, this.#lastReset);
+    const every = this.options.syncIntervalMs ?? 0;
+    if (every > 0) {
+      this.#syncTimer = setInterval(() => {
+        if (this.#syncing) return;
+        this.#syncing = true;
+        this.#enqueue(() => this.#sync()).catch(() => {
+          // Told by #enqueue; the deltas stay pending for the next try.
+        }).finally(() => this.#syncing = false);
+      }, every);
+      Deno.unrefTimer(this.#syncTimer);
+    }
+  }
+
+  /** Stops the near-quota sync (the gateway's last flush follows). */
+  stop(): Promise<void> {
+    clearInterval(this.#syncTimer);
+    return this.#chain;
+  }
+
+  /**
+   * Between flushes, for gateways sharing the store: writes the deltas of
+   * the users near their quota (at {@link NEAR_QUOTA} of it or more, as
+   * this gateway knows), and reads back the counters of every user this
+   * gateway counted bytes for since its last write. So each
+   * gateway sees the others' traffic of the users it carries within one
+   * sync interval, and the others see its traffic of a user near the quota
+   * as soon. Nothing is written or read while nobody downloads.
+   */
+  async #sync(): Promise<void> {
+    const store = this.#store;
+    if (!store) return;
+    this.checkCycle(this.options.clock().getTime());
+    const epoch = this.#lastReset;
+    const active: string[] = [];
+    const deltas = new Map<string, number>();
+    for (const [user, acc] of this.#accounts) {
+      if (acc.pending === 0) continue;
+      active.push(user);
+      if (acc.quota > 0 && acc.cons >= acc.quota * NEAR_QUOTA) {
+        deltas.set(user, acc.pending);
+        acc.pending = 0;
+      }
+    }
+    if (active.length === 0) return;
+    if (deltas.size > 0) {
+      try {
+        await store.addConsumption(this.name, epoch, deltas);
+      } catch (e) {
+        this.#keepUnwritten(epoch, e, deltas);
+        throw e;
+      }
+    }
+    const counters = await store.readConsumption(this.name, epoch, active);
+    if (epoch !== this.#lastReset) return;
+    for (const user of active) {
+      const acc = this.account(user);
+      acc.cons = (counters.get(user) ?? 0) + acc.pending;
+    }
+  }
+
+  /** Deltas a failed write did not write go back to pending (same cycle). */
+  #keepUnwritten(
+    epoch: number,
+    e: unknown,
+    deltas: ReadonlyMap<string, number>,
+  ): void {
+    if (epoch !== this.#lastReset) return;
+    const unwritten = e instanceof StoreWriteError
+      ? e.unwritten as Map<string, number>
+      : deltas;
+    for (const [user, bytes] of unwritten) {
+      this.account(user).pending += bytes;
+    }
   }
 
   /** Writes the deltas counted since the last write. */
@@ -297,14 +401,7 @@ export class DwnConsR implements Manager {
         await store.addConsumption(this.name, epoch, deltas);
       } catch (e) {
         // Not written: keep it for the next flush (same cycle only).
-        if (epoch === this.#lastReset) {
-          const unwritten = e instanceof StoreWriteError
-            ? e.unwritten as Map<string, number>
-            : deltas;
-          for (const [user, bytes] of unwritten) {
-            this.account(user).pending += bytes;
-          }
-        }
+        this.#keepUnwritten(epoch, e, deltas);
         throw e;
       }
     }
@@ -429,8 +526,10 @@ export function dwnConsRFromTable(table: Table, ctx: KindContext): DwnConsR {
     groupQuota,
     userQuota,
     clock: ctx.clock,
+    syncIntervalMs: ctx.syncIntervalMs,
   });
   ctx.onStart((store) => manager.start(store));
   ctx.onFlush(() => manager.flush());
+  ctx.onClose(() => manager.stop());
   return manager;
 }

@@ -7,6 +7,9 @@
  *   # or redis://[user:pass@]host:port/db (rediss:// for TLS) to share one
  *   # state between several gateways.
  *   url = "redis://10.0.0.9:6379/0"
+ *   # How often each gateway writes and reads back the counters of users
+ *   # near their quota (80 % or more), besides every persistInterval.
+ *   syncInterval = "1s"
  * ```
  *
  * The command line's `--state URL` wins over it.
@@ -16,11 +19,15 @@
 import { isAbsolute, join } from "node:path";
 import { ConfigError } from "../types.ts";
 import { nearestKey } from "../config/toml_file.ts";
+import { DEFAULT_SYNC_INTERVAL_MS } from "../config/loader.ts";
+import { parseDuration } from "../values/units.ts";
 
 /** `[state]`, read. */
 export interface StateConfig {
   /** The store's location, when the file names one (paths made absolute). */
   url?: string;
+  /** `syncInterval` in ms (default 1 s). */
+  syncIntervalMs: number;
 }
 
 /** Where `[state]` stands, for error messages. */
@@ -31,7 +38,7 @@ export interface StateConfigSite {
   lineOf?: (path: string[]) => number | undefined;
 }
 
-const STATE_KEYS = ["url"];
+const STATE_KEYS = ["url", "syncInterval"];
 
 /** Reads `[state]`; throws a ConfigError at the key that is wrong. */
 export function stateConfigFrom(
@@ -44,7 +51,7 @@ export function stateConfigFrom(
       problem,
     );
   };
-  if (table === undefined) return {};
+  if (table === undefined) return { syncIntervalMs: DEFAULT_SYNC_INTERVAL_MS };
   if (typeof table !== "object" || table === null || Array.isArray(table)) {
     return fail([], `[state] must be a table with url = "…"`);
   }
@@ -59,7 +66,15 @@ export function stateConfigFrom(
       } (known keys: ${STATE_KEYS.join(", ")})`,
     );
   }
-  if (t.url === undefined) return {};
+  let syncIntervalMs = DEFAULT_SYNC_INTERVAL_MS;
+  if (t.syncInterval !== undefined) {
+    const ms = typeof t.syncInterval === "string"
+      ? parseDuration(t.syncInterval)
+      : `it must be a duration in quotes like "1s"`;
+    if (typeof ms === "string") fail(["syncInterval"], `syncInterval: ${ms}`);
+    syncIntervalMs = ms as number;
+  }
+  if (t.url === undefined) return { syncIntervalMs };
   if (typeof t.url !== "string" || t.url.trim() === "") {
     return fail(
       ["url"],
@@ -75,7 +90,10 @@ export function stateConfigFrom(
         `[state] url "${url}": the scheme ${scheme}: is not a state store; use a Deno KV file path, redis://, rediss:// or a KV Connect https:// URL`,
       );
     }
-    return { url };
+    return { url, syncIntervalMs };
   }
-  return { url: isAbsolute(url) ? url : join(site.configDir, url) };
+  return {
+    url: isAbsolute(url) ? url : join(site.configDir, url),
+    syncIntervalMs,
+  };
 }

@@ -75,6 +75,7 @@ export function kindCtx(
     userDbNames,
     clock: () => new Date(),
     persistIntervalMs: 60_000,
+    syncIntervalMs: 0,
     jwtExpirationMs: 86_400_000,
     onStart() {},
     onFlush() {},

@@ -40,11 +40,19 @@ export class PolicyDir {
     return join(this.dir, "state.kv");
   }
 
-  /** Opens a gateway over this directory (closed by {@link cleanup}). */
-  async open(persistIntervalMs = 0): Promise<GatewayRuntime> {
+  /**
+   * Opens a gateway over this directory (closed by {@link cleanup}), with
+   * no periodic flush unless `persistIntervalMs` is given, and no
+   * near-quota sync unless `syncIntervalMs` is.
+   */
+  async open(
+    persistIntervalMs = 0,
+    syncIntervalMs = 0,
+  ): Promise<GatewayRuntime> {
     const g = await openGateway(this.managersPath, {
       state: this.kvPath,
       persistIntervalMs,
+      syncIntervalMs,
       loginUrl: "https://gw.test:4443",
       clock: this.clock.now,
     });

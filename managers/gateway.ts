@@ -6,7 +6,6 @@
  * @module
  */
 import type {
-  AccessRecord,
   Decision,
   Meter,
   Policy,
@@ -25,7 +24,6 @@ import {
   type UserInfo,
 } from "./types.ts";
 import { formatSize } from "./units.ts";
-import { formatAccessLine } from "./access_log.ts";
 import type { LoadedManagers } from "./config.ts";
 import { type Session, SessionIpm } from "./session_ipm.ts";
 import { Account, DwnConsR } from "./dwn_cons_r.ts";
@@ -128,11 +126,6 @@ export class GatewayRuntime implements Policy, Gateway {
   readonly #loginUrl?: string;
   #timer?: ReturnType<typeof setInterval>;
   #closed = false;
-  /**
-   * Where access log lines go (Squid native format); none when undefined.
-   * `main.ts` points it at syslog (`syslogAddr`) or standard output.
-   */
-  accessLog?: (line: string) => void;
 
   constructor(loaded: LoadedManagers, kv: Deno.Kv, options: RuntimeOptions) {
     this.#loaded = loaded;
@@ -162,11 +155,6 @@ export class GatewayRuntime implements Policy, Gateway {
   }
 
   // ------------------------------------------------------------ the proxy
-
-  /** One finished exchange, written to the access log. */
-  record(entry: AccessRecord): void {
-    this.accessLog?.(formatAccessLine(entry));
-  }
 
   /**
    * Decides a request. Synchronous, except the first time proxy

@@ -114,7 +114,7 @@ export async function serveConnection(
           await tunnelConnect(ctx, client, next.target, next.decision, x);
         }
       } finally {
-        logExchange(ctx.policy, x);
+        logExchange(ctx.accessLog, x);
       }
       if (!goOn) return;
     }
@@ -146,7 +146,7 @@ async function refuseHead(
       },
     ),
   );
-  logExchange(ctx.policy, x);
+  logExchange(ctx.accessLog, x);
 }
 
 function wantsKeepAlive(head: RequestHead): boolean {

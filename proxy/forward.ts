@@ -13,12 +13,12 @@ import {
   type Field,
   fieldTokens,
   fieldValue,
+  type Framing,
   HeadError,
   parseResponseHead,
   readHead,
   requestFraming,
   type RequestHead,
-  responseFraming,
   type ResponseHead,
   serializeHead,
 } from "./http_head.ts";
@@ -31,10 +31,11 @@ import {
   type ProxyContext,
   READING_BODY,
   sendToClient,
-  WAITING_FOR_UPSTREAM,
 } from "./_context.ts";
 import type { Exchange } from "./access_log.ts";
 import type { Target } from "./_target.ts";
+import { Upload } from "./_upload.ts";
+import { planResponse } from "./_response_plan.ts";
 
 type Allowed = Extract<Decision, { allowed: true }>;
 
@@ -50,6 +51,14 @@ const IDEMPOTENT = new Set([
 
 /** Largest response head accepted from upstream. */
 const MAX_RESPONSE_HEAD = 256 * 1024;
+
+// Lines and field names of the heads we write, shared by every exchange.
+const VIA: readonly string[] = Object.freeze(["Via: 1.1 pmproxy"]);
+const UPGRADE_FIELDS: readonly string[] = Object.freeze(["upgrade"]);
+const SWITCHING_LINES: readonly string[] = Object.freeze([
+  "Via: 1.1 pmproxy",
+  "Connection: Upgrade",
+]);
 
 /** What one forwarded request needs. */
 export interface ForwardJob {
@@ -114,6 +123,17 @@ function runPath(job: ForwardJob, up: PooledUpstream, reused: boolean) {
     : forwardDirect(job, up, reused);
 }
 
+/** How one exchange reaches upstream (see forwardDirect, forwardViaParent). */
+interface ExchangeOptions {
+  up: PooledUpstream;
+  /** The connection came from the pool: the origin may have closed it meanwhile. */
+  reused: boolean;
+  /** `GET /path HTTP/1.1`, or the absolute form a parent proxy needs. */
+  requestLine: string;
+  /** Sent as `Proxy-Authorization` to an HTTP parent proxy. */
+  parentAuthorization: string | undefined;
+}
+
 /**
  * client -> proxy (GET http://origin/path) -> origin (GET /path)
  *
@@ -124,8 +144,12 @@ export function forwardDirect(
   up: PooledUpstream,
   reused: boolean,
 ): Promise<boolean | "stale"> {
-  const line = `${job.req.method} ${job.target.path} HTTP/1.1`;
-  return exchange(job, up, reused, line, []);
+  return exchange(job, {
+    up,
+    reused,
+    requestLine: `${job.req.method} ${job.target.path} HTTP/1.1`,
+    parentAuthorization: undefined,
+  });
 }
 
 /**
@@ -139,15 +163,12 @@ export function forwardViaParent(
   reused: boolean,
 ): Promise<boolean | "stale"> {
   const t = job.target;
-  const line = `${job.req.method} http://${t.authority}${t.path} HTTP/1.1`;
-  const auth = up.dialed.parentAuthorization;
-  return exchange(
-    job,
+  return exchange(job, {
     up,
     reused,
-    line,
-    auth ? [`Proxy-Authorization: ${auth}`] : [],
-  );
+    requestLine: `${job.req.method} http://${t.authority}${t.path} HTTP/1.1`,
+    parentAuthorization: up.dialed.parentAuthorization,
+  });
 }
 
 function isUpgrade(req: RequestHead): boolean {
@@ -155,275 +176,248 @@ function isUpgrade(req: RequestHead): boolean {
     fieldTokens(req.fields, "connection").includes("upgrade");
 }
 
+/**
+ * One request up and its answer down: the request head, then its body
+ * (see Upload) while the answer's head is awaited, then the answer. Resolves
+ * to "stale" when a pooled connection turned out closed before anything
+ * was answered (the caller asks again on a fresh one), else to true when
+ * the client connection may carry another request.
+ */
 async function exchange(
   job: ForwardJob,
-  up: PooledUpstream,
-  reused: boolean,
-  requestLine: string,
-  extra: string[],
+  path: ExchangeOptions,
 ): Promise<boolean | "stale"> {
-  const { ctx, client, req, target, decision, x } = job;
-  const upgrade = isUpgrade(req);
-  const reqFraming = requestFraming(req);
-  const keep: string[] = [];
-  if (reqFraming.kind === "chunked") keep.push("transfer-encoding");
-  if (upgrade) keep.push("upgrade");
-  const fields = endToEnd(req.fields, keep).filter((f) => f.lower !== "host");
-  const headers: Field[] = [
-    { name: "Host", lower: "host", value: target.authority },
-    ...fields,
-  ];
-  const head = serializeHead(requestLine, headers, [
-    ...extra,
-    "Via: 1.1 pmproxy",
-    ...(upgrade ? ["Connection: Upgrade"] : []),
-  ]);
-
-  const upConn = up.dialed.conn;
+  const { ctx, client, x } = job;
+  const { up, reused } = path;
   const upReader = up.reader;
-  const watch = client.watch;
-  const { readTimeoutMs, responseTimeoutMs, writeTimeoutMs } = ctx.config;
-  // Sending the body while reading the answer: an origin may answer early
-  // (401, 413, 100-continue), and the client waits for the 100 before sending.
-  let uploaded = reqFraming.kind === "none";
-  upReader.meter = decision.meter;
-  upReader.idleMs = responseTimeoutMs;
-  client.reader.watch = watch;
-  client.reader.idleMs = readTimeoutMs;
-  client.upstream = upConn;
-  // While the body goes up, the client is the one awaited (readTimeout, then
-  // 408): the upstream's pending read must not set the deadline meanwhile, or
-  // a stalled body would wait for responseTimeout and be blamed on upstream.
-  // An upstream that answers early is watched again from its head on.
-  //
-  // But a client that sent `Expect: 100-continue` and no body yet waits for
-  // the origin's word: until its body starts or a 100 is passed on, the
-  // upstream is the one awaited.
-  let awaitingContinue = !uploaded && client.reader.buffered === 0 &&
-    fieldTokens(req.fields, "expect").includes("100-continue");
-  const awaitBody = () => {
-    awaitingContinue = false;
-    if (uploaded || answered) return;
-    upReader.watch = undefined;
-    watch.arm(readTimeoutMs, READING_BODY);
-  };
-  upReader.watch = uploaded || awaitingContinue ? watch : undefined;
-  if (uploaded || awaitingContinue) {
-    watch.arm(responseTimeoutMs, WAITING_FOR_UPSTREAM);
-  } else watch.arm(readTimeoutMs, READING_BODY);
-  let answered = false;
+  upReader.meter = job.decision.meter;
+  upReader.idleMs = ctx.config.responseTimeoutMs;
+  client.upstream = up.dialed.conn;
+  const upload = new Upload(job, upReader); // arms the first deadline
   const readBefore = upReader.bytesRead;
   x.hierarchy = up.dialed.hierarchy;
 
-  const discard = () => {
-    closeQuietly(upConn);
-    upReader.release();
-    client.upstream = undefined;
-  };
-
-  let uploadError: unknown;
-  let upload: Promise<void> | undefined;
   try {
-    await writeAll(upConn, head);
+    await writeAll(up.dialed.conn, requestHead(job, path, upload.framing));
   } catch (e) {
-    discard();
-    if (reused && reqFraming.kind === "none") return "stale";
+    discard(client, up);
+    if (reused && upload.framing.kind === "none") return "stale";
     return await answer(
       job,
       502,
       `Sending the request upstream failed: ${(e as Error).message}.`,
     );
   }
-  if (!uploaded) {
-    const sendBody = async () => {
-      if (awaitingContinue) {
-        // The first body bytes, whenever the client sends them (curl does
-        // after a second without a 100): from then on the client is awaited.
-        // At end of stream copyBody below reports the short body.
-        // Meanwhile the client's silence is no timeout of its own.
-        client.reader.watch = undefined;
-        try {
-          await client.reader.fill();
-        } finally {
-          client.reader.watch = watch;
-        }
-        if (awaitingContinue) awaitBody();
-      }
-      await copyBody(client.reader, upConn, reqFraming, {
-        watch,
-        writeMs: writeTimeoutMs,
-        maxBytes: ctx.config.maxRequestBody,
-      });
-    };
-    upload = sendBody().then(
-      () => {
-        uploaded = true;
-        // The body is up: from now on only the upstream is awaited.
-        if (!answered) {
-          upReader.watch = watch;
-          watch.arm(responseTimeoutMs, WAITING_FOR_UPSTREAM);
-        }
-      },
-      (e) => {
-        uploadError = e;
-        // The request cannot be completed: give up the upstream at once
-        // rather than let it wait for the rest of the body.
-        closeQuietly(upConn);
-      },
-    );
-  }
+  upload.send();
 
   let resp: ResponseHead;
   try {
-    for (;;) {
-      const bytes = await readHead(upReader, MAX_RESPONSE_HEAD, false);
-      if (bytes === null) {
-        // A node socket's read ends with null, not an error, when the
-        // response deadline closed it: that is a timeout, not a stale socket.
-        if (
-          reused && upReader.bytesRead === readBefore &&
-          reqFraming.kind === "none" && !watch.expired
-        ) {
-          discard();
-          return "stale";
-        }
-        throw new HeadError(
-          502,
-          "the upstream closed the connection without answering",
-        );
-      }
-      resp = parseResponseHead(bytes);
-      if (resp.status >= 200) break;
-      if (resp.status === 101) {
-        if (!upgrade) {
-          throw new HeadError(502, "the upstream switched protocols unasked");
-        }
-        break;
-      }
-      // 1xx (100 Continue, 103 Early Hints): pass on to HTTP/1.1 clients.
-      if (req.version === 11) {
-        const info = serializeHead(
-          `HTTP/1.1 ${resp.status} ${resp.reason}`,
-          endToEnd(resp.fields),
-          ["Via: 1.1 pmproxy"],
-        );
-        await writeAll(client.conn, info);
-        x.bytes += info.length;
-      }
-      // After a 100 the client is expected to send its body.
-      if (resp.status === 100 && awaitingContinue) awaitBody();
-    }
+    resp = await readResponseHead(job, upReader, upload);
   } catch (e) {
-    discard();
+    discard(client, up);
     if (e instanceof MeterStop) {
       x.tag = "TCP_MISS_ABORTED";
       client.abort();
       return false;
     }
+    // Reset or closed on a pooled connection before any answer byte: the
+    // origin had closed it while it was idle. A node socket's read ends
+    // with null, not an error, when the response deadline closed it: that
+    // is a timeout, not a stale socket, hence the watch.
     if (
       reused && upReader.bytesRead === readBefore &&
-      reqFraming.kind === "none" &&
-      !watch.expired
+      upload.framing.kind === "none" && !client.watch.expired
     ) {
-      return "stale"; // reset on a stale pooled connection
+      return "stale";
     }
-    if (uploadError instanceof BodyTooLarge) {
-      return await answer(
-        job,
-        413,
-        `The request body is larger than the ${uploadError.limit} bytes this proxy accepts. Ask the administrator if you need to send more.`,
-        true,
-      );
-    }
-    if (uploadError instanceof BodyError) {
-      return await answer(
-        job,
-        400,
-        `The request body is malformed: ${uploadError.message}.`,
-        true,
-      );
-    }
-    if (watch.expired === READING_BODY && client.reader.waiting) {
-      return await answer(
-        job,
-        408,
-        `The request body stopped arriving: nothing came for ${readTimeoutMs} ms. Send the request again.`,
-        true,
-      );
-    }
-    const timedOut = watch.expired !== "";
-    const msg = watch.expired === READING_BODY
-      ? `the upstream did not take the request body within ${writeTimeoutMs} ms`
-      : timedOut
-      ? `the upstream did not answer within ${responseTimeoutMs} ms`
-      : e instanceof HeadError
-      ? e.message
-      : `reading the upstream's answer failed: ${(e as Error).message}`;
-    return await answer(job, timedOut ? 504 : 502, `${msg}.`, true);
+    return await answerNoHead(job, upload, e);
   }
 
   x.status = resp.status;
   x.tag = "TCP_MISS";
   x.contentType = fieldValue(resp.fields, "content-type");
   // From here a timeout can only end the exchange: the head is going out.
-  answered = true;
-  upReader.watch = watch;
-  watch.arm(writeTimeoutMs, "transfer");
+  upload.answered();
+  upReader.watch = client.watch;
+  client.watch.arm(ctx.config.writeTimeoutMs, "transfer");
+  if (resp.status === 101) return await switchProtocols(job, up, resp);
+  return await sendResponse(job, up, resp, upload);
+}
 
-  if (resp.status === 101) {
-    const switching = serializeHead(
-      `HTTP/1.1 101 ${resp.reason}`,
-      endToEnd(resp.fields, ["upgrade"]),
-      ["Via: 1.1 pmproxy", "Connection: Upgrade"],
-    );
-    try {
-      await writeAll(client.conn, switching);
-      x.bytes += switching.length;
-      await tunnelUpgrade(ctx, client, upReader, x);
-    } finally {
-      discard();
+/** Never passed on from the client: upstream gets the target's authority. */
+const notHost = (f: Field) => f.lower !== "host";
+
+/**
+ * The request head for upstream: our request line and Host, the client's
+ * end-to-end fields, and our own lines (a parent's credentials, Via, an
+ * upgrade's Connection).
+ */
+function requestHead(
+  job: ForwardJob,
+  path: ExchangeOptions,
+  framing: Framing,
+): Uint8Array {
+  const upgrade = isUpgrade(job.req);
+  const keep: string[] = [];
+  if (framing.kind === "chunked") keep.push("transfer-encoding");
+  if (upgrade) keep.push("upgrade");
+  const headers: Field[] = [
+    { name: "Host", lower: "host", value: job.target.authority },
+    ...endToEnd(job.req.fields, keep).filter(notHost),
+  ];
+  const extra: string[] = [];
+  if (path.parentAuthorization) {
+    extra.push(`Proxy-Authorization: ${path.parentAuthorization}`);
+  }
+  extra.push("Via: 1.1 pmproxy");
+  if (upgrade) extra.push("Connection: Upgrade");
+  return serializeHead(path.requestLine, headers, extra);
+}
+
+/**
+ * Reads the upstream's answer head, passing interim answers (1xx) on to
+ * HTTP/1.1 clients. Throws HeadError when the upstream closes without
+ * answering or switches protocols unasked, MeterStop when the meter stops.
+ */
+async function readResponseHead(
+  job: ForwardJob,
+  upReader: Reader,
+  upload: Upload,
+): Promise<ResponseHead> {
+  for (;;) {
+    const bytes = await readHead(upReader, MAX_RESPONSE_HEAD, false);
+    if (bytes === null) {
+      throw new HeadError(
+        502,
+        "the upstream closed the connection without answering",
+      );
     }
-    return false;
+    const resp = parseResponseHead(bytes);
+    if (resp.status >= 200) return resp;
+    if (resp.status === 101) {
+      if (!isUpgrade(job.req)) {
+        throw new HeadError(502, "the upstream switched protocols unasked");
+      }
+      return resp;
+    }
+    // 1xx (100 Continue, 103 Early Hints): pass on to HTTP/1.1 clients.
+    if (job.req.version === 11) {
+      const info = serializeHead(
+        `HTTP/1.1 ${resp.status} ${resp.reason}`,
+        endToEnd(resp.fields),
+        VIA,
+      );
+      await writeAll(job.client.conn, info);
+      job.x.bytes += info.length;
+    }
+    // After a 100 the client is expected to send its body.
+    if (resp.status === 100) upload.continued();
   }
+}
 
-  const framing = responseFraming(req.method, resp);
-  // Content-Length beside chunked: chunked wins, the length must not reach
-  // the client, and the connection is not trusted for another request.
-  const ambiguous = framing.kind === "chunked" &&
-    fieldValue(resp.fields, "content-length") !== undefined;
-  // An HTTP/1.0 client cannot read chunked: send it the bare data and close.
-  const dechunk = framing.kind === "chunked" && req.version === 10;
-  // A body that ends with the origin's close would end the client's
-  // connection too; an HTTP/1.1 client that keeps it gets the body chunked,
-  // so the last chunk marks its end instead (as Squid does).
-  const rechunk = framing.kind === "close" && job.keepAlive &&
-    req.version === 11;
-  const clientKeep = job.keepAlive && !dechunk &&
-    (framing.kind !== "close" || rechunk);
-  const respKeep: string[] = [];
-  if (framing.kind === "chunked" && !dechunk) {
-    respKeep.push("transfer-encoding", "trailer");
+/**
+ * The client's page when no answer head came (`e` is why; the upstream is
+ * given up already): a request body we could not send up is the client's
+ * fault (413, 400, 408), else the upstream's (504 for a timeout, 502).
+ */
+function answerNoHead(
+  job: ForwardJob,
+  upload: Upload,
+  e: unknown,
+): Promise<boolean> {
+  const { readTimeoutMs, responseTimeoutMs, writeTimeoutMs } = job.ctx.config;
+  const watch = job.client.watch;
+  const failed = upload.error;
+  if (failed instanceof BodyTooLarge) {
+    return answer(
+      job,
+      413,
+      `The request body is larger than the ${failed.limit} bytes this proxy accepts. Ask the administrator if you need to send more.`,
+      true,
+    );
   }
-  const respExtra = ["Via: 1.1 pmproxy"];
-  if (rechunk) respExtra.push("Transfer-Encoding: chunked");
-  if (!clientKeep) respExtra.push("Connection: close");
-  else if (req.version === 10) respExtra.push("Connection: keep-alive");
-  const respHead = serializeHead(
-    `HTTP/1.1 ${resp.status} ${resp.reason}`,
-    ambiguous
-      ? endToEnd(resp.fields, respKeep).filter((f) =>
-        f.lower !== "content-length"
-      )
-      : endToEnd(resp.fields, respKeep),
-    respExtra,
+  if (failed instanceof BodyError) {
+    return answer(
+      job,
+      400,
+      `The request body is malformed: ${failed.message}.`,
+      true,
+    );
+  }
+  if (watch.expired === READING_BODY && job.client.reader.waiting) {
+    return answer(
+      job,
+      408,
+      `The request body stopped arriving: nothing came for ${readTimeoutMs} ms. Send the request again.`,
+      true,
+    );
+  }
+  const timedOut = watch.expired !== "";
+  const msg = watch.expired === READING_BODY
+    ? `the upstream did not take the request body within ${writeTimeoutMs} ms`
+    : timedOut
+    ? `the upstream did not answer within ${responseTimeoutMs} ms`
+    : e instanceof HeadError
+    ? e.message
+    : `reading the upstream's answer failed: ${(e as Error).message}`;
+  return answer(job, timedOut ? 504 : 502, `${msg}.`, true);
+}
+
+/**
+ * client <- proxy (101 Switching Protocols) <- origin
+ *
+ * After the 101 the connection is a tunnel (tunnelUpgrade); it never
+ * carries another request.
+ */
+async function switchProtocols(
+  job: ForwardJob,
+  up: PooledUpstream,
+  resp: ResponseHead,
+): Promise<false> {
+  const switching = serializeHead(
+    `HTTP/1.1 101 ${resp.reason}`,
+    endToEnd(resp.fields, UPGRADE_FIELDS),
+    SWITCHING_LINES,
   );
   try {
-    await copyBody(upReader, client.conn, framing, {
-      prefix: respHead,
-      dechunk,
-      chunk: rechunk,
-      watch,
-      writeMs: writeTimeoutMs,
+    await writeAll(job.client.conn, switching);
+    job.x.bytes += switching.length;
+    await tunnelUpgrade(job.ctx, job.client, up.reader, job.x);
+  } finally {
+    discard(job.client, up);
+  }
+  return false;
+}
+
+/** Content-Length beside chunked is not passed on (see planResponse). */
+const notContentLength = (f: Field) => f.lower !== "content-length";
+
+/**
+ * client <- proxy <- origin: the answer's head and body, framed for this
+ * client (see planResponse); then the upstream connection goes back to the
+ * pool when it can carry another request. True when the client's can.
+ */
+async function sendResponse(
+  job: ForwardJob,
+  up: PooledUpstream,
+  resp: ResponseHead,
+  upload: Upload,
+): Promise<boolean> {
+  const { ctx, client, x } = job;
+  const plan = planResponse(job, resp);
+  const fields = endToEnd(resp.fields, plan.keep);
+  const head = serializeHead(
+    `HTTP/1.1 ${resp.status} ${resp.reason}`,
+    plan.dropContentLength ? fields.filter(notContentLength) : fields,
+    plan.add,
+  );
+  try {
+    await copyBody(up.reader, client.conn, plan.framing, {
+      prefix: head,
+      dechunk: plan.dechunk,
+      chunk: plan.rechunk,
+      watch: client.watch,
+      writeMs: ctx.config.writeTimeoutMs,
       onWrite: (n) => {
         x.bytes += n;
       },
@@ -433,30 +427,34 @@ async function exchange(
     // unless the connection ends, so both sides are closed.
     if (e instanceof MeterStop) x.tag = "TCP_MISS_ABORTED";
     else if (x.tag === "TCP_MISS") x.tag = "TCP_MISS_ABORTED";
-    discard();
+    discard(client, up);
     client.abort();
     return false;
   }
 
-  if (!uploaded && uploadError === undefined) {
+  if (!upload.done && upload.error === undefined) {
     // The answer is complete but the client is still sending its body: we
     // cannot find the next request's start reliably, so end both sides.
-    discard();
+    discard(client, up);
     client.abort();
-    await upload;
+    await upload.sending;
     return false;
   }
-  await upload;
-  const upstreamKeeps = framing.kind !== "close" && !ambiguous &&
-    resp.version === 11 &&
-    !fieldTokens(resp.fields, "connection").includes("close") &&
-    uploadError === undefined &&
-    upReader.buffered === 0;
+  await upload.sending;
+  const upstreamKeeps = plan.upstreamKeeps && upload.error === undefined &&
+    up.reader.buffered === 0;
   client.upstream = undefined;
-  watch.arm(0, "");
+  client.watch.arm(0, "");
   if (upstreamKeeps) ctx.pool.put(up);
-  else discard();
-  return clientKeep && uploadError === undefined;
+  else discard(client, up);
+  return plan.clientKeeps && upload.error === undefined;
+}
+
+/** Gives the upstream connection up: closed, its buffer back to the pool. */
+function discard(client: Client, up: PooledUpstream): void {
+  closeQuietly(up.dialed.conn);
+  up.reader.release();
+  client.upstream = undefined;
 }
 
 /** Answers with a page of ours; true when the client connection may go on. */

@@ -22,7 +22,7 @@ import {
   type ResponseHead,
   serializeHead,
 } from "./http_head.ts";
-import { BodyError, BodyTooLarge, copyBody } from "./body.ts";
+import { BodyError, BodyTooLarge, copyBody, type CopyOptions } from "./body.ts";
 import { dialFailure, errorResponse } from "./error_pages.ts";
 import { type PooledUpstream, poolKey } from "./upstream_pool.ts";
 import { tunnelUpgrade } from "./tunnel.ts";
@@ -35,7 +35,7 @@ import {
 import type { Exchange } from "./access_log.ts";
 import type { Target } from "./_target.ts";
 import { Upload } from "./_upload.ts";
-import { planResponse } from "./_response_plan.ts";
+import { planResponse, type ResponsePlan } from "./_response_plan.ts";
 
 type Allowed = Extract<Decision, { allowed: true }>;
 
@@ -178,20 +178,24 @@ function isUpgrade(req: RequestHead): boolean {
 
 /**
  * One request up and its answer down: the request head, then its body
- * (see Upload) while the answer's head is awaited, then the answer. Resolves
- * to "stale" when a pooled connection turned out closed before anything
- * was answered (the caller asks again on a fresh one), else to true when
- * the client connection may carry another request.
+ * (an Upload, sent while the answer is awaited), the answer's head, then
+ * its body framed for this client (planResponse). Resolves to "stale" when
+ * a pooled connection turned out closed before anything was answered (the
+ * caller asks again on a fresh one), else to true when the client
+ * connection may carry another request.
+ *
+ * The awaits of a plain request are all here, the rest in plain functions:
+ * each async function called per request costs an allocation of its own.
  */
 async function exchange(
   job: ForwardJob,
   path: ExchangeOptions,
 ): Promise<boolean | "stale"> {
-  const { ctx, client, x } = job;
+  const { client, x } = job;
   const { up, reused } = path;
   const upReader = up.reader;
   upReader.meter = job.decision.meter;
-  upReader.idleMs = ctx.config.responseTimeoutMs;
+  upReader.idleMs = job.ctx.config.responseTimeoutMs;
   client.upstream = up.dialed.conn;
   const upload = new Upload(job, upReader); // arms the first deadline
   const readBefore = upReader.bytesRead;
@@ -212,18 +216,19 @@ async function exchange(
 
   let resp: ResponseHead;
   try {
-    resp = await readResponseHead(job, upReader, upload);
+    for (;;) {
+      const bytes = await readHead(upReader, MAX_RESPONSE_HEAD, false);
+      resp = answerHead(job.req, bytes);
+      if (resp.status >= 200 || resp.status === 101) break;
+      await passInterim(job, resp, upload);
+    }
   } catch (e) {
     discard(client, up);
-    if (e instanceof MeterStop) {
-      x.tag = "TCP_MISS_ABORTED";
-      client.abort();
-      return false;
-    }
+    if (e instanceof MeterStop) return stopped(job);
     // Reset or closed on a pooled connection before any answer byte: the
-    // origin had closed it while it was idle. A node socket's read ends
+    // origin had closed it while it was idle. (A node socket's read ends
     // with null, not an error, when the response deadline closed it: that
-    // is a timeout, not a stale socket, hence the watch.
+    // is a timeout, not a stale socket, hence the watch.)
     if (
       reused && upReader.bytesRead === readBefore &&
       upload.framing.kind === "none" && !client.watch.expired
@@ -233,15 +238,24 @@ async function exchange(
     return await answerNoHead(job, upload, e);
   }
 
-  x.status = resp.status;
-  x.tag = "TCP_MISS";
-  x.contentType = fieldValue(resp.fields, "content-type");
-  // From here a timeout can only end the exchange: the head is going out.
-  upload.answered();
-  upReader.watch = client.watch;
-  client.watch.arm(ctx.config.writeTimeoutMs, "transfer");
+  headArrived(job, up, resp, upload);
   if (resp.status === 101) return await switchProtocols(job, up, resp);
-  return await sendResponse(job, up, resp, upload);
+  const plan = planResponse(job, resp);
+  const copy = bodyCopy(job, resp, plan);
+  try {
+    await copyBody(upReader, client.conn, plan.framing, copy);
+  } catch (e) {
+    return cutMidBody(job, up, e);
+  }
+  // The answer is complete but the client may still be sending its body:
+  // the next request's start cannot be found reliably, so both sides end.
+  const midUpload = !upload.done && upload.error === undefined;
+  if (midUpload) {
+    discard(client, up);
+    client.abort();
+  }
+  await upload.sending;
+  return midUpload ? false : release(job, up, plan, upload);
 }
 
 /** Never passed on from the client: upstream gets the target's authority. */
@@ -275,44 +289,50 @@ function requestHead(
 }
 
 /**
- * Reads the upstream's answer head, passing interim answers (1xx) on to
- * HTTP/1.1 clients. Throws HeadError when the upstream closes without
- * answering or switches protocols unasked, MeterStop when the meter stops.
+ * The answer head read into `bytes` (null: the upstream closed without
+ * answering). Throws HeadError for no answer, or for a protocol switch
+ * nobody asked for.
  */
-async function readResponseHead(
-  job: ForwardJob,
-  upReader: Reader,
-  upload: Upload,
-): Promise<ResponseHead> {
-  for (;;) {
-    const bytes = await readHead(upReader, MAX_RESPONSE_HEAD, false);
-    if (bytes === null) {
-      throw new HeadError(
-        502,
-        "the upstream closed the connection without answering",
-      );
-    }
-    const resp = parseResponseHead(bytes);
-    if (resp.status >= 200) return resp;
-    if (resp.status === 101) {
-      if (!isUpgrade(job.req)) {
-        throw new HeadError(502, "the upstream switched protocols unasked");
-      }
-      return resp;
-    }
-    // 1xx (100 Continue, 103 Early Hints): pass on to HTTP/1.1 clients.
-    if (job.req.version === 11) {
-      const info = serializeHead(
-        `HTTP/1.1 ${resp.status} ${resp.reason}`,
-        endToEnd(resp.fields),
-        VIA,
-      );
-      await writeAll(job.client.conn, info);
-      job.x.bytes += info.length;
-    }
-    // After a 100 the client is expected to send its body.
-    if (resp.status === 100) upload.continued();
+function answerHead(req: RequestHead, bytes: Uint8Array | null): ResponseHead {
+  if (bytes === null) {
+    throw new HeadError(
+      502,
+      "the upstream closed the connection without answering",
+    );
   }
+  const resp = parseResponseHead(bytes);
+  if (resp.status === 101 && !isUpgrade(req)) {
+    throw new HeadError(502, "the upstream switched protocols unasked");
+  }
+  return resp;
+}
+
+/**
+ * An interim answer (100 Continue, 103 Early Hints): passed on to HTTP/1.1
+ * clients; after a 100 the client is expected to send its body.
+ */
+async function passInterim(
+  job: ForwardJob,
+  resp: ResponseHead,
+  upload: Upload,
+): Promise<void> {
+  if (job.req.version === 11) {
+    const info = serializeHead(
+      `HTTP/1.1 ${resp.status} ${resp.reason}`,
+      endToEnd(resp.fields),
+      VIA,
+    );
+    await writeAll(job.client.conn, info);
+    job.x.bytes += info.length;
+  }
+  if (resp.status === 100) upload.continued();
+}
+
+/** The meter stopped the transfer before the answer's head: both sides end. */
+function stopped(job: ForwardJob): false {
+  job.x.tag = "TCP_MISS_ABORTED";
+  job.client.abort();
+  return false;
 }
 
 /**
@@ -389,64 +409,85 @@ async function switchProtocols(
   return false;
 }
 
-/** Content-Length beside chunked is not passed on (see planResponse). */
-const notContentLength = (f: Field) => f.lower !== "content-length";
-
 /**
- * client <- proxy <- origin: the answer's head and body, framed for this
- * client (see planResponse); then the upstream connection goes back to the
- * pool when it can carry another request. True when the client's can.
+ * The answer's head came: it is logged, and from now on a timeout can only
+ * end the exchange, as the head is going out.
  */
-async function sendResponse(
+function headArrived(
   job: ForwardJob,
   up: PooledUpstream,
   resp: ResponseHead,
   upload: Upload,
-): Promise<boolean> {
-  const { ctx, client, x } = job;
-  const plan = planResponse(job, resp);
-  const fields = endToEnd(resp.fields, plan.keep);
-  const head = serializeHead(
-    `HTTP/1.1 ${resp.status} ${resp.reason}`,
-    plan.dropContentLength ? fields.filter(notContentLength) : fields,
-    plan.add,
-  );
-  try {
-    await copyBody(up.reader, client.conn, plan.framing, {
-      prefix: head,
-      dechunk: plan.dechunk,
-      chunk: plan.rechunk,
-      watch: client.watch,
-      writeMs: ctx.config.writeTimeoutMs,
-      onWrite: (n) => {
-        x.bytes += n;
-      },
-    });
-  } catch (e) {
-    // Cut mid-body: the client cannot tell a short body from a complete one
-    // unless the connection ends, so both sides are closed.
-    if (e instanceof MeterStop) x.tag = "TCP_MISS_ABORTED";
-    else if (x.tag === "TCP_MISS") x.tag = "TCP_MISS_ABORTED";
-    discard(client, up);
-    client.abort();
-    return false;
-  }
+): void {
+  const { x, client } = job;
+  x.status = resp.status;
+  x.tag = "TCP_MISS";
+  x.contentType = fieldValue(resp.fields, "content-type");
+  upload.answered();
+  up.reader.watch = client.watch;
+  client.watch.arm(job.ctx.config.writeTimeoutMs, "transfer");
+}
 
-  if (!upload.done && upload.error === undefined) {
-    // The answer is complete but the client is still sending its body: we
-    // cannot find the next request's start reliably, so end both sides.
-    discard(client, up);
-    client.abort();
-    await upload.sending;
-    return false;
-  }
-  await upload.sending;
+/** Content-Length beside chunked is not passed on (see planResponse). */
+const notContentLength = (f: Field) => f.lower !== "content-length";
+
+/**
+ * client <- proxy <- origin: how copyBody sends the answer: our head for
+ * it first, its body as `plan` frames it, every byte counted for the log.
+ */
+function bodyCopy(
+  job: ForwardJob,
+  resp: ResponseHead,
+  plan: ResponsePlan,
+): CopyOptions {
+  const x = job.x;
+  const fields = endToEnd(resp.fields, plan.keep);
+  return {
+    prefix: serializeHead(
+      `HTTP/1.1 ${resp.status} ${resp.reason}`,
+      plan.dropContentLength ? fields.filter(notContentLength) : fields,
+      plan.add,
+    ),
+    dechunk: plan.dechunk,
+    chunk: plan.rechunk,
+    watch: job.client.watch,
+    writeMs: job.ctx.config.writeTimeoutMs,
+    onWrite: (n) => {
+      x.bytes += n;
+    },
+  };
+}
+
+/**
+ * The answer was cut mid-body (`e`: the meter, or a socket): the client
+ * cannot tell a short body from a complete one unless the connection
+ * ends, so both sides are closed.
+ */
+function cutMidBody(job: ForwardJob, up: PooledUpstream, e: unknown): false {
+  const x = job.x;
+  if (e instanceof MeterStop) x.tag = "TCP_MISS_ABORTED";
+  else if (x.tag === "TCP_MISS") x.tag = "TCP_MISS_ABORTED";
+  discard(job.client, up);
+  job.client.abort();
+  return false;
+}
+
+/**
+ * The exchange is over: the upstream connection goes back to the pool when
+ * it can carry another request. True when the client's can.
+ */
+function release(
+  job: ForwardJob,
+  up: PooledUpstream,
+  plan: ResponsePlan,
+  upload: Upload,
+): boolean {
   const upstreamKeeps = plan.upstreamKeeps && upload.error === undefined &&
     up.reader.buffered === 0;
-  client.upstream = undefined;
-  client.watch.arm(0, "");
-  if (upstreamKeeps) ctx.pool.put(up);
-  else discard(client, up);
+  job.client.upstream = undefined;
+  job.client.watch.arm(0, "");
+  if (upstreamKeeps) job.ctx.pool.put(up);
+  else discard(job.client, up);
   return plan.clientKeeps && upload.error === undefined;
 }
 

@@ -1,7 +1,9 @@
 /**
  * Forwarding plain HTTP requests (absolute-form `GET http://host/path`): one
  * exchange = request head and body up, response head(s) and body down, with
- * the upstream connection kept for reuse when both sides allow it.
+ * the upstream connection kept for reuse when both sides allow it. The
+ * request body and its deadlines are an Upload (_upload.ts); how an answer
+ * is framed for its client is decided by planResponse (_response_plan.ts).
  *
  * @module
  */

@@ -15,8 +15,12 @@
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { proxyConfigFrom, startProxy } from "./proxy/mod.ts";
-import { openStdoutLog, openSyslog } from "./proxy/log_sinks.ts";
+import {
+  openStdoutLog,
+  openSyslog,
+  proxyConfigFrom,
+  startProxy,
+} from "./proxy/mod.ts";
 import {
   checkManagersFile,
   ConfigError,
@@ -166,7 +170,6 @@ async function serve(dir: string, state: string | undefined): Promise<number> {
   // names a syslog server, else to standard output.
   const syslogAddr = gateway.config.syslogAddr;
   const accessLog = syslogAddr ? openSyslog(syslogAddr) : openStdoutLog();
-  gateway.accessLog = (line) => accessLog.send(line);
   const behind = new Map<string, string>();
   const api = await startApi(config.api, gateway, {
     clientIpOf: (peer) => behind.get(`${peer.hostname}|${peer.port}`),
@@ -180,6 +183,7 @@ async function serve(dir: string, state: string | undefined): Promise<number> {
   });
   const proxy = await startProxy(config.proxy, policy, {
     loginUrl: config.api.publicUrl,
+    accessLog,
   });
   console.log(
     `pmproxy: proxy listening on ${proxy.addr.hostname}:${proxy.addr.port}`,

@@ -66,6 +66,5 @@ export function withCaptivePortal(
         },
       };
     },
-    record: (entry) => policy.record?.(entry),
   };
 }

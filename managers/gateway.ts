@@ -5,13 +5,7 @@
  *
  * @module
  */
-import type {
-  AccessRecord,
-  Decision,
-  Policy,
-  RequestFacts,
-  Route,
-} from "../proxy/policy.ts";
+import type { Decision, Policy, RequestFacts, Route } from "../proxy/policy.ts";
 import { evaluate, printRule } from "../rule/mod.ts";
 import {
   type Caller,
@@ -25,7 +19,6 @@ import {
   type UserInfo,
 } from "./types.ts";
 import { formatSize } from "./values/units.ts";
-import { formatAccessLine } from "./access_log.ts";
 import type { LoadedManagers } from "./config/loader.ts";
 import type { StateChange, StateStore } from "./state/store.ts";
 import { type Session, SessionIpm } from "./sessions/session_ipm.ts";
@@ -93,11 +86,6 @@ export class GatewayRuntime implements Policy, Gateway {
   readonly #loginUrl?: string;
   #timer?: ReturnType<typeof setInterval>;
   #closed = false;
-  /**
-   * Where access log lines go (Squid native format); none when undefined.
-   * `main.ts` points it at syslog (`syslogAddr`) or standard output.
-   */
-  accessLog?: (line: string) => void;
 
   constructor(
     loaded: LoadedManagers,
@@ -138,11 +126,6 @@ export class GatewayRuntime implements Policy, Gateway {
   }
 
   // ------------------------------------------------------------ the proxy
-
-  /** One finished exchange, written to the access log. */
-  record(entry: AccessRecord): void {
-    this.accessLog?.(formatAccessLine(entry));
-  }
 
   /**
    * Decides a request. Synchronous, except the first time proxy

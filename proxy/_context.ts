@@ -9,6 +9,7 @@ import type { ProxyConfig } from "./config.ts";
 import type { UpstreamPool } from "./upstream_pool.ts";
 import { closeQuietly, type Reader, type Stream, writeAll } from "./_io.ts";
 import type { Exchange } from "./access_log.ts";
+import type { LogSink } from "./log_sinks.ts";
 import type { Watch } from "./_watchdog.ts";
 
 /** The watch phase in which a timeout gives up the upstream only (→ 504). */
@@ -24,6 +25,8 @@ export const READING_BODY = "request body";
 export interface ProxyContext {
   config: ProxyConfig;
   policy: Policy;
+  /** Where each exchange's access log line goes; none when undefined. */
+  accessLog: LogSink | undefined;
   loginUrl?: string;
   pool: UpstreamPool;
   /** Open tunnels per client address. */

@@ -16,12 +16,22 @@ import {
 } from "./_buffers.ts";
 import type { Watch } from "./_watchdog.ts";
 
-/** A socket as the data path uses it (a `Deno.Conn` is one). */
+/**
+ * A byte stream as the data path uses it, to a client or upstream: a
+ * `Deno.Conn` is one, and so are the dialers' own (a node socket bound to a
+ * source address, a parent's connection with bytes read past its answer).
+ */
 export interface Stream {
+  /** Reads into `p`; resolves with the byte count, or null at end of stream. */
   read(p: Uint8Array): Promise<number | null>;
+  /** Writes some of `p` (maybe not all); resolves with the byte count. */
   write(p: Uint8Array): Promise<number>;
+  /** Sends FIN; reading goes on (half-close). */
   closeWrite(): Promise<void>;
+  /** Closes both directions. */
   close(): void;
+  /** Our end's address, when the stream knows it (a `Deno.Conn` does). */
+  readonly localAddr?: Deno.Addr;
 }
 
 /** Thrown by {@link Reader.fill} when the meter answered STOP. */

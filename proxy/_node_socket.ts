@@ -1,12 +1,12 @@
 /**
- * A `node:net` socket seen as a {@link Upstream}: the one way to pick the
+ * A `node:net` socket seen as a {@link Stream}: the one way to pick the
  * source address of a connection (`Deno.connect` has no such option).
  *
  * @module
  */
 import { connect, isIP, type Socket } from "node:net";
 import type { Buffer } from "node:buffer";
-import type { Upstream } from "./dial.ts";
+import type { Stream } from "./_io.ts";
 
 /** Above this many queued bytes the socket is paused until the reader catches up. */
 const HIGH_WATER = 1024 * 1024;
@@ -73,7 +73,7 @@ export function connectFrom(options: NodeConnectOptions): Promise<NodeConn> {
  * Received data is queued as the socket delivers it; reading copies out of
  * the queue. One read at a time, one write at a time.
  */
-export class NodeConn implements Upstream {
+export class NodeConn implements Stream {
   /** The peer's address, without brackets. */
   readonly remoteAddress: string;
   #socket: Socket;

@@ -5,8 +5,8 @@
  *
  * @module
  */
-import { DialError, type Upstream } from "./dial.ts";
-import { writeAll } from "./_io.ts";
+import { DialError } from "./_dial_error.ts";
+import { type Stream, writeAll } from "./_io.ts";
 
 /** Longest response head accepted from a parent (a real one is ~100 bytes). */
 const MAX_HEAD = 16 * 1024;
@@ -42,10 +42,10 @@ export function authority(host: string, port: number): string {
  * I/O errors propagate as they are.
  */
 export async function httpConnect(
-  conn: Upstream,
+  conn: Stream,
   target: { host: string; port: number },
   options: HttpConnectOptions,
-): Promise<Upstream> {
+): Promise<Stream> {
   const { parent } = options;
   const where = authority(target.host, target.port);
   const lines = [`CONNECT ${where} HTTP/1.1`, `Host: ${where}`];
@@ -110,12 +110,12 @@ function findHeadEnd(buf: Uint8Array, from: number, end: number): number {
 }
 
 /** A connection whose first reads return bytes already read from it. */
-export class PrefixedConn implements Upstream {
-  #conn: Upstream;
+export class PrefixedConn implements Stream {
+  #conn: Stream;
   #prefix: Uint8Array | undefined;
 
   /** `prefix`: bytes already read from `conn`, returned first. */
-  constructor(conn: Upstream, prefix: Uint8Array) {
+  constructor(conn: Stream, prefix: Uint8Array) {
     this.#conn = conn;
     this.#prefix = prefix.length > 0 ? prefix : undefined;
   }

@@ -9,8 +9,8 @@
  *
  * @module
  */
-import { DialError, type Upstream } from "./dial.ts";
-import { writeAll } from "./_io.ts";
+import { DialError } from "./_dial_error.ts";
+import { type Stream, writeAll } from "./_io.ts";
 
 /** Credentials and a name for messages. */
 export interface Socks5Options {
@@ -52,7 +52,7 @@ const encoder = new TextEncoder();
  * {@link DialError} when the parent refuses; I/O errors propagate as they are.
  */
 export async function socks5Connect(
-  conn: Upstream,
+  conn: Stream,
   target: { host: string; port: number },
   options: Socks5Options,
 ): Promise<void> {
@@ -117,7 +117,7 @@ export async function socks5Connect(
   await readExact(conn, rest, parent);
 }
 
-async function authenticate(conn: Upstream, options: Socks5Options) {
+async function authenticate(conn: Stream, options: Socks5Options) {
   const user = encoder.encode(options.user ?? "");
   const pass = encoder.encode(options.pass ?? "");
   if (user.length > 255 || pass.length > 255) {
@@ -215,7 +215,7 @@ export function parseIpv6(s: string): number[] | undefined {
 }
 
 async function readExact(
-  conn: Upstream,
+  conn: Stream,
   n: number,
   parent: string,
 ): Promise<Uint8Array> {

@@ -1,20 +1,33 @@
 /**
- * The access log: one {@link AccessRecord} per finished exchange, handed to
- * `policy.record`, with Squid-like result codes (`TCP_MISS/200`,
- * `TCP_TUNNEL/200`, `TCP_DENIED/403`, `NONE/400`, `TCP_MISS_ABORTED/200`).
+ * The access log: one line per finished exchange in Squid's native
+ * `access.log` format, as the original wrote them, handed to the
+ * {@link LogSink} given to `startProxy` (standard output or syslog, see
+ * log_sinks.ts):
+ *
+ * ```
+ * time.ms elapsed client result/status bytes method URL user hierarchy/peer type
+ * 1764064012.345     12 10.0.0.5 TCP_MISS/200 1534 GET http://example.org/ user0 DIRECT/93.184.216.34 text/html
+ * ```
+ *
+ * Result codes are Squid's: `TCP_MISS/200`, `TCP_TUNNEL/200`,
+ * `TCP_DENIED/403`, `NONE/400`, `TCP_MISS_ABORTED/200`. The user is the one
+ * the policy's decision named.
  *
  * @module
  */
-import type { AccessRecord, Policy } from "./policy.ts";
+import type { LogSink } from "./log_sinks.ts";
 
 /** What one exchange gathered while it ran; finished by {@link logExchange}. */
 export interface Exchange {
+  /** `performance.now()` when the request head was read. */
   start: number;
   time: Date;
   clientIp: string;
   method: string;
   url: string;
+  /** The user the decision accounted the request to. */
   user?: string;
+  /** `DIRECT/1.2.3.4`, `FIRST_UP_PARENT/host`, or `NONE/-`. */
   hierarchy: string;
   /** Squid result tag without status: TCP_MISS, TCP_TUNNEL, TCP_DENIED, NONE. */
   tag: string;
@@ -39,23 +52,24 @@ export function newExchange(clientIp: string, time: Date): Exchange {
   };
 }
 
-/** Hands the finished exchange to the policy's log; never throws. */
-export function logExchange(policy: Policy, x: Exchange): void {
-  if (!policy.record) return;
-  const entry: AccessRecord = {
-    time: x.time,
-    elapsedMs: Math.round(performance.now() - x.start),
-    clientIp: x.clientIp,
-    result: `${x.tag}/${x.status}`,
-    bytes: x.bytes,
-    method: x.method,
-    url: x.url,
-    hierarchy: x.hierarchy,
-  };
-  if (x.user !== undefined) entry.user = x.user;
-  if (x.contentType !== undefined) entry.contentType = x.contentType;
+/**
+ * Formats one finished exchange as a Squid native access.log line;
+ * `elapsedMs` is the time from its request head to its end.
+ */
+export function formatAccessLine(x: Exchange, elapsedMs: number): string {
+  const seconds = (x.time.getTime() / 1000).toFixed(3);
+  const elapsed = String(elapsedMs).padStart(6);
+  const user = x.user || "-";
+  const type = x.contentType || "-";
+  return `${seconds} ${elapsed} ${x.clientIp} ${x.tag}/${x.status} ${x.bytes} ` +
+    `${x.method} ${x.url} ${user} ${x.hierarchy} ${type}`;
+}
+
+/** Writes the finished exchange's line to `sink` (none: no log); never throws. */
+export function logExchange(sink: LogSink | undefined, x: Exchange): void {
+  if (sink === undefined) return;
   try {
-    policy.record(entry);
+    sink.send(formatAccessLine(x, Math.round(performance.now() - x.start)));
   } catch {
     // The log must never take the data path down.
   }

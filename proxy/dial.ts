@@ -16,26 +16,16 @@ import type { Route } from "./policy.ts";
 import { connectFrom } from "./_node_socket.ts";
 import { authority, basicAuthorization, httpConnect } from "./_parent_http.ts";
 import { socks5Connect } from "./_socks5.ts";
-import { closeQuietly } from "./_io.ts";
+import { closeQuietly, type Stream } from "./_io.ts";
+import { DialError } from "./_dial_error.ts";
 
-/** The byte stream to upstream; a `Deno.Conn` is one. */
-export interface Upstream {
-  /** Reads into `p`; resolves with the byte count, or null at end of stream. */
-  read(p: Uint8Array): Promise<number | null>;
-  /** Writes some of `p` (maybe not all); resolves with the byte count. */
-  write(p: Uint8Array): Promise<number>;
-  /** Sends FIN; reading goes on (half-close). */
-  closeWrite(): Promise<void>;
-  /** Closes both directions. */
-  close(): void;
-  /** Our end's address, when the connection knows it (a `Deno.Conn` does). */
-  readonly localAddr?: Deno.Addr;
-}
+// dial() throws it: its callers find it here.
+export { DialError };
 
 /** A connection made for one route. */
 export interface Dialed {
   /** The byte stream: to the origin, or to an HTTP parent when {@link Dialed.viaHttpParent}. */
-  conn: Upstream;
+  conn: Stream;
   /**
    * For plain HTTP only: true when the connection goes to an HTTP parent
    * proxy, so the request must be written in absolute form.
@@ -57,15 +47,6 @@ export interface DialOptions {
    * `http`: the caller will write an HTTP request itself.
    */
   purpose: "tunnel" | "http";
-}
-
-/** Why a dial failed: the proxy answers 504 for a timeout, 502 otherwise. */
-export class DialError extends Error {
-  /** `message` is for a person: what failed, where, what to check. */
-  constructor(message: string, readonly timedOut: boolean) {
-    super(message);
-    this.name = "DialError";
-  }
 }
 
 /** A parent proxy, from the route's `proxyUrl`. */
@@ -235,7 +216,7 @@ async function openTcp(
   to: { host: string; port: number },
   localAddress: string | undefined,
   signal: AbortSignal,
-): Promise<{ conn: Upstream; remoteIp: string }> {
+): Promise<{ conn: Stream; remoteIp: string }> {
   if (localAddress) {
     const conn = await connectFrom({
       host: to.host,

@@ -1,7 +1,9 @@
 /**
  * Forwarding plain HTTP requests (absolute-form `GET http://host/path`): one
  * exchange = request head and body up, response head(s) and body down, with
- * the upstream connection kept for reuse when both sides allow it.
+ * the upstream connection kept for reuse when both sides allow it. The
+ * request body and its deadlines are an Upload (_upload.ts); how an answer
+ * is framed for its client is decided by planResponse (_response_plan.ts).
  *
  * @module
  */
@@ -13,16 +15,16 @@ import {
   type Field,
   fieldTokens,
   fieldValue,
+  type Framing,
   HeadError,
   parseResponseHead,
   readHead,
   requestFraming,
   type RequestHead,
-  responseFraming,
   type ResponseHead,
   serializeHead,
 } from "./http_head.ts";
-import { BodyError, BodyTooLarge, copyBody } from "./body.ts";
+import { BodyError, BodyTooLarge, copyBody, type CopyOptions } from "./body.ts";
 import { dialFailure, errorResponse } from "./error_pages.ts";
 import { type PooledUpstream, poolKey } from "./upstream_pool.ts";
 import { tunnelUpgrade } from "./tunnel.ts";
@@ -31,10 +33,11 @@ import {
   type ProxyContext,
   READING_BODY,
   sendToClient,
-  WAITING_FOR_UPSTREAM,
 } from "./_context.ts";
 import type { Exchange } from "./access_log.ts";
 import type { Target } from "./_target.ts";
+import { Upload } from "./_upload.ts";
+import { planResponse, type ResponsePlan } from "./_response_plan.ts";
 
 type Allowed = Extract<Decision, { allowed: true }>;
 
@@ -50,6 +53,14 @@ const IDEMPOTENT = new Set([
 
 /** Largest response head accepted from upstream. */
 const MAX_RESPONSE_HEAD = 256 * 1024;
+
+// Lines and field names of the heads we write, shared by every exchange.
+const VIA: readonly string[] = Object.freeze(["Via: 1.1 pmproxy"]);
+const UPGRADE_FIELDS: readonly string[] = Object.freeze(["upgrade"]);
+const SWITCHING_LINES: readonly string[] = Object.freeze([
+  "Via: 1.1 pmproxy",
+  "Connection: Upgrade",
+]);
 
 /** What one forwarded request needs. */
 export interface ForwardJob {
@@ -114,6 +125,17 @@ function runPath(job: ForwardJob, up: PooledUpstream, reused: boolean) {
     : forwardDirect(job, up, reused);
 }
 
+/** How one exchange reaches upstream (see forwardDirect, forwardViaParent). */
+interface ExchangeOptions {
+  up: PooledUpstream;
+  /** The connection came from the pool: the origin may have closed it meanwhile. */
+  reused: boolean;
+  /** `GET /path HTTP/1.1`, or the absolute form a parent proxy needs. */
+  requestLine: string;
+  /** Sent as `Proxy-Authorization` to an HTTP parent proxy. */
+  parentAuthorization: string | undefined;
+}
+
 /**
  * client -> proxy (GET http://origin/path) -> origin (GET /path)
  *
@@ -124,8 +146,12 @@ export function forwardDirect(
   up: PooledUpstream,
   reused: boolean,
 ): Promise<boolean | "stale"> {
-  const line = `${job.req.method} ${job.target.path} HTTP/1.1`;
-  return exchange(job, up, reused, line, []);
+  return exchange(job, {
+    up,
+    reused,
+    requestLine: `${job.req.method} ${job.target.path} HTTP/1.1`,
+    parentAuthorization: undefined,
+  });
 }
 
 /**
@@ -139,15 +165,12 @@ export function forwardViaParent(
   reused: boolean,
 ): Promise<boolean | "stale"> {
   const t = job.target;
-  const line = `${job.req.method} http://${t.authority}${t.path} HTTP/1.1`;
-  const auth = up.dialed.parentAuthorization;
-  return exchange(
-    job,
+  return exchange(job, {
     up,
     reused,
-    line,
-    auth ? [`Proxy-Authorization: ${auth}`] : [],
-  );
+    requestLine: `${job.req.method} http://${t.authority}${t.path} HTTP/1.1`,
+    parentAuthorization: up.dialed.parentAuthorization,
+  });
 }
 
 function isUpgrade(req: RequestHead): boolean {
@@ -155,308 +178,326 @@ function isUpgrade(req: RequestHead): boolean {
     fieldTokens(req.fields, "connection").includes("upgrade");
 }
 
+/**
+ * One request up and its answer down: the request head, then its body
+ * (an Upload, sent while the answer is awaited), the answer's head, then
+ * its body framed for this client (planResponse). Resolves to "stale" when
+ * a pooled connection turned out closed before anything was answered (the
+ * caller asks again on a fresh one), else to true when the client
+ * connection may carry another request.
+ *
+ * The awaits of a plain request are all here, the rest in plain functions:
+ * each async function called per request costs an allocation of its own.
+ */
 async function exchange(
   job: ForwardJob,
-  up: PooledUpstream,
-  reused: boolean,
-  requestLine: string,
-  extra: string[],
+  path: ExchangeOptions,
 ): Promise<boolean | "stale"> {
-  const { ctx, client, req, target, decision, x } = job;
-  const upgrade = isUpgrade(req);
-  const reqFraming = requestFraming(req);
-  const keep: string[] = [];
-  if (reqFraming.kind === "chunked") keep.push("transfer-encoding");
-  if (upgrade) keep.push("upgrade");
-  const fields = endToEnd(req.fields, keep).filter((f) => f.lower !== "host");
-  const headers: Field[] = [
-    { name: "Host", lower: "host", value: target.authority },
-    ...fields,
-  ];
-  const head = serializeHead(requestLine, headers, [
-    ...extra,
-    "Via: 1.1 pmproxy",
-    ...(upgrade ? ["Connection: Upgrade"] : []),
-  ]);
-
-  const upConn = up.dialed.conn;
+  const { client, x } = job;
+  const { up, reused } = path;
   const upReader = up.reader;
-  const watch = client.watch;
-  const { readTimeoutMs, responseTimeoutMs, writeTimeoutMs } = ctx.config;
-  // Sending the body while reading the answer: an origin may answer early
-  // (401, 413, 100-continue), and the client waits for the 100 before sending.
-  let uploaded = reqFraming.kind === "none";
-  upReader.meter = decision.meter;
-  upReader.idleMs = responseTimeoutMs;
-  client.reader.watch = watch;
-  client.reader.idleMs = readTimeoutMs;
-  client.upstream = upConn;
-  // While the body goes up, the client is the one awaited (readTimeout, then
-  // 408): the upstream's pending read must not set the deadline meanwhile, or
-  // a stalled body would wait for responseTimeout and be blamed on upstream.
-  // An upstream that answers early is watched again from its head on.
-  //
-  // But a client that sent `Expect: 100-continue` and no body yet waits for
-  // the origin's word: until its body starts or a 100 is passed on, the
-  // upstream is the one awaited.
-  let awaitingContinue = !uploaded && client.reader.buffered === 0 &&
-    fieldTokens(req.fields, "expect").includes("100-continue");
-  const awaitBody = () => {
-    awaitingContinue = false;
-    if (uploaded || answered) return;
-    upReader.watch = undefined;
-    watch.arm(readTimeoutMs, READING_BODY);
-  };
-  upReader.watch = uploaded || awaitingContinue ? watch : undefined;
-  if (uploaded || awaitingContinue) {
-    watch.arm(responseTimeoutMs, WAITING_FOR_UPSTREAM);
-  } else watch.arm(readTimeoutMs, READING_BODY);
-  let answered = false;
+  upReader.meter = job.decision.meter;
+  upReader.idleMs = job.ctx.config.responseTimeoutMs;
+  client.upstream = up.dialed.conn;
+  const upload = new Upload(job, upReader); // arms the first deadline
   const readBefore = upReader.bytesRead;
   x.hierarchy = up.dialed.hierarchy;
 
-  const discard = () => {
-    closeQuietly(upConn);
-    upReader.release();
-    client.upstream = undefined;
-  };
-
-  let uploadError: unknown;
-  let upload: Promise<void> | undefined;
   try {
-    await writeAll(upConn, head);
+    await writeAll(up.dialed.conn, requestHead(job, path, upload.framing));
   } catch (e) {
-    discard();
-    if (reused && reqFraming.kind === "none") return "stale";
+    discard(client, up);
+    if (reused && upload.framing.kind === "none") return "stale";
     return await answer(
       job,
       502,
       `Sending the request upstream failed: ${(e as Error).message}.`,
     );
   }
-  if (!uploaded) {
-    const sendBody = async () => {
-      if (awaitingContinue) {
-        // The first body bytes, whenever the client sends them (curl does
-        // after a second without a 100): from then on the client is awaited.
-        // At end of stream copyBody below reports the short body.
-        // Meanwhile the client's silence is no timeout of its own.
-        client.reader.watch = undefined;
-        try {
-          await client.reader.fill();
-        } finally {
-          client.reader.watch = watch;
-        }
-        if (awaitingContinue) awaitBody();
-      }
-      await copyBody(client.reader, upConn, reqFraming, {
-        watch,
-        writeMs: writeTimeoutMs,
-        maxBytes: ctx.config.maxRequestBody,
-      });
-    };
-    upload = sendBody().then(
-      () => {
-        uploaded = true;
-        // The body is up: from now on only the upstream is awaited.
-        if (!answered) {
-          upReader.watch = watch;
-          watch.arm(responseTimeoutMs, WAITING_FOR_UPSTREAM);
-        }
-      },
-      (e) => {
-        uploadError = e;
-        // The request cannot be completed: give up the upstream at once
-        // rather than let it wait for the rest of the body.
-        closeQuietly(upConn);
-      },
-    );
-  }
+  upload.send();
 
   let resp: ResponseHead;
   try {
     for (;;) {
       const bytes = await readHead(upReader, MAX_RESPONSE_HEAD, false);
-      if (bytes === null) {
-        // A node socket's read ends with null, not an error, when the
-        // response deadline closed it: that is a timeout, not a stale socket.
-        if (
-          reused && upReader.bytesRead === readBefore &&
-          reqFraming.kind === "none" && !watch.expired
-        ) {
-          discard();
-          return "stale";
-        }
-        throw new HeadError(
-          502,
-          "the upstream closed the connection without answering",
-        );
-      }
-      resp = parseResponseHead(bytes);
-      if (resp.status >= 200) break;
-      if (resp.status === 101) {
-        if (!upgrade) {
-          throw new HeadError(502, "the upstream switched protocols unasked");
-        }
-        break;
-      }
-      // 1xx (100 Continue, 103 Early Hints): pass on to HTTP/1.1 clients.
-      if (req.version === 11) {
-        const info = serializeHead(
-          `HTTP/1.1 ${resp.status} ${resp.reason}`,
-          endToEnd(resp.fields),
-          ["Via: 1.1 pmproxy"],
-        );
-        await writeAll(client.conn, info);
-        x.bytes += info.length;
-      }
-      // After a 100 the client is expected to send its body.
-      if (resp.status === 100 && awaitingContinue) awaitBody();
+      resp = answerHead(job.req, bytes);
+      if (resp.status >= 200 || resp.status === 101) break;
+      await passInterim(job, resp, upload);
     }
   } catch (e) {
-    discard();
-    if (e instanceof MeterStop) {
-      x.tag = "TCP_MISS_ABORTED";
-      client.abort();
-      return false;
-    }
+    discard(client, up);
+    if (e instanceof MeterStop) return stopped(job);
+    // Reset or closed on a pooled connection before any answer byte: the
+    // origin had closed it while it was idle. (A node socket's read ends
+    // with null, not an error, when the response deadline closed it: that
+    // is a timeout, not a stale socket, hence the watch.)
     if (
       reused && upReader.bytesRead === readBefore &&
-      reqFraming.kind === "none" &&
-      !watch.expired
+      upload.framing.kind === "none" && !client.watch.expired
     ) {
-      return "stale"; // reset on a stale pooled connection
+      return "stale";
     }
-    if (uploadError instanceof BodyTooLarge) {
-      return await answer(
-        job,
-        413,
-        `The request body is larger than the ${uploadError.limit} bytes this proxy accepts. Ask the administrator if you need to send more.`,
-        true,
-      );
-    }
-    if (uploadError instanceof BodyError) {
-      return await answer(
-        job,
-        400,
-        `The request body is malformed: ${uploadError.message}.`,
-        true,
-      );
-    }
-    if (watch.expired === READING_BODY && client.reader.waiting) {
-      return await answer(
-        job,
-        408,
-        `The request body stopped arriving: nothing came for ${readTimeoutMs} ms. Send the request again.`,
-        true,
-      );
-    }
-    const timedOut = watch.expired !== "";
-    const msg = watch.expired === READING_BODY
-      ? `the upstream did not take the request body within ${writeTimeoutMs} ms`
-      : timedOut
-      ? `the upstream did not answer within ${responseTimeoutMs} ms`
-      : e instanceof HeadError
-      ? e.message
-      : `reading the upstream's answer failed: ${(e as Error).message}`;
-    return await answer(job, timedOut ? 504 : 502, `${msg}.`, true);
+    return await answerNoHead(job, upload, e);
   }
 
+  headArrived(job, up, resp, upload);
+  if (resp.status === 101) return await switchProtocols(job, up, resp);
+  const plan = planResponse(job, resp);
+  const copy = bodyCopy(job, resp, plan);
+  try {
+    await copyBody(upReader, client.conn, plan.framing, copy);
+  } catch (e) {
+    return cutMidBody(job, up, e);
+  }
+  // The answer is complete but the client may still be sending its body:
+  // the next request's start cannot be found reliably, so both sides end.
+  const midUpload = !upload.done && upload.error === undefined;
+  if (midUpload) {
+    discard(client, up);
+    client.abort();
+  }
+  await upload.sending;
+  return midUpload ? false : release(job, up, plan, upload);
+}
+
+/** Never passed on from the client: upstream gets the target's authority. */
+const notHost = (f: Field) => f.lower !== "host";
+
+/**
+ * The request head for upstream: our request line and Host, the client's
+ * end-to-end fields, and our own lines (a parent's credentials, Via, an
+ * upgrade's Connection).
+ */
+function requestHead(
+  job: ForwardJob,
+  path: ExchangeOptions,
+  framing: Framing,
+): Uint8Array {
+  const upgrade = isUpgrade(job.req);
+  const keep: string[] = [];
+  if (framing.kind === "chunked") keep.push("transfer-encoding");
+  if (upgrade) keep.push("upgrade");
+  const headers: Field[] = [
+    { name: "Host", lower: "host", value: job.target.authority },
+    ...endToEnd(job.req.fields, keep).filter(notHost),
+  ];
+  const extra: string[] = [];
+  if (path.parentAuthorization) {
+    extra.push(`Proxy-Authorization: ${path.parentAuthorization}`);
+  }
+  extra.push("Via: 1.1 pmproxy");
+  if (upgrade) extra.push("Connection: Upgrade");
+  return serializeHead(path.requestLine, headers, extra);
+}
+
+/**
+ * The answer head read into `bytes` (null: the upstream closed without
+ * answering). Throws HeadError for no answer, or for a protocol switch
+ * nobody asked for.
+ */
+function answerHead(req: RequestHead, bytes: Uint8Array | null): ResponseHead {
+  if (bytes === null) {
+    throw new HeadError(
+      502,
+      "the upstream closed the connection without answering",
+    );
+  }
+  const resp = parseResponseHead(bytes);
+  if (resp.status === 101 && !isUpgrade(req)) {
+    throw new HeadError(502, "the upstream switched protocols unasked");
+  }
+  return resp;
+}
+
+/**
+ * An interim answer (100 Continue, 103 Early Hints): passed on to HTTP/1.1
+ * clients; after a 100 the client is expected to send its body.
+ */
+async function passInterim(
+  job: ForwardJob,
+  resp: ResponseHead,
+  upload: Upload,
+): Promise<void> {
+  if (job.req.version === 11) {
+    const info = serializeHead(
+      `HTTP/1.1 ${resp.status} ${resp.reason}`,
+      endToEnd(resp.fields),
+      VIA,
+    );
+    await writeAll(job.client.conn, info);
+    job.x.bytes += info.length;
+  }
+  if (resp.status === 100) upload.continued();
+}
+
+/** The meter stopped the transfer before the answer's head: both sides end. */
+function stopped(job: ForwardJob): false {
+  job.x.tag = "TCP_MISS_ABORTED";
+  job.client.abort();
+  return false;
+}
+
+/**
+ * The client's page when no answer head came (`e` is why; the upstream is
+ * given up already): a request body we could not send up is the client's
+ * fault (413, 400, 408), else the upstream's (504 for a timeout, 502).
+ */
+function answerNoHead(
+  job: ForwardJob,
+  upload: Upload,
+  e: unknown,
+): Promise<boolean> {
+  const { readTimeoutMs, responseTimeoutMs, writeTimeoutMs } = job.ctx.config;
+  const watch = job.client.watch;
+  const failed = upload.error;
+  if (failed instanceof BodyTooLarge) {
+    return answer(
+      job,
+      413,
+      `The request body is larger than the ${failed.limit} bytes this proxy accepts. Ask the administrator if you need to send more.`,
+      true,
+    );
+  }
+  if (failed instanceof BodyError) {
+    return answer(
+      job,
+      400,
+      `The request body is malformed: ${failed.message}.`,
+      true,
+    );
+  }
+  if (watch.expired === READING_BODY && job.client.reader.waiting) {
+    return answer(
+      job,
+      408,
+      `The request body stopped arriving: nothing came for ${readTimeoutMs} ms. Send the request again.`,
+      true,
+    );
+  }
+  const timedOut = watch.expired !== "";
+  const msg = watch.expired === READING_BODY
+    ? `the upstream did not take the request body within ${writeTimeoutMs} ms`
+    : timedOut
+    ? `the upstream did not answer within ${responseTimeoutMs} ms`
+    : e instanceof HeadError
+    ? e.message
+    : `reading the upstream's answer failed: ${(e as Error).message}`;
+  return answer(job, timedOut ? 504 : 502, `${msg}.`, true);
+}
+
+/**
+ * client <- proxy (101 Switching Protocols) <- origin
+ *
+ * After the 101 the connection is a tunnel (tunnelUpgrade); it never
+ * carries another request.
+ */
+async function switchProtocols(
+  job: ForwardJob,
+  up: PooledUpstream,
+  resp: ResponseHead,
+): Promise<false> {
+  const switching = serializeHead(
+    `HTTP/1.1 101 ${resp.reason}`,
+    endToEnd(resp.fields, UPGRADE_FIELDS),
+    SWITCHING_LINES,
+  );
+  try {
+    await writeAll(job.client.conn, switching);
+    job.x.bytes += switching.length;
+    await tunnelUpgrade(job.ctx, job.client, up.reader, job.x);
+  } finally {
+    discard(job.client, up);
+  }
+  return false;
+}
+
+/**
+ * The answer's head came: it is logged, and from now on a timeout can only
+ * end the exchange, as the head is going out.
+ */
+function headArrived(
+  job: ForwardJob,
+  up: PooledUpstream,
+  resp: ResponseHead,
+  upload: Upload,
+): void {
+  const { x, client } = job;
   x.status = resp.status;
   x.tag = "TCP_MISS";
   x.contentType = fieldValue(resp.fields, "content-type");
-  // From here a timeout can only end the exchange: the head is going out.
-  answered = true;
-  upReader.watch = watch;
-  watch.arm(writeTimeoutMs, "transfer");
+  upload.answered();
+  up.reader.watch = client.watch;
+  client.watch.arm(job.ctx.config.writeTimeoutMs, "transfer");
+}
 
-  if (resp.status === 101) {
-    const switching = serializeHead(
-      `HTTP/1.1 101 ${resp.reason}`,
-      endToEnd(resp.fields, ["upgrade"]),
-      ["Via: 1.1 pmproxy", "Connection: Upgrade"],
-    );
-    try {
-      await writeAll(client.conn, switching);
-      x.bytes += switching.length;
-      await tunnelUpgrade(ctx, client, upReader, x);
-    } finally {
-      discard();
-    }
-    return false;
-  }
+/** Content-Length beside chunked is not passed on (see planResponse). */
+const notContentLength = (f: Field) => f.lower !== "content-length";
 
-  const framing = responseFraming(req.method, resp);
-  // Content-Length beside chunked: chunked wins, the length must not reach
-  // the client, and the connection is not trusted for another request.
-  const ambiguous = framing.kind === "chunked" &&
-    fieldValue(resp.fields, "content-length") !== undefined;
-  // An HTTP/1.0 client cannot read chunked: send it the bare data and close.
-  const dechunk = framing.kind === "chunked" && req.version === 10;
-  // A body that ends with the origin's close would end the client's
-  // connection too; an HTTP/1.1 client that keeps it gets the body chunked,
-  // so the last chunk marks its end instead (as Squid does).
-  const rechunk = framing.kind === "close" && job.keepAlive &&
-    req.version === 11;
-  const clientKeep = job.keepAlive && !dechunk &&
-    (framing.kind !== "close" || rechunk);
-  const respKeep: string[] = [];
-  if (framing.kind === "chunked" && !dechunk) {
-    respKeep.push("transfer-encoding", "trailer");
-  }
-  const respExtra = ["Via: 1.1 pmproxy"];
-  if (rechunk) respExtra.push("Transfer-Encoding: chunked");
-  if (!clientKeep) respExtra.push("Connection: close");
-  else if (req.version === 10) respExtra.push("Connection: keep-alive");
-  const respHead = serializeHead(
-    `HTTP/1.1 ${resp.status} ${resp.reason}`,
-    ambiguous
-      ? endToEnd(resp.fields, respKeep).filter((f) =>
-        f.lower !== "content-length"
-      )
-      : endToEnd(resp.fields, respKeep),
-    respExtra,
-  );
-  try {
-    await copyBody(upReader, client.conn, framing, {
-      prefix: respHead,
-      dechunk,
-      chunk: rechunk,
-      watch,
-      writeMs: writeTimeoutMs,
-      onWrite: (n) => {
-        x.bytes += n;
-      },
-    });
-  } catch (e) {
-    // Cut mid-body: the client cannot tell a short body from a complete one
-    // unless the connection ends, so both sides are closed.
-    if (e instanceof MeterStop) x.tag = "TCP_MISS_ABORTED";
-    else if (x.tag === "TCP_MISS") x.tag = "TCP_MISS_ABORTED";
-    discard();
-    client.abort();
-    return false;
-  }
+/**
+ * client <- proxy <- origin: how copyBody sends the answer: our head for
+ * it first, its body as `plan` frames it, every byte counted for the log.
+ */
+function bodyCopy(
+  job: ForwardJob,
+  resp: ResponseHead,
+  plan: ResponsePlan,
+): CopyOptions {
+  const x = job.x;
+  const fields = endToEnd(resp.fields, plan.keep);
+  return {
+    prefix: serializeHead(
+      `HTTP/1.1 ${resp.status} ${resp.reason}`,
+      plan.dropContentLength ? fields.filter(notContentLength) : fields,
+      plan.add,
+    ),
+    dechunk: plan.dechunk,
+    chunk: plan.rechunk,
+    watch: job.client.watch,
+    writeMs: job.ctx.config.writeTimeoutMs,
+    onWrite: (n) => {
+      x.bytes += n;
+    },
+  };
+}
 
-  if (!uploaded && uploadError === undefined) {
-    // The answer is complete but the client is still sending its body: we
-    // cannot find the next request's start reliably, so end both sides.
-    discard();
-    client.abort();
-    await upload;
-    return false;
-  }
-  await upload;
-  const upstreamKeeps = framing.kind !== "close" && !ambiguous &&
-    resp.version === 11 &&
-    !fieldTokens(resp.fields, "connection").includes("close") &&
-    uploadError === undefined &&
-    upReader.buffered === 0;
+/**
+ * The answer was cut mid-body (`e`: the meter, or a socket): the client
+ * cannot tell a short body from a complete one unless the connection
+ * ends, so both sides are closed.
+ */
+function cutMidBody(job: ForwardJob, up: PooledUpstream, e: unknown): false {
+  const x = job.x;
+  if (e instanceof MeterStop) x.tag = "TCP_MISS_ABORTED";
+  else if (x.tag === "TCP_MISS") x.tag = "TCP_MISS_ABORTED";
+  discard(job.client, up);
+  job.client.abort();
+  return false;
+}
+
+/**
+ * The exchange is over: the upstream connection goes back to the pool when
+ * it can carry another request. True when the client's can.
+ */
+function release(
+  job: ForwardJob,
+  up: PooledUpstream,
+  plan: ResponsePlan,
+  upload: Upload,
+): boolean {
+  const upstreamKeeps = plan.upstreamKeeps && upload.error === undefined &&
+    up.reader.buffered === 0;
+  job.client.upstream = undefined;
+  job.client.watch.arm(0, "");
+  if (upstreamKeeps) job.ctx.pool.put(up);
+  else discard(job.client, up);
+  return plan.clientKeeps && upload.error === undefined;
+}
+
+/** Gives the upstream connection up: closed, its buffer back to the pool. */
+function discard(client: Client, up: PooledUpstream): void {
+  closeQuietly(up.dialed.conn);
+  up.reader.release();
   client.upstream = undefined;
-  watch.arm(0, "");
-  if (upstreamKeeps) ctx.pool.put(up);
-  else discard();
-  return clientKeep && uploadError === undefined;
 }
 
 /** Answers with a page of ours; true when the client connection may go on. */

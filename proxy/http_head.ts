@@ -374,7 +374,10 @@ const HOP_BY_HOP = new Set([
  * anyway (transfer-encoding when the body is passed through unchanged,
  * upgrade for an upgrade request).
  */
-export function endToEnd(fields: Field[], keep: string[] = []): Field[] {
+export function endToEnd(
+  fields: Field[],
+  keep: readonly string[] = [],
+): Field[] {
   const named = fieldTokens(fields, "connection");
   const out: Field[] = [];
   for (const f of fields) {
@@ -392,7 +395,7 @@ export function endToEnd(fields: Field[], keep: string[] = []): Field[] {
 export function serializeHead(
   startLine: string,
   fields: Field[],
-  extra: string[] = [],
+  extra: readonly string[] = [],
 ): Uint8Array {
   let s = startLine + "\r\n";
   for (const f of fields) s += f.name + ": " + f.value + "\r\n";

@@ -13,6 +13,7 @@ import { closeQuietly, writeAll } from "./_io.ts";
 import { errorResponse } from "./error_pages.ts";
 import { newClient, serveConnection } from "./connection.ts";
 import type { Client, ProxyContext } from "./_context.ts";
+import type { LogSink } from "./log_sinks.ts";
 
 /** A proxy that is listening. */
 export interface RunningProxy {
@@ -26,6 +27,12 @@ export interface RunningProxy {
 export interface StartOptions {
   /** The login page's address, shown on refusals and the proxy's own page. */
   loginUrl?: string;
+  /**
+   * Where the access log goes, one line per finished exchange in Squid's
+   * native format (see access_log.ts): `openStdoutLog()` or `openSyslog()`.
+   * No log when absent. The caller closes it, after {@link RunningProxy.close}.
+   */
+  accessLog?: LogSink;
 }
 
 const BUSY = errorResponse(
@@ -134,6 +141,7 @@ export function startProxy(
   const ctx: ProxyContext = {
     config,
     policy,
+    accessLog: options.accessLog,
     loginUrl: options.loginUrl,
     pool: new UpstreamPool(
       config.poolMaxIdlePerOrigin,

@@ -4,17 +4,19 @@
  * dials the route it answers, meters what comes back and logs each exchange.
  *
  * ```ts
- * import { proxyConfigFrom, startProxy } from "./proxy/mod.ts";
+ * import { openStdoutLog, proxyConfigFrom, startProxy } from "./proxy/mod.ts";
  *
  * const config = proxyConfigFrom(
  *   { server: { addr: "127.0.0.1:0" } },
  *   { file: "server.toml" },
  * );
+ * const accessLog = openStdoutLog(); // or openSyslog("127.0.0.1:514")
  * const proxy = await startProxy(config, {
  *   decide: () => ({ allowed: true, route: { kind: "direct" } }),
- * });
+ * }, { accessLog });
  * console.log(`proxy on ${proxy.addr.hostname}:${proxy.addr.port}`);
  * await proxy.close();
+ * accessLog.close();
  * ```
  *
  * @module
@@ -30,5 +32,6 @@ export {
   type StartOptions,
   startProxy,
 } from "./listener.ts";
+export { type LogSink, openStdoutLog, openSyslog } from "./log_sinks.ts";
 export type * from "./policy.ts";
 export { GO_ON, STOP } from "./policy.ts";

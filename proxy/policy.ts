@@ -95,27 +95,7 @@ export type Decision =
     realm?: string;
   };
 
-/** One finished exchange, for the access log (Squid native format). */
-export interface AccessRecord {
-  time: Date;
-  /** Milliseconds from request head to end of exchange. */
-  elapsedMs: number;
-  clientIp: string;
-  /** Squid-like result code such as `TCP_MISS/200`, `TCP_TUNNEL/200`, `TCP_DENIED/403`. */
-  result: string;
-  /** Bytes sent to the client. */
-  bytes: number;
-  method: string;
-  url: string;
-  user?: string;
-  /** `DIRECT/1.2.3.4`, `FIRST_UP_PARENT/host`, or `NONE/-`. */
-  hierarchy: string;
-  contentType?: string;
-}
-
 /** What the proxy needs from the policy. */
 export interface Policy {
   decide(facts: RequestFacts): Decision | Promise<Decision>;
-  /** Called once per finished exchange; must not throw or block. */
-  record?(entry: AccessRecord): void;
 }

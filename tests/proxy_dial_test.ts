@@ -5,7 +5,8 @@
  * dead parents, refusals, silent parents (timeouts).
  */
 import assert from "node:assert/strict";
-import { dial, type Dialed, DialError, type Upstream } from "../proxy/dial.ts";
+import { dial, type Dialed, DialError } from "../proxy/dial.ts";
+import type { Stream } from "../proxy/_io.ts";
 import { parseIpv4, parseIpv6 } from "../proxy/_socks5.ts";
 import { PrefixedConn } from "../proxy/_parent_http.ts";
 import { startOrigin } from "./helpers/origin.ts";
@@ -27,13 +28,13 @@ const dec = new TextDecoder();
 const TUNNEL = { timeoutMs: 5000, purpose: "tunnel" } as const;
 const HTTP = { timeoutMs: 5000, purpose: "http" } as const;
 
-async function writeAll(conn: Upstream, p: Uint8Array) {
+async function writeAll(conn: Stream, p: Uint8Array) {
   let at = 0;
   while (at < p.length) at += await conn.write(p.subarray(at));
 }
 
 /** Reads until `n` bytes or end of stream (bounded by n). */
-async function readBytes(conn: Upstream, n: number): Promise<Uint8Array> {
+async function readBytes(conn: Stream, n: number): Promise<Uint8Array> {
   const out = new Uint8Array(n);
   let at = 0;
   while (at < n) {
@@ -45,7 +46,7 @@ async function readBytes(conn: Upstream, n: number): Promise<Uint8Array> {
 }
 
 /** Reads to end of stream, at most `limit` bytes. */
-async function readToEnd(conn: Upstream, limit = 1 << 20): Promise<string> {
+async function readToEnd(conn: Stream, limit = 1 << 20): Promise<string> {
   const buf = new Uint8Array(limit);
   let at = 0;
   while (at < limit) {
@@ -56,7 +57,7 @@ async function readToEnd(conn: Upstream, limit = 1 << 20): Promise<string> {
   return dec.decode(buf.subarray(0, at));
 }
 
-async function echoes(conn: Upstream, text = "ping through the route\n") {
+async function echoes(conn: Stream, text = "ping through the route\n") {
   await writeAll(conn, enc.encode(text));
   assert.equal(dec.decode(await readBytes(conn, text.length)), text);
 }
@@ -76,7 +77,7 @@ async function dialError(
 
 /** A plain GET in absolute form over a connection to an HTTP parent; returns the response text. */
 async function getVia(
-  conn: Upstream,
+  conn: Stream,
   url: string,
   authorization?: string,
 ): Promise<string> {

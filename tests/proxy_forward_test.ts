@@ -211,7 +211,7 @@ Deno.test("close-delimited response reaches a client that asked to close as bare
   const c = await RawClient.open(proxy.addr.port);
   try {
     // (A client that keeps its connection gets it chunked instead: see
-    // proxy_robustness2_test.ts.)
+    // proxy_close_delimited_test.ts.)
     await c.send(
       `GET http://127.0.0.1:${origin.port}/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
     );

@@ -1,7 +1,8 @@
 /**
  * The proxy's guards over real sockets: malformed and ambiguous requests,
- * oversized heads, slow clients, connection limits, shutdown. The policy is a
- * fake (see helpers/proxy_kit.ts for why that is legitimate here).
+ * oversized heads, slow clients, connection limits (and the delivery of the
+ * 503 beyond them), shutdown. The policy is a fake (see helpers/proxy_kit.ts
+ * for why that is legitimate here).
  */
 import assert from "node:assert/strict";
 import {
@@ -10,7 +11,10 @@ import {
   RawClient,
   startRawOrigin,
   startTestProxy,
+  writeText,
 } from "./helpers/proxy_kit.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function answerTo(port: number, request: string): Promise<RawClient> {
   const c = await RawClient.open(port);
@@ -157,6 +161,121 @@ Deno.test("beyond maxConnections the proxy answers 503 and closes", async () => 
     assert.ok(extra.closed);
   } finally {
     for (const c of held) c.close();
+    await proxy.close();
+  }
+});
+
+/**
+ * Sends `parts` on a new connection, pausing between them (an upload as it
+ * goes over a network), then reads to the end. Errors are kept, not thrown.
+ */
+async function sendAndReadAll(port: number, parts: Uint8Array[]) {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const timer = setTimeout(() => conn.close(), 5000);
+  const chunks: Uint8Array[] = [];
+  let error = "";
+  try {
+    try {
+      for (const [i, part] of parts.entries()) {
+        if (i > 0) await sleep(30);
+        await writeText(conn, part);
+      }
+    } catch (e) {
+      error = `send: ${(e as Error).message}`;
+    }
+    const buf = new Uint8Array(64 * 1024);
+    for (let i = 0; i < 10_000; i++) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      chunks.push(buf.slice(0, n));
+    }
+  } catch (e) {
+    error ||= `read: ${(e as Error).message}`;
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch { /* closed by the timer */ }
+  }
+  const text = new TextDecoder().decode(
+    new Uint8Array(chunks.flatMap((c) => [...c])),
+  );
+  return { text, error };
+}
+
+Deno.test("the 503 beyond maxConnections arrives whole, without a reset, though the request was unread", async () => {
+  const proxy = await startTestProxy(fakePolicy(), {
+    server: { maxConnections: 1 },
+  });
+  const held = await RawClient.open(proxy.addr.port);
+  try {
+    await held.send("GET http://a.test/ HTTP/1.1\r\nHo"); // accepted, kept busy
+    await sleep(50);
+    const enc = new TextEncoder();
+    const parts = [
+      enc.encode(
+        "POST http://a.test/upload HTTP/1.1\r\nHost: a.test\r\n" +
+          "Content-Length: 20000\r\n\r\n",
+      ),
+      ...Array.from({ length: 4 }, () => enc.encode("x".repeat(5000))),
+    ];
+    // Bounded repetitions, at once as overload comes: resets depend on timing.
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, () => sendAndReadAll(proxy.addr.port, parts)),
+    );
+    for (const [i, { text, error }] of answers.entries()) {
+      assert.equal(error, "", `attempt ${i}: ${error}`);
+      assert.match(text, /^HTTP\/1\.1 503 Service Unavailable\r\n/);
+      const length = Number(/Content-Length: (\d+)/.exec(text)![1]);
+      const body = text.slice(text.indexOf("\r\n\r\n") + 4);
+      assert.equal(body.length, length, `attempt ${i}: the whole page`);
+      assert.match(body, /too many connections/);
+    }
+  } finally {
+    held.close();
+    await proxy.close();
+  }
+});
+
+function openFds(): number {
+  return [...Deno.readDirSync("/proc/self/fd")].length;
+}
+
+Deno.test("refused connections held for draining are bounded in number and time", async () => {
+  const proxy = await startTestProxy(fakePolicy(), {
+    server: { maxConnections: 1 },
+  });
+  const held = await RawClient.open(proxy.addr.port);
+  const refused: RawClient[] = [];
+  try {
+    await held.send("GET http://a.test/ HTTP/1.1\r\nHo");
+    await sleep(50);
+    const before = openFds();
+    for (let i = 0; i < 100; i++) {
+      refused.push(await RawClient.open(proxy.addr.port));
+    }
+    // Each reads the 503 and the half-close; their sockets stay open.
+    for (const c of refused) {
+      await c.readUntil();
+      assert.match(c.text, /^HTTP\/1\.1 503 /);
+    }
+    const extra = openFds() - before - refused.length;
+    assert.ok(extra <= 64 + 2, `${extra} proxy sockets held for 100 refusals`);
+    // A silent client's socket is closed by the proxy after the drain time:
+    // writing to it fails then (bounded wait).
+    const probe = refused[0];
+    let failed = false;
+    for (let i = 0; i < 40 && !failed; i++) {
+      await sleep(100);
+      failed = await probe.conn.write(new Uint8Array(1)).then(
+        () => false,
+        () => true,
+      );
+    }
+    assert.ok(failed, "the proxy let go of the refused connection");
+  } finally {
+    for (const c of refused) c.close();
+    held.close();
     await proxy.close();
   }
 });

@@ -9,9 +9,9 @@
  * @module
  */
 import {
-  type AccessRecord,
   type Decision,
   GO_ON,
+  type LogSink,
   type Meter,
   type Policy,
   type ProxyConfig,
@@ -22,10 +22,68 @@ import {
   STOP,
 } from "../../proxy/mod.ts";
 
-/** A fake policy that records what it was asked and what was logged. */
+/**
+ * One access log line as the proxy wrote it (Squid native format, see
+ * proxy/access_log.ts), split into its fields. The user is taken to have no
+ * space in it (the tests' users do not).
+ */
+export interface LoggedExchange {
+  /** The whole line. */
+  line: string;
+  clientIp: string;
+  /** `TCP_MISS/200` and the like. */
+  result: string;
+  bytes: number;
+  method: string;
+  url: string;
+  /** Undefined where the line has `-`. */
+  user?: string;
+  hierarchy: string;
+  /** Undefined where the line has `-`. */
+  contentType?: string;
+}
+
+const SQUID_LINE =
+  /^\d+\.\d{3} +\d+ (\S+) (\S+) (\d+) (\S+) (\S+) (\S+) (\S+) (.*)$/;
+
+/** Splits a Squid native line; a line that does not parse keeps `line` only. */
+export function parseAccessLine(line: string): LoggedExchange {
+  const m = SQUID_LINE.exec(line);
+  if (!m) {
+    return {
+      line,
+      clientIp: "",
+      result: `unparsed: ${line}`,
+      bytes: 0,
+      method: "",
+      url: "",
+      hierarchy: "",
+    };
+  }
+  const e: LoggedExchange = {
+    line,
+    clientIp: m[1],
+    result: m[2],
+    bytes: Number(m[3]),
+    method: m[4],
+    url: m[5],
+    hierarchy: m[7],
+  };
+  if (m[6] !== "-") e.user = m[6];
+  if (m[8] !== "-") e.contentType = m[8];
+  return e;
+}
+
+/**
+ * A fake policy that records what it was asked, and an access log sink
+ * (handed to the proxy by {@link startTestProxy}) that keeps what was logged.
+ */
 export interface FakePolicy extends Policy {
   facts: RequestFacts[];
-  records: AccessRecord[];
+  /** The access log's lines, parsed, in the order they were written. */
+  records: LoggedExchange[];
+  /** The sink that fills {@link FakePolicy.records}. */
+  accessLog: LogSink;
 }
 
 /** A policy answering `decide` (default: allow direct). */
@@ -42,8 +100,11 @@ export function fakePolicy(
       p.facts.push(f);
       return decide(f);
     },
-    record(e) {
-      p.records.push(e);
+    accessLog: {
+      send(line) {
+        p.records.push(parseAccessLine(line));
+      },
+      close() {},
     },
   };
   return p;
@@ -83,7 +144,9 @@ export async function startTestProxy(
   const t = { ...table } as Record<string, unknown>;
   t.server = { addr: "127.0.0.1:0", ...(t.server as object ?? {}) };
   const config = proxyConfigFrom(t, { file: "server.toml" });
-  const p = await startProxy(config, policy, { loginUrl });
+  // A fake policy brings the access log sink that keeps its records.
+  const accessLog = (policy as Partial<FakePolicy>).accessLog;
+  const p = await startProxy(config, policy, { loginUrl, accessLog });
   return Object.assign(p, {
     config,
     url: `http://127.0.0.1:${p.addr.port}`,

@@ -67,21 +67,45 @@ class RequestContext implements EvalContext {
   }
 }
 
+/** Runs every hook, telling (not throwing) the failures. */
+async function runAll(hooks: (() => Promise<void>)[]): Promise<void> {
+  for (const hook of hooks) {
+    try {
+      await hook();
+    } catch (e) {
+      console.error(`pmproxy: stopping a manager: ${e}`);
+    }
+  }
+}
+
 /** Options of {@link GatewayRuntime}. */
 export interface RuntimeOptions {
   persistIntervalMs: number;
   loginUrl?: string;
   clock?: () => Date;
+  /**
+   * Reads and loads `managers.toml` again, for {@link GatewayRuntime.reload}
+   * (its managers are not started).
+   */
+  load?: () => Promise<LoadedManagers>;
+}
+
+/** What a live reload did. */
+export interface ReloadResult {
+  /** The new configuration's warnings (`file:line: what`). */
+  warnings: string[];
 }
 
 /** The policy at work; made by `openGateway`. */
 export class GatewayRuntime implements Policy, Gateway {
-  readonly warnings: string[];
-  readonly #loaded: LoadedManagers;
+  #loaded: LoadedManagers;
   readonly #store: StateStore;
   #unsubscribe: () => void;
-  readonly #sessions: SessionIpm[];
-  readonly #quotas: DwnConsR[];
+  #sessions: SessionIpm[] = [];
+  #quotas: DwnConsR[] = [];
+  readonly #load?: () => Promise<LoadedManagers>;
+  /** A reload under way: a second one waits for it. */
+  #reloading: Promise<unknown> = Promise.resolve();
   readonly #clock: () => Date;
   readonly #loginUrl?: string;
   #timer?: ReturnType<typeof setInterval>;
@@ -101,15 +125,10 @@ export class GatewayRuntime implements Policy, Gateway {
         console.error(`pmproxy: a change from another gateway: ${e}`)
       );
     });
-    this.warnings = loaded.warnings;
     this.#clock = options.clock ?? (() => new Date());
     this.#loginUrl = options.loginUrl;
-    this.#sessions = [...loaded.managers.values()].filter((m) =>
-      m instanceof SessionIpm
-    ) as SessionIpm[];
-    this.#quotas = [...loaded.managers.values()].filter((m) =>
-      m instanceof DwnConsR
-    ) as DwnConsR[];
+    this.#load = options.load;
+    this.#use(loaded);
     if (options.persistIntervalMs > 0) {
       this.#timer = setInterval(() => {
         this.flush().catch((e) =>
@@ -123,6 +142,64 @@ export class GatewayRuntime implements Policy, Gateway {
   /** The loaded configuration (rule, managers, user databases). */
   get config(): LoadedManagers {
     return this.#loaded;
+  }
+
+  /** The configuration's warnings (`file:line: what`), shown at start. */
+  get warnings(): string[] {
+    return this.#loaded.warnings;
+  }
+
+  /** Decides with `loaded` from now on. */
+  #use(loaded: LoadedManagers): void {
+    this.#loaded = loaded;
+    this.#sessions = [...loaded.managers.values()].filter((m) =>
+      m instanceof SessionIpm
+    ) as SessionIpm[];
+    this.#quotas = [...loaded.managers.values()].filter((m) =>
+      m instanceof DwnConsR
+    ) as DwnConsR[];
+  }
+
+  /**
+   * A live reload of `managers.toml`: loads it again (a file that does not
+   * load throws its ConfigError and changes nothing), writes what the
+   * running managers hold, lets the new managers take over the state of
+   * those of the same name and kind (quota counters that open transfers
+   * still count into, token buckets) and start from the store (sessions,
+   * counters), then decides every request after that with the new rule and
+   * managers. Requests decided before, and their open transfers and
+   * tunnels, carry on untouched.
+   */
+  reload(): Promise<ReloadResult> {
+    const run = this.#reloading.then(() => this.#reload());
+    this.#reloading = run.catch(() => {});
+    return run;
+  }
+
+  async #reload(): Promise<ReloadResult> {
+    if (!this.#load) {
+      throw new Error("this gateway was not opened from a file to reload");
+    }
+    const next = await this.#load();
+    const previous = this.#loaded;
+    // What the running managers hold goes to the store first, so the new
+    // ones read it back (sessions' last use, closed sessions, deltas).
+    await this.flush();
+    for (const [name, m] of next.managers) {
+      const old = previous.managers.get(name);
+      if (old && old.kind === m.kind) m.adopt?.(old);
+    }
+    try {
+      for (const hook of next.hooks.start) await hook(this.#store);
+    } catch (e) {
+      // The store could not be read: the running configuration stays.
+      await runAll(next.hooks.close);
+      throw e;
+    }
+    this.#use(next);
+    // The replaced managers only stop: what they held is the new ones'.
+    await runAll(previous.hooks.close);
+    return { warnings: next.warnings };
   }
 
   // ------------------------------------------------------------ the proxy

@@ -38,7 +38,7 @@ import { openStateStore } from "./state/open_store.ts";
 export { nearestKey, readTomlFile, type TomlFile } from "./config/toml_file.ts";
 export { hashPassword, verifyPassword } from "./users/password.ts";
 export { writeDefaultManagersFile } from "./config/default_file.ts";
-export { GatewayRuntime } from "./gateway.ts";
+export { GatewayRuntime, type ReloadResult } from "./gateway.ts";
 export {
   type CaptivePortalOptions,
   withCaptivePortal,
@@ -88,12 +88,13 @@ export async function openGateway(
   managersFile: string,
   options: OpenGatewayOptions,
 ): Promise<GatewayRuntime> {
-  const toml = await readTomlFile(managersFile);
-  const loaded = await loadManagers(toml, {
-    clock: options.clock,
-    persistIntervalMs: options.persistIntervalMs,
-    syncIntervalMs: options.syncIntervalMs,
-  });
+  const load = async () =>
+    await loadManagers(await readTomlFile(managersFile), {
+      clock: options.clock,
+      persistIntervalMs: options.persistIntervalMs,
+      syncIntervalMs: options.syncIntervalMs,
+    });
+  const loaded = await load();
   const store = typeof options.state === "string"
     ? await openStateStore(options.state)
     : options.state;
@@ -103,7 +104,7 @@ export async function openGateway(
     await store.close();
     throw e;
   }
-  return new GatewayRuntime(loaded, store, options);
+  return new GatewayRuntime(loaded, store, { ...options, load });
 }
 
 /**

@@ -136,6 +136,13 @@ export interface Manager {
   whyFalse?(ctx: EvalContext): string;
   /** The configuration shown by the API's `show`. */
   show(): unknown;
+  /**
+   * Optional, for a live reload: takes over the state of the manager of the
+   * same name and kind in the configuration being replaced (counters that
+   * open transfers still count into, token buckets), before `onStart`
+   * hooks run. Managers without it start afresh from the state store.
+   */
+  adopt?(previous: Manager): void;
 }
 
 /**

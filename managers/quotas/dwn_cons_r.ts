@@ -123,10 +123,12 @@ export class Account implements QuotaMeter {
 /** A `dwnConsR` manager. */
 export class DwnConsR implements Manager {
   readonly kind = "dwnConsR";
-  readonly #accounts = new Map<string, Account>();
+  #accounts = new Map<string, Account>();
   #lastReset: number;
   #nextReset: number;
   #store?: StateStore;
+  /** The manager a live reload replaces, until `start` takes its state. */
+  #adopted?: DwnConsR;
   #syncTimer?: ReturnType<typeof setInterval>;
   /** A near-quota sync is queued or running: the timer adds no other. */
   #syncing = false;
@@ -292,14 +294,37 @@ export class DwnConsR implements Manager {
     return run;
   }
 
+  /**
+   * A live reload: takes the accounts (the meters of open transfers count
+   * into them) and the cycle's last reset of the manager this one
+   * replaces, once its queued writes are done. A changed `resetCycle`
+   * takes effect at its next boundary after now; the counter goes on.
+   */
+  adopt(previous: Manager): void {
+    if (!(previous instanceof DwnConsR)) return;
+    this.#adopted = previous;
+  }
+
   /** Restores the last reset and this cycle's consumption from the store. */
   async start(store: StateStore): Promise<void> {
     this.#store = store;
     const now = this.options.clock().getTime();
+    const cycle = this.options.cycle;
+    const previous = this.#adopted;
+    this.#adopted = undefined;
+    if (previous) {
+      await previous.#chain;
+      // The same map: an account the replaced manager makes until the
+      // switch (a request decided meanwhile) is this one's too.
+      this.#accounts = previous.#accounts;
+      this.#lastReset = previous.#lastReset;
+    }
     this.#lastReset = await store.initLastReset(this.name, this.#lastReset);
-    this.#nextReset = this.options.cycle
-      ? this.options.cycle.next(this.#lastReset)
-      : Infinity;
+    this.#nextReset = !cycle
+      ? Infinity
+      : previous
+      ? cycle.next(cycle.current(now, this.#lastReset))
+      : cycle.next(this.#lastReset);
     this.checkCycle(now);
     await this.#chain;
     await this.#reload(this.#lastReset);

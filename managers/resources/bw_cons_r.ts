@@ -97,7 +97,7 @@ const IDLE_MS = 60_000;
 /** A `bwConsR` manager. */
 export class BwConsR implements Manager {
   readonly kind = "bwConsR";
-  readonly #buckets = new Map<string, TokenBucket>();
+  #buckets = new Map<string, TokenBucket>();
   readonly #now: () => number;
 
   /** A limit of `rate` bytes per second per user. */
@@ -149,6 +149,19 @@ export class BwConsR implements Manager {
     for (const [key, b] of this.#buckets) {
       if (t - b.lastUsed >= IDLE_MS && b.full) this.#buckets.delete(key);
     }
+  }
+
+  /**
+   * A live reload: with the same rate and burst, the users' buckets go on
+   * (a user in debt does not get a fresh burst); with another, new buckets
+   * (open transfers keep the old rate).
+   */
+  adopt(previous: Manager): void {
+    if (
+      !(previous instanceof BwConsR) || previous.rate !== this.rate ||
+      previous.burst !== this.burst
+    ) return;
+    this.#buckets = previous.#buckets;
   }
 
   evaluate(ctx: EvalContext, grant: Grant): boolean {

@@ -5,7 +5,11 @@
  *
  * @module
  */
-import { formatSize, type UserInfo } from "../managers/mod.ts";
+import {
+  type Explanation,
+  formatSize,
+  type UserInfo,
+} from "../managers/mod.ts";
 import { type ApiClient, ApiError } from "./client.ts";
 import {
   atMost,
@@ -234,4 +238,59 @@ export async function runShow(c: CommandRun): Promise<void> {
     manager: c.positionals[0],
   });
   c.out(JSON.stringify(parseJson(text, "show"), null, 2));
+}
+
+/**
+ * `explain [--ip IP] [--user USER] [--at TIME] URL` (admins): the rule
+ * evaluated for those facts without a request, each manager reached with
+ * its value and why, and what a request would get.
+ */
+export async function runExplain(c: CommandRun): Promise<void> {
+  if (c.positionals.length !== 1) {
+    throw new UsageError(`explain needs one URL: ${c.usage}`);
+  }
+  let at: string | undefined;
+  if (c.flags.at !== undefined) {
+    const t = new Date(c.flags.at);
+    if (Number.isNaN(t.getTime())) {
+      throw new UsageError(
+        `--at "${c.flags.at}" is not a time; write it like 2026-12-01T18:30 or 2026-12-01T18:30:00Z`,
+      );
+    }
+    at = t.toISOString();
+  }
+  const login = await needLogin(c.cwd);
+  const text = await c.connect(login.server, login).cmd({
+    cmd: "explain",
+    manager: "rules",
+    info: {
+      url: c.positionals[0],
+      ...(c.flags.ip !== undefined ? { ip: c.flags.ip } : {}),
+      ...(c.flags.user !== undefined ? { userName: c.flags.user } : {}),
+      ...(at !== undefined ? { at } : {}),
+    },
+  });
+  const x = parseJson<Explanation>(text, "explain");
+  const who = x.facts.user === undefined ? "nobody logged in" : x.facts.user;
+  c.out(
+    `${x.facts.method} ${
+      c.positionals[0]
+    } from ${x.facts.ip} (${who}) at ${x.facts.time}`,
+  );
+  c.out(
+    x.allowed ? "Result: allowed" : `Result: refused: ${x.reason ?? ""}`,
+  );
+  for (const step of x.steps) {
+    c.out(`[${step.ok ? "✅" : "❌"}] ${step.name}:${step.kind}  ${step.why}`);
+  }
+  if (!x.allowed) return;
+  const attached = x.resources.map((r) => `${r.name}:${r.kind}`);
+  c.out(`Attached: ${attached.length ? attached.join(", ") : "nothing"}`);
+  const r = x.route;
+  const from = r.localAddress ? `, from ${r.localAddress}` : "";
+  c.out(
+    r.kind === "parent"
+      ? `Route: through ${r.proxyUrl.replace(/\/\/[^@/]*@/, "//")}${from}`
+      : `Route: direct${from}`,
+  );
 }

@@ -23,6 +23,12 @@ export interface ClientFlags {
   knownServers?: string;
   /** `-h`, `--help`. */
   help: boolean;
+  /** `--ip IP`: the client address a question is about (explain). */
+  ip?: string;
+  /** `--user USER`: the user a question is about (explain). */
+  user?: string;
+  /** `--at TIME`: when (explain). */
+  at?: string;
 }
 
 /** A client command line after its name: flags and positional arguments. */
@@ -44,7 +50,10 @@ export function parseClientArgs(args: string[]): ClientArgs {
       allowPositionals: true,
       strict: true,
       options: {
-        m: { type: "string", short: "m" },
+        manager: { type: "string", short: "m" },
+        ip: { type: "string" },
+        user: { type: "string" },
+        at: { type: "string" },
         "known-servers": { type: "string" },
         ca: { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -56,7 +65,10 @@ export function parseClientArgs(args: string[]): ClientArgs {
   const { values, positionals } = parsed;
   return {
     flags: {
-      m: values.m,
+      m: values.manager,
+      ip: values.ip,
+      user: values.user,
+      at: values.at,
       ca: values.ca,
       knownServers: values["known-servers"],
       help: values.help ?? false,

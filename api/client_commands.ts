@@ -28,6 +28,7 @@ import { type LoginSecret, writeLogin } from "./_login_secret.ts";
 import {
   type CommandRun,
   runDiscover,
+  runExplain,
   runLoggedUsers,
   runLogin,
   runLogout,
@@ -100,6 +101,12 @@ const COMMANDS: ReadonlyMap<string, ClientCommand> = new Map<
     args: "[-m MGR] USER",
     summary: "set USER's consumption to 0 (admins)",
     run: runReset,
+  }],
+  ["explain", {
+    aliases: ["x"],
+    args: "[--ip IP] [--user USER] [--at TIME] URL",
+    summary: "why the rule allows or refuses URL (admins)",
+    run: runExplain,
   }],
   ["show", {
     aliases: ["sh"],

@@ -171,6 +171,42 @@ async function consumptionCommand(
 }
 
 /**
+ * `explain` (administrators): `info` holds `url` and optionally `ip`,
+ * `userName` and `at` (an ISO time).
+ */
+async function explainCommand(
+  gateway: Gateway,
+  caller: Caller,
+  body: CmdBody,
+): Promise<CmdAnswer> {
+  const info = body.info ?? {};
+  const text = (key: string) => {
+    const v = info[key];
+    return typeof v === "string" && v !== "" ? v : undefined;
+  };
+  const url = text("url");
+  if (url === undefined) {
+    return errorAnswer({
+      message:
+        `explain needs the URL: "info": {"url":"http://example.org/","ip":"10.0.0.5","userName":"user0","at":"2026-12-01T10:00:00Z"}`,
+    });
+  }
+  const atText = text("at");
+  const at = atText === undefined ? undefined : new Date(atText);
+  if (at && Number.isNaN(at.getTime())) {
+    return errorAnswer({ message: `"at" is not a time: ${atText}` });
+  }
+  return okJson(
+    await gateway.explain(caller, {
+      url,
+      ip: text("ip"),
+      user: text("userName"),
+      at,
+    }),
+  );
+}
+
+/**
  * Runs one command for the client at `clientIp`. Answers 400 with the
  * original's body for a {@link CommandError}; other errors are the caller's
  * (the app answers 500).
@@ -190,6 +226,7 @@ export async function runCommand(
       return okJson(gateway.show(manager));
     }
     if (manager === "rules") {
+      if (cmd === "explain") return await explainCommand(gateway, caller, body);
       if (cmd !== "discover") return unknownCommand(manager, cmd);
       const found = gateway.discover(caller);
       return okJson({

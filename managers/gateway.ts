@@ -12,6 +12,8 @@ import {
   CommandError,
   type DiscoverResult,
   type EvalContext,
+  type ExplainQuery,
+  type Explanation,
   type Gateway,
   type Grant,
   type Manager,
@@ -24,48 +26,11 @@ import type { StateChange, StateStore } from "./state/store.ts";
 import { type Session, SessionIpm } from "./sessions/session_ipm.ts";
 import { DwnConsR } from "./quotas/dwn_cons_r.ts";
 import { CombinedMeter } from "./resources/combined_meter.ts";
+import { RequestContext } from "./request_context.ts";
+import { explainRule } from "./explain.ts";
+import { normalizeIp } from "./values/ip.ts";
 
 const DIRECT: Route = Object.freeze({ kind: "direct" });
-
-/** The EvalContext of one request; the user is found at first use. */
-class RequestContext implements EvalContext {
-  #resolved = false;
-  #session?: Session;
-  constructor(
-    readonly facts: RequestFacts,
-    readonly sessions: SessionIpm[],
-  ) {}
-  #resolve(): Session | undefined {
-    if (!this.#resolved) {
-      this.#resolved = true;
-      const now = this.facts.time.getTime();
-      const creds = this.facts.proxyAuth;
-      if (creds) {
-        for (const s of this.sessions) {
-          const found = s.proxySession(creds, now);
-          if (found) {
-            this.#session = found;
-            return found;
-          }
-        }
-      }
-      for (const s of this.sessions) {
-        const found = s.sessionAt(this.facts.clientIp, now);
-        if (found) {
-          this.#session = found;
-          break;
-        }
-      }
-    }
-    return this.#session;
-  }
-  user(): string | undefined {
-    return this.#resolve()?.user;
-  }
-  groups(userDb: string): string[] {
-    return this.#resolve()?.groups[userDb] ?? [];
-  }
-}
 
 /** Runs every hook, telling (not throwing) the failures. */
 async function runAll(hooks: (() => Promise<void>)[]): Promise<void> {
@@ -340,6 +305,36 @@ export class GatewayRuntime implements Policy, Gateway {
       return match;
     });
     return { matchMng, result };
+  }
+
+  async explain(caller: Caller, query: ExplainQuery): Promise<Explanation> {
+    const who = await this.#session(caller);
+    if (!this.#isAdmin(who.user)) {
+      throw new CommandError({
+        message: `explain is for administrators; ${who.user} is not one`,
+      });
+    }
+    let assumedGroups: Record<string, string[]> | undefined;
+    if (query.user !== undefined) {
+      assumedGroups = {};
+      let known = false;
+      for (const [name, db] of this.#loaded.userDbs) {
+        const record = await db.lookup(query.user);
+        if (record) {
+          known = true;
+          assumedGroups[name] = record.groups;
+        }
+      }
+      if (!known) {
+        throw new CommandError({
+          message: `no user database knows "${query.user}"`,
+        });
+      }
+    }
+    return explainRule(
+      { loaded: this.#loaded, sessions: this.#sessions, assumedGroups },
+      { ...query, ip: normalizeIp(query.ip ?? caller.ip) },
+    );
   }
 
   kindOf(manager: string): string | undefined {

@@ -56,6 +56,7 @@ export {
 } from "./types.ts";
 export { formatSize, parseDuration, parseSize } from "./values/units.ts";
 export { normalizeIp } from "./values/ip.ts";
+export type { ExplainQuery, ExplainStep, Explanation } from "./types.ts";
 export type { StateStore, StoreStatus } from "./state/store.ts";
 export { openStateStore } from "./state/open_store.ts";
 export { type StateConfig, stateConfigFrom } from "./state/config.ts";

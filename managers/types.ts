@@ -107,6 +107,12 @@ export interface EvalContext {
   user(): string | undefined;
   /** The groups of `user()` according to the named user database (cached). */
   groups(userDb: string): string[];
+  /**
+   * Set when the rule is evaluated to explain it (`explain`), not for a
+   * request: nothing is marked as used, and `user()` may be a user the
+   * administrator assumes logged in at the client IP.
+   */
+  readonly explaining?: { assumedUser?: string };
 }
 
 /** What the reached resource managers attach to one request. */
@@ -134,6 +140,12 @@ export interface Manager {
    * page (`sessions: not logged in at 10.0.0.5`).
    */
   whyFalse?(ctx: EvalContext): string;
+  /**
+   * Optional: why `evaluate` gave `value` for this request, for `explain`
+   * (`10.0.0.5 is in 10.0.0.0/8`; `1.2 GB of 1 GB used, resets …`).
+   * Without it, `whyFalse` or a plain sentence is shown.
+   */
+  explain?(ctx: EvalContext, value: boolean): string;
   /** The configuration shown by the API's `show`. */
   show(): unknown;
   /**
@@ -176,6 +188,51 @@ export interface DiscoverResult {
   result: boolean;
 }
 
+/** The question of `explain` (`explain.ts`). */
+export interface ExplainQuery {
+  /** The URL (`http://host/path`, or `host:port` for a tunnel). */
+  url: string;
+  /** The client's address (default: the caller's). */
+  ip?: string;
+  /** A user taken as logged in at `ip`, whatever the sessions say. */
+  user?: string;
+  /** When (default: now). */
+  at?: Date;
+}
+
+/** One manager reached, in the order the rule reached it. */
+export interface ExplainStep {
+  name: string;
+  kind: string;
+  /** Its value in the rule. */
+  value: boolean;
+  /** False when it refuses although true in the rule (a quota reached). */
+  ok: boolean;
+  /** Why, in words. */
+  why: string;
+}
+
+/** The answer to {@link ExplainQuery}. */
+export interface Explanation {
+  /** The facts evaluated. */
+  facts: {
+    ip: string;
+    user?: string;
+    time: string;
+    method: string;
+    host: string;
+    port: number;
+  };
+  allowed: boolean;
+  /** For a refusal: why. */
+  reason?: string;
+  steps: ExplainStep[];
+  /** The resource managers reached, which a request would get. */
+  resources: { name: string; kind: string; why: string }[];
+  /** Where a request would be dialled. */
+  route: Route;
+}
+
 /**
  * Who calls the API: the client's address (as the API sees it, or as the
  * proxy that tunnelled it there knows it) and, once logged in, the secret
@@ -193,6 +250,11 @@ export interface Caller {
 export interface Gateway {
   /** The managers the rule reaches for this caller now (optionally for a URL). */
   discover(caller: Caller, url?: string): DiscoverResult;
+  /**
+   * Evaluates the rule for the facts of `query` without a request and says
+   * why (administrators only).
+   */
+  explain(caller: Caller, query: ExplainQuery): Promise<Explanation>;
   /** The kind of a manager, or undefined when there is none of that name. */
   kindOf(manager: string): string | undefined;
   /** Opens a session at the caller's IP through a sessionIPM; answers the secret (JWT). */

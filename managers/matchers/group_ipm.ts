@@ -45,6 +45,12 @@ export class GroupIpm implements Manager {
       : `${this.name}: ${user} is not in group "${this.group}"`;
   }
 
+  explain(ctx: EvalContext, value: boolean): string {
+    return value
+      ? `${ctx.user()} is in group "${this.group}" of ${this.userDBN}`
+      : this.whyFalse(ctx);
+  }
+
   show(): unknown {
     return { name: this.name, group: this.group, userDBN: this.userDBN };
   }

@@ -57,6 +57,14 @@ export class HostMatcher implements Manager {
     } does not match ${this.pattern}`;
   }
 
+  explain(ctx: EvalContext, value: boolean): string {
+    return value
+      ? `${
+        this.matchPort ? `${ctx.facts.host}:${ctx.facts.port}` : ctx.facts.host
+      } matches ${this.pattern}`
+      : this.whyFalse(ctx);
+  }
+
   show(): unknown {
     return {
       name: this.name,

@@ -51,6 +51,12 @@ export class RangeIpm implements Manager {
     }`;
   }
 
+  explain(ctx: EvalContext, value: boolean): string {
+    return value
+      ? `${ctx.facts.clientIp} is in ${formatCidr(this.cidr)}`
+      : this.whyFalse(ctx);
+  }
+
   show(): unknown {
     return { name: this.name, cidr: formatCidr(this.cidr) };
   }

@@ -157,15 +157,24 @@ export class TimeSpan implements Manager {
   }
 
   whyFalse(ctx: EvalContext): string {
+    return `${this.name}: ${this.#where(ctx, "outside")}`;
+  }
+
+  explain(ctx: EvalContext, value: boolean): string {
+    return value ? this.#where(ctx, "inside") : this.whyFalse(ctx);
+  }
+
+  /** The time of the request against the span, in words. */
+  #where(ctx: EvalContext, relation: "inside" | "outside"): string {
     const s = this.span;
     if (s.form === "cycle") {
-      return `${this.name}: ${ctx.facts.time.toISOString()} is outside its active phases`;
+      return `${ctx.facts.time.toISOString()} is ${relation} its active phases`;
     }
     const w = this.#clock!.read(ctx.facts.time);
     const days = DAY_NAMES.filter((_, i) => s.days[i]).join(",");
-    return `${this.name}: now is ${DAY_NAMES[w.weekday]} ${
+    return `now is ${DAY_NAMES[w.weekday]} ${
       clockText(w.hour * 60 + w.minute)
-    } in ${s.timezone}, outside ${days} ${clockText(s.from)}–${
+    } in ${s.timezone}, ${relation} ${days} ${clockText(s.from)}–${
       clockText(s.to)
     }`;
   }

@@ -233,7 +233,10 @@ export class DwnConsR implements Manager {
   }
 
   /** The sentence of a refused request. */
-  quotaReachedReason(user: string, acc: Account): string {
+  quotaReachedReason(
+    user: string,
+    acc: { readonly cons: number; readonly quota: number },
+  ): string {
     if (acc.quota === 0) {
       return `Quota reached: ${user} has no download quota under "${this.name}" (none of their groups has one in groupQuota); ask an administrator`;
     }
@@ -245,6 +248,18 @@ export class DwnConsR implements Manager {
   evaluate(ctx: EvalContext, grant: Grant): boolean {
     this.checkCycle(ctx.facts.time.getTime());
     const user = ctx.user();
+    if (ctx.explaining && user !== undefined) {
+      // A question, not a request: no account made, nothing attached.
+      const cons = this.#accounts.get(user)?.cons ?? 0;
+      const quota = this.quotaOf(user, ctx.groups(this.options.userDBN));
+      if (cons >= quota) {
+        grant.refusal ??= {
+          status: 403,
+          reason: this.quotaReachedReason(user, { cons, quota }),
+        };
+      }
+      return true;
+    }
     if (user === undefined) {
       grant.refusal ??= {
         status: 403,
@@ -264,6 +279,18 @@ export class DwnConsR implements Manager {
     }
     grant.meters.push(acc);
     return true;
+  }
+
+  explain(ctx: EvalContext): string {
+    const user = ctx.user();
+    if (user === undefined) {
+      return `needs a logged-in user; nobody is logged in at ${ctx.facts.clientIp}`;
+    }
+    const quota = this.quotaOf(user, ctx.groups(this.options.userDBN));
+    const cons = this.#accounts.get(user)?.cons ?? 0;
+    return `${formatSize(cons)} of ${formatSize(quota)} used by ${user}${
+      cons >= quota ? " (quota reached)" : ""
+    }, ${this.resetNote()}`;
   }
 
   show(): unknown {

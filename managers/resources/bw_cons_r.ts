@@ -169,6 +169,15 @@ export class BwConsR implements Manager {
     return true;
   }
 
+  explain(ctx: EvalContext): string {
+    const user = ctx.user();
+    return `downloads limited to ${formatSize(this.rate)}/s, shared by ${
+      user === undefined
+        ? `every connection from ${ctx.facts.clientIp}`
+        : `${user}'s connections`
+    }`;
+  }
+
   show(): unknown {
     return {
       name: this.name,

@@ -57,6 +57,12 @@ export class NetIface implements Manager {
     return true;
   }
 
+  explain(): string {
+    return this.iface === this.localAddress
+      ? `connections leave from ${this.localAddress}`
+      : `connections leave from ${this.localAddress} (${this.iface})`;
+  }
+
   show(): unknown {
     return {
       name: this.name,

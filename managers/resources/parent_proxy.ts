@@ -32,6 +32,10 @@ export class ParentProxy implements Manager {
     return true;
   }
 
+  explain(): string {
+    return `through the parent proxy ${hidePassword(this.proxyUrl)}`;
+  }
+
   show(): unknown {
     // Never show the parent's password.
     return { name: this.name, proxyURL: hidePassword(this.proxyUrl) };

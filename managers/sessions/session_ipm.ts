@@ -252,6 +252,11 @@ export class SessionIpm implements Manager {
 
   evaluate(ctx: EvalContext, _grant: Grant): boolean {
     const now = ctx.facts.time.getTime();
+    if (ctx.explaining) {
+      // An assumed user is logged in, for the question asked.
+      if (ctx.explaining.assumedUser !== undefined) return true;
+      return this.sessionAt(ctx.facts.clientIp, now) !== undefined;
+    }
     const s = this.sessionAt(ctx.facts.clientIp, now);
     if (s) {
       s.lastUsed = now;
@@ -259,6 +264,20 @@ export class SessionIpm implements Manager {
     }
     const creds = ctx.facts.proxyAuth;
     return creds !== undefined && this.proxySession(creds, now) !== undefined;
+  }
+
+  explain(ctx: EvalContext, value: boolean): string {
+    if (!value) return this.whyFalse(ctx);
+    const assumed = ctx.explaining?.assumedUser;
+    if (assumed !== undefined) {
+      return `${assumed} is taken as logged in at ${ctx.facts.clientIp}`;
+    }
+    const s = this.sessionAt(ctx.facts.clientIp);
+    return s
+      ? `${s.user} is logged in at ${ctx.facts.clientIp} since ${
+        new Date(s.opened).toISOString()
+      }`
+      : `proxy credentials of ${ctx.facts.proxyAuth?.user}`;
   }
 
   /** Why `evaluate` was false, for the refusal page. */

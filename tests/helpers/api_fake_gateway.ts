@@ -9,6 +9,7 @@ import {
   type Caller,
   CommandError,
   type DiscoverResult,
+  type Explanation,
   formatSize,
   type Gateway,
   type UserInfo,
@@ -49,6 +50,12 @@ export class FakeGateway implements Gateway {
     };
     if (logged) matchMng.down = { match: true, type: "dwnConsR" };
     return { matchMng, result: logged };
+  }
+
+  explain(): Promise<Explanation> {
+    return Promise.reject(
+      new CommandError({ message: "explain is not in this test gateway" }),
+    );
   }
 
   kindOf(manager: string): string | undefined {

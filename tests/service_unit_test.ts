@@ -40,6 +40,8 @@ const SKIPPED = "systemd-analyze is not installed (apt-get install systemd)";
 if (!HAVE_ANALYZE) {
   console.warn(`service_unit_test: skipping the analysis: ${SKIPPED}`);
 }
+/** Appended to the names of the tests that need systemd-analyze. */
+const SKIP_NOTE = HAVE_ANALYZE ? "" : ` (skipped: ${SKIPPED})`;
 
 /** The `[Service]` settings of the unit: every value of each key, in order. */
 async function serviceSettings(): Promise<Map<string, string[]>> {
@@ -130,9 +132,7 @@ async function allowedSyscalls(lines: string[]): Promise<Set<string>> {
 }
 
 Deno.test({
-  name: `the unit's exposure is 2.0 or less${
-    HAVE_ANALYZE ? "" : ` (skipped: ${SKIPPED})`
-  }`,
+  name: `the unit's exposure is 2.0 or less${SKIP_NOTE}`,
   ignore: !HAVE_ANALYZE,
   fn: async () => {
     const out = await analyze([
@@ -155,9 +155,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: `the unit's system-call filter allows every call pmproxy was seen making${
-    HAVE_ANALYZE ? "" : ` (skipped: ${SKIPPED})`
-  }`,
+  name:
+    `the unit's system-call filter allows the calls pmproxy makes${SKIP_NOTE}`,
   ignore: !HAVE_ANALYZE,
   fn: async () => {
     const settings = await serviceSettings();

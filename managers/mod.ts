@@ -31,6 +31,7 @@
  */
 import { readTomlFile } from "./config/toml_file.ts";
 import { loadManagers } from "./config/loader.ts";
+import type { ListenAddress } from "./config/open_rule.ts";
 import { GatewayRuntime } from "./gateway.ts";
 
 export { nearestKey, readTomlFile, type TomlFile } from "./config/toml_file.ts";
@@ -43,6 +44,7 @@ export {
 } from "./captive_portal.ts";
 export { CombinedMeter } from "./resources/combined_meter.ts";
 export type { LoadedManagers } from "./config/loader.ts";
+export type { ListenAddress } from "./config/open_rule.ts";
 export {
   type Caller,
   CommandError,
@@ -65,6 +67,12 @@ export interface OpenGatewayOptions {
   loginUrl?: string;
   /** The time now (tests inject a clock). */
   clock?: () => Date;
+  /**
+   * Where the proxy listens: an open rule (one that identifies nobody) is
+   * then warned about, and refused on every interface unless
+   * `allowOpenProxy = true`.
+   */
+  proxyListen?: ListenAddress;
 }
 
 /**
@@ -79,6 +87,7 @@ export async function openGateway(
   const loaded = await loadManagers(toml, {
     clock: options.clock,
     persistIntervalMs: options.persistIntervalMs,
+    proxyListen: options.proxyListen,
   });
   const kv = await Deno.openKv(options.kvPath);
   try {
@@ -90,13 +99,22 @@ export async function openGateway(
   return new GatewayRuntime(loaded, kv, options);
 }
 
+/** Options of {@link checkManagersFile}. */
+export interface CheckOptions {
+  /** Where the proxy listens (see {@link OpenGatewayOptions.proxyListen}). */
+  proxyListen?: ListenAddress;
+}
+
 /**
  * Checks `managers.toml` without opening the store (for `pmproxy
  * check-config`). Throws a ConfigError; answers the warnings.
  */
 export async function checkManagersFile(
   path: string,
+  options: CheckOptions = {},
 ): Promise<{ warnings: string[] }> {
-  const loaded = await loadManagers(await readTomlFile(path));
+  const loaded = await loadManagers(await readTomlFile(path), {
+    proxyListen: options.proxyListen,
+  });
   return { warnings: loaded.warnings };
 }

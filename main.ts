@@ -25,6 +25,7 @@ import {
   checkManagersFile,
   ConfigError,
   hashPassword,
+  type ListenAddress,
   openGateway,
   readTomlFile,
   stateConfigFrom,
@@ -153,6 +154,19 @@ async function readServerConfig(dir: string) {
   };
 }
 
+/**
+ * Where the proxy listens, for the open-rule check of managers.toml: an
+ * empty host when `addr` named none (every interface).
+ */
+function proxyListenOf(
+  proxy: { hostname: string; port: number; allInterfaces: boolean },
+): ListenAddress {
+  return {
+    hostname: proxy.allInterfaces ? "" : proxy.hostname,
+    port: proxy.port,
+  };
+}
+
 async function serve(dir: string, state: string | undefined): Promise<number> {
   serving = true;
   await ensureConfig(dir);
@@ -162,6 +176,7 @@ async function serve(dir: string, state: string | undefined): Promise<number> {
     persistIntervalMs: config.api.persistIntervalMs,
     syncIntervalMs: config.state.syncIntervalMs,
     loginUrl: config.api.publicUrl,
+    proxyListen: proxyListenOf(config.proxy),
   });
   for (const warning of gateway.warnings) {
     console.warn(`pmproxy: warning: ${warning}`);
@@ -202,8 +217,10 @@ async function serve(dir: string, state: string | undefined): Promise<number> {
 }
 
 async function checkConfig(dir: string): Promise<number> {
-  await readServerConfig(dir);
-  const { warnings } = await checkManagersFile(join(dir, "managers.toml"));
+  const config = await readServerConfig(dir);
+  const { warnings } = await checkManagersFile(join(dir, "managers.toml"), {
+    proxyListen: proxyListenOf(config.proxy),
+  });
   for (const warning of warnings) console.warn(`pmproxy: warning: ${warning}`);
   console.log(`pmproxy: the configuration in ${dir} is valid`);
   return 0;

@@ -31,6 +31,7 @@
  */
 import { readTomlFile } from "./config/toml_file.ts";
 import { loadManagers } from "./config/loader.ts";
+import type { ListenAddress } from "./config/open_rule.ts";
 import { GatewayRuntime } from "./gateway.ts";
 import type { StateStore } from "./state/store.ts";
 import { openStateStore } from "./state/open_store.ts";
@@ -45,6 +46,7 @@ export {
 } from "./captive_portal.ts";
 export { CombinedMeter } from "./resources/combined_meter.ts";
 export type { LoadedManagers } from "./config/loader.ts";
+export type { ListenAddress } from "./config/open_rule.ts";
 export {
   type Caller,
   CommandError,
@@ -79,6 +81,12 @@ export interface OpenGatewayOptions {
   loginUrl?: string;
   /** The time now (tests inject a clock). */
   clock?: () => Date;
+  /**
+   * Where the proxy listens: an open rule (one that identifies nobody) is
+   * then warned about, and refused on every interface unless
+   * `allowOpenProxy = true`.
+   */
+  proxyListen?: ListenAddress;
 }
 
 /**
@@ -94,6 +102,7 @@ export async function openGateway(
       clock: options.clock,
       persistIntervalMs: options.persistIntervalMs,
       syncIntervalMs: options.syncIntervalMs,
+      proxyListen: options.proxyListen,
     });
   const loaded = await load();
   const store = typeof options.state === "string"
@@ -108,13 +117,22 @@ export async function openGateway(
   return new GatewayRuntime(loaded, store, { ...options, load });
 }
 
+/** Options of {@link checkManagersFile}. */
+export interface CheckOptions {
+  /** Where the proxy listens (see {@link OpenGatewayOptions.proxyListen}). */
+  proxyListen?: ListenAddress;
+}
+
 /**
  * Checks `managers.toml` without opening the store (for `pmproxy
  * check-config`). Throws a ConfigError; answers the warnings.
  */
 export async function checkManagersFile(
   path: string,
+  options: CheckOptions = {},
 ): Promise<{ warnings: string[] }> {
-  const loaded = await loadManagers(await readTomlFile(path));
+  const loaded = await loadManagers(await readTomlFile(path), {
+    proxyListen: options.proxyListen,
+  });
   return { warnings: loaded.warnings };
 }

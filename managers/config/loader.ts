@@ -4,6 +4,22 @@
  * {@link ConfigError} at `file:line`; unknown keys are warnings naming the
  * nearest known key, never dropped silently.
  *
+ * The top-level keys besides the kinds' tables:
+ *
+ * ```toml
+ * rule = "sessions ∧ down"      # or "rules": the rule every request must pass
+ * admins = ["admin"]            # users with administrator rights in the API
+ * jwtExpiration = "24h"         # how long a login's secret stays valid
+ * syslogAddr = "127.0.0.1:514"  # the access log goes there over UDP
+ * allowOpenProxy = false        # true: a rule that identifies nobody may run
+ *                               # on every interface (see open_rule.ts)
+ * ```
+ *
+ * A rule that lets a request through without any manager that identifies
+ * the client (`open_rule.ts`) is warned about, naming the path through the
+ * rule; when the proxy listens on every interface it is refused unless
+ * `allowOpenProxy = true`.
+ *
  * @module
  */
 import {
@@ -20,9 +36,22 @@ import { needUserDbName } from "./table_fields.ts";
 import type { KindContext, Table } from "./kind_context.ts";
 import type { StateStore } from "../state/store.ts";
 import { MANAGER_KINDS, USER_DB_KINDS } from "./kinds.ts";
+import {
+  findOpenPath,
+  judgeOpenRule,
+  type ListenAddress,
+  type OpenPath,
+} from "./open_rule.ts";
 
 /** Top-level keys of `managers.toml` besides the kinds. */
-const TOP_KEYS = ["rule", "rules", "jwtExpiration", "admins", "syslogAddr"];
+const TOP_KEYS = [
+  "rule",
+  "rules",
+  "jwtExpiration",
+  "admins",
+  "syslogAddr",
+  "allowOpenProxy",
+];
 
 /** Default of {@link LoadOptions.syncIntervalMs}. */
 export const DEFAULT_SYNC_INTERVAL_MS = 1000;
@@ -49,6 +78,13 @@ export interface LoadedManagers {
   admins: string[];
   jwtExpirationMs: number;
   syslogAddr?: string;
+  /** `allowOpenProxy` (default false). */
+  allowOpenProxy: boolean;
+  /**
+   * How the rule lets a request through with nobody identified; undefined
+   * when it cannot (see `open_rule.ts`).
+   */
+  openPath?: OpenPath;
   /** `file:line: what` sentences to show at start. */
   warnings: string[];
   hooks: Hooks;
@@ -60,6 +96,13 @@ export interface LoadOptions {
   persistIntervalMs?: number;
   /** How often users near their quota are synced with the store (ms; 0: never). */
   syncIntervalMs?: number;
+  /**
+   * Where the proxy listens (`[proxy.server] addr` of server.toml). With
+   * it, an open rule is a warning, or a ConfigError on every interface
+   * without `allowOpenProxy = true`; without it (tools, tests) only
+   * {@link LoadedManagers.openPath} tells.
+   */
+  proxyListen?: ListenAddress;
 }
 
 function isTable(value: unknown): value is Table {
@@ -161,6 +204,13 @@ export async function loadManagers(
       );
     }
     syslogAddr = data.syslogAddr;
+  }
+  const allowOpenProxy = data.allowOpenProxy ?? false;
+  if (typeof allowOpenProxy !== "boolean") {
+    throw new ConfigError(
+      { file, line: at(["allowOpenProxy"]) },
+      `allowOpenProxy must be true or false, without quotes (true lets a rule that identifies nobody run on every interface)`,
+    );
   }
 
   const userDbs = new Map<string, UserDb>();
@@ -353,6 +403,20 @@ export async function loadManagers(
     );
   }
 
+  // An open proxy is never an accident: say how the rule lets strangers
+  // through, and refuse it where anyone could reach the proxy.
+  const openPath = findOpenPath(rule, (name) => managers.get(name)?.kind);
+  if (openPath !== undefined && options.proxyListen !== undefined) {
+    const verdict = judgeOpenRule(ruleValue, openPath, {
+      listen: options.proxyListen,
+      allowOpenProxy,
+    });
+    if (verdict.fatal) {
+      throw new ConfigError({ file, line: ruleLine }, verdict.message);
+    }
+    warnAt([ruleKey], verdict.message);
+  }
+
   return {
     file,
     rule,
@@ -362,6 +426,8 @@ export async function loadManagers(
     admins,
     jwtExpirationMs: jwtMs,
     syslogAddr,
+    allowOpenProxy,
+    openPath,
     warnings,
     hooks,
   };

@@ -168,7 +168,11 @@ export function createApp(gateway: Gateway, options: AppOptions = {}): Hono {
     const answer = "cmd" in body
       ? await runCommand(gateway, clientIp(c), body)
       : body;
-    return c.body(answer.body, answer.status, { "Content-Type": answer.type });
+    const headers: Record<string, string> = { "Content-Type": answer.type };
+    if (answer.retryAfter !== undefined) {
+      headers["Retry-After"] = String(answer.retryAfter);
+    }
+    return c.body(answer.body, answer.status, headers);
   });
 
   app.all("/api/cmd", (c) => {

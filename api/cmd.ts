@@ -6,7 +6,12 @@
  *
  * @module
  */
-import { type Caller, CommandError, type Gateway } from "../managers/mod.ts";
+import {
+  type Caller,
+  CommandError,
+  type Gateway,
+  TooManyAttempts,
+} from "../managers/mod.ts";
 
 /** The request body of `POST /api/cmd`. */
 export interface CmdBody {
@@ -19,9 +24,11 @@ export interface CmdBody {
 
 /** An answer of `/api/cmd`. */
 export interface CmdAnswer {
-  status: 200 | 400 | 500;
+  status: 200 | 400 | 429 | 500;
   body: string;
   type: "application/json" | "text/plain; charset=utf-8";
+  /** For 429: seconds until the next try (`Retry-After`). */
+  retryAfter?: number;
 }
 
 const JSON_TYPE = "application/json" as const;
@@ -243,6 +250,13 @@ export async function runCommand(
         return unknownCommand(manager, cmd);
     }
   } catch (e) {
+    if (e instanceof TooManyAttempts) {
+      return {
+        ...errorAnswer(e.body),
+        status: 429,
+        retryAfter: e.retryAfterSeconds,
+      };
+    }
     if (e instanceof CommandError) return errorAnswer(e.body);
     throw e;
   }

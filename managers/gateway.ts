@@ -183,7 +183,9 @@ export class GatewayRuntime implements Policy, Gateway {
       for (let i = 0; i < this.#sessions.length; i++) {
         const s = this.#sessions[i];
         if (s.needsProxyCheck(creds, now)) {
-          (checks ??= []).push(s.checkProxyCredentials(creds).catch(() => {}));
+          (checks ??= []).push(
+            s.checkProxyCredentials(creds, facts.clientIp).catch(() => {}),
+          );
         }
       }
       if (checks) return Promise.all(checks).then(() => this.decideSync(facts));

@@ -48,12 +48,15 @@ export { CombinedMeter } from "./resources/combined_meter.ts";
 export type { LoadedManagers } from "./config/loader.ts";
 export type { ListenAddress } from "./config/open_rule.ts";
 export {
+  BadCredentials,
   type Caller,
   CommandError,
   ConfigError,
   type ConfigSite,
   type DiscoverResult,
   type Gateway,
+  LOGIN_FAILED,
+  TooManyAttempts,
   type UserInfo,
 } from "./types.ts";
 export { formatSize, parseDuration, parseSize } from "./values/units.ts";

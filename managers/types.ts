@@ -86,9 +86,10 @@ export interface UserDb {
    */
   readonly refresh: "at-start" | "in-background" | "never";
   /**
-   * Checks the password and answers the user's record. Throws a
-   * {@link CommandError} with the original's body on a wrong password or an
-   * unknown user (`{"message":"Incorrect password"}`, `{"User":..,"DB":..}`).
+   * Checks the password and answers the user's record. Throws
+   * {@link BadCredentials} on a wrong password or an unknown user (the same
+   * for both, after the same work), another {@link CommandError} when the
+   * database cannot answer.
    */
   authenticate(user: string, pass: string): Promise<UserRecord>;
   /** The user's record without a password, or undefined when unknown. */
@@ -167,6 +168,35 @@ export class CommandError extends Error {
       typeof body.message === "string" ? body.message : JSON.stringify(body),
     );
     this.name = "CommandError";
+  }
+}
+
+/** The one answer to every failed login, whatever was wrong. */
+export const LOGIN_FAILED = "incorrect user name or password";
+
+/**
+ * A user database's verdict that the user name or the password is wrong.
+ * Its body is the same whichever it was, so that nobody can find out which
+ * accounts exist.
+ */
+export class BadCredentials extends CommandError {
+  constructor() {
+    super({ message: LOGIN_FAILED });
+    this.name = "BadCredentials";
+  }
+}
+
+/**
+ * Too many failed logins: the next try must wait `retryAfterSeconds`
+ * (answered 429 with `Retry-After`).
+ */
+export class TooManyAttempts extends CommandError {
+  constructor(readonly retryAfterSeconds: number) {
+    super({
+      message: `too many failed logins; try again in ${retryAfterSeconds} s`,
+      retryAfter: retryAfterSeconds,
+    });
+    this.name = "TooManyAttempts";
   }
 }
 

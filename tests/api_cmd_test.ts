@@ -92,7 +92,7 @@ Deno.test("api: errors are 400 with the original's bodies and a newline", async 
       cred: { user: "user0", pass: "nope" },
     });
     assert.equal(wrong.status, 400);
-    assert.equal(wrong.text, `{"message":"Incorrect password"}\n`);
+    assert.equal(wrong.text, `{"message":"incorrect user name or password"}\n`);
     assert.match(wrong.headers.get("content-type") ?? "", /json/);
 
     const unknown = await t.post({ cmd: "get", manager: "nope" });
@@ -124,7 +124,11 @@ Deno.test("api: errors are 400 with the original's bodies and a newline", async 
       manager: "sessions",
       cred: { user: "nobody", pass: "x" },
     });
-    assert.equal(nobody.text, `{"User":"nobody","DB":"map"}\n`);
+    // The same answer as a wrong password: nobody learns who exists.
+    assert.equal(
+      nobody.text,
+      `{"message":"incorrect user name or password"}\n`,
+    );
 
     const getMethod = await t.get("/api/cmd");
     assert.equal(getMethod.status, 405);

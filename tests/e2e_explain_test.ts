@@ -67,17 +67,17 @@ Deno.test("explain: allowed, refused by the rule, refused at the quota; administ
     assert.match(ok.stdout, /^Result: allowed$/m);
     assert.match(
       ok.stdout,
-      /^\[✅\] sessions:sessionIPM  user0 is taken as logged in at 192\.0\.2\.7$/m,
+      /^\[✅\] sessions:sessionIPM {2}user0 is taken as logged in at 192\.0\.2\.7$/m,
     );
     assert.match(
       ok.stdout,
-      /^\[✅\] web:hostMatcher  www\.example\.org matches/m,
+      /^\[✅\] web:hostMatcher {2}www\.example\.org matches/m,
     );
     // web was true: lan was not reached.
     assert.doesNotMatch(ok.stdout, /lan:rangeIPM/);
     assert.match(
       ok.stdout,
-      /^\[✅\] down:dwnConsR  0 B of 1 MB used by user0, resets at /m,
+      /^\[✅\] down:dwnConsR {2}0 B of 1 MB used by user0, resets at /m,
     );
     assert.match(ok.stdout, /^Attached: down:dwnConsR$/m);
     assert.match(ok.stdout, /^Route: direct$/m);
@@ -95,11 +95,11 @@ Deno.test("explain: allowed, refused by the rule, refused at the quota; administ
     assert.match(refused.stdout, /^Result: refused: /m);
     assert.match(
       refused.stdout,
-      /^\[❌\] web:hostMatcher  web: other\.test does not match/m,
+      /^\[❌\] web:hostMatcher {2}web: other\.test does not match/m,
     );
     assert.match(
       refused.stdout,
-      /^\[❌\] lan:rangeIPM  lan: 192\.0\.2\.7 is not in 10\.0\.0\.0\/8$/m,
+      /^\[❌\] lan:rangeIPM {2}lan: 192\.0\.2\.7 is not in 10\.0\.0\.0\/8$/m,
     );
 
     // user0 at the quota: the admin sets their consumption to 1 MB.
@@ -121,11 +121,11 @@ Deno.test("explain: allowed, refused by the rule, refused at the quota; administ
     );
     assert.match(
       quota.stdout,
-      /^\[✅\] lan:rangeIPM  10\.1\.2\.3 is in 10\.0\.0\.0\/8$/m,
+      /^\[✅\] lan:rangeIPM {2}10\.1\.2\.3 is in 10\.0\.0\.0\/8$/m,
     );
     assert.match(
       quota.stdout,
-      /^\[❌\] down:dwnConsR  1 MB of 1 MB used by user0 \(quota reached\)/m,
+      /^\[❌\] down:dwnConsR {2}1 MB of 1 MB used by user0 \(quota reached\)/m,
     );
 
     // Not an administrator: refused with the original's error shape.

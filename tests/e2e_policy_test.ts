@@ -181,7 +181,10 @@ ${adDbToml(ldap, "ldap")}`);
       "nope",
     );
     assert.notEqual(wrong.code, 0);
-    assert.match(wrong.stdout + wrong.stderr, /Incorrect password/);
+    assert.match(
+      wrong.stdout + wrong.stderr,
+      /incorrect user name or password/,
+    );
 
     // The directory matches names ignoring case; the session is the
     // directory's "alice" however it was typed (one session, one quota).

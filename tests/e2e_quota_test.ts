@@ -250,7 +250,7 @@ Deno.test("API errors: malformed JSON and unknown managers answer 400 with a mes
         cred: { user: "user0", pass: "x" },
       }),
     );
-    assert.match(wrong.body, /Incorrect password/);
+    assert.match(wrong.body, /incorrect user name or password/);
     assert.match(wrong.body, /400$/);
   } finally {
     await s.cleanup();

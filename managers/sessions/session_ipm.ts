@@ -46,10 +46,12 @@
  * @module
  */
 import {
+  BadCredentials,
   CommandError,
   type EvalContext,
   type Grant,
   type Manager,
+  TooManyAttempts,
   type UserDb,
   type UserRecord,
 } from "../types.ts";
@@ -60,6 +62,7 @@ import { type SessionClaims, signJwt, verifyJwt } from "./_jwt.ts";
 import type { ProxyCredentials } from "../../proxy/policy.ts";
 import { ProxyAuthCache } from "./_proxy_auth_cache.ts";
 import { fromStored, type Session, SessionStore } from "./_store.ts";
+import { LoginThrottle } from "./_login_throttle.ts";
 import type { StateStore } from "../state/store.ts";
 import {
   refreshAtStart,
@@ -69,6 +72,25 @@ import {
 
 export type { Session } from "./_store.ts";
 export { REFRESH_CONCURRENCY, REFRESH_TIMEOUT_MS } from "./_refresh.ts";
+
+/**
+ * One line per failed or throttled login on standard error, with the
+ * address first so fail2ban can match it (the README has the filter):
+ * `pmproxy: login failed: address=10.0.0.5 user="alice" via=api`.
+ */
+function logLogin(
+  what: "failed" | "throttled",
+  at: { ip: string; user: string; via: "api" | "proxy"; wait?: number },
+): void {
+  const retry = at.wait === undefined
+    ? ""
+    : ` retry_in=${Math.ceil(at.wait / 1000)}s`;
+  console.warn(
+    `pmproxy: login ${what}: address=${at.ip} user=${
+      JSON.stringify(at.user)
+    } via=${at.via}${retry}`,
+  );
+}
 
 /** A `sessionIPM` manager. */
 export class SessionIpm implements Manager {
@@ -87,6 +109,8 @@ export class SessionIpm implements Manager {
   readonly #proxyAuth = new ProxyAuthCache<Session>();
   /** `auth` and every user database, as the refresh wants them. */
   readonly #dbs: SessionDbs;
+  /** Failed logins slow the next tries (API and proxy credentials). */
+  readonly #throttle: LoginThrottle;
 
   constructor(
     readonly name: string,
@@ -107,6 +131,7 @@ export class SessionIpm implements Manager {
     },
   ) {
     this.#store = new SessionStore(name);
+    this.#throttle = new LoginThrottle(options.clock);
     this.#dbs = { auth, userDbs: options.userDbs };
   }
 
@@ -117,6 +142,7 @@ export class SessionIpm implements Manager {
    */
   async start(store: StateStore): Promise<void> {
     this.#store.open(store);
+    this.#throttle.use(store);
     this.#key = await store.signingKey();
     await this.#reload();
     this.#refreshing = refreshRestored(this.#byIp, {
@@ -313,19 +339,30 @@ export class SessionIpm implements Manager {
    * Checks proxy credentials with the user database and remembers them for
    * a few minutes. Wrong ones are not remembered (and throw).
    */
-  async checkProxyCredentials(creds: ProxyCredentials): Promise<void> {
+  async checkProxyCredentials(
+    creds: ProxyCredentials,
+    clientIp: string,
+  ): Promise<void> {
+    const ip = normalizeIp(clientIp);
+    const wait = await this.#throttle.retryAfterMs(ip, creds.user);
+    if (wait > 0) {
+      logLogin("throttled", { ip, user: creds.user, via: "proxy", wait });
+      throw new TooManyAttempts(Math.ceil(wait / 1000));
+    }
     let record: UserRecord;
     try {
       record = await this.auth.authenticate(creds.user, creds.pass);
     } catch (e) {
       // Remember a wrong password or an unknown user, not a directory that
       // could not be reached (that is no verdict on the credentials).
-      const body = e instanceof CommandError ? e.body : undefined;
-      if (body && (body.message === "Incorrect password" || "User" in body)) {
+      if (e instanceof BadCredentials) {
         this.#proxyAuth.refuse(creds, this.options.clock().getTime());
+        logLogin("failed", { ip, user: creds.user, via: "proxy" });
+        await this.#throttle.failed(ip, creds.user);
       }
       throw e;
     }
+    await this.#throttle.succeeded(ip, creds.user);
     const groups = await this.#groupsOf(record.userName, record);
     const now = this.options.clock().getTime();
     this.#proxyAuth.accept(creds, {
@@ -397,7 +434,22 @@ export class SessionIpm implements Manager {
    */
   async open(address: string, typed: string, pass: string): Promise<string> {
     const ip = normalizeIp(address);
-    const record = await this.auth.authenticate(typed, pass);
+    const wait = await this.#throttle.retryAfterMs(ip, typed);
+    if (wait > 0) {
+      logLogin("throttled", { ip, user: typed, via: "api", wait });
+      throw new TooManyAttempts(Math.ceil(wait / 1000));
+    }
+    let record: UserRecord;
+    try {
+      record = await this.auth.authenticate(typed, pass);
+    } catch (e) {
+      if (e instanceof BadCredentials) {
+        logLogin("failed", { ip, user: typed, via: "api" });
+        await this.#throttle.failed(ip, typed);
+      }
+      throw e;
+    }
+    await this.#throttle.succeeded(ip, typed);
     // The database's spelling of the name: a directory that matches names
     // ignoring case must not give "ALICE" and "alice" two sessions and quotas.
     const user = record.userName;

@@ -11,6 +11,7 @@
  * - `["dwnConsR", manager, "cons", lastReset, user]`: a `Deno.KvU64` that
  *   every gateway adds its deltas to with atomic `sum`. A new cycle uses
  *   new keys, so a reset needs no rewrite of counters others add to.
+ * - `["loginFailures", key]`: {@link LoginFailures}, set to expire.
  *
  * Deno KV tells no other process of a change, so changes are not announced
  * ({@link StateStore.announcesChanges} is false): gateways sharing a file
@@ -20,6 +21,7 @@
  * @module
  */
 import type {
+  LoginFailures,
   SessionAt,
   SessionIdentity,
   StateChange,
@@ -340,6 +342,40 @@ export class KvStateStore implements StateStore {
         for (let i = start; i < end; i++) op.delete(old[i]);
         await op.commit();
       }
+    });
+  }
+
+  loginFailures(key: string): Promise<LoginFailures | undefined> {
+    return this.#health.run("reading failed logins", async () => {
+      const entry = await this.kv.get<LoginFailures>(["loginFailures", key]);
+      return entry.value ?? undefined;
+    });
+  }
+
+  recordLoginFailure(
+    key: string,
+    options: { now: number; forgetMs: number },
+  ): Promise<LoginFailures> {
+    return this.#health.run("counting a failed login", async () => {
+      const k: Deno.KvKey = ["loginFailures", key];
+      for (let attempt = 0; attempt < 10; attempt++) {
+        const entry = await this.kv.get<LoginFailures>(k);
+        const next = {
+          count: (entry.value?.count ?? 0) + 1,
+          last: options.now,
+        };
+        const res = await this.kv.atomic().check(entry).set(k, next, {
+          expireIn: options.forgetMs,
+        }).commit();
+        if (res.ok) return next;
+      }
+      throw new Error("the failed logins of one key keep changing");
+    });
+  }
+
+  clearLoginFailures(key: string): Promise<void> {
+    return this.#health.run("forgetting failed logins", async () => {
+      await this.kv.delete(["loginFailures", key]);
     });
   }
 

@@ -60,6 +60,13 @@ export type StateChange =
   /** An administrator set a user's consumption (a reset). */
   | { kind: "consumption"; manager: string; user: string };
 
+/** Failed logins counted under one key (an address or a user name). */
+export interface LoginFailures {
+  count: number;
+  /** When the last one was (ms since the epoch). */
+  last: number;
+}
+
 /** How the store is doing, for health checks and metrics. */
 export interface StoreStatus {
   ok: boolean;
@@ -191,6 +198,24 @@ export interface StateStore {
 
   /** Deletes the counters of every cycle of that manager but `keep`. */
   deleteOtherCycles(manager: string, keep: number): Promise<void>;
+
+  // ------------------------------------------------------------ logins
+
+  /** The failed logins counted under `key`, unless forgotten. */
+  loginFailures(key: string): Promise<LoginFailures | undefined>;
+
+  /**
+   * Counts one more failed login under `key` at `now` (atomic, so gateways
+   * sharing the store count together); the count is forgotten `forgetMs`
+   * after its last failure. Answers the count now.
+   */
+  recordLoginFailure(
+    key: string,
+    options: { now: number; forgetMs: number },
+  ): Promise<LoginFailures>;
+
+  /** Forgets the failed logins under `key` (a correct login). */
+  clearLoginFailures(key: string): Promise<void>;
 
   // ----------------------------------------------------------- changes
 

@@ -34,7 +34,12 @@
  */
 import { dirname, isAbsolute, join } from "node:path";
 import { type Client, FilterParser, ResultCodeError } from "ldapts";
-import { CommandError, type UserDb, type UserRecord } from "../types.ts";
+import {
+  BadCredentials,
+  CommandError,
+  type UserDb,
+  type UserRecord,
+} from "../types.ts";
 import type { KindContext, Table } from "../config/kind_context.ts";
 import { optString, refuseUnknown } from "../config/table_fields.ts";
 import { fillFilter, groupNameOfDn, userAttrOfFilter } from "./_ldap_text.ts";
@@ -134,12 +139,12 @@ export class AdDb implements UserDb {
 
   /**
    * Checks the password by binding to the directory and answers the
-   * user's record. Throws a {@link CommandError}: `Incorrect password`,
-   * `{User, DB}` for an unknown user, or a message saying the directory
-   * cannot be reached or refused the service account.
+   * user's record. Throws {@link BadCredentials} for a wrong password or
+   * an unknown user (the same answer), or a {@link CommandError} saying
+   * the directory cannot be reached or refused the service account.
    */
   authenticate(user: string, pass: string): Promise<UserRecord> {
-    if (user === "") return Promise.reject(this.#unknown(user));
+    if (user === "") return Promise.reject(this.#unknown());
     // An empty password would be an "unauthenticated bind", which many
     // directories (Active Directory among them) answer with success.
     if (pass === "") return Promise.reject(this.#incorrect());
@@ -147,18 +152,18 @@ export class AdDb implements UserDb {
       if (this.#o.bindAs === "dn" || this.#o.user !== undefined) {
         await this.#bindService(client);
         const entry = await this.#find(client, user);
-        if (!entry) throw this.#unknown(user);
+        if (!entry) throw this.#unknown();
         const bindName = this.#o.bindAs === "dn"
           ? entry.dn
           : user + this.#o.suff;
-        await this.#bindUser(client, bindName, pass, user);
+        await this.#bindUser(client, bindName, pass);
         return this.#record(user, entry);
       }
       // Suffix binding without a service account: the user's own bind
       // reads the record.
-      await this.#bindUser(client, user + this.#o.suff, pass, user);
+      await this.#bindUser(client, user + this.#o.suff, pass);
       const entry = await this.#find(client, user);
-      if (!entry) throw this.#unknown(user);
+      if (!entry) throw this.#unknown();
       return this.#record(user, entry);
     });
   }
@@ -230,12 +235,12 @@ export class AdDb implements UserDb {
     }
   }
 
-  #unknown(user: string): CommandError {
-    return new CommandError({ User: user, DB: this.name });
+  #unknown(): CommandError {
+    return new BadCredentials();
   }
 
   #incorrect(): CommandError {
-    return new CommandError({ message: "Incorrect password" });
+    return new BadCredentials();
   }
 
   async #bindService(client: Client): Promise<void> {
@@ -256,9 +261,8 @@ export class AdDb implements UserDb {
     client: Client,
     bindName: string,
     pass: string,
-    user: string,
   ): Promise<void> {
-    if (SASL_NAMES.includes(bindName)) throw this.#unknown(user);
+    if (SASL_NAMES.includes(bindName)) throw this.#unknown();
     try {
       await client.bind(bindName, pass);
     } catch (e) {

@@ -12,9 +12,13 @@
  *
  * @module
  */
-import { CommandError, type UserDb, type UserRecord } from "../types.ts";
+import { BadCredentials, type UserDb, type UserRecord } from "../types.ts";
 import type { KindContext, Table } from "../config/kind_context.ts";
-import { checkPasswordHash, verifyPassword } from "./password.ts";
+import {
+  checkPasswordHash,
+  isPasswordHash,
+  verifyPassword,
+} from "./password.ts";
 import { optTable, pickKey } from "../config/table_fields.ts";
 import { dottedKey } from "../config/toml_file.ts";
 
@@ -34,13 +38,24 @@ export class MapDb implements UserDb {
     const stored = Object.hasOwn(this.userPass, user)
       ? this.userPass[user]
       : undefined;
-    if (stored === undefined) {
-      throw new CommandError({ User: user, DB: this.name });
+    // An unknown user costs the same hash as a wrong password: the time of
+    // the answer tells nothing either.
+    if (!(await verifyPassword(pass, stored ?? this.#decoy()))) {
+      throw new BadCredentials();
     }
-    if (!(await verifyPassword(pass, stored))) {
-      throw new CommandError({ message: "Incorrect password" });
-    }
+    if (stored === undefined) throw new BadCredentials();
     return this.#record(user);
+  }
+
+  /**
+   * A stored password like the others, checked for users the file lacks:
+   * a hash when the file has hashes (the same work), else a plain one.
+   */
+  #decoy(): string {
+    for (const stored of Object.values(this.userPass)) {
+      if (isPasswordHash(stored)) return stored;
+    }
+    return "\u0000 no such user";
   }
 
   lookup(user: string): Promise<UserRecord | undefined> {

@@ -31,7 +31,44 @@ function fromBase64(text: string): Uint8Array | undefined {
   }
 }
 
+/**
+ * Hashes computed at the same time, at most: a flood of logins queues
+ * here instead of taking every core from the proxy.
+ */
+export const HASHES_AT_ONCE = 2;
+/** Logins waiting for a hash, at most; more are refused as busy. */
+export const HASHES_WAITING = 1000;
+
+let running = 0;
+const waiting: (() => void)[] = [];
+
+/** The password hashing is saturated: try again later. */
+export class HashingBusy extends Error {
+  constructor() {
+    super("too many logins are being checked right now; try again shortly");
+    this.name = "HashingBusy";
+  }
+}
+
 async function derive(
+  pass: string,
+  salt: Uint8Array,
+  iterations: number,
+): Promise<Uint8Array> {
+  if (running >= HASHES_AT_ONCE) {
+    if (waiting.length >= HASHES_WAITING) throw new HashingBusy();
+    await new Promise<void>((resolve) => waiting.push(resolve));
+  }
+  running++;
+  try {
+    return await deriveNow(pass, salt, iterations);
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
+}
+
+async function deriveNow(
   pass: string,
   salt: Uint8Array,
   iterations: number,

@@ -6,6 +6,7 @@
  * @module
  */
 import {
+  BadCredentials,
   type Caller,
   CommandError,
   type DiscoverResult,
@@ -91,11 +92,11 @@ export class FakeGateway implements Gateway {
     this.calls.push(`open ${manager} ${user}`);
     const known = this.users[user];
     if (!known) {
-      return Promise.reject(new CommandError({ User: user, DB: "map" }));
+      return Promise.reject(new BadCredentials());
     }
     if (known.pass !== pass) {
       return Promise.reject(
-        new CommandError({ message: "Incorrect password" }),
+        new BadCredentials(),
       );
     }
     for (const [ip, s] of this.sessions) {

@@ -53,7 +53,7 @@ export {
   type UserInfo,
 } from "./types.ts";
 export { formatSize, parseDuration, parseSize } from "./values/units.ts";
-export { normalizeIp } from "./values/ip.ts";
+export { type Cidr, formatCidr, normalizeIp, parseCidr } from "./values/ip.ts";
 
 /** Options of {@link openGateway}. */
 export interface OpenGatewayOptions {

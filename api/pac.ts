@@ -248,6 +248,8 @@ export function pacScript(options: PacOptions): string {
   }));
   const entries = [...loopback, ...options.direct];
   for (const entry of entries) {
+    // The gateway's own hosts often repeat pacDirect's or each other.
+    if (listed.includes(describe(entry))) continue;
     listed.push(describe(entry));
     if (entry.kind === "host") hosts.push(JSON.stringify(entry.host));
     if (entry.kind === "suffix") suffixes.push(JSON.stringify(entry.suffix));

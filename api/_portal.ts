@@ -168,30 +168,6 @@ function isLoggedOut(e: unknown): boolean {
     /jwt|token|secret|session|not logged/i.test(b.message);
 }
 
-/**
- * Runs `work` with the cookie's secret; when the gateway says it expired,
- * renews it once and retries (app.js does the same), keeping the new one.
- */
-async function withSecret<T>(
-  c: Context,
-  gateway: Gateway,
-  session: CookieSession,
-  work: (caller: Caller) => Promise<T>,
-  ip: string,
-): Promise<T> {
-  try {
-    return await work({ ip, secret: session.secret });
-  } catch (e) {
-    if (!isExpired(e)) throw e;
-    const secret = (await gateway.renew(session.manager, {
-      ip,
-      secret: session.secret,
-    })).trim();
-    keepSession(c, { manager: session.manager, secret });
-    return await work({ ip, secret });
-  }
-}
-
 /** The pages the portal renders; app.ts routes to them. */
 export interface PortalPages {
   /** The login page (`/`, `/status`, the excluded routes). */
@@ -210,6 +186,30 @@ export function portalRoutes(
   options: PortalOptions,
 ): PortalPages {
   const { languages, clientIp } = options;
+
+  /**
+   * Runs `work` as the caller of the cookie's secret; when the gateway says
+   * it expired, renews it once and retries (app.js does the same), keeping
+   * the new one in the cookie.
+   */
+  const withSecret = async <T>(
+    c: Context,
+    session: CookieSession,
+    work: (caller: Caller) => Promise<T>,
+  ): Promise<T> => {
+    const ip = clientIp(c);
+    try {
+      return await work({ ip, secret: session.secret });
+    } catch (e) {
+      if (!isExpired(e)) throw e;
+      const secret = (await gateway.renew(session.manager, {
+        ip,
+        secret: session.secret,
+      })).trim();
+      keepSession(c, { manager: session.manager, secret });
+      return await work({ ip, secret });
+    }
+  };
 
   const pageContext = (c: Context): PageContext => {
     const url = new URL(c.req.url);
@@ -289,13 +289,13 @@ export function portalRoutes(
         "dwnConsR",
       )[0];
       const view: PortalView = { view: "status", next };
-      await withSecret(c, gateway, session, async (caller) => {
+      await withSecret(c, session, async (caller) => {
         if (quota) {
           view.info = await gateway.userInfo(quota, caller);
         } else {
           view.userName = await gateway.check(session.manager, caller);
         }
-      }, ip);
+      });
       if (notice === "welcome") {
         const user = view.info?.userName ?? view.userName ?? "";
         // Whether the rule lets this address browse now (to `next`, when
@@ -383,10 +383,8 @@ export function portalRoutes(
     try {
       await withSecret(
         c,
-        gateway,
         session,
         (caller) => gateway.logout(session.manager, caller),
-        clientIp(c),
       );
     } catch (e) {
       if (!isLoggedOut(e)) {

@@ -186,8 +186,13 @@ async function serve(dir: string, state: string | undefined): Promise<number> {
   const syslogAddr = gateway.config.syslogAddr;
   const accessLog = syslogAddr ? openSyslog(syslogAddr) : openStdoutLog();
   const behind = new Map<string, string>();
+  // The PAC file names the proxy's port; the proxy starts after the API
+  // (its captive-portal exception needs the API's port), so the API reads
+  // the port when a PAC is asked for.
+  const proxyListening: { port?: number } = {};
   const api = await startApi(config.api, gateway, {
     clientIpOf: (peer) => behind.get(`${peer.hostname}|${peer.port}`),
+    proxyPort: () => proxyListening.port,
   });
   // A browser that sends everything through the proxy must reach the
   // login page before it is logged in.
@@ -200,6 +205,7 @@ async function serve(dir: string, state: string | undefined): Promise<number> {
     loginUrl: config.api.publicUrl,
     accessLog,
   });
+  proxyListening.port = proxy.addr.port;
   console.log(
     `pmproxy: proxy listening on ${proxy.addr.hostname}:${proxy.addr.port}`,
   );

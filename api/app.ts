@@ -1,8 +1,11 @@
 /**
  * The API's Hono app: `POST /api/cmd` (the original's protocol, see
- * `cmd.ts`) and the web pages (files from `webStaticFilesDir` when it
- * exists, then the embedded pages; `/` and the excluded routes get the
- * web app's index page).
+ * `cmd.ts`), the login form without JavaScript (`POST /login`, `POST
+ * /logout`, see `_portal.ts`), the proxy auto-configuration
+ * (`/proxy.pac`, `/wpad.dat`, see `pac.ts`) and the web pages (files from
+ * `webStaticFilesDir` when it exists, then the embedded pages, rendered in
+ * the visitor's language; `/` and the excluded routes get the web app's
+ * index page).
  *
  * @module
  */
@@ -11,6 +14,9 @@ import type { Context } from "hono";
 import { serveStatic } from "hono/deno";
 import { type Gateway, normalizeIp } from "../managers/mod.ts";
 import { errorAnswer, parseCmdBody, runCommand } from "./cmd.ts";
+import { languagesFrom } from "./_i18n.ts";
+import { portalRoutes } from "./_portal.ts";
+import { ownHost, PAC_TYPE, type PacDirect, pacScript } from "./pac.ts";
 
 /** Embedded web files keyed by URL path (`"/index.html"`, `"/app.js"`). */
 export type Assets = Record<string, { type: string; body: string }>;
@@ -35,6 +41,27 @@ export interface AppOptions {
    * readTimeout`); a client that stops sending gets 408. Default: no limit.
    */
   readTimeoutMs?: number;
+  /** What `/proxy.pac` needs; without it the PAC is not served. */
+  pac?: PacSource;
+}
+
+/** Where the PAC file's proxy is and what goes DIRECT. */
+export interface PacSource {
+  /**
+   * The proxy's port; read per request because the proxy starts after the
+   * API (its captive-portal exception needs the API's port). Undefined
+   * while it is not listening.
+   */
+  proxyPort: () => number | undefined;
+  /**
+   * The proxy's host as clients reach it: the host of `[api] publicUrl`
+   * when it is set. Undefined: the host the PAC was asked from.
+   */
+  proxyHost?: string;
+  /** The API's own hosts (publicUrl, listen address): DIRECT. */
+  ownHosts: string[];
+  /** `[api] pacDirect`. */
+  direct: PacDirect[];
 }
 
 /** The largest `/api/cmd` body read, in bytes. */
@@ -102,12 +129,16 @@ export function createApp(gateway: Gateway, options: AppOptions = {}): Hono {
   const clientIp = options.clientIp ?? peerIp;
   const logError = options.logError ?? ((m: string) => console.error(m));
   const app = new Hono();
+  const languages = languagesFrom(assets);
 
   app.use("*", async (c, next) => {
     await next();
     c.header("X-Content-Type-Options", "nosniff");
     c.header("X-Frame-Options", "DENY");
-    c.header("Referrer-Policy", "no-referrer");
+    // No referrer for other sites; "no-referrer" would also make browsers
+    // send "Origin: null" with our own forms, which the login and logout
+    // forms' cross-site check (_portal.ts) needs to read.
+    c.header("Referrer-Policy", "same-origin");
     c.header("Cross-Origin-Opener-Policy", "same-origin");
     if (!c.res.headers.has("Content-Security-Policy")) {
       c.header(
@@ -184,12 +215,47 @@ export function createApp(gateway: Gateway, options: AppOptions = {}): Hono {
     }, 405);
   });
 
-  const index = (c: Context) => {
-    const page = assets["/index.html"];
-    if (!page) return c.text("pmproxy: no web pages in this build\n", 404);
+  const pages = portalRoutes(app, gateway, {
+    loginTemplate: assets["/index.html"]?.body,
+    languages,
+    clientIp,
+    readBody: async (c) => {
+      const text = await readLimited(
+        c.req.raw.body,
+        MAX_BODY,
+        options.readTimeoutMs,
+      );
+      return typeof text === "string" ? text : undefined;
+    },
+  });
+
+  const pac = options.pac;
+  const proxyAutoConfig = (c: Context) => {
+    const port = pac?.proxyPort();
+    if (!pac || port === undefined) {
+      c.header("Cache-Control", "no-store");
+      return c.text(
+        "pmproxy: no proxy is known to this API, so there is no PAC file\n",
+        404,
+      );
+    }
+    const asked = new URL(c.req.url).hostname.replace(/^\[|\]$/g, "");
+    const direct = [...pac.ownHosts, asked].map(ownHost).filter((
+      d,
+    ): d is PacDirect => d !== undefined);
     c.header("Cache-Control", "no-cache");
-    return c.body(page.body, 200, { "Content-Type": page.type });
+    return c.body(
+      pacScript({
+        proxyHost: pac.proxyHost ?? asked,
+        proxyPort: port,
+        direct: [...direct, ...pac.direct],
+      }),
+      200,
+      { "Content-Type": PAC_TYPE },
+    );
   };
+  app.get("/proxy.pac", proxyAutoConfig);
+  app.get("/wpad.dat", proxyAutoConfig);
 
   const staticDir = options.webStaticFilesDir;
   if (staticDir !== undefined) {
@@ -212,10 +278,16 @@ export function createApp(gateway: Gateway, options: AppOptions = {}): Hono {
 
   app.get("*", (c) => {
     const path = c.req.path;
-    if (path === "/" || isExcluded(path)) {
-      return index(c);
+    if (
+      path === "/" || path === "/index.html" || path === "/status" ||
+      isExcluded(path)
+    ) {
+      return pages.loginPage(c);
     }
     const asset = assets[path];
+    if (asset && asset.type.startsWith("text/html")) {
+      return pages.plainPage(c, asset.body);
+    }
     if (asset) {
       c.header("Cache-Control", "no-cache");
       return c.body(asset.body, 200, { "Content-Type": asset.type });

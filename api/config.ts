@@ -10,6 +10,7 @@
  *   webStaticFilesDir = "staticFiles"
  *   persistInterval = "5m"
  *   publicUrl = "https://gateway.example.org:4443/"
+ *   pacDirect = ["intranet.example.org", "*.example.org", "10.0.0.0/8"]
  *   [api.server]
  *     readTimeout = "30s"
  *     writeTimeout = "20s"
@@ -21,6 +22,7 @@
  */
 import { isAbsolute, join } from "node:path";
 import { ConfigError, nearestKey, parseDuration } from "../managers/mod.ts";
+import { type PacDirect, parsePacDirect } from "./pac.ts";
 
 /** The API's configuration, with paths made absolute and durations in ms. */
 export interface ApiConfig {
@@ -48,6 +50,13 @@ export interface ApiConfig {
   wildcard: boolean;
   /** The URL users are told to log in at. */
   publicUrl: string;
+  /**
+   * True when server.toml sets `publicUrl`: its host is then the one
+   * clients reach the gateway at (the PAC file names it for the proxy).
+   */
+  publicUrlSet: boolean;
+  /** What the PAC file sends DIRECT besides the gateway itself (`pacDirect`). */
+  pacDirect: PacDirect[];
 }
 
 /** Where the `[api]` table stands, for error messages and relative paths. */
@@ -67,6 +76,7 @@ const API_KEYS = [
   "webStaticFilesDir",
   "persistInterval",
   "publicUrl",
+  "pacDirect",
   "server",
 ];
 const SERVER_KEYS = ["readTimeout", "writeTimeout", "addr", "fastOrStd"];
@@ -247,6 +257,21 @@ export function apiConfigFrom(table: unknown, site: ApiConfigSite): ApiConfig {
       );
     }
   }
+  const pacDirect: PacDirect[] = [];
+  if (api.pacDirect !== undefined) {
+    const list = api.pacDirect;
+    if (!Array.isArray(list) || !list.every((e) => typeof e === "string")) {
+      fail(
+        ["pacDirect"],
+        `pacDirect must be a list of host names, domain suffixes and address ranges, e.g. ["intranet.example.org", "*.example.org", "10.0.0.0/8"]`,
+      );
+    }
+    for (const entry of list as string[]) {
+      const parsed = parsePacDirect(entry);
+      if (typeof parsed === "string") fail(["pacDirect"], parsed);
+      pacDirect.push(parsed as PacDirect);
+    }
+  }
   return {
     excludedRoutes,
     httpsCert,
@@ -260,5 +285,7 @@ export function apiConfigFrom(table: unknown, site: ApiConfigSite): ApiConfig {
     port,
     wildcard,
     publicUrl,
+    publicUrlSet: api.publicUrl !== undefined,
+    pacDirect,
   };
 }

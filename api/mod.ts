@@ -60,6 +60,12 @@ export interface StartApiOptions {
    * undefined to keep the peer's address (IPv4-mapped IPv6 normalised).
    */
   clientIpOf?: (peer: Deno.NetAddr) => string | undefined;
+  /**
+   * The proxy's port, for the PAC file (`/proxy.pac`, `/wpad.dat`): read
+   * when a PAC is asked for, because the proxy starts after the API.
+   * Without it (or while it answers undefined) there is no PAC file.
+   */
+  proxyPort?: () => number | undefined;
 }
 
 /** The addresses a generated certificate should name for this config. */
@@ -81,6 +87,11 @@ function certificateHosts(config: ApiConfig): string[] {
     }
   }
   return hosts;
+}
+
+/** The host of a URL without IPv6 brackets. */
+function hostOf(url: string): string {
+  return new URL(url).hostname.replace(/^\[|\]$/g, "");
 }
 
 /** The client IP of a request: the resolver's answer, else the TCP peer. */
@@ -142,6 +153,12 @@ export async function startApi(
     logError: options.logError,
     readTimeoutMs: config.readTimeoutMs,
     clientIp: options.clientIpOf ? viaResolver(options.clientIpOf) : undefined,
+    pac: options.proxyPort && {
+      proxyPort: options.proxyPort,
+      proxyHost: config.publicUrlSet ? hostOf(config.publicUrl) : undefined,
+      ownHosts: certificateHosts(config),
+      direct: config.pacDirect,
+    },
   });
   const listening = Promise.withResolvers<Deno.NetAddr>();
   let server: Deno.HttpServer<Deno.NetAddr>;

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { apiConfigFrom } from "../api/config.ts";
 import { ConfigError } from "../managers/types.ts";
+import { parseTomlText } from "../managers/config/toml_file.ts";
 
 const site = {
   file: "/etc/pmproxy/server.toml",
@@ -117,4 +118,70 @@ Deno.test("api config: mistakes name the file, the line and what to do", () => {
     configError({ persistInterval: "0s" }).message,
     /longer than 0/,
   );
+});
+
+Deno.test("api config: pacDirect lists hosts, *.suffixes and ranges; a wrong one names its line", () => {
+  const c = apiConfigFrom({
+    pacDirect: [
+      "intranet.example.org",
+      "*.Example.org",
+      "10.0.0.0/8",
+      "fd00::/8",
+    ],
+  }, site);
+  assert.deepEqual(c.pacDirect.map((e) => e.kind), [
+    "host",
+    "suffix",
+    "range",
+    "range",
+  ]);
+  assert.deepEqual(c.pacDirect[1], { kind: "suffix", suffix: ".example.org" });
+  assert.deepEqual(apiConfigFrom({}, site).pacDirect, []);
+  assert.equal(apiConfigFrom({}, site).publicUrlSet, false);
+  assert.equal(
+    apiConfigFrom({ publicUrl: "https://gw.example.org/" }, site).publicUrlSet,
+    true,
+  );
+
+  assert.match(
+    configError({ pacDirect: "10.0.0.0/8" }).message,
+    /^\/etc\/pmproxy\/server\.toml:20: pacDirect must be a list of host names, domain suffixes and address ranges/,
+  );
+  assert.match(
+    configError({ pacDirect: [10] }).message,
+    /server\.toml:20: pacDirect must be a list/,
+  );
+  assert.match(
+    configError({ pacDirect: ["ok.example.org", "10.0.0.0/40"] }).message,
+    /^\/etc\/pmproxy\/server\.toml:20: pacDirect: "10\.0\.0\.0\/40" is not a CIDR range: the prefix length/,
+  );
+  assert.match(
+    configError({ pacDirect: ["intra*.example.org"] }).message,
+    /server\.toml:20: pacDirect entry "intra\*\.example\.org": "\*" may only start an entry, as in "\*\.example\.org"/,
+  );
+  assert.match(
+    configError({ pacDirect: ["bad host"] }).message,
+    /pacDirect entry "bad host" is not a host name; write a host name/,
+  );
+  assert.match(
+    configError({ pacDirects: [] }).message,
+    /unknown key "pacDirects" in \[api\]; did you mean "pacDirect"\?/,
+  );
+});
+
+Deno.test("api config: pacDirect's line in a real server.toml", () => {
+  const toml = parseTomlText(
+    "/etc/pmproxy/server.toml",
+    `[api]\n  httpsCert = "cert.pem"\n  pacDirect = ["ok.example.org", "*.*.bad"]\n`,
+  );
+  try {
+    apiConfigFrom(toml.data.api, { ...site, lineOf: toml.lineOf });
+    assert.fail("no error");
+  } catch (e) {
+    assert.ok(e instanceof ConfigError);
+    assert.match(
+      e.message,
+      /^\/etc\/pmproxy\/server\.toml:3: pacDirect entry "\*\.\*\.bad"/,
+    );
+  }
 });

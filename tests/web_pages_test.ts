@@ -41,13 +41,17 @@ Deno.test("web pages: unknown user, wrong password, then login and logout", asyn
     await page.getByLabel("User", { exact: true }).fill("nobody");
     await page.getByLabel("Password", { exact: true }).fill("x");
     await page.getByRole("button", { name: "Log in", exact: true }).click();
-    await page.locator("#login-error", { hasText: 'Unknown user "nobody"' })
+    await page.locator("#login-error", {
+      hasText: "Incorrect user name or password",
+    })
       .waitFor();
 
     await page.getByLabel("User", { exact: true }).fill("user0");
     await page.getByLabel("Password", { exact: true }).fill("wrong");
     await page.getByRole("button", { name: "Log in", exact: true }).click();
-    await page.locator("#login-error", { hasText: "Incorrect password" })
+    await page.locator("#login-error", {
+      hasText: "Incorrect user name or password",
+    })
       .waitFor();
 
     gateway.consumption.user0 = 512 * 1024 ** 2;

@@ -72,10 +72,14 @@ Deno.test("web: wrong password, login with quota and consumption, logout", async
       const page = await newPage(browser, errors);
       await page.goto(`${origin}/`);
       await logIn(page, "nobody", "x");
-      await page.locator("#login-error", { hasText: 'Unknown user "nobody"' })
+      await page.locator("#login-error", {
+        hasText: "Incorrect user name or password",
+      })
         .waitFor();
       await logIn(page, "user0", "wrong");
-      await page.locator("#login-error", { hasText: "Incorrect password" })
+      await page.locator("#login-error", {
+        hasText: "Incorrect user name or password",
+      })
         .waitFor();
       assert.equal(await page.locator("#status").isVisible(), false);
 

@@ -1,13 +1,52 @@
 // pmproxy's built-in pages: the login/status page (body data-page="login")
 // and the admin page (data-page="admin"). Plain browser JavaScript, no
 // build step. Everything goes through the same-origin `POST /api/cmd`
-// with the original pmproxy's JSON bodies.
+// with the original pmproxy's JSON bodies. The server renders the pages
+// in the visitor's language and they work without this script (a form
+// post and an HttpOnly cookie); this script is the richer way, and takes
+// every text it shows from the same catalogue (web/i18n/LANG.json).
 "use strict";
 
 /** Where the login (secret and manager names) is kept between visits. */
 const STORE_KEY = "pmproxy.login";
 /** How often the status view reloads the consumption, in ms. */
 const REFRESH_MS = 60_000;
+
+// --------------------------------------------------------------- language
+
+/** The texts of the page's language, keyed as in web/i18n/en.json. */
+let catalogue = {};
+
+/**
+ * Loads the catalogue of the language the server rendered the page in
+ * (`<html lang>`); without it every text shows as its key.
+ */
+async function loadCatalogue() {
+  const lang = document.documentElement.lang || "en";
+  try {
+    const res = await fetch(`/i18n/${encodeURIComponent(lang)}.json`);
+    if (res.ok) catalogue = await res.json();
+  } catch {
+    // The pages still work; the texts show as their keys.
+  }
+}
+
+/** The text of `key` with each `{name}` replaced by `params[name]`. */
+function t(key, params = {}) {
+  const text = typeof catalogue[key] === "string" ? catalogue[key] : key;
+  return text.replace(
+    /\{(\w+)\}/g,
+    (whole, name) => name in params ? String(params[name]) : whole,
+  );
+}
+
+/** A number with one decimal, written as the page's language writes it. */
+function oneDecimal(n) {
+  return n.toLocaleString(document.documentElement.lang || "en", {
+    minimumFractionDigits: 1,
+    maximumFractionDigits: 1,
+  });
+}
 
 // ---------------------------------------------------------------- storage
 
@@ -56,26 +95,44 @@ class ApiError extends Error {
  */
 function describeError(b, text, status) {
   if (b && typeof b === "object" && !Array.isArray(b)) {
-    if (typeof b.message === "string") return b.message;
-    if ("User" in b && "DB" in b) {
-      return `Unknown user "${b.User}" (not in the user database ${b.DB}).`;
+    if (typeof b.retryAfter === "number") {
+      return t("error.tooManyAttempts", { seconds: b.retryAfter });
     }
-    if ("User" in b) return `"${b.User}" is not an administrator.`;
+    if (typeof b.message === "string") {
+      // The messages a user meets have a text in the catalogue; the others
+      // are the gateway's own words for its administrator.
+      const known = SERVER_MESSAGES[b.message];
+      return known ? t(known) : b.message;
+    }
+    if ("User" in b && "DB" in b) {
+      return t("error.unknownUser", { user: b.User, db: b.DB });
+    }
+    if ("User" in b) return t("error.notAdmin", { user: b.User });
     if ("Mng" in b && "Cmd" in b) {
-      return `The gateway has no manager "${b.Mng}" that knows the command "${b.Cmd}".`;
+      return t("error.noCommand", { manager: b.Mng, cmd: b.Cmd });
     }
     if ("Logged" in b && "Decrypted" in b) {
       return b.Logged
-        ? `Your address is logged in as "${b.Logged}", not as "${b.Decrypted}". Log in again.`
-        : "Your session at this address has ended. Log in again.";
+        ? t("error.loggedAsOther", { logged: b.Logged, user: b.Decrypted })
+        : t("error.sessionEnded");
     }
-    if ("IP" in b) return `No session is open at ${b.IP}. Log in again.`;
-    if ("Quota" in b) return `Quota reached (${b.Quota}).`;
-    if ("Result" in b) return `Forbidden by the rules (result ${b.Result}).`;
+    if ("IP" in b) return t("error.noSession", { ip: b.IP });
+    if ("Quota" in b) return t("error.quotaReached", { quota: b.Quota });
+    if ("Result" in b) return t("error.forbidden", { result: b.Result });
   }
-  const t = text.trim();
-  return t || `The gateway answered HTTP ${status} with no explanation.`;
+  const trimmed = text.trim();
+  return trimmed || t("error.noExplanation", { status });
 }
+
+/**
+ * The gateway's messages that have a text in the catalogue (api/_pages.ts
+ * knows the same list for the pages it renders).
+ */
+const SERVER_MESSAGES = {
+  "incorrect user name or password": "error.loginFailed",
+  "expired token": "error.expired",
+  "empty JWT": "error.notLoggedIn",
+};
 
 /** Sends one command; answers the body text of a 200 answer. */
 async function post(body) {
@@ -88,21 +145,13 @@ async function post(body) {
       cache: "no-store",
     });
   } catch {
-    throw new ApiError(
-      "Network error: the gateway cannot be reached. Check your connection and try again.",
-      0,
-      null,
-    );
+    throw new ApiError(t("error.network"), 0, null);
   }
   let text = "";
   try {
     text = await res.text();
   } catch {
-    throw new ApiError(
-      "Network error: the gateway's answer was cut. Try again.",
-      0,
-      null,
-    );
+    throw new ApiError(t("error.networkCut"), 0, null);
   }
   if (res.ok) return text;
   let parsed = null;
@@ -140,7 +189,9 @@ function isLoggedOut(e) {
 async function call(body) {
   const login = loadLogin();
   if (!login) {
-    throw new ApiError("You are not logged in.", 400, { message: "empty JWT" });
+    throw new ApiError(t("error.notLoggedIn"), 400, {
+      message: "empty JWT",
+    });
   }
   try {
     return await post({ ...body, secret: login.secret });
@@ -259,7 +310,7 @@ function renderInfo(p, info) {
     `${p}-groups`,
     Array.isArray(info.groups) && info.groups.length
       ? info.groups.join(", ")
-      : "none",
+      : t("status.noGroups"),
   );
   setText(`${p}-quota`, info.quota ?? "");
   setText(`${p}-consumption`, info.consumption ?? "");
@@ -270,10 +321,14 @@ function renderInfo(p, info) {
   bar.value = quota > 0 ? Math.min(used, quota) : 0;
   bar.classList.toggle("full", quota > 0 && used >= quota);
   const share = quota > 0 ? Math.min(100, (used * 100) / quota) : 0;
-  const words = quota > 0
-    ? `${info.consumption} of ${info.quota} used (${share.toFixed(1)} %)` +
-      (used >= quota ? ": quota reached" : "")
-    : "No download quota applies.";
+  let words = t("status.noQuota");
+  if (quota > 0) {
+    words = t(used >= quota ? "status.usageFull" : "status.usage", {
+      used: info.consumption,
+      quota: info.quota,
+      share: oneDecimal(share),
+    });
+  }
   bar.setAttribute("aria-valuetext", words);
   return words;
 }
@@ -314,7 +369,9 @@ function showForm(names, message) {
 async function refreshStatus() {
   const login = loadLogin();
   if (!login) {
-    throw new ApiError("You are not logged in.", 400, { message: "empty JWT" });
+    throw new ApiError(t("error.notLoggedIn"), 400, {
+      message: "empty JWT",
+    });
   }
   const info = await ownInfo();
   const quotaRows = ["st-quota", "st-consumption", "usage-box"];
@@ -328,7 +385,7 @@ async function refreshStatus() {
     renderInfo("st", {
       userName: user,
       groups: [],
-      quota: "none",
+      quota: "",
       consumption: "",
     });
     show("admin-link", false);
@@ -375,7 +432,7 @@ async function initLogin() {
     const user = $("user").value.trim();
     const pass = $("pass").value;
     if (!user || !pass) {
-      setText("login-error", "Enter your user name and password.");
+      setText("login-error", t("login.missing"));
       (user ? $("pass") : $("user")).focus();
       return;
     }
@@ -402,12 +459,17 @@ async function initLogin() {
         }
         saveLogin({ secret, sessionIPM, dwnConsR: quotas[0] ?? null });
         $("pass").value = "";
+        // Back to the page the proxy refused, as captive portals do; if the
+        // rule still refuses it, the proxy's page there says why.
+        const next = nextAddress();
+        if (next) {
+          location.assign(next);
+          return;
+        }
         await showStatus();
         setText(
           "notice",
-          allowed
-            ? `Welcome, ${user}. You can browse now.`
-            : `Welcome, ${user}. The gateway's rules do not let this address browse at the moment.`,
+          t(allowed ? "status.welcome" : "status.welcomeRefused", { user }),
         );
         $("status-title").focus();
       });
@@ -417,9 +479,11 @@ async function initLogin() {
     }
   });
 
-  $("logout").addEventListener("click", async () => {
+  $("logout").addEventListener("click", async (ev) => {
+    // The button also submits the page's no-JavaScript logout form.
+    ev.preventDefault();
     const login = loadLogin();
-    let message = "You are logged out.";
+    let message = t("status.loggedOut");
     await busy($("logout"), async () => {
       try {
         if (login) await call({ cmd: "close", manager: login.sessionIPM });
@@ -428,7 +492,7 @@ async function initLogin() {
           setText("status-error", e.message);
           return;
         }
-        message = "Your session had already ended.";
+        message = t("status.alreadyEnded");
       }
       clearLogin();
       showForm(names);
@@ -436,14 +500,14 @@ async function initLogin() {
     });
   });
 
-  $("refresh").addEventListener(
-    "click",
-    () =>
-      busy(
-        $("refresh"),
-        () => refreshStatus().catch((e) => setText("status-error", e.message)),
-      ),
-  );
+  $("refresh").addEventListener("click", (ev) => {
+    // The button also submits the page's no-JavaScript reload.
+    ev.preventDefault();
+    busy(
+      $("refresh"),
+      () => refreshStatus().catch((e) => setText("status-error", e.message)),
+    );
+  });
 
   $("status-title").tabIndex = -1;
 
@@ -483,8 +547,8 @@ async function loadUsers() {
     const look = document.createElement("button");
     look.type = "button";
     look.className = "secondary";
-    look.textContent = "Look up";
-    look.setAttribute("aria-label", `Look up ${user}`);
+    look.textContent = t("admin.users.lookUp");
+    look.setAttribute("aria-label", t("admin.users.lookUpUser", { user }));
     look.addEventListener("click", () => {
       $("lookup-user").value = String(user);
       $("lookup-form").requestSubmit();
@@ -507,14 +571,14 @@ async function lookUp(userName) {
       info: { userName },
     }),
   );
-  renderInfo("lk", info);
+  setText("lk-usage-text", renderInfo("lk", info));
   show("lookup-result", true);
 }
 
 function wantUser() {
   const userName = $("lookup-user").value.trim();
   if (!userName) {
-    setText("lookup-error", "Enter a user name.");
+    setText("lookup-error", t("admin.lookup.missing"));
     $("lookup-user").focus();
   }
   return userName;
@@ -524,17 +588,17 @@ async function initAdmin() {
   const login = loadLogin();
   if (!login) {
     const p = $("admin-error");
-    p.textContent = "You are not logged in. ";
+    p.textContent = `${t("error.notLoggedIn")} `;
     const a = document.createElement("a");
     a.href = "/";
-    a.textContent = "Log in first.";
+    a.textContent = t("admin.logInFirst");
     p.append(a);
     return;
   }
   try {
     const info = await ownInfo();
     if (info && info.isAdmin !== true) {
-      setText("admin-error", `"${info.userName}" is not an administrator.`);
+      setText("admin-error", t("error.notAdmin", { user: info.userName }));
       return;
     }
   } catch (e) {
@@ -578,7 +642,7 @@ async function initAdmin() {
           manager: login.dwnConsR ?? "down",
           info: { userName, bytesCons: 0 },
         });
-        setText("notice", `The consumption of ${userName} is now 0 B.`);
+        setText("notice", t("admin.lookup.resetDone", { user: userName }));
         await lookUp(userName);
       } catch (e) {
         setText("lookup-error", e.message);
@@ -592,7 +656,7 @@ async function initAdmin() {
     setText("show-result", "");
     const manager = $("show-name").value.trim();
     if (!manager) {
-      setText("show-error", "Enter a manager's name (or rules).");
+      setText("show-error", t("admin.show.missing"));
       return;
     }
     try {
@@ -625,16 +689,29 @@ async function initAdmin() {
 
 // ------------------------------------------------------------------ start
 
-document.addEventListener("DOMContentLoaded", () => {
+// A stored login shows the status, not the form the server rendered: hide
+// the form before the first paint instead of letting it flash.
+if (
+  document.body.dataset.page === "login" &&
+  document.body.dataset.view === "login" && loadLogin()
+) {
+  show("login", false);
+}
+
+document.addEventListener("DOMContentLoaded", async () => {
   const page = document.body.dataset.page;
+  // A status the server rendered from its cookie (a login made without
+  // JavaScript) works through its own forms; this script leaves it alone.
+  if (page === "login" && document.body.dataset.view !== "login") return;
+  await loadCatalogue();
   const run = page === "admin" ? initAdmin : initLogin;
   run().catch((e) => {
     setText("notice", "");
     const target = $(page === "admin" ? "admin-error" : "login-error");
     if (target) {
-      target.textContent = `Unexpected error: ${
-        e && e.message ? e.message : e
-      }`;
+      target.textContent = t("error.unexpected", {
+        message: e && e.message ? e.message : String(e),
+      });
     }
   });
 });

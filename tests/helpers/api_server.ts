@@ -28,6 +28,11 @@ export interface TestApi {
   get(
     path: string,
   ): Promise<{ status: number; text: string; headers: Headers }>;
+  /** Any request to a path, cert pinned, redirects not followed. */
+  fetch(
+    path: string,
+    init?: RequestInit,
+  ): Promise<{ status: number; text: string; headers: Headers }>;
   /** Stops the server and removes the dir. */
   close(): Promise<void>;
 }
@@ -45,6 +50,8 @@ export async function startTestApi(
     addr?: string;
     /** Passed to startApi. */
     clientIpOf?: (peer: Deno.NetAddr) => string | undefined;
+    /** Passed to startApi (the PAC file's proxy port). */
+    proxyPort?: () => number | undefined;
   } = {},
 ): Promise<TestApi> {
   const dir = options.dir ??
@@ -58,6 +65,7 @@ export async function startTestApi(
     assets: options.assets,
     logError: () => {},
     clientIpOf: options.clientIpOf,
+    proxyPort: options.proxyPort,
   });
   const origin = `https://127.0.0.1:${api.addr.port}`;
   const client = Deno.createHttpClient({ caCerts: [api.certPem] });
@@ -78,6 +86,7 @@ export async function startTestApi(
         body: typeof body === "string" ? body : JSON.stringify(body),
       }),
     get: (path) => send(path, {}),
+    fetch: (path, init = {}) => send(path, { redirect: "manual", ...init }),
     close: async () => {
       client.close();
       await api.close();

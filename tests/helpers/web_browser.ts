@@ -5,17 +5,35 @@
  *
  * @module
  */
-import { type Browser, chromium, type Page } from "playwright-core";
+import {
+  type Browser,
+  type BrowserContextOptions,
+  chromium,
+  type Page,
+} from "playwright-core";
 
 /** Where the browser is looked for. */
 export const CHROMIUM_PATH = Deno.env.get("CHROMIUM_PATH") ??
   "/usr/bin/chromium";
 
+/** Options of {@link launchChromium}. */
+export interface LaunchOptions {
+  /**
+   * More command-line switches, e.g. `--proxy-server=…` or
+   * `--proxy-pac-url=…`. Chromium then sends its own background requests
+   * to outside hosts through that proxy too: a test's rule must allow
+   * loopback origins only.
+   */
+  args?: string[];
+}
+
 /**
  * Launches headless Chromium. Throws a message saying how to install it
  * when it is missing.
  */
-export async function launchChromium(): Promise<Browser> {
+export async function launchChromium(
+  options: LaunchOptions = {},
+): Promise<Browser> {
   try {
     const info = await Deno.stat(CHROMIUM_PATH);
     if (!info.isFile) throw new Error("not a file");
@@ -35,20 +53,24 @@ export async function launchChromium(): Promise<Browser> {
       "--disable-background-networking",
       "--disable-component-update",
       "--disable-sync",
+      ...(options.args ?? []),
     ],
   });
 }
 
 /**
- * A fresh page in its own browser context (own localStorage) that accepts
- * the API's self-signed certificate. Collects page errors into `errors`.
+ * A fresh page in its own browser context (own localStorage and cookies)
+ * that accepts the API's self-signed certificate. Collects page errors
+ * into `errors`. `context` adds context options (`javaScriptEnabled`,
+ * `locale`, `viewport`, `colorScheme`, …).
  */
 export async function newPage(
   browser: Browser,
   errors: string[],
+  context: BrowserContextOptions = {},
 ): Promise<Page> {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true });
-  const page = await context.newPage();
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, ...context });
+  const page = await ctx.newPage();
   page.setDefaultTimeout(15_000);
   page.on("pageerror", (e) => errors.push(`page error: ${e.message}`));
   page.on("console", (m) => {

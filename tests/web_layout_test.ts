@@ -1,0 +1,142 @@
+/**
+ * Every page as people see it, in real headless Chromium against the real
+ * API over the real gateway: at 1280 and 390 px wide, in light and dark
+ * colour schemes, with and without JavaScript, in English and Spanish.
+ * Each view is written as a screenshot to `test-output/screenshots/`
+ * (git-ignored: look at them after a change to the pages) and checked for
+ * horizontal overflow (`document.documentElement.scrollWidth` must not
+ * exceed the width).
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Page } from "playwright-core";
+import { assets } from "../web/assets.ts";
+import { openGateway } from "../managers/mod.ts";
+import { startTestApi } from "./helpers/api_server.ts";
+import { adminManagersToml } from "./helpers/config_dir.ts";
+import { launchChromium, newPage } from "./helpers/web_browser.ts";
+
+const SHOTS = fileURLToPath(
+  new URL("../test-output/screenshots/", import.meta.url),
+);
+const WIDTHS = [1280, 390];
+const SCHEMES = ["light", "dark"] as const;
+
+/** Screenshots `page` at each width and scheme; checks the overflow. */
+async function shoot(page: Page, name: string): Promise<void> {
+  for (const width of WIDTHS) {
+    for (const colorScheme of SCHEMES) {
+      await page.setViewportSize({ width, height: 800 });
+      await page.emulateMedia({ colorScheme });
+      const scrollWidth = await page.evaluate<number>(
+        "document.documentElement.scrollWidth",
+      );
+      assert.ok(
+        scrollWidth <= width,
+        `${name} at ${width} px (${colorScheme}) is ${scrollWidth} px wide`,
+      );
+      await page.screenshot({
+        path: join(SHOTS, `${name}-${width}-${colorScheme}.png`),
+        fullPage: true,
+      });
+    }
+  }
+}
+
+/** A refused URL as long as real ones get, to see that it wraps. */
+const LONG_NEXT = "http://news.example.org/2024/05/a-rather-long-article-" +
+  "title-that-goes-on-and-on/index.html?utm_source=newsletter&utm_medium=" +
+  "email&utm_campaign=spring_and_summer_offers_for_everyone";
+
+Deno.test("web layout: every page at 1280 and 390 px, light and dark, fits its width", async () => {
+  await Deno.mkdir(SHOTS, { recursive: true });
+  const dir = await Deno.makeTempDir({ prefix: "pmproxy-layout-" });
+  const managersFile = join(dir, "managers.toml");
+  await Deno.writeTextFile(managersFile, adminManagersToml());
+  const gateway = await openGateway(managersFile, {
+    state: join(dir, "state.kv"),
+    persistIntervalMs: 60_000,
+  });
+  const api = await startTestApi(gateway, { assets, dir });
+  const browser = await launchChromium();
+  const errors: string[] = [];
+  const origin = api.origin;
+  // An administrator elsewhere, to give user0 some consumption.
+  const adminCaller = {
+    ip: "192.0.2.9",
+    secret: await gateway.open("sessions", { ip: "192.0.2.9" }, {
+      user: "admin",
+      pass: "admin-pass",
+    }),
+  };
+  const consume = (bytes: number) =>
+    gateway.setConsumption("down", adminCaller, { user: "user0", bytes });
+  try {
+    const en = await newPage(browser, errors);
+    await en.goto(`${origin}/`);
+    await en.locator("#login").waitFor();
+    await shoot(en, "login-en");
+
+    const es = await newPage(browser, errors, { locale: "es-CU" });
+    await es.goto(`${origin}/`);
+    await es.locator("#login").waitFor();
+    await shoot(es, "login-es");
+
+    const plain = await newPage(browser, errors, { javaScriptEnabled: false });
+    await plain.goto(`${origin}/?next=${encodeURIComponent(LONG_NEXT)}`);
+    await plain.getByLabel("User", { exact: true }).fill("user0");
+    await plain.getByLabel("Password", { exact: true }).fill("wrong");
+    await plain.getByRole("button", { name: "Log in", exact: true }).click();
+    await plain.locator("#login-error").waitFor();
+    await shoot(plain, "login-error-nojs");
+
+    await consume(384 * 1024 ** 2);
+    await plain.getByLabel("Password", { exact: true }).fill("pass0");
+    await plain.getByRole("button", { name: "Log in", exact: true }).click();
+    await plain.waitForURL(/news\.example\.org|\/status/).catch(() => {});
+    await plain.goto(`${origin}/status?next=${encodeURIComponent(LONG_NEXT)}`);
+    await plain.locator("#status").waitFor();
+    await shoot(plain, "status-nojs");
+
+    await en.getByLabel("User", { exact: true }).fill("user0");
+    await en.getByLabel("Password", { exact: true }).fill("pass0");
+    await en.getByRole("button", { name: "Log in", exact: true }).click();
+    await en.locator("#status").waitFor();
+    await shoot(en, "status-js");
+    await consume(1100 * 1024 ** 2);
+    await en.getByRole("button", { name: "Refresh", exact: true }).click();
+    await en.locator("#usage.full").waitFor();
+    await shoot(en, "status-full-js");
+
+    const admin = await newPage(browser, errors);
+    await admin.goto(`${origin}/`);
+    await admin.getByLabel("User", { exact: true }).fill("admin");
+    await admin.getByLabel("Password", { exact: true }).fill("admin-pass");
+    await admin.getByRole("button", { name: "Log in", exact: true }).click();
+    await admin.getByRole("link", { name: "Administration" }).click();
+    await admin.locator("#users td", { hasText: "admin" }).waitFor();
+    await admin.getByLabel("User", { exact: true }).fill("user0");
+    await admin.getByRole("button", { name: "Look up", exact: true }).click();
+    await admin.locator("#lookup-result").waitFor();
+    await admin.getByLabel("Manager", { exact: true }).fill("down");
+    await admin.getByRole("button", { name: "Show", exact: true }).click();
+    await admin.locator("#show-result", { hasText: "group0" }).waitFor();
+    await shoot(admin, "admin-js");
+    await admin.getByRole("link", { name: "Español" }).click();
+    await admin.locator("#users td", { hasText: "admin" }).waitFor();
+    await shoot(admin, "admin-es");
+
+    const adminPlain = await newPage(browser, errors, {
+      javaScriptEnabled: false,
+    });
+    await adminPlain.goto(`${origin}/admin`);
+    await shoot(adminPlain, "admin-nojs");
+    assert.deepEqual(errors, [], "the pages raised no script errors");
+  } finally {
+    await browser.close();
+    await api.close();
+    await gateway.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -338,7 +338,7 @@ Deno.test("portal: Spanish under Accept-Language: es, and the language switch", 
     await page.getByLabel("Contraseña", { exact: true }).fill("x");
     await page.getByRole("button", { name: "Entrar", exact: true }).click();
     await page.locator("#login-error", {
-      hasText: 'El usuario "nadie" no existe',
+      hasText: "Usuario o contraseña incorrectos.",
     }).waitFor();
     await page.getByLabel("Usuario", { exact: true }).fill("user0");
     await page.getByLabel("Contraseña", { exact: true }).fill("pass0");

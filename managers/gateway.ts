@@ -465,6 +465,12 @@ export class GatewayRuntime implements Policy, Gateway {
 
   /** Takes a change another gateway announced. */
   async #applyChange(change: StateChange): Promise<void> {
+    if (this.#closed) return;
+    if (change.kind === "resync") {
+      // Announcements may have been missed: write and read everything.
+      await this.flush();
+      return;
+    }
     const m = this.#loaded.managers.get(change.manager);
     if (change.kind === "session" && m instanceof SessionIpm) {
       await m.sessionChanged(change.ip);

@@ -16,6 +16,7 @@
 import { isAbsolute, join } from "node:path";
 import { ConfigError } from "../types.ts";
 import { nearestKey } from "../config/toml_file.ts";
+import { redactUrl } from "./_redis_url.ts";
 
 /** `[state]`, read. */
 export interface StateConfig {
@@ -72,7 +73,9 @@ export function stateConfigFrom(
     if (!["redis", "rediss", "http", "https"].includes(scheme)) {
       fail(
         ["url"],
-        `[state] url "${url}": the scheme ${scheme}: is not a state store; use a Deno KV file path, redis://, rediss:// or a KV Connect https:// URL`,
+        `[state] url "${
+          redactUrl(url)
+        }": the scheme ${scheme}: is not a state store; use a Deno KV file path, redis://, rediss:// or a KV Connect https:// URL`,
       );
     }
     return { url };

@@ -110,7 +110,7 @@ export class GatewayRuntime implements Policy, Gateway {
     // rather than at the next flush.
     this.#unsubscribe = store.subscribe((change) => {
       this.#applyChange(change).catch((e) =>
-        console.error(`pmproxy: a change from another gateway: ${e}`)
+        this.#failed("applying a change from another gateway", e)
       );
     });
     this.warnings = loaded.warnings;
@@ -124,9 +124,7 @@ export class GatewayRuntime implements Policy, Gateway {
     ) as DwnConsR[];
     if (options.persistIntervalMs > 0) {
       this.#timer = setInterval(() => {
-        this.flush().catch((e) =>
-          console.error(`pmproxy: saving consumption failed: ${e}`)
-        );
+        this.flush().catch((e) => this.#failed("saving consumption", e));
       }, options.persistIntervalMs);
       Deno.unrefTimer(this.#timer);
     }
@@ -135,6 +133,16 @@ export class GatewayRuntime implements Policy, Gateway {
   /** The loaded configuration (rule, managers, user databases). */
   get config(): LoadedManagers {
     return this.#loaded;
+  }
+
+  /**
+   * Logs a background failure, unless the store is down: its health has
+   * told that once, and a line at every flush until it is back would bury
+   * the log.
+   */
+  #failed(what: string, e: unknown): void {
+    if (!this.#store.status().ok) return;
+    console.error(`pmproxy: ${what} failed: ${e}`);
   }
 
   // ------------------------------------------------------------ the proxy

@@ -276,6 +276,8 @@ export class RedisStateStore implements StateStore {
   readonly #listeners = new Set<(change: StateChange) => void>();
   /** The last connection error, for the message of a command refused meanwhile. */
   #lastError?: string;
+  /** The subscription was lost and is back: listeners must resync. */
+  #resyncOwed = false;
   /** A change came while nobody listened: the first listener resyncs. */
   #unheard = false;
   /** True once `open` has connected; before, failures are `open`'s to tell. */
@@ -335,9 +337,9 @@ export class RedisStateStore implements StateStore {
     );
     this.#cmd.on("ready", () => this.#readyAgain());
     this.#sub.on("ready", () => {
-      this.#readyAgain();
       // Resubscribed before "ready"; what was published meanwhile is lost.
-      if (this.#opened && !this.#closing) this.#tell({ kind: "resync" });
+      if (this.#opened) this.#resyncOwed = true;
+      this.#readyAgain();
     });
   }
 
@@ -419,7 +421,14 @@ export class RedisStateStore implements StateStore {
 
   #readyAgain(): void {
     if (!this.#opened || this.#closing) return;
-    if (this.#cmd.isReady && this.#sub.isReady) this.#health.ok();
+    if (!this.#cmd.isReady || !this.#sub.isReady) return;
+    this.#health.ok();
+    // Told once both connections are back, so that the reading it starts
+    // can work.
+    if (this.#resyncOwed) {
+      this.#resyncOwed = false;
+      this.#tell({ kind: "resync" });
+    }
   }
 
   /** The error of a command refused while disconnected. */

@@ -42,9 +42,13 @@ export interface RedisServer extends AsyncDisposable {
   url: string;
   /** The test CA's PEM file, with tls. */
   caFile?: string;
-  /** Stops the server (the port is free afterwards). */
-  stop(): Promise<void>;
-  /** Starts it again on the same port (empty: nothing was saved). */
+  /**
+   * Stops the server (the port is free afterwards). With `keepData`, it
+   * saves its data first (`SHUTDOWN SAVE`), as a Redis with persistence
+   * does, and the next `start` loads it; without, it comes back empty.
+   */
+  stop(options?: { keepData?: boolean }): Promise<void>;
+  /** Starts it again on the same port. */
   start(): Promise<void>;
   /** Runs `redis-cli` against it with these arguments; answers stdout. */
   cli(...args: string[]): Promise<string>;
@@ -232,21 +236,6 @@ export async function startRedis(
     await Deno.remove(dir, { recursive: true });
     throw new Error(`redis-server did not start:\n${log}`);
   }
-  const stop = async () => {
-    const c = child;
-    child = undefined;
-    if (!c) return;
-    try {
-      c.kill("SIGTERM");
-    } catch { /* already gone */ }
-    await c.status;
-  };
-  const start = async () => {
-    if (child) return;
-    if (!(await spawn())) {
-      throw new Error(`redis-server did not start again on port ${port}`);
-    }
-  };
   const auth = options.password
     ? `:${encodeURIComponent(options.password)}@`
     : "";
@@ -266,6 +255,27 @@ export async function startRedis(
         : []),
       ...cliArgs,
     ]);
+  const stop = async (how: { keepData?: boolean } = {}) => {
+    const c = child;
+    child = undefined;
+    if (!c) return;
+    if (how.keepData) {
+      // The server closes the connection as it exits: no answer to wait for.
+      await cli("SHUTDOWN", "SAVE").catch(() => "");
+    } else {
+      await Deno.remove(join(dir, "dump.rdb")).catch(() => {});
+      try {
+        c.kill("SIGTERM");
+      } catch { /* already gone */ }
+    }
+    await c.status;
+  };
+  const start = async () => {
+    if (child) return;
+    if (!(await spawn())) {
+      throw new Error(`redis-server did not start again on port ${port}`);
+    }
+  };
   let closed: Promise<void> | undefined;
   const close = () =>
     closed ??= (async () => {

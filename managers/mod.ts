@@ -60,8 +60,8 @@ export type { StateStore, StoreStatus } from "./state/store.ts";
 export { openStateStore } from "./state/open_store.ts";
 export {
   exportState,
-  type ImportSummary,
   importState,
+  type ImportSummary,
   type StateLine,
   textLines,
 } from "./state/migrate.ts";

@@ -24,11 +24,15 @@ import {
 import {
   checkManagersFile,
   ConfigError,
+  exportState,
   hashPassword,
+  importState,
   type ListenAddress,
   openGateway,
+  openStateStore,
   readTomlFile,
   stateConfigFrom,
+  textLines,
   withCaptivePortal,
   writeDefaultManagersFile,
 } from "./managers/mod.ts";
@@ -65,6 +69,11 @@ Usage:
       [state] url in server.toml; --kv is its older name).
   pmproxy check-config [--config-dir DIR]
       Validates server.toml and managers.toml without starting.
+  pmproxy state export [--config-dir DIR] [--state PATH|URL] > state.jsonl
+  pmproxy state import [--config-dir DIR] [--state PATH|URL] [--merge] < state.jsonl
+      Moves sessions, consumption, last resets and the signing key between
+      stores (a Deno KV file and Redis, either way) as JSON lines. Import
+      refuses a store that already holds state unless --merge.
   pmproxy hash-password
       Reads a password on standard input, prints its hash for mapDB.userPass.
   pmproxy discover|d [URL]
@@ -232,6 +241,82 @@ async function checkConfig(dir: string): Promise<number> {
   return 0;
 }
 
+/**
+ * The state store of `state export|import`: the flag, else server.toml's
+ * [state] url when the file exists, else DIR/state.kv.
+ */
+async function stateLocation(
+  dir: string,
+  flag: string | undefined,
+): Promise<string> {
+  if (flag !== undefined) return flag;
+  if (await exists(join(dir, "server.toml"))) {
+    const url = (await readServerConfig(dir)).state.url;
+    if (url !== undefined) return url;
+  }
+  return join(dir, "state.kv");
+}
+
+/** `pmproxy state export|import`: see USAGE and managers/state/migrate.ts. */
+async function stateCommand(
+  action: string | undefined,
+  dir: string,
+  options: { state?: string; merge: boolean },
+): Promise<number> {
+  if (action !== "export" && action !== "import") {
+    console.error(
+      `pmproxy: state needs "export" or "import"${
+        action === undefined ? "" : `, not "${action}"`
+      }\n\n${USAGE}`,
+    );
+    return 2;
+  }
+  const location = await stateLocation(dir, options.state);
+  const isUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(location);
+  // Opening a Deno KV file makes it: an export must not make an empty one.
+  if (action === "export" && !isUrl && !(await exists(location))) {
+    console.error(
+      `pmproxy: state export: there is no state store at ${location}; give --state PATH|URL or --config-dir DIR`,
+    );
+    return 1;
+  }
+  const store = await openStateStore(location);
+  try {
+    if (action === "export") {
+      const out = Deno.stdout.writable.getWriter();
+      const enc = new TextEncoder();
+      let lines = 0;
+      let chunk = "";
+      for await (const line of exportState(store)) {
+        chunk += JSON.stringify(line) + "\n";
+        lines++;
+        if (chunk.length > 64 * 1024) {
+          await out.write(enc.encode(chunk));
+          chunk = "";
+        }
+      }
+      if (chunk !== "") await out.write(enc.encode(chunk));
+      out.releaseLock();
+      console.error(
+        `pmproxy: exported ${lines} lines from ${store.description}`,
+      );
+      return 0;
+    }
+    const summary = await importState(store, textLines(Deno.stdin.readable), {
+      merge: options.merge,
+    });
+    for (const warning of summary.warnings) {
+      console.warn(`pmproxy: warning: ${warning}`);
+    }
+    console.error(
+      `pmproxy: imported into ${store.description}: signing key ${summary.signingKey}, ${summary.lastResets} last resets, ${summary.counters} counters, ${summary.sessions} sessions`,
+    );
+    return 0;
+  } finally {
+    await store.close();
+  }
+}
+
 async function printPasswordHash(): Promise<number> {
   const input = new TextDecoder().decode(
     await new Response(Deno.stdin.readable).arrayBuffer(),
@@ -258,6 +343,7 @@ async function main(args: string[]): Promise<number> {
       "config-dir": { type: "string" },
       kv: { type: "string" },
       state: { type: "string" },
+      merge: { type: "boolean" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean" },
     },
@@ -272,21 +358,32 @@ async function main(args: string[]): Promise<number> {
   }
   const dir = values["config-dir"] ?? defaultConfigDir();
   const command = positionals[0] ?? "serve";
-  if (positionals.length > 1) {
+  // `state` takes its action as a second word.
+  const words = command === "state" ? 2 : 1;
+  if (positionals.length > words) {
     console.error(
-      `pmproxy: unexpected argument "${positionals[1]}"\n\n${USAGE}`,
+      `pmproxy: unexpected argument "${positionals[words]}"\n\n${USAGE}`,
     );
+    return 2;
+  }
+  if (values.kv !== undefined && values.state !== undefined) {
+    console.error(
+      `pmproxy: give the state store once: --state (or its older name --kv), not both`,
+    );
+    return 2;
+  }
+  if (values.merge && command !== "state") {
+    console.error(`pmproxy: --merge is for "state import"\n\n${USAGE}`);
     return 2;
   }
   switch (command) {
     case "serve":
-      if (values.kv !== undefined && values.state !== undefined) {
-        console.error(
-          `pmproxy: give the state store once: --state (or its older name --kv), not both`,
-        );
-        return 2;
-      }
       return await serve(dir, values.state ?? values.kv);
+    case "state":
+      return await stateCommand(positionals[1], dir, {
+        state: values.state ?? values.kv,
+        merge: values.merge === true,
+      });
     case "check-config":
       return await checkConfig(dir);
     case "hash-password":

@@ -87,7 +87,7 @@ export class GatewayRuntime implements Policy, Gateway {
     // rather than at the next flush.
     this.#unsubscribe = store.subscribe((change) => {
       this.#applyChange(change).catch((e) =>
-        console.error(`pmproxy: a change from another gateway: ${e}`)
+        this.#failed("applying a change from another gateway", e)
       );
     });
     this.#clock = options.clock ?? (() => new Date());
@@ -96,9 +96,7 @@ export class GatewayRuntime implements Policy, Gateway {
     this.#use(loaded);
     if (options.persistIntervalMs > 0) {
       this.#timer = setInterval(() => {
-        this.flush().catch((e) =>
-          console.error(`pmproxy: saving consumption failed: ${e}`)
-        );
+        this.flush().catch((e) => this.#failed("saving consumption", e));
       }, options.persistIntervalMs);
       Deno.unrefTimer(this.#timer);
     }
@@ -112,6 +110,16 @@ export class GatewayRuntime implements Policy, Gateway {
   /** The configuration's warnings (`file:line: what`), shown at start. */
   get warnings(): string[] {
     return this.#loaded.warnings;
+  }
+
+  /**
+   * Logs a background failure, unless the store is down: its health has
+   * told that once, and a line at every flush until it is back would bury
+   * the log.
+   */
+  #failed(what: string, e: unknown): void {
+    if (!this.#store.status().ok) return;
+    console.error(`pmproxy: ${what} failed: ${e}`);
   }
 
   /** Decides with `loaded` from now on. */
@@ -522,6 +530,12 @@ export class GatewayRuntime implements Policy, Gateway {
 
   /** Takes a change another gateway announced. */
   async #applyChange(change: StateChange): Promise<void> {
+    if (this.#closed) return;
+    if (change.kind === "resync") {
+      // Announcements may have been missed: write and read everything.
+      await this.flush();
+      return;
+    }
     const m = this.#loaded.managers.get(change.manager);
     if (change.kind === "session" && m instanceof SessionIpm) {
       await m.sessionChanged(change.ip);

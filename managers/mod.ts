@@ -1,6 +1,6 @@
 /**
  * The policy of pmproxy: `managers.toml` (the rule and its managers), user
- * databases, sessions, download quotas, and their state in Deno KV. The
+ * databases, sessions, download quotas, and their state (Deno KV or Redis). The
  * proxy asks it about every request ({@link GatewayRuntime.decide}); the API
  * drives it through the {@link Gateway} methods.
  *
@@ -64,13 +64,21 @@ export { type Cidr, formatCidr, normalizeIp, parseCidr } from "./values/ip.ts";
 export type { ExplainQuery, ExplainStep, Explanation } from "./types.ts";
 export type { StateStore, StoreStatus } from "./state/store.ts";
 export { openStateStore } from "./state/open_store.ts";
+export {
+  exportState,
+  importState,
+  type ImportSummary,
+  type StateLine,
+  textLines,
+} from "./state/migrate.ts";
 export { type StateConfig, stateConfigFrom } from "./state/config.ts";
 
 /** Options of {@link openGateway}. */
 export interface OpenGatewayOptions {
   /**
    * Where sessions and consumption are kept: a Deno KV file path, a KV
-   * Connect URL, or an opened {@link StateStore} (closed with the gateway).
+   * Connect URL, `redis://`/`rediss://` (several gateways on one Redis), or
+   * an opened {@link StateStore} (closed with the gateway).
    */
   state: string | StateStore;
   /** How often consumption is written to the store (ms; 0: only on flush). */

@@ -324,7 +324,9 @@ Deno.test("portal: Spanish under Accept-Language: es, and the language switch", 
     await plain.getByLabel("Usuario", { exact: true }).fill("user0");
     await plain.getByLabel("Contraseña", { exact: true }).fill("mala");
     await plain.getByRole("button", { name: "Entrar", exact: true }).click();
-    await plain.locator("#login-error", { hasText: "Usuario o contraseña incorrectos." })
+    await plain.locator("#login-error", {
+      hasText: "Usuario o contraseña incorrectos.",
+    })
       .waitFor();
     await plain.context().close();
 

@@ -316,6 +316,8 @@ export class DwnConsR implements Manager {
     // A failed write must not block the ones after it; the caller of this
     // one still sees its error.
     this.#chain = run.catch((e) => {
+      // A store that cannot be reached was told once by its health.
+      if (this.#store?.status().ok === false) return;
       console.error(`pmproxy: dwnConsR "${this.name}": ${e}`);
     });
     return run;

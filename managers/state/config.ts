@@ -21,6 +21,7 @@ import { ConfigError } from "../types.ts";
 import { nearestKey } from "../config/toml_file.ts";
 import { DEFAULT_SYNC_INTERVAL_MS } from "../config/loader.ts";
 import { parseDuration } from "../values/units.ts";
+import { redactUrl } from "./_redis_url.ts";
 
 /** `[state]`, read. */
 export interface StateConfig {
@@ -87,7 +88,9 @@ export function stateConfigFrom(
     if (!["redis", "rediss", "http", "https"].includes(scheme)) {
       fail(
         ["url"],
-        `[state] url "${url}": the scheme ${scheme}: is not a state store; use a Deno KV file path, redis://, rediss:// or a KV Connect https:// URL`,
+        `[state] url "${
+          redactUrl(url)
+        }": the scheme ${scheme}: is not a state store; use a Deno KV file path, redis://, rediss:// or a KV Connect https:// URL`,
       );
     }
     return { url, syncIntervalMs };

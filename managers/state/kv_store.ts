@@ -27,6 +27,7 @@ import type {
   StateChange,
   StateStore,
   StoredSession,
+  StoreInventory,
   StoreStatus,
 } from "./store.ts";
 import { StoreWriteError } from "./store.ts";
@@ -74,6 +75,33 @@ export function kvBatches(keys: readonly Deno.KvKey[]): [number, number][] {
   return out;
 }
 
+/** Failed logins as kept: with when they are forgotten (ms). */
+interface StoredFailures extends LoginFailures {
+  until: number;
+}
+
+/** Tries of a write that SQLite answers with "database is locked". */
+const LOCKED_TRIES = 20;
+
+/**
+ * Runs one write, again when SQLite answers "database is locked": another
+ * process (or another Deno.Kv on the same file) held the write lock longer
+ * than SQLite waits. A locked write did nothing, so trying it again after
+ * a short random pause is safe, and gateways sharing the file do not
+ * fail a flush or a login for it.
+ */
+async function write<T>(op: () => Promise<T>): Promise<T> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await op();
+    } catch (e) {
+      const locked = e instanceof Error && /database is locked/.test(e.message);
+      if (!locked || attempt >= LOCKED_TRIES) throw e;
+      await new Promise((r) => setTimeout(r, 2 + Math.random() * 10 * attempt));
+    }
+  }
+}
+
 function sessionKey(manager: string, ip: string): Deno.KvKey {
   return ["sessionIPM", manager, "session", ip];
 }
@@ -119,17 +147,46 @@ export class KvStateStore implements StateStore {
     return this.#health.status();
   }
 
-  signingKey(): Promise<Uint8Array> {
+  signingKey(options: { initial?: Uint8Array } = {}): Promise<Uint8Array> {
     return this.#health.run("reading the signing key", async () => {
       for (let attempt = 0; attempt < 5; attempt++) {
         const entry = await this.kv.get<Uint8Array>(JWT_KEY);
         if (entry.value instanceof Uint8Array) return entry.value;
-        const key = crypto.getRandomValues(new Uint8Array(32));
-        const res = await this.kv.atomic().check(entry).set(JWT_KEY, key)
-          .commit();
+        const key = options.initial ??
+          crypto.getRandomValues(new Uint8Array(32));
+        const res = await write(() =>
+          this.kv.atomic().check(entry).set(JWT_KEY, key).commit()
+        );
         if (res.ok) return key;
       }
       throw new Error("cannot store the session signing key");
+    });
+  }
+
+  inventory(): Promise<StoreInventory> {
+    return this.#health.run("reading what is stored", async () => {
+      const key = (await this.kv.get<Uint8Array>(JWT_KEY)).value;
+      const sessionManagers = new Set<string>();
+      for await (const entry of this.kv.list({ prefix: ["sessionIPM"] })) {
+        const k = entry.key;
+        if (k.length === 4 && k[2] === "session" && typeof k[1] === "string") {
+          sessionManagers.add(k[1]);
+        }
+      }
+      const lastResets = new Map<string, number>();
+      for await (const entry of this.kv.list({ prefix: ["dwnConsR"] })) {
+        const k = entry.key;
+        if (
+          k.length === 3 && k[2] === "lastReset" && typeof k[1] === "string" &&
+          typeof entry.value === "number"
+        ) lastResets.set(k[1], entry.value);
+      }
+      const out: StoreInventory = {
+        sessionManagers: [...sessionManagers],
+        lastResets,
+      };
+      if (key instanceof Uint8Array) out.signingKey = key;
+      return out;
     });
   }
 
@@ -169,7 +226,7 @@ export class KvStateStore implements StateStore {
         op.delete(sessionKey(manager, old));
       }
       op.set(sessionKey(manager, session.ip), stored(session));
-      await op.commit();
+      await write(() => op.commit());
     });
   }
 
@@ -182,7 +239,10 @@ export class KvStateStore implements StateStore {
       const key = sessionKey(manager, ip);
       const only = options.only;
       if (!only) {
-        await this.kv.delete(key);
+        // Read first only to answer whether there was one.
+        const entry = await this.kv.get(key);
+        if (entry.versionstamp === null) return false;
+        await write(() => this.kv.delete(key));
         return true;
       }
       const entry = await this.kv.get<StoredSession>(key);
@@ -192,7 +252,9 @@ export class KvStateStore implements StateStore {
         only.unusedSince !== undefined &&
         (v.lastUsed ?? 0) > only.unusedSince
       ) return false;
-      const res = await this.kv.atomic().check(entry).delete(key).commit();
+      const res = await write(() =>
+        this.kv.atomic().check(entry).delete(key).commit()
+      );
       return res.ok;
     });
   }
@@ -220,7 +282,7 @@ export class KvStateStore implements StateStore {
           done.push([s.ip, lastUsed]);
         }
         if (done.length === 0) continue;
-        const res = await op.commit();
+        const res = await write(() => op.commit());
         if (!res.ok) continue; // changed meanwhile: the next flush tries again
         for (const [ip, lastUsed] of done) written.set(ip, lastUsed);
       }
@@ -233,7 +295,7 @@ export class KvStateStore implements StateStore {
       const key = lastResetKey(manager);
       const entry = await this.kv.get<number>(key);
       if (typeof entry.value === "number") return entry.value;
-      await this.kv.atomic().check(entry).set(key, value).commit();
+      await write(() => this.kv.atomic().check(entry).set(key, value).commit());
       // Another gateway sharing the store may have written its own first.
       const again = await this.kv.get<number>(key);
       return typeof again.value === "number" ? again.value : value;
@@ -248,8 +310,9 @@ export class KvStateStore implements StateStore {
         if (typeof entry.value === "number" && entry.value >= value) {
           return entry.value;
         }
-        const res = await this.kv.atomic().check(entry).set(key, value)
-          .commit();
+        const res = await write(() =>
+          this.kv.atomic().check(entry).set(key, value).commit()
+        );
         if (res.ok) return value;
       }
       throw new Error("the last reset keeps changing; try again");
@@ -270,7 +333,7 @@ export class KvStateStore implements StateStore {
           op.sum(keys[i], BigInt(deltas.get(users[i])!));
         }
         try {
-          await op.commit();
+          await write(() => op.commit());
         } catch (e) {
           const unwritten = new Map<string, number>();
           for (const u of users.slice(start)) unwritten.set(u, deltas.get(u)!);
@@ -322,9 +385,11 @@ export class KvStateStore implements StateStore {
     bytes: number,
   ): Promise<void> {
     return this.#health.run("setting consumption", async () => {
-      await this.kv.set(
-        consKey(manager, cycle, user),
-        new Deno.KvU64(BigInt(bytes)),
+      await write(() =>
+        this.kv.set(
+          consKey(manager, cycle, user),
+          new Deno.KvU64(BigInt(bytes)),
+        )
       );
     });
   }
@@ -340,15 +405,18 @@ export class KvStateStore implements StateStore {
       for (const [start, end] of kvBatches(old)) {
         const op = this.kv.atomic();
         for (let i = start; i < end; i++) op.delete(old[i]);
-        await op.commit();
+        await write(() => op.commit());
       }
     });
   }
 
   loginFailures(key: string): Promise<LoginFailures | undefined> {
     return this.#health.run("reading failed logins", async () => {
-      const entry = await this.kv.get<LoginFailures>(["loginFailures", key]);
-      return entry.value ?? undefined;
+      const entry = await this.kv.get<StoredFailures>(["loginFailures", key]);
+      const v = entry.value;
+      // Deno KV deletes expired keys some time later, not at once.
+      if (!v || v.until <= Date.now()) return undefined;
+      return { count: v.count, last: v.last };
     });
   }
 
@@ -359,15 +427,21 @@ export class KvStateStore implements StateStore {
     return this.#health.run("counting a failed login", async () => {
       const k: Deno.KvKey = ["loginFailures", key];
       for (let attempt = 0; attempt < 10; attempt++) {
-        const entry = await this.kv.get<LoginFailures>(k);
-        const next = {
-          count: (entry.value?.count ?? 0) + 1,
+        const entry = await this.kv.get<StoredFailures>(k);
+        const old = entry.value && entry.value.until > Date.now()
+          ? entry.value.count
+          : 0;
+        const next: StoredFailures = {
+          count: old + 1,
           last: options.now,
+          until: Date.now() + options.forgetMs,
         };
-        const res = await this.kv.atomic().check(entry).set(k, next, {
-          expireIn: options.forgetMs,
-        }).commit();
-        if (res.ok) return next;
+        const res = await write(() =>
+          this.kv.atomic().check(entry).set(k, next, {
+            expireIn: options.forgetMs,
+          }).commit()
+        );
+        if (res.ok) return { count: next.count, last: next.last };
       }
       throw new Error("the failed logins of one key keep changing");
     });
@@ -375,7 +449,7 @@ export class KvStateStore implements StateStore {
 
   clearLoginFailures(key: string): Promise<void> {
     return this.#health.run("forgetting failed logins", async () => {
-      await this.kv.delete(["loginFailures", key]);
+      await write(() => this.kv.delete(["loginFailures", key]));
     });
   }
 

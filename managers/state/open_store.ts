@@ -1,5 +1,6 @@
 /**
- * Opens the state store a location names: a Deno KV file path (the
+ * Opens the state store a location names: `redis://` or `rediss://` (a
+ * Redis server shared by several gateways), else a Deno KV file path (the
  * default, `state.kv` in the configuration directory) or a KV Connect URL
  * (`https://…`, one writer).
  *
@@ -7,8 +8,15 @@
  */
 import type { StateStore } from "./store.ts";
 import { KvStateStore } from "./kv_store.ts";
+import { isRedisUrl } from "./_redis_url.ts";
 
 /** Opens the store at `location`; see the module documentation. */
 export async function openStateStore(location: string): Promise<StateStore> {
+  if (isRedisUrl(location)) {
+    // Loaded only when used: a gateway on a KV file does not pay for the
+    // Redis client at every start.
+    const { RedisStateStore } = await import("./redis_store.ts");
+    return await RedisStateStore.open(location);
+  }
   return await KvStateStore.open(location);
 }

@@ -58,7 +58,12 @@ export type StateChange =
   /** A session was opened or closed at that IP (login, logout, expiry). */
   | { kind: "session"; manager: string; ip: string }
   /** An administrator set a user's consumption (a reset). */
-  | { kind: "consumption"; manager: string; user: string };
+  | { kind: "consumption"; manager: string; user: string }
+  /**
+   * Changes may have been missed (the store's connection was lost and is
+   * back): write what is pending and read everything again.
+   */
+  | { kind: "resync" };
 
 /** Failed logins counted under one key (an address or a user name). */
 export interface LoginFailures {
@@ -72,6 +77,16 @@ export interface StoreStatus {
   ok: boolean;
   /** What went wrong last, while not ok. */
   problem?: string;
+}
+
+/** What a store holds beside counters, for moving it to another store. */
+export interface StoreInventory {
+  /** The signing key, when one was made. */
+  signingKey?: Uint8Array;
+  /** The `sessionIPM`s that have stored sessions. */
+  sessionManagers: string[];
+  /** The `dwnConsR`s that have a stored last reset, and that last reset. */
+  lastResets: Map<string, number>;
 }
 
 /**
@@ -103,8 +118,16 @@ export interface StateStore {
   /**
    * The installation's 32-byte key for signing session secrets, made and
    * stored on first use; every gateway sharing the store gets the same.
+   * With `options.initial`, that key is the one stored when there is none
+   * yet (a migration); the answer is the stored key either way.
    */
-  signingKey(): Promise<Uint8Array>;
+  signingKey(options?: { initial?: Uint8Array }): Promise<Uint8Array>;
+
+  /**
+   * What the store holds beside the counters (read only: no key is made),
+   * for `pmproxy state export` and for telling whether a store is empty.
+   */
+  inventory(): Promise<StoreInventory>;
 
   // ---------------------------------------------------------- sessions
 
@@ -130,7 +153,8 @@ export interface StateStore {
    * session (same user and login time), so a later login at the same IP,
    * here or through another gateway, stays; with `only.unusedSince`, only
    * when its stored last use is not later (an idle session another gateway
-   * used meanwhile stays). True when one was deleted.
+   * used meanwhile stays). True when one was deleted (false when there
+   * was none, or another session).
    */
   deleteSession(
     manager: string,
@@ -223,8 +247,10 @@ export interface StateStore {
   publish(change: StateChange): Promise<void>;
 
   /**
-   * Calls `listener` for each change another gateway announces; answers
-   * the function that stops listening.
+   * Calls `listener` for each change another gateway announces (never for
+   * this store object's own), and with `{ kind: "resync" }` when changes
+   * may have been missed (after a reconnect); answers the function that
+   * stops listening.
    */
   subscribe(listener: (change: StateChange) => void): () => void;
 

@@ -42,6 +42,11 @@ export const HASHES_WAITING = 1000;
 let running = 0;
 const waiting: (() => void)[] = [];
 
+/** Hashes being computed and waiting now (for tests and metrics). */
+export function hashingLoad(): { running: number; waiting: number } {
+  return { running, waiting: waiting.length };
+}
+
 /** The password hashing is saturated: try again later. */
 export class HashingBusy extends Error {
   constructor() {

@@ -1,0 +1,885 @@
+/**
+ * The state-store seam's contract, run against both backends: Deno KV on
+ * a temporary file and Redis on a temporary redis-server. Every method
+ * and its atomic/conditional semantics, with two store objects on one
+ * backend as two gateways racing each other. Then what only Redis does:
+ * announced changes between store objects, an outage (fail fast, health
+ * told once, a password never shown) and the reconnect after it, TLS.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type {
+  SessionAt,
+  StateChange,
+  StateStore,
+} from "../managers/state/store.ts";
+import { StoreWriteError } from "../managers/state/store.ts";
+import { KvStateStore } from "../managers/state/kv_store.ts";
+import { RedisStateStore } from "../managers/state/redis_store.ts";
+import { openStateStore } from "../managers/state/open_store.ts";
+import { stateConfigFrom } from "../managers/state/config.ts";
+import { parseRedisUrl } from "../managers/state/_redis_url.ts";
+import {
+  redisMissing,
+  type RedisServer,
+  startRedis,
+} from "./helpers/redis_server.ts";
+
+const missing = await redisMissing();
+if (missing) console.warn(`state_store_test.ts: Redis cases ${missing}`);
+
+/** Store objects opened on one backend (like gateways sharing it). */
+interface Site {
+  open(): Promise<StateStore>;
+  redis?: RedisServer;
+}
+
+interface Backend {
+  name: string;
+  ignore: boolean;
+  /** Runs `fn` with a fresh, empty backend; closes what it opened. */
+  with(fn: (site: Site) => Promise<void>): Promise<void>;
+}
+
+const kvBackend: Backend = {
+  name: "Deno KV",
+  ignore: false,
+  async with(fn) {
+    const dir = await Deno.makeTempDir({ prefix: "pmproxy-state-" });
+    const opened: StateStore[] = [];
+    try {
+      await fn({
+        open: async () => {
+          const s = await KvStateStore.open(join(dir, "state.kv"));
+          opened.push(s);
+          return s;
+        },
+      });
+    } finally {
+      for (const s of opened) await s.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+};
+
+const redisBackend: Backend = {
+  name: "Redis",
+  ignore: missing !== undefined,
+  async with(fn) {
+    const redis = await startRedis();
+    const opened: StateStore[] = [];
+    try {
+      await fn({
+        open: async () => {
+          const s = await RedisStateStore.open(redis.url, { warn: () => {} });
+          opened.push(s);
+          return s;
+        },
+        redis,
+      });
+    } finally {
+      for (const s of opened) await s.close();
+      await redis.close();
+    }
+  },
+};
+
+/** One case of the contract, registered for both backends. */
+function contract(name: string, fn: (site: Site) => Promise<void>): void {
+  for (const backend of [kvBackend, redisBackend]) {
+    Deno.test({
+      name: `state store (${backend.name}): ${name}`,
+      ignore: backend.ignore,
+      fn: () => backend.with(fn),
+    });
+  }
+}
+
+function session(
+  ip: string,
+  user: string,
+  opened: number,
+  lastUsed?: number,
+): SessionAt {
+  const s: SessionAt = {
+    ip,
+    user,
+    record: { userName: user, name: `${user} Full`, groups: ["staff"] },
+    // An empty list must stay a list.
+    groups: { map: ["staff"], directory: [] },
+    opened,
+  };
+  if (lastUsed !== undefined) s.lastUsed = lastUsed;
+  return s;
+}
+
+function withoutIp(s: SessionAt) {
+  const { ip: _, ...rest } = s;
+  return rest;
+}
+
+async function waitFor(
+  what: string,
+  ok: () => boolean | Promise<boolean>,
+  ms = 1000,
+): Promise<number> {
+  const t0 = performance.now();
+  while (!(await ok())) {
+    if (performance.now() - t0 > ms) {
+      assert.fail(`${what}: not within ${ms} ms`);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return performance.now() - t0;
+}
+
+// ------------------------------------------------------------- secrets
+
+contract("the signing key is made once and shared", async (site) => {
+  const a = await site.open();
+  const b = await site.open();
+  const [ka, kb] = await Promise.all([a.signingKey(), b.signingKey()]);
+  assert.equal(ka.length, 32);
+  assert.deepEqual(kb, ka);
+  assert.deepEqual(await a.signingKey(), ka);
+  // An initial key is only for a store that has none.
+  const other = new Uint8Array(32).fill(7);
+  assert.deepEqual(await b.signingKey({ initial: other }), ka);
+});
+
+contract("an initial signing key is stored byte for byte", async (site) => {
+  const a = await site.open();
+  // Bytes that text handling would damage: NUL, CR LF, invalid UTF-8.
+  const key = new Uint8Array(32);
+  key.set([0, 13, 10, 0xff, 0xfe, 0x80, 0xc3, 0x28]);
+  for (let i = 8; i < 32; i++) key[i] = (i * 37) & 0xff;
+  assert.deepEqual(await a.signingKey({ initial: key }), key);
+  const b = await site.open();
+  assert.deepEqual(await b.signingKey(), key);
+});
+
+contract(
+  "inventory: empty, then what was stored, and it makes no key",
+  async (site) => {
+    const a = await site.open();
+    const empty = await a.inventory();
+    assert.equal(empty.signingKey, undefined);
+    assert.deepEqual(empty.sessionManagers, []);
+    assert.deepEqual([...empty.lastResets], []);
+    assert.equal((await a.inventory()).signingKey, undefined);
+    const key = await a.signingKey();
+    await a.saveSession("sessions", session("10.0.0.5", "alice", 1000, 1000));
+    await a.saveSession("wifi", session("10.0.0.6", "bob", 1000, 1000));
+    await a.initLastReset("down", 5000);
+    await a.initLastReset("up", 7000);
+    const inv = await (await site.open()).inventory();
+    assert.deepEqual(inv.signingKey, key);
+    assert.deepEqual(inv.sessionManagers.toSorted(), ["sessions", "wifi"]);
+    assert.deepEqual(
+      [...inv.lastResets].toSorted(),
+      [["down", 5000], ["up", 7000]],
+    );
+    // A manager whose sessions are all gone has none to export.
+    await a.deleteSession("wifi", "10.0.0.6");
+    assert.deepEqual((await a.inventory()).sessionManagers, ["sessions"]);
+  },
+);
+
+// ------------------------------------------------------------ sessions
+
+contract("sessions are stored, read back whole, and listed", async (site) => {
+  const a = await site.open();
+  const b = await site.open();
+  assert.equal(await a.getSession("sessions", "10.0.0.5"), undefined);
+  assert.deepEqual(await a.listSessions("sessions"), []);
+  const s1 = session("10.0.0.5", "alice", 1000, 1500);
+  const s2 = session("10.0.0.6", "bob", 2000);
+  await a.saveSession("sessions", s1);
+  await a.saveSession("sessions", s2);
+  await a.saveSession("other", session("10.0.0.7", "carol", 3000, 3000));
+  assert.deepEqual(await b.getSession("sessions", "10.0.0.5"), withoutIp(s1));
+  // Stored without a last use (as older versions did): read without one.
+  assert.deepEqual(await b.getSession("sessions", "10.0.0.6"), withoutIp(s2));
+  const listed = (await b.listSessions("sessions")).toSorted((x, y) =>
+    x.ip.localeCompare(y.ip)
+  );
+  assert.deepEqual(listed, [s1, s2]);
+  assert.equal((await b.listSessions("other")).length, 1);
+});
+
+contract(
+  "saveSession replaces the session at that IP and deletes the user's old one in the same write",
+  async (site) => {
+    const a = await site.open();
+    await a.saveSession("sessions", session("10.0.0.5", "alice", 1000, 1000));
+    await a.saveSession("sessions", session("10.0.0.9", "zed", 1000, 1000));
+    const moved = session("10.0.0.6", "alice", 2000, 2000);
+    await a.saveSession("sessions", moved, { deleteIp: "10.0.0.5" });
+    assert.equal(await a.getSession("sessions", "10.0.0.5"), undefined);
+    assert.deepEqual(
+      await a.getSession("sessions", "10.0.0.6"),
+      withoutIp(moved),
+    );
+    const over = session("10.0.0.9", "yann", 3000, 3000);
+    await a.saveSession("sessions", over, { deleteIp: "10.0.0.9" });
+    assert.deepEqual(
+      await a.getSession("sessions", "10.0.0.9"),
+      withoutIp(over),
+    );
+  },
+);
+
+contract(
+  "deleteSession: unconditional, and only that session (user, login time, unused since)",
+  async (site) => {
+    const a = await site.open();
+    const b = await site.open();
+    assert.equal(await a.deleteSession("sessions", "10.0.0.5"), false);
+    await a.saveSession("sessions", session("10.0.0.5", "alice", 1000, 5000));
+    assert.equal(await b.deleteSession("sessions", "10.0.0.5"), true);
+    assert.equal(await a.getSession("sessions", "10.0.0.5"), undefined);
+
+    await a.saveSession("sessions", session("10.0.0.5", "alice", 1000, 5000));
+    const only = (
+      o: { user?: string; opened?: number; unusedSince?: number },
+    ) =>
+      b.deleteSession("sessions", "10.0.0.5", {
+        only: { user: o.user ?? "alice", opened: o.opened ?? 1000, ...o },
+      });
+    // Another user logged in there, or the same user again later: it stays.
+    assert.equal(await only({ user: "bob" }), false);
+    assert.equal(await only({ opened: 999 }), false);
+    // Idle since 4000 here, but another gateway used it at 5000: it stays.
+    assert.equal(await only({ unusedSince: 4999 }), false);
+    assert.ok(await a.getSession("sessions", "10.0.0.5"));
+    assert.equal(await only({ unusedSince: 5000 }), true);
+    assert.equal(await a.getSession("sessions", "10.0.0.5"), undefined);
+    assert.equal(await only({}), false);
+
+    await a.saveSession("sessions", session("10.0.0.5", "alice", 1000));
+    // No stored last use counts as 0.
+    assert.equal(await only({ unusedSince: 0 }), true);
+    await a.saveSession("sessions", session("10.0.0.5", "alice", 1000, 9000));
+    assert.equal(await only({}), true);
+  },
+);
+
+contract(
+  "updateSessions writes each only over its own copy, keeps the later last use and answers what it wrote",
+  async (site) => {
+    const a = await site.open();
+    const b = await site.open();
+    await a.saveSession("sessions", session("10.0.0.1", "u1", 1000, 1000));
+    await a.saveSession("sessions", session("10.0.0.2", "u2", 1000, 1000));
+    await a.saveSession("sessions", session("10.0.0.3", "u3", 1000, 1000));
+    await a.saveSession("sessions", session("10.0.0.4", "u4", 1000, 1000));
+    // Gateway B used u2 later than A did.
+    let written = await b.updateSessions("sessions", [
+      session("10.0.0.2", "u2", 1000, 9000),
+    ]);
+    assert.deepEqual([...written], [["10.0.0.2", 9000]]);
+    // u3 logged in again (another login time), u4 logged out, u5 never was.
+    await b.saveSession("sessions", session("10.0.0.3", "u3", 2000, 2000));
+    await b.deleteSession("sessions", "10.0.0.4");
+    const changed = session("10.0.0.1", "u1", 1000, 5000);
+    changed.groups = { map: [], directory: ["wifi"] };
+    written = await a.updateSessions("sessions", [
+      changed,
+      session("10.0.0.2", "u2", 1000, 4000),
+      session("10.0.0.3", "u3", 1000, 4000),
+      session("10.0.0.4", "u4", 1000, 4000),
+      session("10.0.0.5", "u5", 1000, 4000),
+    ]);
+    assert.deepEqual(
+      [...written].toSorted(),
+      [["10.0.0.1", 5000], ["10.0.0.2", 9000]],
+    );
+    assert.deepEqual(
+      await b.getSession("sessions", "10.0.0.1"),
+      withoutIp(changed),
+    );
+    assert.equal((await b.getSession("sessions", "10.0.0.2"))?.lastUsed, 9000);
+    assert.equal((await b.getSession("sessions", "10.0.0.3"))?.opened, 2000);
+    assert.equal(await b.getSession("sessions", "10.0.0.4"), undefined);
+    assert.equal(await b.getSession("sessions", "10.0.0.5"), undefined);
+    // A session stored without a last use gets one.
+    await a.saveSession("sessions", session("10.0.0.6", "u6", 1000));
+    written = await a.updateSessions("sessions", [
+      session("10.0.0.6", "u6", 1000, 1234),
+    ]);
+    assert.deepEqual([...written], [["10.0.0.6", 1234]]);
+    assert.deepEqual(
+      await b.getSession("sessions", "10.0.0.6"),
+      withoutIp(session("10.0.0.6", "u6", 1000, 1234)),
+    );
+  },
+);
+
+contract(
+  "updateSessions from two gateways at once keeps the later last use",
+  async (site) => {
+    const a = await site.open();
+    const b = await site.open();
+    const ips = Array.from({ length: 50 }, (_, i) => `10.0.1.${i}`);
+    for (const ip of ips) {
+      await a.saveSession("sessions", session(ip, `u${ip}`, 1000, 1000));
+    }
+    // A used the even ones later, B the odd ones.
+    const mine = (gateway: number) =>
+      ips.map((ip, i) =>
+        session(ip, `u${ip}`, 1000, i % 2 === gateway ? 8000 + i : 2000)
+      );
+    const [byA, byB] = await Promise.all([
+      a.updateSessions("sessions", mine(0)),
+      b.updateSessions("sessions", mine(1)),
+    ]);
+    // What was written answers at least what was asked; one not written
+    // (changed meanwhile) is tried again at the next flush, as here.
+    const rounds = [[byA, mine(0)], [byB, mine(1)]] as const;
+    for (const [written, asked] of rounds) {
+      for (const s of asked) {
+        const now = written.get(s.ip);
+        if (now !== undefined) assert.ok(now >= s.lastUsed!, s.ip);
+      }
+    }
+    await a.updateSessions("sessions", mine(0).filter((s) => !byA.has(s.ip)));
+    await b.updateSessions("sessions", mine(1).filter((s) => !byB.has(s.ip)));
+    for (const s of await a.listSessions("sessions")) {
+      assert.equal(s.lastUsed, 8000 + ips.indexOf(s.ip), s.ip);
+    }
+  },
+);
+
+// -------------------------------------------------------------- quotas
+
+contract("initLastReset: the first one wins for everybody", async (site) => {
+  const a = await site.open();
+  const b = await site.open();
+  const [ra, rb] = await Promise.all([
+    a.initLastReset("down", 1000),
+    b.initLastReset("down", 2000),
+  ]);
+  assert.equal(ra, rb);
+  assert.ok(ra === 1000 || ra === 2000);
+  assert.equal(await a.initLastReset("down", 3000), ra);
+  assert.equal(await b.initLastReset("other", 4000), 4000);
+});
+
+contract(
+  "advanceLastReset moves forward only, once for the whole site",
+  async (site) => {
+    const a = await site.open();
+    const b = await site.open();
+    await a.initLastReset("down", 1000);
+    assert.equal(await b.advanceLastReset("down", 500), 1000);
+    // Two gateways see the same boundary: both answer it, it is written once.
+    const [ra, rb] = await Promise.all([
+      a.advanceLastReset("down", 2000),
+      b.advanceLastReset("down", 2000),
+    ]);
+    assert.deepEqual([ra, rb], [2000, 2000]);
+    // Racing different values: the later one stays.
+    const answers = await Promise.all([
+      a.advanceLastReset("down", 4000),
+      b.advanceLastReset("down", 3000),
+    ]);
+    assert.equal(answers[0], 4000);
+    assert.ok(answers[1] === 3000 || answers[1] === 4000);
+    assert.equal(await a.initLastReset("down", 0), 4000);
+    // None stored yet: it is set.
+    assert.equal(await b.advanceLastReset("fresh", 7000), 7000);
+  },
+);
+
+contract("addConsumption from two gateways sums exactly", async (site) => {
+  const a = await site.open();
+  const b = await site.open();
+  const rounds = 20;
+  await Promise.all([a, b].map(async (store, g) => {
+    for (let i = 0; i < rounds; i++) {
+      await store.addConsumption(
+        "down",
+        1000,
+        new Map([["alice", 1000 + g], ["bob", 1], [`only${g}`, 5]]),
+      );
+    }
+  }));
+  const read = await a.readConsumption("down", 1000);
+  assert.deepEqual(
+    Object.fromEntries(read),
+    {
+      alice: rounds * 2001,
+      bob: rounds * 2,
+      only0: rounds * 5,
+      only1: rounds * 5,
+    },
+  );
+  // Another cycle and another manager are other counters.
+  assert.deepEqual([...await a.readConsumption("down", 2000)], []);
+  assert.deepEqual([...await a.readConsumption("up", 1000)], []);
+});
+
+contract(
+  "10,000 users' deltas in one call, and reading some users",
+  async (site) => {
+    const a = await site.open();
+    const deltas = new Map<string, number>();
+    for (let i = 0; i < 10_000; i++) deltas.set(`user${i}@example.org`, i + 1);
+    const t0 = performance.now();
+    await a.addConsumption("down", 1000, deltas);
+    const ms = performance.now() - t0;
+    console.log(`  10,000 deltas written in ${ms.toFixed(0)} ms`);
+    const b = await site.open();
+    const all = await b.readConsumption("down", 1000);
+    assert.equal(all.size, 10_000);
+    assert.equal(all.get("user9999@example.org"), 10_000);
+    const some = await b.readConsumption("down", 1000, [
+      "user0@example.org",
+      "user5000@example.org",
+      "nobody",
+    ]);
+    assert.deepEqual(Object.fromEntries(some), {
+      "user0@example.org": 1,
+      "user5000@example.org": 5001,
+    });
+    assert.deepEqual([...await b.readConsumption("down", 1000, [])], []);
+  },
+);
+
+contract("counters are exact far beyond 4 GiB (up to 2^53)", async (site) => {
+  const a = await site.open();
+  const big = 2 ** 52 + 3; // 4 PiB and 3 bytes
+  await a.addConsumption("down", 1000, new Map([["heavy", big]]));
+  await a.addConsumption("down", 1000, new Map([["heavy", big]]));
+  assert.equal(
+    (await a.readConsumption("down", 1000)).get("heavy"),
+    2 ** 53 + 6,
+  );
+});
+
+contract("setConsumption sets one counter; deltas add to it", async (site) => {
+  const a = await site.open();
+  const b = await site.open();
+  await a.addConsumption("down", 1000, new Map([["alice", 500], ["bob", 7]]));
+  await b.setConsumption("down", 1000, "alice", 0);
+  await a.addConsumption("down", 1000, new Map([["alice", 3]]));
+  await b.setConsumption("down", 1000, "carol", 42);
+  assert.deepEqual(
+    Object.fromEntries(await a.readConsumption("down", 1000)),
+    { alice: 3, bob: 7, carol: 42 },
+  );
+});
+
+contract(
+  "deleteOtherCycles keeps only that cycle of that manager",
+  async (site) => {
+    const a = await site.open();
+    for (const cycle of [1000, 2000, 3000]) {
+      await a.addConsumption("down", cycle, new Map([["alice", cycle]]));
+    }
+    await a.setConsumption("down", 4000, "bob", 1);
+    await a.addConsumption("up", 1000, new Map([["alice", 9]]));
+    await a.deleteOtherCycles("down", 3000);
+    for (const cycle of [1000, 2000, 4000]) {
+      assert.deepEqual(
+        [...await a.readConsumption("down", cycle)],
+        [],
+        `${cycle}`,
+      );
+    }
+    assert.deepEqual([...await a.readConsumption("down", 3000)], [[
+      "alice",
+      3000,
+    ]]);
+    assert.deepEqual([...await a.readConsumption("up", 1000)], [["alice", 9]]);
+    await a.deleteOtherCycles("down", 3000); // nothing left to delete
+    await a.deleteOtherCycles("never", 1);
+  },
+);
+
+contract("status is ok while the store works", async (site) => {
+  const a = await site.open();
+  await a.signingKey();
+  assert.deepEqual(a.status(), { ok: true });
+});
+
+// --------------------------------------------------------- Redis alone
+
+function redisTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({ name: `state store (Redis): ${name}`, ignore: !!missing, fn });
+}
+
+redisTest(
+  "changes are announced to the other store objects, not to their sender",
+  async () => {
+    await using redis = await startRedis();
+    const a = await RedisStateStore.open(redis.url);
+    const b = await RedisStateStore.open(redis.url);
+    try {
+      assert.equal(a.announcesChanges, true);
+      const atA: StateChange[] = [];
+      const atB: StateChange[] = [];
+      a.subscribe((c) => atA.push(c));
+      const stopB = b.subscribe((c) => atB.push(c));
+      await a.publish({ kind: "session", manager: "sessions", ip: "10.0.0.5" });
+      await b.publish({ kind: "consumption", manager: "down", user: "alice" });
+      await waitFor("B hears A", () => atB.length === 1);
+      await waitFor("A hears B", () => atA.length === 1);
+      assert.deepEqual(atB, [
+        { kind: "session", manager: "sessions", ip: "10.0.0.5" },
+      ]);
+      assert.deepEqual(atA, [
+        { kind: "consumption", manager: "down", user: "alice" },
+      ]);
+      // Messages that are not changes (another program on the channel).
+      await redis.cli("PUBLISH", "pmproxy:changes", "not json");
+      await redis.cli("PUBLISH", "pmproxy:changes", '{"change":{"kind":"x"}}');
+      stopB();
+      await a.publish({ kind: "session", manager: "sessions", ip: "10.0.0.6" });
+      await new Promise((r) => setTimeout(r, 150));
+      assert.equal(atB.length, 1);
+      assert.equal(atA.length, 1);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  },
+);
+
+redisTest(
+  "a lost subscription is followed by a resync when it is back",
+  async () => {
+    await using redis = await startRedis();
+    const a = await RedisStateStore.open(redis.url, { warn: () => {} });
+    const b = await RedisStateStore.open(redis.url, { warn: () => {} });
+    try {
+      const atB: StateChange[] = [];
+      b.subscribe((c) => atB.push(c));
+      // Drops the subscribers' connections only; the announcement made while
+      // B reconnects is lost, so B must be told to read everything again.
+      await redis.cli("CLIENT", "KILL", "TYPE", "pubsub");
+      await a.publish({ kind: "session", manager: "sessions", ip: "10.0.0.5" });
+      await waitFor(
+        "B is told to resync",
+        () => atB.some((c) => c.kind === "resync"),
+        3000,
+      );
+      await a.publish({ kind: "session", manager: "sessions", ip: "10.0.0.6" });
+      await waitFor(
+        "B hears A again",
+        () => atB.some((c) => c.kind === "session" && c.ip === "10.0.0.6"),
+      );
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  },
+);
+
+redisTest(
+  "a change announced before anybody listened gives the first listener a resync",
+  async () => {
+    await using redis = await startRedis();
+    const a = await RedisStateStore.open(redis.url);
+    const b = await RedisStateStore.open(redis.url);
+    try {
+      await a.publish({ kind: "session", manager: "sessions", ip: "10.0.0.5" });
+      await new Promise((r) => setTimeout(r, 100));
+      const atB: StateChange[] = [];
+      b.subscribe((c) => atB.push(c));
+      await waitFor("B resyncs", () => atB.length > 0);
+      assert.deepEqual(atB, [{ kind: "resync" }]);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  },
+);
+
+redisTest(
+  "an outage: calls fail fast and name the store without its password; it comes back by itself",
+  async () => {
+    const password = "pa:ss@w/rd%1";
+    await using redis = await startRedis({ password });
+    const warnings: string[] = [];
+    const a = await RedisStateStore.open(redis.url, {
+      warn: (m) => warnings.push(m),
+    });
+    const b = await RedisStateStore.open(redis.url, { warn: () => {} });
+    try {
+      const encoded = encodeURIComponent(password);
+      const secretFree = (text: string) => {
+        assert.ok(!text.includes(password), text);
+        assert.ok(!text.includes(encoded), text);
+        assert.ok(!text.includes("pa:ss"), text);
+      };
+      assert.equal(a.description, `Redis at redis://127.0.0.1:${redis.port}/0`);
+      const atA: StateChange[] = [];
+      a.subscribe((c) => atA.push(c));
+      await a.addConsumption("down", 1000, new Map([["alice", 10]]));
+
+      await redis.stop();
+      // Every call fails within 2 s, with an error naming the store.
+      const calls: [string, () => Promise<unknown>][] = [
+        ["readConsumption", () => a.readConsumption("down", 1000)],
+        ["signingKey", () => a.signingKey()],
+        ["listSessions", () => a.listSessions("sessions")],
+        [
+          "saveSession",
+          () => a.saveSession("sessions", session("10.0.0.5", "alice", 1, 1)),
+        ],
+        ["deleteSession", () =>
+          a.deleteSession("sessions", "10.0.0.5", {
+            only: { user: "alice", opened: 1 },
+          })],
+        ["advanceLastReset", () => a.advanceLastReset("down", 2000)],
+        [
+          "publish",
+          () => a.publish({ kind: "session", manager: "s", ip: "10.0.0.5" }),
+        ],
+      ];
+      for (const [name, call] of calls) {
+        const t0 = performance.now();
+        const error = await call().then(
+          () => assert.fail(`${name} worked with Redis stopped`),
+          (e) => e as Error,
+        );
+        const ms = performance.now() - t0;
+        assert.ok(ms < 2000, `${name} took ${ms} ms`);
+        assert.ok(error instanceof Error);
+        assert.match(
+          error.message,
+          new RegExp(`Redis at redis://127\\.0\\.0\\.1:${redis.port}/0`),
+        );
+        secretFree(error.message);
+      }
+      // A flush that fails keeps every delta.
+      const deltas = new Map([["alice", 5], ["bob", 6]]);
+      const failed = await a.addConsumption("down", 1000, deltas).then(
+        () => assert.fail("addConsumption worked with Redis stopped"),
+        (e) => e,
+      );
+      assert.ok(failed instanceof StoreWriteError);
+      assert.deepEqual(failed.unwritten, deltas);
+      secretFree(failed.message);
+      const status = a.status();
+      assert.equal(status.ok, false);
+      assert.match(status.problem ?? "", /Redis at redis:\/\/127\.0\.0\.1/);
+      secretFree(status.problem ?? "");
+      // Told once, however many calls failed.
+      assert.equal(warnings.length, 1, warnings.join("\n"));
+      assert.match(warnings[0], /state store \(Redis at redis:\/\/127/);
+      secretFree(warnings[0]);
+
+      await redis.start();
+      await waitFor("status ok again", () => a.status().ok, 3000);
+      assert.equal(warnings.length, 2, warnings.join("\n"));
+      assert.match(warnings[1], /works again/);
+      // The listener was told it may have missed changes.
+      await waitFor(
+        "a resync after the reconnect",
+        () => atA.some((c) => c.kind === "resync"),
+      );
+      // The server came back empty (no persistence): the deltas kept are
+      // written now, and subscriptions work again.
+      await waitFor("B reconnected", async () => {
+        try {
+          await b.readConsumption("down", 1000);
+          return true;
+        } catch {
+          return false;
+        }
+      }, 3000);
+      await a.addConsumption(
+        "down",
+        1000,
+        failed.unwritten as Map<string, number>,
+      );
+      assert.deepEqual(
+        Object.fromEntries(await b.readConsumption("down", 1000)),
+        { alice: 5, bob: 6 },
+      );
+      await b.publish({ kind: "consumption", manager: "down", user: "bob" });
+      await waitFor(
+        "A hears B after the outage",
+        () => atA.some((c) => c.kind === "consumption"),
+      );
+      for (const w of warnings) secretFree(w);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  },
+);
+
+redisTest(
+  "open: no server, a wrong password, a bad URL: clear errors without the password",
+  async () => {
+    await using redis = await startRedis({ password: "right-one" });
+    const port = (() => {
+      const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const p = (l.addr as Deno.NetAddr).port;
+      l.close();
+      return p;
+    })();
+    const t0 = performance.now();
+    await assert.rejects(
+      () =>
+        RedisStateStore.open(`redis://:hunter2@127.0.0.1:${port}/0`, {
+          openTimeoutMs: 1000,
+        }),
+      (e: Error) => {
+        assert.match(
+          e.message,
+          new RegExp(
+            `cannot connect to the state store, Redis at redis://127\\.0\\.0\\.1:${port}/0: .*ECONNREFUSED`,
+          ),
+        );
+        assert.ok(!e.message.includes("hunter2"), e.message);
+        return true;
+      },
+    );
+    assert.ok(performance.now() - t0 < 3000);
+    await assert.rejects(
+      () =>
+        RedisStateStore.open(`redis://:wrong-one@127.0.0.1:${redis.port}/0`, {
+          openTimeoutMs: 1000,
+        }),
+      (e: Error) => {
+        assert.match(e.message, /WRONGPASS|invalid password|NOAUTH/i);
+        assert.ok(!e.message.includes("wrong-one"), e.message);
+        return true;
+      },
+    );
+    for (
+      const [url, problem] of [
+        ["redis://:s3cr3t@127.0.0.1:6379/zero", /not a database number/],
+        [
+          "redis://:s3cr3t@127.0.0.1:6379/0?timeout=1",
+          /unknown parameter "timeout"/,
+        ],
+        [
+          "redis://:s3cr3t@127.0.0.1:6379/0?ca=/x.pem",
+          /rediss:\/\/ \(TLS\) only/,
+        ],
+        ["redis://:s3cr3t@:6379/0", /no host|not a URL/],
+      ] as const
+    ) {
+      assert.throws(() => parseRedisUrl(url), (e: Error) => {
+        assert.match(e.message, problem);
+        assert.ok(!e.message.includes("s3cr3t"), e.message);
+        return true;
+      });
+    }
+    assert.throws(
+      () =>
+        stateConfigFrom({ url: "redsi://u:s3cr3t@h:6379/0" }, {
+          file: "server.toml",
+          configDir: "/etc/pmproxy",
+        }),
+      (e: Error) => {
+        assert.match(e.message, /the scheme redsi: is not a state store/);
+        assert.ok(!e.message.includes("s3cr3t"), e.message);
+        return true;
+      },
+    );
+    const parsed = parseRedisUrl(
+      "rediss://ops:p%40ss@[::1]:6380/3?ca=/etc/ca.pem",
+    );
+    assert.deepEqual(parsed, {
+      tls: true,
+      host: "::1",
+      port: 6380,
+      db: 3,
+      username: "ops",
+      password: "p@ss",
+      caFile: "/etc/ca.pem",
+      safe: "rediss://[::1]:6380/3?ca=%2Fetc%2Fca.pem",
+    });
+  },
+);
+
+redisTest(
+  "openStateStore opens redis:// URLs on Redis, in the database the URL names",
+  async () => {
+    await using redis = await startRedis({ password: "pw-in-url" });
+    const store = await openStateStore(redis.url.replace(/\/0$/, "/2"));
+    try {
+      assert.ok(store instanceof RedisStateStore);
+      assert.equal(
+        store.description,
+        `Redis at redis://127.0.0.1:${redis.port}/2`,
+      );
+      await store.initLastReset("down", 1234);
+      assert.equal(
+        (await redis.cli("-n", "2", "GET", "pmproxy:dwnConsR:down:lastReset"))
+          .trim(),
+        "1234",
+      );
+      assert.equal((await redis.cli("-n", "0", "DBSIZE")).trim(), "0");
+    } finally {
+      await store.close();
+    }
+  },
+);
+
+redisTest(
+  "rediss:// with the server's CA works; without it the certificate is refused",
+  async () => {
+    await using redis = await startRedis({ tls: true });
+    assert.match(redis.url, /^rediss:\/\//);
+    const store = await openStateStore(redis.url);
+    try {
+      assert.match(
+        store.description,
+        /^Redis at rediss:\/\/127\.0\.0\.1:\d+\/0\?ca=/,
+      );
+      assert.equal((await store.signingKey()).length, 32);
+    } finally {
+      await store.close();
+    }
+    await assert.rejects(
+      () =>
+        RedisStateStore.open(redis.url.replace(/\?ca=.*$/, ""), {
+          openTimeoutMs: 1000,
+        }),
+      /cannot connect to the state store.*certificate/,
+    );
+  },
+);
+
+contract(
+  "failed logins are counted by two gateways together, forgotten on success and after forgetMs",
+  async ({ open }) => {
+    const a = await open();
+    const b = await open();
+    assert.equal(await a.loginFailures("addr:10.0.0.5"), undefined);
+    const t0 = Date.parse("2026-03-02T10:00:00Z");
+    assert.deepEqual(
+      await a.recordLoginFailure("addr:10.0.0.5", {
+        now: t0,
+        forgetMs: 60_000,
+      }),
+      { count: 1, last: t0 },
+    );
+    // Two gateways counting at once lose no failure.
+    const both = await Promise.all([
+      a.recordLoginFailure("addr:10.0.0.5", { now: t0 + 1, forgetMs: 60_000 }),
+      b.recordLoginFailure("addr:10.0.0.5", { now: t0 + 2, forgetMs: 60_000 }),
+    ]);
+    assert.deepEqual(both.map((f) => f.count).sort(), [2, 3]);
+    assert.equal((await b.loginFailures("addr:10.0.0.5"))?.count, 3);
+    // Another key is another count.
+    assert.equal(await b.loginFailures("user:alice"), undefined);
+    await b.clearLoginFailures("addr:10.0.0.5");
+    assert.equal(await a.loginFailures("addr:10.0.0.5"), undefined);
+    // Forgotten on their own after forgetMs (the store expires them).
+    await a.recordLoginFailure("user:alice", { now: t0, forgetMs: 300 });
+    assert.equal((await a.loginFailures("user:alice"))?.count, 1);
+    await waitFor(
+      "forgotten",
+      async () => (await a.loginFailures("user:alice")) === undefined,
+      3000,
+    );
+  },
+);

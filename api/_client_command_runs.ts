@@ -233,7 +233,11 @@ export async function runShow(c: CommandRun): Promise<void> {
   atMost(c.positionals, 2, c.usage);
   const login = await readLogin(c.cwd);
   const server = c.positionals[1] ?? login?.server ?? DEFAULT_SERVER;
-  const text = await c.connect(server).cmd({
+  // Shown to logged-in users: with the login of this server when there is
+  // one (a user database's configuration needs an administrator's).
+  const same = login && (c.positionals[1] === undefined ||
+    sameServer(login.server, c.positionals[1]));
+  const text = await c.connect(server, same ? login : undefined).cmd({
     cmd: "show",
     manager: c.positionals[0],
   });
@@ -293,4 +297,13 @@ export async function runExplain(c: CommandRun): Promise<void> {
       ? `Route: through ${r.proxyUrl.replace(/\/\/[^@/]*@/, "//")}${from}`
       : `Route: direct${from}`,
   );
+}
+
+/** True when two server URLs name the same origin. */
+function sameServer(a: string, b: string): boolean {
+  try {
+    return new URL(a).origin === new URL(b).origin;
+  } catch {
+    return a === b;
+  }
 }

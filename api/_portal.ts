@@ -126,24 +126,15 @@ function fromOurPages(c: Context): boolean {
   return origin === new URL(c.req.url).origin;
 }
 
-/** The words of a rule (identifiers), as app.js reads them. */
-function ruleNames(gateway: Gateway): string[] {
-  let rule = "";
-  try {
-    const shown = gateway.show("rules") as { rule?: unknown } | string;
-    rule = typeof shown === "string" ? shown : String(shown?.rule ?? "");
-  } catch {
-    return [];
-  }
-  const words = new Set(rule.match(/[\p{L}_][\p{L}\p{N}_.-]*/gu) ?? []);
-  return [...words];
-}
-
 /**
  * The managers of a kind, those the rule reaches for the caller first (the
- * same order app.js finds them in), then the others named in the rule.
+ * same order app.js finds them in), then the others of the rule.
  */
-function managersOf(gateway: Gateway, caller: Caller, kind: string): string[] {
+function managersOf(
+  gateway: Gateway,
+  caller: Caller,
+  kind: "sessionIPM" | "dwnConsR",
+): string[] {
   const found: string[] = [];
   try {
     for (const [name, m] of Object.entries(gateway.discover(caller).matchMng)) {
@@ -152,10 +143,8 @@ function managersOf(gateway: Gateway, caller: Caller, kind: string): string[] {
   } catch {
     // The rule's names still tell.
   }
-  for (const name of ruleNames(gateway)) {
-    if (!found.includes(name) && gateway.kindOf(name) === kind) {
-      found.push(name);
-    }
+  for (const name of gateway.portal()[kind]) {
+    if (!found.includes(name)) found.push(name);
   }
   return found;
 }

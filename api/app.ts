@@ -254,6 +254,13 @@ export function createApp(gateway: Gateway, options: AppOptions = {}): Hono {
       { "Content-Type": PAC_TYPE },
     );
   };
+  // What the login page needs, for anyone: the names of the session and
+  // quota managers (the JavaScript page finds them here when the rule does
+  // not reach them for this address).
+  app.get("/api/portal", (c) => {
+    c.header("Cache-Control", "no-store");
+    return c.json(gateway.portal());
+  });
   app.get("/proxy.pac", proxyAutoConfig);
   app.get("/wpad.dat", proxyAutoConfig);
 

@@ -230,7 +230,7 @@ export async function runCommand(
       if (manager !== "rules" && gateway.kindOf(manager) === undefined) {
         return unknownCommand(manager, cmd);
       }
-      return okJson(gateway.show(manager));
+      return okJson(await gateway.show(manager, caller));
     }
     if (manager === "rules") {
       if (cmd === "explain") return await explainCommand(gateway, caller, body);

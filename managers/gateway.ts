@@ -6,7 +6,7 @@
  * @module
  */
 import type { Decision, Policy, RequestFacts, Route } from "../proxy/policy.ts";
-import { evaluate, printRule } from "../rule/mod.ts";
+import { evaluate, printRule, ruleNames } from "../rule/mod.ts";
 import {
   type Caller,
   CommandError,
@@ -319,11 +319,7 @@ export class GatewayRuntime implements Policy, Gateway {
 
   async explain(caller: Caller, query: ExplainQuery): Promise<Explanation> {
     const who = await this.#session(caller);
-    if (!this.#isAdmin(who.user)) {
-      throw new CommandError({
-        message: `explain is for administrators; ${who.user} is not one`,
-      });
-    }
+    this.#needAdmin(who.user, "explain");
     let assumedGroups: Record<string, string[]> | undefined;
     if (query.user !== undefined) {
       assumedGroups = {};
@@ -345,6 +341,16 @@ export class GatewayRuntime implements Policy, Gateway {
       { loaded: this.#loaded, sessions: this.#sessions, assumedGroups },
       { ...query, ip: normalizeIp(query.ip ?? caller.ip) },
     );
+  }
+
+  portal(): { sessionIPM: string[]; dwnConsR: string[] } {
+    const out = { sessionIPM: [] as string[], dwnConsR: [] as string[] };
+    for (const { name } of ruleNames(this.#loaded.rule)) {
+      const kind = this.#loaded.managers.get(name)?.kind;
+      if (kind !== "sessionIPM" && kind !== "dwnConsR") continue;
+      if (!out[kind].includes(name)) out[kind].push(name);
+    }
+    return out;
   }
 
   kindOf(manager: string): string | undefined {
@@ -391,14 +397,15 @@ export class GatewayRuntime implements Policy, Gateway {
     }
   }
 
+  /** Every open session of that manager: administrators only. */
   async loggedUsers(
     manager: string,
     caller: Caller,
   ): Promise<Record<string, string>> {
-    return await this.#sessionIpm(manager, "get").loggedUsers(
-      caller.ip,
-      caller.secret ?? "",
-    );
+    const sessions = this.#sessionIpm(manager, "get");
+    const who = await this.#session(caller);
+    this.#needAdmin(who.user, "the list of logged users");
+    return await sessions.loggedUsers(caller.ip, caller.secret ?? "");
   }
 
   async renew(manager: string, caller: Caller): Promise<string> {
@@ -511,7 +518,26 @@ export class GatewayRuntime implements Policy, Gateway {
     await dwn.setConsumption(user, bytes);
   }
 
-  show(manager: string): unknown {
+  /**
+   * A manager's configuration (or the rule's, for `rules`): for logged-in
+   * users; a user database's (its users and groups) for administrators
+   * only. Nothing shown holds a password, a hash or a directory's
+   * credentials.
+   */
+  async show(manager: string, caller: Caller): Promise<unknown> {
+    const who = await this.#session(caller);
+    if (this.#loaded.userDbs.has(manager)) {
+      this.#needAdmin(who.user, `show of the user database "${manager}"`);
+    }
+    return this.describe(manager);
+  }
+
+  /**
+   * A manager's (or user database's, or the rule's) configuration, with no
+   * question asked of a caller: for the gateway's own use and tests; the
+   * API's `show` is {@link show}.
+   */
+  describe(manager: string): unknown {
     if (manager === "rules") {
       return { rule: printRule(this.#loaded.rule) };
     }
@@ -519,6 +545,14 @@ export class GatewayRuntime implements Policy, Gateway {
       this.#loaded.userDbs.get(manager);
     if (!m) throw new CommandError({ Mng: manager, Cmd: "show" });
     return m.show();
+  }
+
+  /** Refuses, in the original's `{message}` shape, a caller not an admin. */
+  #needAdmin(user: string, what: string): void {
+    if (this.#isAdmin(user)) return;
+    throw new CommandError({
+      message: `${what} is for administrators; ${user} is not one`,
+    });
   }
 
   // ------------------------------------------------------------ lifecycle

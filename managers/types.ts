@@ -287,6 +287,11 @@ export interface Gateway {
   explain(caller: Caller, query: ExplainQuery): Promise<Explanation>;
   /** The kind of a manager, or undefined when there is none of that name. */
   kindOf(manager: string): string | undefined;
+  /**
+   * What the login page needs and anyone may know: the names of the
+   * session managers and of the quota managers, in the rule's order.
+   */
+  portal(): { sessionIPM: string[]; dwnConsR: string[] };
   /** Opens a session at the caller's IP through a sessionIPM; answers the secret (JWT). */
   open(
     manager: string,
@@ -295,7 +300,7 @@ export interface Gateway {
   ): Promise<string>;
   /** Closes the caller's session (the original's `close` command). */
   logout(manager: string, caller: Caller): Promise<void>;
-  /** Open sessions of that manager: IP → user name. */
+  /** Open sessions of that manager: IP → user name (administrators only). */
   loggedUsers(
     manager: string,
     caller: Caller,
@@ -316,6 +321,9 @@ export interface Gateway {
     caller: Caller,
     change: { user: string; bytes: number },
   ): Promise<void>;
-  /** The manager's configuration (or the rule's, for `rules`). */
-  show(manager: string): unknown;
+  /**
+   * The manager's configuration (or the rule's, for `rules`), for logged-in
+   * callers; a user database's for administrators only.
+   */
+  show(manager: string, caller: Caller): Promise<unknown>;
 }

@@ -126,7 +126,10 @@ Deno.test("adDB config: addresses, defaults and show without the password", asyn
   assert.equal(shown.nameAttr, "displayName");
   assert.equal(shown.tls, "none");
   assert.equal(shown.timeout, "5s");
-  assert.equal(shown.user, "reader@corp.example");
+  // The service account's name and password are shown to nobody.
+  assert.equal(shown.serviceAccount, true);
+  assert.equal(shown.user, undefined);
+  assert.doesNotMatch(JSON.stringify(shown), /reader@corp\.example/);
   assert.ok(!JSON.stringify(shown).includes("s3cret"), "show leaks pass");
   assert.ok(
     warnings.some((w) =>
@@ -141,7 +144,7 @@ Deno.test("adDB config: addresses, defaults and show without the password", asyn
   const s2 = ldaps.db.show() as Record<string, unknown>;
   assert.equal(s2.url, "ldaps://dc.corp.example:636");
   assert.equal(s2.tls, "ldaps");
-  assert.equal(s2.user, "");
+  assert.equal(s2.serviceAccount, false);
   assert.deepEqual(ldaps.warnings, []);
 
   const hostLdaps = await loadAdDb(`  addr = "127.0.0.1:1636"

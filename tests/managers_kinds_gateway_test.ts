@@ -220,7 +220,7 @@ Deno.test("kinds through the gateway: routes, meters and reasons by rule", async
       /work: now is sat 10:00 in UTC, outside mon,tue,wed,thu,fri 08:00–20:00/,
     );
 
-    const shown = g.show("wan") as { localAddress: string };
+    const shown = g.describe("wan") as { localAddress: string };
     assert.equal(shown.localAddress, "127.0.0.1");
   } finally {
     await d.cleanup();

@@ -217,7 +217,7 @@ Deno.test("quota: consumption returns to 0 at whole cycles from the last reset",
     download(meterOf(g.decideSync(request("10.0.0.5", d.clock))), 100);
     d.clock.advance(3.5 * 24 * HOUR);
     g.decideSync(request("10.0.0.5", d.clock));
-    const shown = g.show("down") as { lastReset: string };
+    const shown = g.describe("down") as { lastReset: string };
     assert.equal(
       shown.lastReset,
       new Date(start + 4 * 24 * HOUR).toISOString(),
@@ -259,7 +259,7 @@ Deno.test("quota: consumption and the last reset persist across close and open",
     const later = await d.open();
     assert.equal(await consumption(later, "10.0.0.5", secret), 0);
     assert.equal(
-      (later.show("down") as { lastReset: string }).lastReset,
+      (later.describe("down") as { lastReset: string }).lastReset,
       "2026-03-03T10:00:00.000Z",
     );
   } finally {
@@ -404,7 +404,7 @@ Deno.test("quota: userQuota overrides the groups; calendar cycles reset at local
     // 2026-03-02T10:00Z is 05:00 in Havana (UTC-5): the last reset was at 05:00Z.
     const g = await d.open();
     assert.equal(
-      (g.show("down") as { lastReset: string }).lastReset,
+      (g.describe("down") as { lastReset: string }).lastReset,
       "2026-03-02T05:00:00.000Z",
     );
     const admin = await g.open("sessions", { ip: "10.0.0.5" }, {

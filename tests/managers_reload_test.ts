@@ -126,7 +126,7 @@ Deno.test("reload: a changed resetCycle takes effect at its next boundary withou
     });
     const meter = meterOf(g.decideSync(request("10.0.0.5", d.clock)));
     assert.equal(meter.chunk(300 * KiB), 0);
-    const before = (g.show("down") as { lastReset: string }).lastReset;
+    const before = (g.describe("down") as { lastReset: string }).lastReset;
     // The clock is at 2026-03-02T10:00Z; daily at UTC midnight would have
     // reset at 00:00 today, but the counter of this cycle goes on.
     d.clock.advance(3_600_000);
@@ -138,7 +138,10 @@ Deno.test("reload: a changed resetCycle takes effect at its next boundary withou
       ),
     );
     await g.reload();
-    assert.equal((g.show("down") as { lastReset: string }).lastReset, before);
+    assert.equal(
+      (g.describe("down") as { lastReset: string }).lastReset,
+      before,
+    );
     assert.equal(
       (await g.userInfo("down", { ip: "10.0.0.5", secret })).bytesCons,
       300 * KiB,
@@ -149,7 +152,7 @@ Deno.test("reload: a changed resetCycle takes effect at its next boundary withou
       0,
     );
     assert.equal(
-      (g.show("down") as { lastReset: string }).lastReset,
+      (g.describe("down") as { lastReset: string }).lastReset,
       "2026-03-03T00:00:00.000Z",
     );
   } finally {

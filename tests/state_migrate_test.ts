@@ -115,7 +115,7 @@ Deno.test({
       meterOf(kvGateway, "10.0.0.7", d).chunk(300 * KiB);
       d.clock.advance(60_000);
       meterOf(kvGateway, "10.0.0.5", d).chunk(KiB);
-      const lastReset = (kvGateway.show("down") as { lastReset: string })
+      const lastReset = (kvGateway.describe("down") as { lastReset: string })
         .lastReset;
       await kvGateway.close();
 
@@ -154,7 +154,7 @@ Deno.test({
       const onRedis = await open(d, redis.url);
       await sameState(onRedis, d, { admin, user1 }, 300 * KiB);
       assert.equal(
-        (onRedis.show("down") as { lastReset: string }).lastReset,
+        (onRedis.describe("down") as { lastReset: string }).lastReset,
         lastReset,
       );
       // More traffic on Redis, then back to a new KV file.

@@ -184,7 +184,7 @@ Deno.test("web pages: the admin page refuses a non-admin and serves an admin", a
   });
 });
 
-Deno.test("web pages: managers the rule does not reach are found with show", async () => {
+Deno.test("web pages: managers the rule does not reach are found through /api/portal", async () => {
   await withSetup(async ({ origin, browser, errors, gateway }) => {
     // As if the rule were "lan ∧ sessions ∧ down" seen from outside "lan".
     gateway.discover = () => ({

@@ -227,50 +227,31 @@ async function discover() {
   return { sessions, quotas, names: Object.keys(found), allowed };
 }
 
-/** The kind of a manager judged from its `show` answer. */
-function kindFromShow(config) {
-  if (!config || typeof config !== "object") return "";
-  const type = String(config.type ?? config.kind ?? "").toLowerCase();
-  if (type) return type;
-  if ("auth" in config) return "sessionipm";
-  if ("groupQuota" in config || "GroupQuota" in config) return "dwnconsr";
-  return "";
-}
-
 /**
  * Completes what discover found when the rule stopped before a session
  * manager or a quota (e.g. `lan ∧ sessions ∧ down` from outside `lan`):
- * reads the rule with `show`, then `show`s each name in it.
+ * the gateway's `/api/portal` names every session and quota manager of the
+ * rule (anyone may know them; `show` is for logged-in users).
  */
 async function completeNames(names) {
-  let rule = "";
+  let portal;
   try {
-    const r = JSON.parse(await post({ cmd: "show", manager: "rules" }));
-    rule = typeof r === "string" ? r : String(r?.rule ?? r?.rules ?? "");
+    const res = await fetch("/api/portal", { cache: "no-store" });
+    if (!res.ok) return names;
+    portal = await res.json();
   } catch {
     return names;
   }
-  const words = new Set(rule.match(/[\p{L}_][\p{L}\p{N}_.-]*/gu) ?? []);
-  for (const w of ["true", "false", "and", "or", "not"]) words.delete(w);
-  const out = {
+  const list = (v) =>
+    Array.isArray(v) ? v.filter((x) => typeof x === "string") : [];
+  const sessions = list(portal?.sessionIPM);
+  const quotas = list(portal?.dwnConsR);
+  return {
     ...names,
-    sessions: [...names.sessions],
-    quotas: [...names.quotas],
-    names: [...new Set([...names.names, ...words])],
+    sessions: [...new Set([...names.sessions, ...sessions])],
+    quotas: [...new Set([...names.quotas, ...quotas])],
+    names: [...new Set([...names.names, ...sessions, ...quotas])],
   };
-  for (const name of [...words].slice(0, 32)) {
-    if (out.sessions.includes(name) || out.quotas.includes(name)) continue;
-    try {
-      const kind = kindFromShow(
-        JSON.parse(await post({ cmd: "show", manager: name })),
-      );
-      if (kind === "sessionipm") out.sessions.push(name);
-      else if (kind === "dwnconsr") out.quotas.push(name);
-    } catch {
-      // Not a manager the API shows: skip it.
-    }
-  }
-  return out;
 }
 
 /** UserInfo of the logged user, or null when no dwnConsR is known. */

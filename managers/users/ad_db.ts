@@ -196,7 +196,10 @@ export class AdDb implements UserDb {
     return this.hasServiceAccount ? "in-background" : "never";
   }
 
-  /** The configuration, without the service account's password. */
+  /**
+   * The configuration, without the service account: neither its password
+   * nor its name (a directory's credentials are shown to nobody).
+   */
   show(): unknown {
     const o = this.#o;
     return {
@@ -205,7 +208,7 @@ export class AdDb implements UserDb {
       url: o.url,
       suff: o.suff,
       bdn: o.bdn,
-      user: o.user ?? "",
+      serviceAccount: o.user !== undefined,
       userFilter: o.userFilter,
       bindAs: o.bindAs,
       nameAttr: o.nameAttr,

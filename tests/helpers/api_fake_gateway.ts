@@ -124,7 +124,13 @@ export class FakeGateway implements Gateway {
     caller: Caller,
   ): Promise<Record<string, string>> {
     this.#check();
-    this.#session(manager, caller);
+    const me = this.#session(manager, caller).user;
+    if (!this.admins.includes(me)) {
+      throw new CommandError({
+        message:
+          `the list of logged users is for administrators; ${me} is not one`,
+      });
+    }
     const out: Record<string, string> = {};
     for (const [ip, s] of this.sessions) out[ip] = s.user;
     return Promise.resolve(out);
@@ -211,8 +217,27 @@ export class FakeGateway implements Gateway {
     }
   }
 
-  show(manager: string): unknown {
+  portal(): { sessionIPM: string[]; dwnConsR: string[] } {
+    return { sessionIPM: ["sessions"], dwnConsR: ["down"] };
+  }
+
+  show(manager: string, caller: Caller): Promise<unknown> {
+    try {
+      return Promise.resolve(this.#show(manager, caller));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  #show(manager: string, caller: Caller): unknown {
     this.#check();
+    const me = this.#session("sessions", caller).user;
+    if (manager === "map" && !this.admins.includes(me)) {
+      throw new CommandError({
+        message:
+          `show of the user database "map" is for administrators; ${me} is not one`,
+      });
+    }
     if (manager === "rules") return { rule: "sessions ∧ down" };
     if (manager === "down") {
       return {

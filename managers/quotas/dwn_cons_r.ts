@@ -294,6 +294,8 @@ export class DwnConsR implements Manager {
   }
 
   show(): unknown {
+    // As of now: a boundary passed since the last request counts.
+    this.checkCycle(this.options.clock().getTime());
     const quotas = (t: Record<string, number>) =>
       Object.fromEntries(Object.entries(t).map(([k, v]) => [k, formatSize(v)]));
     const out: Record<string, unknown> = {

@@ -14,8 +14,6 @@
 import assert from "node:assert/strict";
 import { type Answer, ask, framingBench } from "./helpers/framing_kit.ts";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** A request whose head or body is refused, and the reason the page gives. */
 interface Refused {
   request: string;
@@ -773,5 +771,4 @@ Deno.test("a malformed chunk after the request went up: 400 to the client, the u
   } finally {
     await bench.close();
   }
-  await sleep(0);
 });

@@ -3,8 +3,15 @@
  * `host:port` authority of CONNECT, parsed by hand so the path goes upstream
  * byte for byte as the client wrote it (URL parsers re-encode).
  *
+ * An authority must be well-formed (RFC 3986 §3.2): a reg-name of
+ * unreserved, sub-delims and `%HH` characters, an IPv4 address, or an IPv6
+ * address in brackets; a port of digits in 1..65535. An `http` URI with
+ * userinfo (`http://user:pass@host/`) is refused (RFC 9110 §4.2.4): it is
+ * deprecated, and a classic way to show one host and reach another.
+ *
  * @module
  */
+import { isIPv6 } from "node:net";
 
 /** Where a request goes. */
 export interface Target {
@@ -17,8 +24,8 @@ export interface Target {
   path: string;
 }
 
-const HOST_CHARS = /^[a-z0-9._~!$&'()*+,;=%-]+$/;
-const V6_CHARS = /^[0-9a-f:.]+(%[a-z0-9._~-]+)?$/;
+const HOST_CHARS = /^(?:[a-z0-9._~!$&'()*+,;=-]|%[0-9a-f]{2})+$/;
+const V6_ZONE = /^%[a-z0-9._~-]+$/;
 
 /** Parses `host:port` / `[v6]:port` (port required unless `defaultPort`). */
 export function parseAuthority(
@@ -32,7 +39,11 @@ export function parseAuthority(
     const close = a.indexOf("]");
     if (close < 0) return `"${text}" has an unclosed IPv6 bracket`;
     host = a.slice(1, close);
-    if (!V6_CHARS.test(host)) return `"${host}" is not an IPv6 address`;
+    const zone = host.indexOf("%");
+    if (
+      !isIPv6(zone < 0 ? host : host.slice(0, zone)) ||
+      (zone >= 0 && !V6_ZONE.test(host.slice(zone)))
+    ) return `"${host}" is not an IPv6 address`;
     rest = a.slice(close + 1);
   } else {
     const colon = a.lastIndexOf(":");
@@ -41,7 +52,8 @@ export function parseAuthority(
     if (!HOST_CHARS.test(host)) return `"${text}" is not a valid host`;
   }
   let port = defaultPort;
-  if (rest !== "") {
+  // An empty port is the default one (RFC 3986 §3.2.3), where there is one.
+  if (rest !== "" && !(rest === ":" && defaultPort !== undefined)) {
     if (!/^:\d{1,5}$/.test(rest)) return `"${text}" has an invalid port`;
     port = Number(rest.slice(1));
   }
@@ -69,9 +81,10 @@ export function parseHttpUrl(url: string): Target | string {
       break;
     }
   }
-  let authority = url.slice(from, end);
-  const at = authority.lastIndexOf("@");
-  if (at >= 0) authority = authority.slice(at + 1); // user info is not sent on
+  const authority = url.slice(from, end);
+  if (authority.includes("@")) {
+    return "an http:// URL cannot carry a user name or password (user@host); remove it";
+  }
   const hp = parseAuthority(authority, 80);
   if (typeof hp === "string") return hp;
   let path = url.slice(end);

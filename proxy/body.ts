@@ -8,7 +8,7 @@
  */
 import { type Reader, type Stream, writeAll } from "./_io.ts";
 import { giveBuffer, SMALL, takeBuffer } from "./_buffers.ts";
-import type { Framing } from "./http_head.ts";
+import { type Framing, isTchar } from "./http_head.ts";
 import type { Watch } from "./_watchdog.ts";
 
 /** A body that broke its own framing or ended early. */
@@ -28,25 +28,76 @@ export class BodyTooLarge extends BodyError {
 }
 
 const enum S {
+  /** The chunk size's hex digits. */
   Size,
+  /** Whitespace after the size or an extension value: only `;` may follow. */
+  ExtBws,
+  /** After `;`: whitespace, then an extension's name. */
+  ExtNameStart,
+  ExtName,
+  /** Whitespace after an extension's name: `=` or `;` may follow. */
+  ExtNameBws,
+  /** After `=`: whitespace, then a token or a quoted string. */
+  ExtValueStart,
+  ExtValue,
+  ExtQuoted,
+  /** After a backslash in a quoted string. */
+  ExtQuotedPair,
+  /** After a quoted string's closing quote. */
+  ExtQuotedEnd,
+  /** The CR of a chunk size line seen: LF must follow. */
   SizeLf,
-  Ext,
   Data,
+  /** Chunk data done: CR must follow, then LF. */
   DataCr,
   DataLf,
+  /** After the last chunk, or a trailer field line: a field or the final CRLF. */
   LineStart,
-  Trailer,
+  TrailerName,
+  TrailerValue,
+  TrailerLf,
   EndLf,
   Done,
 }
 
 const MAX_SIZE_LINE = 4096;
+/** Largest chunk size: 16 hex digits at most, and no more than 2^53 - 1. */
+const MAX_SIZE_DIGITS = 16;
+const CR = 13;
+const LF = 10;
+const SP = 32;
+const HTAB = 9;
+const SEMI = 59;
+const EQUALS = 61;
+const DQUOTE = 34;
+const BACKSLASH = 92;
+const COLON = 58;
+
+/** qdtext and quoted-pair's characters (RFC 9110 §5.6.4), `"` and `\` aside. */
+function isQuotedText(c: number): boolean {
+  return c === HTAB || (c >= SP && c !== 127);
+}
+
+/** A field value's characters (RFC 9110 §5.5): HTAB, SP, VCHAR, obs-text. */
+function isValueChar(c: number): boolean {
+  return c === HTAB || (c >= SP && c !== 127);
+}
 
 /**
  * Follows chunked framing over byte ranges (a state machine, so a chunk
  * boundary may fall anywhere between reads). It validates the framing and
  * finds where the message ends; the bytes themselves pass unchanged, or only
  * the data ranges when de-chunking for an HTTP/1.0 client.
+ *
+ * The grammar is RFC 9112 §7.1, strictly, since the next hop may read a
+ * lax body otherwise: the size is 1 to 16 hex digits (no sign, `0x`,
+ * leading whitespace, or value over 2^53 - 1); an extension is
+ * `BWS ";" BWS token [BWS "=" BWS (token / quoted-string)]`, with no bare
+ * CR or control character; every line ends in CRLF (a bare LF or CR is
+ * refused); the data is followed by CRLF exactly; trailer fields are
+ * `token ":" value` with a field value's characters only. A request body
+ * is checked as it streams up, after the request was dialled (only the
+ * chunks that came with its head are checked before: connection.ts).
  */
 export class ChunkedScanner {
   #s = S.Size;
@@ -70,102 +121,155 @@ export class ChunkedScanner {
     let i = from;
     while (i < to) {
       const c = buf[i];
-      switch (this.#s) {
+      const s = this.#s;
+      if (s === S.Data) {
+        const k = Math.min(this.#size, to - i);
+        this.data.push(i, i + k);
+        this.#size -= k;
+        i += k;
+        if (this.#size === 0) this.#s = S.DataCr;
+        continue;
+      }
+      if (s < S.Data && ++this.#lineLen > MAX_SIZE_LINE) {
+        throw new BodyError("a chunk size line is too long");
+      }
+      i++;
+      switch (s) {
         case S.Size: {
           const v = hex(c);
           if (v >= 0) {
-            if (++this.#digits > 12) {
+            if (
+              ++this.#digits > MAX_SIZE_DIGITS ||
+              this.#size > (Number.MAX_SAFE_INTEGER - v) / 16
+            ) {
               throw new BodyError("a chunk size is too large");
             }
             this.#size = this.#size * 16 + v;
-          } else if (c === 59 || c === 32 || c === 9) {
-            this.#s = S.Ext; // chunk extension (or whitespace before it)
-          } else if (c === 13) {
-            this.#s = S.SizeLf;
-          } else if (c === 10) {
-            this.#endSizeLine();
-          } else {
-            throw new BodyError("a chunk size line is malformed");
-          }
-          if (++this.#lineLen > MAX_SIZE_LINE) {
-            throw new BodyError("a chunk size line is too long");
-          }
-          i++;
+          } else if (this.#digits === 0) {
+            throw new BodyError(
+              "a chunk size line does not start with hex digits",
+            );
+          } else if (c === CR) this.#s = S.SizeLf;
+          else if (c === SEMI) this.#s = S.ExtNameStart;
+          else if (c === SP || c === HTAB) this.#s = S.ExtBws;
+          else this.#malformed(c);
           break;
         }
-        case S.Ext:
-          if (c === 13) this.#s = S.SizeLf;
-          else if (c === 10) this.#endSizeLine();
-          if (++this.#lineLen > MAX_SIZE_LINE) {
-            throw new BodyError("a chunk size line is too long");
-          }
-          i++;
+        case S.ExtBws:
+          if (c === SEMI) this.#s = S.ExtNameStart;
+          else if (c !== SP && c !== HTAB) this.#malformed(c);
+          break;
+        case S.ExtNameStart:
+          if (isTchar(c)) this.#s = S.ExtName;
+          else if (c !== SP && c !== HTAB) this.#malformed(c);
+          break;
+        case S.ExtName:
+          if (c === CR) this.#s = S.SizeLf;
+          else if (c === SEMI) this.#s = S.ExtNameStart;
+          else if (c === EQUALS) this.#s = S.ExtValueStart;
+          else if (c === SP || c === HTAB) this.#s = S.ExtNameBws;
+          else if (!isTchar(c)) this.#malformed(c);
+          break;
+        case S.ExtNameBws:
+          if (c === SEMI) this.#s = S.ExtNameStart;
+          else if (c === EQUALS) this.#s = S.ExtValueStart;
+          else if (c !== SP && c !== HTAB) this.#malformed(c);
+          break;
+        case S.ExtValueStart:
+          if (c === DQUOTE) this.#s = S.ExtQuoted;
+          else if (isTchar(c)) this.#s = S.ExtValue;
+          else if (c !== SP && c !== HTAB) this.#malformed(c);
+          break;
+        case S.ExtValue:
+          if (c === CR) this.#s = S.SizeLf;
+          else if (c === SEMI) this.#s = S.ExtNameStart;
+          else if (c === SP || c === HTAB) this.#s = S.ExtBws;
+          else if (!isTchar(c)) this.#malformed(c);
+          break;
+        case S.ExtQuoted:
+          if (c === DQUOTE) this.#s = S.ExtQuotedEnd;
+          else if (c === BACKSLASH) this.#s = S.ExtQuotedPair;
+          else if (!isQuotedText(c)) this.#malformed(c);
+          break;
+        case S.ExtQuotedPair:
+          if (!isQuotedText(c)) this.#malformed(c);
+          this.#s = S.ExtQuoted;
+          break;
+        case S.ExtQuotedEnd:
+          if (c === CR) this.#s = S.SizeLf;
+          else if (c === SEMI) this.#s = S.ExtNameStart;
+          else if (c === SP || c === HTAB) this.#s = S.ExtBws;
+          else this.#malformed(c);
           break;
         case S.SizeLf:
-          if (c !== 10) throw new BodyError("a chunk size line has a bare CR");
-          this.#endSizeLine();
-          i++;
+          if (c !== LF) throw new BodyError("a chunk size line has a bare CR");
+          this.#s = this.#size === 0 ? S.LineStart : S.Data;
           break;
-        case S.Data: {
-          const k = Math.min(this.#size, to - i);
-          this.data.push(i, i + k);
-          this.#size -= k;
-          i += k;
-          if (this.#size === 0) this.#s = S.DataCr;
-          break;
-        }
         case S.DataCr:
-          if (c === 13) this.#s = S.DataLf;
-          else if (c === 10) this.#nextChunk();
-          else throw new BodyError("chunk data is longer than its size");
-          i++;
+          if (c !== CR) {
+            throw new BodyError(
+              c === LF
+                ? "chunk data ends in a bare LF, not CRLF"
+                : "chunk data is longer than its size",
+            );
+          }
+          this.#s = S.DataLf;
           break;
         case S.DataLf:
-          if (c !== 10) {
-            throw new BodyError("chunk data is longer than its size");
-          }
-          this.#nextChunk();
-          i++;
+          if (c !== LF) throw new BodyError("chunk data ends in a bare CR");
+          this.#s = S.Size;
+          this.#size = 0;
+          this.#digits = 0;
+          this.#lineLen = 0;
           break;
         case S.LineStart:
-          if (c === 13) this.#s = S.EndLf;
-          else if (c === 10) {
-            this.#s = S.Done;
-            return i + 1;
-          } else this.#s = S.Trailer;
           this.#countTrailer();
-          i++;
+          if (c === CR) this.#s = S.EndLf;
+          else if (isTchar(c)) this.#s = S.TrailerName;
+          else this.#badTrailer(c);
           break;
-        case S.Trailer:
-          if (c === 10) this.#s = S.LineStart;
+        case S.TrailerName:
           this.#countTrailer();
-          i++;
+          if (c === COLON) this.#s = S.TrailerValue;
+          else if (!isTchar(c)) this.#badTrailer(c);
+          break;
+        case S.TrailerValue:
+          this.#countTrailer();
+          if (c === CR) this.#s = S.TrailerLf;
+          else if (!isValueChar(c)) this.#badTrailer(c);
+          break;
+        case S.TrailerLf:
+          this.#countTrailer();
+          if (c !== LF) throw new BodyError("a trailer field has a bare CR");
+          this.#s = S.LineStart;
           break;
         case S.EndLf:
-          if (c !== 10) {
+          if (c !== LF) {
             throw new BodyError("the trailer section has a bare CR");
           }
           this.#s = S.Done;
-          return i + 1;
-        case S.Done:
           return i;
+        case S.Done:
+          return i - 1;
       }
     }
     return -1;
   }
 
-  #endSizeLine() {
-    if (this.#digits === 0) {
-      throw new BodyError("a chunk size line has no size");
-    }
-    this.#s = this.#size === 0 ? S.LineStart : S.Data;
+  #malformed(c: number): never {
+    throw new BodyError(
+      c === LF
+        ? "a chunk size line ends in a bare LF, not CRLF"
+        : `a chunk size line is malformed (${hexByte(c)} where it cannot be)`,
+    );
   }
 
-  #nextChunk() {
-    this.#s = S.Size;
-    this.#size = 0;
-    this.#digits = 0;
-    this.#lineLen = 0;
+  #badTrailer(c: number): never {
+    throw new BodyError(
+      c === LF
+        ? "a trailer line ends in a bare LF, not CRLF"
+        : `a trailer field is malformed (${hexByte(c)} where it cannot be)`,
+    );
   }
 
   #countTrailer() {
@@ -173,6 +277,10 @@ export class ChunkedScanner {
       throw new BodyError("the trailer section is too large");
     }
   }
+}
+
+function hexByte(c: number): string {
+  return "0x" + c.toString(16).padStart(2, "0");
 }
 
 function hex(c: number): number {
@@ -306,8 +414,6 @@ export async function copyBody(
 }
 
 const HEX = new TextEncoder().encode("0123456789abcdef");
-const CR = 13;
-const LF = 10;
 
 /** Writes `n` in hex at `buf[at]`; returns the index after it. */
 function putHex(buf: Uint8Array, at: number, n: number): number {

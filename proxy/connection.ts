@@ -31,6 +31,7 @@ import {
   WAITING_FOR_UPSTREAM,
 } from "./_context.ts";
 import { unwatch, Watch, watch } from "./_watchdog.ts";
+import { BodyError, ChunkedScanner } from "./body.ts";
 
 /** The TCP peer's address without brackets; IPv4-mapped IPv6 as IPv4. */
 export function peerIp(conn: Deno.Conn): string {
@@ -260,6 +261,10 @@ async function handleRequest(
 
   const tooLarge = bodyTooLarge(ctx.config.maxRequestBody, framing);
   if (tooLarge) return await refuse(req, tooLarge);
+  if (framing.kind === "chunked") {
+    const broken = brokenChunks(client.reader);
+    if (broken) return await refuse(req, broken);
+  }
   const where = resolveTarget(ctx, head);
   if (where === OWN_PAGE) return await sendOwnPage(ctx, req);
   if ("status" in where) return await refuse(req, where);
@@ -305,6 +310,29 @@ function bodyTooLarge(maxBody: number, framing: Framing): Refusal | undefined {
       status: 413,
       message:
         `The request body is ${framing.length} bytes; this proxy accepts at most ${maxBody}. Ask the administrator if you need to send more.`,
+    };
+  }
+  return undefined;
+}
+
+/**
+ * The chunks of a request body that came with its head, checked before the
+ * request goes anywhere, so that a malformed one is refused (400) before
+ * anything is dialled, like a malformed head (http_head.ts). Chunks that
+ * arrive later can only be checked as they stream up (_upload.ts): then
+ * the upstream connection is closed mid-body, so the origin sees a short
+ * body but never the malformed bytes, and the client still gets the 400
+ * unless the origin answered first (see answerNoHead in forward.ts).
+ */
+function brokenChunks(reader: Reader): Refusal | undefined {
+  if (reader.buffered === 0) return undefined;
+  try {
+    new ChunkedScanner().scan(reader.buf, reader.start, reader.end);
+  } catch (e) {
+    if (!(e instanceof BodyError)) throw e;
+    return {
+      status: 400,
+      message: `The request body is malformed: ${e.message}.`,
     };
   }
   return undefined;

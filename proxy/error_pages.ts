@@ -1,6 +1,6 @@
 /**
  * The proxy's own answers: refusals (403, 407), broken requests (400, 414,
- * 431, 501), upstream failures (502, 504), overload (503), and the page shown
+ * 431, 501, 505), upstream failures (502, 504), overload (503), and the page shown
  * to someone who opens the proxy's address in a browser. Each says what
  * happened and what to do, in a few lines of HTML.
  *
@@ -22,6 +22,7 @@ const REASONS: Record<number, string> = {
   502: "Bad Gateway",
   503: "Service Unavailable",
   504: "Gateway Timeout",
+  505: "HTTP Version Not Supported",
   508: "Loop Detected",
 };
 

@@ -244,9 +244,21 @@ async function exchange(
   if (resp.status === 101) return await switchProtocols(job, up, resp);
   const plan = planResponse(job, resp);
   const copy = bodyCopy(job, resp, plan);
+  const sentBefore = x.bytes;
   try {
     await copyBody(upReader, client.conn, plan.framing, copy);
   } catch (e) {
+    // A body that broke its framing before any of it (or its head) went
+    // out is refused whole: the client gets a 502, not the bytes.
+    if (e instanceof BodyError && x.bytes === sentBefore) {
+      discard(client, up);
+      return await answer(
+        job,
+        502,
+        `The upstream's answer is malformed: ${e.message}.`,
+        true,
+      );
+    }
     return cutMidBody(job, up, e);
   }
   // The answer is complete but the client may still be sending its body:

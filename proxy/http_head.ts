@@ -4,13 +4,51 @@
  * writing heads back out. Heads are handled as latin1 strings so that every
  * byte survives a parse and re-serialisation unchanged.
  *
+ * Framing is strict (RFC 9110, RFC 9112), because a proxy that reads a
+ * message one way while the next hop reads it another lets requests be
+ * smuggled past it. A request head is refused (400, before anything is
+ * dialled) for:
+ *
+ * - a request line that is not `method SP target SP HTTP/1.x` exactly: one
+ *   SP between the parts, a token method, a case-sensitive version
+ *   (`HTTP/1.2` and later minor versions are read as HTTP/1.1, RFC 9110
+ *   §2.5; another major version is 505);
+ * - a line ending in a bare LF, a bare CR anywhere, a control character
+ *   other than HTAB in a field value, whitespace before the first field
+ *   line, obs-fold, a field name that is not a token (a space before the
+ *   colon, no colon, an empty name);
+ * - no Host in an HTTP/1.1 request, more than one Host, or a Host that is
+ *   not `host[:port]` (an absolute target wins over Host, see forward.ts);
+ * - a Content-Length that is not `1*DIGIT` (a sign, hex, a space inside,
+ *   empty, more than 2^53 - 1) or a list or repetition of different values
+ *   (a list of one value repeated, `5, 5`, is read as `5`, RFC 9110 §8.6);
+ * - a Transfer-Encoding whose codings are not tokens, with chunked twice or
+ *   not last, in an HTTP/1.0 request, or beside Content-Length; a coding
+ *   other than chunked before it is 501 (we decode none);
+ * - a field named like a framing field with `_` for `-`
+ *   (`Transfer_Encoding`), which servers that map both to one variable
+ *   would take for it.
+ *
+ * The Content-Length and Transfer-Encoding that pass are forwarded in one
+ * normal form (`5`, `chunked`), never as they came. A response head from
+ * upstream is held to the same rules (502), except that obs-fold is
+ * replaced by one SP (RFC 9112 §5.2), other control characters than NUL,
+ * CR and LF are kept (RFC 9110 §5.5), an HTTP/1.0 response with
+ * Transfer-Encoding is refused (RFC 9112 §6.1: its framing is faulty), and
+ * Content-Length beside chunked is dropped (see _response_plan.ts).
+ * Chunked bodies are checked as they stream (body.ts).
+ *
  * @module
  */
 import type { Reader } from "./_io.ts";
+import { parseAuthority } from "./_target.ts";
 
 /** A head that cannot be accepted; `status` is what to answer. */
 export class HeadError extends Error {
-  constructor(readonly status: 400 | 414 | 431 | 501 | 502, message: string) {
+  constructor(
+    readonly status: 400 | 414 | 431 | 501 | 502 | 505,
+    message: string,
+  ) {
     super(message);
     this.name = "HeadError";
   }
@@ -140,6 +178,11 @@ for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
 for (let c = 48; c <= 57; c++) TCHAR[c] = 1;
 for (let c = 65; c <= 90; c++) TCHAR[c] = TCHAR[c + 32] = 1;
 
+/** True for a byte that may appear in an RFC 9110 token (tchar). */
+export function isTchar(c: number): boolean {
+  return c < 128 && TCHAR[c] === 1;
+}
+
 function isToken(s: string): boolean {
   if (s.length === 0) return false;
   for (let i = 0; i < s.length; i++) {
@@ -147,6 +190,29 @@ function isToken(s: string): boolean {
     if (c >= 128 || TCHAR[c] === 0) return false;
   }
   return true;
+}
+
+/**
+ * `s` without the optional whitespace (SP, HTAB) at its ends. Not
+ * `String.prototype.trim`, which also strips VT, FF and NBSP (0xA0): a
+ * value `\xa0chunked` must not become `chunked` here while the next hop
+ * reads it otherwise.
+ */
+export function trimOws(s: string): string {
+  let a = 0;
+  let b = s.length;
+  while (a < b && isOws(s.charCodeAt(a))) a++;
+  while (b > a && isOws(s.charCodeAt(b - 1))) b--;
+  return a === 0 && b === s.length ? s : s.slice(a, b);
+}
+
+function isOws(c: number): boolean {
+  return c === 32 || c === 9;
+}
+
+/** A byte for a message, as `0x0b`. */
+function hexByte(c: number): string {
+  return "0x" + c.toString(16).padStart(2, "0");
 }
 
 function splitLines(text: string): string[] {
@@ -160,43 +226,107 @@ function splitLines(text: string): string[] {
   return lines;
 }
 
+/**
+ * The first control character of `line` that it may not hold, or -1. A
+ * request's field line may hold none but HTAB: CR, LF and NUL are
+ * dangerous, the others invalid (RFC 9110 §5.5). An upstream's may keep
+ * the others (RFC 9110 §5.5 lets a recipient retain them for robustness),
+ * never NUL or CR (LF ends the line).
+ */
+function forbiddenControl(line: string, strict: boolean): number {
+  for (let i = 0; i < line.length; i++) {
+    const c = line.charCodeAt(i);
+    if (c >= 32 && c !== 127) continue;
+    if (strict ? c !== 9 : c === 0 || c === 13) return c;
+  }
+  return -1;
+}
+
 function parseFields(
   lines: string[],
   maxFields: number,
   side: "request" | "response",
 ): Field[] {
-  const status = side === "request" ? 400 : 502;
+  const request = side === "request";
+  const status = request ? 400 : 502;
   if (lines.length - 1 > maxFields) {
     throw new HeadError(
-      side === "request" ? 431 : 502,
+      request ? 431 : 502,
       `the ${side} head has more than ${maxFields} header fields`,
     );
   }
   const fields: Field[] = [];
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i];
-    const c0 = line.charCodeAt(0);
-    if (c0 === 32 || c0 === 9) {
-      throw new HeadError(status, `obsolete line folding in the ${side} head`);
+    const c = forbiddenControl(line, request);
+    if (c >= 0) {
+      throw new HeadError(
+        status,
+        c === 13
+          ? `a bare CR in the ${side} head`
+          : `a control character (${
+            hexByte(c)
+          }) in a header field of the ${side} head`,
+      );
     }
-    if (line.includes("\r") || line.includes("\0")) {
-      throw new HeadError(status, `a bare CR or NUL in the ${side} head`);
+    const c0 = line.charCodeAt(0);
+    if (isOws(c0)) {
+      // RFC 9112 §2.2: a line that starts with whitespace right after the
+      // start line belongs to no field; one after a field is obs-fold.
+      if (i === 1) {
+        throw new HeadError(
+          status,
+          `whitespace before the first header field of the ${side} head`,
+        );
+      }
+      if (request) {
+        throw new HeadError(400, "obsolete line folding in the request head");
+      }
+      // RFC 9112 §5.2: a proxy may replace an upstream's obs-fold by SP
+      // before it reads the value; the client gets the value on one line.
+      const prev = fields[fields.length - 1];
+      prev.value = trimOws(prev.value + " " + trimOws(line));
+      continue;
     }
     const colon = line.indexOf(":");
     const name = colon > 0 ? line.slice(0, colon) : "";
     if (!isToken(name)) {
       throw new HeadError(
         status,
-        `a malformed header line in the ${side} head`,
+        `a malformed header line in the ${side} head (not "Name: value")`,
       );
     }
     fields.push({
       name,
       lower: name.toLowerCase(),
-      value: line.slice(colon + 1).trim(),
+      value: trimOws(line.slice(colon + 1)),
     });
   }
   return fields;
+}
+
+const HTTP_VERSION = /^HTTP\/(\d)\.(\d)$/;
+
+/**
+ * The version of a request line: HTTP/1.0, or HTTP/1.1 for any later
+ * minor version (RFC 9110 §2.5: read as the highest minor version we
+ * speak). Another major version is 505; anything else is no version (400).
+ */
+function requestVersion(proto: string): 10 | 11 {
+  const m = HTTP_VERSION.exec(proto);
+  if (m === null) {
+    throw new HeadError(
+      400,
+      `unsupported protocol version "${proto.slice(0, 20)}"`,
+    );
+  }
+  if (m[1] !== "1") {
+    throw new HeadError(
+      505,
+      `HTTP/${m[1]}.${m[2]} is not spoken here; this proxy speaks HTTP/1.1`,
+    );
+  }
+  return m[2] === "0" ? 10 : 11;
 }
 
 /** Parses a request head (bytes from {@link readHead}). Throws {@link HeadError}. */
@@ -217,14 +347,9 @@ export function parseRequestHead(
   if (!isToken(method) || target.length === 0 || hasControl(target)) {
     throw new HeadError(400, "the request line is not METHOD TARGET HTTP/1.1");
   }
-  let version: 10 | 11;
-  if (proto === "HTTP/1.1") version = 11;
-  else if (proto === "HTTP/1.0") version = 10;
-  else {throw new HeadError(
-      400,
-      `unsupported protocol version "${proto.slice(0, 20)}"`,
-    );}
+  const version = requestVersion(proto);
   const fields = parseFields(lines, maxFields, "request");
+  checkHost(fields, version);
   checkFraming(fields, version, "request");
   return { method, target, version, fields };
 }
@@ -237,39 +362,93 @@ function hasControl(s: string): boolean {
   return false;
 }
 
+/**
+ * RFC 9112 §3.2: an HTTP/1.1 request has one Host, a request never more,
+ * and its value is `host[:port]` or empty. Its value is not used (the
+ * absolute target says where the request goes), but a next hop that reads
+ * Host would see another request than ours.
+ */
+function checkHost(fields: Field[], version: 10 | 11): void {
+  let host: Field | undefined;
+  for (const f of fields) {
+    if (f.lower !== "host") continue;
+    if (host !== undefined) {
+      throw new HeadError(400, "the request has more than one Host field");
+    }
+    host = f;
+  }
+  if (host === undefined) {
+    if (version === 11) {
+      throw new HeadError(400, "an HTTP/1.1 request needs a Host field");
+    }
+    return;
+  }
+  if (host.value !== "") {
+    const hp = parseAuthority(host.value, 80);
+    if (typeof hp === "string") {
+      throw new HeadError(400, `the Host field is not host[:port]: ${hp}`);
+    }
+  }
+}
+
+const STATUS_LINE = /^HTTP\/(\d)\.(\d) (\d{3})(?: (.*))?$/s;
+
 /** Parses a response head from upstream. Throws {@link HeadError} (502). */
 export function parseResponseHead(bytes: Uint8Array): ResponseHead {
   const lines = splitLines(latin1(bytes));
-  const m = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0]);
-  if (!m) {
+  const m = STATUS_LINE.exec(lines[0]);
+  // A reason phrase is HTAB, SP, VCHAR and obs-text; a status below 100 is
+  // no status (and would be taken for an interim one). 600 to 999 are
+  // invalid but passed on: a client reads them as 5xx (RFC 9110 §15).
+  if (
+    !m || m[1] !== "1" || Number(m[3]) < 100 ||
+    (m[4] !== undefined && forbiddenControl(m[4], true) >= 0)
+  ) {
     throw new HeadError(
       502,
       "the upstream answered something that is not an HTTP/1.x response",
     );
   }
   const fields = parseFields(lines, 1000, "response");
-  const version = m[1] === "1" ? 11 : 10;
+  const version = m[2] === "0" ? 10 : 11;
   checkFraming(fields, version, "response");
-  return { version, status: Number(m[2]), reason: m[3] ?? "", fields };
+  return { version, status: Number(m[3]), reason: m[4] ?? "", fields };
 }
 
+/** `1*DIGIT`, at most 16 of them (then also checked against 2^53 - 1). */
+const DIGITS = /^\d{1,16}$/;
+
+/** Framing fields that only a CGI-style next hop would take for framing. */
+const FRAMING_ALIASES = new Set(["content_length", "transfer_encoding"]);
+
 /**
- * Smuggling guards: a message must have one unambiguous length. Both
- * Content-Length and Transfer-Encoding, differing Content-Lengths, a
- * non-numeric length or a coding other than chunked are refused.
+ * Smuggling guards: a message must have one unambiguous length (see the
+ * module doc for the rules). The framing fields that pass are left in
+ * normal form: one Content-Length of the decimal value, one
+ * Transfer-Encoding `chunked`.
  */
-function checkFraming(fields: Field[], version: number, side: string) {
-  const status = side === "request" ? 400 : 502;
+function checkFraming(
+  fields: Field[],
+  version: 10 | 11,
+  side: "request" | "response",
+): void {
+  const request = side === "request";
+  const status = request ? 400 : 502;
   let length: string | undefined;
-  let te = false;
+  let lengthField: Field | undefined;
+  let lengthFields = 0;
+  let codings: string[] | undefined;
+  let codingField: Field | undefined;
   for (const f of fields) {
     if (f.lower === "content-length") {
       for (const part of f.value.split(",")) {
-        const v = part.trim();
-        if (!/^\d{1,15}$/.test(v)) {
+        const v = trimOws(part);
+        if (!DIGITS.test(v) || Number(v) > Number.MAX_SAFE_INTEGER) {
           throw new HeadError(
             status,
-            `the ${side} has an invalid Content-Length`,
+            `the ${side} has an invalid Content-Length "${
+              f.value.slice(0, 20)
+            }" (digits only, at most ${Number.MAX_SAFE_INTEGER})`,
           );
         }
         if (length !== undefined && length !== v) {
@@ -280,28 +459,99 @@ function checkFraming(fields: Field[], version: number, side: string) {
         }
         length = v;
       }
+      lengthField ??= f;
+      lengthFields++;
     } else if (f.lower === "transfer-encoding") {
-      if (te || f.value.toLowerCase() !== "chunked") {
-        throw new HeadError(
-          side === "request" ? 501 : 502,
-          `the ${side} uses a transfer coding other than "chunked"`,
-        );
+      codings ??= [];
+      codingField = f;
+      for (const part of f.value.split(",")) {
+        const coding = trimOws(part).toLowerCase();
+        if (!isToken(coding)) {
+          throw new HeadError(
+            status,
+            `the ${side} has a malformed Transfer-Encoding "${
+              f.value.slice(0, 30)
+            }"`,
+          );
+        }
+        codings.push(coding);
       }
-      te = true;
+    } else if (request && FRAMING_ALIASES.has(f.lower)) {
+      throw new HeadError(
+        400,
+        `the request has a "${f.name}" field, which a server may take for ${
+          f.lower.replace("_", "-")
+        }`,
+      );
     }
+  }
+  if (codings !== undefined) {
+    checkCodings(codings, version, side, length !== undefined);
+    codingField!.value = "chunked";
+  }
+  if (lengthField !== undefined) {
+    // One field, one value, no leading zeros: the next hop reads what we read.
+    lengthField.value = String(Number(length));
+    if (lengthFields > 1) {
+      for (let i = fields.length - 1; i >= 0; i--) {
+        const f = fields[i];
+        if (f.lower === "content-length" && f !== lengthField) {
+          fields.splice(i, 1);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * The transfer codings of a message, in order: chunked once and last (else
+ * the length cannot be known: RFC 9112 §6.3), no other coding (we decode
+ * none: 501 for a request), and never in an HTTP/1.0 message or beside
+ * Content-Length in a request.
+ */
+function checkCodings(
+  codings: string[],
+  version: 10 | 11,
+  side: "request" | "response",
+  withLength: boolean,
+): void {
+  const request = side === "request";
+  const status = request ? 400 : 502;
+  const chunked = codings.indexOf("chunked");
+  if (chunked !== codings.lastIndexOf("chunked")) {
+    throw new HeadError(
+      status,
+      `the ${side}'s Transfer-Encoding names chunked more than once`,
+    );
+  }
+  if (chunked !== codings.length - 1) {
+    throw new HeadError(
+      status,
+      `the ${side}'s last transfer coding is not chunked: its length cannot be known`,
+    );
+  }
+  if (version === 10) {
+    throw new HeadError(
+      status,
+      request
+        ? "an HTTP/1.0 request cannot use Transfer-Encoding"
+        : "an HTTP/1.0 response with Transfer-Encoding has faulty framing",
+    );
   }
   // A response with both is answered as chunked (RFC 9112 §6.3) and its
   // connection is not reused; a request with both is refused (smuggling).
-  if (te && length !== undefined && side === "request") {
-    throw new HeadError(
-      status,
-      `the ${side} has both Content-Length and Transfer-Encoding`,
-    );
-  }
-  if (te && version === 10 && side === "request") {
+  if (withLength && request) {
     throw new HeadError(
       400,
-      "an HTTP/1.0 request cannot use Transfer-Encoding",
+      "the request has both Content-Length and Transfer-Encoding",
+    );
+  }
+  if (codings.length > 1) {
+    throw new HeadError(
+      request ? 501 : 502,
+      `the ${side} uses a transfer coding other than "chunked" (${
+        codings.slice(0, -1).join(", ").slice(0, 40)
+      })`,
     );
   }
 }
@@ -318,7 +568,7 @@ export function fieldTokens(fields: Field[], lower: string): string[] {
   for (const f of fields) {
     if (f.lower !== lower) continue;
     for (const t of f.value.split(",")) {
-      const v = t.trim().toLowerCase();
+      const v = trimOws(t).toLowerCase();
       if (v) out.push(v);
     }
   }
@@ -352,7 +602,8 @@ function messageFraming(fields: Field[]): Framing | undefined {
   }
   const cl = fieldValue(fields, "content-length");
   if (cl === undefined) return undefined;
-  const n = Number(cl.split(",")[0].trim());
+  // checkFraming left one decimal value.
+  const n = Number(cl);
   return n === 0 ? { kind: "none" } : { kind: "length", length: n };
 }
 

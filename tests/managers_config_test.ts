@@ -206,7 +206,7 @@ Deno.test("config: a rule that does not parse says where and why", async () => {
 
 Deno.test("config: a missing rule is an error, not an open proxy", async () => {
   const e = await configError(README_TOML.replace(/^rule = .*$/m, ""));
-  assert.match(e.message, /^managers\.toml: there is no rule/);
+  assert.match(e.message, /^managers\.toml:1: there is no rule/);
   const both = await configError('rules = "down"\n' + README_TOML);
   assert.match(both.message, /both "rule" and "rules"/);
 });

@@ -339,21 +339,32 @@ Deno.test("a dial that takes longer than dialTimeout gives 504", async () => {
 
 Deno.test("a malformed chunked request body gets 400 and the upstream is let go", async () => {
   let upstreamClosed = false;
+  let upstreamGot = "";
   const origin = startRawOrigin(async (conn) => {
     const buf = new Uint8Array(1024);
     for (;;) {
       const n = await conn.read(buf).catch(() => null);
       if (n === null) break;
+      upstreamGot += new TextDecoder().decode(buf.subarray(0, n));
     }
     upstreamClosed = true;
   });
   const proxy = await startTestProxy(fakePolicy());
   try {
-    const c = await answerTo(
-      proxy.addr.port,
+    // The malformed chunk comes after the request went up (one that comes
+    // with the head is refused before dialling: proxy_framing_test.ts).
+    const c = await RawClient.open(proxy.addr.port);
+    await c.send(
       `POST http://127.0.0.1:${origin.port}/ HTTP/1.1\r\nHost: x\r\n` +
-        "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n",
+        "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
     );
+    for (let i = 0; i < 250 && !upstreamGot.includes("hello"); i++) {
+      await sleep(20);
+    }
+    assert.match(upstreamGot, /hello\r\n$/, "the first chunk went up");
+    await c.send("zz\r\n");
+    await c.readUntil();
+    c.close();
     assert.match(c.text, /^HTTP\/1\.1 400 Bad Request/);
     assert.match(c.text, /request body is malformed/);
   } finally {
@@ -361,6 +372,7 @@ Deno.test("a malformed chunked request body gets 400 and the upstream is let go"
     await origin.close();
   }
   assert.ok(upstreamClosed);
+  assert.doesNotMatch(upstreamGot, /zz/, "the malformed chunk never went up");
 });
 
 Deno.test('addr ":port" listens on every interface; IPv4 clients are seen as IPv4', async () => {

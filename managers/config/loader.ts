@@ -357,8 +357,9 @@ export async function loadManagers(
   const ruleKey = data.rule !== undefined ? "rule" : "rules";
   const ruleValue = data[ruleKey];
   if (ruleValue === undefined) {
+    // The rule belongs on the first line: the error points there.
     throw new ConfigError(
-      { file },
+      { file, line: 1 },
       `there is no rule: add a first line like rule = "sessions ∧ down". Without a rule nothing would be allowed (the original then let everybody through)`,
     );
   }

@@ -129,6 +129,13 @@ function indexLines(text: string): Map<string, number> {
     }
     return path;
   };
+  // `[a.b]` defines the table `a` too when nothing did before: the tables
+  // on its path get its line (so that an error about `a` has a line).
+  const putPrefixes = (parts: string[], line: number) => {
+    for (let k = 1; k <= parts.length; k++) {
+      put(resolve(parts.slice(0, k)), line);
+    }
+  };
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i];
@@ -141,6 +148,7 @@ function indexLines(text: string): Map<string, number> {
     if (arrayHeader) {
       const parts = splitDotted(arrayHeader[1]);
       if (!parts) continue;
+      putPrefixes(parts.slice(0, -1), n);
       const parent = resolve(parts.slice(0, -1));
       const base = [...parent, parts[parts.length - 1]];
       const key = base.join("\u0000");
@@ -155,6 +163,7 @@ function indexLines(text: string): Map<string, number> {
     if (header) {
       const parts = splitDotted(header[1]);
       if (!parts) continue;
+      putPrefixes(parts, n);
       table = resolve(parts);
       put(table, n);
       continue;

@@ -24,8 +24,23 @@ import type { StateChange, StateStore } from "./state/store.ts";
 import { type Session, SessionIpm } from "./sessions/session_ipm.ts";
 import { DwnConsR } from "./quotas/dwn_cons_r.ts";
 import { CombinedMeter } from "./resources/combined_meter.ts";
+import {
+  type GatewaySnapshot,
+  type GatewayStats,
+  newGatewayStats,
+} from "./stats.ts";
 
 const DIRECT: Route = Object.freeze({ kind: "direct" });
+
+/**
+ * True when a login failed on the credentials themselves (a wrong password,
+ * an unknown user), not on a directory or store that could not be reached.
+ */
+function refusedCredentials(e: unknown): boolean {
+  const body = e instanceof CommandError ? e.body : undefined;
+  return body !== undefined &&
+    (body.message === "Incorrect password" || "User" in body);
+}
 
 /** The EvalContext of one request; the user is found at first use. */
 class RequestContext implements EvalContext {
@@ -77,6 +92,8 @@ export interface RuntimeOptions {
 /** The policy at work; made by `openGateway`. */
 export class GatewayRuntime implements Policy, Gateway {
   readonly warnings: string[];
+  /** Its counters (see stats.ts); {@link snapshot} reads them with the rest. */
+  readonly stats: GatewayStats = newGatewayStats();
   readonly #loaded: LoadedManagers;
   readonly #store: StateStore;
   #unsubscribe: () => void;
@@ -141,7 +158,11 @@ export class GatewayRuntime implements Policy, Gateway {
       for (let i = 0; i < this.#sessions.length; i++) {
         const s = this.#sessions[i];
         if (s.needsProxyCheck(creds, now)) {
-          (checks ??= []).push(s.checkProxyCredentials(creds).catch(() => {}));
+          (checks ??= []).push(
+            s.checkProxyCredentials(creds).catch((e) => {
+              if (refusedCredentials(e)) this.stats.proxyAuthFailures++;
+            }),
+          );
         }
       }
       if (checks) return Promise.all(checks).then(() => this.decideSync(facts));
@@ -200,6 +221,7 @@ export class GatewayRuntime implements Policy, Gateway {
         status: grant.refusal.status,
         reason: grant.refusal.reason,
         loginUrl: this.#loginUrl,
+        cause: "quota",
       };
     }
     // A name twice in the rule attaches its meter twice: count once.
@@ -292,7 +314,10 @@ export class GatewayRuntime implements Policy, Gateway {
         caller.ip,
         cred.user,
         cred.pass,
-      );
+      ).catch((e) => {
+        if (refusedCredentials(e)) this.stats.loginFailures++;
+        throw e;
+      });
     } catch (e) {
       return Promise.reject(e);
     }
@@ -461,6 +486,7 @@ export class GatewayRuntime implements Policy, Gateway {
     // Every hook runs: a failing one (the sessions' reload, say) must not
     // keep the quotas after it from being written, at shutdown above all.
     let failure: { error: unknown } | undefined;
+    const start = performance.now();
     for (const hook of this.#loaded.hooks.flush) {
       try {
         await hook();
@@ -468,7 +494,28 @@ export class GatewayRuntime implements Policy, Gateway {
         failure ??= { error };
       }
     }
-    if (failure) throw failure.error;
+    this.stats.flushSeconds.observe((performance.now() - start) / 1000);
+    if (failure) {
+      this.stats.flushErrors++;
+      throw failure.error;
+    }
+  }
+
+  /** Its counters, open sessions, consumption per quota and the store's health, now. */
+  snapshot(): GatewaySnapshot {
+    const now = this.#clock().getTime();
+    return {
+      stats: this.stats,
+      sessions: this.#sessions.map((s) => ({
+        manager: s.name,
+        open: s.openCount,
+      })),
+      quotas: this.#quotas.map((q) => ({
+        manager: q.name,
+        bytes: q.consumedBytes(now),
+      })),
+      store: this.#store.status(),
+    };
   }
 
   /** Stops the gateway: {@link shutdown}. */

@@ -55,7 +55,20 @@ export {
   type UserInfo,
 } from "./types.ts";
 export { formatSize, parseDuration, parseSize } from "./values/units.ts";
-export { normalizeIp } from "./values/ip.ts";
+export {
+  type Cidr,
+  cidrContains,
+  formatCidr,
+  normalizeIp,
+  parseCidr,
+  parseIp,
+} from "./values/ip.ts";
+export {
+  FLUSH_SECONDS,
+  type GatewaySnapshot,
+  type GatewayStats,
+  Histogram,
+} from "./stats.ts";
 export type { StateStore, StoreStatus } from "./state/store.ts";
 export { openStateStore } from "./state/open_store.ts";
 export { type StateConfig, stateConfigFrom } from "./state/config.ts";

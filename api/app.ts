@@ -1,16 +1,26 @@
 /**
  * The API's Hono app: `POST /api/cmd` (the original's protocol, see
- * `cmd.ts`) and the web pages (files from `webStaticFilesDir` when it
- * exists, then the embedded pages; `/` and the excluded routes get the
- * web app's index page).
+ * `cmd.ts`), `GET /metrics` (Prometheus, see `metrics.ts`; this machine and
+ * `[api] metricsAllow` only) and `GET /healthz` (see `health.ts`), and the
+ * web pages (files from `webStaticFilesDir` when it exists, then the
+ * embedded pages; `/` and the excluded routes get the web app's index
+ * page).
  *
  * @module
  */
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { serveStatic } from "hono/deno";
-import { type Gateway, normalizeIp } from "../managers/mod.ts";
+import {
+  type Cidr,
+  cidrContains,
+  type Gateway,
+  normalizeIp,
+  parseCidr,
+  parseIp,
+} from "../managers/mod.ts";
 import { errorAnswer, parseCmdBody, runCommand } from "./cmd.ts";
+import type { Health } from "./health.ts";
 
 /** Embedded web files keyed by URL path (`"/index.html"`, `"/app.js"`). */
 export type Assets = Record<string, { type: string; body: string }>;
@@ -35,6 +45,23 @@ export interface AppOptions {
    * readTimeout`); a client that stops sending gets 408. Default: no limit.
    */
   readTimeoutMs?: number;
+  /** The text of `GET /metrics`; no such page when absent. */
+  metrics?: () => string;
+  /** Who may read `/metrics` besides loopback addresses (`[api] metricsAllow`). */
+  metricsAllow?: Cidr[];
+  /** The answer of `GET /healthz`; no such page when absent. */
+  health?: () => Health;
+}
+
+/** This machine: who may always read `/metrics`. */
+const LOOPBACK: Cidr[] = [parseCidr("127.0.0.0/8"), parseCidr("::1")] as Cidr[];
+
+/** True when `ip` is a loopback address or in one of `allowed`. */
+function mayReadMetrics(ip: string, allowed: Cidr[]): boolean {
+  const bytes = parseIp(ip);
+  if (bytes === undefined) return false;
+  return LOOPBACK.some((c) => cidrContains(c, bytes)) ||
+    allowed.some((c) => cidrContains(c, bytes));
 }
 
 /** The largest `/api/cmd` body read, in bytes. */
@@ -179,6 +206,34 @@ export function createApp(gateway: Gateway, options: AppOptions = {}): Hono {
         `use POST /api/cmd with a JSON body like {"cmd":"discover","manager":"rules"}`,
     }, 405);
   });
+
+  const metrics = options.metrics;
+  if (metrics) {
+    const allowed = options.metricsAllow ?? [];
+    app.get("/metrics", (c) => {
+      c.header("Cache-Control", "no-store");
+      const ip = clientIp(c);
+      if (!mayReadMetrics(ip, allowed)) {
+        return c.text(
+          `pmproxy: /metrics is open to this machine and to the ranges of [api] metricsAllow in server.toml; ${ip} is in none of them\n`,
+          403,
+        );
+      }
+      return c.body(metrics(), 200, {
+        "Content-Type": "text/plain; version=0.0.4; charset=utf-8",
+      });
+    });
+  }
+  const health = options.health;
+  if (health) {
+    app.get("/healthz", (c) => {
+      c.header("Cache-Control", "no-store");
+      const h = health();
+      return h.ok
+        ? c.text("ok\n", 200)
+        : c.text(`unhealthy: ${h.reason}\n`, 503);
+    });
+  }
 
   const index = (c: Context) => {
     const page = assets["/index.html"];

@@ -10,6 +10,7 @@
  *   webStaticFilesDir = "staticFiles"
  *   persistInterval = "5m"
  *   publicUrl = "https://gateway.example.org:4443/"
+ *   metricsAllow = ["10.0.0.0/24"]  # who may GET /metrics besides this machine
  *   [api.server]
  *     readTimeout = "30s"
  *     writeTimeout = "20s"
@@ -20,7 +21,13 @@
  * @module
  */
 import { isAbsolute, join } from "node:path";
-import { ConfigError, nearestKey, parseDuration } from "../managers/mod.ts";
+import {
+  type Cidr,
+  ConfigError,
+  nearestKey,
+  parseCidr,
+  parseDuration,
+} from "../managers/mod.ts";
 
 /** The API's configuration, with paths made absolute and durations in ms. */
 export interface ApiConfig {
@@ -48,6 +55,8 @@ export interface ApiConfig {
   wildcard: boolean;
   /** The URL users are told to log in at. */
   publicUrl: string;
+  /** Who may read `/metrics` besides this machine (loopback). */
+  metricsAllow: Cidr[];
 }
 
 /** Where the `[api]` table stands, for error messages and relative paths. */
@@ -67,6 +76,7 @@ const API_KEYS = [
   "webStaticFilesDir",
   "persistInterval",
   "publicUrl",
+  "metricsAllow",
   "server",
 ];
 const SERVER_KEYS = ["readTimeout", "writeTimeout", "addr", "fastOrStd"];
@@ -247,6 +257,27 @@ export function apiConfigFrom(table: unknown, site: ApiConfigSite): ApiConfig {
       );
     }
   }
+  const metricsAllow: Cidr[] = [];
+  if (api.metricsAllow !== undefined) {
+    const list = api.metricsAllow;
+    if (!Array.isArray(list)) {
+      fail(
+        ["metricsAllow"],
+        `metricsAllow must be a list of address ranges, e.g. ["10.0.0.0/24", "192.168.1.5"]`,
+      );
+    }
+    for (const item of list as unknown[]) {
+      const cidr = typeof item === "string"
+        ? parseCidr(item)
+        : `${
+          JSON.stringify(item)
+        } is not an address range in quotes, like "10.0.0.0/24"`;
+      if (typeof cidr === "string") {
+        fail(["metricsAllow"], `metricsAllow: ${cidr}`);
+      }
+      metricsAllow.push(cidr as Cidr);
+    }
+  }
   return {
     excludedRoutes,
     httpsCert,
@@ -260,5 +291,6 @@ export function apiConfigFrom(table: unknown, site: ApiConfigSite): ApiConfig {
     port,
     wildcard,
     publicUrl,
+    metricsAllow,
   };
 }

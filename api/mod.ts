@@ -30,8 +30,17 @@ import { ensureCertificate } from "./certificate.ts";
 import type { Context } from "hono";
 import { type Assets, createApp } from "./app.ts";
 import { assets as webAssets } from "../web/assets.ts";
+import type { Health } from "./health.ts";
 
 export type { ApiConfig } from "./config.ts";
+export {
+  type BuildInfo,
+  buildInfo,
+  VERSION,
+  versionLine,
+} from "./build_info.ts";
+export { MetricsRegistry, type ProxyCounters } from "./metrics.ts";
+export { checkHealth, type Health, type HealthParts } from "./health.ts";
 
 /** A running API server. */
 export interface RunningApi {
@@ -60,6 +69,10 @@ export interface StartApiOptions {
    * undefined to keep the peer's address (IPv4-mapped IPv6 normalised).
    */
   clientIpOf?: (peer: Deno.NetAddr) => string | undefined;
+  /** The text of `GET /metrics` (see metrics.ts); no such page when absent. */
+  metrics?: () => string;
+  /** The answer of `GET /healthz` (see health.ts); no such page when absent. */
+  health?: () => Health;
 }
 
 /** The addresses a generated certificate should name for this config. */
@@ -142,6 +155,9 @@ export async function startApi(
     logError: options.logError,
     readTimeoutMs: config.readTimeoutMs,
     clientIp: options.clientIpOf ? viaResolver(options.clientIpOf) : undefined,
+    metrics: options.metrics,
+    metricsAllow: config.metricsAllow,
+    health: options.health,
   });
   const listening = Promise.withResolvers<Deno.NetAddr>();
   let server: Deno.HttpServer<Deno.NetAddr>;

@@ -10,6 +10,7 @@ import { apiConfigFrom } from "../../api/config.ts";
 import { type RunningApi, startApi } from "../../api/mod.ts";
 import type { Assets } from "../../api/app.ts";
 import type { Gateway } from "../../managers/types.ts";
+import type { Health } from "../../api/health.ts";
 
 /** A running API for a test. */
 export interface TestApi {
@@ -45,6 +46,10 @@ export async function startTestApi(
     addr?: string;
     /** Passed to startApi. */
     clientIpOf?: (peer: Deno.NetAddr) => string | undefined;
+    /** Passed to startApi. */
+    metrics?: () => string;
+    /** Passed to startApi. */
+    health?: () => Health;
   } = {},
 ): Promise<TestApi> {
   const dir = options.dir ??
@@ -58,6 +63,8 @@ export async function startTestApi(
     assets: options.assets,
     logError: () => {},
     clientIpOf: options.clientIpOf,
+    metrics: options.metrics,
+    health: options.health,
   });
   const origin = `https://127.0.0.1:${api.addr.port}`;
   const client = Deno.createHttpClient({ caCerts: [api.certPem] });

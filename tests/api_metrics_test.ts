@@ -27,24 +27,7 @@ import { proxyConfigFrom, startProxy } from "../proxy/mod.ts";
 import { FakeGateway } from "./helpers/api_fake_gateway.ts";
 import { startTestApi } from "./helpers/api_server.ts";
 import { README_MANAGERS_TOML } from "./helpers/config_dir.ts";
-
-/** Runs `promtool check metrics` on `text`: its exit code and what it said. */
-export async function promtool(
-  text: string,
-): Promise<{ code: number; out: string }> {
-  const child = new Deno.Command("promtool", {
-    args: ["check", "metrics"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(text));
-  await writer.close();
-  const out = await child.output();
-  const d = new TextDecoder();
-  return { code: out.code, out: d.decode(out.stdout) + d.decode(out.stderr) };
-}
+import { promtool } from "./helpers/prometheus.ts";
 
 function counters(n: number): ProxyCounters {
   return {

@@ -1,9 +1,10 @@
 /**
- * The access log's line format (Squid native, written by proxy/ itself) and
- * its writer's promise never to take the data path down. The lines' journey
- * to standard output and syslog is tested end to end in
- * e2e_access_log_test.ts; what each request logs, in the proxy_* tests
- * through helpers/proxy_kit.ts.
+ * The access log's line formats (Squid native as Squid 5 writes it, and JSON
+ * lines; written by proxy/ itself) and its writer's promise never to take
+ * the data path down. The lines' journey to standard output and syslog is
+ * tested end to end in e2e_access_log_test.ts, to a file read by calamaris
+ * and rotated in e2e_logs_test.ts; what each request logs, in the proxy_*
+ * tests through helpers/proxy_kit.ts.
  */
 import assert from "node:assert/strict";
 import {

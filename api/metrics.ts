@@ -10,6 +10,7 @@
  * metrics.gateway = gateway;        // its snapshot() is read at each scrape
  * metrics.proxy = proxy.stats;      // read as it is
  * metrics.countReload("ok");        // a reload of the configuration
+ * metrics.countLoginThrottle();     // a login refused for coming too often
  * metrics.render();                 // "# HELP pmproxy_build_info …"
  * ```
  *
@@ -69,6 +70,12 @@ export class MetricsRegistry {
   gateway: { snapshot(): GatewaySnapshot } | undefined = undefined;
   /** Reloads of the configuration, by result. */
   readonly reloads = { ok: 0, error: 0 };
+  /**
+   * Logins refused for coming too often, counted here by a throttle that
+   * has the registry (in api/ or main.ts); one inside managers/ counts
+   * `GatewayStats.loginThrottles` instead. The metric is their sum.
+   */
+  loginThrottles = 0;
 
   /**
    * `startTimeMs`: when the process started (ms since the epoch; default
@@ -82,6 +89,11 @@ export class MetricsRegistry {
   /** Counts one reload of the configuration that worked or failed. */
   countReload(result: "ok" | "error"): void {
     this.reloads[result]++;
+  }
+
+  /** Counts one login refused for coming too often. */
+  countLoginThrottle(): void {
+    this.loginThrottles++;
   }
 
   /** Everything, in the Prometheus text format. */
@@ -103,7 +115,15 @@ export class MetricsRegistry {
     );
     out.sample("process_start_time_seconds", this.startTimeMs / 1000);
     if (this.proxy) proxyFamilies(out, this.proxy);
-    if (this.gateway) gatewayFamilies(out, this.gateway.snapshot());
+    if (this.gateway) {
+      gatewayFamilies(out, this.gateway.snapshot(), this.loginThrottles);
+    } else {
+      out.counter(
+        "pmproxy_login_throttles_total",
+        THROTTLES_HELP,
+        this.loginThrottles,
+      );
+    }
     out.family(
       "pmproxy_reloads_total",
       "counter",
@@ -181,7 +201,13 @@ function proxyFamilies(out: Exposition, p: Readonly<ProxyCounters>): void {
   });
 }
 
-function gatewayFamilies(out: Exposition, g: GatewaySnapshot): void {
+const THROTTLES_HELP = "Logins refused because they came too often.";
+
+function gatewayFamilies(
+  out: Exposition,
+  g: GatewaySnapshot,
+  throttledHere: number,
+): void {
   out.family(
     "pmproxy_sessions",
     "gauge",
@@ -210,8 +236,8 @@ function gatewayFamilies(out: Exposition, g: GatewaySnapshot): void {
   });
   out.counter(
     "pmproxy_login_throttles_total",
-    "Logins refused because they came too often.",
-    s.loginThrottles,
+    THROTTLES_HELP,
+    s.loginThrottles + throttledHere,
   );
   const h = s.flushSeconds;
   const name = "pmproxy_state_flush_duration_seconds";

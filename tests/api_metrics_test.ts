@@ -80,6 +80,7 @@ Deno.test("metrics: every family in the text format, which promtool accepts", as
   m.countReload("ok");
   m.countReload("error");
   m.countReload("ok");
+  m.countLoginThrottle();
   const text = m.render();
   const checked = await promtool(text);
   assert.equal(checked.code, 0, checked.out + text);
@@ -107,7 +108,7 @@ Deno.test("metrics: every family in the text format, which promtool accepts", as
       'pmproxy_quota_consumed_bytes{manager="down"} 1048576',
       'pmproxy_login_failures_total{via="api"} 2',
       'pmproxy_login_failures_total{via="proxy"} 1',
-      "pmproxy_login_throttles_total 4",
+      "pmproxy_login_throttles_total 5",
       'pmproxy_state_flush_duration_seconds_bucket{le="0.01"} 1',
       'pmproxy_state_flush_duration_seconds_bucket{le="0.1"} 1',
       'pmproxy_state_flush_duration_seconds_bucket{le="1"} 2',
@@ -147,6 +148,8 @@ Deno.test("metrics: before the proxy and the gateway are there, build info, star
     /^pmproxy_build_info\{version="0\.1\.0",commit="source"\} 1$/m,
   );
   assert.doesNotMatch(text, /pmproxy_requests_total/);
+  m.countLoginThrottle();
+  assert.match(m.render(), /^pmproxy_login_throttles_total 1$/m);
   const start = Number(/^process_start_time_seconds (\S+)$/m.exec(text)![1]);
   assert.ok(Math.abs(start - performance.timeOrigin / 1000) < 1);
 });

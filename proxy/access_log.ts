@@ -91,15 +91,13 @@ export function newExchange(clientIp: string, time: Date): Exchange {
 /** The media type alone, as Squid logs it: cut at `;`, space or tab. */
 export function mediaType(contentType: string | undefined): string {
   if (contentType === undefined) return "-";
-  const value = contentType.trim();
-  let end = 0;
-  while (end < value.length) {
-    const c = value.charCodeAt(end);
-    if (c === 0x3b || c === 0x20 || c === 0x09) break;
-    end++;
-  }
-  return end === 0 ? "-" : escapeToken(value.slice(0, end));
+  const cut = MEDIA_TYPE_END.exec(contentType);
+  const type = cut === null ? contentType : contentType.slice(0, cut.index);
+  return type === "" ? "-" : escapeToken(type);
 }
+
+/** Where a Content-Type's media type ends. */
+const MEDIA_TYPE_END = /[;\s]/;
 
 /**
  * A user name as Squid writes it (`%[un`): `%`, `[`, `]`, control
@@ -107,7 +105,7 @@ export function mediaType(contentType: string | undefined): string {
  * bytes; a space too, which Squid leaves and which would split the field.
  */
 export function escapeUser(text: string): string {
-  return escape(text, true);
+  return USER_ESCAPED.test(text) ? escape(text, USER_ESCAPED) : text;
 }
 
 /**
@@ -117,26 +115,23 @@ export function escapeUser(text: string): string {
  * are its own.
  */
 export function escapeToken(text: string): string {
-  return escape(text, false);
+  return TOKEN_ESCAPED.test(text) ? escape(text, TOKEN_ESCAPED) : text;
 }
 
-function needsEscape(c: number, user: boolean): boolean {
-  return c <= 0x20 || c >= 0x7f ||
-    (user && (c === 0x25 || c === 0x5b || c === 0x5d));
-}
+// What each escapes (the usual text has none of it: one regex test, no
+// allocation).
+const TOKEN_ESCAPED = /[\x00-\x20\x7f-\uffff]/;
+const USER_ESCAPED = /[\x00-\x20\x7f-\uffff%[\]]/;
 
 const utf8 = new TextEncoder();
 
-function escape(text: string, user: boolean): string {
-  let i = 0;
-  while (i < text.length && !needsEscape(text.charCodeAt(i), user)) i++;
-  // The usual case: nothing to escape, nothing allocated.
-  if (i === text.length) return text;
-  let out = text.slice(0, i);
-  for (const byte of utf8.encode(text.slice(i))) {
-    out += needsEscape(byte, user)
+function escape(text: string, escaped: RegExp): string {
+  let out = "";
+  for (const byte of utf8.encode(text)) {
+    const c = String.fromCharCode(byte);
+    out += escaped.test(c)
       ? `%${byte.toString(16).toUpperCase().padStart(2, "0")}`
-      : String.fromCharCode(byte);
+      : c;
   }
   return out;
 }
@@ -148,7 +143,7 @@ function escape(text: string, user: boolean): string {
 export function formatAccessLine(x: Exchange, elapsedMs: number): string {
   const seconds = (x.time.getTime() / 1000).toFixed(3);
   const elapsed = String(elapsedMs).padStart(6);
-  const status = String(x.status).padStart(3, "0");
+  const status = x.status >= 100 ? x.status : String(x.status).padStart(3, "0");
   const user = x.user ? escapeUser(x.user) : "-";
   return `${seconds} ${elapsed} ${x.clientIp} ${x.tag}/${status} ${x.bytes} ` +
     `${escapeToken(x.method)} ${escapeToken(x.url)} ${user} ${x.hierarchy} ${

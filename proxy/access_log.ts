@@ -19,9 +19,11 @@
  *   `TCP_MISS_ABORTED`, `NONE_NONE` for a request the proxy could not
  *   read), the status in 3 digits (`000` when none was sent);
  * - bytes: everything sent to the client, heads included;
+ * - URL and method: as the request had them; what would split the line
+ *   (control characters, spaces, bytes beyond ASCII) as `%XX`;
  * - user: the one the policy's decision named, `-` for none; escaped as
- *   Squid escapes it (`%` and control characters as `%XX`), and spaces too,
- *   which would split the field;
+ *   Squid escapes it (`%`, `[`, `]`, control characters and bytes beyond
+ *   ASCII as `%XX`), and spaces too, which would split the field;
  * - hierarchy: `HIER_DIRECT/<origin's address>`,
  *   `FIRSTUP_PARENT/<parent's address>`, or `HIER_NONE/-` when nothing was
  *   dialled;

@@ -120,10 +120,11 @@ export function escapeToken(text: string): string {
   return TOKEN_ESCAPED.test(text) ? escape(text, TOKEN_ESCAPED) : text;
 }
 
-// What each escapes (the usual text has none of it: one regex test, no
-// allocation).
-const TOKEN_ESCAPED = /[\x00-\x20\x7f-\uffff]/;
-const USER_ESCAPED = /[\x00-\x20\x7f-\uffff%[\]]/;
+// What each escapes: anything but printable ASCII (for the user, but `%`,
+// `[` and `]` too). The usual text has none of it: one regex test, no
+// allocation.
+const TOKEN_ESCAPED = /[^\x21-\x7e]/;
+const USER_ESCAPED = /[^\x21-\x24\x26-\x5a\x5c\x5e-\x7e]/;
 
 const utf8 = new TextEncoder();
 

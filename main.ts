@@ -9,17 +9,27 @@
  * pmproxy serve --config-dir /etc/pmproxy
  * pmproxy check-config --config-dir /etc/pmproxy
  * pmproxy login -m sessions https://gateway:4443 user0 pass0
+ * pmproxy --version
  * ```
+ *
+ * While serving, the access log goes to standard output (or a file, or
+ * syslog: managers.toml); start-up messages, warnings and errors go to
+ * standard error. Signals: SIGTERM or SIGINT stops gracefully (a second
+ * one stops at once), SIGHUP reloads ({@link onReload}), SIGUSR1 opens the
+ * access log file again (logrotate).
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import {
+  type LogSink,
+  openFileLog,
   openStdoutLog,
   openSyslog,
   proxyConfigFrom,
   startProxy,
+  teeLogs,
 } from "./proxy/mod.ts";
 import {
   checkManagersFile,
@@ -28,6 +38,7 @@ import {
   hashPassword,
   importState,
   type ListenAddress,
+  type LoadedManagers,
   openGateway,
   openStateStore,
   readTomlFile,
@@ -37,25 +48,46 @@ import {
   writeDefaultManagersFile,
 } from "./managers/mod.ts";
 import { apiConfigFrom } from "./api/config.ts";
-import { startApi } from "./api/mod.ts";
+import {
+  buildInfo,
+  checkHealth,
+  type HealthParts,
+  MetricsRegistry,
+  startApi,
+  VERSION,
+  versionLine,
+} from "./api/mod.ts";
 import { CLIENT_COMMANDS, runClientCommand } from "./api/client_commands.ts";
 
 // Registered first thing: without signal listeners Deno itself can panic
 // when file descriptors run out (platform facts), and `serve` must save
-// accounting on SIGINT/SIGTERM. Other commands just end; a second signal
-// during shutdown ends at once.
+// accounting on SIGINT/SIGTERM. Other commands just end. While serving,
+// the first signal stops gracefully, a second stops at once (state is
+// still saved), a third ends the process without waiting for anything.
 const stopRequested = Promise.withResolvers<string>();
+const stopNow = Promise.withResolvers<void>();
 let serving = false;
-let stopping = false;
+let stopSignals = 0;
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   Deno.addSignalListener(signal, () => {
-    if (!serving || stopping) Deno.exit(130);
-    stopping = true;
-    stopRequested.resolve(signal);
+    if (!serving) Deno.exit(130);
+    stopSignals++;
+    if (stopSignals === 1) stopRequested.resolve(signal);
+    else if (stopSignals === 2) stopNow.resolve();
+    else Deno.exit(130);
   });
 }
 
-const VERSION = "0.1.0";
+/**
+ * SIGHUP while serving: reload the configuration. Never ends the server.
+ * The live reload (issue 12) fills this in (and counts its outcome with
+ * `metrics.countReload`); until then the configuration in use stays.
+ */
+function onReload(): void {
+  console.error(
+    "pmproxy: SIGHUP received: reloading is not implemented yet; the configuration in use stays",
+  );
+}
 
 const USAGE =
   `pmproxy ${VERSION}: an HTTP/HTTPS gateway proxy with rules, sessions and quotas
@@ -84,6 +116,8 @@ Usage:
   pmproxy reset|r USER
   pmproxy show|sh MGR
       Client commands: talk to a server's API (see README.md).
+  pmproxy --version
+      Prints the version and the commit it was built from.
 `;
 
 const DEFAULT_SERVER_TOML =
@@ -130,15 +164,15 @@ async function ensureConfig(dir: string): Promise<void> {
   const serverPath = join(dir, "server.toml");
   if (!(await exists(serverPath))) {
     await Deno.writeTextFile(serverPath, DEFAULT_SERVER_TOML);
-    console.log(`pmproxy: wrote the default ${serverPath}`);
+    console.error(`pmproxy: wrote the default ${serverPath}`);
   }
   const managersPath = join(dir, "managers.toml");
   if (!(await exists(managersPath))) {
     const admin = await writeDefaultManagersFile(managersPath);
-    console.log(
+    console.error(
       `pmproxy: wrote the default ${managersPath} (login required, daily quota)`,
     );
-    console.log(
+    console.error(
       `pmproxy: administrator account: user "${admin.user}", password "${admin.password}"` +
         ` (shown once; stored hashed)`,
     );
@@ -176,6 +210,19 @@ function proxyListenOf(
   };
 }
 
+/**
+ * The access log's destinations as managers.toml names them: a file,
+ * syslog, both, or standard output when neither.
+ */
+function openAccessLog(config: LoadedManagers): LogSink {
+  const sinks: LogSink[] = [];
+  if (config.accessLog) sinks.push(openFileLog(config.accessLog));
+  if (config.syslogAddr) {
+    sinks.push(openSyslog(config.syslogAddr, { format: config.syslogFormat }));
+  }
+  return sinks.length > 0 ? teeLogs(sinks) : openStdoutLog();
+}
+
 async function serve(dir: string, state: string | undefined): Promise<number> {
   serving = true;
   await ensureConfig(dir);
@@ -190,10 +237,16 @@ async function serve(dir: string, state: string | undefined): Promise<number> {
   for (const warning of gateway.warnings) {
     console.warn(`pmproxy: warning: ${warning}`);
   }
-  // The access log (Squid native format) goes to syslog when managers.toml
-  // names a syslog server, else to standard output.
-  const syslogAddr = gateway.config.syslogAddr;
-  const accessLog = syslogAddr ? openSyslog(syslogAddr) : openStdoutLog();
+  let accessLog: LogSink;
+  try {
+    accessLog = openAccessLog(gateway.config);
+  } catch (e) {
+    await gateway.close();
+    throw e;
+  }
+  const metrics = new MetricsRegistry(buildInfo());
+  metrics.gateway = gateway;
+  const health: HealthParts = { store: gateway.store };
   const behind = new Map<string, string>();
   // The PAC file names the proxy's port; the proxy starts after the API
   // (its captive-portal exception needs the API's port), so the API reads
@@ -202,6 +255,8 @@ async function serve(dir: string, state: string | undefined): Promise<number> {
   const api = await startApi(config.api, gateway, {
     clientIpOf: (peer) => behind.get(`${peer.hostname}|${peer.port}`),
     proxyPort: () => proxyListening.port,
+    metrics: () => metrics.render(),
+    health: () => checkHealth(health),
   });
   // A browser that sends everything through the proxy must reach the
   // login page before it is logged in.
@@ -213,21 +268,38 @@ async function serve(dir: string, state: string | undefined): Promise<number> {
   const proxy = await startProxy(config.proxy, policy, {
     loginUrl: config.api.publicUrl,
     accessLog,
+    accessLogFormat: gateway.config.accessLogFormat,
   });
   proxyListening.port = proxy.addr.port;
-  console.log(
+  metrics.proxy = proxy.stats;
+  health.proxy = proxy;
+  Deno.addSignalListener("SIGHUP", onReload);
+  // logrotate renamed the file: the next lines go to a new one.
+  Deno.addSignalListener("SIGUSR1", () => accessLog.reopen?.());
+  console.error(
     `pmproxy: proxy listening on ${proxy.addr.hostname}:${proxy.addr.port}`,
   );
-  console.log(
+  console.error(
     `pmproxy: API listening on ${api.addr.hostname}:${api.addr.port} (${api.url})`,
   );
   const signal = await stopRequested.promise;
-  console.log(`pmproxy: ${signal} received, saving state and stopping`);
-  await proxy.close();
+  console.error(
+    `pmproxy: ${signal} received, stopping: no new connections; open transfers and tunnels have ${
+      config.proxy.shutdownTimeoutMs / 1000
+    } s ([proxy] shutdownTimeout) to end; ${signal} again stops at once; then saving state`,
+  );
+  await Promise.race([
+    proxy.shutdown(),
+    stopNow.promise.then(() => {
+      console.error(`pmproxy: ${signal} again: closing every connection now`);
+      return proxy.close();
+    }),
+  ]);
   await api.close();
+  console.error("pmproxy: saving state");
   await gateway.close();
-  accessLog.close();
-  console.log("pmproxy: stopped");
+  await accessLog.close();
+  console.error("pmproxy: stopped");
   return 0;
 }
 
@@ -353,7 +425,7 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   if (values.version) {
-    console.log(`pmproxy ${VERSION}`);
+    console.log(versionLine());
     return 0;
   }
   const dir = values["config-dir"] ?? defaultConfigDir();

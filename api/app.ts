@@ -2,7 +2,9 @@
  * The API's Hono app: `POST /api/cmd` (the original's protocol, see
  * `cmd.ts`), the login form without JavaScript (`POST /login`, `POST
  * /logout`, see `_portal.ts`), the proxy auto-configuration
- * (`/proxy.pac`, `/wpad.dat`, see `pac.ts`) and the web pages (files from
+ * (`/proxy.pac`, `/wpad.dat`, see `pac.ts`), `GET /metrics` (Prometheus,
+ * see `metrics.ts`; this machine and `[api] metricsAllow` only), `GET
+ * /healthz` (see `health.ts`), and the web pages (files from
  * `webStaticFilesDir` when it exists, then the embedded pages, rendered in
  * the visitor's language; `/` and the excluded routes get the web app's
  * index page).
@@ -12,7 +14,15 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { serveStatic } from "hono/deno";
-import { type Gateway, normalizeIp } from "../managers/mod.ts";
+import {
+  type Cidr,
+  cidrContains,
+  type Gateway,
+  normalizeIp,
+  parseCidr,
+  parseIp,
+} from "../managers/mod.ts";
+import type { Health } from "./health.ts";
 import { errorAnswer, parseCmdBody, runCommand } from "./cmd.ts";
 import { languagesFrom } from "./_i18n.ts";
 import { portalRoutes } from "./_portal.ts";
@@ -43,6 +53,23 @@ export interface AppOptions {
   readTimeoutMs?: number;
   /** What `/proxy.pac` needs; without it the PAC is not served. */
   pac?: PacSource;
+  /** The text of `GET /metrics`; no such page when absent. */
+  metrics?: () => string;
+  /** Who may read `/metrics` besides loopback addresses (`[api] metricsAllow`). */
+  metricsAllow?: Cidr[];
+  /** The answer of `GET /healthz`; no such page when absent. */
+  health?: () => Health;
+}
+
+/** This machine: who may always read `/metrics`. */
+const LOOPBACK: Cidr[] = [parseCidr("127.0.0.0/8"), parseCidr("::1")] as Cidr[];
+
+/** True when `ip` is a loopback address or in one of `allowed`. */
+function mayReadMetrics(ip: string, allowed: Cidr[]): boolean {
+  const bytes = parseIp(ip);
+  if (bytes === undefined) return false;
+  return LOOPBACK.some((c) => cidrContains(c, bytes)) ||
+    allowed.some((c) => cidrContains(c, bytes));
 }
 
 /** Where the PAC file's proxy is and what goes DIRECT. */
@@ -261,6 +288,33 @@ export function createApp(gateway: Gateway, options: AppOptions = {}): Hono {
     c.header("Cache-Control", "no-store");
     return c.json(gateway.portal());
   });
+  const metrics = options.metrics;
+  if (metrics) {
+    const allowed = options.metricsAllow ?? [];
+    app.get("/metrics", (c) => {
+      c.header("Cache-Control", "no-store");
+      const ip = clientIp(c);
+      if (!mayReadMetrics(ip, allowed)) {
+        return c.text(
+          `pmproxy: /metrics is open to this machine and to the ranges of [api] metricsAllow in server.toml; ${ip} is in none of them\n`,
+          403,
+        );
+      }
+      return c.body(metrics(), 200, {
+        "Content-Type": "text/plain; version=0.0.4; charset=utf-8",
+      });
+    });
+  }
+  const health = options.health;
+  if (health) {
+    app.get("/healthz", (c) => {
+      c.header("Cache-Control", "no-store");
+      const h = health();
+      return h.ok
+        ? c.text("ok\n", 200)
+        : c.text(`unhealthy: ${h.reason}\n`, 503);
+    });
+  }
   app.get("/proxy.pac", proxyAutoConfig);
   app.get("/wpad.dat", proxyAutoConfig);
 

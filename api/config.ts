@@ -11,6 +11,7 @@
  *   persistInterval = "5m"
  *   publicUrl = "https://gateway.example.org:4443/"
  *   pacDirect = ["intranet.example.org", "*.example.org", "10.0.0.0/8"]
+ *   metricsAllow = ["10.0.0.0/24"]  # who may GET /metrics besides this machine
  *   [api.server]
  *     readTimeout = "30s"
  *     writeTimeout = "20s"
@@ -21,7 +22,13 @@
  * @module
  */
 import { isAbsolute, join } from "node:path";
-import { ConfigError, nearestKey, parseDuration } from "../managers/mod.ts";
+import {
+  type Cidr,
+  ConfigError,
+  nearestKey,
+  parseCidr,
+  parseDuration,
+} from "../managers/mod.ts";
 import { type PacDirect, parsePacDirect } from "./pac.ts";
 
 /** The API's configuration, with paths made absolute and durations in ms. */
@@ -57,6 +64,8 @@ export interface ApiConfig {
   publicUrlSet: boolean;
   /** What the PAC file sends DIRECT besides the gateway itself (`pacDirect`). */
   pacDirect: PacDirect[];
+  /** Who may read `/metrics` besides this machine (loopback). */
+  metricsAllow: Cidr[];
 }
 
 /** Where the `[api]` table stands, for error messages and relative paths. */
@@ -77,6 +86,7 @@ const API_KEYS = [
   "persistInterval",
   "publicUrl",
   "pacDirect",
+  "metricsAllow",
   "server",
 ];
 const SERVER_KEYS = ["readTimeout", "writeTimeout", "addr", "fastOrStd"];
@@ -272,6 +282,27 @@ export function apiConfigFrom(table: unknown, site: ApiConfigSite): ApiConfig {
       pacDirect.push(parsed as PacDirect);
     }
   }
+  const metricsAllow: Cidr[] = [];
+  if (api.metricsAllow !== undefined) {
+    const list = api.metricsAllow;
+    if (!Array.isArray(list)) {
+      fail(
+        ["metricsAllow"],
+        `metricsAllow must be a list of address ranges, e.g. ["10.0.0.0/24", "192.168.1.5"]`,
+      );
+    }
+    for (const item of list as unknown[]) {
+      const cidr = typeof item === "string"
+        ? parseCidr(item)
+        : `${
+          JSON.stringify(item)
+        } is not an address range in quotes, like "10.0.0.0/24"`;
+      if (typeof cidr === "string") {
+        fail(["metricsAllow"], `metricsAllow: ${cidr}`);
+      }
+      metricsAllow.push(cidr as Cidr);
+    }
+  }
   return {
     excludedRoutes,
     httpsCert,
@@ -287,5 +318,6 @@ export function apiConfigFrom(table: unknown, site: ApiConfigSite): ApiConfig {
     publicUrl,
     publicUrlSet: api.publicUrl !== undefined,
     pacDirect,
+    metricsAllow,
   };
 }

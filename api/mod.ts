@@ -30,8 +30,17 @@ import { ensureCertificate } from "./certificate.ts";
 import type { Context } from "hono";
 import { type Assets, createApp } from "./app.ts";
 import { assets as webAssets } from "../web/assets.ts";
+import type { Health } from "./health.ts";
 
 export type { ApiConfig } from "./config.ts";
+export {
+  type BuildInfo,
+  buildInfo,
+  VERSION,
+  versionLine,
+} from "./build_info.ts";
+export { MetricsRegistry, type ProxyCounters } from "./metrics.ts";
+export { checkHealth, type Health, type HealthParts } from "./health.ts";
 
 /** A running API server. */
 export interface RunningApi {
@@ -66,6 +75,10 @@ export interface StartApiOptions {
    * Without it (or while it answers undefined) there is no PAC file.
    */
   proxyPort?: () => number | undefined;
+  /** The text of `GET /metrics` (see metrics.ts); no such page when absent. */
+  metrics?: () => string;
+  /** The answer of `GET /healthz` (see health.ts); no such page when absent. */
+  health?: () => Health;
 }
 
 /** The addresses a generated certificate should name for this config. */
@@ -159,6 +172,9 @@ export async function startApi(
       ownHosts: certificateHosts(config),
       direct: config.pacDirect,
     },
+    metrics: options.metrics,
+    metricsAllow: config.metricsAllow,
+    health: options.health,
   });
   const listening = Promise.withResolvers<Deno.NetAddr>();
   let server: Deno.HttpServer<Deno.NetAddr>;

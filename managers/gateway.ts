@@ -8,6 +8,7 @@
 import type { Decision, Policy, RequestFacts, Route } from "../proxy/policy.ts";
 import { evaluate, printRule, ruleNames } from "../rule/mod.ts";
 import {
+  BadCredentials,
   type Caller,
   CommandError,
   type DiscoverResult,
@@ -17,6 +18,7 @@ import {
   type Gateway,
   type Grant,
   type Manager,
+  TooManyAttempts,
   type UserDb,
   type UserInfo,
 } from "./types.ts";
@@ -29,6 +31,11 @@ import { CombinedMeter } from "./resources/combined_meter.ts";
 import { RequestContext } from "./request_context.ts";
 import { explainRule } from "./explain.ts";
 import { normalizeIp } from "./values/ip.ts";
+import {
+  type GatewaySnapshot,
+  type GatewayStats,
+  newGatewayStats,
+} from "./stats.ts";
 
 const DIRECT: Route = Object.freeze({ kind: "direct" });
 
@@ -63,6 +70,8 @@ export interface ReloadResult {
 
 /** The policy at work; made by `openGateway`. */
 export class GatewayRuntime implements Policy, Gateway {
+  /** Its counters (see stats.ts); {@link snapshot} reads them with the rest. */
+  readonly stats: GatewayStats = newGatewayStats();
   #loaded: LoadedManagers;
   readonly #store: StateStore;
   #unsubscribe: () => void;
@@ -192,7 +201,9 @@ export class GatewayRuntime implements Policy, Gateway {
         const s = this.#sessions[i];
         if (s.needsProxyCheck(creds, now)) {
           (checks ??= []).push(
-            s.checkProxyCredentials(creds, facts.clientIp).catch(() => {}),
+            s.checkProxyCredentials(creds, facts.clientIp).catch((e) => {
+              this.#countRefusal(e, "proxy");
+            }),
           );
         }
       }
@@ -252,6 +263,7 @@ export class GatewayRuntime implements Policy, Gateway {
         status: grant.refusal.status,
         reason: grant.refusal.reason,
         loginUrl: this.#loginUrl,
+        cause: "quota",
       };
     }
     // A name twice in the rule attaches its meter twice: count once.
@@ -370,6 +382,15 @@ export class GatewayRuntime implements Policy, Gateway {
     throw new CommandError({ Mng: manager, Cmd: cmd });
   }
 
+  /** Counts a refused login for the metrics: wrong credentials or too soon. */
+  #countRefusal(e: unknown, via: "api" | "proxy"): void {
+    if (e instanceof TooManyAttempts) this.stats.loginThrottles++;
+    else if (e instanceof BadCredentials) {
+      if (via === "api") this.stats.loginFailures++;
+      else this.stats.proxyAuthFailures++;
+    }
+  }
+
   open(
     manager: string,
     caller: Caller,
@@ -380,7 +401,10 @@ export class GatewayRuntime implements Policy, Gateway {
         caller.ip,
         cred.user,
         cred.pass,
-      );
+      ).catch((e) => {
+        this.#countRefusal(e, "api");
+        throw e;
+      });
     } catch (e) {
       return Promise.reject(e);
     }
@@ -583,6 +607,7 @@ export class GatewayRuntime implements Policy, Gateway {
     // Every hook runs: a failing one (the sessions' reload, say) must not
     // keep the quotas after it from being written, at shutdown above all.
     let failure: { error: unknown } | undefined;
+    const start = performance.now();
     for (const hook of this.#loaded.hooks.flush) {
       try {
         await hook();
@@ -590,7 +615,28 @@ export class GatewayRuntime implements Policy, Gateway {
         failure ??= { error };
       }
     }
-    if (failure) throw failure.error;
+    this.stats.flushSeconds.observe((performance.now() - start) / 1000);
+    if (failure) {
+      this.stats.flushErrors++;
+      throw failure.error;
+    }
+  }
+
+  /** Its counters, open sessions, consumption per quota and the store's health, now. */
+  snapshot(): GatewaySnapshot {
+    const now = this.#clock().getTime();
+    return {
+      stats: this.stats,
+      sessions: this.#sessions.map((s) => ({
+        manager: s.name,
+        open: s.openCount,
+      })),
+      quotas: this.#quotas.map((q) => ({
+        manager: q.name,
+        bytes: q.consumedBytes(now),
+      })),
+      store: this.#store.status(),
+    };
   }
 
   /** Stops the gateway: {@link shutdown}. */

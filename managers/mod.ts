@@ -60,7 +60,20 @@ export {
   type UserInfo,
 } from "./types.ts";
 export { formatSize, parseDuration, parseSize } from "./values/units.ts";
-export { type Cidr, formatCidr, normalizeIp, parseCidr } from "./values/ip.ts";
+export {
+  type Cidr,
+  cidrContains,
+  formatCidr,
+  normalizeIp,
+  parseCidr,
+  parseIp,
+} from "./values/ip.ts";
+export {
+  FLUSH_SECONDS,
+  type GatewaySnapshot,
+  type GatewayStats,
+  Histogram,
+} from "./stats.ts";
 export type { ExplainQuery, ExplainStep, Explanation } from "./types.ts";
 export type { StateStore, StoreStatus } from "./state/store.ts";
 export { openStateStore } from "./state/open_store.ts";

@@ -8,8 +8,9 @@ import type { Policy } from "./policy.ts";
 import type { ProxyConfig } from "./config.ts";
 import type { UpstreamPool } from "./upstream_pool.ts";
 import { closeQuietly, type Reader, type Stream, writeAll } from "./_io.ts";
-import type { Exchange } from "./access_log.ts";
+import type { AccessLogFormat, Exchange } from "./access_log.ts";
 import type { LogSink } from "./log_sinks.ts";
+import type { ProxyStats } from "./stats.ts";
 import type { Watch } from "./_watchdog.ts";
 
 /** The watch phase in which a timeout gives up the upstream only (→ 504). */
@@ -27,6 +28,15 @@ export interface ProxyContext {
   policy: Policy;
   /** Where each exchange's access log line goes; none when undefined. */
   accessLog: LogSink | undefined;
+  /** How its lines are written. */
+  accessLogFormat: AccessLogFormat;
+  /** The counters the handlers increment (see stats.ts). */
+  stats: ProxyStats;
+  /**
+   * True once a graceful stop began: no connection is kept alive after
+   * the answer it is given next.
+   */
+  draining: boolean;
   loginUrl?: string;
   pool: UpstreamPool;
   /** Open tunnels per client address. */
@@ -58,15 +68,16 @@ export class Client {
 }
 
 /**
- * Writes one whole answer of ours (a page, a status line) to the client and
- * counts it for the access log. False when the client has left: there is
- * nobody to tell, so the caller just ends the exchange.
+ * Writes one whole answer of ours (a page of error_pages.ts, all HTML) to
+ * the client and counts it for the access log. False when the client has
+ * left: there is nobody to tell, so the caller just ends the exchange.
  */
 export async function sendToClient(
   client: Client,
   x: Exchange,
   bytes: Uint8Array,
 ): Promise<boolean> {
+  x.contentType = "text/html";
   try {
     await writeAll(client.conn, bytes);
     x.bytes += bytes.length;

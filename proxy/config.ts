@@ -11,6 +11,7 @@
  *   maxTunnelsPerClient = 500
  *   poolMaxIdlePerOrigin = 32
  *   poolIdleTimeout = "30s"
+ *   shutdownTimeout = "10s"         # on SIGTERM, transfers and tunnels get this long to end
  *   [proxy.server]
  *     addr = ":8080"                # all interfaces, port 8080
  *     readTimeout = "30s"           # a client silent this long mid-request is dropped
@@ -64,6 +65,11 @@ export interface ProxyConfig {
   poolMaxIdlePerOrigin: number;
   /** An idle pooled upstream connection is closed after this long. */
   poolIdleTimeoutMs: number;
+  /**
+   * On a graceful stop (SIGTERM), how long open transfers and tunnels may
+   * go on before they are closed; 0: closed at once.
+   */
+  shutdownTimeoutMs: number;
 }
 
 /** The defaults: what an empty `[proxy]` table gives. */
@@ -85,6 +91,7 @@ export const DEFAULT_PROXY_CONFIG: Readonly<ProxyConfig> = Object.freeze({
   maxTunnelsPerClient: 1000,
   poolMaxIdlePerOrigin: 32,
   poolIdleTimeoutMs: 30_000,
+  shutdownTimeoutMs: 10_000,
 });
 
 /** Where the table came from, for error messages. */
@@ -103,6 +110,7 @@ const PROXY_KEYS = [
   "maxTunnelsPerClient",
   "poolMaxIdlePerOrigin",
   "poolIdleTimeout",
+  "shutdownTimeout",
 ];
 const SERVER_KEYS = [
   "readTimeout",
@@ -179,6 +187,8 @@ export function proxyConfigFrom(
     config.responseTimeoutMs;
   config.poolIdleTimeoutMs = duration(proxy, P, "poolIdleTimeout") ??
     config.poolIdleTimeoutMs;
+  config.shutdownTimeoutMs = duration(proxy, P, "shutdownTimeout") ??
+    config.shutdownTimeoutMs;
   config.maxTunnelsPerClient = count(proxy, P, "maxTunnelsPerClient", 1) ??
     config.maxTunnelsPerClient;
   config.poolMaxIdlePerOrigin = count(proxy, P, "poolMaxIdlePerOrigin", 0) ??

@@ -20,6 +20,7 @@ import {
 } from "./http_head.ts";
 import { errorResponse, proxyInfoPage } from "./error_pages.ts";
 import { type Exchange, logExchange, newExchange } from "./access_log.ts";
+import { countOutcome, type Outcome } from "./stats.ts";
 import { parseAuthority, parseHttpUrl, type Target } from "./_target.ts";
 import { forwardRequest } from "./forward.ts";
 import { tunnelConnect } from "./tunnel.ts";
@@ -116,7 +117,7 @@ export async function serveConnection(
           await tunnelConnect(ctx, client, next.target, next.decision, x);
         }
       } finally {
-        logExchange(ctx.accessLog, x);
+        finished(ctx, x);
       }
       if (!goOn) return;
     }
@@ -130,6 +131,12 @@ export async function serveConnection(
   }
 }
 
+/** An exchange is over: it is counted and logged. */
+function finished(ctx: ProxyContext, x: Exchange): void {
+  countOutcome(ctx.stats, x.outcome);
+  logExchange(ctx.accessLog, x, ctx.accessLogFormat);
+}
+
 async function refuseHead(
   ctx: ProxyContext,
   client: Client,
@@ -137,6 +144,8 @@ async function refuseHead(
   e: HeadError,
 ) {
   x.status = e.status;
+  // What Squid logs for a request it could not read.
+  x.url = "error:invalid-request";
   await sendToClient(
     client,
     x,
@@ -148,7 +157,7 @@ async function refuseHead(
       },
     ),
   );
-  logExchange(ctx.accessLog, x);
+  finished(ctx, x);
 }
 
 function wantsKeepAlive(head: RequestHead): boolean {
@@ -222,6 +231,8 @@ interface Refusal {
   message: string;
   /** Refused by a rule (logged TCP_DENIED), not a request we cannot serve. */
   denied?: boolean;
+  /** For the counters: what refused it (default: "refused" when denied, else "error"). */
+  outcome?: Outcome;
   loginUrl?: string;
   /** Extra header lines ("Name: value"). */
   headers?: string[];
@@ -248,7 +259,8 @@ async function handleRequest(
 ): Promise<boolean | TunnelToRun> {
   x.method = head.method;
   x.url = head.target;
-  const keepAlive = wantsKeepAlive(head);
+  // A graceful stop under way: this answer is the connection's last.
+  const keepAlive = wantsKeepAlive(head) && !ctx.draining;
   const framing = requestFraming(head);
   const isConnect = head.method === "CONNECT";
   const req: Incoming = {
@@ -289,6 +301,7 @@ async function handleRequest(
     return await refuse(req, refusedBy(ctx, head, decision));
   }
   if (decision.user !== undefined) x.user = decision.user;
+  x.outcome = "allowed";
   if (isConnect) return { target: where, decision };
   return await forwardRequest({
     ctx,
@@ -409,6 +422,11 @@ function refusedBy(
     status: decision.status,
     message: decision.reason,
     denied: true,
+    outcome: decision.status === 407
+      ? "auth"
+      : decision.cause === "quota"
+      ? "quota"
+      : "refused",
     loginUrl: loginLink(
       decision.loginUrl ?? ctx.loginUrl,
       head.method === "CONNECT" ? undefined : head.target,
@@ -429,6 +447,7 @@ function refuse(req: Incoming, refusal: Refusal): Promise<boolean> {
   const { x, head } = req;
   x.status = refusal.status;
   if (refusal.denied) x.tag = "TCP_DENIED";
+  x.outcome = refusal.outcome ?? (refusal.denied ? "refused" : "error");
   const close = req.closeAfterRefusal;
   const page = errorResponse(refusal.status, refusal.message, {
     close,
@@ -442,6 +461,7 @@ function refuse(req: Incoming, refusal: Refusal): Promise<boolean> {
 /** The proxy's own page (what this address is, where to log in). */
 function sendOwnPage(ctx: ProxyContext, req: Incoming): Promise<boolean> {
   req.x.status = 200;
+  req.x.outcome = "allowed";
   const page = proxyInfoPage(ctx.loginUrl, {
     close: !req.keepAlive,
     headOnly: req.head.method === "HEAD",

@@ -18,6 +18,7 @@ import { authority, basicAuthorization, httpConnect } from "./_parent_http.ts";
 import { socks5Connect } from "./_socks5.ts";
 import { closeQuietly, type Stream } from "./_io.ts";
 import { DialError } from "./_dial_error.ts";
+import type { DialFailureKind } from "./stats.ts";
 
 // dial() throws it: its callers find it here.
 export { DialError };
@@ -33,7 +34,10 @@ export interface Dialed {
   viaHttpParent: boolean;
   /** For plain HTTP via an HTTP parent: the `Proxy-Authorization` value to send. */
   parentAuthorization?: string;
-  /** For the access log: `DIRECT/1.2.3.4` or `FIRST_UP_PARENT/host`. */
+  /**
+   * For the access log, as Squid 5 writes it: `HIER_DIRECT/1.2.3.4` (the
+   * origin's address) or `FIRSTUP_PARENT/10.0.0.1` (the parent's).
+   */
   hierarchy: string;
 }
 
@@ -74,7 +78,7 @@ interface Parent {
  *   { host: "example.org", port: 443 },
  *   { timeoutMs: 10_000, purpose: "tunnel" },
  * );
- * up.hierarchy; // "FIRST_UP_PARENT/127.0.0.1"
+ * up.hierarchy; // "FIRSTUP_PARENT/127.0.0.1"
  * ```
  */
 export async function dial(
@@ -115,7 +119,11 @@ async function dialDirect(
   const where = authority(target.host, target.port);
   try {
     const { conn, remoteIp } = await openTcp(target, localAddress, d.signal);
-    return { conn, viaHttpParent: false, hierarchy: `DIRECT/${remoteIp}` };
+    return {
+      conn,
+      viaHttpParent: false,
+      hierarchy: `HIER_DIRECT/${remoteIp}`,
+    };
   } catch (e) {
     if (d.signal.aborted) {
       throw new DialError(
@@ -126,6 +134,7 @@ async function dialDirect(
     throw new DialError(
       `cannot connect to ${where}${fromSource(localAddress, e)}`,
       false,
+      failureKind(e),
     );
   }
 }
@@ -156,9 +165,11 @@ async function dialParent(
         fromSource(localAddress, e)
       }; ${hint}`,
       false,
+      "parent",
     );
   }
-  const hierarchy = `FIRST_UP_PARENT/${parent.host}`;
+  // Squid logs the parent's address, as it logs the origin's.
+  const hierarchy = `FIRSTUP_PARENT/${opened.remoteIp}`;
   const authorization = parent.user !== undefined
     ? basicAuthorization(parent.user, parent.pass ?? "")
     : undefined;
@@ -198,12 +209,13 @@ async function dialParent(
         true,
       );
     }
-    if (e instanceof DialError) throw e;
+    if (e instanceof DialError) throw new DialError(e.message, false, "parent");
     throw new DialError(
       `${kind} ${parent.label} dropped the connection while opening one to ${where}: ${
         describe(e)
       }`,
       false,
+      "parent",
     );
   } finally {
     signal.removeEventListener("abort", onAbort);
@@ -242,6 +254,7 @@ function parseParent(proxyUrl: string): Parent {
         hideCredentials(proxyUrl)
       } is not a URL; write it as http://host:port or socks5://host:port`,
       false,
+      "parent",
     );
   }
   const scheme = url.protocol === "http:"
@@ -256,6 +269,7 @@ function parseParent(proxyUrl: string): Parent {
         hideCredentials(proxyUrl)
       } is not usable; write it as http://host:port or socks5://host:port`,
       false,
+      "parent",
     );
   }
   // Without a port: the scheme's usual one (URL drops :80 for http).
@@ -269,6 +283,7 @@ function parseParent(proxyUrl: string): Parent {
       throw new DialError(
         `the credentials in the parent proxy URL for ${parent.label} have a bad %-escape`,
         false,
+        "parent",
       );
     }
   }
@@ -305,6 +320,15 @@ function describe(e: unknown): string {
   if (code === "EHOSTUNREACH") return "host unreachable";
   if (code === "ENETUNREACH") return "network unreachable";
   return e instanceof Error ? e.message : String(e);
+}
+
+/** How a failed connect to an origin is counted (see stats.ts). */
+function failureKind(e: unknown): DialFailureKind {
+  const code = (e as { code?: unknown })?.code;
+  if (e instanceof Deno.errors.ConnectionRefused || code === "ECONNREFUSED") {
+    return "refused";
+  }
+  return isNameNotFound(e) ? "dns" : "other";
 }
 
 function isNameNotFound(e: unknown): boolean {

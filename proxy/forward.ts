@@ -33,7 +33,9 @@ import {
   type ProxyContext,
   READING_BODY,
   sendToClient,
+  WAITING_FOR_UPSTREAM,
 } from "./_context.ts";
+import { countDialFailure } from "./stats.ts";
 import type { Exchange } from "./access_log.ts";
 import type { Target } from "./_target.ts";
 import { Upload } from "./_upload.ts";
@@ -111,6 +113,7 @@ export async function forwardRequest(job: ForwardJob): Promise<boolean> {
     });
   } catch (e) {
     if (!(e instanceof DialError)) throw e;
+    countDialFailure(ctx.stats, e.kind);
     const failed = dialFailure(e);
     return await answer(job, failed.status, failed.message);
   }
@@ -202,74 +205,91 @@ async function exchange(
   const upload = new Upload(job, upReader); // arms the first deadline
   const readBefore = upReader.bytesRead;
   x.hierarchy = up.dialed.hierarchy;
+  // What went up, for the counters: the head, and the body bytes the
+  // upload took from the client's reader.
+  let headBytes = 0;
+  const bodyFrom = client.reader.bytesRead - client.reader.buffered;
 
   try {
-    await writeAll(up.dialed.conn, requestHead(job, path, upload.framing));
-  } catch (e) {
-    discard(client, up);
-    if (reused && upload.framing.kind === "none") return "stale";
-    return await answer(
-      job,
-      502,
-      `Sending the request upstream failed: ${(e as Error).message}.`,
-    );
-  }
-  upload.send();
-
-  let resp: ResponseHead;
-  try {
-    for (;;) {
-      const bytes = await readHead(upReader, MAX_RESPONSE_HEAD, false);
-      resp = answerHead(job.req, bytes);
-      if (resp.status >= 200 || resp.status === 101) break;
-      await passInterim(job, resp, upload);
-    }
-  } catch (e) {
-    discard(client, up);
-    if (e instanceof MeterStop) return stopped(job);
-    // Reset or closed on a pooled connection before any answer byte: the
-    // origin had closed it while it was idle. (A node socket's read ends
-    // with null, not an error, when the response deadline closed it: that
-    // is a timeout, not a stale socket, hence the watch.)
-    if (
-      reused && upReader.bytesRead === readBefore &&
-      upload.framing.kind === "none" && !client.watch.expired
-    ) {
-      return "stale";
-    }
-    return await answerNoHead(job, upload, e);
-  }
-
-  headArrived(job, up, resp, upload);
-  if (resp.status === 101) return await switchProtocols(job, up, resp);
-  const plan = planResponse(job, resp);
-  const copy = bodyCopy(job, resp, plan);
-  const sentBefore = x.bytes;
-  try {
-    await copyBody(upReader, client.conn, plan.framing, copy);
-  } catch (e) {
-    // A body that broke its framing before any of it (or its head) went
-    // out is refused whole: the client gets a 502, not the bytes.
-    if (e instanceof BodyError && x.bytes === sentBefore) {
+    const head = requestHead(job, path, upload.framing);
+    try {
+      await writeAll(up.dialed.conn, head);
+      headBytes = head.length;
+    } catch (e) {
       discard(client, up);
+      if (reused && upload.framing.kind === "none") return "stale";
       return await answer(
         job,
         502,
-        `The upstream's answer is malformed: ${e.message}.`,
-        true,
+        `Sending the request upstream failed: ${(e as Error).message}.`,
       );
     }
-    return cutMidBody(job, up, e);
+    upload.send();
+
+    let resp: ResponseHead;
+    try {
+      for (;;) {
+        const bytes = await readHead(upReader, MAX_RESPONSE_HEAD, false);
+        resp = answerHead(job.req, bytes);
+        if (resp.status >= 200 || resp.status === 101) break;
+        await passInterim(job, resp, upload);
+      }
+    } catch (e) {
+      discard(client, up);
+      if (e instanceof MeterStop) return stopped(job);
+      // Reset or closed on a pooled connection before any answer byte: the
+      // origin had closed it while it was idle. (A node socket's read ends
+      // with null, not an error, when the response deadline closed it: that
+      // is a timeout, not a stale socket, hence the watch.)
+      if (
+        reused && upReader.bytesRead === readBefore &&
+        upload.framing.kind === "none" && !client.watch.expired
+      ) {
+        return "stale";
+      }
+      return await answerNoHead(job, upload, e);
+    }
+
+    headArrived(job, up, resp, upload);
+    if (resp.status === 101) return await switchProtocols(job, up, resp);
+    // A graceful stop began meanwhile: this answer is the connection's last.
+    const plan = planResponse(
+      job.ctx.draining ? { req: job.req, keepAlive: false } : job,
+      resp,
+    );
+    const copy = bodyCopy(job, resp, plan);
+    const sentBefore = x.bytes;
+    try {
+      await copyBody(upReader, client.conn, plan.framing, copy);
+    } catch (e) {
+      // A body that broke its framing before any of it (or its head) went
+      // out is refused whole: the client gets a 502, not the bytes.
+      if (e instanceof BodyError && x.bytes === sentBefore) {
+        discard(client, up);
+        return await answer(
+          job,
+          502,
+          `The upstream's answer is malformed: ${e.message}.`,
+          true,
+        );
+      }
+      return cutMidBody(job, up, e);
+    }
+    // The answer is complete but the client may still be sending its body:
+    // the next request's start cannot be found reliably, so both sides end.
+    const midUpload = !upload.done && upload.error === undefined;
+    if (midUpload) {
+      discard(client, up);
+      client.abort();
+    }
+    await upload.sending;
+    return midUpload ? false : release(job, up, plan, upload);
+  } finally {
+    const stats = job.ctx.stats;
+    stats.bytesFromUpstream += upReader.bytesRead - readBefore;
+    stats.bytesToUpstream += headBytes +
+      (client.reader.bytesRead - client.reader.buffered - bodyFrom);
   }
-  // The answer is complete but the client may still be sending its body:
-  // the next request's start cannot be found reliably, so both sides end.
-  const midUpload = !upload.done && upload.error === undefined;
-  if (midUpload) {
-    discard(client, up);
-    client.abort();
-  }
-  await upload.sending;
-  return midUpload ? false : release(job, up, plan, upload);
 }
 
 /** Never passed on from the client: upstream gets the target's authority. */
@@ -387,6 +407,7 @@ function answerNoHead(
     );
   }
   const timedOut = watch.expired !== "";
+  if (watch.expired === WAITING_FOR_UPSTREAM) job.ctx.stats.responseTimeouts++;
   const msg = watch.expired === READING_BODY
     ? `the upstream did not take the request body within ${writeTimeoutMs} ms`
     : timedOut
@@ -528,7 +549,8 @@ async function answer(
     headOnly: req.method === "HEAD",
   });
   x.status = status;
-  if (x.tag === "NONE") x.tag = "TCP_MISS";
+  x.outcome = "error";
+  if (x.tag === "NONE_NONE") x.tag = "TCP_MISS";
   if (!(await sendToClient(client, x, page))) return false;
   return !close;
 }

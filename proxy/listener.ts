@@ -1,7 +1,9 @@
 /**
  * The accept loop: takes connections, enforces the connection limit (503,
  * then a short drain and close beyond it), survives running out of file
- * descriptors (backs off and keeps accepting), and shuts everything down on
+ * descriptors (backs off and keeps accepting), and stops: gracefully on
+ * shutdown() (no new connections, every connection closed after the answer
+ * it gets next, transfers and tunnels given time to end), at once on
  * close().
  *
  * @module
@@ -14,11 +16,25 @@ import { errorResponse } from "./error_pages.ts";
 import { newClient, serveConnection } from "./connection.ts";
 import type { Client, ProxyContext } from "./_context.ts";
 import type { LogSink } from "./log_sinks.ts";
+import type { AccessLogFormat } from "./access_log.ts";
+import { newProxyStats, type ProxyStats } from "./stats.ts";
 
 /** A proxy that is listening. */
 export interface RunningProxy {
   /** Where it listens (the real port when the configuration said 0). */
   addr: Deno.NetAddr;
+  /** Its counters (see stats.ts), read by whoever exposes them. */
+  readonly stats: ProxyStats;
+  /** True while it accepts connections (not once stopping, nor if accepting broke). */
+  readonly listening: boolean;
+  /**
+   * Stops gracefully: stops listening at once; a kept-alive connection
+   * gets `Connection: close` on its next answer and ends after it; open
+   * transfers and tunnels go on for up to `graceMs` (default: the
+   * configuration's `shutdownTimeout`), then whatever is left is closed as
+   * by {@link close}. Resolves when every connection has ended.
+   */
+  shutdown(options?: { graceMs?: number }): Promise<void>;
   /** Stops listening, ends open connections and idle upstream connections. */
   close(): Promise<void>;
 }
@@ -33,6 +49,8 @@ export interface StartOptions {
    * No log when absent. The caller closes it, after {@link RunningProxy.close}.
    */
   accessLog?: LogSink;
+  /** The access log's format: Squid's native lines (default) or JSON lines. */
+  accessLogFormat?: AccessLogFormat;
 }
 
 const BUSY = errorResponse(
@@ -138,10 +156,14 @@ export function startProxy(
       ),
     );
   }
+  const stats = newProxyStats();
   const ctx: ProxyContext = {
     config,
     policy,
     accessLog: options.accessLog,
+    accessLogFormat: options.accessLogFormat ?? "squid",
+    stats,
+    draining: false,
     loginUrl: options.loginUrl,
     pool: new UpstreamPool(
       config.poolMaxIdlePerOrigin,
@@ -150,14 +172,19 @@ export function startProxy(
     tunnels: new Map(),
     clientEnded(client) {
       clients.delete(client);
-      if (clients.size === 0) allEnded?.();
+      stats.clientConnections = clients.size;
+      if (clients.size === 0 && allEnded.length > 0) {
+        for (const resolve of allEnded.splice(0)) resolve();
+      }
     },
   };
   const clients = new Set<Client>();
-  let allEnded: (() => void) | undefined;
+  /** Waiting for the last client connection to end. */
+  const allEnded: (() => void)[] = [];
   const draining = new Set<Deno.Conn>();
   const tasks = new Set<Promise<void>>();
   let closing = false;
+  let accepting = true;
 
   const track = (p: Promise<void>) => {
     tasks.add(p);
@@ -173,7 +200,10 @@ export function startProxy(
         conn = await listener.accept();
         backoff = 0;
       } catch (e) {
-        if (closing || e instanceof Deno.errors.BadResource) return;
+        if (closing || e instanceof Deno.errors.BadResource) {
+          accepting = false;
+          return;
+        }
         // Out of descriptors (or a transient accept error): wait a little,
         // so the connections that end free some, and keep serving.
         backoff = Math.min(backoff ? backoff * 2 : 10, 1000);
@@ -200,30 +230,58 @@ export function startProxy(
       }
       const client = newClient(conn);
       clients.add(client);
+      stats.clientConnections = clients.size;
       // It never rejects, and tells ctx.clientEnded when it is done.
       serveConnection(ctx, client);
     }
   };
-  const loop = acceptLoop();
+  const loop = acceptLoop().finally(() => accepting = false);
+  let closed: Promise<void> | undefined;
 
-  return Promise.resolve({
-    addr: listener.addr as Deno.NetAddr,
-    async close() {
-      if (closing) return;
-      closing = true;
-      closeQuietly(listener);
-      await loop;
+  const stopAccepting = async () => {
+    closing = true;
+    closeQuietly(listener);
+    await loop;
+    for (const c of draining) closeQuietly(c);
+  };
+  const allGone = () =>
+    clients.size === 0
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => allEnded.push(resolve));
+
+  const close = () =>
+    closed ??= (async () => {
+      await stopAccepting();
       for (const c of clients) c.abort();
       for (const c of draining) closeQuietly(c);
       // Every client ends once its sockets are closed.
-      if (clients.size > 0) {
-        await new Promise<void>((resolve) => allEnded = resolve);
-      }
+      await allGone();
       // Bounded: every task ends once its sockets are closed.
       for (let i = 0; i < 100 && tasks.size > 0; i++) {
         await Promise.allSettled([...tasks]);
       }
       ctx.pool.close();
+    })();
+
+  return Promise.resolve({
+    addr: listener.addr as Deno.NetAddr,
+    stats,
+    get listening() {
+      return accepting && !closing;
     },
+    async shutdown(opts: { graceMs?: number } = {}) {
+      if (closed) return await closed;
+      ctx.draining = true;
+      await stopAccepting();
+      const graceMs = opts.graceMs ?? config.shutdownTimeoutMs;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        allGone(),
+        new Promise<void>((resolve) => timer = setTimeout(resolve, graceMs)),
+      ]);
+      clearTimeout(timer);
+      await close();
+    },
+    close,
   });
 }

@@ -1,10 +1,16 @@
 /**
- * Where the access log's lines go: standard output, written in batches (a
- * write per line costs a third of the proxy's time under load), or a
- * minimal syslog sender (RFC 3164 over UDP) when `managers.toml` sets
- * `syslogAddr`. Neither blocks nor throws: a lost line is a lost line,
- * never a refused request (the original refused every request when no local
- * syslog socket was there).
+ * Where the access log's lines go:
+ *
+ * - standard output ({@link openStdoutLog}), the default;
+ * - a file ({@link openFileLog}, `accessLog` in `managers.toml`), opened
+ *   again by {@link LogSink.reopen} (SIGUSR1) after logrotate renamed it;
+ * - syslog ({@link openSyslog}, `syslogAddr`), over UDP or TCP, in the
+ *   format of RFC 3164 (the original's) or RFC 5424.
+ *
+ * Standard output and files are written in batches (a write per line costs
+ * a third of the proxy's time under load). No sink blocks or throws: a lost
+ * line is a lost line, never a refused request (the original refused every
+ * request when no local syslog socket was there).
  *
  * @module
  */
@@ -30,42 +36,100 @@ const PRI = 3 * 8 + 6;
 /** A destination for log lines. */
 export interface LogSink {
   send(message: string): void;
-  close(): void;
+  /** Writes what is pending and lets go of the destination. */
+  close(): void | Promise<void>;
+  /**
+   * Opens the destination again (a file logrotate renamed: the next lines
+   * go to a new file at the configured path). Absent where it means nothing.
+   */
+  reopen?(): void;
+}
+
+/** Which syslog message format: the BSD one (default) or RFC 5424's. */
+export type SyslogFormat = "rfc3164" | "rfc5424";
+
+/** Options of {@link openSyslog}. */
+export interface SyslogOptions {
+  /** The APP-NAME / tag (default `pmproxy`). */
+  tag?: string;
+  /** Default `rfc3164`, as the original wrote. */
+  format?: SyslogFormat;
+}
+
+/** A syslog server's address, parsed. */
+export interface SyslogTarget {
+  transport: "udp" | "tcp";
+  /** Without brackets. */
+  host: string;
+  port: number;
 }
 
 /**
- * Opens a sender to `addr` (`host:port`, `[v6]:port`, or a host with the
- * default port 514).
+ * Parses `host:port`, `[v6]:port` or a host alone (port 514), optionally
+ * after `udp://` (the default) or `tcp://`. Answers a sentence saying what
+ * to write when it is none of these.
  */
-export function openSyslog(
-  addr: string,
-  options: { tag?: string } = {},
-): LogSink {
-  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(addr) ??
-    /^([^:]+)(?::(\d+))?$/.exec(addr);
-  if (!m) {
-    throw new Error(
-      `syslogAddr "${addr}" is not host:port (e.g. "127.0.0.1:514")`,
-    );
+export function parseSyslogAddr(addr: string): SyslogTarget | string {
+  const scheme = /^([a-z]+):\/\//i.exec(addr);
+  let transport: "udp" | "tcp" = "udp";
+  let rest = addr;
+  if (scheme) {
+    const s = scheme[1].toLowerCase();
+    if (s !== "udp" && s !== "tcp") {
+      return `syslogAddr "${addr}": "${
+        scheme[1]
+      }://" is not a transport: write udp://host:port or tcp://host:port`;
+    }
+    transport = s;
+    rest = addr.slice(scheme[0].length);
   }
-  const host = m[1];
-  const port = Number(m[2] ?? 514);
-  const socket = createSocket(host.includes(":") ? "udp6" : "udp4");
+  const m = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(rest) ??
+    /^([^:/\s[\]]+)(?::(\d{1,5}))?$/.exec(rest);
+  const port = Number(m?.[2] ?? 514);
+  if (!m || port < 1 || port > 65535) {
+    return `syslogAddr "${addr}" is not host:port: write e.g. "127.0.0.1:514" (UDP) or "tcp://logs.example.org:514"`;
+  }
+  return { transport, host: m[1], port };
+}
+
+/**
+ * Opens a sender to `addr` (see {@link parseSyslogAddr}). Throws an Error
+ * for an address that is none of those.
+ *
+ * Over TCP, an RFC 5424 message is framed by its length (RFC 6587 octet
+ * counting), an RFC 3164 one ends with a newline; a connection that fails
+ * is made again after a pause, and lines sent meanwhile wait (at most 1
+ * MiB of them; beyond, they are lost).
+ */
+export function openSyslog(addr: string, options: SyslogOptions = {}): LogSink {
+  const target = parseSyslogAddr(addr);
+  if (typeof target === "string") throw new Error(target);
+  const format = options.format ?? "rfc3164";
+  const appName = options.tag ?? "pmproxy";
+  const hostname = Deno.hostname();
+  const message = (text: string): string => {
+    const d = new Date();
+    if (format === "rfc5424") {
+      // VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG
+      return `<${PRI}>1 ${d.toISOString()} ${hostname} ${appName} ${Deno.pid} access - ${text}`;
+    }
+    const stamp = `${MONTHS[d.getMonth()]} ${String(d.getDate()).padStart(2)} ${
+      d.toTimeString().slice(0, 8)
+    }`;
+    return `<${PRI}>${stamp} ${hostname} ${appName}[${Deno.pid}]: ${text}`;
+  };
+  if (target.transport === "tcp") {
+    const frame = format === "rfc5424"
+      ? (m: string) => `${utf8.encode(m).length} ${m}`
+      : (m: string) => `${m}\n`;
+    return tcpSyslog(target, (text) => frame(message(text)));
+  }
+  const socket = createSocket(target.host.includes(":") ? "udp6" : "udp4");
   socket.on("error", () => {/* a log line is lost, nothing more */});
   socket.unref();
-  const tag = `${options.tag ?? "pmproxy"}[${Deno.pid}]`;
-  const hostname = Deno.hostname();
   return {
-    send(message: string) {
-      const d = new Date();
-      const stamp = `${MONTHS[d.getMonth()]} ${
-        String(d.getDate()).padStart(2)
-      } ${d.toTimeString().slice(0, 8)}`;
-      socket.send(
-        `<${PRI}>${stamp} ${hostname} ${tag}: ${message}`,
-        port,
-        host,
-      );
+    send(text: string) {
+      socket.send(message(text), target.port, target.host);
     },
     close() {
       try {
@@ -75,13 +139,100 @@ export function openSyslog(
   };
 }
 
+const utf8 = new TextEncoder();
+/** Most bytes of syslog lines kept while the TCP connection is down. */
+const TCP_BACKLOG = 1024 * 1024;
+const TCP_RETRY_MS = 1000;
+const TCP_RETRY_MAX_MS = 30_000;
+
+/** Syslog over one TCP connection, made when needed and again after a failure. */
+function tcpSyslog(
+  target: SyslogTarget,
+  framed: (text: string) => string,
+): LogSink {
+  let queue: string[] = [];
+  let queued = 0;
+  let conn: Deno.TcpConn | undefined;
+  let running: Promise<void> | undefined;
+  let retryMs = 0;
+  let closed = false;
+
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      Deno.unrefTimer(t);
+    });
+  const drop = () => {
+    try {
+      conn?.close();
+    } catch { /* already closed */ }
+    conn = undefined;
+  };
+  // One writer at a time; it ends when the queue is empty.
+  const run = async () => {
+    while (queue.length > 0) {
+      if (retryMs > 0) {
+        if (closed) return;
+        await pause(retryMs);
+      }
+      const batch = queue.join("");
+      try {
+        conn ??= await Deno.connect({
+          hostname: target.host,
+          port: target.port,
+        });
+        // A log server that is down must not keep the process alive.
+        conn.unref();
+        // Taken only now: lines wait in the queue while there is no
+        // connection, and the batch goes whole or, on failure, is lost.
+        queue = [];
+        queued = 0;
+        const bytes = utf8.encode(batch);
+        for (let at = 0; at < bytes.length;) {
+          at += await conn.write(bytes.subarray(at));
+        }
+        retryMs = 0;
+      } catch {
+        drop();
+        retryMs = Math.min(
+          retryMs ? retryMs * 2 : TCP_RETRY_MS,
+          TCP_RETRY_MAX_MS,
+        );
+      }
+    }
+  };
+  const kick = () => {
+    running ??= run().finally(() => running = undefined);
+  };
+  return {
+    send(text: string) {
+      if (closed) return;
+      const line = framed(text);
+      if (queued + line.length > TCP_BACKLOG) return;
+      queue.push(line);
+      queued += line.length;
+      kick();
+    },
+    async close() {
+      closed = true;
+      // What is queued goes out when the connection is up; a server that
+      // is down, or slow to answer, is not waited for long.
+      if (retryMs === 0 && running) {
+        await Promise.race([running, pause(2000)]);
+      }
+      drop();
+    },
+  };
+}
+
 /**
- * Lines to standard output, gathered and written at most every `flushMs`
- * (default 100 ms) or when 64 KiB are waiting, and at `close()`. A crash
- * loses at most the last `flushMs` of lines.
+ * Lines gathered and handed to `write` at most every `flushMs` or when 64
+ * KiB are waiting, and at `flush()`.
  */
-export function openStdoutLog(options: { flushMs?: number } = {}): LogSink {
-  const encoder = new TextEncoder();
+function batched(
+  write: (bytes: Uint8Array) => void,
+  flushMs: number,
+): { send(line: string): void; flush(): void } {
   let pending: string[] = [];
   let size = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -89,15 +240,10 @@ export function openStdoutLog(options: { flushMs?: number } = {}): LogSink {
     if (timer !== undefined) clearTimeout(timer);
     timer = undefined;
     if (pending.length === 0) return;
-    const bytes = encoder.encode(pending.join("\n") + "\n");
+    const bytes = utf8.encode(pending.join("\n") + "\n");
     pending = [];
     size = 0;
-    try {
-      let off = 0;
-      while (off < bytes.length) {
-        off += Deno.stdout.writeSync(bytes.subarray(off));
-      }
-    } catch { /* standard output is gone: nothing to log to */ }
+    write(bytes);
   };
   return {
     send(line: string) {
@@ -105,10 +251,133 @@ export function openStdoutLog(options: { flushMs?: number } = {}): LogSink {
       size += line.length + 1;
       if (size >= 64 * 1024) return flush();
       if (timer === undefined) {
-        timer = setTimeout(flush, options.flushMs ?? 100);
+        timer = setTimeout(flush, flushMs);
         Deno.unrefTimer(timer);
       }
     },
-    close: flush,
+    flush,
+  };
+}
+
+function writeAllSync(
+  file: { writeSync(p: Uint8Array): number },
+  p: Uint8Array,
+) {
+  let off = 0;
+  while (off < p.length) off += file.writeSync(p.subarray(off));
+}
+
+/**
+ * Lines to standard output, gathered and written at most every `flushMs`
+ * (default 100 ms) or when 64 KiB are waiting, and at `close()`. A crash
+ * loses at most the last `flushMs` of lines.
+ */
+export function openStdoutLog(options: { flushMs?: number } = {}): LogSink {
+  const lines = batched((bytes) => {
+    try {
+      writeAllSync(Deno.stdout, bytes);
+    } catch { /* standard output is gone: nothing to log to */ }
+  }, options.flushMs ?? 100);
+  return { send: lines.send, close: lines.flush };
+}
+
+/** Options of {@link openFileLog}. */
+export interface FileLogOptions {
+  /** Default 100 ms (see {@link openStdoutLog}). */
+  flushMs?: number;
+  /** Told when the file cannot be written or opened again (default: standard error). */
+  warn?: (message: string) => void;
+}
+
+/**
+ * Lines appended to the file at `path` (created with mode 0640 when
+ * missing), in batches as {@link openStdoutLog} writes them. `reopen()`
+ * writes what is pending to the file open now, then opens `path` again:
+ * after logrotate renamed the file, the next lines go to a new one. Throws
+ * at once, with what to do, when the file cannot be opened.
+ */
+export function openFileLog(
+  path: string,
+  options: FileLogOptions = {},
+): LogSink {
+  const warn = options.warn ??
+    ((m: string) => console.error(`pmproxy: warning: ${m}`));
+  const open = () =>
+    Deno.openSync(path, { append: true, create: true, mode: 0o640 });
+  let file: Deno.FsFile | undefined;
+  try {
+    file = open();
+  } catch (e) {
+    throw new Error(
+      `the access log file ${path} cannot be opened: ${
+        (e as Error).message
+      }; create its directory and let pmproxy write there, or change accessLog in managers.toml`,
+    );
+  }
+  // The first failure is told, not every batch after it.
+  let failing = false;
+  const failed = (what: string, e: unknown) => {
+    if (!failing) {
+      warn(
+        `the access log file ${path}: ${what}: ${
+          (e as Error).message
+        }; lines are lost until it works again`,
+      );
+    }
+    failing = true;
+  };
+  const lines = batched((bytes) => {
+    if (file === undefined) {
+      try {
+        file = open();
+      } catch (e) {
+        return failed("cannot open it again", e);
+      }
+    }
+    try {
+      writeAllSync(file, bytes);
+      failing = false;
+    } catch (e) {
+      failed("cannot write", e);
+    }
+  }, options.flushMs ?? 100);
+  const closeFile = () => {
+    try {
+      file?.close();
+    } catch { /* already closed */ }
+    file = undefined;
+  };
+  return {
+    send: lines.send,
+    close() {
+      lines.flush();
+      closeFile();
+    },
+    reopen() {
+      lines.flush();
+      closeFile();
+      try {
+        file = open();
+        failing = false;
+      } catch (e) {
+        failed("cannot open it again", e);
+      }
+    },
+  };
+}
+
+/** One sink that sends every line to each of `sinks` (a file and syslog, say). */
+export function teeLogs(sinks: LogSink[]): LogSink {
+  if (sinks.length === 1) return sinks[0];
+  return {
+    send(line: string) {
+      for (const s of sinks) s.send(line);
+    },
+    async close() {
+      for (const s of sinks) await s.close();
+    },
+    reopen() {
+      for (const s of sinks) s.reopen?.();
+    },
   };
 }

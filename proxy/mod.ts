@@ -10,13 +10,15 @@
  *   { server: { addr: "127.0.0.1:0" } },
  *   { file: "server.toml" },
  * );
- * const accessLog = openStdoutLog(); // or openSyslog("127.0.0.1:514")
+ * // or openFileLog("/var/log/pmproxy/access.log"), openSyslog("tcp://logs:514")
+ * const accessLog = openStdoutLog();
  * const proxy = await startProxy(config, {
  *   decide: () => ({ allowed: true, route: { kind: "direct" } }),
  * }, { accessLog });
  * console.log(`proxy on ${proxy.addr.hostname}:${proxy.addr.port}`);
- * await proxy.close();
- * accessLog.close();
+ * proxy.stats.requestsAllowed; // counters, for /metrics
+ * await proxy.shutdown(); // graceful: open transfers get shutdownTimeout
+ * await accessLog.close();
  * ```
  *
  * @module
@@ -32,6 +34,19 @@ export {
   type StartOptions,
   startProxy,
 } from "./listener.ts";
-export { type LogSink, openStdoutLog, openSyslog } from "./log_sinks.ts";
+export {
+  type FileLogOptions,
+  type LogSink,
+  openFileLog,
+  openStdoutLog,
+  openSyslog,
+  parseSyslogAddr,
+  type SyslogFormat,
+  type SyslogOptions,
+  type SyslogTarget,
+  teeLogs,
+} from "./log_sinks.ts";
+export type { AccessLogFormat } from "./access_log.ts";
+export type { DialFailureKind, Outcome, ProxyStats } from "./stats.ts";
 export type * from "./policy.ts";
 export { GO_ON, STOP } from "./policy.ts";

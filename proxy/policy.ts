@@ -93,6 +93,12 @@ export type Decision =
     loginUrl?: string;
     /** For 407: the realm of `Proxy-Authenticate: Basic realm="…"`. */
     realm?: string;
+    /**
+     * For the access log and the counters: what refused it, the rule (the
+     * default) or a download quota that is reached. A 407 is a login that
+     * is missing, whatever this says.
+     */
+    cause?: "rule" | "quota";
   };
 
 /** What the proxy needs from the policy. */

@@ -12,6 +12,7 @@ import { relay } from "./relay.ts";
 import { dialFailure, errorResponse } from "./error_pages.ts";
 import { type Client, type ProxyContext, sendToClient } from "./_context.ts";
 import type { Exchange } from "./access_log.ts";
+import { countDialFailure } from "./stats.ts";
 
 const ESTABLISHED = new TextEncoder().encode(
   "HTTP/1.1 200 Connection established\r\n\r\n",
@@ -27,12 +28,14 @@ export function openTunnelSlot(ctx: ProxyContext, ip: string): boolean {
   const n = ctx.tunnels.get(ip) ?? 0;
   if (n >= ctx.config.maxTunnelsPerClient) return false;
   ctx.tunnels.set(ip, n + 1);
+  ctx.stats.tunnels++;
   return true;
 }
 
 /** Gives back a slot taken by {@link openTunnelSlot}. */
 export function closeTunnelSlot(ctx: ProxyContext, ip: string): void {
   const n = (ctx.tunnels.get(ip) ?? 1) - 1;
+  ctx.stats.tunnels--;
   if (n <= 0) ctx.tunnels.delete(ip);
   else ctx.tunnels.set(ip, n);
 }
@@ -70,6 +73,7 @@ export async function tunnelConnect(
       });
     } catch (e) {
       if (!(e instanceof DialError)) throw e;
+      countDialFailure(ctx.stats, e.kind);
       const failed = dialFailure(e);
       x.tag = "TCP_TUNNEL";
       await answer(client, x, failed.status, failed.message, ctx);
@@ -104,8 +108,10 @@ export async function tunnelConnect(
       x.status = 200;
       const moved = await relay(client.reader, up);
       x.bytes += moved.down;
+      ctx.stats.bytesToUpstream += moved.up;
       if (moved.stopped) x.tag = "TCP_TUNNEL_ABORTED";
     } finally {
+      ctx.stats.bytesFromUpstream += up.bytesRead;
       client.abort();
       up.release();
       client.upstream = undefined;
@@ -137,6 +143,8 @@ export async function tunnelUpgrade(
   upstream.watch = undefined;
   try {
     if (!counted) return; // over the limit: closing is the answer
+    // Its bytes are counted with the exchange it came from (forward.ts):
+    // they go through the same readers.
     const moved = await relay(client.reader, upstream);
     x.bytes += moved.down;
     if (moved.stopped) x.tag = "TCP_MISS_ABORTED";
@@ -166,5 +174,6 @@ async function answer(
     loginUrl: status === 503 ? undefined : ctx.loginUrl,
   });
   x.status = status;
+  x.outcome = "error";
   await sendToClient(client, x, page);
 }

@@ -185,3 +185,33 @@ Deno.test("api config: pacDirect's line in a real server.toml", () => {
     );
   }
 });
+Deno.test("api config: metricsAllow, a list of ranges or addresses; wrong ones name the line", () => {
+  assert.deepEqual(apiConfigFrom({}, site).metricsAllow, []);
+  const c = apiConfigFrom({
+    metricsAllow: ["10.0.0.0/24", "192.168.1.5", "2001:db8::/32"],
+  }, site);
+  assert.deepEqual(
+    c.metricsAllow.map((r) => [r.prefix, r.v4]),
+    [[120, true], [128, true], [32, false]],
+  );
+  assert.match(
+    configError({ metricsAllow: "10.0.0.0/8" }).message,
+    /^\/etc\/pmproxy\/server\.toml:20: metricsAllow must be a list of address ranges, e\.g\. \["10\.0\.0\.0\/24"/,
+  );
+  assert.match(
+    configError({ metricsAllow: ["10.0.0.0/33"] }).message,
+    /^\/etc\/pmproxy\/server\.toml:20: metricsAllow: "10\.0\.0\.0\/33" is not a CIDR range: the prefix length/,
+  );
+  assert.match(
+    configError({ metricsAllow: ["prometheus.lan"] }).message,
+    /server\.toml:20: metricsAllow: "prometheus\.lan" is not a CIDR range/,
+  );
+  assert.match(
+    configError({ metricsAllow: [10] }).message,
+    /server\.toml:20: metricsAllow: 10 is not an address range in quotes/,
+  );
+  assert.match(
+    configError({ metricAllow: [] }).message,
+    /did you mean "metricsAllow"/,
+  );
+});

@@ -11,7 +11,7 @@ import { curl, startOrigin } from "./helpers/origin.ts";
 
 // Squid native: time.ms elapsed client result/status bytes method URL user hierarchy type
 const SQUID_LINE =
-  /^\d+\.\d{3} +\d+ 127\.0\.0\.1 TCP_MISS\/200 \d+ GET http:\/\/127\.0\.0\.1:\d+\/hello - DIRECT\/127\.0\.0\.1 /m;
+  /^\d+\.\d{3} +\d+ 127\.0\.0\.1 TCP_MISS\/200 \d+ GET http:\/\/127\.0\.0\.1:\d+\/hello - HIER_DIRECT\/127\.0\.0\.1 /m;
 /^\d+\.\d{3} +\d+ 127\.0\.0\.1 TCP_DENIED\/403 \d+ GET http:\/\/127\.0\.0\.1:\d+\/other /m;
 
 function managers(extra: string): string {
@@ -42,10 +42,14 @@ Deno.test("access log: Squid lines on standard output", async () => {
       `${origin.url}/hello`,
     ]);
     assert.equal(ok.body, "hello\n", ok.stderr);
-    for (let i = 0; i < 50 && !SQUID_LINE.test(server.output()); i++) {
+    for (let i = 0; i < 50 && !SQUID_LINE.test(server.stdout()); i++) {
       await new Promise((r) => setTimeout(r, 100));
     }
-    assert.match(server.output(), SQUID_LINE);
+    assert.match(server.stdout(), SQUID_LINE);
+    // Standard output is the access log's alone: start-up lines go to
+    // standard error.
+    assert.doesNotMatch(server.stdout(), /pmproxy: /);
+    assert.match(server.stderr(), /pmproxy: proxy listening on /);
   } finally {
     await server.stop();
     await origin.close();

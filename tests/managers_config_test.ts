@@ -400,3 +400,64 @@ Deno.test("config: the default file is safe, readable, loads, and stores the pas
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("config: the access log's keys: a file (relative to the file's directory), syslog over UDP or TCP, formats", async () => {
+  const defaults = await load(README_TOML);
+  assert.equal(defaults.accessLog, undefined);
+  assert.equal(defaults.syslogAddr, undefined);
+  assert.equal(defaults.accessLogFormat, "squid");
+  assert.equal(defaults.syslogFormat, "rfc3164");
+  const all = await loadManagers(parseTomlText(
+    "/etc/pmproxy/managers.toml",
+    `accessLog = "logs/access.log"
+accessLogFormat = "json"
+syslogAddr = "tcp://logs.example.org:6514"
+syslogFormat = "rfc5424"
+` + README_TOML,
+  ));
+  assert.deepEqual(all.warnings, []);
+  assert.equal(all.accessLog, "/etc/pmproxy/logs/access.log");
+  assert.equal(all.accessLogFormat, "json");
+  assert.equal(all.syslogAddr, "tcp://logs.example.org:6514");
+  assert.equal(all.syslogFormat, "rfc5424");
+  const absolute = await load(
+    'accessLog = "/var/log/pmproxy/access.log"\n' + README_TOML,
+  );
+  assert.equal(absolute.accessLog, "/var/log/pmproxy/access.log");
+  for (
+    const addr of ["127.0.0.1:514", "[::1]:514", "udp://syslog", "loghost"]
+  ) {
+    const ok = await load(`syslogAddr = "${addr}"\n` + README_TOML);
+    assert.equal(ok.syslogAddr, addr);
+  }
+});
+
+Deno.test("config: a wrong access log key is an error at its line, saying what to write", async () => {
+  const cases: [string, RegExp][] = [
+    [
+      'accessLogFormat = "combined"',
+      /^managers\.toml:2: accessLogFormat = "combined" is not one of "squid", "json"/,
+    ],
+    [
+      'syslogFormat = "5424"',
+      /^managers\.toml:2: syslogFormat = "5424" is not one of "rfc3164", "rfc5424"/,
+    ],
+    [
+      'syslogAddr = "http://logs:514"',
+      /^managers\.toml:2: syslogAddr = "http:\/\/logs:514" is not a syslog server: write "host:port" \(UDP\), "udp:\/\/host:port" or "tcp:\/\/host:port"/,
+    ],
+    [
+      'syslogAddr = "logs:99999"',
+      /^managers\.toml:2: syslogAddr = "logs:99999" is not a syslog server/,
+    ],
+    ["syslogAddr = 514", /^managers\.toml:2: syslogAddr = 514 is not/],
+    [
+      "accessLog = true",
+      /^managers\.toml:2: accessLog must be a file path in quotes/,
+    ],
+  ];
+  for (const [line, expected] of cases) {
+    const e = await configError(`# the access log\n${line}\n` + README_TOML);
+    assert.match(e.message, expected, line);
+  }
+});

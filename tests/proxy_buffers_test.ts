@@ -58,7 +58,7 @@ Deno.test("a reader that grew to the big buffer goes back to a small one when po
       dialed: {
         conn: conn as unknown as Deno.TcpConn,
         viaHttpParent: false,
-        hierarchy: "DIRECT/origin.test",
+        hierarchy: "HIER_DIRECT/origin.test",
       },
     });
     assert.equal(pool.idleCount(key), 1);

@@ -118,3 +118,27 @@ Deno.test("a bad value names file:line, the key and how to write it", () => {
   );
   assert.throws(() => proxyConfigFrom("x", site), /\[proxy\] must be a table/);
 });
+
+Deno.test("shutdownTimeout: 10 s by default, a duration, 0 for no grace; a bad one names its line", () => {
+  assert.equal(proxyConfigFrom({}, site).shutdownTimeoutMs, 10_000);
+  assert.equal(
+    proxyConfigFrom({ shutdownTimeout: "1m30s" }, site).shutdownTimeoutMs,
+    90_000,
+  );
+  assert.equal(
+    proxyConfigFrom({ shutdownTimeout: "0s" }, site).shutdownTimeoutMs,
+    0,
+  );
+  assert.throws(
+    () => proxyConfigFrom({ shutdownTimeout: "soon" }, site),
+    /^Error: \/etc\/pmproxy\/server\.toml:10: \[proxy\] shutdownTimeout: "soon" is not a duration/,
+  );
+  assert.throws(
+    () => proxyConfigFrom({ shutdownTimeout: 10 }, site),
+    /\[proxy\] shutdownTimeout: 10 is not a duration: write it like "30s"/,
+  );
+  assert.throws(
+    () => proxyConfigFrom({ shutdownTimout: "5s" }, site),
+    /did you mean "shutdownTimeout"/,
+  );
+});

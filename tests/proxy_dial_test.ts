@@ -101,7 +101,7 @@ Deno.test("direct: connects, names the peer, refused port is a clear 502 error",
       TUNNEL,
     );
     try {
-      assert.equal(d.hierarchy, "DIRECT/127.0.0.1");
+      assert.equal(d.hierarchy, "HIER_DIRECT/127.0.0.1");
       assert.equal(d.viaHttpParent, false);
       await echoes(d.conn);
     } finally {
@@ -130,7 +130,7 @@ Deno.test("direct: IPv6 literal target without brackets", async () => {
       TUNNEL,
     );
     try {
-      assert.equal(d.hierarchy, "DIRECT/::1");
+      assert.equal(d.hierarchy, "HIER_DIRECT/::1");
       await echoes(d.conn);
     } finally {
       d.conn.close();
@@ -149,7 +149,7 @@ Deno.test("direct with localAddress: the origin sees the source address 127.0.0.
       TUNNEL,
     );
     try {
-      assert.equal(d.hierarchy, "DIRECT/127.0.0.1");
+      assert.equal(d.hierarchy, "HIER_DIRECT/127.0.0.1");
       assert.equal(await readToEnd(d.conn), "127.0.0.2\n");
       // After the end of stream, reads keep saying so.
       assert.equal(await d.conn.read(new Uint8Array(8)), null);
@@ -282,7 +282,7 @@ Deno.test("tinyproxy: CONNECT tunnel to an echo server (IPv4 and IPv6 targets), 
     };
     const d = await dial(route, { host: "127.0.0.1", port: echo.port }, TUNNEL);
     try {
-      assert.equal(d.hierarchy, "FIRST_UP_PARENT/127.0.0.1");
+      assert.equal(d.hierarchy, "FIRSTUP_PARENT/127.0.0.1");
       assert.equal(d.viaHttpParent, false);
       await echoes(d.conn);
       await echoes(d.conn, "a second round\n");
@@ -302,7 +302,7 @@ Deno.test("tinyproxy: CONNECT tunnel to an echo server (IPv4 and IPv6 targets), 
     try {
       assert.equal(h.viaHttpParent, true);
       assert.equal(h.parentAuthorization, undefined);
-      assert.equal(h.hierarchy, "FIRST_UP_PARENT/127.0.0.1");
+      assert.equal(h.hierarchy, "FIRSTUP_PARENT/127.0.0.1");
       const res = await getVia(h.conn, `${origin.url}/hello`);
       assert.match(res, /^HTTP\/1\.[01] 200 /);
       assert.match(res, /\r\n\r\nhello\n$/);
@@ -489,7 +489,7 @@ Deno.test("HTTP parent over IPv6 and from a source address: http purpose connect
       HTTP,
     );
     try {
-      assert.equal(d.hierarchy, "FIRST_UP_PARENT/::1");
+      assert.equal(d.hierarchy, "FIRSTUP_PARENT/::1");
       assert.equal(d.viaHttpParent, true);
       assert.equal(await readToEnd(d.conn), "::1\n");
     } finally {
@@ -526,7 +526,7 @@ Deno.test("microsocks without auth: IPv4 and IPv6 targets, greeting kept, refusa
     };
     const d = await dial(route, { host: "127.0.0.1", port: echo.port }, TUNNEL);
     try {
-      assert.equal(d.hierarchy, "FIRST_UP_PARENT/127.0.0.1");
+      assert.equal(d.hierarchy, "FIRSTUP_PARENT/127.0.0.1");
       assert.equal(d.viaHttpParent, false);
       assert.equal(dec.decode(await readBytes(d.conn, 11)), "220 ready\r\n");
       await echoes(d.conn);

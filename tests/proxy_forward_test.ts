@@ -76,7 +76,7 @@ Deno.test("curl GET through the proxy; facts and access record", async () => {
     const rec = policy.records[0];
     assert.equal(rec.result, "TCP_MISS/200");
     assert.equal(rec.user, "alice");
-    assert.equal(rec.hierarchy, "DIRECT/127.0.0.1");
+    assert.equal(rec.hierarchy, "HIER_DIRECT/127.0.0.1");
     assert.match(rec.contentType ?? "", /text\/plain/);
     assert.ok(rec.bytes > 11);
   } finally {
@@ -872,7 +872,11 @@ Deno.test("an idle pooled connection closed by the origin is dropped at once", a
     pool.put({
       key,
       reader: new Reader(conn),
-      dialed: { conn, viaHttpParent: false, hierarchy: "DIRECT/127.0.0.1" },
+      dialed: {
+        conn,
+        viaHttpParent: false,
+        hierarchy: "HIER_DIRECT/127.0.0.1",
+      },
     });
     assert.equal(pool.idleCount(key), 1);
     peer.close(); // the origin's idle timeout

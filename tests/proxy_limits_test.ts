@@ -57,7 +57,7 @@ Deno.test("malformed and smuggling requests get 400 and close; others are still 
       assert.ok(c.closed);
     }
     assert.equal(originRequests, 0);
-    assert.ok(policy.records.every((r) => r.result === "NONE/400"));
+    assert.ok(policy.records.every((r) => r.result === "NONE_NONE/400"));
     const r = await curl(["-x", proxy.url, u]);
     assert.equal(r.out, "fine", r.err);
   } finally {

@@ -61,7 +61,7 @@ Deno.test("CONNECT opens a tunnel; bytes sent with the head go first", async () 
     await origin.close();
   }
   assert.equal(policy.records[0].result, "TCP_TUNNEL/200");
-  assert.equal(policy.records[0].hierarchy, "DIRECT/127.0.0.1");
+  assert.equal(policy.records[0].hierarchy, "HIER_DIRECT/127.0.0.1");
 });
 
 Deno.test("curl --proxytunnel reaches an HTTP origin through CONNECT", async () => {

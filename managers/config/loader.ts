@@ -4,16 +4,23 @@
  * {@link ConfigError} at `file:line`; unknown keys are warnings naming the
  * nearest known key, never dropped silently.
  *
- * The top-level keys besides the kinds' tables:
+ * Top-level keys besides the kinds' tables:
  *
  * ```toml
- * rule = "sessions ∧ down"      # or "rules": the rule every request must pass
- * admins = ["admin"]            # users with administrator rights in the API
- * jwtExpiration = "24h"         # how long a login's secret stays valid
- * syslogAddr = "127.0.0.1:514"  # the access log goes there over UDP
- * allowOpenProxy = false        # true: a rule that identifies nobody may run
- *                               # on every interface (see open_rule.ts)
+ * rule = "sessions ∧ down"       # or "rules"; the rule (required)
+ * admins = ["admin"]             # users with administrator rights
+ * jwtExpiration = "24h"          # how long a login's secret lasts
+ * allowOpenProxy = false         # true: a rule that identifies nobody may run
+ *                                # on every interface (see open_rule.ts)
+ * # The access log, one line per request (standard output without these):
+ * accessLog = "/var/log/pmproxy/access.log"  # a file (relative: to this file's
+ *                                # directory), reopened on SIGUSR1 for logrotate
+ * syslogAddr = "127.0.0.1:514"   # syslog over UDP; "tcp://host:514" over TCP
+ * syslogFormat = "rfc3164"       # or "rfc5424"
+ * accessLogFormat = "squid"      # Squid's native lines, or "json" (JSON lines)
  * ```
+ *
+ * `accessLog` and `syslogAddr` may both be set: each line goes to both.
  *
  * A rule that lets a request through without any manager that identifies
  * the client (`open_rule.ts`) is warned about, naming the path through the
@@ -22,6 +29,7 @@
  *
  * @module
  */
+import { dirname, isAbsolute, join } from "node:path";
 import {
   parseRule,
   printRule,
@@ -51,7 +59,22 @@ const TOP_KEYS = [
   "admins",
   "syslogAddr",
   "allowOpenProxy",
+  "syslogFormat",
+  "accessLog",
+  "accessLogFormat",
 ];
+
+/** The values of `accessLogFormat`. */
+export const ACCESS_LOG_FORMATS = ["squid", "json"] as const;
+/** The values of `syslogFormat`. */
+export const SYSLOG_FORMATS = ["rfc3164", "rfc5424"] as const;
+
+/**
+ * `host:port`, `[v6]:port` or a host alone, optionally after `udp://` or
+ * `tcp://` (proxy/log_sinks.ts parses it when it opens the log).
+ */
+const SYSLOG_ADDR =
+  /^(?:(?:udp|tcp):\/\/)?(?:\[[0-9A-Fa-f:.]+\]|[^:/\s[\]]+)(?::(\d{1,5}))?$/i;
 
 /** Default of {@link LoadOptions.syncIntervalMs}. */
 export const DEFAULT_SYNC_INTERVAL_MS = 1000;
@@ -77,6 +100,10 @@ export interface LoadedManagers {
   userDbs: Map<string, UserDb>;
   admins: string[];
   jwtExpirationMs: number;
+  /**
+   * The access log's syslog server: `host:port` (UDP), `udp://host:port`
+   * or `tcp://host:port`.
+   */
   syslogAddr?: string;
   /** `allowOpenProxy` (default false). */
   allowOpenProxy: boolean;
@@ -85,6 +112,12 @@ export interface LoadedManagers {
    * when it cannot (see `open_rule.ts`).
    */
   openPath?: OpenPath;
+  /** Its message format (default `rfc3164`). */
+  syslogFormat: (typeof SYSLOG_FORMATS)[number];
+  /** The access log's file, absolute. */
+  accessLog?: string;
+  /** How its lines are written (default `squid`). */
+  accessLogFormat: (typeof ACCESS_LOG_FORMATS)[number];
   /** `file:line: what` sentences to show at start. */
   warnings: string[];
   hooks: Hooks;
@@ -195,16 +228,11 @@ export async function loadManagers(
     }
     admins = data.admins as string[];
   }
-  let syslogAddr: string | undefined;
-  if (data.syslogAddr !== undefined) {
-    if (typeof data.syslogAddr !== "string") {
-      throw new ConfigError(
-        { file, line: at(["syslogAddr"]) },
-        `syslogAddr must be a string like "127.0.0.1:514"`,
-      );
-    }
-    syslogAddr = data.syslogAddr;
-  }
+  const log = accessLogKeys(data, {
+    file,
+    at,
+    dir: dirname(file),
+  });
   const allowOpenProxy = data.allowOpenProxy ?? false;
   if (typeof allowOpenProxy !== "boolean") {
     throw new ConfigError(
@@ -426,10 +454,77 @@ export async function loadManagers(
     userDbs,
     admins,
     jwtExpirationMs: jwtMs,
-    syslogAddr,
     allowOpenProxy,
     openPath,
+    ...log,
     warnings,
     hooks,
+  };
+}
+
+/** Where the access log goes and how: the top-level keys that say it. */
+function accessLogKeys(
+  data: Record<string, unknown>,
+  site: {
+    file: string;
+    at: (path: string[]) => number | undefined;
+    dir: string;
+  },
+): Pick<
+  LoadedManagers,
+  "syslogAddr" | "syslogFormat" | "accessLog" | "accessLogFormat"
+> {
+  const fail = (key: string, problem: string): never => {
+    throw new ConfigError({ file: site.file, line: site.at([key]) }, problem);
+  };
+  const oneOf = <T extends string>(
+    key: string,
+    values: readonly T[],
+  ): T | undefined => {
+    const v = data[key];
+    if (v === undefined) return undefined;
+    if (typeof v !== "string" || !values.includes(v as T)) {
+      return fail(
+        key,
+        `${key} = ${JSON.stringify(v)} is not one of ${
+          values.map((x) => `"${x}"`).join(", ")
+        }`,
+      );
+    }
+    return v as T;
+  };
+  let syslogAddr: string | undefined;
+  if (data.syslogAddr !== undefined) {
+    const v = data.syslogAddr;
+    const m = typeof v === "string" ? SYSLOG_ADDR.exec(v) : null;
+    const port = Number(m?.[1] ?? 514);
+    if (!m || port < 1 || port > 65535) {
+      fail(
+        "syslogAddr",
+        `syslogAddr = ${
+          JSON.stringify(v)
+        } is not a syslog server: write "host:port" (UDP), "udp://host:port" or "tcp://host:port", e.g. "127.0.0.1:514"`,
+      );
+    }
+    syslogAddr = v as string;
+  }
+  let accessLog: string | undefined;
+  if (data.accessLog !== undefined) {
+    const v = data.accessLog;
+    if (typeof v !== "string" || v.trim() === "") {
+      fail(
+        "accessLog",
+        `accessLog must be a file path in quotes, e.g. accessLog = "/var/log/pmproxy/access.log"`,
+      );
+    }
+    accessLog = isAbsolute(v as string)
+      ? v as string
+      : join(site.dir, v as string);
+  }
+  return {
+    syslogAddr,
+    syslogFormat: oneOf("syslogFormat", SYSLOG_FORMATS) ?? "rfc3164",
+    accessLog,
+    accessLogFormat: oneOf("accessLogFormat", ACCESS_LOG_FORMATS) ?? "squid",
   };
 }

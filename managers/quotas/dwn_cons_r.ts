@@ -203,6 +203,17 @@ export class DwnConsR implements Manager {
     return this.#accounts.get(user)?.cons ?? 0;
   }
 
+  /**
+   * Bytes consumed in the current cycle by every user known here (what
+   * other gateways sharing the store counted too, as last read).
+   */
+  consumedBytes(now?: number): number {
+    this.checkCycle(now ?? this.options.clock().getTime());
+    let sum = 0;
+    for (const acc of this.#accounts.values()) sum += acc.cons;
+    return sum;
+  }
+
   /** Resets when a cycle boundary has passed. One comparison otherwise. */
   checkCycle(now: number): void {
     if (now >= this.#nextReset) this.#resetAt(now);

@@ -254,6 +254,14 @@ export class SessionIpm implements Manager {
     return s;
   }
 
+  /**
+   * How many sessions are open (an idle one counts until it is closed, at
+   * its next use or the next flush).
+   */
+  get openCount(): number {
+    return this.#byIp.size;
+  }
+
   /** The open session of that user, if any. */
   sessionOfUser(user: string): Session | undefined {
     const ip = this.#ipOfUser.get(user);

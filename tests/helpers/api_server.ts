@@ -10,6 +10,7 @@ import { apiConfigFrom } from "../../api/config.ts";
 import { type RunningApi, startApi } from "../../api/mod.ts";
 import type { Assets } from "../../api/app.ts";
 import type { Gateway } from "../../managers/types.ts";
+import type { Health } from "../../api/health.ts";
 
 /** A running API for a test. */
 export interface TestApi {
@@ -52,6 +53,10 @@ export async function startTestApi(
     clientIpOf?: (peer: Deno.NetAddr) => string | undefined;
     /** Passed to startApi (the PAC file's proxy port). */
     proxyPort?: () => number | undefined;
+    /** Passed to startApi. */
+    metrics?: () => string;
+    /** Passed to startApi. */
+    health?: () => Health;
   } = {},
 ): Promise<TestApi> {
   const dir = options.dir ??
@@ -66,6 +71,8 @@ export async function startTestApi(
     logError: () => {},
     clientIpOf: options.clientIpOf,
     proxyPort: options.proxyPort,
+    metrics: options.metrics,
+    health: options.health,
   });
   const origin = `https://127.0.0.1:${api.addr.port}`;
   const client = Deno.createHttpClient({ caCerts: [api.certPem] });

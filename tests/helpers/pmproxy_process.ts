@@ -32,8 +32,18 @@ export interface Pmproxy {
   proxyPort: number;
   apiPort: number;
   apiUrl: string;
-  /** Everything printed so far (stdout and stderr). */
+  /** Its process id. */
+  pid: number;
+  /** Everything printed so far (stdout and stderr, as it came). */
   output(): string;
+  /** What it printed on standard output so far (the access log by default). */
+  stdout(): string;
+  /** What it printed on standard error so far (start-up, warnings, errors). */
+  stderr(): string;
+  /** Sends `signal` without waiting (nothing once it has exited). */
+  signal(signal: Deno.Signal): void;
+  /** Settles with the exit code when it has exited and its output is read. */
+  exited: Promise<number>;
   /** Stops it with SIGTERM (or `signal`) and waits; answers the exit code. */
   stop(signal?: Deno.Signal): Promise<number>;
 }
@@ -81,30 +91,53 @@ export async function startPmproxy(
     stderr: "piped",
   }).spawn();
   let text = "";
-  const decoder = new TextDecoder();
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
+  const streams = { stdout: "", stderr: "" };
+  const pump = async (
+    stream: ReadableStream<Uint8Array>,
+    which: "stdout" | "stderr",
+  ) => {
+    const decoder = new TextDecoder();
     for await (const chunk of stream) {
-      text += decoder.decode(chunk, { stream: true });
+      const part = decoder.decode(chunk, { stream: true });
+      text += part;
+      streams[which] += part;
     }
   };
-  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  const pumps = Promise.all([
+    pump(child.stdout, "stdout"),
+    pump(child.stderr, "stderr"),
+  ]);
   let exited: Deno.CommandStatus | undefined;
   const status = child.status.then((s) => (exited = s));
+  const done = Promise.all([status, pumps]).then(([s]) => s.code);
   const deadline = Date.now() + (options.timeoutMs ?? 30_000);
   for (;;) {
-    const proxy = /proxy listening on [^\s]*:(\d+)/.exec(text);
-    const api = /API listening on [^\s]*:(\d+) \(([^)]*)\)/.exec(text);
+    // Start-up lines go to standard error, never among the access log's.
+    const proxy = /proxy listening on [^\s]*:(\d+)/.exec(streams.stderr);
+    const api = /API listening on [^\s]*:(\d+) \(([^)]*)\)/.exec(
+      streams.stderr,
+    );
     if (proxy && api) {
+      const signal = (sig: Deno.Signal) => {
+        try {
+          if (!exited) child.kill(sig);
+        } catch {
+          // It has just exited.
+        }
+      };
       return {
         proxyPort: Number(proxy[1]),
         apiPort: Number(api[1]),
         apiUrl: `https://127.0.0.1:${api[1]}`,
+        pid: child.pid,
         output: () => text,
-        stop: async (signal: Deno.Signal = "SIGTERM") => {
-          if (!exited) child.kill(signal);
-          const s = await status;
-          await pumps;
-          return s.code;
+        stdout: () => streams.stdout,
+        stderr: () => streams.stderr,
+        signal,
+        exited: done,
+        stop: async (sig: Deno.Signal = "SIGTERM") => {
+          signal(sig);
+          return await done;
         },
       };
     }

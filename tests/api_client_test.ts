@@ -56,7 +56,7 @@ Deno.test("client: a server that never answers is given up after the timeout", a
   });
   try {
     // Answered: the certificate is learnt and pinned.
-    await client.cmd({ cmd: "show", manager: "rules" });
+    await client.cmd({ cmd: "discover", manager: "rules" });
     gw.open = () => stuck.promise;
     await assert.rejects(
       client.cmd({

@@ -21,7 +21,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import {
   type LogSink,
   openFileLog,
@@ -53,6 +53,7 @@ import {
   checkHealth,
   type HealthParts,
   MetricsRegistry,
+  type ReloadReport,
   startApi,
   VERSION,
   versionLine,
@@ -79,23 +80,20 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 }
 
 /**
- * SIGHUP while serving: reload the configuration. Never ends the server.
- * The live reload (issue 12) fills this in (and counts its outcome with
- * `metrics.countReload`); until then the configuration in use stays.
+ * SIGHUP while serving: a live reload (see {@link liveReload}). Never
+ * ends the server; before `serve` is up it is ignored.
  */
-function onReload(): void {
-  console.error(
-    "pmproxy: SIGHUP received: reloading is not implemented yet; the configuration in use stays",
-  );
-}
+let onReload: () => void = () => {};
 
 const USAGE =
   `pmproxy ${VERSION}: an HTTP/HTTPS gateway proxy with rules, sessions and quotas
 
 Usage:
-  pmproxy [serve] [--config-dir DIR] [--state PATH|URL]
+  pmproxy [serve] [--config-dir DIR] [--state PATH|URL] [--watch]
       Runs the proxy and the HTTPS API. With no configuration in DIR
       (default $HOME/.config/pmproxy) a safe default is written first.
+      SIGHUP (systemctl reload) or 'pmproxy reload' reloads both files
+      without dropping a connection; --watch reloads when they change.
       --state: where sessions and consumption are kept (default
       DIR/state.kv; redis://host:6379/0 to share them between gateways;
       [state] url in server.toml; --kv is its older name).
@@ -223,7 +221,123 @@ function openAccessLog(config: LoadedManagers): LogSink {
   return sinks.length > 0 ? teeLogs(sinks) : openStdoutLog();
 }
 
-async function serve(dir: string, state: string | undefined): Promise<number> {
+/** What a reload changes, kept by `serve`. */
+interface Running {
+  dir: string;
+  server: Awaited<ReturnType<typeof readServerConfig>>;
+  gateway: Awaited<ReturnType<typeof openGateway>>;
+  proxy: Awaited<ReturnType<typeof startProxy>>;
+  accessLog: LogSink;
+  /** The access log settings `accessLog` was opened with. */
+  loggedWith: string;
+  metrics: MetricsRegistry;
+}
+
+/** The access log's settings of managers.toml, to tell when they changed. */
+function logSettings(c: LoadedManagers): string {
+  return JSON.stringify([
+    c.accessLog,
+    c.syslogAddr,
+    c.syslogFormat,
+    c.accessLogFormat,
+  ]);
+}
+
+/** What differs between two tables, as `section.key` names. */
+function changedKeys(
+  section: string,
+  was: Record<string, unknown>,
+  now: Record<string, unknown>,
+): string[] {
+  const keys = new Set([...Object.keys(was), ...Object.keys(now)]);
+  return [...keys].filter((k) =>
+    JSON.stringify(was[k]) !== JSON.stringify(now[k])
+  ).map((k) => `[${section}] ${k}`);
+}
+
+/**
+ * A live reload of both files: server.toml is read first and managers.toml
+ * loaded next, and nothing changes unless both load (the error names the
+ * file, line and column). Then requests decided from now on follow the new
+ * rule and managers (sessions and counters carry over), the proxy's new
+ * limits, timeouts and `connectPorts`, and the new access log settings;
+ * connections and tunnels already open carry on untouched. What needs the
+ * sockets to be opened again (addresses, the certificate, the API's other
+ * settings, the state store) is named as needing a restart.
+ */
+async function liveReload(r: Running): Promise<ReloadReport> {
+  let server: Running["server"];
+  let warnings: string[];
+  try {
+    server = await readServerConfig(r.dir);
+    ({ warnings } = await r.gateway.reload());
+  } catch (e) {
+    r.metrics.countReload("error");
+    const error = e instanceof Error ? e.message : String(e);
+    console.error(
+      `pmproxy: reload refused, the running configuration stays: ${error}`,
+    );
+    return { ok: false, error, warnings: [], needsRestart: [] };
+  }
+  const needsRestart = r.proxy.reconfigure({ config: server.proxy });
+  const { persistIntervalMs: was, ...apiWas } = r.server.api;
+  const { persistIntervalMs: now, ...apiNow } = server.api;
+  if (now !== was) r.gateway.setPersistInterval(now);
+  needsRestart.push(
+    ...changedKeys("api", apiWas, apiNow),
+    ...changedKeys("state", { ...r.server.state }, { ...server.state }),
+  );
+  r.server = server;
+  const loaded = r.gateway.config;
+  if (logSettings(loaded) !== r.loggedWith) {
+    try {
+      const next = openAccessLog(loaded);
+      r.proxy.reconfigure({
+        accessLog: next,
+        accessLogFormat: loaded.accessLogFormat,
+      });
+      const old = r.accessLog;
+      r.accessLog = next;
+      r.loggedWith = logSettings(loaded);
+      await old.close();
+    } catch (e) {
+      needsRestart.push(
+        `the new access log cannot be opened (${
+          e instanceof Error ? e.message : e
+        }); lines go where they went`,
+      );
+    }
+  }
+  r.metrics.countReload("ok");
+  for (const w of warnings) console.warn(`pmproxy: warning: ${w}`);
+  for (const n of needsRestart) {
+    console.warn(`pmproxy: reload: needs a restart: ${n}`);
+  }
+  console.error("pmproxy: configuration reloaded");
+  return { ok: true, warnings, needsRestart };
+}
+
+/** Reloads when server.toml or managers.toml changes (`serve --watch`). */
+function watchConfig(dir: string, reload: () => void): Deno.FsWatcher {
+  const watcher = Deno.watchFs(dir, { recursive: false });
+  const names = new Set(["server.toml", "managers.toml"]);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  (async () => {
+    for await (const event of watcher) {
+      if (!event.paths.some((p) => names.has(basename(p)))) continue;
+      // Editors write a file in several steps: wait for the last one.
+      clearTimeout(timer);
+      timer = setTimeout(reload, 300);
+    }
+  })().catch(() => {});
+  return watcher;
+}
+
+async function serve(
+  dir: string,
+  state: string | undefined,
+  options: { watch: boolean } = { watch: false },
+): Promise<number> {
   serving = true;
   await ensureConfig(dir);
   const config = await readServerConfig(dir);
@@ -252,11 +366,29 @@ async function serve(dir: string, state: string | undefined): Promise<number> {
   // (its captive-portal exception needs the API's port), so the API reads
   // the port when a PAC is asked for.
   const proxyListening: { port?: number } = {};
+  // Reloads (SIGHUP, `pmproxy reload`, --watch) one after the other, once
+  // everything runs.
+  let running: Running | undefined;
+  let reloads: Promise<ReloadReport> = Promise.resolve({
+    ok: true,
+    warnings: [],
+    needsRestart: [],
+  });
+  const reload = (): Promise<ReloadReport> =>
+    reloads = reloads.then(() =>
+      running ? liveReload(running) : {
+        ok: false,
+        error: "pmproxy is still starting; try again in a moment",
+        warnings: [],
+        needsRestart: [],
+      }
+    );
   const api = await startApi(config.api, gateway, {
     clientIpOf: (peer) => behind.get(`${peer.hostname}|${peer.port}`),
     proxyPort: () => proxyListening.port,
     metrics: () => metrics.render(),
     health: () => checkHealth(health),
+    reload,
   });
   // A browser that sends everything through the proxy must reach the
   // login page before it is logged in.
@@ -273,9 +405,29 @@ async function serve(dir: string, state: string | undefined): Promise<number> {
   proxyListening.port = proxy.addr.port;
   metrics.proxy = proxy.stats;
   health.proxy = proxy;
-  Deno.addSignalListener("SIGHUP", onReload);
+  const r: Running = {
+    dir,
+    server: config,
+    gateway,
+    proxy,
+    accessLog,
+    loggedWith: logSettings(gateway.config),
+    metrics,
+  };
+  running = r;
+  onReload = () => {
+    console.error("pmproxy: SIGHUP received: reloading the configuration");
+    reload();
+  };
+  Deno.addSignalListener("SIGHUP", () => onReload());
   // logrotate renamed the file: the next lines go to a new one.
-  Deno.addSignalListener("SIGUSR1", () => accessLog.reopen?.());
+  Deno.addSignalListener("SIGUSR1", () => r.accessLog.reopen?.());
+  const watcher = options.watch
+    ? watchConfig(dir, () => {
+      console.error("pmproxy: the configuration files changed: reloading");
+      reload();
+    })
+    : undefined;
   console.error(
     `pmproxy: proxy listening on ${proxy.addr.hostname}:${proxy.addr.port}`,
   );
@@ -295,10 +447,12 @@ async function serve(dir: string, state: string | undefined): Promise<number> {
       return proxy.close();
     }),
   ]);
+  watcher?.close();
+  await reloads;
   await api.close();
   console.error("pmproxy: saving state");
   await gateway.close();
-  await accessLog.close();
+  await r.accessLog.close();
   console.error("pmproxy: stopped");
   return 0;
 }
@@ -416,6 +570,7 @@ async function main(args: string[]): Promise<number> {
       kv: { type: "string" },
       state: { type: "string" },
       merge: { type: "boolean" },
+      watch: { type: "boolean" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean" },
     },
@@ -450,7 +605,9 @@ async function main(args: string[]): Promise<number> {
   }
   switch (command) {
     case "serve":
-      return await serve(dir, values.state ?? values.kv);
+      return await serve(dir, values.state ?? values.kv, {
+        watch: values.watch ?? false,
+      });
     case "state":
       return await stateCommand(positionals[1], dir, {
         state: values.state ?? values.kv,

@@ -11,6 +11,7 @@ import {
   type UserInfo,
 } from "../managers/mod.ts";
 import { type ApiClient, ApiError } from "./client.ts";
+import type { ReloadReport } from "./cmd.ts";
 import {
   atMost,
   ClientError,
@@ -306,4 +307,29 @@ function sameServer(a: string, b: string): boolean {
   } catch {
     return a === b;
   }
+}
+
+/**
+ * `reload` (admins): the server reads server.toml and managers.toml again
+ * without dropping a connection; a file that does not load changes nothing
+ * and its error is printed (exit 1).
+ */
+export async function runReload(c: CommandRun): Promise<void> {
+  atMost(c.positionals, 0, c.usage);
+  const login = await needLogin(c.cwd);
+  const report = parseJson<ReloadReport>(
+    await c.connect(login.server, login).cmd({
+      cmd: "reload",
+      manager: "rules",
+    }),
+    "reload",
+  );
+  if (!report.ok) {
+    throw new ClientError(
+      `reload refused, the running configuration stays: ${report.error}`,
+    );
+  }
+  c.out("Reloaded.");
+  for (const w of report.warnings) c.out(`Warning: ${w}`);
+  for (const n of report.needsRestart) c.out(`Needs a restart: ${n}`);
 }

@@ -23,7 +23,12 @@ import {
   parseIp,
 } from "../managers/mod.ts";
 import type { Health } from "./health.ts";
-import { errorAnswer, parseCmdBody, runCommand } from "./cmd.ts";
+import {
+  errorAnswer,
+  parseCmdBody,
+  type ReloadReport,
+  runCommand,
+} from "./cmd.ts";
 import { languagesFrom } from "./_i18n.ts";
 import { portalRoutes } from "./_portal.ts";
 import { ownHost, PAC_TYPE, type PacDirect, pacScript } from "./pac.ts";
@@ -59,6 +64,8 @@ export interface AppOptions {
   metricsAllow?: Cidr[];
   /** The answer of `GET /healthz`; no such page when absent. */
   health?: () => Health;
+  /** The `reload` command (administrators); none when absent. */
+  reload?: () => Promise<ReloadReport>;
 }
 
 /** This machine: who may always read `/metrics`. */
@@ -224,7 +231,9 @@ export function createApp(gateway: Gateway, options: AppOptions = {}): Hono {
     }
     const body = parseCmdBody(parsed);
     const answer = "cmd" in body
-      ? await runCommand(gateway, clientIp(c), body)
+      ? await runCommand(gateway, clientIp(c), body, {
+        reload: options.reload,
+      })
       : body;
     const headers: Record<string, string> = { "Content-Type": answer.type };
     if (answer.retryAfter !== undefined) {

@@ -32,6 +32,7 @@ import {
   runLoggedUsers,
   runLogin,
   runLogout,
+  runReload,
   runReset,
   runShow,
   runStatus,
@@ -107,6 +108,12 @@ const COMMANDS: ReadonlyMap<string, ClientCommand> = new Map<
     args: "[--ip IP] [--user USER] [--at TIME] URL",
     summary: "why the rule allows or refuses URL (admins)",
     run: runExplain,
+  }],
+  ["reload", {
+    aliases: [],
+    args: "",
+    summary: "reload the server's configuration files (admins)",
+    run: runReload,
   }],
   ["show", {
     aliases: ["sh"],

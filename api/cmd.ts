@@ -218,10 +218,28 @@ async function explainCommand(
  * original's body for a {@link CommandError}; other errors are the caller's
  * (the app answers 500).
  */
+/** What a live reload did, as `pmproxy reload` prints it. */
+export interface ReloadReport {
+  ok: boolean;
+  /** Why nothing was changed, when not ok (`file:line:column: what`). */
+  error?: string;
+  /** The new configuration's warnings. */
+  warnings: string[];
+  /** Changes that take effect only after a restart. */
+  needsRestart: string[];
+}
+
+/** What the commands may use besides the gateway. */
+export interface CommandOptions {
+  /** Reloads the configuration files (`reload`; none: no such command). */
+  reload?: () => Promise<ReloadReport>;
+}
+
 export async function runCommand(
   gateway: Gateway,
   clientIp: string,
   body: CmdBody,
+  options: CommandOptions = {},
 ): Promise<CmdAnswer> {
   const { manager, cmd } = body;
   const caller: Caller = { ip: clientIp, secret: body.secret ?? "" };
@@ -234,6 +252,10 @@ export async function runCommand(
     }
     if (manager === "rules") {
       if (cmd === "explain") return await explainCommand(gateway, caller, body);
+      if (cmd === "reload" && options.reload) {
+        await gateway.admin(caller, "reload");
+        return okJson(await options.reload());
+      }
       if (cmd !== "discover") return unknownCommand(manager, cmd);
       const found = gateway.discover(caller);
       return okJson({

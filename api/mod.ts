@@ -31,6 +31,7 @@ import type { Context } from "hono";
 import { type Assets, createApp } from "./app.ts";
 import { assets as webAssets } from "../web/assets.ts";
 import type { Health } from "./health.ts";
+import type { ReloadReport } from "./cmd.ts";
 
 export type { ApiConfig } from "./config.ts";
 export {
@@ -41,6 +42,7 @@ export {
 } from "./build_info.ts";
 export { MetricsRegistry, type ProxyCounters } from "./metrics.ts";
 export { checkHealth, type Health, type HealthParts } from "./health.ts";
+export type { ReloadReport } from "./cmd.ts";
 
 /** A running API server. */
 export interface RunningApi {
@@ -79,6 +81,8 @@ export interface StartApiOptions {
   metrics?: () => string;
   /** The answer of `GET /healthz` (see health.ts); no such page when absent. */
   health?: () => Health;
+  /** The `reload` command of `/api/cmd` (administrators); none when absent. */
+  reload?: () => Promise<ReloadReport>;
 }
 
 /** The addresses a generated certificate should name for this config. */
@@ -175,6 +179,7 @@ export async function startApi(
     metrics: options.metrics,
     metricsAllow: config.metricsAllow,
     health: options.health,
+    reload: options.reload,
   });
   const listening = Promise.withResolvers<Deno.NetAddr>();
   let server: Deno.HttpServer<Deno.NetAddr>;

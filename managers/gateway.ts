@@ -103,12 +103,21 @@ export class GatewayRuntime implements Policy, Gateway {
     this.#loginUrl = options.loginUrl;
     this.#load = options.load;
     this.#use(loaded);
-    if (options.persistIntervalMs > 0) {
-      this.#timer = setInterval(() => {
-        this.flush().catch((e) => this.#failed("saving consumption", e));
-      }, options.persistIntervalMs);
-      Deno.unrefTimer(this.#timer);
-    }
+    this.setPersistInterval(options.persistIntervalMs);
+  }
+
+  /**
+   * How often the gateway writes to the state store (ms; 0: only on flush
+   * and close). A live reload of `[api] persistInterval` calls it.
+   */
+  setPersistInterval(ms: number): void {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+    if (ms <= 0 || this.#closed) return;
+    this.#timer = setInterval(() => {
+      this.flush().catch((e) => this.#failed("saving consumption", e));
+    }, ms);
+    Deno.unrefTimer(this.#timer);
   }
 
   /** The loaded configuration (rule, managers, user databases). */
@@ -327,6 +336,12 @@ export class GatewayRuntime implements Policy, Gateway {
       return match;
     });
     return { matchMng, result };
+  }
+
+  async admin(caller: Caller, what: string): Promise<string> {
+    const who = await this.#session(caller);
+    this.#needAdmin(who.user, what);
+    return who.user;
   }
 
   async explain(caller: Caller, query: ExplainQuery): Promise<Explanation> {

@@ -281,6 +281,12 @@ export interface Gateway {
   /** The managers the rule reaches for this caller now (optionally for a URL). */
   discover(caller: Caller, url?: string): DiscoverResult;
   /**
+   * The user name of the caller when they are a logged-in administrator;
+   * throws the refusal (`{message}`) otherwise. `what` names what they
+   * asked for, for the message.
+   */
+  admin(caller: Caller, what: string): Promise<string>;
+  /**
    * Evaluates the rule for the facts of `query` without a request and says
    * why (administrators only).
    */

@@ -37,6 +37,22 @@ export interface RunningProxy {
   shutdown(options?: { graceMs?: number }): Promise<void>;
   /** Stops listening, ends open connections and idle upstream connections. */
   close(): Promise<void>;
+  /**
+   * A live reload: requests read from now on follow `change.config`
+   * (limits, timeouts, `connectPorts`) and are logged to `change.accessLog`
+   * in `change.accessLogFormat`; connections and tunnels already open
+   * carry on. What cannot change without listening again (the address)
+   * or without a new upstream pool is kept as it was; answers a sentence
+   * for each such change, for the caller to say a restart applies it.
+   */
+  reconfigure(change: ProxyChange): string[];
+}
+
+/** What {@link RunningProxy.reconfigure} changes; absent parts stay. */
+export interface ProxyChange {
+  config?: ProxyConfig;
+  accessLog?: LogSink;
+  accessLogFormat?: AccessLogFormat;
 }
 
 /** Options of {@link startProxy}. */
@@ -219,7 +235,7 @@ export function startProxy(
         await new Promise((r) => setTimeout(r, backoff));
         continue;
       }
-      if (clients.size >= config.maxConnections) {
+      if (clients.size >= ctx.config.maxConnections) {
         track(refuse(conn, draining));
         continue;
       }
@@ -273,7 +289,7 @@ export function startProxy(
       if (closed) return await closed;
       ctx.draining = true;
       await stopAccepting();
-      const graceMs = opts.graceMs ?? config.shutdownTimeoutMs;
+      const graceMs = opts.graceMs ?? ctx.config.shutdownTimeoutMs;
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
         allGone(),
@@ -283,5 +299,40 @@ export function startProxy(
       await close();
     },
     close,
+    reconfigure(change: ProxyChange): string[] {
+      const notes: string[] = [];
+      const next = change.config;
+      if (next) {
+        const was = ctx.config;
+        if (
+          next.hostname !== was.hostname || next.port !== was.port ||
+          next.allInterfaces !== was.allInterfaces
+        ) {
+          notes.push(
+            `[proxy.server] addr changed: the proxy goes on listening on the old address until a restart`,
+          );
+        }
+        if (
+          next.poolMaxIdlePerOrigin !== was.poolMaxIdlePerOrigin ||
+          next.poolIdleTimeoutMs !== was.poolIdleTimeoutMs
+        ) {
+          notes.push(
+            `the upstream pool's settings (poolMaxIdlePerOrigin, poolIdleTimeout) apply after a restart`,
+          );
+        }
+        // The address stays what the listener has: config is read per use.
+        ctx.config = {
+          ...next,
+          hostname: was.hostname,
+          port: was.port,
+          allInterfaces: was.allInterfaces,
+          poolMaxIdlePerOrigin: was.poolMaxIdlePerOrigin,
+          poolIdleTimeoutMs: was.poolIdleTimeoutMs,
+        };
+      }
+      if (change.accessLog) ctx.accessLog = change.accessLog;
+      if (change.accessLogFormat) ctx.accessLogFormat = change.accessLogFormat;
+      return notes;
+    },
   });
 }

@@ -30,6 +30,7 @@ export {
   proxyConfigFrom,
 } from "./config.ts";
 export {
+  type ProxyChange,
   type RunningProxy,
   type StartOptions,
   startProxy,

@@ -421,6 +421,7 @@ const USAGE = `Client commands (they talk to a pmproxy server's API):
   pmproxy reset|r [-m MGR] USER     set USER's consumption to 0 (admins)
   pmproxy explain|x [--ip IP] [--user USER] [--at TIME] URL
                                     why the rule allows or refuses URL (admins)
+  pmproxy reload                    reload the server's configuration files (admins)
   pmproxy show|sh MGR [URL]         a manager's configuration
 Options: --known-servers FILE (default $PMPROXY_KNOWN_SERVERS or
   $HOME/.config/pmproxy/known_servers.json), --ca FILE (pin this
@@ -448,6 +449,7 @@ Deno.test("cli: help, wrong usage and local refusals word for word (no server ne
       "r",
       "explain",
       "x",
+      "reload",
       "show",
       "sh",
     ]);

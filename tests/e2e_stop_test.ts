@@ -17,53 +17,13 @@ import {
 import { curl, startOrigin } from "./helpers/origin.ts";
 import {
   RawClient,
-  type RawOrigin,
   readRequestHead,
   startRawOrigin,
   writeText,
 } from "./helpers/proxy_kit.ts";
+import { echoOrigin, PIECE, slowOrigin } from "./helpers/slow_origins.ts";
 import { sample, scrape } from "./helpers/prometheus.ts";
 import { DEFAULT_PROXY_CONFIG } from "../proxy/mod.ts";
-
-const PIECE = 20_000;
-
-/**
- * An origin that sends `pieces` pieces of PIECE bytes, `gapMs` apart; it
- * tells `started` when the head is out.
- */
-function slowOrigin(pieces: number, gapMs: number) {
-  const started = Promise.withResolvers<void>();
-  const head =
-    `HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${
-      pieces * PIECE
-    }\r\n\r\n`;
-  const origin = startRawOrigin(async (conn) => {
-    await readRequestHead(conn);
-    await writeText(conn, head);
-    started.resolve();
-    for (let i = 0; i < pieces; i++) {
-      await new Promise((r) => setTimeout(r, gapMs));
-      await writeText(conn, "s".repeat(PIECE));
-    }
-  });
-  return {
-    origin,
-    started: started.promise,
-    bytes: head.length + pieces * PIECE,
-  };
-}
-
-/** An origin that echoes what it reads. */
-function echoOrigin(): RawOrigin {
-  return startRawOrigin(async (conn) => {
-    const buf = new Uint8Array(4096);
-    for (;;) {
-      const n = await conn.read(buf);
-      if (n === null) return;
-      await writeText(conn, buf.subarray(0, n));
-    }
-  });
-}
 
 /** The rule lets loopback clients through, with no login. */
 const OPEN_TO_LOOPBACK = `rule = "local"

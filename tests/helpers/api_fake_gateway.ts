@@ -53,6 +53,20 @@ export class FakeGateway implements Gateway {
     return { matchMng, result: logged };
   }
 
+  admin(caller: Caller, what: string): Promise<string> {
+    try {
+      const me = this.#session("sessions", caller).user;
+      if (!this.admins.includes(me)) {
+        throw new CommandError({
+          message: `${what} is for administrators; ${me} is not one`,
+        });
+      }
+      return Promise.resolve(me);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
   explain(): Promise<Explanation> {
     return Promise.reject(
       new CommandError({ message: "explain is not in this test gateway" }),

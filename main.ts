@@ -368,7 +368,7 @@ async function serve(
   const proxyListening: { port?: number } = {};
   // Reloads (SIGHUP, `pmproxy reload`, --watch) one after the other, once
   // everything runs.
-  let running: Running | undefined;
+  const current: { running?: Running } = {};
   let reloads: Promise<ReloadReport> = Promise.resolve({
     ok: true,
     warnings: [],
@@ -376,7 +376,7 @@ async function serve(
   });
   const reload = (): Promise<ReloadReport> =>
     reloads = reloads.then(() =>
-      running ? liveReload(running) : {
+      current.running ? liveReload(current.running) : {
         ok: false,
         error: "pmproxy is still starting; try again in a moment",
         warnings: [],
@@ -414,7 +414,7 @@ async function serve(
     loggedWith: logSettings(gateway.config),
     metrics,
   };
-  running = r;
+  current.running = r;
   onReload = () => {
     console.error("pmproxy: SIGHUP received: reloading the configuration");
     reload();

@@ -120,10 +120,12 @@ async function startNginx(
     join(root, "nginx.conf"),
     [
       "worker_processes 1;",
+      // Enough for the bench's idle tunnels (20,000 with --tunnels 20000).
+      "worker_rlimit_nofile 65536;",
       "daemon off;",
       `pid ${join(root, "nginx.pid")};`,
       `error_log ${join(root, "error.log")};`,
-      "events { worker_connections 8192; }",
+      "events { worker_connections 32768; }",
       "http {",
       "  access_log off;",
       "  sendfile on;",
@@ -162,6 +164,36 @@ async function startNginx(
 /** nginx when it can run here, else the Deno origin. */
 export async function startOrigin(tmp: string, size: number): Promise<Origin> {
   return (await startNginx(tmp, size)) ?? startDenoOrigin();
+}
+
+/**
+ * The upload rows' origin (`_bench_sink.ts`): a process that takes request
+ * bodies and throws them away.
+ */
+export async function startSink(): Promise<Origin> {
+  const child = new Deno.Command("deno", {
+    args: ["run", "-A", new URL("./_bench_sink.ts", import.meta.url).pathname],
+    stdout: "piped",
+    stderr: "null",
+    stdin: "null",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!/listening on (\d+)/.test(text)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("the upload sink did not start");
+    text += value;
+  }
+  reader.releaseLock();
+  child.stdout.cancel().catch(() => {});
+  return {
+    name: "Deno sink (its own process)",
+    port: Number(/listening on (\d+)/.exec(text)![1]),
+    close: async () => {
+      child.kill("SIGTERM");
+      await child.status;
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------

@@ -11,7 +11,8 @@
  *
  * Result codes are Squid's: `TCP_MISS/200`, `TCP_TUNNEL/200`,
  * `TCP_DENIED/403`, `NONE/400`, `TCP_MISS_ABORTED/200`. The user is the one
- * the policy's decision named.
+ * the policy's decision named; the decision's note is one more tag
+ * (`TCP_MISS_SLOWED/200`, `TCP_TUNNEL_SLOWED/200`: past the quota, slowed).
  *
  * @module
  */
@@ -27,6 +28,8 @@ export interface Exchange {
   url: string;
   /** The user the decision accounted the request to. */
   user?: string;
+  /** The decision's note (`slowed`), added to the result code. */
+  note?: string;
   /** `DIRECT/1.2.3.4`, `FIRST_UP_PARENT/host`, or `NONE/-`. */
   hierarchy: string;
   /** Squid result tag without status: TCP_MISS, TCP_TUNNEL, TCP_DENIED, NONE. */
@@ -61,7 +64,12 @@ export function formatAccessLine(x: Exchange, elapsedMs: number): string {
   const elapsed = String(elapsedMs).padStart(6);
   const user = x.user || "-";
   const type = x.contentType || "-";
-  return `${seconds} ${elapsed} ${x.clientIp} ${x.tag}/${x.status} ${x.bytes} ` +
+  // A note is one more tag of the result code (TCP_MISS_SLOWED/200), the
+  // way Squid adds _ABORTED: analysers read the code as one word.
+  const tag = x.note
+    ? `${x.tag}_${x.note.toUpperCase().replace(/\W/g, "_")}`
+    : x.tag;
+  return `${seconds} ${elapsed} ${x.clientIp} ${tag}/${x.status} ${x.bytes} ` +
     `${x.method} ${x.url} ${user} ${x.hierarchy} ${type}`;
 }
 

@@ -284,6 +284,7 @@ async function handleRequest(
     return await refuse(req, refusedBy(ctx, head, decision));
   }
   if (decision.user !== undefined) x.user = decision.user;
+  if (decision.note !== undefined) x.note = decision.note;
   if (isConnect) return { target: where, decision };
   return await forwardRequest({
     ctx,

@@ -81,6 +81,14 @@ export async function tunnelConnect(
     const local = dialed.conn.localAddr;
     const up = new Reader(dialed.conn);
     up.meter = decision.meter;
+    // What the client sends up is metered as it is read, the bytes sent
+    // with the CONNECT head included (the client connection ends with the
+    // tunnel, so its reader's meter is never used for anything else).
+    const upMeter = decision.upMeter;
+    if (upMeter) {
+      if (client.reader.buffered > 0) upMeter.chunk(client.reader.buffered);
+      client.reader.meter = upMeter;
+    }
     client.upstream = dialed.conn;
     let upstreamClosed: (() => void) | undefined;
     try {
@@ -106,6 +114,7 @@ export async function tunnelConnect(
       x.bytes += moved.down;
       if (moved.stopped) x.tag = "TCP_TUNNEL_ABORTED";
     } finally {
+      client.reader.meter = undefined;
       client.abort();
       up.release();
       client.upstream = undefined;

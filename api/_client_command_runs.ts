@@ -270,10 +270,10 @@ function quotaLines(info: UserInfo, now: number): string[] {
   }
   if (info.nextReset !== undefined) {
     const at = Date.parse(info.nextReset);
+    // A client whose clock is ahead of the server's says no "in".
+    const until = at > now ? ` (in ${untilText(at, now)})` : "";
     const grants = (info.bytesGranted ?? 0) > 0 ? "; grants end then" : "";
-    out.push(
-      `Next reset: ${info.nextReset} (in ${untilText(at, now)})${grants}`,
-    );
+    out.push(`Next reset: ${info.nextReset}${until}${grants}`);
   }
   return out;
 }

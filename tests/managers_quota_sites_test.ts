@@ -468,3 +468,38 @@ Deno.test("sizes: 6 TiB of consumption is counted, stored and printed exactly", 
     await d.cleanup();
   }
 });
+
+Deno.test("the README's example of quotas as sites run them loads, and does what it says", async () => {
+  const readme = await Deno.readTextFile(
+    new URL("../README.md", import.meta.url),
+  );
+  const section = readme.slice(readme.indexOf("### Quotas as sites run them"));
+  const example = /```toml\n([\s\S]*?)```/.exec(section)?.[1];
+  assert.ok(example, "a TOML example in the section");
+  const d = await PolicyDir.make(`rule = "sessions ∧ down"
+[[sessionIPM]]
+  name = "sessions"
+  auth = "map"
+${example}
+[mapDB]
+  name = "map"
+  [mapDB.userPass]
+    ana = "pass"
+  [mapDB.userGroup]
+    ana = ["students"]
+`);
+  try {
+    const g = await d.open();
+    const shown = g.show("down") as Record<string, unknown>;
+    assert.equal(shown.resetDay, 15);
+    assert.equal(shown.resetTime, "06:00");
+    assert.equal(shown.timezone, "America/Havana");
+    assert.equal(shown.overQuotaRate, "64 KB/s");
+    assert.equal(shown.warnAt, "80%");
+    assert.equal(shown.countUploads, true);
+    assert.deepEqual(shown.groupQuota, { students: "20 GB", staff: "1.5 TB" });
+    assert.deepEqual(g.warnings, []);
+  } finally {
+    await d.cleanup();
+  }
+});

@@ -109,6 +109,14 @@
  * gateways, a user able to download 10 MB/s through each, syncInterval 1 s:
  * at most 2 × 10 MB = 20 MB over, once within 80 % of the quota.
  *
+ * With `overQuotaRate` nobody is stopped: past the quota each gateway slows
+ * the user down once it knows the total reached, so the same G × B is how
+ * far over the quota a user still goes at full speed; afterwards at most G
+ * × `overQuotaRate` (the buckets are per gateway, like `bwConsR`'s). The
+ * quota every gateway enforces includes the grants it has read: a grant
+ * is seen by the others within a second on Redis (announced), at their
+ * next flush on a shared KV file.
+ *
  * @module
  */
 import {

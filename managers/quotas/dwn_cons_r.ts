@@ -462,12 +462,6 @@ export class DwnConsR implements Manager {
     }
   }
 
-  /** This cycle's grants of that user (bytes). */
-  grantedOf(user: string, now?: number): number {
-    this.checkCycle(now ?? this.options.clock().getTime());
-    return this.#accounts.get(user)?.granted ?? 0;
-  }
-
   /** Where that user stands now under this manager (for the API). */
   status(user: string, groups: readonly string[], now: number): QuotaStatus {
     this.checkCycle(now);

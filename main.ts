@@ -543,7 +543,7 @@ async function stateCommand(
       console.warn(`pmproxy: warning: ${warning}`);
     }
     console.error(
-      `pmproxy: imported into ${store.description}: signing key ${summary.signingKey}, ${summary.lastResets} last resets, ${summary.counters} counters, ${summary.sessions} sessions`,
+      `pmproxy: imported into ${store.description}: signing key ${summary.signingKey}, ${summary.lastResets} last resets, ${summary.counters} counters, ${summary.sessions} sessions, ${summary.grants} grants`,
     );
     return 0;
   } finally {

@@ -359,30 +359,10 @@ export class KvStateStore implements StateStore {
     cycle: number,
     users?: readonly string[],
   ): Promise<Map<string, number>> {
-    return this.#health.run("reading consumption", async () => {
-      const out = new Map<string, number>();
-      if (users) {
-        for (let start = 0; start < users.length; start += SESSION_BATCH) {
-          const part = users.slice(start, start + SESSION_BATCH);
-          const entries = await this.kv.getMany<Deno.KvU64[]>(
-            part.map((u) => consKey(manager, cycle, u)),
-          );
-          for (let i = 0; i < part.length; i++) {
-            const v = entries[i].value;
-            if (v) out.set(part[i], Number(v.value));
-          }
-        }
-        return out;
-      }
-      for await (
-        const entry of this.kv.list<Deno.KvU64>({
-          prefix: ["dwnConsR", manager, "cons", cycle],
-        })
-      ) {
-        out.set(entry.key[4] as string, Number(entry.value.value));
-      }
-      return out;
-    });
+    return this.#health.run(
+      "reading consumption",
+      () => this.#readCounters(["dwnConsR", manager, "cons", cycle], users),
+    );
   }
 
   setConsumption(
@@ -443,30 +423,10 @@ export class KvStateStore implements StateStore {
     cycle: number,
     users?: readonly string[],
   ): Promise<Map<string, number>> {
-    return this.#health.run("reading grants", async () => {
-      const out = new Map<string, number>();
-      if (users) {
-        for (let start = 0; start < users.length; start += SESSION_BATCH) {
-          const part = users.slice(start, start + SESSION_BATCH);
-          const entries = await this.kv.getMany<Deno.KvU64[]>(
-            part.map((u) => grantKey(manager, cycle, u)),
-          );
-          for (let i = 0; i < part.length; i++) {
-            const v = entries[i].value;
-            if (v) out.set(part[i], Number(v.value));
-          }
-        }
-        return out;
-      }
-      for await (
-        const entry of this.kv.list<Deno.KvU64>({
-          prefix: ["dwnConsR", manager, "grant", cycle],
-        })
-      ) {
-        out.set(entry.key[4] as string, Number(entry.value.value));
-      }
-      return out;
-    });
+    return this.#health.run(
+      "reading grants",
+      () => this.#readCounters(["dwnConsR", manager, "grant", cycle], users),
+    );
   }
 
   // ------------------------------------------------------------ logins
@@ -512,6 +472,34 @@ export class KvStateStore implements StateStore {
     return this.#health.run("forgetting failed logins", async () => {
       await write(() => this.kv.delete(["loginFailures", key]));
     });
+  }
+
+  /**
+   * The `Deno.KvU64` counters under `prefix` (a manager's counters of one
+   * cycle), by their last key part, the user: all of them, or `users`.
+   */
+  async #readCounters(
+    prefix: Deno.KvKey,
+    users?: readonly string[],
+  ): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    if (users) {
+      for (let start = 0; start < users.length; start += SESSION_BATCH) {
+        const part = users.slice(start, start + SESSION_BATCH);
+        const entries = await this.kv.getMany<Deno.KvU64[]>(
+          part.map((u) => [...prefix, u]),
+        );
+        for (let i = 0; i < part.length; i++) {
+          const v = entries[i].value;
+          if (v) out.set(part[i], Number(v.value));
+        }
+      }
+      return out;
+    }
+    for await (const entry of this.kv.list<Deno.KvU64>({ prefix })) {
+      out.set(entry.key[prefix.length] as string, Number(entry.value.value));
+    }
+    return out;
   }
 
   publish(_change: StateChange): Promise<void> {

@@ -747,27 +747,10 @@ export class RedisStateStore implements StateStore {
     cycle: number,
     users?: readonly string[],
   ): Promise<Map<string, number>> {
-    return this.#run("reading consumption", async () => {
-      const key = consKey(manager, cycle);
-      const out = new Map<string, number>();
-      if (!users) {
-        const all = await this.#cmd.hGetAll(key) as Record<string, string>;
-        for (const [user, bytes] of Object.entries(all)) {
-          out.set(user, Number(bytes));
-        }
-        return out;
-      }
-      for (let start = 0; start < users.length; start += READ_BATCH) {
-        const part = users.slice(start, start + READ_BATCH);
-        if (part.length === 0) continue;
-        const values = await this.#cmd.hmGet(key, [...part]);
-        for (let i = 0; i < part.length; i++) {
-          const v = values[i];
-          if (v !== null && v !== undefined) out.set(part[i], Number(v));
-        }
-      }
-      return out;
-    });
+    return this.#run(
+      "reading consumption",
+      () => this.#readCounters(consKey(manager, cycle), users),
+    );
   }
 
   setConsumption(
@@ -824,27 +807,35 @@ export class RedisStateStore implements StateStore {
     cycle: number,
     users?: readonly string[],
   ): Promise<Map<string, number>> {
-    return this.#run("reading grants", async () => {
-      const key = grantsKey(manager, cycle);
-      const out = new Map<string, number>();
-      if (!users) {
-        const all = await this.#cmd.hGetAll(key) as Record<string, string>;
-        for (const [user, bytes] of Object.entries(all)) {
-          out.set(user, Number(bytes));
-        }
-        return out;
-      }
-      for (let start = 0; start < users.length; start += READ_BATCH) {
-        const part = users.slice(start, start + READ_BATCH);
-        if (part.length === 0) continue;
-        const values = await this.#cmd.hmGet(key, [...part]);
-        for (let i = 0; i < part.length; i++) {
-          const v = values[i];
-          if (v !== null && v !== undefined) out.set(part[i], Number(v));
-        }
+    return this.#run(
+      "reading grants",
+      () => this.#readCounters(grantsKey(manager, cycle), users),
+    );
+  }
+
+  /** The integer fields of a hash of counters by user (all, or `users`). */
+  async #readCounters(
+    key: string,
+    users?: readonly string[],
+  ): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    if (!users) {
+      const all = await this.#cmd.hGetAll(key) as Record<string, string>;
+      for (const [user, bytes] of Object.entries(all)) {
+        out.set(user, Number(bytes));
       }
       return out;
-    });
+    }
+    for (let start = 0; start < users.length; start += READ_BATCH) {
+      const part = users.slice(start, start + READ_BATCH);
+      if (part.length === 0) continue;
+      const values = await this.#cmd.hmGet(key, [...part]);
+      for (let i = 0; i < part.length; i++) {
+        const v = values[i];
+        if (v !== null && v !== undefined) out.set(part[i], Number(v));
+      }
+    }
+    return out;
   }
 
   // ----------------------------------------------------------- changes

@@ -62,14 +62,22 @@ import { CLIENT_COMMANDS, runClientCommand } from "./api/client_commands.ts";
 
 // Registered first thing: without signal listeners Deno itself can panic
 // when file descriptors run out (platform facts), and `serve` must save
-// accounting on SIGINT/SIGTERM. Other commands just end. While serving,
-// the first signal stops gracefully, a second stops at once (state is
-// still saved), a third ends the process without waiting for anything.
+// accounting before any signal ends it: SIGINT, SIGTERM and SIGQUIT stop
+// it (other commands just end). While serving, the first signal stops
+// gracefully, a second stops at once (state is still saved), a third ends
+// the process without waiting for anything. SIGHUP reloads and SIGUSR1
+// reopens the log (registered by `serve`); SIGUSR2 and SIGALRM, whose
+// default is to end the process, are told and ignored.
 const stopRequested = Promise.withResolvers<string>();
 const stopNow = Promise.withResolvers<void>();
 let serving = false;
 let stopSignals = 0;
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
+for (const signal of ["SIGUSR2", "SIGALRM"] as const) {
+  Deno.addSignalListener(signal, () => {
+    if (serving) console.error(`pmproxy: ${signal} ignored`);
+  });
+}
+for (const signal of ["SIGINT", "SIGTERM", "SIGQUIT"] as const) {
   Deno.addSignalListener(signal, () => {
     if (!serving) Deno.exit(130);
     stopSignals++;
@@ -535,7 +543,7 @@ async function stateCommand(
       console.warn(`pmproxy: warning: ${warning}`);
     }
     console.error(
-      `pmproxy: imported into ${store.description}: signing key ${summary.signingKey}, ${summary.lastResets} last resets, ${summary.counters} counters, ${summary.sessions} sessions`,
+      `pmproxy: imported into ${store.description}: signing key ${summary.signingKey}, ${summary.lastResets} last resets, ${summary.counters} counters, ${summary.sessions} sessions, ${summary.grants} grants`,
     );
     return 0;
   } finally {

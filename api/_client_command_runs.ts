@@ -8,6 +8,7 @@
 import {
   type Explanation,
   formatSize,
+  parseSize,
   type UserInfo,
 } from "../managers/mod.ts";
 import { type ApiClient, ApiError } from "./client.ts";
@@ -203,11 +204,110 @@ export async function runStatus(c: CommandRun): Promise<void> {
   c.out(`User: ${info.userName}`);
   c.out(`Name: ${info.name}`);
   c.out(`Groups: [${(info.groups ?? []).join(" ")}]`);
+  c.out(`Quota: ${quotaText(info)} Consumption: ${formatSize(info.bytesCons)}`);
+  for (const line of quotaLines(info, Date.now())) c.out(line);
+}
+
+// ------------------------------------------- quotas as sites run them
+
+/** `1 GB`, or `1 GB + 500 MB granted` when the quota holds grants. */
+function quotaText(info: UserInfo): string {
+  const granted = info.bytesGranted ?? 0;
+  if (granted <= 0) return formatSize(info.bytesQuota);
+  return `${formatSize(info.bytesQuota - granted)} + ${
+    formatSize(granted)
+  } granted`;
+}
+
+/** Cells of the text bar of `status`. */
+const BAR_CELLS = 14;
+
+/**
+ * `[########------] 58 %`: the share of the quota used (floored, so 100 %
+ * only once it is reached; more past it, the bar full).
+ */
+export function quotaBar(cons: number, quota: number): string {
+  if (quota <= 0) {
+    return `[${"#".repeat(BAR_CELLS)}] no quota`;
+  }
+  const share = cons / quota;
+  const cells = Math.min(BAR_CELLS, Math.floor(share * BAR_CELLS));
+  const percent = Math.floor(share * 100);
+  return `[${"#".repeat(cells)}${"-".repeat(BAR_CELLS - cells)}] ${percent} %`;
+}
+
+/** `3 d 4 h`, `2 h 5 min`, `7 min`: how long until `ms` from `now`. */
+function untilText(ms: number, now: number): string {
+  const minutes = Math.max(0, Math.round((ms - now) / 60_000));
+  const d = Math.floor(minutes / 1440);
+  const h = Math.floor((minutes % 1440) / 60);
+  const m = minutes % 60;
+  if (d > 0) return `${d} d ${h} h`;
+  if (h > 0) return `${h} h ${m} min`;
+  return `${m} min`;
+}
+
+/**
+ * The lines of `status` after the original's: the bar, the warning, being
+ * past the quota, the next reset. A server that sends no such fields (the
+ * original) gets the bar only.
+ */
+function quotaLines(info: UserInfo, now: number): string[] {
+  const out = [quotaBar(info.bytesCons, info.bytesQuota)];
+  if (info.overQuota === "slowed") {
+    out.push(
+      `Over quota: slowed to ${
+        info.overQuotaRate ?? "a lower rate"
+      } until the reset`,
+    );
+  } else if (info.overQuota === "refused") {
+    out.push("Over quota: new requests are refused until the reset");
+  } else if (info.warning && info.warnAt !== undefined) {
+    out.push(
+      `Warning: past ${info.warnAt} % of the quota (${
+        formatSize(Math.max(0, info.bytesQuota - info.bytesCons))
+      } left)`,
+    );
+  }
+  if (info.nextReset !== undefined) {
+    const at = Date.parse(info.nextReset);
+    // A client whose clock is ahead of the server's says no "in".
+    const until = at > now ? ` (in ${untilText(at, now)})` : "";
+    const grants = (info.bytesGranted ?? 0) > 0 ? "; grants end then" : "";
+    out.push(`Next reset: ${info.nextReset}${until}${grants}`);
+  }
+  return out;
+}
+
+/** `grant [-m MGR] USER SIZE`: adds SIZE to USER's quota until the reset. */
+export async function runGrant(c: CommandRun): Promise<void> {
+  if (c.positionals.length !== 2) {
+    throw new UsageError(`grant needs USER and SIZE: ${c.usage}`);
+  }
+  const [user, sizeText] = c.positionals;
+  const bytes = parseSize(sizeText);
+  if (typeof bytes === "string") throw new UsageError(bytes);
+  if (bytes <= 0) {
+    throw new UsageError(`grant needs a SIZE more than 0, like "500 MB"`);
+  }
+  const login = await needLogin(c.cwd);
+  const manager = quotaManager(c.flags, login);
+  const info = parseJson<UserInfo>(
+    await c.connect(login.server, login).cmd({
+      cmd: "grant",
+      manager,
+      info: { userName: user, bytes },
+    }),
+    "grant",
+  );
   c.out(
-    `Quota: ${formatSize(info.bytesQuota)} Consumption: ${
-      formatSize(info.bytesCons)
+    `Granted ${
+      formatSize(bytes)
+    } to ${user} under ${manager} until the next reset${
+      info.nextReset ? ` (${info.nextReset})` : ""
     }`,
   );
+  c.out(`Quota: ${quotaText(info)} Consumption: ${formatSize(info.bytesCons)}`);
 }
 
 /** `reset [-m MGR] USER`: sets USER's consumption to 0. */

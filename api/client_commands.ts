@@ -1,7 +1,8 @@
 /**
  * The client commands of the command line, as the original's `pmcl` had
  * them: `discover`, `login`, `logout`, `logged-users`, `status`, `reset`,
- * `show` (and their one-letter aliases). They talk to a server's API with
+ * `show` (and their one-letter aliases), and pmproxy's own `explain` and
+ * `grant`. They talk to a server's API with
  * {@link ApiClient} and keep the session in `login.secret` in the current
  * directory.
  *
@@ -29,6 +30,7 @@ import {
   type CommandRun,
   runDiscover,
   runExplain,
+  runGrant,
   runLoggedUsers,
   runLogin,
   runLogout,
@@ -102,6 +104,12 @@ const COMMANDS: ReadonlyMap<string, ClientCommand> = new Map<
     args: "[-m MGR] USER",
     summary: "set USER's consumption to 0 (admins)",
     run: runReset,
+  }],
+  ["grant", {
+    aliases: ["g"],
+    args: "[-m MGR] USER SIZE",
+    summary: "add SIZE to USER's quota until the reset (admins)",
+    run: runGrant,
   }],
   ["explain", {
     aliases: ["x"],

@@ -4,12 +4,20 @@
  * {@link Gateway} call, and its result the answer the original gave
  * (status, body, content type). No HTTP here; `app.ts` wires it.
  *
+ * Beyond the original, on a `dwnConsR` (administrators only):
+ *
+ * - `grant` with `"info": {"userName": "user0", "bytes": 524288000}` (a
+ *   whole number of bytes, or a size string such as `"500 MB"`, base
+ *   1024): adds that much to the user's quota for the current cycle;
+ *   answers the user's info (the `getOther` answer) afterwards.
+ *
  * @module
  */
 import {
   type Caller,
   CommandError,
   type Gateway,
+  parseSize,
   TooManyAttempts,
 } from "../managers/mod.ts";
 
@@ -172,9 +180,37 @@ async function consumptionCommand(
       await gateway.setConsumption(manager, caller, { user, bytes });
       return ok("");
     }
+    case "grant": {
+      const user = needUserName(body);
+      if (typeof user !== "string") return user;
+      const bytes = grantBytes(body.info?.bytes);
+      if (typeof bytes === "string") {
+        return errorAnswer({
+          message:
+            `grant needs the bytes to add, more than 0: "info": {"userName":"${user}","bytes":524288000} or "bytes":"500 MB"; ${bytes}`,
+        });
+      }
+      return okJson(await gateway.grant(manager, caller, { user, bytes }));
+    }
     default:
       return unknownCommand(manager, cmd);
   }
+}
+
+/**
+ * The size of a `grant`: a whole number of bytes, or a size string such as
+ * `"500 MB"` (base 1024). Answers what is wrong as a string.
+ */
+function grantBytes(value: unknown): number | string {
+  if (value === undefined) return `"bytes" is missing`;
+  const bytes = typeof value === "string"
+    ? parseSize(value)
+    : typeof value === "number" && Number.isSafeInteger(value)
+    ? value
+    : `"bytes" must be a whole number or a size string`;
+  if (typeof bytes === "string") return bytes;
+  if (bytes <= 0) return `${JSON.stringify(value)} is not more than 0`;
+  return bytes;
 }
 
 /**

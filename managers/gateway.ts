@@ -5,7 +5,13 @@
  *
  * @module
  */
-import type { Decision, Policy, RequestFacts, Route } from "../proxy/policy.ts";
+import type {
+  Decision,
+  Meter,
+  Policy,
+  RequestFacts,
+  Route,
+} from "../proxy/policy.ts";
 import { evaluate, printRule, ruleNames } from "../rule/mod.ts";
 import {
   BadCredentials,
@@ -26,7 +32,7 @@ import { formatSize } from "./values/units.ts";
 import type { LoadedManagers } from "./config/loader.ts";
 import type { StateChange, StateStore } from "./state/store.ts";
 import { type Session, SessionIpm } from "./sessions/session_ipm.ts";
-import { DwnConsR } from "./quotas/dwn_cons_r.ts";
+import { DwnConsR, type QuotaStatus } from "./quotas/dwn_cons_r.ts";
 import { CombinedMeter } from "./resources/combined_meter.ts";
 import { RequestContext } from "./request_context.ts";
 import { explainRule } from "./explain.ts";
@@ -38,6 +44,12 @@ import {
 } from "./stats.ts";
 
 const DIRECT: Route = Object.freeze({ kind: "direct" });
+
+/** The meters as one (each once), for the decision's `upMeter`. */
+function oneMeter(meters: Meter[]): Meter {
+  const each = meters.length > 1 ? [...new Set(meters)] : meters;
+  return each.length === 1 ? each[0] : new CombinedMeter(each);
+}
 
 /** Runs every hook, telling (not throwing) the failures. */
 async function runAll(hooks: (() => Promise<void>)[]): Promise<void> {
@@ -279,7 +291,7 @@ export class GatewayRuntime implements Policy, Gateway {
     const meters = grant.meters.length > 1
       ? [...new Set(grant.meters)]
       : grant.meters;
-    return {
+    const decision: Decision = {
       allowed: true,
       route: grant.route ?? DIRECT,
       meter: meters.length === 0
@@ -289,6 +301,9 @@ export class GatewayRuntime implements Policy, Gateway {
         : new CombinedMeter(meters),
       user: ctx.user(),
     };
+    if (grant.upMeters) decision.upMeter = oneMeter(grant.upMeters);
+    if (grant.note !== undefined) decision.note = grant.note;
+    return decision;
   }
 
   /** Why a request is refused; the refusal page adds the login link itself. */
@@ -517,17 +532,17 @@ export class GatewayRuntime implements Policy, Gateway {
       name = session.record.name;
       groups = session.groups[db.name] ?? [];
     }
-    const quota = dwn.quotaOf(target, groups);
-    const cons = dwn.consumptionOf(target, this.#clock().getTime());
+    const state = dwn.status(target, groups, this.#clock().getTime());
     return {
-      quota: formatSize(quota),
+      quota: formatSize(state.limit),
       groups,
       name,
       userName: target,
-      consumption: formatSize(cons),
-      bytesQuota: quota,
-      bytesCons: cons,
+      consumption: formatSize(state.cons),
+      bytesQuota: state.limit,
+      bytesCons: state.cons,
       isAdmin: this.#isAdmin(target),
+      ...sitesInfo(dwn, state),
     };
   }
 
@@ -555,6 +570,30 @@ export class GatewayRuntime implements Policy, Gateway {
       throw new CommandError({ User: user, DB: db.name });
     }
     await dwn.setConsumption(user, bytes);
+  }
+
+  async grant(
+    manager: string,
+    who: Caller,
+    change: { user: string; bytes: number },
+  ): Promise<UserInfo> {
+    const { user, bytes } = change;
+    const dwn = this.#dwnConsR(manager, "grant");
+    const caller = await this.#session(who);
+    if (!this.#isAdmin(caller.user)) {
+      throw new CommandError({ User: caller.user });
+    }
+    if (!Number.isSafeInteger(bytes) || bytes <= 0) {
+      throw new CommandError({
+        message: `a grant must be more than 0 bytes, not ${bytes}`,
+      });
+    }
+    const db = this.#userDb(dwn.userDBN);
+    if (!this.#sessionOf(user) && !(await db.lookup(user))) {
+      throw new CommandError({ User: user, DB: db.name });
+    }
+    await dwn.grant(user, bytes);
+    return await this.userInfo(manager, who, { user });
   }
 
   /**
@@ -614,6 +653,8 @@ export class GatewayRuntime implements Policy, Gateway {
       await m.sessionChanged(change.ip);
     } else if (change.kind === "consumption" && m instanceof DwnConsR) {
       await m.consumptionChanged(change.user);
+    } else if (change.kind === "grant" && m instanceof DwnConsR) {
+      await m.grantChanged(change.user);
     }
   }
 
@@ -672,4 +713,25 @@ export class GatewayRuntime implements Policy, Gateway {
       await this.#store.close();
     }
   }
+}
+
+/** What pmproxy adds to the original's UserInfo (issue 11). */
+function sitesInfo(dwn: DwnConsR, state: QuotaStatus): Partial<UserInfo> {
+  const out: Partial<UserInfo> = {
+    bytesGranted: state.granted,
+    granted: formatSize(state.granted),
+    warning: state.warning,
+  };
+  const warnAt = dwn.warnAt;
+  if (warnAt !== undefined) out.warnAt = Math.round(warnAt * 1000) / 10;
+  if (state.overQuota) out.overQuota = state.overQuota;
+  const rate = dwn.overQuotaRate;
+  if (rate !== undefined) {
+    out.overQuotaRate = `${formatSize(rate)}/s`;
+    out.bytesOverQuotaRate = rate;
+  }
+  if (Number.isFinite(state.nextReset)) {
+    out.nextReset = new Date(state.nextReset).toISOString();
+  }
+  return out;
 }

@@ -122,6 +122,13 @@ export interface Grant {
   route?: Route;
   /** Every meter attached (quota, bandwidth); the proxy gets one combining them. */
   meters: Meter[];
+  /**
+   * Meters of the bytes sent upstream (quotas with `countUploads`); the
+   * proxy gets one combining them as the decision's `upMeter`.
+   */
+  upMeters?: Meter[];
+  /** For the access log: how the request goes (`slowed`, past a quota). */
+  note?: string;
   /** A refusal found while attaching (quota reached). */
   refusal?: { status: 403 | 407; reason: string };
 }
@@ -200,7 +207,12 @@ export class TooManyAttempts extends CommandError {
   }
 }
 
-/** The original's `UserInfo`. */
+/**
+ * The original's `UserInfo`, and what pmproxy adds (optional here, always
+ * sent by the gateway; the original's clients ignore fields they do not
+ * know). `quota` and `bytesQuota` are the quota in force: the user's own
+ * or their groups' plus this cycle's grants.
+ */
 export interface UserInfo {
   quota: string;
   groups: string[];
@@ -210,6 +222,26 @@ export interface UserInfo {
   bytesQuota: number;
   bytesCons: number;
   isAdmin: boolean;
+  // ---------------------------------------------- added by pmproxy (issue 11)
+  /** Bytes granted for this cycle (top-ups, in `bytesQuota`); 0 for none. */
+  bytesGranted?: number;
+  /** {@link bytesGranted} as a size (`500 MB`). */
+  granted?: string;
+  /** The manager's `warnAt` as a percentage of the quota (80), if any. */
+  warnAt?: number;
+  /** True when consumption is at or past `warnAt` of `bytesQuota` (false without `warnAt`). */
+  warning?: boolean;
+  /**
+   * At or over the quota: `"slowed"` (to `overQuotaRate` until the reset)
+   * or `"refused"` (new requests refused until the reset). Absent below it.
+   */
+  overQuota?: "slowed" | "refused";
+  /** The manager's `overQuotaRate` (`64 KB/s`), if any. */
+  overQuotaRate?: string;
+  /** The same in bytes per second. */
+  bytesOverQuotaRate?: number;
+  /** When consumption returns to 0 next (ISO 8601); absent without a cycle. */
+  nextReset?: string;
 }
 
 /** The answer of `discover`. */
@@ -327,6 +359,16 @@ export interface Gateway {
     caller: Caller,
     change: { user: string; bytes: number },
   ): Promise<void>;
+  /**
+   * Adds `bytes` to a user's quota under a dwnConsR for the current cycle
+   * only (admins only); several grants add up, they end at the next reset.
+   * Answers the user's info afterwards.
+   */
+  grant(
+    manager: string,
+    caller: Caller,
+    change: { user: string; bytes: number },
+  ): Promise<UserInfo>;
   /**
    * The manager's configuration (or the rule's, for `rules`), for logged-in
    * callers; a user database's for administrators only.

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { closeQuietly, type Reader } from "./_io.ts";
+import { closeQuietly, MeterStop, type Reader, type Stream } from "./_io.ts";
 import { copyBody } from "./body.ts";
 import {
   fieldTokens,
@@ -22,12 +22,53 @@ import {
 } from "./http_head.ts";
 import { type Client, READING_BODY, WAITING_FOR_UPSTREAM } from "./_context.ts";
 import type { ProxyConfig } from "./config.ts";
+import { GO_ON, type Meter, STOP } from "./policy.ts";
 
 /** What an upload needs of its exchange (a forwarded request's job is one). */
 export interface UploadJob {
   ctx: { config: ProxyConfig };
   client: Client;
   req: RequestHead;
+  /** The policy's decision: its `upMeter` counts the body going up. */
+  decision?: { upMeter?: Meter };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The upstream connection as the body sees it, asking the up-meter about
+ * every write once it is written (what went up is what counts, partial
+ * writes included). One per metered upload; nothing per chunk.
+ */
+class MeteredUpstream implements Stream {
+  constructor(readonly conn: Stream, readonly meter: Meter) {}
+
+  get localAddr(): Deno.Addr | undefined {
+    return this.conn.localAddr;
+  }
+
+  async write(p: Uint8Array): Promise<number> {
+    const n = await this.conn.write(p);
+    const answer = this.meter.chunk(n);
+    if (answer !== GO_ON) {
+      if (answer === STOP) throw new MeterStop(this.meter.stopReason);
+      // Throttled: the body waits, and so the client, by TCP's own flow.
+      if (answer > 0) await sleep(answer);
+    }
+    return n;
+  }
+
+  read(p: Uint8Array): Promise<number | null> {
+    return this.conn.read(p);
+  }
+
+  closeWrite(): Promise<void> {
+    return this.conn.closeWrite();
+  }
+
+  close(): void {
+    this.conn.close();
+  }
 }
 
 /**
@@ -40,13 +81,18 @@ export class Upload {
   readonly framing: Framing;
   /** True once the whole body is up; at once for a request without one. */
   done: boolean;
-  /** Why the body could not go up (BodyError, BodyTooLarge, a socket error). */
+  /**
+   * Why the body could not go up (BodyError, BodyTooLarge, MeterStop, a
+   * socket error).
+   */
   error: unknown = undefined;
   /** The sending, while it runs; it never rejects (see {@link Upload.error}). */
   sending: Promise<void> | undefined = undefined;
   readonly #client: Client;
   readonly #upstream: Reader;
   readonly #config: ProxyConfig;
+  /** Where the body goes: the upstream, through the up-meter when there is one. */
+  readonly #sink: Stream;
   /** The answer's head arrived: its deadlines are no longer ours to set. */
   #answered = false;
   /** The client sent `Expect: 100-continue` and no body byte yet. */
@@ -58,6 +104,10 @@ export class Upload {
     this.#client = client;
     this.#upstream = upstream;
     this.#config = config;
+    const upMeter = job.decision?.upMeter;
+    this.#sink = upMeter
+      ? new MeteredUpstream(upstream.conn, upMeter)
+      : upstream.conn;
     this.framing = requestFraming(req);
     this.done = this.framing.kind === "none";
     this.#awaitingContinue = !this.done && client.reader.buffered === 0 &&
@@ -113,7 +163,7 @@ export class Upload {
         }
         if (this.#awaitingContinue) this.#awaitBody();
       }
-      await copyBody(client.reader, this.#upstream.conn, this.framing, {
+      await copyBody(client.reader, this.#sink, this.framing, {
         watch,
         writeMs: this.#config.writeTimeoutMs,
         maxBytes: this.#config.maxRequestBody,

@@ -40,6 +40,10 @@
  *
  * `user`, `peer` and `contentType` are null when unknown.
  *
+ * The decision's note is one more tag of the result code
+ * (`TCP_MISS_SLOWED/200`, `TCP_TUNNEL_SLOWED/200`: past the quota, slowed),
+ * the way Squid adds `_ABORTED`.
+ *
  * @module
  */
 import type { LogSink } from "./log_sinks.ts";
@@ -55,6 +59,8 @@ export interface Exchange {
   url: string;
   /** The user the decision accounted the request to. */
   user?: string;
+  /** The decision's note (`slowed`), added to the result code. */
+  note?: string;
   /** `HIER_DIRECT/1.2.3.4`, `FIRSTUP_PARENT/10.0.0.1`, or `HIER_NONE/-`. */
   hierarchy: string;
   /**
@@ -148,7 +154,12 @@ export function formatAccessLine(x: Exchange, elapsedMs: number): string {
   const elapsed = String(elapsedMs).padStart(6);
   const status = x.status >= 100 ? x.status : String(x.status).padStart(3, "0");
   const user = x.user ? escapeUser(x.user) : "-";
-  return `${seconds} ${elapsed} ${x.clientIp} ${x.tag}/${status} ${x.bytes} ` +
+  // A note is one more tag of the result code (TCP_MISS_SLOWED/200), the
+  // way Squid adds _ABORTED: analysers read the code as one word.
+  const tag = x.note
+    ? `${x.tag}_${x.note.toUpperCase().replace(/\W/g, "_")}`
+    : x.tag;
+  return `${seconds} ${elapsed} ${x.clientIp} ${tag}/${status} ${x.bytes} ` +
     `${escapeToken(x.method)} ${escapeToken(x.url)} ${user} ${x.hierarchy} ${
       mediaType(x.contentType)
     }`;

@@ -302,6 +302,7 @@ async function handleRequest(
   }
   if (decision.user !== undefined) x.user = decision.user;
   x.outcome = "allowed";
+  if (decision.note !== undefined) x.note = decision.note;
   if (isConnect) return { target: where, decision };
   return await forwardRequest({
     ctx,

@@ -382,6 +382,14 @@ function answerNoHead(
   const { readTimeoutMs, responseTimeoutMs, writeTimeoutMs } = job.ctx.config;
   const watch = job.client.watch;
   const failed = upload.error;
+  if (failed instanceof MeterStop) {
+    return answer(
+      job,
+      403,
+      `The request body was stopped: ${failed.message}.`,
+      true,
+    );
+  }
   if (failed instanceof BodyTooLarge) {
     return answer(
       job,
@@ -437,6 +445,9 @@ async function switchProtocols(
   try {
     await writeAll(job.client.conn, switching);
     job.x.bytes += switching.length;
+    // What the client sends through the tunnel is an upload too; the
+    // client connection ends with the tunnel.
+    job.client.reader.meter = job.decision.upMeter;
     await tunnelUpgrade(job.ctx, job.client, up.reader, job.x);
   } finally {
     discard(job.client, up);

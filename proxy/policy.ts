@@ -73,8 +73,21 @@ export type Decision =
     route: Route;
     /** Absent when nothing meters this request. */
     meter?: Meter;
+    /**
+     * Accounting for the bytes sent upstream (a request body, the client's
+     * direction of a tunnel): called for every chunk after it was written
+     * upstream, with the same answers and rules as {@link meter} (no
+     * allocation, no I/O; a wait throttles the sending, STOP cuts it).
+     * Absent when uploads are not counted.
+     */
+    upMeter?: Meter;
     /** The user the request is accounted to, for the access log. */
     user?: string;
+    /**
+     * One word about how the request goes, for the access log (`slowed`: the
+     * user is past their quota and slowed down). Letters, digits and `_`.
+     */
+    note?: string;
     /**
      * For tunnels: told the local address of the connection dialled
      * upstream once it is open (so the gateway's own API, reached through

@@ -85,6 +85,14 @@ export async function tunnelConnect(
     const local = dialed.conn.localAddr;
     const up = new Reader(dialed.conn);
     up.meter = decision.meter;
+    // What the client sends up is metered as it is read, the bytes sent
+    // with the CONNECT head included (the client connection ends with the
+    // tunnel, so its reader's meter is never used for anything else).
+    const upMeter = decision.upMeter;
+    if (upMeter) {
+      if (client.reader.buffered > 0) upMeter.chunk(client.reader.buffered);
+      client.reader.meter = upMeter;
+    }
     client.upstream = dialed.conn;
     let upstreamClosed: (() => void) | undefined;
     try {
@@ -112,6 +120,7 @@ export async function tunnelConnect(
       if (moved.stopped) x.tag = "TCP_TUNNEL_ABORTED";
     } finally {
       ctx.stats.bytesFromUpstream += up.bytesRead;
+      client.reader.meter = undefined;
       client.abort();
       up.release();
       client.upstream = undefined;

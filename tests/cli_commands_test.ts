@@ -46,6 +46,19 @@ async function readSecret(cli: Cli) {
   return JSON.parse(await Deno.readTextFile(join(cli.work, "login.secret")));
 }
 
+/** The next reset as `status` prints it for the test gateways' 24h cycle. */
+const NEXT_RESET =
+  /^Next reset: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \(in (1 d 0 h|23 h 59 min)\)$/;
+
+/**
+ * `status` split into the original's four lines and the lines pmproxy adds
+ * (the bar, a warning, the next reset).
+ */
+function statusLines(out: string): { original: string; added: string[] } {
+  const lines = out.split("\n");
+  return { original: lines.slice(0, 4).join("\n"), added: lines.slice(4) };
+}
+
 Deno.test("cli: the README scenario word for word", async () => {
   const real = await openRealGateway();
   const gw = real.gateway;
@@ -92,10 +105,14 @@ Deno.test("cli: the README scenario word for word", async () => {
 
     const status = await cli.run("s");
     assert.equal(status.code, 0, status.err);
+    const lines = statusLines(status.out);
     assert.equal(
-      status.out,
+      lines.original,
       "User: user0\nName: user0\nGroups: [group0]\nQuota: 1 GB Consumption: 0 B",
     );
+    assert.equal(lines.added.length, 2, status.out);
+    assert.equal(lines.added[0], "[--------------] 0 %");
+    assert.match(lines.added[1], NEXT_RESET);
 
     const after = await cli.run("d");
     assert.equal(
@@ -157,7 +174,7 @@ Deno.test("cli: admin status of another user and reset; refusals in words", asyn
   const admin = await makeCli();
   try {
     await cli.run("login", "-m", "sessions", t.origin, "user0", "pass0");
-    assert.match((await cli.run("status")).out, /Consumption: 0 B$/);
+    assert.match((await cli.run("status")).out, /Consumption: 0 B$/m);
     const denied = await cli.run("reset", "user0");
     assert.equal(denied.code, 1);
     assert.equal(denied.err, "pmproxy: user0 is not an administrator");
@@ -207,14 +224,15 @@ Deno.test("cli: admin status of another user and reset; refusals in words", asyn
       ip: "127.0.0.1",
       secret: adminSecret,
     }, { user: "user0", bytes: 3 * 1024 * 1024 });
-    const other = await admin.run("status", "user0");
+    const other = statusLines((await admin.run("status", "user0")).out);
     assert.equal(
-      other.out,
+      other.original,
       "User: user0\nName: user0\nGroups: [group0]\nQuota: 1 GB Consumption: 3 MB",
     );
+    assert.equal(other.added[0], "[--------------] 0 %");
     const reset = await admin.run("r", "user0");
     assert.equal(reset.code, 0, reset.err);
-    assert.match((await admin.run("s", "user0")).out, /Consumption: 0 B$/);
+    assert.match((await admin.run("s", "user0")).out, /Consumption: 0 B$/m);
     const users = await admin.run("lu");
     assert.equal(users.out, "127.0.0.1 - admin");
   } finally {
@@ -341,7 +359,7 @@ Deno.test("cli: an expired secret is renewed by itself and login.secret updated"
     const status = await cli.run("status");
     assert.equal(status.code, 0, status.err);
     assert.equal(
-      status.out,
+      statusLines(status.out).original,
       "User: user0\nName: user0\nGroups: [group0]\nQuota: 1 GB Consumption: 0 B",
     );
     const renewed = (await readSecret(cli)).secret;
@@ -419,6 +437,8 @@ const USAGE = `Client commands (they talk to a pmproxy server's API):
   pmproxy logged-users|lu [-m MGR]  who is logged in where
   pmproxy status|s [-m MGR] [USER]  quota and consumption (USER: admins)
   pmproxy reset|r [-m MGR] USER     set USER's consumption to 0 (admins)
+  pmproxy grant|g [-m MGR] USER SIZE
+                                    add SIZE to USER's quota until the reset (admins)
   pmproxy explain|x [--ip IP] [--user USER] [--at TIME] URL
                                     why the rule allows or refuses URL (admins)
   pmproxy reload                    reload the server's configuration files (admins)
@@ -447,6 +467,8 @@ Deno.test("cli: help, wrong usage and local refusals word for word (no server ne
       "s",
       "reset",
       "r",
+      "grant",
+      "g",
       "explain",
       "x",
       "reload",
@@ -554,13 +576,18 @@ Deno.test("cli: every command answers the same to its name and to its alias", as
       [["show", "down"], ["sh", "down"]],
     ];
     for (const [long, short] of pairs) {
-      const a = await cli.run(...long);
-      const b = await cli.run(...short);
+      // The time to the next reset may tick over a minute between the two.
+      const minutes = <T extends { out: string }>(r: T): T => ({
+        ...r,
+        out: r.out.replace(/\(in [^)]*\)$/m, "(in …)"),
+      });
+      const a = minutes(await cli.run(...long));
+      const b = minutes(await cli.run(...short));
       assert.equal(a.code, 0, `${long.join(" ")}: ${a.err}`);
       assert.deepEqual(b, a, `${short[0]} is ${long[0]}`);
     }
     assert.equal(
-      (await cli.run("status")).out,
+      statusLines((await cli.run("status")).out).original,
       "User: admin\nName: admin\nGroups: [staff]\nQuota: 1 GB Consumption: 0 B",
     );
     assert.equal(
@@ -635,10 +662,11 @@ Deno.test("cli: a login whose discover fails keeps the session and says status n
       (await cli.run("s")).err,
       "pmproxy: no download quota manager is known for this login: name one with -m MGR",
     );
+    // A gateway that sends only the original's fields: the bar, nothing more.
     assert.deepEqual(await cli.run("s", "-m", "down"), {
       code: 0,
       out:
-        "User: user0\nName: user0\nGroups: [group0]\nQuota: 1 GB Consumption: 0 B",
+        "User: user0\nName: user0\nGroups: [group0]\nQuota: 1 GB Consumption: 0 B\n[--------------] 0 %",
       err: "",
     });
   } finally {

@@ -74,10 +74,16 @@ Deno.test("README scenario: discover, login, status, discover, browse", async ()
 
     const status = await cli("status");
     assert.equal(status.code, 0, status.stderr);
+    // The original's four lines word for word, then pmproxy's: the bar and
+    // the next reset.
+    const lines = status.stdout.trim().split("\n");
     assert.equal(
-      status.stdout.trim(),
+      lines.slice(0, 4).join("\n"),
       "User: user0\nName: user0\nGroups: [group0]\nQuota: 1 GB Consumption: 0 B",
     );
+    assert.equal(lines[4], "[--------------] 0 %");
+    assert.match(lines[5], /^Next reset: \S+Z \(in (1 d 0 h|23 h 59 min)\)$/);
+    assert.equal(lines.length, 6);
 
     const after = await cli("d");
     assert.equal(after.code, 0, after.stderr);

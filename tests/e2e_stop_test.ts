@@ -230,16 +230,18 @@ Deno.test("a second SIGTERM stops at once, and state is still saved", async () =
   }
 });
 
-Deno.test("SIGHUP does not end the server", async () => {
+Deno.test("SIGHUP, SIGUSR2 and SIGALRM do not end the server; SIGQUIT stops it saving state", async () => {
   const origin = startOrigin();
   const dir = await makeConfigDir(OPEN_TO_LOOPBACK);
   const server = await startPmproxy(dir);
   try {
-    server.signal("SIGHUP");
-    await waitFor(
-      () => /SIGHUP received/.test(server.stderr()),
-      "the server took the SIGHUP",
-    );
+    for (const signal of ["SIGHUP", "SIGUSR2", "SIGALRM"] as const) {
+      server.signal(signal);
+      await waitFor(
+        () => new RegExp(`${signal} (received|ignored)`).test(server.stderr()),
+        `the server took the ${signal}`,
+      );
+    }
     const r = await curl([
       "-x",
       `http://127.0.0.1:${server.proxyPort}`,
@@ -248,7 +250,10 @@ Deno.test("SIGHUP does not end the server", async () => {
     assert.equal(r.body, "hello\n", r.stderr);
     assert.equal((await scrape(server.apiUrl, dir, "/healthz")).status, 200);
   } finally {
-    assert.equal(await server.stop(), 0);
+    // SIGQUIT ends it as SIGTERM does: gracefully, state saved last.
+    assert.equal(await server.stop("SIGQUIT"), 0);
+    assert.match(server.stderr(), /SIGQUIT received, stopping/);
+    assert.match(server.stderr(), /saving state[\s\S]*stopped/);
     await origin.close();
     await Deno.remove(dir, { recursive: true });
   }

@@ -135,6 +135,11 @@ Deno.test("quota: userInfo formats sizes; getOther and set are for admins", asyn
         bytesQuota: MiB,
         bytesCons: 0,
         isAdmin: true,
+        // pmproxy's own fields (the original's clients ignore them).
+        bytesGranted: 0,
+        granted: "0 B",
+        warning: false,
+        nextReset: "2026-03-03T10:00:00.000Z",
       },
     );
     download(meterOf(g.decideSync(request("10.0.0.6", d.clock))), 512 * KiB);

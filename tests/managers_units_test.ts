@@ -44,6 +44,34 @@ Deno.test("units: sizes are base 1024 and print as the README does", () => {
   assert.equal(formatSize(1023.9 * 1024), "1023.9 KB");
 });
 
+Deno.test("units: sizes up to petabytes parse and print exactly", () => {
+  const TiB = 1024 ** 4;
+  const PiB = 1024 ** 5;
+  assert.equal(parseSize("5 TB"), 5 * TiB);
+  assert.equal(parseSize("5TiB"), 5 * TiB);
+  assert.equal(parseSize("1.5 PB"), 1.5 * PiB);
+  assert.equal(parseSize("1.5 PiB"), 1.5 * PiB);
+  assert.equal(parseSize("2 p"), 2 * PiB);
+  assert.equal(parseSize("7.5 PB"), 7.5 * PiB);
+  assert.match(String(parseSize("8 PB")), /too large.*8 PB/);
+  assert.match(String(parseSize("1 EB")), /not a size.*"1 PB"/);
+  assert.equal(formatSize(5 * TiB), "5 TB");
+  assert.equal(formatSize(1.5 * PiB), "1.5 PB");
+  assert.equal(formatSize(4 * 1024 ** 3 + 1), "4 GB");
+  assert.equal(formatSize(1023.95 * TiB), "1 PB");
+  assert.equal(formatSize(2048 * PiB), "2048 PB");
+  // 6 TiB of consumption counted in 64 KiB chunks (about 100 million of
+  // them) is summed without losing a byte; in 1 MiB chunks here to keep
+  // the test short, then an odd chunk.
+  let sum = 0;
+  for (let i = 0; i < 6 * 1024 * 1024; i++) sum += 1024 * 1024;
+  assert.equal(sum, 6 * TiB);
+  assert.equal(formatSize(sum), "6 TB");
+  sum += 3;
+  assert.equal(sum - 6 * TiB, 3);
+  assert.equal(formatSize(sum + 0.5 * TiB), "6.5 TB");
+});
+
 Deno.test("password: PBKDF2 hashes verify; plain passwords too", async () => {
   const stored = await hashPassword("s3cret");
   assert.match(

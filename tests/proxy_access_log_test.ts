@@ -45,6 +45,20 @@ Deno.test("access line: '-' for no user and no content type; a long elapsed is n
   );
 });
 
+Deno.test("access line: the decision's note is one more tag of the result code", () => {
+  const x = finished();
+  x.user = "user0";
+  x.note = "slowed";
+  assert.equal(
+    formatAccessLine(x, 12),
+    "1764064012.345     12 10.0.0.5 TCP_MISS_SLOWED/200 1534 GET http://example.org/ user0 HIER_DIRECT/93.184.216.34 -",
+  );
+  // Whatever it holds, the result code stays one word.
+  x.tag = "TCP_TUNNEL";
+  x.note = "over quota";
+  assert.match(formatAccessLine(x, 1), / TCP_TUNNEL_OVER_QUOTA\/200 /);
+});
+
 Deno.test("access line: a fresh exchange (a head that could not be read) logs NONE_NONE, HIER_NONE", () => {
   const x = newExchange("::1", new Date(1000));
   x.status = 400;

@@ -142,6 +142,7 @@ Deno.test({
         lastResets: 1,
         counters: 2,
         sessions: 2,
+        grants: 0,
         skipped: 0,
         warnings: [],
       });
@@ -429,5 +430,56 @@ Deno.test("state import: a broken line is reported with its number and nothing i
     const inv = await store.inventory();
     assert.deepEqual([...inv.lastResets], []);
     assert.equal(inv.signingKey, undefined);
+  });
+});
+
+Deno.test("state export and import: grants of the current cycle go with the counters; those of a cycle that is over are skipped", async () => {
+  await withKv(async (from) => {
+    await from.initLastReset("down", 2000);
+    await from.addConsumption("down", 2000, new Map([["alice", 10]]));
+    await from.addGrant("down", 2000, "alice", 500);
+    await from.addGrant("down", 2000, "bob", 7);
+    // An old cycle's grant, not yet deleted: not exported.
+    await from.addGrant("down", 1000, "alice", 99);
+    const lines: StateLine[] = [];
+    for await (const line of exportState(from)) lines.push(line);
+    assert.deepEqual(lines.filter((l) => l.type === "grant"), [
+      {
+        type: "grant",
+        manager: "down",
+        cycle: 2000,
+        user: "alice",
+        bytes: 500,
+      },
+      { type: "grant", manager: "down", cycle: 2000, user: "bob", bytes: 7 },
+    ]);
+    await withKv(async (to) => {
+      const summary = await importState(to, text(lines));
+      assert.equal(summary.grants, 2);
+      assert.deepEqual(
+        Object.fromEntries(await to.readGrants("down", 2000)),
+        { alice: 500, bob: 7 },
+      );
+      // Into a store whose cycle is later: skipped, and said so.
+      await to.advanceLastReset("down", 3000);
+      const merged = await importState(to, text(lines), { merge: true });
+      assert.equal(merged.grants, 0);
+      assert.equal(merged.skipped, 3);
+      assert.match(merged.warnings.at(-1)!, /3 counters or grants/);
+      assert.deepEqual([...await to.readGrants("down", 3000)], []);
+    });
+    await assert.rejects(
+      () =>
+        importState(from, [
+          JSON.stringify({
+            type: "grant",
+            manager: "down",
+            cycle: 2000,
+            user: "a",
+            bytes: -1,
+          }),
+        ], { merge: true }),
+      /^Error: line 1: "bytes" must be a whole number/,
+    );
   });
 });

@@ -190,6 +190,46 @@ Deno.test({
 
 Deno.test({
   name:
+    "two gateways on Redis: a grant through A lets the user browse through B within a second; both grants add up",
+  ignore: missing !== undefined,
+  fn: () =>
+    withPair(async ({ d, a, b }) => {
+      const admin = await a.open("sessions", { ip: "10.0.0.5" }, {
+        user: "user0",
+        pass: "pass0",
+      });
+      await b.open("sessions", { ip: "10.0.0.7" }, {
+        user: "user1",
+        pass: "pass1",
+      });
+      download(meterOf(b.decideSync(request("10.0.0.7", d.clock))), 2048 * KiB);
+      assert.equal(allowed(b, "10.0.0.7", d), false);
+      const caller = { ip: "10.0.0.5", secret: admin };
+      const info = await a.grant("down", caller, {
+        user: "user1",
+        bytes: 512 * KiB,
+      });
+      assert.equal(info.bytesGranted, 512 * KiB);
+      await within("B allows user1 after A's grant", 1000, () =>
+        allowed(b, "10.0.0.7", d));
+      // Granted through B too: the site's grants add up, on both.
+      const adminOnB = await b.renew("sessions", caller);
+      await b.grant("down", { ip: "10.0.0.5", secret: adminOnB }, {
+        user: "user1",
+        bytes: 256 * KiB,
+      });
+      await within("A sees both grants", 1000, async () =>
+        (await a.userInfo("down", caller, { user: "user1" })).bytesGranted ===
+          768 * KiB);
+      assert.equal(
+        (await a.userInfo("down", caller, { user: "user1" })).bytesQuota,
+        1024 * KiB + 768 * KiB,
+      );
+    }),
+});
+
+Deno.test({
+  name:
     "two gateways on Redis: a lost announcement is caught up by the resync after the reconnect",
   ignore: missing !== undefined,
   fn: () =>

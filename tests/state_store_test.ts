@@ -497,6 +497,55 @@ contract(
   },
 );
 
+contract(
+  "grants add up atomically per manager, cycle and user, and go with their cycle",
+  async (site) => {
+    const a = await site.open();
+    const b = await site.open();
+    assert.equal(await a.addGrant("down", 1000, "alice", 500), 500);
+    // Two gateways granting at once: every grant counts.
+    const answers = await Promise.all(
+      [a, b].flatMap((store) =>
+        Array.from(
+          { length: 10 },
+          () => store.addGrant("down", 1000, "alice", 100),
+        )
+      ),
+    );
+    assert.equal(Math.max(...answers), 2500);
+    assert.equal(await b.addGrant("down", 1000, "bob", 7), 7);
+    assert.deepEqual(
+      Object.fromEntries(await b.readGrants("down", 1000)),
+      { alice: 2500, bob: 7 },
+    );
+    assert.deepEqual(
+      Object.fromEntries(
+        await a.readGrants("down", 1000, ["alice", "nobody"]),
+      ),
+      { alice: 2500 },
+    );
+    assert.deepEqual([...await a.readGrants("down", 1000, [])], []);
+    // Another cycle, another manager: no grants. Grants are no consumption.
+    assert.deepEqual([...await a.readGrants("down", 2000)], []);
+    assert.deepEqual([...await a.readGrants("up", 1000)], []);
+    assert.deepEqual([...await a.readConsumption("down", 1000)], []);
+    // Exact far beyond 4 GiB: 4 PiB and 3 bytes, twice.
+    const big = 2 ** 52 + 3;
+    await a.addGrant("down", 1000, "heavy", big);
+    assert.equal(await b.addGrant("down", 1000, "heavy", big), 2 ** 53 + 6);
+    // The next cycle's reset deletes the old cycle's grants with its counters.
+    await a.addGrant("down", 2000, "carol", 1);
+    await a.addConsumption("down", 2000, new Map([["carol", 2]]));
+    await a.deleteOtherCycles("down", 2000);
+    assert.deepEqual([...await b.readGrants("down", 1000)], []);
+    assert.deepEqual([...await b.readGrants("down", 2000)], [["carol", 1]]);
+    assert.deepEqual([...await b.readConsumption("down", 2000)], [[
+      "carol",
+      2,
+    ]]);
+  },
+);
+
 contract("status is ok while the store works", async (site) => {
   const a = await site.open();
   await a.signingKey();
@@ -523,13 +572,15 @@ redisTest(
       const stopB = b.subscribe((c) => atB.push(c));
       await a.publish({ kind: "session", manager: "sessions", ip: "10.0.0.5" });
       await b.publish({ kind: "consumption", manager: "down", user: "alice" });
+      await b.publish({ kind: "grant", manager: "down", user: "bob" });
       await waitFor("B hears A", () => atB.length === 1);
-      await waitFor("A hears B", () => atA.length === 1);
+      await waitFor("A hears B", () => atA.length === 2);
       assert.deepEqual(atB, [
         { kind: "session", manager: "sessions", ip: "10.0.0.5" },
       ]);
       assert.deepEqual(atA, [
         { kind: "consumption", manager: "down", user: "alice" },
+        { kind: "grant", manager: "down", user: "bob" },
       ]);
       // Messages that are not changes (another program on the channel).
       await redis.cli("PUBLISH", "pmproxy:changes", "not json");
@@ -538,7 +589,7 @@ redisTest(
       await a.publish({ kind: "session", manager: "sessions", ip: "10.0.0.6" });
       await new Promise((r) => setTimeout(r, 150));
       assert.equal(atB.length, 1);
-      assert.equal(atA.length, 1);
+      assert.equal(atA.length, 2);
     } finally {
       await a.close();
       await b.close();

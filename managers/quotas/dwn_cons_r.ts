@@ -14,15 +14,61 @@
  *     user1 = "5 GB"
  * ```
  *
+ * The way sites run quotas (all optional; without them, the original's
+ * behaviour):
+ *
+ * ```toml
+ * [[dwnConsR]]
+ *   name = "monthly"
+ *   userDBN = "map"
+ *   resetCycle = "monthly"       # "daily", "weekly" or "monthly" take:
+ *   resetDay = 15                # monthly: 1–28, or "last" (default 1)
+ *   # resetWeekday = "sun"       # weekly: "sun" … "sat" (default "mon")
+ *   resetTime = "06:00"          # local time of the reset (default "00:00")
+ *   timezone = "America/Havana"
+ *   overQuotaRate = "64 KiB/s"   # past the quota: slowed to this, not cut
+ *   warnAt = "80%"               # warn from this share of the quota on
+ *   countUploads = true          # bytes sent upstream count too (default false)
+ *   [dwnConsR.groupQuota]
+ *     students = "20 GB"
+ *     staff = "1.5 TB"           # sizes up to petabytes: "5 TB", "1.5 PB"
+ * ```
+ *
+ * - `overQuotaRate`: past the quota a user is neither cut nor refused: new
+ *   requests are allowed and every transfer of theirs (plain HTTP and
+ *   CONNECT, every connection) shares one token bucket of that rate (a
+ *   burst of one second of it), until the reset. Consumption keeps
+ *   counting. The API's user info says `overQuota: "slowed"`, the access
+ *   log `TCP_MISS_SLOWED/200` for requests decided while slowed.
+ * - `warnAt`: a percentage of the quota (grants included); from it on the
+ *   user info says `warning: true` (the status page and `pmproxy status`
+ *   warn).
+ * - Grants (top-ups): an administrator's `pmproxy grant USER SIZE` (the
+ *   API's `grant`) adds to that user's quota for the current cycle only,
+ *   without touching consumption. Grants add up and end at the next reset.
+ *   They are kept in the state store per cycle (so they survive restarts
+ *   and gateways sharing it add them up), announced to the other gateways
+ *   at once where the store announces changes (Redis), and read back at
+ *   every flush.
+ * - `resetDay`, `resetWeekday`, `resetTime`: where a calendar cycle's
+ *   boundary falls, in `timezone`. A day the clocks skip the reset time
+ *   (daylight-saving time) resets just after the jump; a time shown twice
+ *   resets at the first.
+ * - `countUploads`: bytes sent upstream (request bodies, the client's
+ *   direction of tunnels) count against the same quota, with the same
+ *   rules (cut, or slowed, past it).
+ *
  * A user's quota is their `userQuota`, or else the sum of the quotas of
- * their groups. Consumption is every byte read from upstream for requests
- * that reached this manager. A chunk is accepted (and counted) while the
+ * their groups, plus this cycle's grants. Consumption is every byte read
+ * from upstream for requests that reached this manager (and with
+ * `countUploads` every byte sent upstream). A chunk is accepted (and counted) while the
  * consumption before it is below the quota; the first chunk that finds the
  * consumption at or over the quota is stopped and not counted. So a
  * transfer goes over the quota by less than one chunk, like the original.
  * With several quotas on one request a chunk one of them stops is counted
  * by none of them.
- * A new request at or over quota is refused.
+ * A new request at or over quota is refused (or, with `overQuotaRate`,
+ * allowed and slowed).
  *
  * Every `resetCycle` consumption returns to 0, at whole cycles counted from
  * the last reset (or at the calendar boundaries). The cycle is checked at
@@ -30,9 +76,11 @@
  *
  * ## State
  *
- * In the state store (`../state/`): the last reset of the cycle, and one
- * counter per user and cycle to which every gateway adds its deltas with
- * atomic increments every persist interval and on flush/close. A new cycle
+ * In the state store (`../state/`): the last reset of the cycle, the
+ * grants per user and cycle (atomic increments, gone with their cycle),
+ * and one counter per user and cycle to which every gateway adds its
+ * deltas with atomic increments every persist interval and on
+ * flush/close. A new cycle
  * uses new counters, so a reset needs no rewrite of counters that other
  * gateways add to; old cycles' counters are deleted afterwards. The cycle
  * is rolled over once for the whole site (the store moves the last reset
@@ -61,6 +109,14 @@
  * gateways, a user able to download 10 MB/s through each, syncInterval 1 s:
  * at most 2 × 10 MB = 20 MB over, once within 80 % of the quota.
  *
+ * With `overQuotaRate` nobody is stopped: past the quota each gateway slows
+ * the user down once it knows the total reached, so the same G × B is how
+ * far over the quota a user still goes at full speed; afterwards at most G
+ * × `overQuotaRate` (the buckets are per gateway, like `bwConsR`'s). The
+ * quota every gateway enforces includes the grants it has read: a grant
+ * is seen by the others within a second on Redis (announced), at their
+ * next flush on a shared KV file.
+ *
  * @module
  */
 import {
@@ -73,8 +129,23 @@ import {
 } from "../types.ts";
 import type { KindContext, Table } from "../config/kind_context.ts";
 import { formatSize } from "../values/units.ts";
-import { optString, optTable, pickKey } from "../config/table_fields.ts";
-import { parseResetCycle, type ResetCycle } from "./_reset_cycle.ts";
+import {
+  optBool,
+  optString,
+  optTable,
+  pickKey,
+} from "../config/table_fields.ts";
+import {
+  type CalendarOptions,
+  formatResetTime,
+  parseResetCycle,
+  parseResetDay,
+  parseResetTime,
+  parseResetWeekday,
+  type ResetCycle,
+  WEEKDAY_NAMES,
+} from "./_reset_cycle.ts";
+import { parseRate, TokenBucket } from "../resources/bw_cons_r.ts";
 import { dottedKey } from "../config/toml_file.ts";
 import { type StateStore, StoreWriteError } from "../state/store.ts";
 
@@ -93,12 +164,31 @@ export class Account implements QuotaMeter {
   cons = 0;
   /** Bytes counted here and not yet written to the store. */
   pending = 0;
-  /** The user's quota, refreshed at each request. */
+  /** The user's quota (own or groups'), refreshed at each request. */
   quota = 0;
+  /** Bytes granted on top of `quota` in this cycle (top-ups); 0 after a reset. */
+  granted = 0;
+  /**
+   * With `overQuotaRate`: the bucket that slows the user down past the
+   * quota, shared by all their transfers; undefined: they are cut.
+   */
+  slowdown: TokenBucket | undefined = undefined;
   readonly stopReason = "quota reached";
 
+  /** The quota in force: the user's quota plus this cycle's grants. */
+  get limit(): number {
+    return this.quota + this.granted;
+  }
+
   chunk(bytes: number): number {
-    if (this.cons >= this.quota) return STOP;
+    if (this.cons >= this.quota + this.granted) {
+      const slowdown = this.slowdown;
+      if (slowdown === undefined) return STOP;
+      // Past the quota and slowed: the bytes still count.
+      this.cons += bytes;
+      this.pending += bytes;
+      return slowdown.chunk(bytes);
+    }
     this.cons += bytes;
     this.pending += bytes;
     return GO_ON;
@@ -110,7 +200,8 @@ export class Account implements QuotaMeter {
    * none (see `resources/combined_meter.ts`).
    */
   wouldStop(): boolean {
-    return this.cons >= this.quota;
+    return this.slowdown === undefined &&
+      this.cons >= this.quota + this.granted;
   }
 
   /** Takes back a chunk `chunk` counted, when another meter stopped it. */
@@ -151,6 +242,14 @@ export class DwnConsR implements Manager {
        * 0 or absent: only with the flush).
        */
       syncIntervalMs?: number;
+      /** Past the quota, slowed to this many bytes per second (not cut). */
+      overQuotaRate?: number;
+      /** The share of the quota (0–1) from which the user is warned. */
+      warnAt?: number;
+      /** Bytes sent upstream count against the quota too. */
+      countUploads?: boolean;
+      /** The clock of the slowdown buckets, in ms (default `performance.now`). */
+      now?: () => number;
     },
   ) {
     const now = options.clock().getTime();
@@ -192,6 +291,7 @@ export class DwnConsR implements Manager {
     let acc = this.#accounts.get(user);
     if (!acc) {
       acc = new Account();
+      acc.slowdown = this.#slowdown();
       this.#accounts.set(user, acc);
     }
     return acc;
@@ -227,6 +327,7 @@ export class DwnConsR implements Manager {
       for (const acc of this.#accounts.values()) {
         acc.cons = 0;
         acc.pending = 0;
+        acc.granted = 0;
       }
       this.#enqueue(() => this.#writeReset(last));
     }
@@ -261,9 +362,11 @@ export class DwnConsR implements Manager {
     const user = ctx.user();
     if (ctx.explaining && user !== undefined) {
       // A question, not a request: no account made, nothing attached.
-      const cons = this.#accounts.get(user)?.cons ?? 0;
-      const quota = this.quotaOf(user, ctx.groups(this.options.userDBN));
-      if (cons >= quota) {
+      const known = this.#accounts.get(user);
+      const cons = known?.cons ?? 0;
+      const quota = this.quotaOf(user, ctx.groups(this.options.userDBN)) +
+        (known?.granted ?? 0);
+      if (cons >= quota && this.options.overQuotaRate === undefined) {
         grant.refusal ??= {
           status: 403,
           reason: this.quotaReachedReason(user, { cons, quota }),
@@ -281,14 +384,22 @@ export class DwnConsR implements Manager {
     }
     const acc = this.account(user);
     acc.quota = this.quotaOf(user, ctx.groups(this.options.userDBN));
-    if (acc.cons >= acc.quota) {
-      grant.refusal ??= {
-        status: 403,
-        reason: this.quotaReachedReason(user, acc),
-      };
-      return true;
+    if (acc.cons >= acc.quota + acc.granted) {
+      if (acc.slowdown === undefined) {
+        grant.refusal ??= {
+          status: 403,
+          reason: this.quotaReachedReason(user, {
+            cons: acc.cons,
+            quota: acc.limit,
+          }),
+        };
+        return true;
+      }
+      // Past the quota with overQuotaRate: allowed, slowed by the meter.
+      grant.note = "slowed";
     }
     grant.meters.push(acc);
+    if (this.options.countUploads) (grant.upMeters ??= []).push(acc);
     return true;
   }
 
@@ -297,11 +408,20 @@ export class DwnConsR implements Manager {
     if (user === undefined) {
       return `needs a logged-in user; nobody is logged in at ${ctx.facts.clientIp}`;
     }
-    const quota = this.quotaOf(user, ctx.groups(this.options.userDBN));
-    const cons = this.#accounts.get(user)?.cons ?? 0;
-    return `${formatSize(cons)} of ${formatSize(quota)} used by ${user}${
-      cons >= quota ? " (quota reached)" : ""
-    }, ${this.resetNote()}`;
+    const known = this.#accounts.get(user);
+    const granted = known?.granted ?? 0;
+    const quota = this.quotaOf(user, ctx.groups(this.options.userDBN)) +
+      granted;
+    const cons = known?.cons ?? 0;
+    const rate = this.options.overQuotaRate;
+    const reached = cons < quota
+      ? ""
+      : rate === undefined
+      ? " (quota reached)"
+      : ` (quota reached: slowed to ${formatSize(rate)}/s)`;
+    return `${formatSize(cons)} of ${formatSize(quota)}${
+      granted > 0 ? ` (${formatSize(granted)} granted)` : ""
+    } used by ${user}${reached}, ${this.resetNote()}`;
   }
 
   show(): unknown {
@@ -319,6 +439,132 @@ export class DwnConsR implements Manager {
     if (this.options.userQuota) {
       out.userQuota = quotas(this.options.userQuota);
     }
+    Object.assign(out, this.#showSites());
+    return out;
+  }
+
+  // ---------------------------------- the way sites run quotas (issue 11)
+
+  /** `overQuotaRate` in bytes per second, if any. */
+  get overQuotaRate(): number | undefined {
+    return this.options.overQuotaRate;
+  }
+
+  /** `warnAt` as a share of the quota (0–1), if any. */
+  get warnAt(): number | undefined {
+    return this.options.warnAt;
+  }
+
+  /** A new account's slowdown bucket: one second of burst, then the rate. */
+  #slowdown(): TokenBucket | undefined {
+    const rate = this.options.overQuotaRate;
+    if (rate === undefined) return undefined;
+    return new TokenBucket(rate, rate, this.options.now);
+  }
+
+  /**
+   * After a live reload: the accounts taken over get this manager's
+   * slowdown (a bucket of the same rate goes on, so a user in debt gets no
+   * fresh burst).
+   */
+  #useRate(): void {
+    const rate = this.options.overQuotaRate;
+    for (const acc of this.#accounts.values()) {
+      if (rate === undefined) acc.slowdown = undefined;
+      else if (acc.slowdown?.rate !== rate) acc.slowdown = this.#slowdown();
+    }
+  }
+
+  /** Where that user stands now under this manager (for the API). */
+  status(user: string, groups: readonly string[], now: number): QuotaStatus {
+    this.checkCycle(now);
+    const acc = this.#accounts.get(user);
+    const quota = this.quotaOf(user, groups);
+    const granted = acc?.granted ?? 0;
+    const limit = quota + granted;
+    const cons = acc?.cons ?? 0;
+    const warnAt = this.options.warnAt;
+    const out: QuotaStatus = {
+      quota,
+      granted,
+      limit,
+      cons,
+      warning: warnAt !== undefined && cons >= limit * warnAt,
+      nextReset: this.#nextReset,
+    };
+    if (cons >= limit) {
+      out.overQuota = this.options.overQuotaRate === undefined
+        ? "refused"
+        : "slowed";
+    }
+    return out;
+  }
+
+  /**
+   * Grants a user `bytes` more for the current cycle (an administrator's
+   * top-up): added to the store's grants of this cycle at once, and other
+   * gateways sharing the store are told. Answers the user's grants of the
+   * cycle now. Consumption is not touched; the next reset ends them.
+   */
+  grant(user: string, bytes: number): Promise<number> {
+    this.checkCycle(this.options.clock().getTime());
+    return this.#enqueue(async () => {
+      const epoch = this.#lastReset;
+      const acc = this.account(user);
+      const store = this.#store;
+      if (!store) {
+        acc.granted += bytes;
+        return;
+      }
+      const total = await store.addGrant(this.name, epoch, user, bytes);
+      // A reset meanwhile ended the grant with its cycle.
+      if (epoch === this.#lastReset) acc.granted = total;
+      try {
+        await store.publish({ kind: "grant", manager: this.name, user });
+      } catch {
+        // The others read it at their next flush.
+      }
+    }).then(() => this.#accounts.get(user)?.granted ?? 0);
+  }
+
+  /** Another gateway sharing the store granted that user more: read it. */
+  async grantChanged(user: string): Promise<void> {
+    const epoch = this.#lastReset;
+    const grants = await this.#store!.readGrants(this.name, epoch, [user]);
+    if (epoch !== this.#lastReset) return;
+    this.account(user).granted = grants.get(user) ?? 0;
+  }
+
+  /** Sets every account's grants to the store's of that cycle. */
+  async #reloadGrants(epoch: number): Promise<void> {
+    const grants = await this.#store!.readGrants(this.name, epoch);
+    if (epoch !== this.#lastReset) return;
+    for (const [user, bytes] of grants) this.account(user).granted = bytes;
+    for (const [user, acc] of this.#accounts) {
+      if (!grants.has(user)) acc.granted = 0;
+    }
+  }
+
+  /** The keys of this section as `show` prints them. */
+  #showSites(): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    const at = this.options.cycle?.at;
+    if (at) {
+      if (at.day !== undefined) out.resetDay = at.day;
+      if (at.weekday !== undefined) {
+        out.resetWeekday = WEEKDAY_NAMES[at.weekday].slice(0, 3);
+      }
+      out.resetTime = formatResetTime(at.minutes);
+      out.timezone = at.zone;
+    }
+    if (Number.isFinite(this.#nextReset)) {
+      out.nextReset = new Date(this.#nextReset).toISOString();
+    }
+    const rate = this.options.overQuotaRate;
+    if (rate !== undefined) out.overQuotaRate = `${formatSize(rate)}/s`;
+    const warnAt = this.options.warnAt;
+    if (warnAt !== undefined) out.warnAt = `${formatPercent(warnAt)}%`;
+    out.countUploads = this.options.countUploads === true;
     return out;
   }
 
@@ -360,6 +606,7 @@ export class DwnConsR implements Manager {
       // switch (a request decided meanwhile) is this one's too.
       this.#accounts = previous.#accounts;
       this.#lastReset = previous.#lastReset;
+      this.#useRate();
     }
     this.#lastReset = await store.initLastReset(this.name, this.#lastReset);
     this.#nextReset = !cycle
@@ -409,7 +656,7 @@ export class DwnConsR implements Manager {
     for (const [user, acc] of this.#accounts) {
       if (acc.pending === 0) continue;
       active.push(user);
-      if (acc.quota > 0 && acc.cons >= acc.quota * NEAR_QUOTA) {
+      if (acc.limit > 0 && acc.cons >= acc.limit * NEAR_QUOTA) {
         deltas.set(user, acc.pending);
         acc.pending = 0;
       }
@@ -487,6 +734,7 @@ export class DwnConsR implements Manager {
     for (const [user, acc] of this.#accounts) {
       if (!counters.has(user)) acc.cons = acc.pending;
     }
+    await this.#reloadGrants(epoch);
   }
 
   /**
@@ -534,6 +782,24 @@ export class DwnConsR implements Manager {
   }
 }
 
+/** A user's quota as `status` and the pages show it. */
+export interface QuotaStatus {
+  /** The user's own or groups' quota (bytes). */
+  quota: number;
+  /** This cycle's grants (bytes). */
+  granted: number;
+  /** `quota + granted`: the quota in force. */
+  limit: number;
+  /** Consumption in this cycle (bytes). */
+  cons: number;
+  /** At or past `warnAt` of the limit (false without `warnAt`). */
+  warning: boolean;
+  /** At or over the limit: slowed (`overQuotaRate`) or refused. */
+  overQuota?: "slowed" | "refused";
+  /** The next reset (ms since the epoch; Infinity without a cycle). */
+  nextReset: number;
+}
+
 /** Builds a `dwnConsR` from its table. */
 export function dwnConsRFromTable(table: Table, ctx: KindContext): DwnConsR {
   const userDBN = optString(table, "userDBN", ctx.fail, `userDBN = "map"`);
@@ -553,9 +819,10 @@ export function dwnConsRFromTable(table: Table, ctx: KindContext): DwnConsR {
     ctx.fail,
     `resetCycle = "24h"`,
   );
+  const calendar = calendarOptions(table, ctx, cycleText);
   let cycle: ResetCycle | undefined;
   if (cycleText !== undefined) {
-    const parsed = parseResetCycle(cycleText, timezone);
+    const parsed = parseResetCycle(cycleText, timezone, calendar);
     if (typeof parsed === "string") {
       return ctx.fail(
         timezone && /zone/.test(parsed) ? "timezone" : "resetCycle",
@@ -594,9 +861,104 @@ export function dwnConsRFromTable(table: Table, ctx: KindContext): DwnConsR {
     userQuota,
     clock: ctx.clock,
     syncIntervalMs: ctx.syncIntervalMs,
+    ...sitesOptions(table, ctx),
   });
   ctx.onStart((store) => manager.start(store));
   ctx.onFlush(() => manager.flush());
   ctx.onClose(() => manager.stop());
   return manager;
+}
+
+// ------------------------------------ the way sites run quotas (issue 11)
+
+/** 80 for 0.8, 85.5 for 0.855. */
+function formatPercent(share: number): string {
+  return String(Math.round(share * 1000) / 10);
+}
+
+/**
+ * `resetDay`, `resetWeekday` and `resetTime`, checked against the cycle
+ * they belong to (a day of the month means nothing to a weekly cycle).
+ */
+function calendarOptions(
+  table: Table,
+  ctx: KindContext,
+  cycleText: string | undefined,
+): CalendarOptions {
+  const cycle = cycleText?.trim();
+  const out: CalendarOptions = {};
+  const only = (key: string, kind: string, example: string) => {
+    if (cycle === kind) return;
+    ctx.fail(
+      key,
+      `"${key}" is for resetCycle = "${kind}"${
+        cycle === undefined ? "" : `, not "${cycle}"`
+      }; for example resetCycle = "${kind}" with ${example}`,
+    );
+  };
+  if (table.resetDay !== undefined) {
+    only("resetDay", "monthly", "resetDay = 15");
+    const day = parseResetDay(table.resetDay);
+    if (typeof day === "string") return ctx.fail("resetDay", day);
+    out.day = day.day;
+  }
+  if (table.resetWeekday !== undefined) {
+    only("resetWeekday", "weekly", `resetWeekday = "sun"`);
+    const weekday = parseResetWeekday(table.resetWeekday);
+    if (typeof weekday === "string") return ctx.fail("resetWeekday", weekday);
+    out.weekday = weekday;
+  }
+  if (table.resetTime !== undefined) {
+    if (cycle !== "daily" && cycle !== "weekly" && cycle !== "monthly") {
+      ctx.fail(
+        "resetTime",
+        `"resetTime" is for the calendar cycles ("daily", "weekly", "monthly")${
+          cycle === undefined ? "" : `, not "${cycle}"`
+        }: a duration resets at whole cycles from the last reset; for example resetCycle = "daily" with resetTime = "06:00"`,
+      );
+    }
+    const minutes = parseResetTime(table.resetTime);
+    if (typeof minutes === "string") return ctx.fail("resetTime", minutes);
+    out.minutes = minutes;
+  }
+  return out;
+}
+
+/** `overQuotaRate`, `warnAt` and `countUploads`. */
+function sitesOptions(
+  table: Table,
+  ctx: KindContext,
+): { overQuotaRate?: number; warnAt?: number; countUploads?: boolean } {
+  const out: {
+    overQuotaRate?: number;
+    warnAt?: number;
+    countUploads?: boolean;
+  } = {};
+  if (table.overQuotaRate !== undefined) {
+    const rate = parseRate(table.overQuotaRate);
+    if (typeof rate === "string") {
+      return ctx.fail(
+        "overQuotaRate",
+        `"overQuotaRate" (how fast a user past the quota may go on): ${rate}`,
+      );
+    }
+    out.overQuotaRate = rate;
+  }
+  if (table.warnAt !== undefined) {
+    const v = table.warnAt;
+    const m = typeof v === "string"
+      ? /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(v)
+      : null;
+    const percent = m ? Number(m[1]) : NaN;
+    if (!(percent > 0 && percent <= 100)) {
+      return ctx.fail(
+        "warnAt",
+        `"warnAt" must be a percentage of the quota above 0 % and at most 100 %, in quotes; for example warnAt = "80%"`,
+      );
+    }
+    out.warnAt = percent / 100;
+  }
+  const uploads = optBool(table, "countUploads", ctx.fail);
+  if (uploads !== undefined) out.countUploads = uploads;
+  return out;
 }

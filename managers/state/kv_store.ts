@@ -11,6 +11,9 @@
  * - `["dwnConsR", manager, "cons", lastReset, user]`: a `Deno.KvU64` that
  *   every gateway adds its deltas to with atomic `sum`. A new cycle uses
  *   new keys, so a reset needs no rewrite of counters others add to.
+ * - `["dwnConsR", manager, "grant", lastReset, user]`: a `Deno.KvU64` of
+ *   the bytes granted to that user in that cycle (atomic `sum`), gone with
+ *   the cycle's counters;
  * - `["loginFailures", key]`: {@link LoginFailures}, set to expire.
  *
  * Deno KV tells no other process of a change, so changes are not announced
@@ -112,6 +115,10 @@ function lastResetKey(manager: string): Deno.KvKey {
 
 function consKey(manager: string, cycle: number, user: string): Deno.KvKey {
   return ["dwnConsR", manager, "cons", cycle, user];
+}
+
+function grantKey(manager: string, cycle: number, user: string): Deno.KvKey {
+  return ["dwnConsR", manager, "grant", cycle, user];
 }
 
 function stored(s: SessionAt, lastUsed = s.lastUsed): StoredSession {
@@ -352,30 +359,10 @@ export class KvStateStore implements StateStore {
     cycle: number,
     users?: readonly string[],
   ): Promise<Map<string, number>> {
-    return this.#health.run("reading consumption", async () => {
-      const out = new Map<string, number>();
-      if (users) {
-        for (let start = 0; start < users.length; start += SESSION_BATCH) {
-          const part = users.slice(start, start + SESSION_BATCH);
-          const entries = await this.kv.getMany<Deno.KvU64[]>(
-            part.map((u) => consKey(manager, cycle, u)),
-          );
-          for (let i = 0; i < part.length; i++) {
-            const v = entries[i].value;
-            if (v) out.set(part[i], Number(v.value));
-          }
-        }
-        return out;
-      }
-      for await (
-        const entry of this.kv.list<Deno.KvU64>({
-          prefix: ["dwnConsR", manager, "cons", cycle],
-        })
-      ) {
-        out.set(entry.key[4] as string, Number(entry.value.value));
-      }
-      return out;
-    });
+    return this.#health.run(
+      "reading consumption",
+      () => this.#readCounters(["dwnConsR", manager, "cons", cycle], users),
+    );
   }
 
   setConsumption(
@@ -402,6 +389,11 @@ export class KvStateStore implements StateStore {
       ) {
         if (entry.key[3] !== keep) old.push(entry.key);
       }
+      for await (
+        const entry of this.kv.list({ prefix: ["dwnConsR", manager, "grant"] })
+      ) {
+        if (entry.key[3] !== keep) old.push(entry.key);
+      }
       for (const [start, end] of kvBatches(old)) {
         const op = this.kv.atomic();
         for (let i = start; i < end; i++) op.delete(old[i]);
@@ -409,6 +401,35 @@ export class KvStateStore implements StateStore {
       }
     });
   }
+
+  // ------------------------------------------------------------ grants
+
+  addGrant(
+    manager: string,
+    cycle: number,
+    user: string,
+    bytes: number,
+  ): Promise<number> {
+    return this.#health.run("adding a grant", async () => {
+      const key = grantKey(manager, cycle, user);
+      await write(() => this.kv.atomic().sum(key, BigInt(bytes)).commit());
+      const entry = await this.kv.get<Deno.KvU64>(key);
+      return entry.value ? Number(entry.value.value) : bytes;
+    });
+  }
+
+  readGrants(
+    manager: string,
+    cycle: number,
+    users?: readonly string[],
+  ): Promise<Map<string, number>> {
+    return this.#health.run(
+      "reading grants",
+      () => this.#readCounters(["dwnConsR", manager, "grant", cycle], users),
+    );
+  }
+
+  // ------------------------------------------------------------ logins
 
   loginFailures(key: string): Promise<LoginFailures | undefined> {
     return this.#health.run("reading failed logins", async () => {
@@ -451,6 +472,34 @@ export class KvStateStore implements StateStore {
     return this.#health.run("forgetting failed logins", async () => {
       await write(() => this.kv.delete(["loginFailures", key]));
     });
+  }
+
+  /**
+   * The `Deno.KvU64` counters under `prefix` (a manager's counters of one
+   * cycle), by their last key part, the user: all of them, or `users`.
+   */
+  async #readCounters(
+    prefix: Deno.KvKey,
+    users?: readonly string[],
+  ): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    if (users) {
+      for (let start = 0; start < users.length; start += SESSION_BATCH) {
+        const part = users.slice(start, start + SESSION_BATCH);
+        const entries = await this.kv.getMany<Deno.KvU64[]>(
+          part.map((u) => [...prefix, u]),
+        );
+        for (let i = 0; i < part.length; i++) {
+          const v = entries[i].value;
+          if (v) out.set(part[i], Number(v.value));
+        }
+      }
+      return out;
+    }
+    for await (const entry of this.kv.list<Deno.KvU64>({ prefix })) {
+      out.set(entry.key[prefix.length] as string, Number(entry.value.value));
+    }
+    return out;
   }
 
   publish(_change: StateChange): Promise<void> {

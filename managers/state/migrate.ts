@@ -11,6 +11,7 @@
  * {"type":"signingKey","key":"<32 bytes, base64>"}
  * {"type":"lastReset","manager":"down","at":1772409600000}
  * {"type":"consumption","manager":"down","cycle":1772409600000,"user":"user0","bytes":52428800}
+ * {"type":"grant","manager":"down","cycle":1772409600000,"user":"user0","bytes":524288000}
  * {"type":"session","manager":"sessions","ip":"10.0.0.5","session":{"user":"user0","record":{…},"groups":{…},"opened":1772445600000,"lastUsed":1772449200000}}
  * ```
  *
@@ -20,6 +21,8 @@
  * - `consumption`: a user's counter in the cycle that began at `cycle`
  *   (only the current cycle, the one at the manager's last reset, is
  *   exported: older ones are garbage waiting to be deleted);
+ * - `grant`: what an administrator granted a user on top of their quota in
+ *   the cycle that began at `cycle` (the current cycle only, as counters);
  * - `session`: a `sessionIPM`'s session at `ip`, as stored.
  *
  * Import reads and checks the whole input before it writes anything (a
@@ -32,8 +35,8 @@
  *   imported one must be renewed by logging in again; the summary says
  *   so); the later of the two last resets stays; counters of that cycle
  *   are added to the store's (counters of a cycle that is over are
- *   skipped); a session replaces the store's session at the same IP, and
- *   the store's other sessions stay.
+ *   skipped), and so are grants; a session replaces the store's session
+ *   at the same IP, and the store's other sessions stay.
  *
  * @module
  */
@@ -50,7 +53,14 @@ export type StateLine =
     user: string;
     bytes: number;
   }
-  | { type: "session"; manager: string; ip: string; session: StoredSession };
+  | { type: "session"; manager: string; ip: string; session: StoredSession }
+  | {
+    type: "grant";
+    manager: string;
+    cycle: number;
+    user: string;
+    bytes: number;
+  };
 
 /** What an import wrote. */
 export interface ImportSummary {
@@ -59,7 +69,9 @@ export interface ImportSummary {
   lastResets: number;
   counters: number;
   sessions: number;
-  /** Counters of a cycle that is over in the store, not written. */
+  /** Users whose grants were added. */
+  grants: number;
+  /** Counters (and grants) of a cycle that is over in the store, not written. */
   skipped: number;
   /** What the person running the import should know. */
   warnings: string[];
@@ -99,6 +111,12 @@ export async function* exportState(
     );
     for (const [user, bytes] of counters) {
       yield { type: "consumption", manager, cycle: at, user, bytes };
+    }
+    const grants = [...await store.readGrants(manager, at)].sort(
+      ([a], [b]) => a < b ? -1 : a > b ? 1 : 0,
+    );
+    for (const [user, bytes] of grants) {
+      yield { type: "grant", manager, cycle: at, user, bytes };
     }
   }
   for (const manager of inventory.sessionManagers.toSorted()) {
@@ -165,6 +183,18 @@ function checkLine(v: unknown): StateLine | string {
         user: v.user,
         bytes: v.bytes,
       };
+    case "grant":
+      if (!isName(v.manager)) return `"manager" must be a name`;
+      if (!isTime(v.cycle)) return `"cycle" must be a time in ms`;
+      if (typeof v.user !== "string") return `"user" must be a user name`;
+      if (!isTime(v.bytes)) return `"bytes" must be a whole number`;
+      return {
+        type: "grant",
+        manager: v.manager,
+        cycle: v.cycle,
+        user: v.user,
+        bytes: v.bytes,
+      };
     case "session": {
       if (!isName(v.manager)) return `"manager" must be a name`;
       if (!isName(v.ip)) return `"ip" must be an address`;
@@ -186,7 +216,7 @@ function checkLine(v: unknown): StateLine | string {
     default:
       return `unknown "type" ${
         JSON.stringify(v.type)
-      } (known: signingKey, lastReset, consumption, session)`;
+      } (known: signingKey, lastReset, consumption, grant, session)`;
   }
 }
 
@@ -252,6 +282,7 @@ export async function importState(
     lastResets: 0,
     counters: 0,
     sessions: 0,
+    grants: 0,
     skipped: 0,
     warnings: [],
   };
@@ -302,9 +333,19 @@ export async function importState(
     await store.addConsumption(manager, cycle, byUser);
     summary.counters += byUser.size;
   }
+  for (const line of all) {
+    if (line.type !== "grant") continue;
+    const at = lastReset.get(line.manager) ?? current.get(line.manager);
+    if (at !== line.cycle) {
+      summary.skipped++;
+      continue;
+    }
+    await store.addGrant(line.manager, at, line.user, line.bytes);
+    summary.grants++;
+  }
   if (summary.skipped > 0) {
     summary.warnings.push(
-      `${summary.skipped} counters of a cycle that is over in ${store.description} were not imported`,
+      `${summary.skipped} counters or grants of a cycle that is over in ${store.description} were not imported`,
     );
   }
   for (const line of all) {

@@ -36,7 +36,8 @@
  * | `pmproxy:sessionIPM:{manager}:sessions` | hash | IP → the {@link StoredSession} as JSON |
  * | `pmproxy:dwnConsR:{manager}:lastReset` | string | the last reset (ms, decimal) |
  * | `pmproxy:dwnConsR:{manager}:cons:{cycle}` | hash | user → bytes (integer, HINCRBY) of the cycle that began at `{cycle}` (ms) |
- * | `pmproxy:dwnConsR:{manager}:cycles` | set | the `{cycle}`s that have a counter hash, so old cycles are deleted without KEYS or SCAN |
+ * | `pmproxy:dwnConsR:{manager}:grants:{cycle}` | hash | user → bytes (integer, HINCRBY) granted for the cycle that began at `{cycle}` (ms) |
+ * | `pmproxy:dwnConsR:{manager}:cycles` | set | the `{cycle}`s that have a counter or grant hash, so old cycles are deleted without KEYS or SCAN |
  * | `pmproxy:managers:sessionIPM` | set | the names of the sessionIPMs that stored sessions (for export) |
  * | `pmproxy:managers:dwnConsR` | set | the names of the dwnConsRs that stored a last reset or counters |
  * | `pmproxy:loginFailures:{key}` | hash | `count`, `last` (ms) of failed logins under an address or user name; expires |
@@ -125,6 +126,10 @@ function lastResetKey(manager: string): string {
 
 function consKey(manager: string, cycle: number): string {
   return `${PREFIX}dwnConsR:${manager}:cons:${cycle}`;
+}
+
+function grantsKey(manager: string, cycle: number | string): string {
+  return `${PREFIX}dwnConsR:${manager}:grants:${cycle}`;
 }
 
 function cyclesKey(manager: string): string {
@@ -270,7 +275,7 @@ function isChange(v: unknown): v is StateChange {
   if (c.kind === "session") {
     return typeof c.manager === "string" && typeof c.ip === "string";
   }
-  if (c.kind === "consumption") {
+  if (c.kind === "consumption" || c.kind === "grant") {
     return typeof c.manager === "string" && typeof c.user === "string";
   }
   return false;
@@ -742,27 +747,10 @@ export class RedisStateStore implements StateStore {
     cycle: number,
     users?: readonly string[],
   ): Promise<Map<string, number>> {
-    return this.#run("reading consumption", async () => {
-      const key = consKey(manager, cycle);
-      const out = new Map<string, number>();
-      if (!users) {
-        const all = await this.#cmd.hGetAll(key) as Record<string, string>;
-        for (const [user, bytes] of Object.entries(all)) {
-          out.set(user, Number(bytes));
-        }
-        return out;
-      }
-      for (let start = 0; start < users.length; start += READ_BATCH) {
-        const part = users.slice(start, start + READ_BATCH);
-        if (part.length === 0) continue;
-        const values = await this.#cmd.hmGet(key, [...part]);
-        for (let i = 0; i < part.length; i++) {
-          const v = values[i];
-          if (v !== null && v !== undefined) out.set(part[i], Number(v));
-        }
-      }
-      return out;
-    });
+    return this.#run(
+      "reading consumption",
+      () => this.#readCounters(consKey(manager, cycle), users),
+    );
   }
 
   setConsumption(
@@ -790,9 +778,64 @@ export class RedisStateStore implements StateStore {
       // it goes at the next call.
       const m = this.#cmd.multi();
       for (const c of old) m.del(`${PREFIX}dwnConsR:${manager}:cons:${c}`);
+      for (const c of old) m.del(grantsKey(manager, c));
       m.sRem(cycles, old);
       await m.exec();
     });
+  }
+
+  // ------------------------------------------------------------ grants
+
+  addGrant(
+    manager: string,
+    cycle: number,
+    user: string,
+    bytes: number,
+  ): Promise<number> {
+    return this.#run("adding a grant", async () => {
+      const m = this.#cmd.multi();
+      m.sAdd(QUOTA_MANAGERS, manager);
+      m.sAdd(cyclesKey(manager), String(cycle));
+      m.hIncrBy(grantsKey(manager, cycle), user, bytes);
+      const replies = await m.exec();
+      return Number(replies[2]);
+    });
+  }
+
+  readGrants(
+    manager: string,
+    cycle: number,
+    users?: readonly string[],
+  ): Promise<Map<string, number>> {
+    return this.#run(
+      "reading grants",
+      () => this.#readCounters(grantsKey(manager, cycle), users),
+    );
+  }
+
+  /** The integer fields of a hash of counters by user (all, or `users`). */
+  async #readCounters(
+    key: string,
+    users?: readonly string[],
+  ): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    if (!users) {
+      const all = await this.#cmd.hGetAll(key) as Record<string, string>;
+      for (const [user, bytes] of Object.entries(all)) {
+        out.set(user, Number(bytes));
+      }
+      return out;
+    }
+    for (let start = 0; start < users.length; start += READ_BATCH) {
+      const part = users.slice(start, start + READ_BATCH);
+      if (part.length === 0) continue;
+      const values = await this.#cmd.hmGet(key, [...part]);
+      for (let i = 0; i < part.length; i++) {
+        const v = values[i];
+        if (v !== null && v !== undefined) out.set(part[i], Number(v));
+      }
+    }
+    return out;
   }
 
   // ----------------------------------------------------------- changes

@@ -59,6 +59,8 @@ export type StateChange =
   | { kind: "session"; manager: string; ip: string }
   /** An administrator set a user's consumption (a reset). */
   | { kind: "consumption"; manager: string; user: string }
+  /** An administrator granted a user more quota for this cycle. */
+  | { kind: "grant"; manager: string; user: string }
   /**
    * Changes may have been missed (the store's connection was lost and is
    * back): write what is pending and read everything again.
@@ -220,8 +222,36 @@ export interface StateStore {
     bytes: number,
   ): Promise<void>;
 
-  /** Deletes the counters of every cycle of that manager but `keep`. */
+  /**
+   * Deletes the counters and the grants of every cycle of that manager
+   * but `keep`.
+   */
   deleteOtherCycles(manager: string, keep: number): Promise<void>;
+
+  // ------------------------------------------------------------ grants
+
+  /**
+   * Adds `bytes` to a user's grants (top-ups of their quota) of the cycle
+   * that began at `cycle`, with an atomic increment, so grants made through
+   * several gateways at once all count. Answers the user's grants of that
+   * cycle afterwards. A new cycle has no grants: they end at the reset.
+   */
+  addGrant(
+    manager: string,
+    cycle: number,
+    user: string,
+    bytes: number,
+  ): Promise<number>;
+
+  /**
+   * The grants of that cycle by user (every user, or only `users`). Users
+   * without a grant are absent.
+   */
+  readGrants(
+    manager: string,
+    cycle: number,
+    users?: readonly string[],
+  ): Promise<Map<string, number>>;
 
   // ------------------------------------------------------------ logins
 

@@ -1,6 +1,7 @@
 /**
  * Go-style durations (`"1h30m"`, `"500ms"`) and base-1024 sizes (`"1 GB"`,
- * `"512 KiB"`), as the original's configuration writes them.
+ * `"512 KiB"`, up to petabytes: `"5 TB"`, `"1.5 PiB"`), as the original's
+ * configuration writes them.
  *
  * @module
  */
@@ -72,11 +73,17 @@ const SIZE_UNITS: Record<string, number> = {
   t: 1024 ** 4,
   tb: 1024 ** 4,
   tib: 1024 ** 4,
+  p: 1024 ** 5,
+  pb: 1024 ** 5,
+  pib: 1024 ** 5,
 };
 
 /**
- * Parses a size such as `"1 GB"`, `"1.5GiB"`, `"512 KB"` or a plain number of
- * bytes into bytes, base 1024. Returns an error sentence instead of throwing.
+ * Parses a size such as `"1 GB"`, `"1.5GiB"`, `"512 KB"`, `"5 TB"`,
+ * `"1.5 PB"` or a plain number of bytes into bytes, base 1024 (`KB` and
+ * `KiB` are the same). Returns an error sentence instead of throwing.
+ * Sizes are JavaScript numbers: whole bytes are exact below 2^53 (8 PiB),
+ * and a larger size is refused.
  */
 export function parseSize(text: string | number): number | string {
   if (typeof text === "number") {
@@ -87,16 +94,21 @@ export function parseSize(text: string | number): number | string {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
   const unit = m ? SIZE_UNITS[m[2].toLowerCase()] : undefined;
   if (!m || unit === undefined) {
-    return `"${text}" is not a size: write it like "1 GB", "512 MB" or "1.5 GB" (base 1024)`;
+    return `"${text}" is not a size: write it like "1 GB", "512 MB", "1.5 GB", "5 TB" or "1 PB" (base 1024)`;
   }
-  return Math.floor(Number(m[1]) * unit);
+  const bytes = Math.floor(Number(m[1]) * unit);
+  if (bytes > Number.MAX_SAFE_INTEGER) {
+    return `"${text}" is too large: pmproxy counts bytes exactly up to just under 8 PB (2^53 bytes)`;
+  }
+  return bytes;
 }
 
 const SIZE_NAMES = ["B", "KB", "MB", "GB", "TB", "PB"];
 
 /**
  * Prints a size as the original's README does: `0 B`, `1 GB`, `1.5 GB`,
- * `1023 B` (base 1024, at most one decimal, no trailing `.0`).
+ * `1023 B`, `6 TB`, `1.5 PB` (base 1024, at most one decimal, no trailing
+ * `.0`; from 1024 PB on, in PB).
  */
 export function formatSize(bytes: number): string {
   let value = bytes;

@@ -24,6 +24,8 @@ export function checkZone(zone: string): string | undefined {
   }
 }
 
+const DAY_MS = 86_400_000;
+
 const WEEKDAYS: Record<string, number> = {
   Sun: 0,
   Mon: 1,
@@ -106,8 +108,13 @@ export class ZoneClock {
 
   /**
    * The instant (ms since the epoch) at which this zone's clocks show the
-   * given wall-clock time (month 1–12). In a gap (clocks jumped forward) it
-   * answers the instant just after the jump's offset change.
+   * given wall-clock time (month 1–12; a day outside the month carries into
+   * the next or previous one). When the clocks show it twice (they were
+   * set back) it answers the first; in a gap (they jumped forward over it)
+   * it answers the instant after the jump that is as far from the jump's
+   * start as the time asked (02:30 in a jump from 02:00 to 03:00 is 03:30,
+   * 00:00 in a jump from 00:00 to 01:00 is 01:00): never a time of the day
+   * before.
    */
   instantOf(
     year: number,
@@ -116,13 +123,19 @@ export class ZoneClock {
     ms: number,
   ): number {
     const wall = Date.UTC(year, month - 1, day) + ms;
-    // Two rounds find the offset in force at that instant, also across a
-    // daylight-saving change between the first guess and the answer.
-    let guess = wall;
-    for (let i = 0; i < 2; i++) {
-      guess = wall - this.#offsetAt(guess);
-    }
-    return guess;
+    // The answer is the wall-clock time minus the offset in force at the
+    // answer: the offset a day before or the one a day after (zones change
+    // their offset at most once in two days). Either, or both when the
+    // clocks show that time twice, or none in a gap.
+    const before = wall - this.#offsetAt(wall - DAY_MS);
+    const after = wall - this.#offsetAt(wall + DAY_MS);
+    const beforeHolds = this.#offsetAt(before) === wall - before;
+    const afterHolds = this.#offsetAt(after) === wall - after;
+    if (beforeHolds && afterHolds) return Math.min(before, after);
+    if (beforeHolds) return before;
+    if (afterHolds) return after;
+    // A gap: with the offset before the jump, the time lands after it.
+    return Math.max(before, after);
   }
 
   /** This zone's offset from UTC (ms) at an instant. */

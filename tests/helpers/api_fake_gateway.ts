@@ -31,6 +31,10 @@ export class FakeGateway implements Gateway {
   admins = ["admin"];
   quotas: Record<string, number> = { group0: 1024 ** 3, staff: 1024 ** 3 };
   consumption: Record<string, number> = {};
+  /** Bytes granted per user this cycle (`grant`). */
+  grants: Record<string, number> = {};
+  /** pmproxy's own UserInfo fields a test wants a user to have. */
+  infoExtra: Record<string, Partial<UserInfo>> = {};
   sessions = new Map<string, Session>();
   /** How long a secret is valid. */
   secretMs = 3600_000;
@@ -172,10 +176,11 @@ export class FakeGateway implements Gateway {
   #info(user: string): UserInfo {
     const known = this.users[user];
     if (!known) throw new CommandError({ User: user, DB: "map" });
+    const granted = this.grants[user] ?? 0;
     const bytesQuota = known.groups.reduce(
       (sum, g) => sum + (this.quotas[g] ?? 0),
       0,
-    );
+    ) + granted;
     const bytesCons = this.consumption[user] ?? 0;
     return {
       quota: formatSize(bytesQuota),
@@ -186,6 +191,10 @@ export class FakeGateway implements Gateway {
       bytesQuota,
       bytesCons,
       isAdmin: this.admins.includes(user),
+      ...(granted > 0
+        ? { bytesGranted: granted, granted: formatSize(granted) }
+        : {}),
+      ...this.infoExtra[user],
     };
   }
 
@@ -226,6 +235,28 @@ export class FakeGateway implements Gateway {
       this.#info(user);
       this.consumption[user] = bytes;
       return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  grant(
+    manager: string,
+    caller: Caller,
+    change: { user: string; bytes: number },
+  ): Promise<UserInfo> {
+    const { user, bytes } = change;
+    this.#check();
+    try {
+      const me = this.#session("sessions", caller).user;
+      if (!this.admins.includes(me)) throw new CommandError({ User: me });
+      if (manager !== "down") {
+        throw new CommandError({ Mng: manager, Cmd: "grant" });
+      }
+      this.#info(user);
+      this.calls.push(`grant ${user} ${bytes}`);
+      this.grants[user] = (this.grants[user] ?? 0) + bytes;
+      return Promise.resolve(this.#info(user));
     } catch (e) {
       return Promise.reject(e);
     }

@@ -1,6 +1,7 @@
 /**
  * A local origin server for tests: answers `/bytes/N` with N bytes,
- * `/chunked/N` with N bytes in chunked encoding, `/hello` with "hello".
+ * `/chunked/N` with N bytes in chunked encoding, `/hello` with "hello",
+ * `/upload` (any method with a body) with the number of bytes it received.
  *
  * @module
  */
@@ -51,6 +52,13 @@ export function startOrigin(): Origin {
       const chunked = /^\/chunked\/(\d+)$/.exec(path);
       if (chunked) return new Response(bytesBody(Number(chunked[1])));
       if (path === "/hello") return new Response("hello\n");
+      if (path === "/upload") {
+        // A body cut on its way (a quota) is no error of the origin's.
+        return req.arrayBuffer().then(
+          (body) => new Response(`${body.byteLength}\n`),
+          () => new Response("the body was cut\n", { status: 400 }),
+        );
+      }
       return new Response("not found\n", { status: 404 });
     },
   );

@@ -15,6 +15,9 @@
  * @module
  */
 
+/** This repository's URL, which profiles' file names are shortened from. */
+const REPO = new URL("../", import.meta.url).href;
+
 /** One node of a V8 CPU profile (`Profiler.stop`'s answer). */
 interface ProfileNode {
   id: number;
@@ -34,6 +37,18 @@ export interface CpuProfile {
   endTime: number;
   samples?: number[];
   timeDeltas?: number[];
+}
+
+/** A node of V8's sampling heap profile: bytes allocated at a call site. */
+interface AllocationNode {
+  callFrame: ProfileNode["callFrame"];
+  selfSize: number;
+  children: AllocationNode[];
+}
+
+/** V8's sampling heap profile (`HeapProfiler.stopSampling`'s answer). */
+export interface AllocationProfile {
+  head: AllocationNode;
 }
 
 /** A DevTools protocol session with one inspected process. */
@@ -124,6 +139,25 @@ export class Inspector {
     return profile as CpuProfile;
   }
 
+  /**
+   * Starts sampling allocations (one sample per `intervalBytes` allocated
+   * on average; objects collected meanwhile are kept in the profile).
+   */
+  async startAllocationSampling(intervalBytes = 1024): Promise<void> {
+    await this.send("HeapProfiler.enable");
+    await this.send("HeapProfiler.startSampling", {
+      samplingInterval: intervalBytes,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true,
+    });
+  }
+
+  /** Stops sampling allocations and answers the profile. */
+  async stopAllocationSampling(): Promise<AllocationProfile> {
+    const { profile } = await this.send("HeapProfiler.stopSampling");
+    return profile as AllocationProfile;
+  }
+
   /** A heap snapshot, as DevTools saves it (`.heapsnapshot`). */
   async heapSnapshot(): Promise<string> {
     this.#chunks = [];
@@ -138,6 +172,37 @@ export class Inspector {
   close(): void {
     this.#ws.close();
   }
+}
+
+/** A profile's call frame as `name  file:line`, files from the repository. */
+function frameName(f: ProfileNode["callFrame"]): string {
+  const file = f.url.startsWith(REPO) ? f.url.slice(REPO.length) : f.url;
+  return `${f.functionName || "(anonymous)"}  ${file}:${f.lineNumber + 1}`;
+}
+
+/**
+ * The call sites that allocated the most of `profile`, as lines
+ * `  12.3 %  name  file:line  <-  caller  file:line`.
+ */
+export function topAllocations(
+  profile: AllocationProfile,
+  count = 25,
+): string[] {
+  const bySite = new Map<string, number>();
+  let total = 0;
+  const walk = (node: AllocationNode, parent: string) => {
+    const here = frameName(node.callFrame);
+    if (node.selfSize > 0) {
+      const key = `${here}  <-  ${parent}`;
+      bySite.set(key, (bySite.get(key) ?? 0) + node.selfSize);
+      total += node.selfSize;
+    }
+    for (const c of node.children) walk(c, here);
+  };
+  walk(profile.head, "");
+  return [...bySite].sort((a, b) => b[1] - a[1]).slice(0, count).map((
+    [k, n],
+  ) => `${(100 * n / Math.max(1, total)).toFixed(1).padStart(6)} %  ${k}`);
 }
 
 /**
@@ -156,7 +221,9 @@ export function topFunctions(profile: CpuProfile, count = 25): string[] {
     const n = hits.get(node.id) ?? 0;
     if (n === 0) continue;
     const f = node.callFrame;
-    const file = f.url.replace(/^.*\/perf\//, "").replace(/^file:\/\//, "");
+    const file = f.url.startsWith(REPO)
+      ? f.url.slice(REPO.length)
+      : f.url.replace(/^file:\/\/.*\/node_modules\/|^file:\/\/.*\/npm\//, "npm:");
     const key = `${f.functionName || "(anonymous)"}  ${file}:${
       f.lineNumber + 1
     }`;

@@ -224,12 +224,14 @@ export function listenerPid(port: number): number | undefined {
 
 /**
  * Opens `count` CONNECT tunnels through the proxy and holds them idle;
- * answers the proxy's resident growth in MiB.
+ * answers the proxy's resident growth in MiB (`whileHeld` runs while
+ * they are held, after the measure).
  */
 export async function idleTunnels(
   proxyPort: number,
   originPort: number,
   count: number,
+  options: { whileHeld?: () => Promise<void> } = {},
 ): Promise<number | undefined> {
   const pid = listenerPid(proxyPort);
   if (!pid) return undefined;
@@ -258,6 +260,7 @@ export async function idleTunnels(
   }
   await new Promise((r) => setTimeout(r, 500));
   const after = rssKiB(pid);
+  await options.whileHeld?.();
   for (const c of conns) c.close();
   return (after - before) / 1024;
 }

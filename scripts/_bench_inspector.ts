@@ -223,7 +223,10 @@ export function topFunctions(profile: CpuProfile, count = 25): string[] {
     const f = node.callFrame;
     const file = f.url.startsWith(REPO)
       ? f.url.slice(REPO.length)
-      : f.url.replace(/^file:\/\/.*\/node_modules\/|^file:\/\/.*\/npm\//, "npm:");
+      : f.url.replace(
+        /^file:\/\/.*\/node_modules\/|^file:\/\/.*\/npm\//,
+        "npm:",
+      );
     const key = `${f.functionName || "(anonymous)"}  ${file}:${
       f.lineNumber + 1
     }`;

@@ -30,11 +30,7 @@ import {
 import { runPmproxy, startPmproxy } from "../tests/helpers/pmproxy_process.ts";
 import { startOrigin } from "./_bench_servers.ts";
 import { abRps, idleTunnels, wrk } from "./_bench_tools.ts";
-import {
-  Inspector,
-  topAllocations,
-  topFunctions,
-} from "./_bench_inspector.ts";
+import { Inspector, topAllocations, topFunctions } from "./_bench_inspector.ts";
 import { fiftyManagersToml } from "./_bench_rules.ts";
 
 const { values, positionals } = parseArgs({
@@ -56,7 +52,8 @@ if (!["cpu", "gc", "heap", "alloc"].includes(what ?? "")) {
   Deno.exit(2);
 }
 const seconds = Number(values.seconds);
-const out = values.out ?? await Deno.makeTempDir({ prefix: "pmproxy-profile-" });
+const out = values.out ??
+  await Deno.makeTempDir({ prefix: "pmproxy-profile-" });
 await Deno.mkdir(out, { recursive: true });
 const work = await Deno.makeTempDir({ prefix: "pmproxy-profile-work-" });
 const origin = await startOrigin(work, 1024 * 1024);
@@ -148,14 +145,18 @@ try {
       lines.filter((l) => kind.test(l)).map((l) =>
         Number(/, ([\d.]+) \/ [\d.]+ ms/.exec(l)?.[1] ?? NaN)
       ).filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
-    for (const [name, re] of [["young (scavenge)", /Scavenge|Minor/], [
-      "full (mark-compact)",
-      /Mark-Compact/,
-    ]] as const) {
+    for (
+      const [name, re] of [["young (scavenge)", /Scavenge|Minor/], [
+        "full (mark-compact)",
+        /Mark-Compact/,
+      ]] as const
+    ) {
       const p = pauses(re);
       const sum = p.reduce((a, b) => a + b, 0);
       console.log(
-        `${name}: ${p.length} in ${seconds} s, ${sum.toFixed(0)} ms in all, median ${
+        `${name}: ${p.length} in ${seconds} s, ${
+          sum.toFixed(0)
+        } ms in all, median ${
           (p[Math.floor(p.length / 2)] ?? 0).toFixed(2)
         } ms, max ${(p[p.length - 1] ?? 0).toFixed(2)} ms`,
       );

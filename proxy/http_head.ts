@@ -279,14 +279,38 @@ function parseFields(
   const fields: Field[] = [];
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i];
-    const c = forbiddenControl(line, request);
-    if (c >= 0) {
+    // One pass over the line: the first control character it may not hold
+    // (anywhere), the colon, whether the name is a token and has upper
+    // case, and where the value's optional whitespace ends.
+    const n = line.length;
+    let control = -1;
+    let colon = -1;
+    let token = true;
+    let upper = false;
+    let from = n;
+    let to = n;
+    for (let k = 0; k < n; k++) {
+      const c = line.charCodeAt(k);
+      if ((c < 32 || c === 127) && (request ? c !== 9 : c === 0 || c === 13)) {
+        control = c;
+        break;
+      }
+      if (colon < 0) {
+        if (c === 58 /* : */) colon = k;
+        else if (c >= 128 || TCHAR[c] === 0) token = false;
+        else if (c <= 90 && c >= 65) upper = true;
+      } else if (!isOws(c)) {
+        if (from === n) from = k;
+        to = k + 1;
+      }
+    }
+    if (control >= 0) {
       throw new HeadError(
         status,
-        c === 13
+        control === 13
           ? `a bare CR in the ${side} head`
           : `a control character (${
-            hexByte(c)
+            hexByte(control)
           }) in a header field of the ${side} head`,
       );
     }
@@ -309,18 +333,17 @@ function parseFields(
       prev.value = trimOws(prev.value + " " + trimOws(line));
       continue;
     }
-    const colon = line.indexOf(":");
-    const name = colon > 0 ? line.slice(0, colon) : "";
-    if (!isToken(name)) {
+    if (colon <= 0 || !token) {
       throw new HeadError(
         status,
         `a malformed header line in the ${side} head (not "Name: value")`,
       );
     }
+    const name = line.slice(0, colon);
     fields.push({
       name,
-      lower: name.toLowerCase(),
-      value: trimOws(line.slice(colon + 1)),
+      lower: upper ? name.toLowerCase() : name,
+      value: from < to ? line.slice(from, to) : "",
     });
   }
   return fields;

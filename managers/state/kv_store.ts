@@ -99,8 +99,6 @@ const LIST_OVER = 200;
 /** The key of the installation's secret-signing key. */
 export const JWT_KEY: Deno.KvKey = ["sessionIPM", "jwtKey"];
 
-const utf8 = new TextEncoder();
-
 /** The bytes of `s` in UTF-8, counted without encoding it. */
 function utf8Length(s: string): number {
   let n = s.length;

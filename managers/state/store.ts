@@ -114,6 +114,20 @@ export interface UsageBuckets {
   keepDayMs: number;
 }
 
+/**
+ * How long the usage history keeps its buckets (`[state] historyHours`,
+ * `historyDays` of server.toml): hourly buckets for `hours` hours, daily
+ * ones for `days` days. 0 keeps none of that grain.
+ */
+export interface HistoryRetention {
+  hours: number;
+  days: number;
+}
+
+/** The retention when server.toml says nothing: 48 hours, 400 days. */
+export const DEFAULT_HISTORY_RETENTION: Readonly<HistoryRetention> = Object
+  .freeze({ hours: 48, days: 400 });
+
 /** What {@link StateStore.readUsage} reads. */
 export interface UsageRange {
   grain: UsageGrain;

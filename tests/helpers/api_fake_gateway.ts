@@ -13,7 +13,11 @@ import {
   type Explanation,
   formatSize,
   type Gateway,
+  type LiveFigures,
+  type ManagerSummary,
+  type UsageReport,
   type UserInfo,
+  type UsersPage,
 } from "../../managers/mod.ts";
 
 interface Session {
@@ -224,5 +228,34 @@ export class FakeGateway implements Gateway {
     }
     if (manager === "sessions") return { name: "sessions", auth: "map" };
     return { name: manager };
+  }
+
+  // The console's commands are tested against the real gateway
+  // (api_real_gateway.ts); this one answers that it has none.
+
+  #none<T>(what: string): Promise<T> {
+    return Promise.reject(
+      new CommandError({ message: `${what} is not in this test gateway` }),
+    );
+  }
+
+  usage(): Promise<UsageReport> {
+    return this.#none("usage");
+  }
+
+  usersTable(): Promise<UsersPage> {
+    return this.#none("users");
+  }
+
+  endSession(): Promise<{ ip: string }> {
+    return this.#none("close of another user's session");
+  }
+
+  managers(): Promise<ManagerSummary[]> {
+    return this.#none("managers");
+  }
+
+  live(): Promise<LiveFigures> {
+    return this.#none("live");
   }
 }

@@ -412,6 +412,8 @@ const USAGE = `Client commands (they talk to a pmproxy server's API):
   pmproxy logout|o                  log out; removes ./login.secret
   pmproxy logged-users|lu [-m MGR]  who is logged in where
   pmproxy status|s [-m MGR] [USER]  quota and consumption (USER: admins)
+  pmproxy usage|u [-m MGR] [--user USER | --all] [--since DATE] [--by hour|day|month] [--csv]
+                                    usage history (another user's or --all: admins)
   pmproxy reset|r [-m MGR] USER     set USER's consumption to 0 (admins)
   pmproxy explain|x [--ip IP] [--user USER] [--at TIME] URL
                                     why the rule allows or refuses URL (admins)
@@ -438,6 +440,8 @@ Deno.test("cli: help, wrong usage and local refusals word for word (no server ne
       "lu",
       "status",
       "s",
+      "usage",
+      "u",
       "reset",
       "r",
       "explain",

@@ -10,8 +10,10 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   CommandError,
+  ConfigError,
   type GatewayRuntime,
   openGateway,
+  stateConfigFrom,
 } from "../managers/mod.ts";
 import type { Meter } from "../proxy/policy.ts";
 import { UsageCalendar } from "../managers/quotas/_history.ts";
@@ -563,5 +565,45 @@ Deno.test("history: one's own for anyone, another user's and everyone's for admi
     ]);
   } finally {
     await site.close();
+  }
+});
+
+Deno.test("history: [state] historyHours and historyDays in server.toml", () => {
+  const site = {
+    file: "server.toml",
+    configDir: "/etc/pmproxy",
+    lineOf: () => 7,
+  };
+  assert.deepEqual(stateConfigFrom(undefined, site).history, {
+    hours: 48,
+    days: 400,
+  });
+  assert.deepEqual(stateConfigFrom({}, site).history, { hours: 48, days: 400 });
+  assert.deepEqual(
+    stateConfigFrom({ historyHours: 72, historyDays: 0 }, site).history,
+    { hours: 72, days: 0 },
+  );
+  for (
+    const [table, problem] of [
+      [
+        { historyHours: "48" },
+        /server\.toml:7: historyHours must be a whole number from 0 to 87840 without quotes, like historyHours = 48/,
+      ],
+      [
+        { historyDays: -1 },
+        /historyDays must be a whole number from 0 to 3660/,
+      ],
+      [{ historyDays: 1.5 }, /historyDays must be a whole number/],
+      [
+        { historyDay: 3 },
+        /unknown key "historyDay" in \[state\]; did you mean "historyDays"\?/,
+      ],
+    ] as const
+  ) {
+    assert.throws(() => stateConfigFrom(table, site), (e: Error) => {
+      assert.ok(e instanceof ConfigError, String(e));
+      assert.match(e.message, problem);
+      return true;
+    });
   }
 });

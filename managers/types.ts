@@ -299,11 +299,15 @@ export interface UsageQuery {
   /**
    * From when (default: as far back as the history keeps that grain): an
    * instant, or a text: `2026-05-01` (midnight) or `2026-05-01T10:00`
-   * (wall-clock) in the quota manager's zone, or an ISO time with its
-   * offset. The period that holds it is the first.
+   * (wall-clock) in the quota manager's zone, an ISO time with its
+   * offset, `today` (local midnight) or `cycle` (the current cycle's
+   * start). The period that holds it is the first.
    */
   since?: Date | string;
-  /** Until when, the same way (default: the end of the current period). */
+  /**
+   * Until when, the same way (default: the end of the current period);
+   * `today` is the end of today, `cycle` the next reset.
+   */
   until?: Date | string;
   /** Default `"day"`. */
   by?: UsageBy;

@@ -642,14 +642,26 @@ export class DwnConsR implements Manager {
     const store = this.#store;
     const cal = this.#calendar;
     const { by } = query;
+    const now = this.options.clock().getTime();
     const time = (key: "since" | "until"): number | undefined => {
       const v = query[key];
       if (v === undefined || typeof v === "number") return v;
+      // Words for the status page's charts: from the start of today or of
+      // the cycle, until the end of today or the next reset.
+      if (v === "today") {
+        const start = cal.dayStart(now);
+        return key === "since" ? start : cal.nextPeriod("day", start);
+      }
+      if (v === "cycle") {
+        if (key === "since") return this.#lastReset;
+        if (Number.isFinite(this.#nextReset)) return this.#nextReset;
+        return undefined;
+      }
       const t = cal.parseTime(v);
       if (t === undefined) {
         throw new CommandError({
           message:
-            `${key} "${v}" is not a time: write it like 2026-05-01, 2026-05-01T10:00 (both in ${cal.zone}) or 2026-05-01T10:00:00Z`,
+            `${key} "${v}" is not a time: write it like 2026-05-01, 2026-05-01T10:00 (both in ${cal.zone}), 2026-05-01T10:00:00Z, today or cycle`,
         });
       }
       return t;
@@ -657,7 +669,6 @@ export class DwnConsR implements Manager {
     const since = time("since");
     const until = time("until");
     const grain = by === "hour" ? "hour" : "day";
-    const now = this.options.clock().getTime();
     const keep = this.options.history ?? DEFAULT_HISTORY_RETENTION;
     const oldest = cal.oldestKept(grain, now, keep);
     const to = until ?? cal.nextPeriod(by, cal.periodStart(by, now));

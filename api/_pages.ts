@@ -14,11 +14,7 @@
  *
  * @module
  */
-import type {
-  DiscoverResult,
-  UsageReport,
-  UserInfo,
-} from "../managers/mod.ts";
+import type { DiscoverResult, UsageReport, UserInfo } from "../managers/mod.ts";
 import {
   barChart,
   barsSummary,

@@ -138,14 +138,24 @@ Deno.test("web layout: every page at 1280 and 390 px, light and dark, fits its w
     await shoot(plain, "login-error-nojs");
 
     await consume(384 * 1024 ** 2);
+    await history();
     await plain.getByLabel("Password", { exact: true }).fill("pass0");
     await plain.getByRole("button", { name: "Log in", exact: true }).click();
     await plain.waitForURL(/news\.example\.org|\/status/).catch(() => {});
     await plain.goto(`${origin}/status?next=${encodeURIComponent(LONG_NEXT)}`);
     await plain.locator("#status").waitFor();
+    // The charts without JavaScript: drawn by the API.
+    const heights = await plain.locator("#today-chart rect.bar").evaluateAll(
+      (rects) => rects.map((r) => Number(r.getAttribute("height"))),
+    );
+    assert.equal(heights.length, 24);
+    assert.ok(heights.some((h) => h > 0), "today's bars have heights");
+    assert.match(
+      await plain.locator("#today-summary").textContent() ?? "",
+      /MB in total; the most: /,
+    );
     await shoot(plain, "status-nojs");
 
-    await history();
     await en.getByLabel("User", { exact: true }).fill("user0");
     await en.getByLabel("Password", { exact: true }).fill("pass0");
     await en.getByRole("button", { name: "Log in", exact: true }).click();

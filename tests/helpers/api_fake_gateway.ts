@@ -42,6 +42,11 @@ export class FakeGateway implements Gateway {
   calls: string[] = [];
   /** When set, every call throws this (an unexpected error). */
   failWith?: Error;
+  /**
+   * The share of the quota from which UserInfo says `warn: true` (the
+   * quotas work's warning threshold); none when unset.
+   */
+  warnAt?: number;
 
   #check(): void {
     if (this.failWith) throw this.failWith;
@@ -153,7 +158,7 @@ export class FakeGateway implements Gateway {
     return Promise.resolve(this.#session(manager, caller).user);
   }
 
-  #info(user: string): UserInfo {
+  #info(user: string): UserInfo & { warn?: boolean } {
     const known = this.users[user];
     if (!known) throw new CommandError({ User: user, DB: "map" });
     const bytesQuota = known.groups.reduce(
@@ -170,6 +175,9 @@ export class FakeGateway implements Gateway {
       bytesQuota,
       bytesCons,
       isAdmin: this.admins.includes(user),
+      ...(this.warnAt !== undefined
+        ? { warn: bytesCons >= this.warnAt * bytesQuota }
+        : {}),
     };
   }
 

@@ -19,6 +19,7 @@ import {
   barChart,
   barsSummary,
   barTable,
+  formatBytes,
   periodNames,
   usageBars,
   wallTime,
@@ -313,6 +314,11 @@ export function renderPortal(
       usageText: bar?.text ?? "",
       usageClass: bar?.full ? "full" : bar?.warn ? "warn" : "",
       warnHidden: hiddenUnless(bar?.warn === true),
+      // Extra bytes an administrator granted (the quotas work's grants).
+      grantedHidden: hiddenUnless((info?.bytesGranted ?? 0) > 0),
+      stGranted: (info?.bytesGranted ?? 0) > 0
+        ? formatBytes(info!.bytesGranted!)
+        : "",
       stReset: info
         ? info.nextReset
           ? wallTime(info.nextReset, ctx.lang)

@@ -227,6 +227,7 @@ Deno.test("web pages: an unreachable gateway is reported as a network error", as
 Deno.test("web pages: past the quota's warning threshold the status says so, with JavaScript and without; a history that cannot be read is a sentence", async () => {
   await withSetup(async ({ origin, browser, errors, gateway }) => {
     gateway.warnAt = 0.8;
+    gateway.granted = { user0: 100 * 1024 ** 2 };
     gateway.consumption.user0 = 0.9 * 1024 ** 3;
     for (const javaScriptEnabled of [true, false]) {
       const page = await newPage(browser, errors, { javaScriptEnabled });
@@ -251,6 +252,9 @@ Deno.test("web pages: past the quota's warning threshold the status says so, wit
         await page.locator("#st-consumption").textContent(),
         "921.6 MB",
       );
+      // What an administrator granted, when the gateway says.
+      assert.equal(await page.locator("#st-granted").textContent(), "100 MB");
+      assert.equal(await page.locator("#st-granted").isVisible(), true);
       await page.context().close();
     }
     // Under the threshold: no warning.
@@ -264,5 +268,8 @@ Deno.test("web pages: past the quota's warning threshold the status says so, wit
     await page.locator("#st-consumption", { hasText: "512 MB" }).waitFor();
     assert.equal(await page.locator("#usage.warn").count(), 0);
     assert.equal(await page.locator("#st-warning").isVisible(), false);
+    gateway.granted = {};
+    await page.getByRole("button", { name: "Refresh", exact: true }).click();
+    await page.locator("#st-granted").waitFor({ state: "hidden" });
   });
 });

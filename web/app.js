@@ -331,6 +331,14 @@ function renderInfo(p, info) {
   bar.classList.toggle("warn", warn);
   const warning = $(`${p}-warning`);
   if (warning) warning.hidden = !warn;
+  // Extra bytes an administrator granted, when the gateway says.
+  const granted = $(`${p}-granted`);
+  if (granted) {
+    const bytes = Number(info.bytesGranted) || 0;
+    granted.textContent = bytes > 0 && charts ? charts.formatBytes(bytes) : "";
+    granted.hidden = bytes <= 0;
+    granted.previousElementSibling.hidden = bytes <= 0;
+  }
   const reset = $(`${p}-reset`);
   if (reset) {
     reset.textContent = typeof info.nextReset !== "string"

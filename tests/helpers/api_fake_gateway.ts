@@ -47,6 +47,8 @@ export class FakeGateway implements Gateway {
    * quotas work's warning threshold); none when unset.
    */
   warnAt?: number;
+  /** Extra bytes granted by user (UserInfo's `bytesGranted`); none when unset. */
+  granted?: Record<string, number>;
 
   #check(): void {
     if (this.failWith) throw this.failWith;
@@ -158,7 +160,7 @@ export class FakeGateway implements Gateway {
     return Promise.resolve(this.#session(manager, caller).user);
   }
 
-  #info(user: string): UserInfo & { warn?: boolean } {
+  #info(user: string): UserInfo & { warn?: boolean; bytesGranted?: number } {
     const known = this.users[user];
     if (!known) throw new CommandError({ User: user, DB: "map" });
     const bytesQuota = known.groups.reduce(
@@ -177,6 +179,9 @@ export class FakeGateway implements Gateway {
       isAdmin: this.admins.includes(user),
       ...(this.warnAt !== undefined
         ? { warn: bytesCons >= this.warnAt * bytesQuota }
+        : {}),
+      ...(this.granted?.[user] !== undefined
+        ? { bytesGranted: this.granted[user] }
         : {}),
     };
   }

@@ -69,9 +69,12 @@ async function gotoSettled(page: Page, url: string): Promise<void> {
       await page.goto(url);
       return;
     } catch (e) {
-      if (attempt >= 5 || !/interrupted by another navigation/.test(`${e}`)) {
+      if (attempt >= 20 || !/interrupted by another navigation/.test(`${e}`)) {
         throw e;
       }
+      // Let the other navigation end before the next try (a busy machine
+      // takes a while).
+      await new Promise((r) => setTimeout(r, 250));
     }
   }
 }

@@ -468,7 +468,8 @@ export class KvStateStore implements StateStore {
     );
   }
 
-  // ------------------------------------------------------------ logins
+  // ----------------------------------------------------------- history
+
   addUsage(
     manager: string,
     deltas: ReadonlyMap<string, number>,
@@ -578,6 +579,8 @@ export class KvStateStore implements StateStore {
       return out.sort(compareUsage);
     });
   }
+
+  // ------------------------------------------------------------ logins
 
   loginFailures(key: string): Promise<LoginFailures | undefined> {
     return this.#health.run("reading failed logins", async () => {

@@ -12,7 +12,13 @@ import type {
   RequestFacts,
   Route,
 } from "../proxy/policy.ts";
-import { evaluate, printRule, ruleNames } from "../rule/mod.ts";
+import {
+  type Compiled,
+  compileRule,
+  evaluate,
+  printRule,
+  ruleNames,
+} from "../rule/mod.ts";
 import {
   BadCredentials,
   type Caller,
@@ -52,6 +58,30 @@ import {
 } from "./stats.ts";
 
 const DIRECT: Route = Object.freeze({ kind: "direct" });
+
+/** What the compiled rule's names see of the request being decided. */
+interface Deciding {
+  ctx: RequestContext;
+  grant: Grant;
+  /** The managers that answered false, for the refusal page. */
+  falses: Manager[] | undefined;
+}
+
+/**
+ * The rule of `loaded` compiled for {@link GatewayRuntime.decideSync}: each
+ * name bound to its manager once, here, rather than looked up at every
+ * request; evaluation order and short-circuit as `evaluate`'s.
+ */
+function compileDecision(loaded: LoadedManagers): Compiled<Deciding> {
+  return compileRule<Deciding>(loaded.rule, (name) => {
+    const m = loaded.managers.get(name)!;
+    return (d) => {
+      const value = m.evaluate(d.ctx, d.grant);
+      if (!value) (d.falses ??= []).push(m);
+      return value;
+    };
+  });
+}
 
 /** The meters as one (each once), for the decision's `upMeter`. */
 function oneMeter(meters: Meter[]): Meter {
@@ -97,6 +127,8 @@ export class GatewayRuntime implements Policy, Gateway {
   #unsubscribe: () => void;
   #sessions: SessionIpm[] = [];
   #quotas: DwnConsR[] = [];
+  /** The loaded rule, compiled (see compileDecision). */
+  #rule!: Compiled<Deciding>;
   readonly #load?: () => Promise<LoadedManagers>;
   /** A reload under way: a second one waits for it. */
   #reloading: Promise<unknown> = Promise.resolve();
@@ -165,6 +197,7 @@ export class GatewayRuntime implements Policy, Gateway {
   /** Decides with `loaded` from now on. */
   #use(loaded: LoadedManagers): void {
     this.#loaded = loaded;
+    this.#rule = compileDecision(loaded);
     this.#sessions = [...loaded.managers.values()].filter((m) =>
       m instanceof SessionIpm
     ) as SessionIpm[];
@@ -257,14 +290,9 @@ export class GatewayRuntime implements Policy, Gateway {
     }
     const ctx = new RequestContext(facts, this.#sessions);
     const grant: Grant = { meters: [] };
-    const managers = this.#loaded.managers;
-    let falses: Manager[] | undefined;
-    const allowed = evaluate(this.#loaded.rule, (name) => {
-      const m = managers.get(name)!;
-      const value = m.evaluate(ctx, grant);
-      if (!value) (falses ??= []).push(m);
-      return value;
-    });
+    const deciding: Deciding = { ctx, grant, falses: undefined };
+    const allowed = this.#rule(deciding);
+    const falses = deciding.falses;
     if (!allowed) {
       // A false sessionIPM that takes proxy credentials: ask for them.
       const asking = falses?.find((m) =>

@@ -9,9 +9,9 @@
  * @module
  */
 import {
-  fieldTokens,
   fieldValue,
   type Framing,
+  hasToken,
   type RequestHead,
   responseFraming,
   type ResponseHead,
@@ -104,7 +104,7 @@ export function planResponse(
     (framing.kind !== "close" || rechunk);
   const upstreamKeeps = framing.kind !== "close" && !dropContentLength &&
     resp.version === 11 &&
-    !fieldTokens(resp.fields, "connection").includes("close");
+    !hasToken(resp.fields, "connection", "close");
   // Rechunking happens only for a kept-alive HTTP/1.1 client, which needs
   // no Connection line; an HTTP/1.0 client that keeps its connection must
   // be told so.

@@ -27,11 +27,54 @@ export interface Target {
 const HOST_CHARS = /^(?:[a-z0-9._~!$&'()*+,;=-]|%[0-9a-f]{2})+$/;
 const V6_ZONE = /^%[a-z0-9._~-]+$/;
 
+/** A well-formed authority, as {@link parseAuthority} found it. */
+interface Authority {
+  host: string;
+  port: number;
+  /** The text in lower case. */
+  lower: string;
+}
+
+/**
+ * Authorities already found well-formed, by text, for the two ways they
+ * are read (a URL's or Host's, port 80 by default; CONNECT's, port
+ * required): every request has two (its target's and its Host), and a
+ * client's next requests the same ones, so each is checked once. Emptied
+ * when full, so it stays small whatever clients send.
+ */
+const seen80 = new Map<string, Authority>();
+const seenNoDefault = new Map<string, Authority>();
+const SEEN_MAX = 256;
+
 /** Parses `host:port` / `[v6]:port` (port required unless `defaultPort`). */
 export function parseAuthority(
   text: string,
   defaultPort?: number,
 ): { host: string; port: number } | string {
+  const a = authorityOf(text, defaultPort);
+  return typeof a === "string" ? a : { host: a.host, port: a.port };
+}
+
+function authorityOf(text: string, defaultPort?: number): Authority | string {
+  const cache = defaultPort === 80
+    ? seen80
+    : defaultPort === undefined
+    ? seenNoDefault
+    : undefined;
+  const known = cache?.get(text);
+  if (known !== undefined) return known;
+  const found = checkAuthority(text, defaultPort);
+  if (cache !== undefined && typeof found !== "string") {
+    if (cache.size >= SEEN_MAX) cache.clear();
+    cache.set(text, found);
+  }
+  return found;
+}
+
+function checkAuthority(
+  text: string,
+  defaultPort?: number,
+): Authority | string {
   const a = text.toLowerCase();
   let host: string;
   let rest: string;
@@ -59,7 +102,7 @@ export function parseAuthority(
   }
   if (port === undefined) return `"${text}" has no port: write host:port`;
   if (port < 1 || port > 65535) return `"${text}" has a port out of range`;
-  return { host, port };
+  return { host, port, lower: a };
 }
 
 /** Parses an absolute-form `http://…` target. Returns an error sentence otherwise. */
@@ -85,12 +128,12 @@ export function parseHttpUrl(url: string): Target | string {
   if (authority.includes("@")) {
     return "an http:// URL cannot carry a user name or password (user@host); remove it";
   }
-  const hp = parseAuthority(authority, 80);
+  const hp = authorityOf(authority, 80);
   if (typeof hp === "string") return hp;
   let path = url.slice(end);
   const hash = path.indexOf("#");
   if (hash >= 0) path = path.slice(0, hash);
   if (path === "") path = "/";
   else if (path[0] === "?") path = "/" + path;
-  return { ...hp, authority: authority.toLowerCase(), path };
+  return { host: hp.host, port: hp.port, authority: hp.lower, path };
 }

@@ -15,8 +15,8 @@
 import { closeQuietly, MeterStop, type Reader, type Stream } from "./_io.ts";
 import { copyBody } from "./body.ts";
 import {
-  fieldTokens,
   type Framing,
+  hasToken,
   requestFraming,
   type RequestHead,
 } from "./http_head.ts";
@@ -111,7 +111,7 @@ export class Upload {
     this.framing = requestFraming(req);
     this.done = this.framing.kind === "none";
     this.#awaitingContinue = !this.done && client.reader.buffered === 0 &&
-      fieldTokens(req.fields, "expect").includes("100-continue");
+      hasToken(req.fields, "expect", "100-continue");
     client.reader.watch = client.watch;
     client.reader.idleMs = config.readTimeoutMs;
     // While the body goes up, the client is the one awaited: the upstream's

@@ -9,9 +9,9 @@
 import type { Decision, ProxyCredentials, RequestFacts } from "./policy.ts";
 import { closeQuietly, Reader, writeAll } from "./_io.ts";
 import {
-  fieldTokens,
   fieldValue,
   type Framing,
+  hasToken,
   HeadError,
   parseRequestHead,
   readHead,
@@ -161,12 +161,13 @@ async function refuseHead(
 }
 
 function wantsKeepAlive(head: RequestHead): boolean {
-  const tokens = [
-    ...fieldTokens(head.fields, "connection"),
-    ...fieldTokens(head.fields, "proxy-connection"),
-  ];
-  if (tokens.includes("close")) return false;
-  return head.version === 11 || tokens.includes("keep-alive");
+  const f = head.fields;
+  if (
+    hasToken(f, "connection", "close") ||
+    hasToken(f, "proxy-connection", "close")
+  ) return false;
+  return head.version === 11 || hasToken(f, "connection", "keep-alive") ||
+    hasToken(f, "proxy-connection", "keep-alive");
 }
 
 const MAX_VIA_HOPS = 4;

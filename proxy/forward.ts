@@ -12,12 +12,14 @@ import { dial, type Dialed, DialError } from "./dial.ts";
 import { closeQuietly, MeterStop, Reader, writeAll } from "./_io.ts";
 import {
   endToEnd,
-  type Field,
-  fieldTokens,
   fieldValue,
   type Framing,
+  hasToken,
   HeadError,
+  latin1Bytes,
   parseResponseHead,
+  passedHeadText,
+  putLatin1,
   readHead,
   requestFraming,
   type RequestHead,
@@ -36,6 +38,7 @@ import {
   WAITING_FOR_UPSTREAM,
 } from "./_context.ts";
 import { countDialFailure } from "./stats.ts";
+import { giveBuffer, SMALL, takeBuffer } from "./_buffers.ts";
 import type { Exchange } from "./access_log.ts";
 import type { Target } from "./_target.ts";
 import { Upload } from "./_upload.ts";
@@ -178,7 +181,7 @@ export function forwardViaParent(
 
 function isUpgrade(req: RequestHead): boolean {
   return fieldValue(req.fields, "upgrade") !== undefined &&
-    fieldTokens(req.fields, "connection").includes("upgrade");
+    hasToken(req.fields, "connection", "upgrade");
 }
 
 /**
@@ -212,8 +215,12 @@ async function exchange(
 
   try {
     const head = requestHead(job, path, upload.framing);
+    // Written from a pooled buffer, given back once the write is done.
+    const buf = head.length <= SMALL
+      ? takeBuffer(SMALL)
+      : new Uint8Array(head.length);
     try {
-      await writeAll(up.dialed.conn, head);
+      await writeAll(up.dialed.conn, buf.subarray(0, putLatin1(head, buf)));
       headBytes = head.length;
     } catch (e) {
       discard(client, up);
@@ -223,6 +230,8 @@ async function exchange(
         502,
         `Sending the request upstream failed: ${(e as Error).message}.`,
       );
+    } finally {
+      giveBuffer(buf);
     }
     upload.send();
 
@@ -257,10 +266,41 @@ async function exchange(
       job.ctx.draining ? { req: job.req, keepAlive: false } : job,
       resp,
     );
-    const copy = bodyCopy(job, resp, plan);
+    const headText = passedHeadText(
+      `HTTP/1.1 ${resp.status} ${resp.reason}`,
+      resp.fields,
+      {
+        keep: plan.keep,
+        skip: plan.dropContentLength ? "content-length" : undefined,
+        extra: plan.add,
+      },
+    );
     const sentBefore = x.bytes;
+    const whole = wholeAnswer(upReader, plan, headText);
     try {
-      await copyBody(upReader, client.conn, plan.framing, copy);
+      if (whole >= 0) {
+        // The whole answer came with its head (a small one, the usual):
+        // head and body go out in one write from a pooled buffer, with no
+        // copy loop. Its bytes were metered as they were read.
+        const out = takeBuffer(SMALL);
+        try {
+          const at = putLatin1(headText, out);
+          if (whole > 0) out.set(upReader.take(whole), at);
+          client.watch.deadline = Date.now() + job.ctx.config.writeTimeoutMs;
+          x.bytes += at;
+          await writeAll(client.conn, out.subarray(0, at + whole));
+          x.bytes += whole;
+        } finally {
+          giveBuffer(out);
+        }
+      } else {
+        await copyBody(
+          upReader,
+          client.conn,
+          plan.framing,
+          bodyCopy(job, plan, headText),
+        );
+      }
     } catch (e) {
       // A body that broke its framing before any of it (or its head) went
       // out is refused whole: the client gets a 502, not the bytes.
@@ -292,34 +332,67 @@ async function exchange(
   }
 }
 
-/** Never passed on from the client: upstream gets the target's authority. */
-const notHost = (f: Field) => f.lower !== "host";
+// The hop-by-hop fields a request head keeps, by case, shared.
+const KEEP_NONE: readonly string[] = Object.freeze([]);
+const KEEP_CHUNKED: readonly string[] = Object.freeze(["transfer-encoding"]);
+const KEEP_UPGRADE: readonly string[] = Object.freeze(["upgrade"]);
+const KEEP_BOTH: readonly string[] = Object.freeze([
+  "transfer-encoding",
+  "upgrade",
+]);
 
 /**
- * The request head for upstream: our request line and Host, the client's
- * end-to-end fields, and our own lines (a parent's credentials, Via, an
- * upgrade's Connection).
+ * The request head for upstream (its text, latin1): our request line and
+ * Host (the client's Host is never passed on: upstream gets the target's
+ * authority), the client's end-to-end fields, and our own lines (a
+ * parent's credentials, Via, an upgrade's Connection).
  */
 function requestHead(
   job: ForwardJob,
   path: ExchangeOptions,
   framing: Framing,
-): Uint8Array {
+): string {
   const upgrade = isUpgrade(job.req);
-  const keep: string[] = [];
-  if (framing.kind === "chunked") keep.push("transfer-encoding");
-  if (upgrade) keep.push("upgrade");
-  const headers: Field[] = [
-    { name: "Host", lower: "host", value: job.target.authority },
-    ...endToEnd(job.req.fields, keep).filter(notHost),
-  ];
-  const extra: string[] = [];
-  if (path.parentAuthorization) {
-    extra.push(`Proxy-Authorization: ${path.parentAuthorization}`);
+  const chunked = framing.kind === "chunked";
+  const keep = upgrade
+    ? (chunked ? KEEP_BOTH : KEEP_UPGRADE)
+    : (chunked ? KEEP_CHUNKED : KEEP_NONE);
+  let extra = VIA;
+  if (path.parentAuthorization || upgrade) {
+    const lines: string[] = [];
+    if (path.parentAuthorization) {
+      lines.push(`Proxy-Authorization: ${path.parentAuthorization}`);
+    }
+    lines.push("Via: 1.1 pmproxy");
+    if (upgrade) lines.push("Connection: Upgrade");
+    extra = lines;
   }
-  extra.push("Via: 1.1 pmproxy");
-  if (upgrade) extra.push("Connection: Upgrade");
-  return serializeHead(path.requestLine, headers, extra);
+  return passedHeadText(path.requestLine, job.req.fields, {
+    first: `Host: ${job.target.authority}`,
+    skip: "host",
+    keep,
+    extra,
+  });
+}
+
+/**
+ * The body length of an answer that is all in the reader already and
+ * fits one pooled buffer with its head (`headText`), to be sent in one
+ * write: 0 for an answer without a body, -1 when it must be copied as it
+ * comes (see copyBody).
+ */
+function wholeAnswer(
+  upReader: Reader,
+  plan: ResponsePlan,
+  headText: string,
+): number {
+  const framing = plan.framing;
+  const length = framing.kind === "none"
+    ? 0
+    : framing.kind === "length" && upReader.buffered >= framing.length
+    ? framing.length
+    : -1;
+  return length >= 0 && headText.length + length <= SMALL ? length : -1;
 }
 
 /**
@@ -474,26 +547,19 @@ function headArrived(
   client.watch.arm(job.ctx.config.writeTimeoutMs, "transfer");
 }
 
-/** Content-Length beside chunked is not passed on (see planResponse). */
-const notContentLength = (f: Field) => f.lower !== "content-length";
-
 /**
  * client <- proxy <- origin: how copyBody sends the answer: our head for
- * it first, its body as `plan` frames it, every byte counted for the log.
+ * it (`headText`) first, its body as `plan` frames it, every byte counted
+ * for the log.
  */
 function bodyCopy(
   job: ForwardJob,
-  resp: ResponseHead,
   plan: ResponsePlan,
+  headText: string,
 ): CopyOptions {
   const x = job.x;
-  const fields = endToEnd(resp.fields, plan.keep);
   return {
-    prefix: serializeHead(
-      `HTTP/1.1 ${resp.status} ${resp.reason}`,
-      plan.dropContentLength ? fields.filter(notContentLength) : fields,
-      plan.add,
-    ),
+    prefix: latin1Bytes(headText),
     dechunk: plan.dechunk,
     chunk: plan.rechunk,
     watch: job.client.watch,

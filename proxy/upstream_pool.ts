@@ -16,11 +16,18 @@ export interface PooledUpstream {
   dialed: Dialed;
   reader: Reader;
   key: string;
+  /**
+   * Its entry in the pool, made the first time it is put there and reused
+   * each time after: a kept-alive connection goes back after every answer.
+   */
+  idle?: Idle;
 }
 
 interface Idle {
   up: PooledUpstream;
   watch: Watch;
+  /** Takes it out and closes it (idle too long, or closed by the origin). */
+  gone: () => void;
 }
 
 /** The pool's key for a route and origin. */
@@ -67,23 +74,36 @@ export class UpstreamPool {
     // Idle, it needs no 256 KiB buffer; swapped before the probe below
     // starts a read into it.
     up.reader.shrink();
-    const w = new Watch(() => {
-      if (this.#remove(idle)) this.#discard(up);
-    });
-    const idle: Idle = { up, watch: w };
+    const idle = up.idle ?? this.#idleEntry(up);
+    const w = idle.watch;
+    w.expired = "";
     w.arm(this.idleTimeoutMs, "pool idle timeout");
     watch(w);
     list.push(idle);
     // Origins close idle connections (some after 5 s): a pending read sees
     // it at once, so the socket is freed and never handed out dead. Data
-    // arriving unasked also disqualifies it.
-    const gone = () => {
-      if (this.#remove(idle)) {
-        unwatch(w);
-        this.#discard(up);
-      }
+    // arriving unasked also disqualifies it. (When the connection is taken
+    // before, that read's result is its next answer's first bytes, and
+    // `gone` finds nothing to remove: it runs before the exchange reads.)
+    up.reader.probe().then(idle.gone, idle.gone);
+  }
+
+  /** The pool entry of `up`, made once. */
+  #idleEntry(up: PooledUpstream): Idle {
+    const idle: Idle = {
+      up,
+      watch: new Watch(() => {
+        if (this.#remove(idle)) this.#discard(up);
+      }),
+      gone: () => {
+        if (this.#remove(idle)) {
+          unwatch(idle.watch);
+          this.#discard(up);
+        }
+      },
     };
-    up.reader.probe().then(gone, gone);
+    up.idle = idle;
+    return idle;
   }
 
   /** Idle connections kept for `key` (for tests and stats). */

@@ -51,5 +51,6 @@ export type {
 export { RuleError } from "./error.ts";
 export { parseRule } from "./parser.ts";
 export { evaluate } from "./evaluate.ts";
+export { type Compiled, compileRule } from "./compile.ts";
 export { type NameOccurrence, ruleNames } from "./names.ts";
 export { type PrintOptions, printRule } from "./print.ts";

@@ -1,8 +1,9 @@
 /**
  * The servers `deno task bench` measures against: the origin (nginx when
- * installed), a bare Deno relay (the platform's ceiling) and the reference
- * proxies from Debian (squid, tinyproxy), each on a free port with a private
- * configuration in a temporary directory.
+ * installed), the upload sink and the bare Deno relay (the platform's
+ * ceiling, `_bench_relay.ts`), each in a process of its own, and the
+ * reference proxies from Debian (squid, tinyproxy), each on a free port with
+ * a private configuration in a temporary directory.
  *
  * @module
  */
@@ -120,10 +121,12 @@ async function startNginx(
     join(root, "nginx.conf"),
     [
       "worker_processes 1;",
+      // Enough for the bench's idle tunnels (20,000 with --tunnels 20000).
+      "worker_rlimit_nofile 65536;",
       "daemon off;",
       `pid ${join(root, "nginx.pid")};`,
       `error_log ${join(root, "error.log")};`,
-      "events { worker_connections 8192; }",
+      "events { worker_connections 32768; }",
       "http {",
       "  access_log off;",
       "  sendfile on;",
@@ -164,48 +167,52 @@ export async function startOrigin(tmp: string, size: number): Promise<Origin> {
   return (await startNginx(tmp, size)) ?? startDenoOrigin();
 }
 
-// ---------------------------------------------------------------------------
-// A bare Deno relay: CONNECT only, manual read loop with 256 KiB buffers, no
-// policy and no parsing beyond the first line: the platform's ceiling.
-async function pump(from: Deno.Conn, to: Deno.Conn) {
-  const buf = new Uint8Array(256 * 1024);
-  try {
-    for (;;) {
-      const n = await from.read(buf);
-      if (n === null) break;
-      let off = 0;
-      while (off < n) off += await to.write(buf.subarray(off, n));
-    }
-    await to.closeWrite();
-  } catch { /* peer gone */ }
+/** A server of the bench in a process of its own (it prints its port). */
+export interface Child extends Origin {
+  pid: number;
 }
 
-/** The platform's ceiling for a CONNECT relay. */
-export function startBareRelay(): { port: number; close(): void } {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  (async () => {
-    try {
-      for await (const client of listener) {
-        (async () => {
-          const buf = new Uint8Array(4096);
-          const n = await client.read(buf);
-          if (n === null) return client.close();
-          const line = new TextDecoder().decode(buf.subarray(0, n)).split(" ");
-          const [host, port] = line[1].split(":");
-          const up = await Deno.connect({ hostname: host, port: Number(port) });
-          await client.write(
-            enc.encode("HTTP/1.1 200 Connection established\r\n\r\n"),
-          );
-          await Promise.all([pump(client, up), pump(up, client)]);
-          client.close();
-          up.close();
-        })().catch(() => {});
-      }
-    } catch { /* closed */ }
-  })();
+/**
+ * The upload rows' origin (`_bench_sink.ts`): a process that takes request
+ * bodies and throws them away.
+ */
+export function startSink(): Promise<Child> {
+  return startChild("_bench_sink.ts", "Deno sink (its own process)");
+}
+
+/**
+ * The bare Deno relay (`_bench_relay.ts`), the platform's ceiling: CONNECT,
+ * or a plain kept-alive connection spliced to the origin of its first
+ * request.
+ */
+export function startBareRelay(): Promise<Child> {
+  return startChild("_bench_relay.ts", "bare Deno relay");
+}
+
+async function startChild(script: string, name: string): Promise<Child> {
+  const child = new Deno.Command("deno", {
+    args: ["run", "-A", new URL(`./${script}`, import.meta.url).pathname],
+    stdout: "piped",
+    stderr: "null",
+    stdin: "null",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!/listening on (\d+)/.test(text)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`${script} did not start`);
+    text += value;
+  }
+  reader.releaseLock();
+  child.stdout.cancel().catch(() => {});
   return {
-    port: (listener.addr as Deno.NetAddr).port,
-    close: () => listener.close(),
+    name,
+    pid: child.pid,
+    port: Number(/listening on (\d+)/.exec(text)![1]),
+    close: async () => {
+      child.kill("SIGTERM");
+      await child.status;
+    },
   };
 }
 

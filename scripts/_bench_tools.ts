@@ -1,8 +1,8 @@
 /**
- * The measuring tools of `deno task bench`: curl for bulk downloads, wrk for
- * kept-alive requests (saturated and paced), ab for one new connection per
- * request, and /proc for resident memory. Each answers undefined when its
- * tool is not installed.
+ * The measuring tools of `deno task bench`: curl for bulk downloads and
+ * uploads, wrk for kept-alive requests (saturated and paced), ab for one new
+ * connection per request, and /proc for resident memory and CPU time. Each
+ * answers undefined when its tool is not installed.
  *
  * @module
  */
@@ -40,6 +40,42 @@ export async function curlSpeed(
   return speed / (1024 * 1024);
 }
 
+/**
+ * curl's upload speed in MiB/s for a PUT of the file `file` (`size` bytes)
+ * to `url`; throws unless it all went and the answer was 2xx.
+ */
+export async function curlUpload(
+  url: string,
+  proxyArgs: string[],
+  options: { file: string; size: number },
+): Promise<number> {
+  const out = await new Deno.Command("curl", {
+    args: [
+      "-sS",
+      "-f",
+      "-T",
+      options.file,
+      "-o",
+      "/dev/null",
+      "-w",
+      "%{speed_upload} %{size_upload}",
+      ...proxyArgs,
+      url,
+    ],
+  }).output();
+  const [speed, sent] = new TextDecoder().decode(out.stdout).split(" ").map(
+    Number,
+  );
+  if (!out.success || sent !== options.size) {
+    throw new Error(
+      `curl -T ${proxyArgs.join(" ")} ${url} failed: ${
+        new TextDecoder().decode(out.stderr)
+      }`,
+    );
+  }
+  return speed / (1024 * 1024);
+}
+
 /** The best of `runs` measurements. */
 export async function best(
   runs: number,
@@ -53,6 +89,8 @@ export async function best(
 /** What one wrk run saw. */
 export interface WrkResult {
   rps: number;
+  /** Requests completed. */
+  requests: number;
   /** Latency percentiles in milliseconds. */
   p50: number;
   p99: number;
@@ -66,7 +104,7 @@ function millis(value: string, unit: string): number {
 }
 
 /**
- * `wrk -t2` on `connections` kept-alive connections through the proxy at
+ * `wrk -t2` (or `threads`) on `connections` kept-alive connections through the proxy at
  * `proxyPort`, asking for the absolute URL `target`. With `pauseMs`, each
  * connection waits that long after every answer (wrk's `delay()`), so two
  * proxies can be compared at about the same offered load instead of each at
@@ -75,7 +113,13 @@ function millis(value: string, unit: string): number {
 export async function wrk(
   proxyPort: number,
   target: string,
-  options: { seconds: number; connections?: number; pauseMs?: number },
+  options: {
+    seconds: number;
+    connections?: number;
+    pauseMs?: number;
+    /** wrk's threads (default 2). */
+    threads?: number;
+  },
 ): Promise<WrkResult | undefined> {
   if (!has("wrk")) return undefined;
   const script = await Deno.makeTempFile({ suffix: ".lua" });
@@ -86,7 +130,7 @@ export async function wrk(
   await Deno.writeTextFile(script, lines.join("\n") + "\n");
   const out = await new Deno.Command("wrk", {
     args: [
-      "-t2",
+      `-t${options.threads ?? 2}`,
       `-c${options.connections ?? 32}`,
       `-d${options.seconds}s`,
       "--latency",
@@ -98,12 +142,14 @@ export async function wrk(
   await Deno.remove(script);
   const text = new TextDecoder().decode(out.stdout);
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(text);
+  const total = /(\d+) requests in/.exec(text);
   const p50 = /50%\s+([\d.]+)(us|ms|s)/.exec(text);
   const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(text);
   const errors = /Non-2xx or 3xx responses: (\d+)/.exec(text);
-  if (!rps || !p50 || !p99) return undefined;
+  if (!rps || !p50 || !p99 || !total) return undefined;
   return {
     rps: Number(rps[1]),
+    requests: Number(total[1]),
     p50: millis(p50[1], p50[2]),
     p99: millis(p99[1], p99[2]),
     errors: errors ? Number(errors[1]) : 0,
@@ -128,6 +174,34 @@ export async function abRps(
   return rps ? Number(rps[1]) : undefined;
 }
 
+/** Clock ticks per second of /proc's times (USER_HZ: 100 on Linux). */
+const TICKS = 100;
+
+/**
+ * CPU time a process has used so far, every thread, user and system, in
+ * seconds (/proc/PID/stat; 10 ms resolution).
+ */
+export function cpuSeconds(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  // The fields after the command name (which may hold spaces), from state.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / TICKS;
+}
+
+/**
+ * CPU time the main thread of a process has used so far, in ms, to the
+ * nanosecond (the scheduler's own sum, /proc/PID/task/PID/sched). For Deno
+ * that is the JavaScript thread: what delays requests.
+ */
+export function mainThreadMs(pid: number): number {
+  const sched = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/sched`);
+  const m = /se\.sum_exec_runtime\s*:\s*([\d.]+)/.exec(sched);
+  if (!m) {
+    throw new Error(`no sum_exec_runtime in /proc/${pid}/task/${pid}/sched`);
+  }
+  return Number(m[1]);
+}
+
 /** Resident memory of a process, in KiB. */
 export function rssKiB(pid: number): number {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
@@ -150,12 +224,14 @@ export function listenerPid(port: number): number | undefined {
 
 /**
  * Opens `count` CONNECT tunnels through the proxy and holds them idle;
- * answers the proxy's resident growth in MiB.
+ * answers the proxy's resident growth in MiB (`whileHeld` runs while
+ * they are held, after the measure).
  */
 export async function idleTunnels(
   proxyPort: number,
   originPort: number,
   count: number,
+  options: { whileHeld?: () => Promise<void> } = {},
 ): Promise<number | undefined> {
   const pid = listenerPid(proxyPort);
   if (!pid) return undefined;
@@ -184,6 +260,7 @@ export async function idleTunnels(
   }
   await new Promise((r) => setTimeout(r, 500));
   const after = rssKiB(pid);
+  await options.whileHeld?.();
   for (const c of conns) c.close();
   return (after - before) / 1024;
 }

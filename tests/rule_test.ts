@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   type BinaryOp,
+  compileRule,
   evaluate,
   parseRule,
   printRule,
@@ -539,6 +540,47 @@ Deno.test("round trip and evaluation over 500 random trees (seed 1300)", () => {
       while (k < all.length && all[k] !== name) k++;
       assert.ok(k < all.length, `tree ${i}: ${name} asked out of order`);
       k++;
+    }
+  }
+});
+
+Deno.test("compileRule: the value and the names reached of evaluate, over 2000 random trees and long chains (seed 9110)", () => {
+  const next = random(9110);
+  const rules: Rule[] = [];
+  for (let i = 0; i < 2000; i++) rules.push(randomRule(next, 1 + (i % 7)));
+  // Chains of one operator become one loop: long ones, and mixed with
+  // another operator inside, keep their order and short-circuit.
+  for (
+    const text of [
+      "a ∧ b ∧ c ∧ down0 ∧ x_1 ∧ a ∧ b",
+      "a ∨ b ∨ c ∨ down0 ∨ x_1",
+      "(a ∨ b) ∧ (c ∨ down0) ∧ ¬x_1",
+      "a ∧ (b ∧ (c ∧ down0))",
+      "a ⇒ b ⇒ c",
+      "a ⇐ b ⇐ c",
+      "a ≡ b ≢ c ≡ down0",
+      "true ∧ a",
+      "false ∨ a",
+    ]
+  ) rules.push(parseRule(text));
+  for (const [i, rule] of rules.entries()) {
+    for (let t = 0; t < 4; t++) {
+      const truth = new Set(
+        ["a", "b", "c", "down0", "x_1"].filter(() => next() < 0.5),
+      );
+      const asked: string[] = [];
+      const value = evaluate(rule, (name) => {
+        asked.push(name);
+        return truth.has(name);
+      });
+      const reached: string[] = [];
+      const compiled = compileRule<Set<string>>(rule, (name) => (arg) => {
+        reached.push(name);
+        return arg.has(name);
+      });
+      const what = `rule ${i}: ${printRule(rule)} with ${[...truth]}`;
+      assert.equal(compiled(truth), value, what);
+      assert.deepEqual(reached, asked, what);
     }
   }
 });

@@ -471,6 +471,166 @@ contract("setConsumption sets one counter; deltas add to it", async (site) => {
 });
 
 contract(
+  "readConsumption sees every write of another gateway, whatever this one read and wrote before",
+  async (site) => {
+    const a = await site.open();
+    const b = await site.open();
+    // Enough users that reading some of them reads them all (see kv_store.ts).
+    const many = Array.from({ length: 300 }, (_, i) => `u${i}`);
+    await a.addConsumption("down", 1000, new Map(many.map((u) => [u, 1])));
+    const expected = new Map(many.map((u) => [u, 1]));
+    const check = async (what: string) => {
+      assert.deepEqual(
+        Object.fromEntries(await a.readConsumption("down", 1000)),
+        Object.fromEntries(expected),
+        `${what}: all`,
+      );
+      const some = await a.readConsumption("down", 1000, many.slice(0, 250));
+      assert.equal(some.size, 250, what);
+      for (const [u, v] of some) {
+        assert.equal(v, expected.get(u), `${what}: ${u}`);
+      }
+      assert.deepEqual(
+        [...await a.readConsumption("down", 1000, ["u7", "nobody"])],
+        [["u7", expected.get("u7")]],
+        `${what}: one`,
+      );
+    };
+    await check("after its own write");
+    await b.addConsumption("down", 1000, new Map([["u7", 10], ["new", 5]]));
+    expected.set("u7", 11).set("new", 5);
+    await check("after another's deltas");
+    // Its own write right after another's: the copy it had is not used.
+    await b.setConsumption("down", 1000, "u8", 100);
+    await a.addConsumption("down", 1000, new Map([["u8", 1], ["u9", 2]]));
+    expected.set("u8", 101).set("u9", 3);
+    await check("after another's set and its own deltas");
+    await a.addConsumption("down", 1000, new Map([["u7", 1]]));
+    await a.setConsumption("down", 1000, "u9", 0);
+    expected.set("u7", 12).set("u9", 0);
+    await check("after its own deltas and set only");
+    // Another cycle's counters are not this one's.
+    await b.addConsumption("down", 2000, new Map([["u7", 1000]]));
+    await check("after another's write to another cycle");
+    await a.deleteOtherCycles("down", 2000);
+    assert.deepEqual(
+      [...await a.readConsumption("down", 2000)],
+      [["u7", 1000]],
+    );
+  },
+);
+
+contract(
+  "countersUnchanged is never true after another gateway wrote a counter",
+  async (site) => {
+    const a = await site.open();
+    const b = await site.open();
+    await a.addConsumption("down", 1000, new Map([["alice", 1]]));
+    const writes: [string, () => Promise<unknown>][] = [
+      ["deltas", () => b.addConsumption("down", 1000, new Map([["bob", 2]]))],
+      ["a set", () => b.setConsumption("down", 1000, "alice", 0)],
+    ];
+    for (const [what, write] of writes) {
+      await a.readConsumption("down", 1000);
+      await write();
+      assert.equal(await a.countersUnchanged("down", 1000), false, what);
+    }
+    assert.equal(await a.countersUnchanged("down", 2000), false, "not read");
+  },
+);
+
+Deno.test("state store (Deno KV): countersUnchanged stays true through a store's own writes, so a lone gateway reads nothing back", async () => {
+  await kvBackend.with(async (site) => {
+    const a = await site.open();
+    await a.addConsumption("down", 1000, new Map([["alice", 1]]));
+    assert.equal(await a.countersUnchanged("down", 1000), false, "not read");
+    await a.readConsumption("down", 1000);
+    assert.equal(await a.countersUnchanged("down", 1000), true, "just read");
+    await a.addConsumption("down", 1000, new Map([["alice", 2], ["bob", 3]]));
+    await a.setConsumption("down", 1000, "carol", 4);
+    assert.equal(await a.countersUnchanged("down", 1000), true, "own writes");
+    assert.deepEqual(
+      Object.fromEntries(await a.readConsumption("down", 1000)),
+      { alice: 3, bob: 3, carol: 4 },
+    );
+    const b = await site.open();
+    assert.deepEqual(
+      Object.fromEntries(await b.readConsumption("down", 1000)),
+      { alice: 3, bob: 3, carol: 4 },
+    );
+  });
+});
+
+contract(
+  "sessionsUnchanged is never true after another gateway wrote a session",
+  async (site) => {
+    const a = await site.open();
+    const b = await site.open();
+    await a.saveSession("sessions", session("10.0.0.1", "u1", 1000, 1000));
+    await a.listSessions("sessions");
+    const writes: [string, () => Promise<unknown>][] = [
+      [
+        "a login",
+        () => b.saveSession("sessions", session("10.0.0.2", "u2", 1000, 1000)),
+      ],
+      [
+        "a last use",
+        () =>
+          b.updateSessions("sessions", [session("10.0.0.1", "u1", 1000, 2000)]),
+      ],
+      ["a logout", () => b.deleteSession("sessions", "10.0.0.2")],
+      ["a conditional delete", () =>
+        b.deleteSession("sessions", "10.0.0.1", {
+          only: { user: "u1", opened: 1000 },
+        })],
+    ];
+    for (const [what, write] of writes) {
+      await a.listSessions("sessions");
+      await write();
+      assert.equal(await a.sessionsUnchanged("sessions"), false, what);
+    }
+    // Another manager's sessions are not these.
+    await a.listSessions("sessions");
+    const before = await a.sessionsUnchanged("sessions");
+    await b.saveSession("other", session("10.0.0.3", "u3", 1000, 1000));
+    assert.equal(await a.sessionsUnchanged("sessions"), before);
+  },
+);
+
+Deno.test("state store (Deno KV): sessionsUnchanged stays true through a store's own writes, so a lone gateway's flush lists nothing", async () => {
+  await kvBackend.with(async (site) => {
+    const a = await site.open();
+    assert.equal(await a.sessionsUnchanged("sessions"), false, "never listed");
+    await a.saveSession("sessions", session("10.0.0.1", "u1", 1000, 1000));
+    await a.listSessions("sessions");
+    assert.equal(await a.sessionsUnchanged("sessions"), true, "just listed");
+    await a.saveSession("sessions", session("10.0.0.2", "u2", 1000, 1000), {
+      deleteIp: "10.0.0.1",
+    });
+    const many = Array.from(
+      { length: 250 },
+      (_, i) => session(`10.0.2.${i}`, `m${i}`, 1000, 1000),
+    );
+    for (const m of many) await a.saveSession("sessions", m);
+    // Written with the versionstamps it saw, 100 at a time.
+    const written = await a.updateSessions(
+      "sessions",
+      many.map((m) => ({ ...m, lastUsed: 5000 })),
+    );
+    assert.equal(written.size, 250);
+    await a.deleteSession("sessions", "10.0.0.2");
+    assert.equal(await a.sessionsUnchanged("sessions"), true, "its own writes");
+    const b = await site.open();
+    assert.equal(
+      (await b.listSessions("sessions")).filter((s) => s.lastUsed === 5000)
+        .length,
+      250,
+    );
+    assert.equal(await b.getSession("sessions", "10.0.0.2"), undefined);
+  });
+});
+
+contract(
   "deleteOtherCycles keeps only that cycle of that manager",
   async (site) => {
     const a = await site.open();

@@ -40,8 +40,29 @@ export class HostMatcher implements Manager {
     readonly matchPort = false,
   ) {}
 
+  /**
+   * The last host (and port) tested and the answer: a page's requests go
+   * to a few hosts, so most requests skip the regular expression.
+   */
+  #lastHost: string | undefined = undefined;
+  #lastPort = 0;
+  #lastMatch = false;
+
   /** True when the host (and port, with `matchPort`) matches. */
   matches(host: string, port: number): boolean {
+    if (
+      host === this.#lastHost && (!this.matchPort || port === this.#lastPort)
+    ) {
+      return this.#lastMatch;
+    }
+    const match = this.#test(host, port);
+    this.#lastHost = host;
+    this.#lastPort = port;
+    this.#lastMatch = match;
+    return match;
+  }
+
+  #test(host: string, port: number): boolean {
     if (!this.matchPort) return this.pattern.test(host);
     const h = host.includes(":") ? `[${host}]` : host;
     return this.pattern.test(`${h}:${port}`);

@@ -25,8 +25,22 @@ import {
 import { needString, type Table } from "../config/table_fields.ts";
 import type { KindContext } from "../config/kind_context.ts";
 
-/** The client address of the check under way (read at every request). */
+/**
+ * The client address last parsed, and its bytes: every rangeIPM a request
+ * reaches asks about the same address, and a client's next requests too,
+ * so it is parsed once rather than once per range.
+ */
+let lastIp: string | undefined = undefined;
+let lastBytes: Uint8Array | undefined = undefined;
 const scratch = new Uint8Array(16);
+
+function clientBytes(ip: string): Uint8Array | undefined {
+  if (ip !== lastIp) {
+    lastBytes = parseIp(ip, scratch);
+    lastIp = ip;
+  }
+  return lastBytes;
+}
 
 /** A `rangeIPM` manager. */
 export class RangeIpm implements Manager {
@@ -37,7 +51,7 @@ export class RangeIpm implements Manager {
 
   /** True when the address (IPv4, IPv6 or IPv4-mapped) is in the range. */
   contains(ip: string): boolean {
-    const bytes = parseIp(ip, scratch);
+    const bytes = clientBytes(ip);
     return bytes !== undefined && cidrContains(this.cidr, bytes);
   }
 

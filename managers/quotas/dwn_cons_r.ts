@@ -686,17 +686,27 @@ export class DwnConsR implements Manager {
     if (!store) return;
     this.checkCycle(this.options.clock().getTime());
     const epoch = this.#lastReset;
-    const active: string[] = [];
-    const deltas = new Map<string, number>();
-    for (const [user, acc] of this.#accounts) {
+    // One pass over the accounts' values (every second, over every user
+    // known here): anybody counted since the last write, anybody near?
+    let active = false;
+    let near = false;
+    for (const acc of this.#accounts.values()) {
       if (acc.pending === 0) continue;
-      active.push(user);
-      if (acc.limit > 0 && acc.cons >= acc.limit * NEAR_QUOTA) {
-        deltas.set(user, acc.pending);
-        acc.pending = 0;
+      active = true;
+      const limit = acc.quota + acc.granted;
+      if (limit > 0 && acc.cons >= limit * NEAR_QUOTA) near = true;
+    }
+    if (!active) return;
+    const deltas = new Map<string, number>();
+    if (near) {
+      for (const [user, acc] of this.#accounts) {
+        const limit = acc.quota + acc.granted;
+        if (acc.pending > 0 && limit > 0 && acc.cons >= limit * NEAR_QUOTA) {
+          deltas.set(user, acc.pending);
+          acc.pending = 0;
+        }
       }
     }
-    if (active.length === 0) return;
     if (deltas.size > 0) {
       try {
         await store.addConsumption(this.name, epoch, deltas);
@@ -706,15 +716,24 @@ export class DwnConsR implements Manager {
         throw e;
       }
       this.#historyOfWritten(deltas);
+      // The history of what was written (kept for later if this fails).
+      await this.#writeHistory(store);
     }
-    const counters = await store.readConsumption(this.name, epoch, active);
+    // Nobody else wrote a counter since this gateway last read them: what
+    // it knows is what is stored, and there is nothing to read back.
+    if (await store.countersUnchanged(this.name, epoch)) return;
+    // The users counted here since the last write: those just written,
+    // and those with bytes pending.
+    const users = [...deltas.keys()];
+    for (const [user, acc] of this.#accounts) {
+      if (acc.pending > 0 && !deltas.has(user)) users.push(user);
+    }
+    const counters = await store.readConsumption(this.name, epoch, users);
     if (epoch !== this.#lastReset) return;
-    for (const user of active) {
+    for (const user of users) {
       const acc = this.account(user);
       acc.cons = (counters.get(user) ?? 0) + acc.pending;
     }
-    // The history of what was written (kept for later if this fails).
-    if (deltas.size > 0) await this.#writeHistory(store);
   }
 
   /** Deltas a failed write did not write go back to pending (same cycle). */
@@ -761,13 +780,26 @@ export class DwnConsR implements Manager {
       this.#historyOfWritten(deltas);
     }
     // A reset while writing: the counters read back would be the old cycle's.
-    if (epoch === this.#lastReset) await this.#reload(epoch);
+    if (epoch === this.#lastReset) {
+      // Only when another gateway wrote a counter since this one last read
+      // them is there anything to read back.
+      if (!(await store.countersUnchanged(this.name, epoch))) {
+        await this.#reloadCounters(epoch);
+      }
+      await this.#reloadGrants(epoch);
+    }
     // The history of what was written, and of earlier writes that failed.
     await this.#writeHistory(store);
   }
 
   /** Sets memory to the store's counters of that cycle plus what is pending. */
   async #reload(epoch: number): Promise<void> {
+    await this.#reloadCounters(epoch);
+    if (epoch !== this.#lastReset) return;
+    await this.#reloadGrants(epoch);
+  }
+
+  async #reloadCounters(epoch: number): Promise<void> {
     const counters = await this.#store!.readConsumption(this.name, epoch);
     if (epoch !== this.#lastReset) return;
     for (const [user, bytes] of counters) {
@@ -777,7 +809,6 @@ export class DwnConsR implements Manager {
     for (const [user, acc] of this.#accounts) {
       if (!counters.has(user)) acc.cons = acc.pending;
     }
-    await this.#reloadGrants(epoch);
   }
 
   /**

@@ -13,6 +13,9 @@
 import type { UserRecord } from "../types.ts";
 import type { SessionAt, StateStore, StoredSession } from "../state/store.ts";
 
+/** Sessions whose last use is handed to the store at a time. */
+const WRITE_PART = 500;
+
 /** One open session. */
 export interface Session {
   user: string;
@@ -132,6 +135,14 @@ export class SessionStore {
     await this.#announce(ip);
   }
 
+  /**
+   * True when the store can tell that nobody else wrote a session of this
+   * manager since it last listed them (see StateStore.sessionsUnchanged).
+   */
+  async unchanged(): Promise<boolean> {
+    return await this.#store?.sessionsUnchanged(this.name) ?? false;
+  }
+
   /** The stored session at `ip`, if any. */
   async get(ip: string): Promise<StoredSession | undefined> {
     return await this.#store?.getSession(this.name, ip);
@@ -225,16 +236,21 @@ export class SessionStore {
     for (const s of open.values()) {
       if (this.#savedLastUsed.get(s) !== s.lastUsed) touched.push(s);
     }
-    if (touched.length === 0) return;
-    const written = await store.updateSessions(
-      this.name,
-      touched.map((s) => toStored(s, s.lastUsed)),
-    );
-    for (const s of touched) {
-      const lastUsed = written.get(s.ip);
-      if (lastUsed === undefined) continue;
-      this.#savedLastUsed.set(s, lastUsed);
-      if (lastUsed > s.lastUsed) s.lastUsed = lastUsed;
+    // A few hundred at a time: what the main thread does for each part
+    // (copies, then the store's writes) stays short, and requests go on
+    // in between.
+    for (let start = 0; start < touched.length; start += WRITE_PART) {
+      const part = touched.slice(start, start + WRITE_PART);
+      const written = await store.updateSessions(
+        this.name,
+        part.map((s) => toStored(s, s.lastUsed)),
+      );
+      for (const s of part) {
+        const lastUsed = written.get(s.ip);
+        if (lastUsed === undefined) continue;
+        this.#savedLastUsed.set(s, lastUsed);
+        if (lastUsed > s.lastUsed) s.lastUsed = lastUsed;
+      }
     }
   }
 }

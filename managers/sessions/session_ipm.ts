@@ -201,11 +201,13 @@ export class SessionIpm implements Manager {
   /**
    * Writes pending deletions of closed sessions and the last use of the
    * sessions used since the last flush, then reads the sessions back from
-   * the store.
+   * the store, unless the store can tell that nobody else wrote one since
+   * it last did (then what is in memory is what is stored).
    */
   async flush(): Promise<void> {
     if (!this.#store.opened) return;
     await this.#store.flush(this.#byIp);
+    if (await this.#store.unchanged()) return;
     await this.#reload();
   }
 

@@ -14,6 +14,13 @@
  * - `["dwnConsR", manager, "grant", lastReset, user]`: a `Deno.KvU64` of
  *   the bytes granted to that user in that cycle (atomic `sum`), gone with
  *   the cycle's counters;
+ * - `["sessionIPM", manager, "writes"]`: a `Deno.KvU64` that every write of
+ *   that manager's sessions adds 1 to, in the same atomic operation (see
+ *   below);
+ * - `["dwnConsR", manager, "writes"]`: a `Deno.KvU64` that every write of
+ *   that manager's counters (a flush's deltas, an administrator's set)
+ *   adds 1 to in the same atomic operation, so a gateway can tell that
+ *   nobody else wrote since it last read (see below);
  * - `["loginFailures", key]`: {@link LoginFailures}, set to expire.
  * - `["usage", manager, grain, start, user]` and
  *   `["usage", manager, grain + "ByUser", user, start]` (grain `"hour"` or
@@ -29,6 +36,33 @@
  * ({@link StateStore.announcesChanges} is false): gateways sharing a file
  * see each other's logins and consumption when they read the store again,
  * at every flush.
+ *
+ * ## Reading and writing many at once
+ *
+ * A site of 10,000 users flushes 10,000 counters and sessions' last use
+ * every persist interval, and reads back the counters of the users it
+ * carries every second (the near-quota sync): what that costs the main
+ * thread is kept small three ways.
+ *
+ * - Lists are read 1,000 entries at a time (Deno KV's most), not 100.
+ * - The store remembers the versionstamp of each session it read or wrote;
+ *   a session's last use is written with a check of that versionstamp, 99
+ *   at a time (the most checks one atomic operation takes, less one), with no read
+ *   first. A batch whose check fails (another gateway wrote meanwhile) is
+ *   written as before: read 10 at a time, compared, each only over its own
+ *   copy.
+ * - The store keeps a copy of the counters of the current cycle as of its
+ *   last read, with the versionstamp of the `writes` key then. Its own
+ *   writes carry a check of that versionstamp: when it passes, nobody else
+ *   wrote in between, so the copy plus its deltas is the store's value, and
+ *   the copy stays good. A read first gets the `writes` key alone; while its
+ *   versionstamp is the copy's, the counters are answered from the copy,
+ *   else read again (all of them, 1,000 at a time, when many are asked).
+ *   The sessions' `writes` key works the same way for
+ *   {@link KvStateStore.sessionsUnchanged}: while nobody else wrote a
+ *   session, the flush need not list them all again. Gateways sharing a
+ *   file must run versions that add to `writes` (this one and later): an
+ *   older one's writes would not be seen until a restart.
  *
  * @module
  */
@@ -53,8 +87,25 @@ import { StoreHealth } from "./_health.ts";
 const BATCH = 1000;
 /** At most this many bytes of keys per atomic operation (Deno KV allows 81920). */
 const BATCH_KEY_BYTES = 80_000;
-/** Stored sessions read and written at a time. */
+/** Stored sessions read and written at a time (Deno KV's getMany takes 10). */
 const SESSION_BATCH = 10;
+/** Entries read per round trip of a list (Deno KV's most). */
+const LIST_BATCH = 1000;
+/**
+ * Sessions whose last use is written in one atomic operation: Deno KV
+ * takes 100 checks, one of them the `writes` key's.
+ */
+const CHECKED_BATCH = 99;
+/** Bytes of session values written in one atomic operation, at most (Deno KV takes 800 KiB). */
+const CHECKED_BYTES = 400_000;
+/**
+ * Deltas added in one atomic operation: far fewer than the 1,000 mutations
+ * Deno KV takes, because the main thread makes the operation in one go
+ * (about 5 µs each), and requests wait meanwhile: 250 is about 1 ms.
+ */
+const COUNTER_BATCH = 250;
+/** Past this many users, their counters are read as one list of all. */
+const LIST_OVER = 200;
 
 /** The key of the installation's secret-signing key. */
 export const JWT_KEY: Deno.KvKey = ["sessionIPM", "jwtKey"];
@@ -72,15 +123,19 @@ function keyBytes(key: Deno.KvKey): number {
 
 /**
  * Splits keys into runs `[start, end)` that one atomic operation accepts:
- * at most {@link BATCH} of them, and at most {@link BATCH_KEY_BYTES} bytes.
+ * at most {@link BATCH} of them (or `max`), and at most
+ * {@link BATCH_KEY_BYTES} bytes.
  */
-export function kvBatches(keys: readonly Deno.KvKey[]): [number, number][] {
+export function kvBatches(
+  keys: readonly Deno.KvKey[],
+  max = BATCH,
+): [number, number][] {
   const out: [number, number][] = [];
   let start = 0;
   let bytes = 0;
   for (let i = 0; i < keys.length; i++) {
     const size = keyBytes(keys[i]);
-    if (i > start && (i - start === BATCH || bytes + size > BATCH_KEY_BYTES)) {
+    if (i > start && (i - start === max || bytes + size > BATCH_KEY_BYTES)) {
       out.push([start, i]);
       start = i;
       bytes = 0;
@@ -155,6 +210,59 @@ function usageByUserKey(
 /** Users' usage deltas written in one atomic operation (4 sums each). */
 const USAGE_BATCH = 200;
 
+function writesKey(manager: string): Deno.KvKey {
+  return ["dwnConsR", manager, "writes"];
+}
+
+function sessionWritesKey(manager: string): Deno.KvKey {
+  return ["sessionIPM", manager, "writes"];
+}
+
+const ONE = new Deno.KvU64(1n);
+
+/** A stored session as this store last read or wrote it. */
+interface SeenSession {
+  versionstamp: string;
+  user: string;
+  opened: number;
+  lastUsed: number | undefined;
+}
+
+/**
+ * A manager's counters of one cycle as this store last read them, plus its
+ * own deltas since; good while `writes` is the versionstamp of the
+ * `writes` key (undefined: not good, read again).
+ */
+interface CounterCopy {
+  cycle: number;
+  writes: string | null | undefined;
+  values: Map<string, number>;
+}
+
+/** The counters of `users` in `values` (all of them: a copy). */
+function subset(
+  values: ReadonlyMap<string, number>,
+  users: readonly string[] | undefined,
+): Map<string, number> {
+  if (users === undefined) return new Map(values);
+  const out = new Map<string, number>();
+  for (const u of users) {
+    const v = values.get(u);
+    if (v !== undefined) out.set(u, v);
+  }
+  return out;
+}
+
+/** About the bytes a stored session takes (its names and groups). */
+function sessionBytes(s: SessionAt): number {
+  let n = 200 + 2 * (s.user.length + s.record.name.length);
+  for (const g of s.record.groups) n += 2 * g.length + 8;
+  for (const db in s.groups) {
+    for (const g of s.groups[db]) n += 2 * g.length + 8;
+  }
+  return n;
+}
+
 function stored(s: SessionAt, lastUsed = s.lastUsed): StoredSession {
   const out: StoredSession = {
     user: s.user,
@@ -175,6 +283,17 @@ export class KvStateStore implements StateStore {
    * manager and grain: the deletion runs once per new bucket.
    */
   readonly #usagePruned = new Map<string, number>();
+
+  /** Sessions by manager and IP, as last read or written here. */
+  readonly #seen = new Map<string, Map<string, SeenSession>>();
+  /**
+   * The versionstamp of each sessionIPM's `writes` key as of the last list
+   * here and this store's writes since; undefined when another's write
+   * came in between.
+   */
+  readonly #sessionWrites = new Map<string, string | null | undefined>();
+  /** Each quota manager's counters of its current cycle (see the module doc). */
+  readonly #counters = new Map<string, CounterCopy>();
 
   constructor(readonly kv: Deno.Kv, readonly description: string) {
     this.#health = new StoreHealth(description);
@@ -213,14 +332,22 @@ export class KvStateStore implements StateStore {
     return this.#health.run("reading what is stored", async () => {
       const key = (await this.kv.get<Uint8Array>(JWT_KEY)).value;
       const sessionManagers = new Set<string>();
-      for await (const entry of this.kv.list({ prefix: ["sessionIPM"] })) {
+      for await (
+        const entry of this.kv.list({ prefix: ["sessionIPM"] }, {
+          batchSize: LIST_BATCH,
+        })
+      ) {
         const k = entry.key;
         if (k.length === 4 && k[2] === "session" && typeof k[1] === "string") {
           sessionManagers.add(k[1]);
         }
       }
       const lastResets = new Map<string, number>();
-      for await (const entry of this.kv.list({ prefix: ["dwnConsR"] })) {
+      for await (
+        const entry of this.kv.list({ prefix: ["dwnConsR"] }, {
+          batchSize: LIST_BATCH,
+        })
+      ) {
         const k = entry.key;
         if (
           k.length === 3 && k[2] === "lastReset" && typeof k[1] === "string" &&
@@ -236,16 +363,94 @@ export class KvStateStore implements StateStore {
     });
   }
 
+  /** The sessions of `manager` as last read or written here, by IP. */
+  #seenOf(manager: string): Map<string, SeenSession> {
+    let m = this.#seen.get(manager);
+    if (!m) this.#seen.set(manager, m = new Map());
+    return m;
+  }
+
+  #saw(
+    manager: string,
+    ip: string,
+    v: StoredSession | null | undefined,
+    versionstamp: string | null,
+  ): void {
+    const m = this.#seenOf(manager);
+    if (!v || versionstamp === null) m.delete(ip);
+    else {
+      m.set(ip, {
+        versionstamp,
+        user: v.user,
+        opened: v.opened,
+        lastUsed: v.lastUsed,
+      });
+    }
+  }
+
+  sessionsUnchanged(manager: string): Promise<boolean> {
+    return this.#health.run("reading the sessions", async () => {
+      const known = this.#sessionWrites.get(manager);
+      if (known === undefined) return false;
+      const now = await this.kv.get(sessionWritesKey(manager));
+      return now.versionstamp === known;
+    });
+  }
+
+  /**
+   * One atomic write of `manager`'s sessions (`build` adds what it does to
+   * `op`) with 1 added to its `writes` key, checking that key against what
+   * this store last knew of it when it knows, so that afterwards it still
+   * knows; when that check fails, the write is made again without it.
+   * Answers the commit's result (the write's own checks' verdict).
+   */
+  async #writeSessions(
+    manager: string,
+    build: (op: Deno.AtomicOperation) => void,
+  ): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
+    const key = sessionWritesKey(manager);
+    const known = this.#sessionWrites.get(manager);
+    if (known !== undefined) {
+      const op = this.kv.atomic().check({ key, versionstamp: known });
+      build(op);
+      const res = await write(() => op.sum(key, ONE.value).commit());
+      if (res.ok) {
+        this.#sessionWrites.set(manager, res.versionstamp);
+        return res;
+      }
+      this.#sessionWrites.set(manager, undefined);
+    }
+    const op = this.kv.atomic();
+    build(op);
+    return await write(() => op.sum(key, ONE.value).commit());
+  }
+
   listSessions(manager: string): Promise<SessionAt[]> {
     return this.#health.run("reading the sessions", async () => {
       const out: SessionAt[] = [];
+      const seen = new Map<string, SeenSession>();
+      // Read first: a write meanwhile makes it stale, never the list.
+      const writes = (await this.kv.get(sessionWritesKey(manager)))
+        .versionstamp;
       for await (
         const entry of this.kv.list<StoredSession>({
           prefix: ["sessionIPM", manager, "session"],
-        })
+        }, { batchSize: LIST_BATCH })
       ) {
-        out.push({ ...entry.value, ip: entry.key[3] as string });
+        // The value is a fresh object of the list's: it becomes the answer.
+        const v = entry.value as SessionAt;
+        const ip = entry.key[3] as string;
+        v.ip = ip;
+        out.push(v);
+        seen.set(ip, {
+          versionstamp: entry.versionstamp,
+          user: v.user,
+          opened: v.opened,
+          lastUsed: v.lastUsed,
+        });
       }
+      this.#seen.set(manager, seen);
+      this.#sessionWrites.set(manager, writes);
       return out;
     });
   }
@@ -256,6 +461,7 @@ export class KvStateStore implements StateStore {
   ): Promise<StoredSession | undefined> {
     return this.#health.run("reading a session", async () => {
       const entry = await this.kv.get<StoredSession>(sessionKey(manager, ip));
+      this.#saw(manager, ip, entry.value, entry.versionstamp);
       return entry.value ?? undefined;
     });
   }
@@ -266,13 +472,19 @@ export class KvStateStore implements StateStore {
     options: { deleteIp?: string } = {},
   ): Promise<void> {
     return this.#health.run("saving a session", async () => {
-      const op = this.kv.atomic();
       const old = options.deleteIp;
+      const value = stored(session);
+      const res = await this.#writeSessions(manager, (op) => {
+        if (old !== undefined && old !== session.ip) {
+          op.delete(sessionKey(manager, old));
+        }
+        op.set(sessionKey(manager, session.ip), value);
+      });
       if (old !== undefined && old !== session.ip) {
-        op.delete(sessionKey(manager, old));
+        this.#saw(manager, old, undefined, null);
       }
-      op.set(sessionKey(manager, session.ip), stored(session));
-      await write(() => op.commit());
+      // An atomic operation without checks always commits.
+      this.#saw(manager, session.ip, value, res.ok ? res.versionstamp : null);
     });
   }
 
@@ -288,7 +500,8 @@ export class KvStateStore implements StateStore {
         // Read first only to answer whether there was one.
         const entry = await this.kv.get(key);
         if (entry.versionstamp === null) return false;
-        await write(() => this.kv.delete(key));
+        await this.#writeSessions(manager, (op) => op.delete(key));
+        this.#saw(manager, ip, undefined, null);
         return true;
       }
       const entry = await this.kv.get<StoredSession>(key);
@@ -298,9 +511,11 @@ export class KvStateStore implements StateStore {
         only.unusedSince !== undefined &&
         (v.lastUsed ?? 0) > only.unusedSince
       ) return false;
-      const res = await write(() =>
-        this.kv.atomic().check(entry).delete(key).commit()
+      const res = await this.#writeSessions(
+        manager,
+        (op) => op.check(entry).delete(key),
       );
+      if (res.ok) this.#saw(manager, ip, undefined, null);
       return res.ok;
     });
   }
@@ -311,12 +526,67 @@ export class KvStateStore implements StateStore {
   ): Promise<Map<string, number>> {
     return this.#health.run("writing the sessions' last use", async () => {
       const written = new Map<string, number>();
-      for (let start = 0; start < sessions.length; start += SESSION_BATCH) {
-        const batch = sessions.slice(start, start + SESSION_BATCH);
+      const seen = this.#seenOf(manager);
+      // Those stored as this store last saw them: written with a check of
+      // that versionstamp, 100 at a time, nothing read first.
+      const unsure: SessionAt[] = [];
+      let batch: [SessionAt, SeenSession][] = [];
+      let bytes = 0;
+      const flushBatch = async () => {
+        if (batch.length === 0) return;
+        const lastUses: number[] = [];
+        const values: StoredSession[] = [];
+        for (const [s, was] of batch) {
+          const lastUsed = Math.max(was.lastUsed ?? 0, s.lastUsed ?? 0);
+          values.push(stored(s, lastUsed));
+          lastUses.push(lastUsed);
+        }
+        const res = await this.#writeSessions(manager, (op) => {
+          for (let i = 0; i < batch.length; i++) {
+            const [s, was] = batch[i];
+            const key = sessionKey(manager, s.ip);
+            op.check({ key, versionstamp: was.versionstamp }).set(
+              key,
+              values[i],
+            );
+          }
+        });
+        if (res.ok) {
+          for (let i = 0; i < batch.length; i++) {
+            const [s, was] = batch[i];
+            was.versionstamp = res.versionstamp;
+            was.lastUsed = lastUses[i];
+            written.set(s.ip, lastUses[i]);
+          }
+        } else {
+          // One of them changed meanwhile: each is read and compared below.
+          for (const [s] of batch) unsure.push(s);
+        }
+        batch = [];
+        bytes = 0;
+      };
+      for (const s of sessions) {
+        const was = seen.get(s.ip);
+        if (
+          was === undefined || was.user !== s.user || was.opened !== s.opened
+        ) {
+          unsure.push(s);
+          continue;
+        }
+        const size = sessionBytes(s);
+        if (batch.length === CHECKED_BATCH || bytes + size > CHECKED_BYTES) {
+          await flushBatch();
+        }
+        batch.push([s, was]);
+        bytes += size;
+      }
+      await flushBatch();
+      for (let start = 0; start < unsure.length; start += SESSION_BATCH) {
+        const batch = unsure.slice(start, start + SESSION_BATCH);
         const entries = await this.kv.getMany<StoredSession[]>(
           batch.map((s) => sessionKey(manager, s.ip)),
         );
-        const op = this.kv.atomic();
+        const writes: [Deno.KvEntryMaybe<StoredSession>, StoredSession][] = [];
         const done: [string, number][] = [];
         for (let i = 0; i < batch.length; i++) {
           const s = batch[i];
@@ -324,13 +594,21 @@ export class KvStateStore implements StateStore {
           const v = entry.value;
           if (v?.user !== s.user || v.opened !== s.opened) continue;
           const lastUsed = Math.max(v.lastUsed ?? 0, s.lastUsed ?? 0);
-          op.check(entry).set(entry.key, stored(s, lastUsed));
+          writes.push([entry, stored(s, lastUsed)]);
           done.push([s.ip, lastUsed]);
         }
         if (done.length === 0) continue;
-        const res = await write(() => op.commit());
+        const res = await this.#writeSessions(manager, (op) => {
+          for (const [entry, value] of writes) {
+            op.check(entry).set(entry.key, value);
+          }
+        });
         if (!res.ok) continue; // changed meanwhile: the next flush tries again
-        for (const [ip, lastUsed] of done) written.set(ip, lastUsed);
+        for (const [ip, lastUsed] of done) {
+          written.set(ip, lastUsed);
+          const s = batch.find((b) => b.ip === ip)!;
+          this.#saw(manager, ip, stored(s, lastUsed), res.versionstamp);
+        }
       }
       return written;
     });
@@ -373,13 +651,19 @@ export class KvStateStore implements StateStore {
     return this.#health.run("adding consumption", async () => {
       const users = [...deltas.keys()];
       const keys = users.map((u) => consKey(manager, cycle, u));
-      for (const [start, end] of kvBatches(keys)) {
-        const op = this.kv.atomic();
-        for (let i = start; i < end; i++) {
-          op.sum(keys[i], BigInt(deltas.get(users[i])!));
-        }
+      // One mutation of each batch is the `writes` key's.
+      for (const [start, end] of kvBatches(keys, COUNTER_BATCH)) {
         try {
-          await write(() => op.commit());
+          await this.#writeCounters(manager, cycle, (op) => {
+            for (let i = start; i < end; i++) {
+              op.sum(keys[i], BigInt(deltas.get(users[i])!));
+            }
+          }, (values) => {
+            for (let i = start; i < end; i++) {
+              const u = users[i];
+              values.set(u, (values.get(u) ?? 0) + deltas.get(u)!);
+            }
+          });
         } catch (e) {
           const unwritten = new Map<string, number>();
           for (const u of users.slice(start)) unwritten.set(u, deltas.get(u)!);
@@ -398,10 +682,81 @@ export class KvStateStore implements StateStore {
     cycle: number,
     users?: readonly string[],
   ): Promise<Map<string, number>> {
+    return this.#health.run("reading consumption", async () => {
+      if (await this.#countersUnchanged(manager, cycle)) {
+        return subset(this.#counters.get(manager)!.values, users);
+      }
+      if (users !== undefined && users.length <= LIST_OVER) {
+        return await this.#readCounters(
+          ["dwnConsR", manager, "cons", cycle],
+          users,
+        );
+      }
+      // Many asked: read them all (1,000 a round trip) and keep the copy.
+      const writes = (await this.kv.get(writesKey(manager))).versionstamp;
+      const values = await this.#readCounters([
+        "dwnConsR",
+        manager,
+        "cons",
+        cycle,
+      ]);
+      this.#counters.set(manager, { cycle, writes, values });
+      return subset(values, users);
+    });
+  }
+
+  countersUnchanged(manager: string, cycle: number): Promise<boolean> {
     return this.#health.run(
       "reading consumption",
-      () => this.#readCounters(["dwnConsR", manager, "cons", cycle], users),
+      () => this.#countersUnchanged(manager, cycle),
     );
+  }
+
+  /** True while the copy of the counters is good (see the module doc). */
+  async #countersUnchanged(manager: string, cycle: number): Promise<boolean> {
+    const copy = this.#counters.get(manager);
+    if (!copy || copy.cycle !== cycle || copy.writes === undefined) {
+      return false;
+    }
+    const now = await this.kv.get(writesKey(manager));
+    return now.versionstamp === copy.writes;
+  }
+
+  /**
+   * One atomic write of `manager`'s counters of `cycle` (`mutate` adds
+   * them to `op`) with 1 added to its `writes` key. When this store's copy
+   * of those counters is good, the write checks that `writes` is still as
+   * the copy saw it, and `update` brings the copy along; when the check
+   * fails (another gateway wrote), the copy is dropped and the write done
+   * again without it.
+   */
+  async #writeCounters(
+    manager: string,
+    cycle: number,
+    mutate: (op: Deno.AtomicOperation) => void,
+    update: (values: Map<string, number>) => void,
+  ): Promise<void> {
+    const copy = this.#counters.get(manager);
+    const good = copy !== undefined && copy.cycle === cycle &&
+      copy.writes !== undefined;
+    const op = this.kv.atomic();
+    if (good) op.check({ key: writesKey(manager), versionstamp: copy.writes! });
+    mutate(op);
+    op.sum(writesKey(manager), ONE.value);
+    const res = await write(() => op.commit());
+    if (res.ok) {
+      if (good) {
+        update(copy.values);
+        copy.writes = res.versionstamp;
+      }
+      return;
+    }
+    // Only a checked write can fail: the copy missed another's write.
+    if (copy) copy.writes = undefined;
+    const again = this.kv.atomic();
+    mutate(again);
+    again.sum(writesKey(manager), ONE.value);
+    await write(() => again.commit());
   }
 
   setConsumption(
@@ -411,27 +766,38 @@ export class KvStateStore implements StateStore {
     bytes: number,
   ): Promise<void> {
     return this.#health.run("setting consumption", async () => {
-      await write(() =>
-        this.kv.set(
-          consKey(manager, cycle, user),
-          new Deno.KvU64(BigInt(bytes)),
-        )
+      await this.#writeCounters(
+        manager,
+        cycle,
+        (op) =>
+          op.set(consKey(manager, cycle, user), new Deno.KvU64(BigInt(bytes))),
+        (values) => values.set(user, bytes),
       );
     });
   }
 
   deleteOtherCycles(manager: string, keep: number): Promise<void> {
     return this.#health.run("deleting old cycles", async () => {
+      const copy = this.#counters.get(manager);
+      if (copy && copy.cycle !== keep) this.#counters.delete(manager);
       const old: Deno.KvKey[] = [];
-      for await (
-        const entry of this.kv.list({ prefix: ["dwnConsR", manager, "cons"] })
-      ) {
-        if (entry.key[3] !== keep) old.push(entry.key);
-      }
-      for await (
-        const entry of this.kv.list({ prefix: ["dwnConsR", manager, "grant"] })
-      ) {
-        if (entry.key[3] !== keep) old.push(entry.key);
+      // The cycles before `keep` and after it, not the counters of `keep`
+      // (a site's every user): a cycle is a whole number of ms, so those
+      // after it begin at keep + 1.
+      for (const what of ["cons", "grant"]) {
+        const prefix = ["dwnConsR", manager, what];
+        for (
+          const selector of [
+            { prefix, end: [...prefix, keep] },
+            { prefix, start: [...prefix, keep + 1] },
+          ]
+        ) {
+          for await (
+            const entry of this.kv.list(selector, { batchSize: LIST_BATCH })
+          ) {
+            if (entry.key[3] !== keep) old.push(entry.key);
+          }
+        }
       }
       for (const [start, end] of kvBatches(old)) {
         const op = this.kv.atomic();
@@ -647,7 +1013,11 @@ export class KvStateStore implements StateStore {
       }
       return out;
     }
-    for await (const entry of this.kv.list<Deno.KvU64>({ prefix })) {
+    for await (
+      const entry of this.kv.list<Deno.KvU64>({ prefix }, {
+        batchSize: LIST_BATCH,
+      })
+    ) {
       out.set(entry.key[prefix.length] as string, Number(entry.value.value));
     }
     return out;

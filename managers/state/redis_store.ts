@@ -559,6 +559,17 @@ export class RedisStateStore implements StateStore {
 
   // ---------------------------------------------------------- sessions
 
+  countersUnchanged(_manager: string, _cycle: number): Promise<boolean> {
+    // Other gateways' deltas are not announced: they are read back.
+    return Promise.resolve(false);
+  }
+
+  sessionsUnchanged(_manager: string): Promise<boolean> {
+    // Changes are announced; the periodic read is the reconcile for a
+    // missed announcement, so it always reads.
+    return Promise.resolve(false);
+  }
+
   listSessions(manager: string): Promise<SessionAt[]> {
     return this.#run("reading the sessions", async () => {
       const all = await this.#cmd.hGetAll(sessionsKey(manager)) as Record<

@@ -200,6 +200,14 @@ export interface StateStore {
   /** Every stored session of a `sessionIPM`. */
   listSessions(manager: string): Promise<SessionAt[]>;
 
+  /**
+   * True when this store object can tell that nobody else wrote a session
+   * of `manager` since it last listed them: the sessions it listed then,
+   * with its own writes since, are the stored ones, so the caller need not
+   * list them again. False when it cannot tell (or somebody did).
+   */
+  sessionsUnchanged(manager: string): Promise<boolean>;
+
   /** The stored session at that IP, if any. */
   getSession(manager: string, ip: string): Promise<StoredSession | undefined>;
 
@@ -267,6 +275,15 @@ export interface StateStore {
     cycle: number,
     deltas: ReadonlyMap<string, number>,
   ): Promise<void>;
+
+  /**
+   * True when this store object can tell that nobody else wrote a counter
+   * of `manager` since it last read that cycle's counters: those counters,
+   * with its own writes since, are the stored ones, so the caller, which
+   * knows both, need not read them back. False when it cannot tell (or
+   * somebody did).
+   */
+  countersUnchanged(manager: string, cycle: number): Promise<boolean>;
 
   /**
    * The counters of that cycle by user (every user, or only `users`).

@@ -10,16 +10,28 @@ import { join } from "node:path";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 
-/** The `deno` arguments that run pmproxy with `args`. */
-function entryArgs(args: string[]): string[] {
+/**
+ * The `deno` arguments that run pmproxy with `args`; `denoArgs` go to
+ * `deno run` itself (`--inspect`, `--v8-flags=…`).
+ */
+function entryArgs(args: string[], denoArgs: string[] = []): string[] {
   const bundle = Deno.env.get("PMPROXY_BUNDLE");
   if (bundle) {
-    return ["run", "-A", "--unstable-kv", "--no-config", bundle, ...args];
+    return [
+      "run",
+      "-A",
+      "--unstable-kv",
+      ...denoArgs,
+      "--no-config",
+      bundle,
+      ...args,
+    ];
   }
   return [
     "run",
     "-A",
     "--unstable-kv",
+    ...denoArgs,
     "--config",
     join(REPO, "deno.json"),
     join(REPO, "main.ts"),
@@ -50,7 +62,15 @@ export interface Pmproxy {
 
 /** Server config on loopback with ports chosen by the system. */
 export function loopbackServerToml(
-  extra: { persistInterval?: string; proxy?: string; api?: string } = {},
+  extra: {
+    persistInterval?: string;
+    proxy?: string;
+    api?: string;
+    /** Lines of `[proxy.server]` (limits, timeouts). */
+    proxyServer?: string;
+    /** Lines after everything else (a `[state]` table). */
+    tail?: string;
+  } = {},
 ): string {
   return `[api]
   httpsCert = "cert.pem"
@@ -68,6 +88,8 @@ export function loopbackServerToml(
   ${extra.proxy ?? ""}
   [proxy.server]
     addr = "127.0.0.1:0"
+    ${extra.proxyServer ?? ""}
+${extra.tail ?? ""}
 `;
 }
 
@@ -80,11 +102,16 @@ export async function startPmproxy(
   options: {
     env?: Record<string, string>;
     args?: string[];
+    /** Arguments of `deno run` itself (`--inspect=127.0.0.1:0`, `--v8-flags=…`). */
+    denoArgs?: string[];
     timeoutMs?: number;
   } = {},
 ): Promise<Pmproxy> {
   const child = new Deno.Command("deno", {
-    args: entryArgs(["serve", "--config-dir", dir, ...(options.args ?? [])]),
+    args: entryArgs(
+      ["serve", "--config-dir", dir, ...(options.args ?? [])],
+      options.denoArgs,
+    ),
     env: options.env,
     stdin: "null",
     stdout: "piped",

@@ -1,0 +1,238 @@
+/**
+ * Talking to a `deno run --inspect=127.0.0.1:0` process over the Chrome
+ * DevTools protocol: the bench's way to read a server's heap after a full
+ * garbage collection (memory per session), and the profiling helpers'
+ * way to take a CPU profile or a heap snapshot of the real server under
+ * load (`deno task bench --profile`, see bench.ts).
+ *
+ * ```ts
+ * const server = await startPmproxy(dir, { denoArgs: ["--inspect=127.0.0.1:0"] });
+ * const inspector = await Inspector.attach(server.stderr());
+ * console.log(await inspector.heapUsedAfterGc());
+ * inspector.close();
+ * ```
+ *
+ * @module
+ */
+
+/** This repository's URL, which profiles' file names are shortened from. */
+const REPO = new URL("../", import.meta.url).href;
+
+/** One node of a V8 CPU profile (`Profiler.stop`'s answer). */
+interface ProfileNode {
+  id: number;
+  callFrame: {
+    functionName: string;
+    url: string;
+    lineNumber: number;
+  };
+  hitCount?: number;
+  children?: number[];
+}
+
+/** A V8 CPU profile, as DevTools saves it (`.cpuprofile`). */
+export interface CpuProfile {
+  nodes: ProfileNode[];
+  startTime: number;
+  endTime: number;
+  samples?: number[];
+  timeDeltas?: number[];
+}
+
+/** A node of V8's sampling heap profile: bytes allocated at a call site. */
+interface AllocationNode {
+  callFrame: ProfileNode["callFrame"];
+  selfSize: number;
+  children: AllocationNode[];
+}
+
+/** V8's sampling heap profile (`HeapProfiler.stopSampling`'s answer). */
+export interface AllocationProfile {
+  head: AllocationNode;
+}
+
+/** A DevTools protocol session with one inspected process. */
+export class Inspector {
+  #ws: WebSocket;
+  #next = 1;
+  #waiting = new Map<
+    number,
+    { resolve: (v: unknown) => void; reject: (e: Error) => void }
+  >();
+  #chunks: string[] = [];
+
+  private constructor(ws: WebSocket) {
+    this.#ws = ws;
+    ws.onmessage = (e) => {
+      const msg = JSON.parse(String(e.data));
+      if (msg.method === "HeapProfiler.addHeapSnapshotChunk") {
+        this.#chunks.push(msg.params.chunk);
+        return;
+      }
+      const w = this.#waiting.get(msg.id);
+      if (!w) return;
+      this.#waiting.delete(msg.id);
+      if (msg.error) w.reject(new Error(JSON.stringify(msg.error)));
+      else w.resolve(msg.result);
+    };
+  }
+
+  /**
+   * Attaches to the process whose standard error (so far) is `stderr`: it
+   * names the inspector's WebSocket URL ("Debugger listening on ws://…").
+   */
+  static async attach(stderr: string): Promise<Inspector> {
+    const m = /Debugger listening on (ws:\/\/\S+)/.exec(stderr);
+    if (!m) throw new Error("the process was not started with --inspect");
+    const ws = new WebSocket(m[1]);
+    await new Promise<void>((resolve, reject) => {
+      ws.onopen = () => resolve();
+      ws.onerror = () => reject(new Error(`cannot reach ${m[1]}`));
+    });
+    const inspector = new Inspector(ws);
+    await inspector.send("Runtime.enable");
+    return inspector;
+  }
+
+  /** Sends one protocol command and answers its result. */
+  send(
+    method: string,
+    params: Record<string, unknown> = {},
+    // deno-lint-ignore no-explicit-any
+  ): Promise<any> {
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#waiting.set(id, { resolve, reject });
+      this.#ws.send(JSON.stringify({ id, method, params }));
+    });
+  }
+
+  /** Evaluates `expression` in the process and answers its value (JSON). */
+  async evaluate(expression: string): Promise<unknown> {
+    const r = await this.send("Runtime.evaluate", {
+      expression,
+      returnByValue: true,
+      awaitPromise: true,
+    });
+    if (r.exceptionDetails) {
+      throw new Error(`${expression}: ${JSON.stringify(r.exceptionDetails)}`);
+    }
+    return r.result.value;
+  }
+
+  /** The V8 heap in use (bytes) after full garbage collections. */
+  async heapUsedAfterGc(): Promise<number> {
+    for (let i = 0; i < 3; i++) await this.send("HeapProfiler.collectGarbage");
+    return await this.evaluate("Deno.memoryUsage().heapUsed") as number;
+  }
+
+  /** Starts sampling the CPU every `intervalUs` µs. */
+  async startProfile(intervalUs = 100): Promise<void> {
+    await this.send("Profiler.enable");
+    await this.send("Profiler.setSamplingInterval", { interval: intervalUs });
+    await this.send("Profiler.start");
+  }
+
+  /** Stops sampling and answers the profile. */
+  async stopProfile(): Promise<CpuProfile> {
+    const { profile } = await this.send("Profiler.stop");
+    return profile as CpuProfile;
+  }
+
+  /**
+   * Starts sampling allocations (one sample per `intervalBytes` allocated
+   * on average; objects collected meanwhile are kept in the profile).
+   */
+  async startAllocationSampling(intervalBytes = 1024): Promise<void> {
+    await this.send("HeapProfiler.enable");
+    await this.send("HeapProfiler.startSampling", {
+      samplingInterval: intervalBytes,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true,
+    });
+  }
+
+  /** Stops sampling allocations and answers the profile. */
+  async stopAllocationSampling(): Promise<AllocationProfile> {
+    const { profile } = await this.send("HeapProfiler.stopSampling");
+    return profile as AllocationProfile;
+  }
+
+  /** A heap snapshot, as DevTools saves it (`.heapsnapshot`). */
+  async heapSnapshot(): Promise<string> {
+    this.#chunks = [];
+    await this.send("HeapProfiler.takeHeapSnapshot", {
+      reportProgress: false,
+    });
+    const text = this.#chunks.join("");
+    this.#chunks = [];
+    return text;
+  }
+
+  close(): void {
+    this.#ws.close();
+  }
+}
+
+/** A profile's call frame as `name  file:line`, files from the repository. */
+function frameName(f: ProfileNode["callFrame"]): string {
+  const file = f.url.startsWith(REPO) ? f.url.slice(REPO.length) : f.url;
+  return `${f.functionName || "(anonymous)"}  ${file}:${f.lineNumber + 1}`;
+}
+
+/**
+ * The call sites that allocated the most of `profile`, as lines
+ * `  12.3 %  name  file:line  <-  caller  file:line`.
+ */
+export function topAllocations(
+  profile: AllocationProfile,
+  count = 25,
+): string[] {
+  const bySite = new Map<string, number>();
+  let total = 0;
+  const walk = (node: AllocationNode, parent: string) => {
+    const here = frameName(node.callFrame);
+    if (node.selfSize > 0) {
+      const key = `${here}  <-  ${parent}`;
+      bySite.set(key, (bySite.get(key) ?? 0) + node.selfSize);
+      total += node.selfSize;
+    }
+    for (const c of node.children) walk(c, here);
+  };
+  walk(profile.head, "");
+  return [...bySite].sort((a, b) => b[1] - a[1]).slice(0, count).map((
+    [k, n],
+  ) => `${(100 * n / Math.max(1, total)).toFixed(1).padStart(6)} %  ${k}`);
+}
+
+/**
+ * The functions that took the most samples of `profile`, by self time, as
+ * lines `  12.3 %  name  file:line` (the file shortened to what follows
+ * the repository, `ext:` for the runtime's own code).
+ */
+export function topFunctions(profile: CpuProfile, count = 25): string[] {
+  const total = profile.samples?.length ?? 0;
+  const byName = new Map<string, number>();
+  const hits = new Map<number, number>();
+  for (const id of profile.samples ?? []) {
+    hits.set(id, (hits.get(id) ?? 0) + 1);
+  }
+  for (const node of profile.nodes) {
+    const n = hits.get(node.id) ?? 0;
+    if (n === 0) continue;
+    const f = node.callFrame;
+    const file = f.url.startsWith(REPO)
+      ? f.url.slice(REPO.length)
+      : f.url.replace(
+        /^file:\/\/.*\/node_modules\/|^file:\/\/.*\/npm\//,
+        "npm:",
+      );
+    const key = `${f.functionName || "(anonymous)"}  ${file}:${
+      f.lineNumber + 1
+    }`;
+    byName.set(key, (byName.get(key) ?? 0) + n);
+  }
+  return [...byName].sort((a, b) => b[1] - a[1]).slice(0, count).map((
+    [k, n],
+  ) => `${(100 * n / Math.max(1, total)).toFixed(1).padStart(6)} %  ${k}`);
+}

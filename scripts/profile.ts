@@ -1,0 +1,173 @@
+/**
+ * `deno task profile`: the profiles behind the bench's figures, taken of
+ * the real server under the bench's loads, so that a change is made where
+ * the time or the memory goes (README: Development).
+ *
+ * ```sh
+ * deno task profile cpu keepalive     # V8 CPU profile under wrk, top functions
+ * deno task profile cpu newconn       # … under ab (a new connection per request)
+ * deno task profile cpu keepalive --rule fifty   # the bench's rule of 50 managers
+ * deno task profile gc keepalive      # --trace-gc: collections and their pauses
+ * deno task profile alloc keepalive   # where the garbage is allocated (sampling)
+ * deno task profile heap tunnels      # a heap snapshot with 1,000 idle tunnels
+ * ```
+ *
+ * The server is `pmproxy serve` from source with `--inspect` (for cpu and
+ * heap; the profile is taken over the inspector, so that only the load is
+ * sampled, not the start), logging to a file, with the README's rule and a
+ * quota, logged in (`--rule true` or `--rule fifty` for the bench's other
+ * two). Profiles go to `--out DIR` (default a temporary directory): open
+ * `.cpuprofile` and `.heapsnapshot` files in Chrome's DevTools.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import {
+  adminManagersToml,
+  makeConfigDir,
+} from "../tests/helpers/config_dir.ts";
+import { runPmproxy, startPmproxy } from "../tests/helpers/pmproxy_process.ts";
+import { startOrigin } from "./_bench_servers.ts";
+import { abRps, idleTunnels, wrk } from "./_bench_tools.ts";
+import { Inspector, topAllocations, topFunctions } from "./_bench_inspector.ts";
+import { fiftyManagersToml } from "./_bench_rules.ts";
+
+const { values, positionals } = parseArgs({
+  args: Deno.args,
+  allowPositionals: true,
+  options: {
+    rule: { type: "string", default: "readme" },
+    seconds: { type: "string", default: "10" },
+    out: { type: "string" },
+    top: { type: "string", default: "40" },
+    interval: { type: "string", default: "100" },
+  },
+});
+const [what, load] = positionals;
+if (!["cpu", "gc", "heap", "alloc"].includes(what ?? "")) {
+  console.error(
+    "usage: deno task profile cpu|gc|heap|alloc keepalive|newconn|tunnels [--rule readme|true|fifty] [--seconds N] [--out DIR]",
+  );
+  Deno.exit(2);
+}
+const seconds = Number(values.seconds);
+const out = values.out ??
+  await Deno.makeTempDir({ prefix: "pmproxy-profile-" });
+await Deno.mkdir(out, { recursive: true });
+const work = await Deno.makeTempDir({ prefix: "pmproxy-profile-work-" });
+const origin = await startOrigin(work, 1024 * 1024);
+const toml = values.rule === "true"
+  ? 'accessLog = "access.log"\nrule = "true"\n'
+  : values.rule === "fifty"
+  ? fiftyManagersToml()
+  : `accessLog = "access.log"\n${adminManagersToml({ quota: "1000 GB" })}`;
+const dir = await makeConfigDir(toml, {
+  proxy: "maxTunnelsPerClient = 100000",
+});
+const server = await startPmproxy(dir, {
+  denoArgs: what === "gc"
+    ? ["--v8-flags=--trace-gc"]
+    : ["--inspect=127.0.0.1:0"],
+});
+try {
+  if (values.rule !== "true") {
+    const login = await runPmproxy(
+      ["login", "-m", "sessions", server.apiUrl, "user0", "pass0"],
+      { cwd: work, env: { PMPROXY_KNOWN_SERVERS: join(work, "known.json") } },
+    );
+    if (login.code !== 0) throw new Error(`login failed: ${login.stderr}`);
+  }
+  const small = `http://127.0.0.1:${origin.port}/1k`;
+  const run = async () => {
+    if (load === "newconn") {
+      console.log(
+        `ab: ${
+          (await abRps(`127.0.0.1:${server.proxyPort}`, small, {
+            requests: seconds * 3000,
+          }))?.toFixed(0)
+        } req/s`,
+      );
+    } else if (load === "tunnels") {
+      console.log(
+        `tunnels: ${
+          (await idleTunnels(server.proxyPort, origin.port, 1000))?.toFixed(1)
+        } MiB resident growth for 1,000`,
+      );
+    } else {
+      const r = await wrk(server.proxyPort, small, { seconds });
+      console.log(`wrk: ${r?.rps.toFixed(0)} req/s, p99 ${r?.p99} ms`);
+    }
+  };
+  // Warm-up: the JIT compiles the hot paths first.
+  if (load !== "tunnels") await wrk(server.proxyPort, small, { seconds: 2 });
+  if (what === "cpu") {
+    const inspector = await Inspector.attach(server.stderr());
+    await inspector.startProfile(Number(values.interval));
+    await run();
+    const profile = await inspector.stopProfile();
+    inspector.close();
+    const file = join(out, `${load}-${values.rule}.cpuprofile`);
+    await Deno.writeTextFile(file, JSON.stringify(profile));
+    console.log(`self time, top ${values.top} (${file}):`);
+    console.log(topFunctions(profile, Number(values.top)).join("\n"));
+  } else if (what === "alloc") {
+    const inspector = await Inspector.attach(server.stderr());
+    await inspector.startAllocationSampling(1024);
+    await run();
+    const profile = await inspector.stopAllocationSampling();
+    inspector.close();
+    const file = join(out, `${load}-${values.rule}.heapprofile`);
+    await Deno.writeTextFile(file, JSON.stringify(profile));
+    console.log(`bytes allocated by call site, top ${values.top} (${file}):`);
+    console.log(topAllocations(profile, Number(values.top)).join("\n"));
+  } else if (what === "heap") {
+    if (load !== "tunnels") throw new Error("heap snapshots: of tunnels");
+    // The snapshot is taken while the tunnels are held.
+    const inspector = await Inspector.attach(server.stderr());
+    const held = idleTunnels(server.proxyPort, origin.port, 1000, {
+      whileHeld: async () => {
+        const file = join(out, "tunnels.heapsnapshot");
+        await Deno.writeTextFile(file, await inspector.heapSnapshot());
+        console.log(`heap snapshot with 1,000 tunnels held: ${file}`);
+      },
+    });
+    console.log(`${(await held)?.toFixed(1)} MiB resident growth`);
+    inspector.close();
+  } else {
+    // V8 prints its trace on standard output (the access log goes to a file).
+    const before = server.stdout().length;
+    await run();
+    const lines = server.stdout().slice(before).split("\n").filter((l) =>
+      /Scavenge|Mark-Compact|Minor/.test(l)
+    );
+    const pauses = (kind: RegExp) =>
+      lines.filter((l) => kind.test(l)).map((l) =>
+        Number(/, ([\d.]+) \/ [\d.]+ ms/.exec(l)?.[1] ?? NaN)
+      ).filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
+    for (
+      const [name, re] of [["young (scavenge)", /Scavenge|Minor/], [
+        "full (mark-compact)",
+        /Mark-Compact/,
+      ]] as const
+    ) {
+      const p = pauses(re);
+      const sum = p.reduce((a, b) => a + b, 0);
+      console.log(
+        `${name}: ${p.length} in ${seconds} s, ${
+          sum.toFixed(0)
+        } ms in all, median ${
+          (p[Math.floor(p.length / 2)] ?? 0).toFixed(2)
+        } ms, max ${(p[p.length - 1] ?? 0).toFixed(2)} ms`,
+      );
+    }
+    const file = join(out, `${load}-${values.rule}.trace-gc.txt`);
+    await Deno.writeTextFile(file, lines.join("\n"));
+    console.log(`(${file})`);
+  }
+} finally {
+  await server.stop();
+  await origin.close();
+  await Deno.remove(dir, { recursive: true });
+  await Deno.remove(work, { recursive: true });
+}

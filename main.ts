@@ -1,8 +1,8 @@
 /**
  * pmproxy's command line: `serve` (the default) runs the proxy and the HTTPS
  * API; `check-config` validates the configuration; the client commands
- * (`discover`, `login`, `logout`, `logged-users`, `status`, `reset`, `show`)
- * talk to a running server's API.
+ * (`discover`, `login`, `logout`, `logged-users`, `status`, `usage`,
+ * `reset`, `show`) talk to a running server's API.
  *
  * ```sh
  * pmproxy                          # serve with $HOME/.config/pmproxy
@@ -118,6 +118,7 @@ Usage:
   pmproxy logout|o
   pmproxy logged-users|lu [-m MGR]
   pmproxy status|s [-m MGR] [USER]
+  pmproxy usage|u [-m MGR] [--user USER | --all] [--since DATE] [--by hour|day|month] [--csv]
   pmproxy reset|r USER
   pmproxy show|sh MGR
       Client commands: talk to a server's API (see README.md).
@@ -352,6 +353,7 @@ async function serve(
     state: state ?? config.state.url ?? join(dir, "state.kv"),
     persistIntervalMs: config.api.persistIntervalMs,
     syncIntervalMs: config.state.syncIntervalMs,
+    history: config.state.history,
     loginUrl: config.api.publicUrl,
     proxyListen: proxyListenOf(config.proxy),
   });
@@ -412,6 +414,16 @@ async function serve(
   proxyListening.port = proxy.addr.port;
   metrics.proxy = proxy.stats;
   health.proxy = proxy;
+  // The admin console's live figures, from the same counters as /metrics.
+  gateway.useProxyFigures(() => {
+    const s = proxy.stats;
+    return {
+      clientConnections: s.clientConnections,
+      tunnels: s.tunnels,
+      requests: s.requestsAllowed + s.requestsRefused + s.requestsQuota +
+        s.requestsAuth + s.requestsError,
+    };
+  });
   const r: Running = {
     dir,
     server: config,

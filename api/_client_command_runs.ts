@@ -9,10 +9,12 @@ import {
   type Explanation,
   formatSize,
   parseSize,
+  type UsageReport,
   type UserInfo,
 } from "../managers/mod.ts";
 import { type ApiClient, ApiError } from "./client.ts";
 import type { ReloadReport } from "./cmd.ts";
+import { usageLines } from "./_usage.ts";
 import {
   atMost,
   ClientError,
@@ -432,4 +434,45 @@ export async function runReload(c: CommandRun): Promise<void> {
   c.out("Reloaded.");
   for (const w of report.warnings) c.out(`Warning: ${w}`);
   for (const n of report.needsRestart) c.out(`Needs a restart: ${n}`);
+}
+
+/**
+ * `usage [-m MGR] [--user U | --all] [--since DATE] [--by hour|day|month]
+ * [--csv]`: the usage history, one's own (anyone) or another user's or
+ * every user's (admins), as lines or as CSV.
+ */
+export async function runUsage(c: CommandRun): Promise<void> {
+  atMost(c.positionals, 0, c.usage);
+  const by = c.flags.by ?? "day";
+  if (!["hour", "day", "month"].includes(by)) {
+    throw new UsageError(
+      `--by "${by}": give hour, day or month; usage: ${c.usage}`,
+    );
+  }
+  if (c.flags.all && c.flags.user !== undefined) {
+    throw new UsageError(`give --user or --all, not both: ${c.usage}`);
+  }
+  const login = await needLogin(c.cwd);
+  const manager = quotaManager(c.flags, login);
+  const answer = await c.connect(login.server, login).cmd({
+    cmd: "usage",
+    manager,
+    info: {
+      by,
+      ...(c.flags.user !== undefined ? { userName: c.flags.user } : {}),
+      ...(c.flags.all ? { all: true } : {}),
+      ...(c.flags.since !== undefined ? { since: c.flags.since } : {}),
+      ...(c.flags.csv ? { format: "csv" } : {}),
+    },
+  });
+  if (c.flags.csv) {
+    // The server's file, line by line, without its last line break.
+    for (const line of answer.replace(/\r?\n$/, "").split(/\r?\n/)) {
+      c.out(line);
+    }
+    return;
+  }
+  const report = parseJson<UsageReport>(answer, "usage");
+  const who = report.user ?? "";
+  for (const line of usageLines(report, who)) c.out(line);
 }

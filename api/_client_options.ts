@@ -29,6 +29,14 @@ export interface ClientFlags {
   user?: string;
   /** `--at TIME`: when (explain). */
   at?: string;
+  /** `--since DATE`: from when (usage). */
+  since?: string;
+  /** `--by hour|day|month`: how usage is grouped. */
+  by?: string;
+  /** `--csv`: usage as CSV. */
+  csv: boolean;
+  /** `--all`: every user's usage (admins). */
+  all: boolean;
 }
 
 /** A client command line after its name: flags and positional arguments. */
@@ -54,6 +62,10 @@ export function parseClientArgs(args: string[]): ClientArgs {
         ip: { type: "string" },
         user: { type: "string" },
         at: { type: "string" },
+        since: { type: "string" },
+        by: { type: "string" },
+        csv: { type: "boolean" },
+        all: { type: "boolean" },
         "known-servers": { type: "string" },
         ca: { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -69,6 +81,10 @@ export function parseClientArgs(args: string[]): ClientArgs {
       ip: values.ip,
       user: values.user,
       at: values.at,
+      since: values.since,
+      by: values.by,
+      csv: values.csv ?? false,
+      all: values.all ?? false,
       ca: values.ca,
       knownServers: values["known-servers"],
       help: values.help ?? false,

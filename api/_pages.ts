@@ -14,7 +14,16 @@
  *
  * @module
  */
-import type { UserInfo } from "../managers/mod.ts";
+import type { DiscoverResult, UsageReport, UserInfo } from "../managers/mod.ts";
+import {
+  barChart,
+  barsSummary,
+  barTable,
+  formatBytes,
+  periodNames,
+  usageBars,
+  wallTime,
+} from "../web/chart.js";
 import { type Catalogue, type Languages, translate } from "./_i18n.ts";
 
 /** HTML this module made, put into a page as it is. */
@@ -106,6 +115,12 @@ export function renderPlain(template: string, ctx: PageContext): string {
   });
 }
 
+/**
+ * UserInfo with the fields the quotas work adds (`warn`: past the quota
+ * manager's warning threshold; `bytesGranted`), shown when present.
+ */
+export type ShownInfo = UserInfo & { warn?: boolean; bytesGranted?: number };
+
 /** What the login page shows for one request without JavaScript. */
 export interface PortalView {
   /** The form, or the status of the session in this browser's cookie. */
@@ -123,7 +138,13 @@ export interface PortalView {
   /** The session managers to log in through (a choice when several). */
   sessionManagers?: string[];
   /** The logged user's consumption, when a quota manager applies. */
-  info?: UserInfo;
+  info?: ShownInfo;
+  /** The logged user's usage: today by hour, this cycle by day. */
+  history?: { today: UsageReport; cycle: UsageReport };
+  /** The history could not be read: a sentence says so. */
+  historyMissing?: boolean;
+  /** What the rule gives the caller's address now. */
+  rule?: DiscoverResult;
   /** The logged user, when no quota manager applies. */
   userName?: string;
   /** Why the status could not be read. */
@@ -131,7 +152,7 @@ export interface PortalView {
 }
 
 /** The usage sentence and the bar's values, as app.js writes them. */
-function usage(ctx: PageContext, info: UserInfo) {
+function usage(ctx: PageContext, info: ShownInfo) {
   const quota = Number(info.bytesQuota) || 0;
   const used = Number(info.bytesCons) || 0;
   if (quota <= 0) {
@@ -139,6 +160,7 @@ function usage(ctx: PageContext, info: UserInfo) {
       max: 1,
       value: 0,
       full: false,
+      warn: false,
       text: textOf(ctx, "status.noQuota"),
     };
   }
@@ -153,7 +175,71 @@ function usage(ctx: PageContext, info: UserInfo) {
     quota: info.quota,
     share: shareText,
   });
-  return { max: quota, value: Math.min(used, quota), full, text };
+  const warn = !full && info.warning === true;
+  return { max: quota, value: Math.min(used, quota), full, warn, text };
+}
+
+/** One chart of the status page: its SVG, its sentence and its table. */
+function chartParts(
+  ctx: PageContext,
+  report: UsageReport,
+  id: string,
+  title: string,
+): { chart: Markup; summary: string; table: Markup } {
+  const bars = usageBars(
+    report,
+    periodNames(ctx.lang, report.zone, report.by),
+  );
+  const sum = barsSummary(bars);
+  const summary = sum.peak
+    ? textOf(ctx, "status.chartSummary", {
+      total: sum.totalText,
+      peak: sum.peak.name,
+      peakBytes: sum.peak.text,
+    })
+    : textOf(ctx, "status.chartSummaryEmpty");
+  const current = report.periods.findLast((p) => p <= Date.now());
+  return {
+    chart: new Markup(
+      barChart(bars, {
+        id,
+        title,
+        summary,
+        current,
+        labelEvery: report.by === "hour" ? 3 : undefined,
+      }),
+    ),
+    summary,
+    table: new Markup(
+      barTable(bars, {
+        caption: title,
+        period: textOf(ctx, "status.chartPeriod"),
+        bytes: textOf(ctx, "status.chartBytes"),
+        empty: textOf(ctx, "status.chartEmpty"),
+      }),
+    ),
+  };
+}
+
+/** The list of what the rule reached for the caller, and its result. */
+function ruleParts(
+  ctx: PageContext,
+  rule: DiscoverResult,
+): { result: string; items: Markup } {
+  const items = Object.entries(rule.matchMng).map(([name, m]) => {
+    const text = textOf(ctx, m.match ? "status.ruleYes" : "status.ruleNo", {
+      name,
+      kind: m.type,
+    });
+    return `<li class="${m.match ? "yes" : "no"}">${escapeHtml(text)}</li>`;
+  });
+  return {
+    result: textOf(
+      ctx,
+      rule.result ? "status.ruleAllowed" : "status.ruleRefused",
+    ),
+    items: new Markup(items.join("")),
+  };
 }
 
 /** The login page (index.html) for `view`. */
@@ -170,6 +256,23 @@ export function renderPortal(
   ).join("");
   const info = view.info;
   const bar = info ? usage(ctx, info) : undefined;
+  const today = view.history
+    ? chartParts(
+      ctx,
+      view.history.today,
+      "today-svg",
+      textOf(ctx, "status.todayChart"),
+    )
+    : undefined;
+  const cycle = view.history
+    ? chartParts(
+      ctx,
+      view.history.cycle,
+      "cycle-svg",
+      textOf(ctx, "status.cycleChart"),
+    )
+    : undefined;
+  const rule = view.rule ? ruleParts(ctx, view.rule) : undefined;
   const groups = info && info.groups.length > 0
     ? info.groups.join(", ")
     : textOf(ctx, "status.noGroups");
@@ -209,7 +312,31 @@ export function renderPortal(
       usageMax: String(bar?.max ?? 1),
       usageValue: String(bar?.value ?? 0),
       usageText: bar?.text ?? "",
-      usageClass: bar?.full ? "full" : "",
+      usageClass: bar?.full ? "full" : bar?.warn ? "warn" : "",
+      warnHidden: hiddenUnless(bar?.warn === true),
+      // Extra bytes an administrator granted (the quotas work's grants).
+      grantedHidden: hiddenUnless((info?.bytesGranted ?? 0) > 0),
+      stGranted: (info?.bytesGranted ?? 0) > 0
+        ? formatBytes(info!.bytesGranted!)
+        : "",
+      stReset: info
+        ? info.nextReset
+          ? wallTime(info.nextReset, ctx.lang)
+          : textOf(ctx, "status.noReset")
+        : "",
+      historyHidden: hiddenUnless(status && view.history !== undefined),
+      todayChart: today?.chart ?? NOTHING,
+      todaySummary: today?.summary ?? "",
+      todayTable: today?.table ?? NOTHING,
+      cycleChart: cycle?.chart ?? NOTHING,
+      cycleSummary: cycle?.summary ?? "",
+      cycleTable: cycle?.table ?? NOTHING,
+      historyMissingHidden: hiddenUnless(
+        status && view.historyMissing === true,
+      ),
+      ruleHidden: hiddenUnless(status && rule !== undefined),
+      ruleResult: rule?.result ?? "",
+      ruleItems: rule?.items ?? NOTHING,
       nextHidden: hiddenUnless(status && next !== ""),
       statusError: view.statusError ?? "",
     },

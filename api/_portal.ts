@@ -162,6 +162,35 @@ function isLoggedOut(e: unknown): boolean {
     /jwt|token|secret|session|not logged/i.test(b.message);
 }
 
+/**
+ * Adds the user's usage charts to the status: today by hour, this cycle by
+ * day. A history that cannot be read leaves a sentence instead; the rest
+ * of the page does not depend on it.
+ */
+async function addHistory(
+  gateway: Gateway,
+  view: PortalView,
+  asked: { quota: string; caller: Caller },
+): Promise<void> {
+  const { quota, caller } = asked;
+  try {
+    const today = await gateway.usage(quota, caller, {
+      by: "hour",
+      since: "today",
+      until: "today",
+    });
+    const cycle = await gateway.usage(quota, caller, {
+      by: "day",
+      since: "cycle",
+      until: "cycle",
+    });
+    view.history = { today, cycle };
+  } catch (e) {
+    if (!(e instanceof CommandError)) throw e;
+    view.historyMissing = true;
+  }
+}
+
 /** The pages the portal renders; app.ts routes to them. */
 export interface PortalPages {
   /** The login page (`/`, `/status`, the excluded routes). */
@@ -286,10 +315,12 @@ export function portalRoutes(
       await withSecret(c, session, async (caller) => {
         if (quota) {
           view.info = await gateway.userInfo(quota, caller);
+          await addHistory(gateway, view, { quota, caller });
         } else {
           view.userName = await gateway.check(session.manager, caller);
         }
       });
+      view.rule = gateway.discover({ ip });
       if (notice === "welcome") {
         const user = view.info?.userName ?? view.userName ?? "";
         // Whether the rule lets this address browse now (to `next`, when

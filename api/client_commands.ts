@@ -38,6 +38,7 @@ import {
   runReset,
   runShow,
   runStatus,
+  runUsage,
 } from "./_client_command_runs.ts";
 
 export type { LoginSecret } from "./_login_secret.ts";
@@ -98,6 +99,13 @@ const COMMANDS: ReadonlyMap<string, ClientCommand> = new Map<
     args: "[-m MGR] [USER]",
     summary: "quota and consumption (USER: admins)",
     run: runStatus,
+  }],
+  ["usage", {
+    aliases: ["u"],
+    args:
+      "[-m MGR] [--user USER | --all] [--since DATE] [--by hour|day|month] [--csv]",
+    summary: "usage history (another user's or --all: admins)",
+    run: runUsage,
   }],
   ["reset", {
     aliases: ["r"],

@@ -19,7 +19,10 @@ import {
   type Gateway,
   parseSize,
   TooManyAttempts,
+  type UsageBy,
+  type UsersSort,
 } from "../managers/mod.ts";
+import { usageCsv } from "./_usage.ts";
 
 /** The request body of `POST /api/cmd`. */
 export interface CmdBody {
@@ -34,13 +37,17 @@ export interface CmdBody {
 export interface CmdAnswer {
   status: 200 | 400 | 429 | 500;
   body: string;
-  type: "application/json" | "text/plain; charset=utf-8";
+  type:
+    | "application/json"
+    | "text/plain; charset=utf-8"
+    | "text/csv; charset=utf-8";
   /** For 429: seconds until the next try (`Retry-After`). */
   retryAfter?: number;
 }
 
 const JSON_TYPE = "application/json" as const;
 const TEXT_TYPE = "text/plain; charset=utf-8" as const;
+const CSV_TYPE = "text/csv; charset=utf-8" as const;
 
 function ok(body: string): CmdAnswer {
   return { status: 200, body, type: TEXT_TYPE };
@@ -135,9 +142,24 @@ async function sessionCommand(
       }
       return ok(await gateway.open(manager, caller, { user, pass }));
     }
-    case "close":
+    case "close": {
+      // With a user: an administrator ends that user's session.
+      const other = body.info?.userName;
+      if (other !== undefined) {
+        if (typeof other !== "string" || other === "") {
+          return errorAnswer({
+            message:
+              `close of another user's session needs the user: "info": {"userName":"user0"}`,
+          });
+        }
+        const { ip } = await gateway.endSession(manager, caller, {
+          user: other,
+        });
+        return okJson({ userName: other, ip });
+      }
       await gateway.logout(manager, caller);
       return ok("");
+    }
     case "get":
       return okJson(
         sortedKeys(await gateway.loggedUsers(manager, caller)),
@@ -192,9 +214,118 @@ async function consumptionCommand(
       }
       return okJson(await gateway.grant(manager, caller, { user, bytes }));
     }
+    case "usage":
+      return await usageCommand(gateway, caller, body);
+    case "users":
+      return await usersCommand(gateway, caller, body);
     default:
       return unknownCommand(manager, cmd);
   }
+}
+
+const USAGE_BY: readonly UsageBy[] = ["hour", "day", "month"];
+const USERS_SORTS: readonly UsersSort[] = [
+  "user",
+  "consumption",
+  "quota",
+  "percent",
+  "lastSeen",
+];
+
+/**
+ * `usage` on a dwnConsR: `info` may hold `userName` (another user's:
+ * admins), `all: true` (every user's: admins), `since` and `until` (a
+ * time, see UsageQuery), `by` (`hour`, `day`, `month`) and `format:
+ * "csv"` (the answer is then a CSV file instead of JSON).
+ */
+async function usageCommand(
+  gateway: Gateway,
+  caller: Caller,
+  body: CmdBody,
+): Promise<CmdAnswer> {
+  const info = body.info ?? {};
+  const bad = (message: string) =>
+    errorAnswer({
+      message:
+        `usage: ${message}; e.g. "info": {"userName":"user0","since":"2026-05-01","by":"day"}`,
+    });
+  const text = (key: string): string | undefined | CmdAnswer => {
+    const v = info[key];
+    if (v === undefined || v === null || v === "") return undefined;
+    return typeof v === "string" ? v : bad(`"${key}" must be a string`);
+  };
+  const user = text("userName");
+  const since = text("since");
+  const until = text("until");
+  const byText = text("by");
+  const format = text("format");
+  for (const v of [user, since, until, byText, format]) {
+    if (typeof v === "object") return v;
+  }
+  const by = (byText ?? "day") as UsageBy;
+  if (!USAGE_BY.includes(by)) {
+    return bad(`"by" must be one of ${USAGE_BY.join(", ")}`);
+  }
+  if (format !== undefined && format !== "csv" && format !== "json") {
+    return bad(`"format" must be "csv" or "json"`);
+  }
+  if (info.all !== undefined && typeof info.all !== "boolean") {
+    return bad(`"all" must be true or false`);
+  }
+  const report = await gateway.usage(body.manager, caller, {
+    user: user as string | undefined,
+    all: info.all === true,
+    since: since as string | undefined,
+    until: until as string | undefined,
+    by,
+  });
+  if (format === "csv") {
+    return { status: 200, body: usageCsv(report), type: CSV_TYPE };
+  }
+  return okJson(report);
+}
+
+/**
+ * `users` on a dwnConsR (admins): one page of the users table; `info` may
+ * hold `offset`, `limit`, `sort` (`user`, `consumption`, `quota`,
+ * `percent`, `lastSeen`), `order` (`asc`, `desc`) and `filter`.
+ */
+async function usersCommand(
+  gateway: Gateway,
+  caller: Caller,
+  body: CmdBody,
+): Promise<CmdAnswer> {
+  const info = body.info ?? {};
+  const bad = (message: string) =>
+    errorAnswer({
+      message:
+        `users: ${message}; e.g. "info": {"offset":0,"limit":50,"sort":"consumption","order":"desc","filter":"ana"}`,
+    });
+  for (const key of ["offset", "limit"]) {
+    const v = info[key];
+    if (v !== undefined && (!Number.isSafeInteger(v) || (v as number) < 0)) {
+      return bad(`"${key}" must be a whole number from 0`);
+    }
+  }
+  const { sort, order, filter } = info;
+  if (sort !== undefined && !USERS_SORTS.includes(sort as UsersSort)) {
+    return bad(`"sort" must be one of ${USERS_SORTS.join(", ")}`);
+  }
+  if (order !== undefined && order !== "asc" && order !== "desc") {
+    return bad(`"order" must be "asc" or "desc"`);
+  }
+  if (filter !== undefined && typeof filter !== "string") {
+    return bad(`"filter" must be a string`);
+  }
+  return okJson(
+    await gateway.usersTable(body.manager, caller, {
+      offset: info.offset as number | undefined,
+      limit: info.limit as number | undefined,
+      sort: sort as UsersSort | undefined,
+      order: order as "asc" | "desc" | undefined,
+      filter: filter as string | undefined,
+    }),
+  );
 }
 
 /**
@@ -292,6 +423,9 @@ export async function runCommand(
         await gateway.admin(caller, "reload");
         return okJson(await options.reload());
       }
+      // The console's (administrators).
+      if (cmd === "managers") return okJson(await gateway.managers(caller));
+      if (cmd === "live") return okJson(await gateway.live(caller));
       if (cmd !== "discover") return unknownCommand(manager, cmd);
       const found = gateway.discover(caller);
       return okJson({

@@ -29,11 +29,19 @@ import {
   type Explanation,
   type Gateway,
   type Grant,
+  type LiveFigures,
   type Manager,
+  type ManagerSummary,
+  type ProxyFigures,
   TooManyAttempts,
+  type UsageQuery,
+  type UsageReport,
   type UserDb,
   type UserInfo,
+  type UsersPage,
+  type UsersQuery,
 } from "./types.ts";
+import { liveFigures, managerList, usersPage } from "./console.ts";
 import { formatSize } from "./values/units.ts";
 import type { LoadedManagers } from "./config/loader.ts";
 import type { StateChange, StateStore } from "./state/store.ts";
@@ -128,6 +136,8 @@ export class GatewayRuntime implements Policy, Gateway {
   readonly #loginUrl?: string;
   #timer?: ReturnType<typeof setInterval>;
   #closed = false;
+  /** Reads the proxy's counters for the console (see useProxyFigures). */
+  #proxyFigures: () => ProxyFigures | undefined = () => undefined;
 
   constructor(
     loaded: LoadedManagers,
@@ -571,6 +581,7 @@ export class GatewayRuntime implements Policy, Gateway {
       bytesCons: state.cons,
       isAdmin: this.#isAdmin(target),
       ...sitesInfo(dwn, state),
+      ...this.#nextResetOf(dwn),
     };
   }
 
@@ -658,6 +669,108 @@ export class GatewayRuntime implements Policy, Gateway {
     if (this.#isAdmin(user)) return;
     throw new CommandError({
       message: `${what} is for administrators; ${user} is not one`,
+    });
+  }
+
+  // ------------------------------------------ history and the console
+
+  /** `nextReset` of UserInfo, when the quota has a cycle. */
+  #nextResetOf(dwn: DwnConsR): { nextReset?: string } {
+    return Number.isFinite(dwn.nextReset)
+      ? { nextReset: dwn.isoLocal(dwn.nextReset) }
+      : {};
+  }
+
+  /** The caller's session, when its user is an administrator. */
+  async #admin(who: Caller): Promise<Session> {
+    const caller = await this.#session(who);
+    if (!this.#isAdmin(caller.user)) {
+      throw new CommandError({ User: caller.user });
+    }
+    return caller;
+  }
+
+  async usage(
+    manager: string,
+    who: Caller,
+    query: UsageQuery,
+  ): Promise<UsageReport> {
+    const dwn = this.#dwnConsR(manager, "usage");
+    const caller = await this.#session(who);
+    const user = query.all ? undefined : query.user ?? caller.user;
+    if (user !== caller.user && !this.#isAdmin(caller.user)) {
+      throw new CommandError({ User: caller.user });
+    }
+    try {
+      const time = (t: Date | string | undefined) =>
+        t instanceof Date ? t.getTime() : t;
+      return await dwn.usage({
+        user,
+        since: time(query.since),
+        until: time(query.until),
+        by: query.by ?? "day",
+      });
+    } catch (e) {
+      if (e instanceof CommandError) throw e;
+      throw new CommandError({
+        message: `the usage history cannot be read now: ${
+          e instanceof Error ? e.message : e
+        }`,
+      });
+    }
+  }
+
+  async usersTable(
+    manager: string,
+    who: Caller,
+    query: UsersQuery,
+  ): Promise<UsersPage> {
+    const dwn = this.#dwnConsR(manager, "users");
+    await this.#admin(who);
+    return await usersPage({
+      quota: dwn,
+      db: this.#userDb(dwn.userDBN),
+      sessions: this.#sessions,
+      now: this.#clock().getTime(),
+    }, query);
+  }
+
+  async endSession(
+    manager: string,
+    who: Caller,
+    target: { user: string },
+  ): Promise<{ ip: string }> {
+    const sessions = this.#sessionIpm(manager, "close");
+    await this.#admin(who);
+    const ip = await sessions.endSessionOf(target.user);
+    if (ip === undefined) {
+      throw new CommandError({
+        message: `${target.user} has no session in ${manager}`,
+      });
+    }
+    return { ip };
+  }
+
+  async managers(who: Caller): Promise<ManagerSummary[]> {
+    await this.#admin(who);
+    return managerList(this.#loaded);
+  }
+
+  /**
+   * Where {@link live} reads the proxy's counters (main.ts hands over the
+   * running proxy's). Until then the live figures have no `proxy`.
+   */
+  useProxyFigures(read: () => ProxyFigures | undefined): void {
+    this.#proxyFigures = read;
+  }
+
+  async live(who: Caller): Promise<LiveFigures> {
+    await this.#admin(who);
+    return liveFigures({
+      sessions: this.#sessions,
+      quotas: this.#quotas,
+      proxy: this.#proxyFigures(),
+      now: this.#clock().getTime(),
     });
   }
 

@@ -33,7 +33,7 @@ import { readTomlFile } from "./config/toml_file.ts";
 import { loadManagers } from "./config/loader.ts";
 import type { ListenAddress } from "./config/open_rule.ts";
 import { GatewayRuntime } from "./gateway.ts";
-import type { StateStore } from "./state/store.ts";
+import type { HistoryRetention, StateStore } from "./state/store.ts";
 import { openStateStore } from "./state/open_store.ts";
 
 export { nearestKey, readTomlFile, type TomlFile } from "./config/toml_file.ts";
@@ -74,7 +74,22 @@ export {
   type GatewayStats,
   Histogram,
 } from "./stats.ts";
+export { zoneFormatter } from "./values/zone.ts";
 export type { ExplainQuery, ExplainStep, Explanation } from "./types.ts";
+export {
+  type LiveFigures,
+  type ManagerSummary,
+  type ProxyFigures,
+  type UsageBy,
+  type UsageQuery,
+  type UsageReport,
+  type UserRow,
+  USERS_PAGE_MAX,
+  type UsersPage,
+  type UsersQuery,
+  type UsersSort,
+} from "./types.ts";
+export { type HistoryRetention } from "./state/store.ts";
 export type { StateStore, StoreStatus } from "./state/store.ts";
 export { openStateStore } from "./state/open_store.ts";
 export {
@@ -103,6 +118,11 @@ export interface OpenGatewayOptions {
   syncIntervalMs?: number;
   /** The web page where people log in, shown when a request is refused. */
   loginUrl?: string;
+  /**
+   * How long the usage history is kept (`[state] historyHours`,
+   * `historyDays`; default 48 hours, 400 days).
+   */
+  history?: HistoryRetention;
   /** The time now (tests inject a clock). */
   clock?: () => Date;
   /**
@@ -127,6 +147,7 @@ export async function openGateway(
       persistIntervalMs: options.persistIntervalMs,
       syncIntervalMs: options.syncIntervalMs,
       proxyListen: options.proxyListen,
+      history: options.history,
     });
   const loaded = await load();
   const store = typeof options.state === "string"

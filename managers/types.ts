@@ -94,6 +94,12 @@ export interface UserDb {
   authenticate(user: string, pass: string): Promise<UserRecord>;
   /** The user's record without a password, or undefined when unknown. */
   lookup(user: string): Promise<UserRecord | undefined>;
+  /**
+   * Every user's record, for the console's users table; only where that
+   * is cheap (a mapDB, in memory). A directory (adDB) has none: the table
+   * then lists the users with consumption or a session.
+   */
+  listUsers?(): Promise<UserRecord[]>;
   /** The configuration shown by `show` (never passwords). */
   show(): unknown;
 }
@@ -240,7 +246,11 @@ export interface UserInfo {
   overQuotaRate?: string;
   /** The same in bytes per second. */
   bytesOverQuotaRate?: number;
-  /** When consumption returns to 0 next (ISO 8601); absent without a cycle. */
+  /**
+   * When consumption returns to 0 next, as an ISO 8601 time in the quota
+   * manager's time zone (`2026-05-04T00:00:00-04:00`); absent without a
+   * `resetCycle`.
+   */
   nextReset?: string;
 }
 
@@ -303,6 +313,155 @@ export interface Explanation {
 export interface Caller {
   ip: string;
   secret?: string;
+}
+
+// ----------------------------------------------- history and the console
+
+/** How a usage report groups the bytes: by hour, day or month. */
+export type UsageBy = "hour" | "day" | "month";
+
+/** The question of {@link Gateway.usage}. */
+export interface UsageQuery {
+  /** Whose usage: default the caller; another user's is for admins. */
+  user?: string;
+  /** Every user's (admins only); `user` is then ignored. */
+  all?: boolean;
+  /**
+   * From when (default: as far back as the history keeps that grain): an
+   * instant, or a text: `2026-05-01` (midnight) or `2026-05-01T10:00`
+   * (wall-clock) in the quota manager's zone, an ISO time with its
+   * offset, `today` (local midnight) or `cycle` (the current cycle's
+   * start). The period that holds it is the first.
+   */
+  since?: Date | string;
+  /**
+   * Until when, the same way (default: the end of the current period);
+   * `today` is the end of today, `cycle` the next reset.
+   */
+  until?: Date | string;
+  /** Default `"day"`. */
+  by?: UsageBy;
+}
+
+/** The answer of {@link Gateway.usage}. */
+export interface UsageReport {
+  manager: string;
+  /** Whose usage; absent for every user's. */
+  user?: string;
+  by: UsageBy;
+  /** The quota manager's time zone, in which hours, days and months are. */
+  zone: string;
+  /** The report covers `[from, to)` (ms since the epoch). */
+  from: number;
+  to: number;
+  /** The start of every period in `[from, to)`, with or without bytes. */
+  periods: number[];
+  /** Bytes by period and user, ordered by start then user; no zeros. */
+  entries: { start: number; user: string; bytes: number }[];
+}
+
+/** What the users table can be sorted by. */
+export type UsersSort =
+  | "user"
+  | "consumption"
+  | "quota"
+  | "percent"
+  | "lastSeen";
+
+/** The question of {@link Gateway.usersTable}: one page of it. */
+export interface UsersQuery {
+  /** Rows skipped (default 0). */
+  offset?: number;
+  /** Rows answered (default 50, at most {@link USERS_PAGE_MAX}). */
+  limit?: number;
+  /** Default `"user"`. */
+  sort?: UsersSort;
+  /** Default `"asc"` for `user`, `"desc"` for the others. */
+  order?: "asc" | "desc";
+  /** Only users whose name, full name or address holds this (any case). */
+  filter?: string;
+}
+
+/** The most rows one page of the users table has. */
+export const USERS_PAGE_MAX = 500;
+
+/** One user in the users table. */
+export interface UserRow {
+  userName: string;
+  /** Full name, when the user database gives one. */
+  name: string;
+  /** Consumption in this cycle. */
+  bytesCons: number;
+  bytesQuota: number;
+  /** `bytesCons` as a share of the quota (0–100+), null without a quota. */
+  percent: number | null;
+  /** False when the user's groups could not be learned (quota 0 then). */
+  quotaKnown: boolean;
+  /** Where the user is logged in, if anywhere. */
+  session?: { manager: string; ip: string; lastUsed: number };
+  /**
+   * When the user was last seen (ms): the session's last use, or the last
+   * write of their bytes by this gateway since it started.
+   */
+  lastSeen?: number;
+}
+
+/** The answer of {@link Gateway.usersTable}. */
+export interface UsersPage {
+  manager: string;
+  /** Users that match the filter, on every page. */
+  total: number;
+  offset: number;
+  limit: number;
+  sort: UsersSort;
+  order: "asc" | "desc";
+  rows: UserRow[];
+  /**
+   * Where the users come from: `"database"` (the user database lists its
+   * users, e.g. a mapDB), or `"active"` (it cannot list them cheaply, e.g.
+   * a directory: the users with consumption in this cycle or a session).
+   */
+  listed: "database" | "active";
+  /** The current cycle's start (ms). */
+  lastReset: number;
+  /** The next reset (ms), absent without a cycle. */
+  nextReset?: number;
+}
+
+/** A manager or user database, for the console's list. */
+export interface ManagerSummary {
+  name: string;
+  /** Its kind (`dwnConsR`, `mapDB`, …). */
+  kind: string;
+  /** True for a user database (not named in the rule). */
+  userDb: boolean;
+  /** True when the rule names it. */
+  inRule: boolean;
+}
+
+/**
+ * The proxy's live counters the console shows (the fields of the proxy's
+ * counters object that `/metrics` also reads).
+ */
+export interface ProxyFigures {
+  /** Client connections open now. */
+  clientConnections: number;
+  /** Tunnels (CONNECT, upgrades) open now. */
+  tunnels: number;
+  /** Requests finished since the start, whatever their outcome. */
+  requests: number;
+}
+
+/** The answer of {@link Gateway.live}. */
+export interface LiveFigures {
+  /** When they were read (ms). */
+  at: number;
+  /** Open sessions by sessionIPM. */
+  sessions: Record<string, number>;
+  /** Users with consumption and their bytes, this cycle, by dwnConsR. */
+  quotas: Record<string, { users: number; bytes: number }>;
+  /** The proxy's counters; absent while this build does not count them. */
+  proxy?: ProxyFigures;
 }
 
 /**
@@ -374,4 +533,35 @@ export interface Gateway {
    * callers; a user database's for administrators only.
    */
   show(manager: string, caller: Caller): Promise<unknown>;
+
+  // ----------------------------------------- history and the console
+
+  /**
+   * The usage history under a dwnConsR: the caller's, another user's or
+   * every user's (`query.user`, `query.all`: admins only).
+   */
+  usage(
+    manager: string,
+    caller: Caller,
+    query: UsageQuery,
+  ): Promise<UsageReport>;
+  /** One page of the users table of a dwnConsR (admins only). */
+  usersTable(
+    manager: string,
+    caller: Caller,
+    query: UsersQuery,
+  ): Promise<UsersPage>;
+  /**
+   * Ends another user's session in a sessionIPM (admins only); answers the
+   * address it was at.
+   */
+  endSession(
+    manager: string,
+    caller: Caller,
+    target: { user: string },
+  ): Promise<{ ip: string }>;
+  /** Every manager and user database with its kind (admins only). */
+  managers(caller: Caller): Promise<ManagerSummary[]>;
+  /** The live figures of the console (admins only). */
+  live(caller: Caller): Promise<LiveFigures>;
 }

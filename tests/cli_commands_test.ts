@@ -48,7 +48,7 @@ async function readSecret(cli: Cli) {
 
 /** The next reset as `status` prints it for the test gateways' 24h cycle. */
 const NEXT_RESET =
-  /^Next reset: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \(in (1 d 0 h|23 h 59 min)\)$/;
+  /^Next reset: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d) \(in (1 d 0 h|23 h 59 min)\)$/;
 
 /**
  * `status` split into the original's four lines and the lines pmproxy adds
@@ -436,6 +436,8 @@ const USAGE = `Client commands (they talk to a pmproxy server's API):
   pmproxy logout|o                  log out; removes ./login.secret
   pmproxy logged-users|lu [-m MGR]  who is logged in where
   pmproxy status|s [-m MGR] [USER]  quota and consumption (USER: admins)
+  pmproxy usage|u [-m MGR] [--user USER | --all] [--since DATE] [--by hour|day|month] [--csv]
+                                    usage history (another user's or --all: admins)
   pmproxy reset|r [-m MGR] USER     set USER's consumption to 0 (admins)
   pmproxy grant|g [-m MGR] USER SIZE
                                     add SIZE to USER's quota until the reset (admins)
@@ -465,6 +467,8 @@ Deno.test("cli: help, wrong usage and local refusals word for word (no server ne
       "lu",
       "status",
       "s",
+      "usage",
+      "u",
       "reset",
       "r",
       "grant",

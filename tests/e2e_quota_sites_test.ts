@@ -282,7 +282,12 @@ Deno.test("countUploads: request bodies (curl -T, --data-binary) and a tunnel's 
       assert.match(cut.body, /request body was stopped: quota reached/);
       assert.match(cut.body, /403$/);
     } else {
-      assert.ok([55, 56].includes(cut.code), `curl: ${cut.code} ${cut.stderr}`);
+      // Cut mid-body: curl sees the connection end (52: no answer at all, 55
+      // or 56: while sending or receiving).
+      assert.ok(
+        [52, 55, 56].includes(cut.code),
+        `curl: ${cut.code} ${cut.stderr}`,
+      );
     }
     const refused = await curl([
       "-x",
@@ -370,7 +375,7 @@ Deno.test("grant: a user at the quota browses again after `pmproxy grant`, statu
     // Consumption is the quota and at most the chunk that found it reached.
     assert.match(
       granted.out,
-      /^Granted 2 MB to user0 under down until the next reset \(2026-03-03T10:00:00\.000Z\)\nQuota: 1 MB \+ 2 MB granted Consumption: 1(\.[0-2])? MB$/,
+      /^Granted 2 MB to user0 under down until the next reset \(2026-03-03T10:00:00Z\)\nQuota: 1 MB \+ 2 MB granted Consumption: 1(\.[0-2])? MB$/,
     );
     assert.equal((await browse("/hello")).body, "200 6", "browsing again");
     const shown = await cli("status", "user0");
@@ -384,7 +389,7 @@ Deno.test("grant: a user at the quota browses again after `pmproxy grant`, statu
       shown.out,
       // The policy's clock is not this machine's: the time until it may be
       // left out.
-      /^Next reset: 2026-03-03T10:00:00\.000Z( \(in [^)]+\))?; grants end then$/m,
+      /^Next reset: 2026-03-03T10:00:00Z( \(in [^)]+\))?; grants end then$/m,
     );
     // The grant's bytes, then cut again.
     const more = await browse(`/bytes/${3 * MiB}`);

@@ -706,6 +706,192 @@ contract(
   },
 );
 
+// ------------------------------------------------------------- history
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+/** The start of the hour of now: Redis expires buckets by the real clock. */
+const thisHour = () => Math.floor(Date.now() / HOUR) * HOUR;
+
+function usageAt(hour: number, keep = { hours: 48, days: 400 }) {
+  return {
+    hour,
+    day: Math.floor(hour / DAY) * DAY,
+    keepHourMs: keep.hours * HOUR,
+    keepDayMs: keep.days * DAY,
+  };
+}
+
+contract(
+  "usage history: deltas from two gateways add up per hour and per day",
+  async (site) => {
+    const a = await site.open();
+    const b = await site.open();
+    const h = thisHour();
+    const rounds = 10;
+    await Promise.all([a, b].map(async (store, g) => {
+      for (let i = 0; i < rounds; i++) {
+        await store.addUsage(
+          "down",
+          new Map([["alice", 100 + g], [`only${g}`, 1]]),
+          usageAt(h),
+        );
+      }
+    }));
+    await a.addUsage("down", new Map([["alice", 7]]), usageAt(h - HOUR));
+    await a.addUsage("up", new Map([["alice", 9]]), usageAt(h));
+    const hours = await b.readUsage("down", {
+      grain: "hour",
+      from: h - 2 * HOUR,
+      to: h + HOUR,
+    });
+    assert.deepEqual(hours, [
+      { start: h - HOUR, user: "alice", bytes: 7 },
+      { start: h, user: "alice", bytes: rounds * 201 },
+      { start: h, user: "only0", bytes: rounds },
+      { start: h, user: "only1", bytes: rounds },
+    ]);
+    // One user, and [from, to) bounds.
+    assert.deepEqual(
+      await b.readUsage("down", {
+        grain: "hour",
+        from: h - HOUR,
+        to: h,
+        user: "alice",
+      }),
+      [{ start: h - HOUR, user: "alice", bytes: 7 }],
+    );
+    assert.deepEqual(
+      await b.readUsage("down", {
+        grain: "hour",
+        from: h,
+        to: h + HOUR,
+        user: "alice",
+      }),
+      [{ start: h, user: "alice", bytes: rounds * 201 }],
+    );
+    // The day's bucket holds both hours (they are in one UTC day here,
+    // unless the test runs in the first hour of a day).
+    const day = usageAt(h).day;
+    const days = await a.readUsage("down", {
+      grain: "day",
+      from: day - DAY,
+      to: day + DAY,
+      user: "alice",
+    });
+    const total = days.reduce((n, e) => n + e.bytes, 0);
+    assert.equal(total, rounds * 201 + 7);
+    // Another manager is another history; an empty range reads nothing.
+    assert.deepEqual(
+      await a.readUsage("up", { grain: "hour", from: h, to: h + HOUR }),
+      [{ start: h, user: "alice", bytes: 9 }],
+    );
+    assert.deepEqual(
+      await a.readUsage("down", { grain: "hour", from: h, to: h }),
+      [],
+    );
+    assert.deepEqual(
+      await a.readUsage("none", { grain: "day", from: 0, to: h }),
+      [],
+    );
+  },
+);
+
+contract(
+  "usage history: buckets past their retention are gone after a newer bucket's write",
+  async (site) => {
+    const a = await site.open();
+    const h = thisHour();
+    // Redis expires by the real clock: every bucket here ends its
+    // retention after now, until a later bucket is written.
+    const keep = { hours: 2, days: 2 };
+    const d1 = h + 2 * HOUR - 2 * DAY;
+    await a.addUsage("down", new Map([["alice", 1], ["bob", 2]]), {
+      ...usageAt(h - HOUR, keep),
+      day: d1,
+    });
+    await a.addUsage("down", new Map([["alice", 10]]), {
+      ...usageAt(h, keep),
+      day: h - DAY,
+    });
+    const all = { from: 0, to: h + 10 * DAY };
+    assert.equal(
+      (await a.readUsage("down", { grain: "hour", ...all })).length,
+      3,
+    );
+    assert.equal(
+      (await a.readUsage("down", { grain: "day", ...all })).length,
+      3,
+    );
+    // The next hour, and a day 2 days after the first: those are 2 h and
+    // 2 d old then.
+    await a.addUsage("down", new Map([["carol", 5]]), {
+      ...usageAt(h + HOUR, keep),
+      day: d1 + 2 * DAY,
+    });
+    const b = await site.open();
+    assert.deepEqual(await b.readUsage("down", { grain: "hour", ...all }), [
+      { start: h, user: "alice", bytes: 10 },
+      { start: h + HOUR, user: "carol", bytes: 5 },
+    ]);
+    assert.deepEqual(
+      await b.readUsage("down", { grain: "hour", ...all, user: "bob" }),
+      [],
+      "the user's own copy went too",
+    );
+    assert.deepEqual(await b.readUsage("down", { grain: "day", ...all }), [
+      { start: h - DAY, user: "alice", bytes: 10 },
+      { start: d1 + 2 * DAY, user: "carol", bytes: 5 },
+    ]);
+    // A grain kept 0 ms is not written.
+    await a.addUsage("hoursOnly", new Map([["alice", 1]]), {
+      ...usageAt(h),
+      keepDayMs: 0,
+    });
+    assert.equal(
+      (await a.readUsage("hoursOnly", { grain: "hour", ...all })).length,
+      1,
+    );
+    assert.deepEqual(
+      await a.readUsage("hoursOnly", { grain: "day", ...all }),
+      [],
+    );
+  },
+);
+
+contract("usage history: 10,000 users' deltas in one write", async (site) => {
+  const a = await site.open();
+  const h = thisHour();
+  const deltas = new Map<string, number>();
+  for (let i = 0; i < 10_000; i++) deltas.set(`user${i}@example.org`, i + 1);
+  const t0 = performance.now();
+  await a.addUsage("down", deltas, usageAt(h));
+  console.log(
+    `  10,000 users' history written in ${
+      (performance.now() - t0).toFixed(0)
+    } ms`,
+  );
+  const hour = await a.readUsage("down", {
+    grain: "hour",
+    from: h,
+    to: h + HOUR,
+  });
+  assert.equal(hour.length, 10_000);
+  assert.equal(
+    hour.reduce((n, e) => n + e.bytes, 0),
+    (10_000 * 10_001) / 2,
+  );
+  assert.deepEqual(
+    await a.readUsage("down", {
+      grain: "day",
+      from: 0,
+      to: h + DAY,
+      user: "user9999@example.org",
+    }),
+    [{ start: usageAt(h).day, user: "user9999@example.org", bytes: 10_000 }],
+  );
+});
+
 contract("status is ok while the store works", async (site) => {
   const a = await site.open();
   await a.signingKey();
@@ -717,6 +903,30 @@ contract("status is ok while the store works", async (site) => {
 function redisTest(name: string, fn: () => Promise<void>): void {
   Deno.test({ name: `state store (Redis): ${name}`, ignore: !!missing, fn });
 }
+
+redisTest(
+  "usage history: each bucket's hash expires at the end of its retention",
+  async () => {
+    await using redis = await startRedis();
+    const a = await RedisStateStore.open(redis.url);
+    try {
+      const h = thisHour();
+      await a.addUsage("down", new Map([["alice", 1]]), usageAt(h));
+      const ttl = async (key: string) => Number(await redis.cli("PTTL", key));
+      const hourLeft = h + 48 * HOUR - Date.now();
+      const hourTtl = await ttl(`pmproxy:usage:down:hour:${h}`);
+      assert.ok(Math.abs(hourTtl - hourLeft) < 5000, `${hourTtl}`);
+      const dayLeft = usageAt(h).day + 400 * DAY - Date.now();
+      const dayTtl = await ttl(`pmproxy:usage:down:day:${usageAt(h).day}`);
+      assert.ok(Math.abs(dayTtl - dayLeft) < 5000, `${dayTtl}`);
+      // The indexes expire with their latest bucket.
+      assert.ok(await ttl("pmproxy:usage:down:hours") > 0);
+      assert.ok(await ttl("pmproxy:usage:down:days") > 0);
+    } finally {
+      await a.close();
+    }
+  },
+);
 
 redisTest(
   "changes are announced to the other store objects, not to their sender",
@@ -873,6 +1083,17 @@ redisTest(
       assert.ok(failed instanceof StoreWriteError);
       assert.deepEqual(failed.unwritten, deltas);
       secretFree(failed.message);
+      const history = await a.addUsage("down", deltas, {
+        hour: 0,
+        day: 0,
+        keepHourMs: 1,
+        keepDayMs: 1,
+      }).then(
+        () => assert.fail("addUsage worked with Redis stopped"),
+        (e) => e,
+      );
+      assert.ok(history instanceof StoreWriteError);
+      assert.deepEqual(history.unwritten, deltas);
       const status = a.status();
       assert.equal(status.ok, false);
       assert.match(status.problem ?? "", /Redis at redis:\/\/127\.0\.0\.1/);

@@ -16,6 +16,7 @@ Deno.test("web assets: every page file is embedded as it is on disk", async () =
     "/admin.html": ["admin.html", "text/html; charset=utf-8"],
     "/admin": ["admin.html", "text/html; charset=utf-8"],
     "/app.js": ["app.js", "text/javascript; charset=utf-8"],
+    "/chart.js": ["chart.js", "text/javascript; charset=utf-8"],
     "/style.css": ["style.css", "text/css; charset=utf-8"],
     "/i18n/en.json": ["i18n/en.json", "application/json; charset=utf-8"],
     "/i18n/es.json": ["i18n/es.json", "application/json; charset=utf-8"],

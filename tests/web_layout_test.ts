@@ -13,6 +13,8 @@ import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { assets } from "../web/assets.ts";
 import { openGateway } from "../managers/mod.ts";
+import { UsageCalendar } from "../managers/quotas/_history.ts";
+import { machineZone } from "../managers/values/zone.ts";
 import { startTestApi } from "./helpers/api_server.ts";
 import { adminManagersToml } from "./helpers/config_dir.ts";
 import { launchChromium, newPage } from "./helpers/web_browser.ts";
@@ -32,14 +34,47 @@ async function shoot(page: Page, name: string): Promise<void> {
       const scrollWidth = await page.evaluate<number>(
         "document.documentElement.scrollWidth",
       );
+      // Which elements stick out, to say where to look.
+      const wide = scrollWidth <= width ? [] : await page.evaluate<string[]>(
+        `[...document.querySelectorAll("body *")]
+          .filter((e) => e.getBoundingClientRect().right > ${width} + 0.5)
+          .map((e) => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") +
+            (e.className && typeof e.className === "string"
+              ? "." + e.className.trim().split(/\\s+/).join(".")
+              : ""))
+          .slice(0, 8)`,
+      );
       assert.ok(
         scrollWidth <= width,
-        `${name} at ${width} px (${colorScheme}) is ${scrollWidth} px wide`,
+        `${name} at ${width} px (${colorScheme}) is ${scrollWidth} px wide: ${
+          wide.join(", ")
+        }`,
       );
       await page.screenshot({
         path: join(SHOTS, `${name}-${width}-${colorScheme}.png`),
         fullPage: true,
       });
+    }
+  }
+}
+
+/**
+ * Opens `url`, again when a navigation still under way interrupts it: the
+ * status page just after login goes on to `next` by itself (a meta
+ * refresh), and that unreachable page's error may land during the goto.
+ */
+async function gotoSettled(page: Page, url: string): Promise<void> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      await page.goto(url);
+      return;
+    } catch (e) {
+      if (attempt >= 20 || !/interrupted by another navigation/.test(`${e}`)) {
+        throw e;
+      }
+      // Let the other navigation end before the next try (a busy machine
+      // takes a while).
+      await new Promise((r) => setTimeout(r, 250));
     }
   }
 }
@@ -53,7 +88,11 @@ Deno.test("web layout: every page at 1280 and 390 px, light and dark, fits its w
   await Deno.mkdir(SHOTS, { recursive: true });
   const dir = await Deno.makeTempDir({ prefix: "pmproxy-layout-" });
   const managersFile = join(dir, "managers.toml");
-  await Deno.writeTextFile(managersFile, adminManagersToml());
+  // A monthly cycle: the status page's chart of the cycle has its days.
+  await Deno.writeTextFile(
+    managersFile,
+    adminManagersToml({ resetCycle: "monthly" }),
+  );
   const gateway = await openGateway(managersFile, {
     state: join(dir, "state.kv"),
     persistIntervalMs: 60_000,
@@ -72,6 +111,34 @@ Deno.test("web layout: every page at 1280 and 390 px, light and dark, fits its w
   };
   const consume = (bytes: number) =>
     gateway.setConsumption("down", adminCaller, { user: "user0", bytes });
+  // A history to draw: user0's hours of today and days of this month so
+  // far, as flushes would have written them (the quota's zone is this
+  // machine's).
+  const cal = new UsageCalendar(machineZone());
+  const now = Date.now();
+  const history = async () => {
+    const keep = { keepHourMs: 48 * 3_600_000, keepDayMs: 400 * 86_400_000 };
+    for (let h = cal.dayStart(now), i = 0; h <= now; h += 3_600_000, i++) {
+      const bytes = (5 + ((i * 37) % 23)) * 1024 ** 2;
+      await gateway.store.addUsage("down", new Map([["user0", bytes]]), {
+        hour: cal.hourStart(h),
+        day: cal.dayStart(h),
+        ...keep,
+      });
+    }
+    for (
+      let d = cal.monthStart(now), i = 0;
+      d < cal.dayStart(now);
+      d = cal.nextPeriod("day", d), i++
+    ) {
+      const bytes = (40 + ((i * 53) % 90)) * 1024 ** 2;
+      await gateway.store.addUsage("down", new Map([["user0", bytes]]), {
+        hour: d,
+        day: d,
+        ...keep,
+      });
+    }
+  };
   try {
     const en = await newPage(browser, errors);
     await en.goto(`${origin}/`);
@@ -92,17 +159,32 @@ Deno.test("web layout: every page at 1280 and 390 px, light and dark, fits its w
     await shoot(plain, "login-error-nojs");
 
     await consume(384 * 1024 ** 2);
+    await history();
     await plain.getByLabel("Password", { exact: true }).fill("pass0");
     await plain.getByRole("button", { name: "Log in", exact: true }).click();
     await plain.waitForURL(/news\.example\.org|\/status/).catch(() => {});
-    await plain.goto(`${origin}/status?next=${encodeURIComponent(LONG_NEXT)}`);
+    await gotoSettled(
+      plain,
+      `${origin}/status?next=${encodeURIComponent(LONG_NEXT)}`,
+    );
     await plain.locator("#status").waitFor();
+    // The charts without JavaScript: drawn by the API.
+    const heights = await plain.locator("#today-chart rect.bar").evaluateAll(
+      (rects) => rects.map((r) => Number(r.getAttribute("height"))),
+    );
+    assert.equal(heights.length, 24);
+    assert.ok(heights.some((h) => h > 0), "today's bars have heights");
+    assert.match(
+      await plain.locator("#today-summary").textContent() ?? "",
+      /MB in total; the most: /,
+    );
     await shoot(plain, "status-nojs");
 
     await en.getByLabel("User", { exact: true }).fill("user0");
     await en.getByLabel("Password", { exact: true }).fill("pass0");
     await en.getByRole("button", { name: "Log in", exact: true }).click();
     await en.locator("#status").waitFor();
+    await en.locator("#today-chart rect.bar").first().waitFor();
     await shoot(en, "status-js");
     await consume(1100 * 1024 ** 2);
     await en.getByRole("button", { name: "Refresh", exact: true }).click();
@@ -119,9 +201,13 @@ Deno.test("web layout: every page at 1280 and 390 px, light and dark, fits its w
     await admin.getByLabel("User", { exact: true }).fill("user0");
     await admin.getByRole("button", { name: "Look up", exact: true }).click();
     await admin.locator("#lookup-result").waitFor();
-    await admin.getByLabel("Manager", { exact: true }).fill("down");
-    await admin.getByRole("button", { name: "Show", exact: true }).click();
+    await admin.locator("#lkd-chart rect.bar").first().waitFor();
+    await admin.getByRole("button", { name: "down dwnConsR" }).click();
     await admin.locator("#show-result", { hasText: "group0" }).waitFor();
+    await admin.getByLabel("URL or host:port").fill(LONG_NEXT);
+    await admin.getByLabel("User taken as logged in").fill("user0");
+    await admin.getByRole("button", { name: "Explain", exact: true }).click();
+    await admin.locator("#explain-verdict", { hasText: "Refused" }).waitFor();
     await shoot(admin, "admin-js");
     await admin.getByRole("link", { name: "Español" }).click();
     await admin.locator("#users td", { hasText: "admin" }).waitFor();
@@ -132,6 +218,14 @@ Deno.test("web layout: every page at 1280 and 390 px, light and dark, fits its w
     });
     await adminPlain.goto(`${origin}/admin`);
     await shoot(adminPlain, "admin-nojs");
+
+    // The status page in Spanish, with its charts (last: the login
+    // replaces the admin's session at this address).
+    await es.getByLabel("Usuario", { exact: true }).fill("user0");
+    await es.getByLabel("Contraseña", { exact: true }).fill("pass0");
+    await es.getByRole("button", { name: "Entrar", exact: true }).click();
+    await es.locator("#cycle-chart rect.bar").first().waitFor();
+    await shoot(es, "status-es");
     assert.deepEqual(errors, [], "the pages raised no script errors");
   } finally {
     await browser.close();

@@ -223,3 +223,53 @@ Deno.test("web pages: an unreachable gateway is reported as a network error", as
     );
   });
 });
+
+Deno.test("web pages: past the quota's warning threshold the status says so, with JavaScript and without; a history that cannot be read is a sentence", async () => {
+  await withSetup(async ({ origin, browser, errors, gateway }) => {
+    gateway.warnAt = 0.8;
+    gateway.grants = { user0: 100 * 1024 ** 2 };
+    gateway.consumption.user0 = 0.9 * 1024 ** 3;
+    for (const javaScriptEnabled of [true, false]) {
+      const page = await newPage(browser, errors, { javaScriptEnabled });
+      await page.goto(`${origin}/`);
+      await page.getByLabel("User", { exact: true }).fill("user0");
+      await page.getByLabel("Password", { exact: true }).fill("pass0");
+      await page.getByRole("button", { name: "Log in", exact: true }).click();
+      await page.locator("#status").waitFor();
+      if (!javaScriptEnabled) await page.goto(`${origin}/status`);
+      await page.locator("#usage.warn").waitFor();
+      await page.locator("#st-warning", {
+        hasText: "You have used most of your quota.",
+      }).waitFor();
+      assert.equal(await page.locator("#usage.full").count(), 0);
+      // This gateway has no usage history: the page says so, nothing else
+      // breaks.
+      await page.locator("#history-missing", {
+        hasText: "Your usage history cannot be shown right now.",
+      }).waitFor();
+      assert.equal(await page.locator("#history-box").isVisible(), false);
+      assert.equal(
+        await page.locator("#st-consumption").textContent(),
+        "921.6 MB",
+      );
+      // What an administrator granted, when the gateway says.
+      assert.equal(await page.locator("#st-granted").textContent(), "100 MB");
+      assert.equal(await page.locator("#st-granted").isVisible(), true);
+      await page.context().close();
+    }
+    // Under the threshold: no warning.
+    gateway.consumption.user0 = 0.5 * 1024 ** 3;
+    const page = await newPage(browser, errors);
+    await page.goto(`${origin}/`);
+    await page.getByLabel("User", { exact: true }).fill("user0");
+    await page.getByLabel("Password", { exact: true }).fill("pass0");
+    await page.getByRole("button", { name: "Log in", exact: true }).click();
+    await page.locator("#status").waitFor();
+    await page.locator("#st-consumption", { hasText: "512 MB" }).waitFor();
+    assert.equal(await page.locator("#usage.warn").count(), 0);
+    assert.equal(await page.locator("#st-warning").isVisible(), false);
+    gateway.grants = {};
+    await page.getByRole("button", { name: "Refresh", exact: true }).click();
+    await page.locator("#st-granted").waitFor({ state: "hidden" });
+  });
+});

@@ -40,9 +40,14 @@ function t(key, params = {}) {
   );
 }
 
+/** The page's language (`<html lang>`). */
+function pageLang() {
+  return document.documentElement.lang || "en";
+}
+
 /** A number with one decimal, written as the page's language writes it. */
 function oneDecimal(n) {
-  return n.toLocaleString(document.documentElement.lang || "en", {
+  return n.toLocaleString(pageLang(), {
     minimumFractionDigits: 1,
     maximumFractionDigits: 1,
   });
@@ -300,7 +305,29 @@ function renderInfo(p, info) {
   const used = Number(info.bytesCons) || 0;
   bar.max = quota > 0 ? quota : 1;
   bar.value = quota > 0 ? Math.min(used, quota) : 0;
-  bar.classList.toggle("full", quota > 0 && used >= quota);
+  const full = quota > 0 && used >= quota;
+  bar.classList.toggle("full", full);
+  // Past the quota manager's warning threshold (when the gateway says).
+  const warn = !full && quota > 0 && info.warning === true;
+  bar.classList.toggle("warn", warn);
+  const warning = $(`${p}-warning`);
+  if (warning) warning.hidden = !warn;
+  // Extra bytes an administrator granted, when the gateway says.
+  const granted = $(`${p}-granted`);
+  if (granted) {
+    const bytes = Number(info.bytesGranted) || 0;
+    granted.textContent = bytes > 0 && charts ? charts.formatBytes(bytes) : "";
+    granted.hidden = bytes <= 0;
+    granted.previousElementSibling.hidden = bytes <= 0;
+  }
+  const reset = $(`${p}-reset`);
+  if (reset) {
+    reset.textContent = typeof info.nextReset !== "string"
+      ? t("status.noReset")
+      : charts
+      ? charts.wallTime(info.nextReset, pageLang())
+      : info.nextReset;
+  }
   const share = quota > 0 ? Math.min(100, (used * 100) / quota) : 0;
   let words = t("status.noQuota");
   if (quota > 0) {
@@ -312,6 +339,58 @@ function renderInfo(p, info) {
   }
   bar.setAttribute("aria-valuetext", words);
   return words;
+}
+
+// ----------------------------------------------------------------- charts
+
+/**
+ * The chart module (web/chart.js, the same code the server renders the
+ * pages without JavaScript with), loaded once by loadCharts().
+ */
+let charts = null;
+
+async function loadCharts() {
+  charts ??= await import("/chart.js");
+}
+
+/**
+ * Draws a usage report (the API's `usage`) into `${p}-chart`, its
+ * sentence into `${p}-summary` and its table into `${p}-table`.
+ */
+function drawChart(p, report, title) {
+  const bars = charts.usageBars(
+    report,
+    charts.periodNames(pageLang(), report.zone, report.by),
+  );
+  const sum = charts.barsSummary(bars);
+  const summary = sum.peak
+    ? t("status.chartSummary", {
+      total: sum.totalText,
+      peak: sum.peak.name,
+      peakBytes: sum.peak.text,
+    })
+    : t("status.chartSummaryEmpty");
+  const current = report.periods.findLast((start) => start <= Date.now());
+  // Markup chart.js made, every text in it escaped.
+  $(`${p}-chart`).innerHTML = charts.barChart(bars, {
+    id: `${p}-svg`,
+    title,
+    summary,
+    current,
+    labelEvery: report.by === "hour" ? 3 : undefined,
+  });
+  setText(`${p}-summary`, summary);
+  $(`${p}-table`).innerHTML = charts.barTable(bars, {
+    caption: title,
+    period: t("status.chartPeriod"),
+    bytes: t("status.chartBytes"),
+    empty: t("status.chartEmpty"),
+  });
+}
+
+/** Reads a usage report of the dwnConsR `manager` (see api/cmd.ts). */
+async function usageOf(manager, info) {
+  return JSON.parse(await call({ cmd: "usage", manager, info }));
 }
 
 // -------------------------------------------------------- login / status
@@ -354,8 +433,9 @@ async function refreshStatus() {
       message: "empty JWT",
     });
   }
+  await loadCharts();
   const info = await ownInfo();
-  const quotaRows = ["st-quota", "st-consumption", "usage-box"];
+  const quotaRows = ["st-quota", "st-consumption", "st-reset", "usage-box"];
   if (info) {
     setText("usage-text", renderInfo("st", info));
     show("admin-link", info.isAdmin === true);
@@ -378,7 +458,63 @@ async function refreshStatus() {
       el.previousElementSibling.hidden = !info;
     }
   }
+  if (info) await refreshHistory(login.dwnConsR);
+  else show("history-box", false);
+  await refreshRule();
   setText("status-error", "");
+}
+
+/** The status page's charts: today by hour, this cycle by day. */
+async function refreshHistory(manager) {
+  try {
+    const today = await usageOf(manager, {
+      by: "hour",
+      since: "today",
+      until: "today",
+    });
+    const cycle = await usageOf(manager, {
+      by: "day",
+      since: "cycle",
+      until: "cycle",
+    });
+    drawChart("today", today, t("status.todayChart"));
+    drawChart("cycle", cycle, t("status.cycleChart"));
+    show("history-box", true);
+    show("history-missing", false);
+  } catch (e) {
+    if (isLoggedOut(e)) throw e;
+    // The rest of the status does not depend on the history.
+    show("history-box", false);
+    show("history-missing", true);
+  }
+}
+
+/** What the rule gives this address now (discover). */
+async function refreshRule() {
+  let found;
+  try {
+    found = JSON.parse(await post({ cmd: "discover", manager: "rules" }));
+  } catch {
+    show("rule-box", false);
+    return;
+  }
+  const items = Object.entries(found?.matchMng ?? {}).map(([name, m]) => {
+    const li = document.createElement("li");
+    const yes = m && m.match === true;
+    li.className = yes ? "yes" : "no";
+    li.textContent = t(yes ? "status.ruleYes" : "status.ruleNo", {
+      name,
+      kind: String(m?.type ?? ""),
+    });
+    return li;
+  });
+  $("rule-list").replaceChildren(...items);
+  const allowed = found?.result === true || found?.result === "true";
+  setText(
+    "rule-result",
+    t(allowed ? "status.ruleAllowed" : "status.ruleRefused"),
+  );
+  show("rule-box", true);
 }
 
 async function showStatus() {
@@ -544,16 +680,16 @@ async function loadUsers() {
 }
 
 async function lookUp(userName) {
-  const login = loadLogin();
   const info = JSON.parse(
     await call({
       cmd: "getOther",
-      manager: login.dwnConsR ?? "down",
+      manager: quotaName(),
       info: { userName },
     }),
   );
   setText("lk-usage-text", renderInfo("lk", info));
   show("lookup-result", true);
+  await lookUpHistory(userName);
 }
 
 function wantUser() {
@@ -587,6 +723,7 @@ async function initAdmin() {
     if (isLoggedOut(e)) clearLogin();
     return;
   }
+  await loadCharts();
   show("admin", true);
 
   $("users-refresh").addEventListener(
@@ -620,11 +757,12 @@ async function initAdmin() {
       try {
         await call({
           cmd: "set",
-          manager: login.dwnConsR ?? "down",
+          manager: quotaName(),
           info: { userName, bytesCons: 0 },
         });
         setText("notice", t("admin.lookup.resetDone", { user: userName }));
         await lookUp(userName);
+        await loadPeople().catch(() => {});
       } catch (e) {
         setText("lookup-error", e.message);
       }
@@ -666,6 +804,501 @@ async function initAdmin() {
   );
 
   await loadUsers().catch((e) => setText("users-error", e.message));
+  await initConsole(login);
+}
+
+// ---------------------------------------------------------------- console
+
+/** How often the live figures are read again, in ms. */
+const LIVE_MS = 5_000;
+
+/**
+ * The users table: which quota manager, which page, sorted how, and the
+ * filter. The API answers one page at a time (`users` on a dwnConsR).
+ */
+const people = {
+  manager: null,
+  offset: 0,
+  limit: 50,
+  sort: "user",
+  order: "asc",
+  filter: "",
+  total: 0,
+};
+
+/** The quota manager the console works on. */
+function quotaName() {
+  return people.manager ?? loadLogin()?.dwnConsR ?? "down";
+}
+
+/** A share of a quota, written as the page's language writes it. */
+function percentText(row) {
+  return row.percent === null ? "—" : `${oneDecimal(row.percent)} %`;
+}
+
+/** A time (ms) in the reader's zone and language. */
+function timeText(ms) {
+  return new Intl.DateTimeFormat(pageLang(), {
+    dateStyle: "medium",
+    timeStyle: "short",
+  }).format(ms);
+}
+
+/**
+ * A cell of the users table: its text, its classes, and the name of its
+ * column, which a phone shows before the value (the table is a list of
+ * cards there). The roles keep it a table for screen readers whatever
+ * the stylesheet makes of it.
+ */
+function cell(text, classes, label) {
+  const td = document.createElement("td");
+  td.setAttribute("role", "cell");
+  td.textContent = text;
+  td.classList.add(...classes);
+  if (label) td.dataset.label = label;
+  return td;
+}
+
+function actionButton(text, label, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "secondary";
+  b.textContent = text;
+  b.setAttribute("aria-label", label);
+  b.addEventListener("click", () => busy(b, onClick));
+  return b;
+}
+
+/** One row of the users table, with its actions. */
+function personRow(row) {
+  const tr = document.createElement("tr");
+  tr.setAttribute("role", "row");
+  const user = cell("", ["c-user"]);
+  const strong = document.createElement("span");
+  strong.className = "user-name";
+  strong.textContent = row.userName;
+  user.append(strong);
+  if (row.name && row.name !== row.userName) {
+    const full = document.createElement("span");
+    full.classList.add("muted", "full-name");
+    full.textContent = row.name;
+    user.append(full);
+  }
+  const share = cell(
+    percentText(row),
+    ["num", "c-share"],
+    t("admin.people.percent"),
+  );
+  if (row.percent !== null && row.percent >= 100) share.classList.add("full");
+  const where = row.session
+    ? cell(row.session.ip, ["c-where"], t("admin.people.where"))
+    : cell(
+      t("admin.people.nowhere"),
+      ["muted", "c-where"],
+      t("admin.people.where"),
+    );
+  tr.append(
+    user,
+    cell(
+      charts.formatBytes(row.bytesCons),
+      ["num", "c-cons"],
+      t("admin.people.consumption"),
+    ),
+    cell(
+      row.quotaKnown
+        ? charts.formatBytes(row.bytesQuota)
+        : t("admin.people.unknownQuota"),
+      ["num", "c-quota"],
+      t("admin.people.quotaColumn"),
+    ),
+    share,
+    where,
+    cell(
+      row.lastSeen === undefined
+        ? t("admin.people.never")
+        : timeText(row.lastSeen),
+      ["c-seen"],
+      t("admin.people.lastSeen"),
+    ),
+  );
+  const actions = cell("", ["row-actions"]);
+  const name = row.userName;
+  actions.append(
+    actionButton(
+      t("admin.people.history"),
+      t("admin.people.historyOf", { user: name }),
+      async () => {
+        $("lookup-user").value = name;
+        setText("lookup-error", "");
+        try {
+          await lookUp(name);
+        } catch (e) {
+          show("lookup-result", false);
+          setText("lookup-error", e.message);
+        }
+        $("lookup-title").scrollIntoView({ block: "start" });
+      },
+    ),
+    actionButton(
+      t("admin.people.reset"),
+      t("admin.people.resetOf", { user: name }),
+      async () => {
+        try {
+          await call({
+            cmd: "set",
+            manager: quotaName(),
+            info: { userName: name, bytesCons: 0 },
+          });
+          setText("notice", t("admin.lookup.resetDone", { user: name }));
+          await loadPeople();
+        } catch (e) {
+          setText("people-error", e.message);
+        }
+      },
+    ),
+  );
+  if (row.session) {
+    const session = row.session;
+    actions.append(
+      actionButton(
+        t("admin.people.end"),
+        t("admin.people.endOf", { user: name }),
+        async () => {
+          try {
+            const ended = JSON.parse(
+              await call({
+                cmd: "close",
+                manager: session.manager,
+                info: { userName: name },
+              }),
+            );
+            setText(
+              "notice",
+              t("admin.people.ended", { user: name, ip: ended.ip }),
+            );
+            await loadPeople();
+          } catch (e) {
+            setText("people-error", e.message);
+          }
+        },
+      ),
+    );
+  }
+  tr.append(actions);
+  return tr;
+}
+
+/** Reads and shows the current page of the users table. */
+async function loadPeople() {
+  setText("people-error", "");
+  const page = JSON.parse(
+    await call({
+      cmd: "users",
+      manager: quotaName(),
+      info: {
+        offset: people.offset,
+        limit: people.limit,
+        sort: people.sort,
+        order: people.order,
+        filter: people.filter,
+      },
+    }),
+  );
+  people.total = page.total;
+  people.offset = page.offset;
+  people.sort = page.sort;
+  people.order = page.order;
+  $("people").replaceChildren(...page.rows.map(personRow));
+  const from = page.rows.length ? page.offset + 1 : 0;
+  const to = page.offset + page.rows.length;
+  let words = page.total === 0
+    ? t("admin.people.none")
+    : t("admin.people.page", { from, to, total: page.total });
+  if (page.listed === "active") words += ` ${t("admin.people.listedActive")}`;
+  setText("people-count", words);
+  setText("people-page", `${from}–${to} / ${page.total}`);
+  $("people-prev").disabled = page.offset === 0;
+  $("people-next").disabled = to >= page.total;
+  for (const th of $("people-table").querySelectorAll("th[data-sort]")) {
+    const sorted = th.dataset.sort === page.sort;
+    if (sorted) {
+      th.setAttribute(
+        "aria-sort",
+        page.order === "asc" ? "ascending" : "descending",
+      );
+    } else th.removeAttribute("aria-sort");
+  }
+}
+
+/** One user's charts in the lookup: recent hours, this cycle by day. */
+async function lookUpHistory(userName) {
+  setText("lk-history-error", "");
+  try {
+    const hours = await usageOf(quotaName(), { userName, by: "hour" });
+    const days = await usageOf(quotaName(), {
+      userName,
+      by: "day",
+      since: "cycle",
+      until: "cycle",
+    });
+    drawChart("lkh", hours, t("admin.lookup.hoursChart"));
+    drawChart("lkd", days, t("admin.lookup.daysChart"));
+    show("lk-history", true);
+  } catch (e) {
+    show("lk-history", false);
+    setText("lk-history-error", e.message);
+  }
+}
+
+/** The previous reading of the live figures, for requests per second. */
+let lastLive = null;
+
+/** Reads and shows the live figures (`live` on rules). */
+async function loadLive() {
+  let live;
+  try {
+    live = JSON.parse(await call({ cmd: "live", manager: "rules" }));
+  } catch (e) {
+    setText("live-error", e.message);
+    return;
+  }
+  setText("live-error", "");
+  const sum = (o) => Object.values(o ?? {}).reduce((n, v) => n + v, 0);
+  setText("live-sessions", String(sum(live.sessions)));
+  setText(
+    "live-active",
+    String(Object.values(live.quotas ?? {}).reduce((n, q) => n + q.users, 0)),
+  );
+  const proxy = live.proxy;
+  show("live-note", !proxy);
+  if (!proxy) {
+    for (const id of ["live-connections", "live-tunnels", "live-rate"]) {
+      setText(id, "—");
+    }
+    return;
+  }
+  setText("live-connections", String(proxy.clientConnections));
+  setText("live-tunnels", String(proxy.tunnels));
+  if (lastLive?.proxy && live.at > lastLive.at) {
+    const rate = (proxy.requests - lastLive.proxy.requests) /
+      ((live.at - lastLive.at) / 1000);
+    setText("live-rate", oneDecimal(Math.max(0, rate)));
+  }
+  lastLive = live;
+}
+
+/** The managers and user databases, each a button showing its configuration. */
+async function loadManagers() {
+  let list;
+  try {
+    list = JSON.parse(await call({ cmd: "managers", manager: "rules" }));
+  } catch {
+    // An older gateway: the form below still shows a manager by its name.
+    return [];
+  }
+  const items = list.map((m) => {
+    const li = document.createElement("li");
+    const b = document.createElement("button");
+    b.type = "button";
+    b.classList.add("secondary", "manager");
+    const name = document.createElement("span");
+    name.textContent = m.name;
+    const kind = document.createElement("span");
+    kind.className = "kind";
+    kind.textContent = m.kind;
+    b.append(name, kind);
+    b.addEventListener("click", () => {
+      $("show-name").value = m.name;
+      $("show-form").requestSubmit();
+    });
+    li.append(b);
+    return li;
+  });
+  $("manager-list").replaceChildren(...items);
+  return list;
+}
+
+/** The rule as the gateway loaded it. */
+async function loadRule() {
+  try {
+    const shown = JSON.parse(await call({ cmd: "show", manager: "rules" }));
+    setText("rule-text", String(shown?.rule ?? ""));
+  } catch (e) {
+    setText("rule-error", e.message);
+  }
+}
+
+/** Shows an explanation (the API's `explain`). */
+function showExplanation(x) {
+  const verdict = $("explain-verdict");
+  verdict.textContent = x.allowed
+    ? t("admin.explain.allowed")
+    : t("admin.explain.refused", { reason: x.reason ?? "" });
+  verdict.classList.toggle("yes", x.allowed);
+  verdict.classList.toggle("no", !x.allowed);
+  setText(
+    "explain-facts",
+    t("admin.explain.facts", {
+      method: x.facts.method,
+      ip: x.facts.ip,
+      user: x.facts.user ?? t("admin.explain.nobody"),
+      time: timeText(Date.parse(x.facts.time)),
+    }),
+  );
+  $("explain-steps").replaceChildren(...x.steps.map((step) => {
+    const li = document.createElement("li");
+    li.className = step.ok ? "yes" : "no";
+    const name = document.createElement("strong");
+    name.textContent = `${step.name} `;
+    const kind = document.createElement("span");
+    kind.className = "muted";
+    kind.textContent = `(${step.kind}) `;
+    li.append(name, kind, document.createTextNode(step.why));
+    return li;
+  }));
+  const attached = x.resources.map((r) => `${r.name} (${r.kind})`);
+  setText(
+    "explain-attached",
+    x.allowed
+      ? t("admin.explain.attached", {
+        list: attached.length
+          ? attached.join(", ")
+          : t("admin.explain.nothing"),
+      })
+      : "",
+  );
+  const r = x.route;
+  const from = r.localAddress
+    ? ` ${t("admin.explain.routeFrom", { address: r.localAddress })}`
+    : "";
+  setText(
+    "explain-route",
+    !x.allowed ? "" : r.kind === "parent"
+      ? t("admin.explain.routeParent", {
+        proxy: String(r.proxyUrl).replace(/\/\/[^@/]*@/, "//"),
+      }) + from
+      : t("admin.explain.routeDirect") + from,
+  );
+  show("explain-result", true);
+}
+
+/** Downloads the usage history of every user of the quota as CSV. */
+async function downloadCsv() {
+  const by = $("people-csv-by").value;
+  const text = await call({
+    cmd: "usage",
+    manager: quotaName(),
+    info: { all: true, by, format: "csv" },
+  });
+  const file = `usage-${quotaName()}-by-${by}.csv`;
+  const url = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = file;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  setText("notice", t("admin.people.csvDone", { file }));
+}
+
+/** Wires the console's sections (after the admin check). */
+async function initConsole(login) {
+  const managers = await loadManagers();
+  const quotas = managers.filter((m) => m.kind === "dwnConsR").map((m) =>
+    m.name
+  );
+  people.manager = quotas.includes(login.dwnConsR)
+    ? login.dwnConsR
+    : quotas[0] ?? login.dwnConsR ?? "down";
+  const select = $("people-quota");
+  select.replaceChildren(...quotas.map((q) => new Option(q, q)));
+  select.value = people.manager;
+  show("people-quota-box", quotas.length > 1);
+  select.addEventListener("change", () => {
+    people.manager = select.value;
+    people.offset = 0;
+    loadPeople().catch((e) => setText("people-error", e.message));
+  });
+
+  $("people-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    people.filter = $("people-filter").value.trim();
+    people.offset = 0;
+    busy(
+      $("people-search"),
+      () => loadPeople().catch((e) => setText("people-error", e.message)),
+    );
+  });
+  for (const th of $("people-table").querySelectorAll("th[data-sort]")) {
+    th.querySelector("button").addEventListener("click", () => {
+      const key = th.dataset.sort;
+      if (people.sort === key) {
+        people.order = people.order === "asc" ? "desc" : "asc";
+      } else {
+        people.sort = key;
+        people.order = key === "user" ? "asc" : "desc";
+      }
+      people.offset = 0;
+      loadPeople().catch((e) => setText("people-error", e.message));
+    });
+  }
+  $("people-prev").addEventListener("click", () => {
+    people.offset = Math.max(0, people.offset - people.limit);
+    loadPeople().catch((e) => setText("people-error", e.message));
+  });
+  $("people-next").addEventListener("click", () => {
+    people.offset += people.limit;
+    loadPeople().catch((e) => setText("people-error", e.message));
+  });
+  $("people-csv-by").replaceChildren(
+    new Option(t("admin.people.byHour"), "hour"),
+    new Option(t("admin.people.byDay"), "day", true, true),
+    new Option(t("admin.people.byMonth"), "month"),
+  );
+  $("people-csv").addEventListener("click", () =>
+    busy(
+      $("people-csv"),
+      () => downloadCsv().catch((e) => setText("people-error", e.message)),
+    ));
+
+  $("explain-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    setText("explain-error", "");
+    const url = $("explain-url").value.trim();
+    if (!url) {
+      setText("explain-error", t("admin.explain.missing"));
+      $("explain-url").focus();
+      return;
+    }
+    const info = { url };
+    const ip = $("explain-ip").value.trim();
+    const userName = $("explain-user").value.trim();
+    const at = $("explain-at").value;
+    if (ip) info.ip = ip;
+    if (userName) info.userName = userName;
+    // The admin's own wall-clock time, as an instant.
+    if (at) info.at = new Date(at).toISOString();
+    await busy($("explain-button"), async () => {
+      try {
+        showExplanation(
+          JSON.parse(await call({ cmd: "explain", manager: "rules", info })),
+        );
+      } catch (e) {
+        show("explain-result", false);
+        setText("explain-error", e.message);
+      }
+    });
+  });
+
+  await Promise.all([
+    loadPeople().catch((e) => setText("people-error", e.message)),
+    loadRule(),
+    loadLive(),
+  ]);
+  setInterval(() => {
+    if (document.visibilityState === "visible") loadLive();
+  }, LIVE_MS);
 }
 
 // ------------------------------------------------------------------ start

@@ -17,6 +17,7 @@
 import indexHtml from "./index.html" with { type: "text" };
 import adminHtml from "./admin.html" with { type: "text" };
 import appJs from "./app.js" with { type: "text" };
+import chartJs from "./chart.js" with { type: "text" };
 import styleCss from "./style.css" with { type: "text" };
 import enJson from "./i18n/en.json" with { type: "text" };
 import esJson from "./i18n/es.json" with { type: "text" };
@@ -34,6 +35,8 @@ export const assets: Record<string, { type: string; body: string }> = {
   "/admin.html": { type: HTML, body: adminHtml },
   "/admin": { type: HTML, body: adminHtml },
   "/app.js": { type: "text/javascript; charset=utf-8", body: appJs },
+  // The usage charts: app.js imports them; the API renders them too.
+  "/chart.js": { type: "text/javascript; charset=utf-8", body: chartJs },
   "/style.css": { type: "text/css; charset=utf-8", body: styleCss },
   "/i18n/en.json": { type: JSON_TYPE, body: enJson },
   "/i18n/es.json": { type: JSON_TYPE, body: esJson },

@@ -11,7 +11,7 @@
  */
 import type { Manager, UserDb } from "../types.ts";
 import type { Fail, Table } from "./table_fields.ts";
-import type { StateStore } from "../state/store.ts";
+import type { HistoryRetention, StateStore } from "../state/store.ts";
 
 export type { Fail, Table };
 
@@ -55,6 +55,11 @@ export interface KindContext {
   readonly syncIntervalMs: number;
   /** How long a session secret is valid (top-level `jwtExpiration`, ms). */
   readonly jwtExpirationMs: number;
+  /**
+   * How long the usage history is kept (`[state] historyHours`,
+   * `historyDays`); absent: the defaults (48 hours, 400 days).
+   */
+  readonly history?: HistoryRetention;
   /**
    * Runs `hook` when the gateway starts, with the state store (restore
    * state). Not run by `checkManagersFile`.

@@ -42,7 +42,7 @@ import { parseDuration, parseSize } from "../values/units.ts";
 import { keyPath, nearestKey, type TomlFile } from "./toml_file.ts";
 import { needUserDbName } from "./table_fields.ts";
 import type { KindContext, Table } from "./kind_context.ts";
-import type { StateStore } from "../state/store.ts";
+import type { HistoryRetention, StateStore } from "../state/store.ts";
 import { MANAGER_KINDS, USER_DB_KINDS } from "./kinds.ts";
 import {
   findOpenPath,
@@ -129,6 +129,8 @@ export interface LoadOptions {
   persistIntervalMs?: number;
   /** How often users near their quota are synced with the store (ms; 0: never). */
   syncIntervalMs?: number;
+  /** How long the usage history is kept (default 48 hours, 400 days). */
+  history?: HistoryRetention;
   /**
    * Where the proxy listens (`[proxy.server] addr` of server.toml). With
    * it, an open rule is a warning, or a ConfigError on every interface
@@ -321,6 +323,7 @@ export async function loadManagers(
       persistIntervalMs,
       syncIntervalMs,
       jwtExpirationMs: jwtMs,
+      history: options.history,
       onStart: (hook) => hooks.start.push(hook),
       onFlush: (hook) => hooks.flush.push(hook),
       onClose: (hook) => hooks.close.push(hook),

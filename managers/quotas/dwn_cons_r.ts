@@ -96,6 +96,18 @@
  * the other gateways; traffic that they counted and had not written yet is
  * added on top of it.
  *
+ * ## Usage history
+ *
+ * The same deltas, with each write of them (the flush and the near-quota
+ * sync, never per request), are added to the usage history: bytes per user
+ * per hour and per day of the manager's `timezone` (else this machine's),
+ * kept `[state] historyHours` (48) and `historyDays` (400); months are
+ * summed from the days when read (`_history.ts`). Bytes are attributed to
+ * the hour they were written in, so they show at most one persist interval
+ * late. A history write that fails is tried again with the next one; an
+ * administrator's reset does not change the history (it records bytes
+ * used, not the counter).
+ *
  * ## How far over the quota a user can go
  *
  * One gateway stops a user's transfer at the first chunk that finds the
@@ -120,6 +132,7 @@
  * @module
  */
 import {
+  CommandError,
   type EvalContext,
   GO_ON,
   type Grant,
@@ -147,7 +160,15 @@ import {
 } from "./_reset_cycle.ts";
 import { parseRate, TokenBucket } from "../resources/bw_cons_r.ts";
 import { dottedKey } from "../config/toml_file.ts";
-import { type StateStore, StoreWriteError } from "../state/store.ts";
+import {
+  DEFAULT_HISTORY_RETENTION,
+  type HistoryRetention,
+  type StateStore,
+  StoreWriteError,
+} from "../state/store.ts";
+import type { UsageBy, UsageReport } from "../types.ts";
+import { checkZone, machineZone } from "../values/zone.ts";
+import { UsageCalendar } from "./_history.ts";
 
 /**
  * The share of the quota from which a user's counter is synced with the
@@ -225,6 +246,12 @@ export class DwnConsR implements Manager {
   #syncing = false;
   /** KV work, one after the other. */
   #chain: Promise<void> = Promise.resolve();
+  /** The usage history's hours, days and months. */
+  readonly #calendar: UsageCalendar;
+  /** History deltas not written yet (a failed write keeps them here). */
+  #historyPending = new Map<string, number>();
+  /** When this gateway last wrote each user's bytes (ms), for "last seen". */
+  #lastWritten = new Map<string, number>();
 
   constructor(
     readonly name: string,
@@ -250,8 +277,16 @@ export class DwnConsR implements Manager {
       countUploads?: boolean;
       /** The clock of the slowdown buckets, in ms (default `performance.now`). */
       now?: () => number;
+      /**
+       * The time zone of the usage history's hours, days and months and of
+       * the next reset shown to users (default: this machine's).
+       */
+      zone?: string;
+      /** How long the usage history is kept (default 48 hours, 400 days). */
+      history?: HistoryRetention;
     },
   ) {
+    this.#calendar = new UsageCalendar(options.zone ?? machineZone());
     const now = options.clock().getTime();
     this.#lastReset = options.cycle ? options.cycle.current(now, now) : now;
     this.#nextReset = options.cycle
@@ -677,8 +712,12 @@ export class DwnConsR implements Manager {
         await store.addConsumption(this.name, epoch, deltas);
       } catch (e) {
         this.#keepUnwritten(epoch, e, deltas);
+        this.#historyOfWritten(deltas, e);
         throw e;
       }
+      this.#historyOfWritten(deltas);
+      // The history of what was written (kept for later if this fails).
+      await this.#writeHistory(store);
     }
     // Nobody else wrote a counter since this gateway last read them: what
     // it knows is what is stored, and there is nothing to read back.
@@ -735,17 +774,22 @@ export class DwnConsR implements Manager {
       } catch (e) {
         // Not written: keep it for the next flush (same cycle only).
         this.#keepUnwritten(epoch, e, deltas);
+        this.#historyOfWritten(deltas, e);
         throw e;
       }
+      this.#historyOfWritten(deltas);
     }
     // A reset while writing: the counters read back would be the old cycle's.
-    if (epoch !== this.#lastReset) return;
-    // Only when another gateway wrote a counter since this one last read
-    // them is there anything to read back.
-    if (!(await store.countersUnchanged(this.name, epoch))) {
-      await this.#reloadCounters(epoch);
+    if (epoch === this.#lastReset) {
+      // Only when another gateway wrote a counter since this one last read
+      // them is there anything to read back.
+      if (!(await store.countersUnchanged(this.name, epoch))) {
+        await this.#reloadCounters(epoch);
+      }
+      await this.#reloadGrants(epoch);
     }
-    await this.#reloadGrants(epoch);
+    // The history of what was written, and of earlier writes that failed.
+    await this.#writeHistory(store);
   }
 
   /** Sets memory to the store's counters of that cycle plus what is pending. */
@@ -810,6 +854,154 @@ export class DwnConsR implements Manager {
       }
     });
   }
+
+  // ------------------------------------------------------ usage history
+
+  /**
+   * The deltas a consumption write added (all of `deltas`, or those a
+   * failed write `e` did not leave unwritten) go to the history's next
+   * write: the history records what the counters record.
+   */
+  #historyOfWritten(deltas: ReadonlyMap<string, number>, e?: unknown): void {
+    const unwritten = e === undefined
+      ? undefined
+      : e instanceof StoreWriteError
+      ? e.unwritten as Map<string, number>
+      : deltas;
+    const now = this.options.clock().getTime();
+    for (const [user, bytes] of deltas) {
+      if (unwritten?.has(user)) continue;
+      this.#historyPending.set(
+        user,
+        (this.#historyPending.get(user) ?? 0) + bytes,
+      );
+      this.#lastWritten.set(user, now);
+    }
+  }
+
+  /**
+   * Adds the pending history deltas to the hour and the day of now. What
+   * is not written stays pending for the next write; the error is thrown
+   * (the caller's flush reports it).
+   */
+  async #writeHistory(store: StateStore): Promise<void> {
+    if (this.#historyPending.size === 0) return;
+    const keep = this.options.history ?? DEFAULT_HISTORY_RETENTION;
+    const pending = this.#historyPending;
+    this.#historyPending = new Map();
+    if (keep.hours === 0 && keep.days === 0) return;
+    const at = this.#calendar.bucketsAt(this.options.clock().getTime(), keep);
+    try {
+      await store.addUsage(this.name, pending, at);
+    } catch (e) {
+      const unwritten = e instanceof StoreWriteError
+        ? e.unwritten as Map<string, number>
+        : pending;
+      for (const [user, bytes] of unwritten) {
+        this.#historyPending.set(
+          user,
+          (this.#historyPending.get(user) ?? 0) + bytes,
+        );
+      }
+      throw e;
+    }
+  }
+
+  /** The time zone of the history's periods and of the next reset. */
+  get zone(): string {
+    return this.#calendar.zone;
+  }
+
+  /** `t` as an ISO 8601 time in {@link zone} (for the next reset). */
+  isoLocal(t: number): string {
+    return this.#calendar.isoLocal(t);
+  }
+
+  /**
+   * The usage history of one user (or of every user) by hour, day or
+   * month, from `since` (default: as far back as it is kept) to `until`
+   * (default: the end of the current period). Periods before the
+   * retention are not read, even where the store still has them.
+   */
+  async usage(
+    query: {
+      user?: string;
+      since?: number | string;
+      until?: number | string;
+      by: UsageBy;
+    },
+  ): Promise<UsageReport> {
+    const store = this.#store;
+    const cal = this.#calendar;
+    const { by } = query;
+    const now = this.options.clock().getTime();
+    const time = (key: "since" | "until"): number | undefined => {
+      const v = query[key];
+      if (v === undefined || typeof v === "number") return v;
+      // Words for the status page's charts: from the start of today or of
+      // the cycle, until the end of today or the next reset.
+      if (v === "today") {
+        const start = cal.dayStart(now);
+        return key === "since" ? start : cal.nextPeriod("day", start);
+      }
+      if (v === "cycle") {
+        if (key === "since") return this.#lastReset;
+        if (Number.isFinite(this.#nextReset)) return this.#nextReset;
+        return undefined;
+      }
+      const t = cal.parseTime(v);
+      if (t === undefined) {
+        throw new CommandError({
+          message:
+            `${key} "${v}" is not a time: write it like 2026-05-01, 2026-05-01T10:00 (both in ${cal.zone}), 2026-05-01T10:00:00Z, today or cycle`,
+        });
+      }
+      return t;
+    };
+    const since = time("since");
+    const until = time("until");
+    const grain = by === "hour" ? "hour" : "day";
+    const keep = this.options.history ?? DEFAULT_HISTORY_RETENTION;
+    const oldest = cal.oldestKept(grain, now, keep);
+    const to = until ?? cal.nextPeriod(by, cal.periodStart(by, now));
+    const wanted = since === undefined ? oldest : cal.periodStart(by, since);
+    const from = Math.max(wanted, oldest);
+    const report: UsageReport = {
+      manager: this.name,
+      ...(query.user !== undefined ? { user: query.user } : {}),
+      by,
+      zone: cal.zone,
+      from,
+      to,
+      periods: cal.periods(
+        by,
+        by === "month" ? cal.monthStart(from) : from,
+        to,
+      ),
+      entries: [],
+    };
+    if (!store || from >= to) return report;
+    const read = await store.readUsage(this.name, {
+      grain,
+      from,
+      to,
+      user: query.user,
+    });
+    const entries = by === "month" ? cal.rollUpMonths(read) : read;
+    report.entries = entries.filter((e) => e.bytes > 0);
+    return report;
+  }
+
+  /** The users with an account in this cycle, with their consumption. */
+  *accounts(): IterableIterator<[string, number]> {
+    this.checkCycle(this.options.clock().getTime());
+    for (const [user, acc] of this.#accounts) yield [user, acc.cons];
+  }
+
+  /** When this gateway last wrote that user's bytes (ms), if it did. */
+  lastWrittenOf(user: string): number | undefined {
+    return this.#lastWritten.get(user);
+  }
 }
 
 /** A user's quota as `status` and the pages show it. */
@@ -843,6 +1035,8 @@ export function dwnConsRFromTable(table: Table, ctx: KindContext): DwnConsR {
   }
   ctx.userDb("userDBN", userDBN);
   const timezone = optString(table, "timezone", ctx.fail, `timezone = "UTC"`);
+  const badZone = timezone === undefined ? undefined : checkZone(timezone);
+  if (badZone) ctx.fail("timezone", badZone);
   const cycleText = optString(
     table,
     "resetCycle",
@@ -892,6 +1086,8 @@ export function dwnConsRFromTable(table: Table, ctx: KindContext): DwnConsR {
     clock: ctx.clock,
     syncIntervalMs: ctx.syncIntervalMs,
     ...sitesOptions(table, ctx),
+    zone: timezone,
+    history: ctx.history,
   });
   ctx.onStart((store) => manager.start(store));
   ctx.onFlush(() => manager.flush());

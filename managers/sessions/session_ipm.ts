@@ -569,6 +569,34 @@ export class SessionIpm implements Manager {
   get size(): number {
     return this.#byIp.size;
   }
+
+  // ------------------------------------------------ the admin console
+
+  /** The open sessions now (idle ones are closed as they are looked at). */
+  openSessions(now?: number): Session[] {
+    const t = now ?? this.options.clock().getTime();
+    const out: Session[] = [];
+    for (const ip of [...this.#byIp.keys()]) {
+      const s = this.sessionAt(ip, t);
+      if (s) out.push(s);
+    }
+    return out;
+  }
+
+  /**
+   * Ends `user`'s session, as their own logout would (an administrator's
+   * `close` with `info.userName`): deleted from the store at once and
+   * announced to the other gateways sharing it. Answers the address it was
+   * at, or undefined when the user has no session here. Proxy credentials
+   * (`proxyAuth`) are not a session: a client sending them goes on.
+   */
+  async endSessionOf(user: string): Promise<string | undefined> {
+    const s = this.sessionOfUser(user);
+    if (!s) return undefined;
+    this.#forget(s);
+    await this.#store.delete(s.ip);
+    return s.ip;
+  }
 }
 
 /** Builds a `sessionIPM` from its table. */

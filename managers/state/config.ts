@@ -10,6 +10,10 @@
  *   # How often each gateway writes and reads back the counters of users
  *   # near their quota (80 % or more), besides every persistInterval.
  *   syncInterval = "1s"
+ *   # How long the usage history keeps bytes per user per hour, and per
+ *   # day (whole numbers; 0 keeps none).
+ *   historyHours = 48
+ *   historyDays = 400
  * ```
  *
  * The command line's `--state URL` wins over it.
@@ -22,6 +26,7 @@ import { nearestKey } from "../config/toml_file.ts";
 import { DEFAULT_SYNC_INTERVAL_MS } from "../config/loader.ts";
 import { parseDuration } from "../values/units.ts";
 import { redactUrl } from "./_redis_url.ts";
+import { DEFAULT_HISTORY_RETENTION, type HistoryRetention } from "./store.ts";
 
 /** `[state]`, read. */
 export interface StateConfig {
@@ -29,6 +34,8 @@ export interface StateConfig {
   url?: string;
   /** `syncInterval` in ms (default 1 s). */
   syncIntervalMs: number;
+  /** `historyHours` and `historyDays` (default 48 and 400). */
+  history: HistoryRetention;
 }
 
 /** Where `[state]` stands, for error messages. */
@@ -39,7 +46,29 @@ export interface StateConfigSite {
   lineOf?: (path: string[]) => number | undefined;
 }
 
-const STATE_KEYS = ["url", "syncInterval"];
+const STATE_KEYS = ["url", "syncInterval", "historyHours", "historyDays"];
+
+/** The most each history key accepts (ten years of hours or days). */
+const HISTORY_MAX = { historyHours: 24 * 3660, historyDays: 3660 };
+
+/** `historyHours` / `historyDays`: a whole number from 0, or a problem. */
+function historyCount(
+  key: "historyHours" | "historyDays",
+  value: unknown,
+  fallback: number,
+): number | string {
+  if (value === undefined) return fallback;
+  const n = typeof value === "bigint" ? Number(value) : value;
+  if (
+    typeof n !== "number" || !Number.isInteger(n) || n < 0 ||
+    n > HISTORY_MAX[key]
+  ) {
+    return `${key} must be a whole number from 0 to ${
+      HISTORY_MAX[key]
+    } without quotes, like ${key} = ${fallback} (0 keeps no history of that grain)`;
+  }
+  return n;
+}
 
 /** Reads `[state]`; throws a ConfigError at the key that is wrong. */
 export function stateConfigFrom(
@@ -52,7 +81,12 @@ export function stateConfigFrom(
       problem,
     );
   };
-  if (table === undefined) return { syncIntervalMs: DEFAULT_SYNC_INTERVAL_MS };
+  if (table === undefined) {
+    return {
+      syncIntervalMs: DEFAULT_SYNC_INTERVAL_MS,
+      history: { ...DEFAULT_HISTORY_RETENTION },
+    };
+  }
   if (typeof table !== "object" || table === null || Array.isArray(table)) {
     return fail([], `[state] must be a table with url = "…"`);
   }
@@ -75,7 +109,20 @@ export function stateConfigFrom(
     if (typeof ms === "string") fail(["syncInterval"], `syncInterval: ${ms}`);
     syncIntervalMs = ms as number;
   }
-  if (t.url === undefined) return { syncIntervalMs };
+  const hours = historyCount(
+    "historyHours",
+    t.historyHours,
+    DEFAULT_HISTORY_RETENTION.hours,
+  );
+  if (typeof hours === "string") fail(["historyHours"], hours);
+  const days = historyCount(
+    "historyDays",
+    t.historyDays,
+    DEFAULT_HISTORY_RETENTION.days,
+  );
+  if (typeof days === "string") fail(["historyDays"], days);
+  const history = { hours: hours as number, days: days as number };
+  if (t.url === undefined) return { syncIntervalMs, history };
   if (typeof t.url !== "string" || t.url.trim() === "") {
     return fail(
       ["url"],
@@ -93,10 +140,11 @@ export function stateConfigFrom(
         }": the scheme ${scheme}: is not a state store; use a Deno KV file path, redis://, rediss:// or a KV Connect https:// URL`,
       );
     }
-    return { url, syncIntervalMs };
+    return { url, syncIntervalMs, history };
   }
   return {
     url: isAbsolute(url) ? url : join(site.configDir, url),
     syncIntervalMs,
+    history,
   };
 }

@@ -22,6 +22,15 @@
  *   adds 1 to in the same atomic operation, so a gateway can tell that
  *   nobody else wrote since it last read (see below);
  * - `["loginFailures", key]`: {@link LoginFailures}, set to expire.
+ * - `["usage", manager, grain, start, user]` and
+ *   `["usage", manager, grain + "ByUser", user, start]` (grain `"hour"` or
+ *   `"day"`): the usage history, each bucket twice as a `Deno.KvU64` that
+ *   deltas are added to with `sum`: ordered by time (every user's buckets
+ *   of a period, and the ones to forget, are one range) and by user (one
+ *   user's history is one range). Not set to expire: a `sum` drops the
+ *   expiry a key was set with (measured on Deno 2.9.6), so the buckets
+ *   past their retention are deleted by the first write of a new bucket,
+ *   and readers skip those not deleted yet.
  *
  * Deno KV tells no other process of a change, so changes are not announced
  * ({@link StateStore.announcesChanges} is false): gateways sharing a file
@@ -66,8 +75,12 @@ import type {
   StoredSession,
   StoreInventory,
   StoreStatus,
+  UsageBuckets,
+  UsageEntry,
+  UsageGrain,
+  UsageRange,
 } from "./store.ts";
-import { StoreWriteError } from "./store.ts";
+import { compareUsage, StoreWriteError } from "./store.ts";
 import { StoreHealth } from "./_health.ts";
 
 /** At most this many mutations per atomic operation (Deno KV allows 1000). */
@@ -195,6 +208,27 @@ function grantKey(manager: string, cycle: number, user: string): Deno.KvKey {
   return ["dwnConsR", manager, "grant", cycle, user];
 }
 
+function usageKey(
+  manager: string,
+  grain: UsageGrain,
+  start: number,
+  user: string,
+): Deno.KvKey {
+  return ["usage", manager, grain, start, user];
+}
+
+function usageByUserKey(
+  manager: string,
+  grain: UsageGrain,
+  user: string,
+  start: number,
+): Deno.KvKey {
+  return ["usage", manager, `${grain}ByUser`, user, start];
+}
+
+/** Users' usage deltas written in one atomic operation (4 sums each). */
+const USAGE_BATCH = 200;
+
 function writesKey(manager: string): Deno.KvKey {
   return ["dwnConsR", manager, "writes"];
 }
@@ -263,6 +297,12 @@ function stored(s: SessionAt, lastUsed = s.lastUsed): StoredSession {
 export class KvStateStore implements StateStore {
   readonly announcesChanges = false;
   readonly #health: StoreHealth;
+  /**
+   * The bucket start up to which old usage buckets were deleted, by
+   * manager and grain: the deletion runs once per new bucket.
+   */
+  readonly #usagePruned = new Map<string, number>();
+
   /** Sessions by manager and IP, as last read or written here. */
   readonly #seen = new Map<string, Map<string, SeenSession>>();
   /**
@@ -832,6 +872,118 @@ export class KvStateStore implements StateStore {
       "reading grants",
       () => this.#readCounters(["dwnConsR", manager, "grant", cycle], users),
     );
+  }
+
+  // ----------------------------------------------------------- history
+
+  addUsage(
+    manager: string,
+    deltas: ReadonlyMap<string, number>,
+    at: UsageBuckets,
+  ): Promise<void> {
+    return this.#health.run("adding to the usage history", async () => {
+      const grains: [UsageGrain, number][] = [];
+      if (at.keepHourMs > 0) grains.push(["hour", at.hour]);
+      if (at.keepDayMs > 0) grains.push(["day", at.day]);
+      if (grains.length === 0) return;
+      const users = [...deltas.keys()];
+      for (let start = 0; start < users.length; start += USAGE_BATCH) {
+        const op = this.kv.atomic();
+        for (const user of users.slice(start, start + USAGE_BATCH)) {
+          const bytes = BigInt(deltas.get(user)!);
+          for (const [grain, bucket] of grains) {
+            op.sum(usageKey(manager, grain, bucket, user), bytes);
+            op.sum(usageByUserKey(manager, grain, user, bucket), bytes);
+          }
+        }
+        try {
+          await write(() => op.commit());
+        } catch (e) {
+          const unwritten = new Map<string, number>();
+          for (const u of users.slice(start)) unwritten.set(u, deltas.get(u)!);
+          throw new StoreWriteError(
+            `adding to the usage history failed: ${
+              e instanceof Error ? e.message : e
+            }`,
+            unwritten,
+            { cause: e },
+          );
+        }
+      }
+      await this.#pruneUsage(manager, "hour", at.hour, at.keepHourMs);
+      await this.#pruneUsage(manager, "day", at.day, at.keepDayMs);
+    });
+  }
+
+  /**
+   * Deletes the buckets of that grain that start `keepMs` or more before
+   * `current`, once per new `current` (another process on the file may
+   * have deleted them already: deleting again is harmless).
+   */
+  async #pruneUsage(
+    manager: string,
+    grain: UsageGrain,
+    current: number,
+    keepMs: number,
+  ): Promise<void> {
+    if (keepMs <= 0) return;
+    const mark = `${manager}\u0000${grain}`;
+    if (this.#usagePruned.get(mark) === current) return;
+    const old: Deno.KvKey[] = [];
+    for await (
+      const entry of this.kv.list({
+        start: ["usage", manager, grain],
+        end: ["usage", manager, grain, current - keepMs + 1],
+      })
+    ) {
+      const [, , , start, user] = entry.key as [
+        string,
+        string,
+        string,
+        number,
+        string,
+      ];
+      old.push(entry.key, usageByUserKey(manager, grain, user, start));
+    }
+    for (const [start, end] of kvBatches(old)) {
+      const op = this.kv.atomic();
+      for (let i = start; i < end; i++) op.delete(old[i]);
+      await write(() => op.commit());
+    }
+    this.#usagePruned.set(mark, current);
+  }
+
+  readUsage(manager: string, range: UsageRange): Promise<UsageEntry[]> {
+    return this.#health.run("reading the usage history", async () => {
+      const out: UsageEntry[] = [];
+      if (range.to <= range.from) return out;
+      const { grain, user } = range;
+      if (user !== undefined) {
+        for await (
+          const entry of this.kv.list<Deno.KvU64>({
+            start: usageByUserKey(manager, grain, user, range.from),
+            end: usageByUserKey(manager, grain, user, range.to),
+          })
+        ) {
+          const start = entry.key[4] as number;
+          out.push({ start, user, bytes: Number(entry.value.value) });
+        }
+        return out;
+      }
+      for await (
+        const entry of this.kv.list<Deno.KvU64>({
+          start: ["usage", manager, grain, range.from],
+          end: ["usage", manager, grain, range.to],
+        })
+      ) {
+        out.push({
+          start: entry.key[3] as number,
+          user: entry.key[4] as string,
+          bytes: Number(entry.value.value),
+        });
+      }
+      return out.sort(compareUsage);
+    });
   }
 
   // ------------------------------------------------------------ logins

@@ -40,6 +40,8 @@
  * | `pmproxy:dwnConsR:{manager}:cycles` | set | the `{cycle}`s that have a counter or grant hash, so old cycles are deleted without KEYS or SCAN |
  * | `pmproxy:managers:sessionIPM` | set | the names of the sessionIPMs that stored sessions (for export) |
  * | `pmproxy:managers:dwnConsR` | set | the names of the dwnConsRs that stored a last reset or counters |
+ * | `pmproxy:usage:{manager}:{grain}:{start}` | hash | user → bytes (HINCRBY) of the usage history's bucket of that hour or day (`{grain}` is `hour` or `day`, `{start}` its start in ms); expires at the end of its retention |
+ * | `pmproxy:usage:{manager}:{grain}s` | sorted set | the `{start}`s of that grain's buckets (score = start), trimmed to the retention at every write, so a period is read without KEYS or SCAN; expires with its latest bucket |
  * | `pmproxy:loginFailures:{key}` | hash | `count`, `last` (ms) of failed logins under an address or user name; expires |
  * | `pmproxy:changes` | channel | announced {@link StateChange}s |
  *
@@ -86,8 +88,12 @@ import type {
   StoredSession,
   StoreInventory,
   StoreStatus,
+  UsageBuckets,
+  UsageEntry,
+  UsageGrain,
+  UsageRange,
 } from "./store.ts";
-import { StoreWriteError } from "./store.ts";
+import { compareUsage, StoreWriteError } from "./store.ts";
 import { StoreHealth } from "./_health.ts";
 import { maskSecret, parseRedisUrl, type RedisLocation } from "./_redis_url.ts";
 
@@ -134,6 +140,14 @@ function grantsKey(manager: string, cycle: number | string): string {
 
 function cyclesKey(manager: string): string {
   return `${PREFIX}dwnConsR:${manager}:cycles`;
+}
+
+function usageKey(manager: string, grain: UsageGrain, start: number): string {
+  return `${PREFIX}usage:${manager}:${grain}:${start}`;
+}
+
+function usageIndexKey(manager: string, grain: UsageGrain): string {
+  return `${PREFIX}usage:${manager}:${grain}s`;
 }
 
 /** A Lua script and its SHA-1, for EVALSHA. */
@@ -847,6 +861,114 @@ export class RedisStateStore implements StateStore {
       }
     }
     return out;
+  }
+
+  // ----------------------------------------------------------- history
+
+  /**
+   * Adds the deltas to the hour's and the day's hashes with HINCRBY,
+   * {@link CONS_BATCH} users per MULTI, which also sets each hash to expire
+   * at the end of its retention and trims the index of buckets. A failure
+   * leaves unwritten what {@link addConsumption} would (the same one case
+   * of bytes counted twice).
+   */
+  addUsage(
+    manager: string,
+    deltas: ReadonlyMap<string, number>,
+    at: UsageBuckets,
+  ): Promise<void> {
+    return this.#run("adding to the usage history", async () => {
+      const grains: [UsageGrain, number, number][] = [];
+      if (at.keepHourMs > 0) grains.push(["hour", at.hour, at.keepHourMs]);
+      if (at.keepDayMs > 0) grains.push(["day", at.day, at.keepDayMs]);
+      if (grains.length === 0) return;
+      const entries = [...deltas];
+      for (let start = 0; start < entries.length; start += CONS_BATCH) {
+        const batch = entries.slice(start, start + CONS_BATCH);
+        try {
+          if (!this.#cmd.isReady) throw this.#offline();
+          const m = this.#cmd.multi();
+          // 3 commands per grain first, then one HINCRBY per user and grain.
+          for (const [grain, bucket, keep] of grains) {
+            const index = usageIndexKey(manager, grain);
+            m.zAdd(index, { score: bucket, value: String(bucket) });
+            m.zRemRangeByScore(index, "-inf", bucket - keep);
+            m.pExpireAt(index, bucket + keep);
+          }
+          for (const [user, bytes] of batch) {
+            for (const [grain, bucket] of grains) {
+              m.hIncrBy(usageKey(manager, grain, bucket), user, bytes);
+            }
+          }
+          for (const [grain, bucket, keep] of grains) {
+            m.pExpireAt(usageKey(manager, grain, bucket), bucket + keep);
+          }
+          await m.exec();
+        } catch (e) {
+          const unwritten = new Map<string, number>();
+          if (e instanceof MultiErrorReply) {
+            const first = 3 * grains.length;
+            for (const i of e.errorIndexes) {
+              const u = Math.floor((i - first) / grains.length);
+              if (i >= first && u < batch.length) {
+                unwritten.set(batch[u][0], batch[u][1]);
+              }
+            }
+          } else {
+            for (const [user, bytes] of batch) unwritten.set(user, bytes);
+          }
+          for (const [user, bytes] of entries.slice(start + CONS_BATCH)) {
+            unwritten.set(user, bytes);
+          }
+          throw new StoreWriteError(
+            `adding to the usage history failed: ${this.#wrap(e).message}`,
+            unwritten,
+            { cause: e },
+          );
+        }
+      }
+    }, false);
+  }
+
+  readUsage(manager: string, range: UsageRange): Promise<UsageEntry[]> {
+    return this.#run("reading the usage history", async () => {
+      const out: UsageEntry[] = [];
+      if (range.to <= range.from) return out;
+      const { grain, user } = range;
+      const starts = (await this.#cmd.zRangeByScore(
+        usageIndexKey(manager, grain),
+        range.from,
+        `(${range.to}`,
+      )).map(Number);
+      // Sent together: node-redis pipelines the commands of one tick.
+      if (user !== undefined) {
+        const values = await Promise.all(
+          starts.map((start) =>
+            this.#cmd.hGet(usageKey(manager, grain, start), user)
+          ),
+        );
+        starts.forEach((start, i) => {
+          const v = values[i];
+          if (v !== null && v !== undefined) {
+            out.push({ start, user, bytes: Number(v) });
+          }
+        });
+        return out;
+      }
+      const hashes = await Promise.all(
+        starts.map((start) =>
+          this.#cmd.hGetAll(usageKey(manager, grain, start)) as Promise<
+            Record<string, string>
+          >
+        ),
+      );
+      starts.forEach((start, i) => {
+        for (const [u, bytes] of Object.entries(hashes[i])) {
+          out.push({ start, user: u, bytes: Number(bytes) });
+        }
+      });
+      return out.sort(compareUsage);
+    });
   }
 
   // ----------------------------------------------------------- changes

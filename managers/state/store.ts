@@ -92,6 +92,70 @@ export interface StoreInventory {
 }
 
 /**
+ * The grains of the usage history: bytes per user per hour, rolled up per
+ * day (months are summed from days when read).
+ */
+export type UsageGrain = "hour" | "day";
+
+/**
+ * Where one write of consumption deltas goes in the usage history: the
+ * buckets of the hour and of the day they are attributed to, and how long
+ * each kind of bucket is kept.
+ */
+export interface UsageBuckets {
+  /** The start of the hour (ms since the epoch). */
+  hour: number;
+  /** The start of the day (midnight in the quota manager's zone, ms). */
+  day: number;
+  /**
+   * How long an hour's bucket is kept after its start (ms). 0: hours are
+   * not written.
+   */
+  keepHourMs: number;
+  /** How long a day's bucket is kept after its start (ms). 0: not written. */
+  keepDayMs: number;
+}
+
+/**
+ * How long the usage history keeps its buckets (`[state] historyHours`,
+ * `historyDays` of server.toml): hourly buckets for `hours` hours, daily
+ * ones for `days` days. 0 keeps none of that grain.
+ */
+export interface HistoryRetention {
+  hours: number;
+  days: number;
+}
+
+/** The retention when server.toml says nothing: 48 hours, 400 days. */
+export const DEFAULT_HISTORY_RETENTION: Readonly<HistoryRetention> = Object
+  .freeze({ hours: 48, days: 400 });
+
+/** What {@link StateStore.readUsage} reads. */
+export interface UsageRange {
+  grain: UsageGrain;
+  /** Buckets that start at or after this (ms since the epoch)… */
+  from: number;
+  /** …and before this (ms). */
+  to: number;
+  /** Only this user's buckets (default: every user's). */
+  user?: string;
+}
+
+/** One user's bytes in one bucket of the usage history. */
+export interface UsageEntry {
+  /** The bucket's start (ms since the epoch). */
+  start: number;
+  user: string;
+  bytes: number;
+}
+
+/** Orders usage entries by start, then user (as `readUsage` answers them). */
+export function compareUsage(a: UsageEntry, b: UsageEntry): number {
+  if (a.start !== b.start) return a.start - b.start;
+  return a.user < b.user ? -1 : a.user > b.user ? 1 : 0;
+}
+
+/**
  * A write that failed part-way: `unwritten` holds what was not written
  * (the rest was), so the caller keeps exactly that for the next attempt.
  */
@@ -269,6 +333,29 @@ export interface StateStore {
     cycle: number,
     users?: readonly string[],
   ): Promise<Map<string, number>>;
+  // ------------------------------------------------------------ history
+
+  /**
+   * Adds consumption deltas (bytes by user) to the usage history: to each
+   * user's bucket of `at.hour` and of `at.day`, with atomic increments, so
+   * that gateways sharing the store add up. Buckets older than their
+   * retention are forgotten (Redis expires them; Deno KV deletes them when
+   * a write reaches a new bucket). On failure throws a
+   * {@link StoreWriteError} whose `unwritten` holds the deltas not added.
+   */
+  addUsage(
+    manager: string,
+    deltas: ReadonlyMap<string, number>,
+    at: UsageBuckets,
+  ): Promise<void>;
+
+  /**
+   * The usage history's buckets of one grain that start in
+   * `[range.from, range.to)`, of every user or of `range.user`, ordered by
+   * start, then user. A bucket past its retention may still be answered
+   * (expiry is lazy): callers that must not show it start `from` later.
+   */
+  readUsage(manager: string, range: UsageRange): Promise<UsageEntry[]>;
 
   // ------------------------------------------------------------ logins
 

@@ -64,6 +64,12 @@ export class MapDb implements UserDb {
     );
   }
 
+  listUsers(): Promise<UserRecord[]> {
+    return Promise.resolve(
+      Object.keys(this.userPass).map((user) => this.#record(user)),
+    );
+  }
+
   #record(user: string): UserRecord {
     const groups = Object.hasOwn(this.userGroups, user)
       ? this.userGroups[user]

@@ -36,6 +36,15 @@ const WEEKDAYS: Record<string, number> = {
   Sat: 6,
 };
 
+/**
+ * A function writing instants as ISO 8601 local times of `zone` with its
+ * offset ({@link ZoneClock.isoLocal}), for reports in a gateway's zone.
+ */
+export function zoneFormatter(zone: string): (time: number) => string {
+  const clock = new ZoneClock(zone);
+  return (time) => clock.isoLocal(time);
+}
+
 /** Wall-clock fields of an instant in one zone. */
 export interface WallClock {
   year: number;
@@ -136,6 +145,25 @@ export class ZoneClock {
     if (afterHolds) return after;
     // A gap: with the offset before the jump, the time lands after it.
     return Math.max(before, after);
+  }
+
+  /**
+   * `time` as an ISO 8601 local time with this zone's offset, to the
+   * second: `2026-05-04T00:00:00-04:00` (`Z` where the offset is 0).
+   */
+  isoLocal(time: Date | number): string {
+    const t = typeof time === "number" ? time : time.getTime();
+    const w = this.read(t);
+    const two = (n: number) => String(n).padStart(2, "0");
+    const offset = Math.round(this.#offsetAt(t) / 60_000);
+    const zone = offset === 0
+      ? "Z"
+      : `${offset < 0 ? "-" : "+"}${two(Math.floor(Math.abs(offset) / 60))}:${
+        two(Math.abs(offset) % 60)
+      }`;
+    return `${String(w.year).padStart(4, "0")}-${two(w.month)}-${two(w.day)}T${
+      two(w.hour)
+    }:${two(w.minute)}:${two(w.second)}${zone}`;
   }
 
   /** This zone's offset from UTC (ms) at an instant. */

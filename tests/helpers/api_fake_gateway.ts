@@ -13,7 +13,11 @@ import {
   type Explanation,
   formatSize,
   type Gateway,
+  type LiveFigures,
+  type ManagerSummary,
+  type UsageReport,
   type UserInfo,
+  type UsersPage,
 } from "../../managers/mod.ts";
 
 interface Session {
@@ -42,6 +46,11 @@ export class FakeGateway implements Gateway {
   calls: string[] = [];
   /** When set, every call throws this (an unexpected error). */
   failWith?: Error;
+  /**
+   * The share of the quota from which UserInfo says `warning: true` (the
+   * quota's `warnAt`); none when unset.
+   */
+  warnAt?: number;
 
   #check(): void {
     if (this.failWith) throw this.failWith;
@@ -194,6 +203,9 @@ export class FakeGateway implements Gateway {
       ...(granted > 0
         ? { bytesGranted: granted, granted: formatSize(granted) }
         : {}),
+      ...(this.warnAt !== undefined
+        ? { warning: bytesCons >= this.warnAt * bytesQuota }
+        : {}),
       ...this.infoExtra[user],
     };
   }
@@ -294,5 +306,34 @@ export class FakeGateway implements Gateway {
     }
     if (manager === "sessions") return { name: "sessions", auth: "map" };
     return { name: manager };
+  }
+
+  // The console's commands are tested against the real gateway
+  // (api_real_gateway.ts); this one answers that it has none.
+
+  #none<T>(what: string): Promise<T> {
+    return Promise.reject(
+      new CommandError({ message: `${what} is not in this test gateway` }),
+    );
+  }
+
+  usage(): Promise<UsageReport> {
+    return this.#none("usage");
+  }
+
+  usersTable(): Promise<UsersPage> {
+    return this.#none("users");
+  }
+
+  endSession(): Promise<{ ip: string }> {
+    return this.#none("close of another user's session");
+  }
+
+  managers(): Promise<ManagerSummary[]> {
+    return this.#none("managers");
+  }
+
+  live(): Promise<LiveFigures> {
+    return this.#none("live");
   }
 }

@@ -58,7 +58,6 @@ import {
   VERSION,
   versionLine,
 } from "./api/mod.ts";
-import { CLIENT_COMMANDS, runClientCommand } from "./api/client_commands.ts";
 
 // Registered first thing: without signal listeners Deno itself can panic
 // when file descriptors run out (platform facts), and `serve` must save
@@ -578,9 +577,20 @@ async function printPasswordHash(): Promise<number> {
   return 0;
 }
 
+/** The commands this file runs itself; any other word may be a client's. */
+const SERVER_COMMANDS = ["serve", "state", "check-config", "hash-password"];
+
 async function main(args: string[]): Promise<number> {
-  if (args.length > 0 && CLIENT_COMMANDS.includes(args[0])) {
-    return await runClientCommand(args);
+  // The client commands (and their TLS client) are loaded only for them: a
+  // server does not hold them in memory.
+  if (
+    args.length > 0 && !SERVER_COMMANDS.includes(args[0]) &&
+    !args[0].startsWith("-")
+  ) {
+    const { CLIENT_COMMANDS, runClientCommand } = await import(
+      "./api/client_commands.ts"
+    );
+    if (CLIENT_COMMANDS.includes(args[0])) return await runClientCommand(args);
   }
   const { values, positionals } = parseArgs({
     args,

@@ -9,8 +9,6 @@
  *
  * @module
  */
-import "reflect-metadata";
-import * as x509 from "@peculiar/x509";
 import { dirname } from "node:path";
 
 /** A certificate and its private key, both PEM. */
@@ -19,20 +17,6 @@ export interface CertificatePair {
   keyPem: string;
   /** True when this call generated and wrote them. */
   generated: boolean;
-}
-
-const ALGORITHM = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
-
-function toPem(label: string, der: ArrayBuffer): string {
-  const b64 = btoa(String.fromCharCode(...new Uint8Array(der)));
-  const lines = b64.match(/.{1,64}/g) ?? [];
-  return `-----BEGIN ${label}-----\n${
-    lines.join("\n")
-  }\n-----END ${label}-----\n`;
-}
-
-function isIp(host: string): boolean {
-  return /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(":");
 }
 
 /** The names a generated certificate covers for a server on `hosts`. */
@@ -56,44 +40,8 @@ export function certificateNames(hosts: string[] = []): string[] {
 export async function generateCertificate(
   names: string[],
 ): Promise<{ certPem: string; keyPem: string }> {
-  x509.cryptoProvider.set(crypto);
-  const keys = await crypto.subtle.generateKey(ALGORITHM, true, [
-    "sign",
-    "verify",
-  ]) as CryptoKeyPair;
-  const serial = Array.from(
-    crypto.getRandomValues(new Uint8Array(16)),
-    (b) => b.toString(16).padStart(2, "0"),
-  ).join("");
-  const now = Date.now();
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    // A positive serial: clear the top bit.
-    serialNumber: (parseInt(serial[0], 16) & 7).toString(16) + serial.slice(1),
-    name: `CN=${names[1] ?? "localhost"}, O=pmproxy`,
-    notBefore: new Date(now - 24 * 3600_000),
-    notAfter: new Date(now + 10 * 365 * 24 * 3600_000),
-    signingAlgorithm: ALGORITHM,
-    keys,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension(
-        names.map((n) =>
-          isIp(n) ? { type: "ip" as const, value: n } : {
-            type: "dns" as const,
-            value: n,
-          }
-        ),
-      ),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-    ],
-  });
-  const pkcs8 = await crypto.subtle.exportKey("pkcs8", keys.privateKey);
-  return {
-    certPem: cert.toString("pem") + "\n",
-    keyPem: toPem("PRIVATE KEY", pkcs8),
-  };
+  const { selfSigned } = await import("./_self_signed.ts");
+  return await selfSigned(names);
 }
 
 async function readIfExists(path: string): Promise<string | undefined> {

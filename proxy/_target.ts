@@ -11,7 +11,49 @@
  *
  * @module
  */
-import { isIPv6 } from "node:net";
+/**
+ * True when `text` is an IPv6 address in its text forms (RFC 4291 §2.2):
+ * eight groups of 1 to 4 hex digits, `::` once for a run of zero groups,
+ * and the last two groups maybe as an IPv4 address. (By hand rather than
+ * node:net's isIPv6: the data path loads no node:net for it.)
+ */
+export function isIPv6(text: string): boolean {
+  let s = text;
+  // An IPv4 address at the end stands for the last two groups.
+  const lastColon = s.lastIndexOf(":");
+  if (lastColon < 0) return false;
+  if (s.indexOf(".", lastColon) >= 0) {
+    if (!isIPv4(s.slice(lastColon + 1))) return false;
+    s = s.slice(0, lastColon + 1) + "0:0";
+  }
+  const double = s.indexOf("::");
+  if (double < 0) {
+    const parts = s.split(":");
+    return parts.length === 8 && parts.every(isHexGroup);
+  }
+  if (s.indexOf("::", double + 1) >= 0) return false;
+  // "::" stands for one or more zero groups between what is on its sides.
+  const head = s.slice(0, double);
+  const tail = s.slice(double + 2);
+  const before = head === "" ? [] : head.split(":");
+  const after = tail === "" ? [] : tail.split(":");
+  return before.every(isHexGroup) && after.every(isHexGroup) &&
+    before.length + after.length <= 7;
+}
+
+function isHexGroup(g: string): boolean {
+  return g.length >= 1 && g.length <= 4 && /^[0-9a-fA-F]+$/.test(g);
+}
+
+function isIPv4(text: string): boolean {
+  const parts = text.split(".");
+  if (parts.length !== 4) return false;
+  for (const p of parts) {
+    if (!/^\d{1,3}$/.test(p) || Number(p) > 255) return false;
+    if (p.length > 1 && p[0] === "0") return false;
+  }
+  return true;
+}
 
 /** Where a request goes. */
 export interface Target {

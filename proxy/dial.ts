@@ -13,7 +13,6 @@
  * @module
  */
 import type { Route } from "./policy.ts";
-import { connectFrom } from "./_node_socket.ts";
 import { authority, basicAuthorization, httpConnect } from "./_parent_http.ts";
 import { socks5Connect } from "./_socks5.ts";
 import { closeQuietly, type Stream } from "./_io.ts";
@@ -230,6 +229,9 @@ async function openTcp(
   signal: AbortSignal,
 ): Promise<{ conn: Stream; remoteIp: string }> {
   if (localAddress) {
+    // node:net, the one way to bind a source address, is loaded for the
+    // first such route: a gateway without one never pays for it.
+    const { connectFrom } = await import("./_node_socket.ts");
     const conn = await connectFrom({
       host: to.host,
       port: to.port,

@@ -362,3 +362,50 @@ Deno.test("combined meters: a quota that counted a chunk another meter then stop
   assert.equal(acc.cons, 100);
   assert.equal(acc.pending, 100);
 });
+
+Deno.test("restart: a flush writes a session's last use once it moved a step (a tenth of idleTimeout, 5 minutes without one); closing writes it exactly", async () => {
+  for (
+    const [toml, stepMs] of [[IDLE_TOML, 100], [
+      README_TOML,
+      5 * 60_000,
+    ]] as const
+  ) {
+    const d = await PolicyDir.make(toml);
+    try {
+      const g = await d.open();
+      const login = d.clock.ms;
+      await g.open("sessions", { ip: "10.0.0.5" }, {
+        user: "user0",
+        pass: "pass0",
+      });
+      const use = (ms: number) => {
+        d.clock.advance(ms);
+        assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, true);
+        return d.clock.ms;
+      };
+      use(stepMs / 2);
+      await g.flush();
+      assert.equal(
+        (await stored(d.kvPath, "10.0.0.5"))?.lastUsed,
+        login,
+        `moved half a step (${stepMs} ms): not written`,
+      );
+      const moved = use(stepMs / 2);
+      await g.flush();
+      assert.equal(
+        (await stored(d.kvPath, "10.0.0.5"))?.lastUsed,
+        moved,
+        `moved a step (${stepMs} ms): written`,
+      );
+      const last = use(stepMs / 10);
+      await g.close();
+      assert.equal(
+        (await stored(d.kvPath, "10.0.0.5"))?.lastUsed,
+        last,
+        "closing writes it exactly",
+      );
+    } finally {
+      await d.cleanup();
+    }
+  }
+});

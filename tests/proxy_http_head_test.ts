@@ -12,7 +12,8 @@ import {
 } from "../proxy/http_head.ts";
 import { BodyError, ChunkedScanner } from "../proxy/body.ts";
 import { Reader } from "../proxy/_io.ts";
-import { parseAuthority, parseHttpUrl } from "../proxy/_target.ts";
+import { isIPv6, parseAuthority, parseHttpUrl } from "../proxy/_target.ts";
+import { isIPv6 as nodeIsIPv6 } from "node:net";
 
 const head = (s: string) => latin1Bytes(s);
 
@@ -239,4 +240,67 @@ Deno.test("targets: absolute http URLs, authorities, IPv6 literals", () => {
   assert.match(parseAuthority("a.test") as string, /no port/);
   assert.match(parseAuthority("a.test:99999") as string, /out of range/);
   assert.match(parseAuthority("a b:1") as string, /not a valid host/);
+});
+
+Deno.test("isIPv6 answers as node:net's over edge cases and 100,000 seeded random texts", () => {
+  const cases = [
+    "::",
+    "::1",
+    "1::",
+    "1:2:3:4:5:6:7:8",
+    "1:2:3:4:5:6:7::",
+    "::2:3:4:5:6:7:8",
+    "1:2:3:4:5:6:7:8:9",
+    "1:2:3:4:5:6:7",
+    ":1::2",
+    "1::2:",
+    "1:::2",
+    "::1::",
+    "1:2::3:4:5:6:7:8",
+    "::ffff:1.2.3.4",
+    "1:2:3:4:5:6:1.2.3.4",
+    "1:2:3:4:5:6:7:1.2.3.4",
+    "::ffff:1.2.3.04",
+    "::ffff:1.2.3.256",
+    "::ffff:1.2.3",
+    "FE80::A",
+    "12345::",
+    "g::",
+    "",
+    ":",
+    ":::",
+    "1.2.3.4",
+    "::1.2.3.4:5",
+    "1::2::3",
+    "::ffff:",
+  ];
+  // A small linear congruential generator: the same texts every run.
+  let seed = 4291;
+  const next = () =>
+    (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  const alphabet = "0123456789abcdefABCDEF:.g";
+  for (let i = 0; i < 50_000; i++) {
+    let t = "";
+    for (let k = 1 + Math.floor(next() * 20); k > 0; k--) {
+      t += alphabet[Math.floor(next() * alphabet.length)];
+    }
+    cases.push(t);
+  }
+  for (let i = 0; i < 50_000; i++) {
+    const groups: string[] = [];
+    for (let k = 1 + Math.floor(next() * 10); k > 0; k--) {
+      const r = next();
+      groups.push(
+        r < 0.2
+          ? ""
+          : r < 0.3
+          ? "1.2.3.4"
+          : Math.floor(next() * 0x1ffff).toString(16),
+      );
+    }
+    cases.push(groups.join(":"));
+  }
+  for (const c of cases) {
+    assert.equal(isIPv6(c), nodeIsIPv6(c), JSON.stringify(c));
+  }
 });

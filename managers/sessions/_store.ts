@@ -3,8 +3,10 @@
  * they survive a restart and gateways sharing one store see each other's
  * logins: one stored session per IP, written at login and deleted at
  * logout. A session's last use changes at each request but is written only
- * with the periodic flush (and at shutdown), for the sessions used since
- * the last one: no store write per request. Sessions closed in memory
+ * with the periodic flush, for the sessions whose last use moved by at
+ * least {@link SessionStore.stepMs} since it was written, and exactly at
+ * shutdown: no store write per request, and a site of 10,000 users does not
+ * rewrite 10,000 sessions at every flush. Sessions closed in memory
  * (idle, or their user gone) are deleted from the store at the next flush,
  * each only over its own stored copy. Private to this folder.
  *
@@ -77,7 +79,12 @@ export class SessionStore {
    */
   #savedLastUsed = new WeakMap<Session, number>();
 
-  constructor(readonly name: string) {}
+  /**
+   * @param name The sessionIPM's name.
+   * @param stepMs How far a session's last use must have moved since it
+   *   was written for a periodic flush to write it again (0: every move).
+   */
+  constructor(readonly name: string, readonly stepMs = 0) {}
 
   /** Starts using `store`; before, nothing is read or written. */
   open(store: StateStore): void {
@@ -195,7 +202,10 @@ export class SessionStore {
    * last flush and writes the last use of the `open` sessions used since.
    * What could not be written is kept for the next flush.
    */
-  async flush(open: ReadonlyMap<string, Session>): Promise<void> {
+  async flush(
+    open: ReadonlyMap<string, Session>,
+    options: { exact?: boolean } = {},
+  ): Promise<void> {
     const store = this.#store;
     if (!store) return;
     const closed = this.#closed;
@@ -219,11 +229,12 @@ export class SessionStore {
         throw e;
       }
     }
-    await this.#writeLastUsed(store, open);
+    await this.#writeLastUsed(store, open, options.exact ? 0 : this.stepMs);
   }
 
   /**
-   * Writes the sessions whose last use changed since they were written.
+   * Writes the sessions whose last use moved by `stepMs` or more since it
+   * was written (and those changed otherwise, or never written).
    * Each is written only over its own stored copy (same user, same login
    * time), keeping the later last use when another gateway sharing the
    * store wrote one meanwhile; one not written is tried at the next flush.
@@ -231,10 +242,16 @@ export class SessionStore {
   async #writeLastUsed(
     store: StateStore,
     open: ReadonlyMap<string, Session>,
+    stepMs: number,
   ): Promise<void> {
     const touched: Session[] = [];
     for (const s of open.values()) {
-      if (this.#savedLastUsed.get(s) !== s.lastUsed) touched.push(s);
+      const saved = this.#savedLastUsed.get(s);
+      // Changed (-1) or never written: at once; else once it moved a step.
+      if (
+        saved === undefined || saved < 0 ||
+        (s.lastUsed !== saved && s.lastUsed - saved >= stepMs)
+      ) touched.push(s);
     }
     // A few hundred at a time: what the main thread does for each part
     // (copies, then the store's writes) stays short, and requests go on

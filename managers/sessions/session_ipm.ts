@@ -26,10 +26,14 @@
  * in Deno KV and survive a restart. The secret is signed with a key made on
  * first start and kept in KV; its claims are `user`, `ip` and `exp`.
  *
- * A session's last use is kept in memory at each request and written to KV
- * with the periodic flush (`persistInterval`) and at shutdown, for the
- * sessions used since the last flush: no KV write per request. A session
- * restored after a restart that has been idle for `idleTimeout` since that
+ * A session's last use is kept in memory at each request and written to
+ * the store with the periodic flush (`persistInterval`) once it moved by
+ * 5 minutes (or a tenth of `idleTimeout`, when that is less) since it was
+ * last written, and exactly at shutdown: no store write per request, and
+ * not every session at every flush. So after a restart, or on another
+ * gateway sharing the store, a session counts as idle at most that step
+ * (and a persist interval) earlier than it is. A session restored after a
+ * restart that has been idle for `idleTimeout` since that
  * last use is closed (a stored session without one, written by an older
  * version, counts as used at the restart).
  *
@@ -92,6 +96,26 @@ function logLogin(
   );
 }
 
+/**
+ * How far a session's last use moves before a periodic flush writes it:
+ * {@link LAST_USE_STEP_MS}, or a tenth of `idleTimeout` when that is less,
+ * so that an idle timeout is decided within a tenth of itself across a
+ * restart and between gateways.
+ */
+export function lastUseStepMs(idleTimeoutMs: number | undefined): number {
+  return idleTimeoutMs === undefined
+    ? LAST_USE_STEP_MS
+    : Math.min(LAST_USE_STEP_MS, idleTimeoutMs / 10);
+}
+
+/**
+ * A session's last use is written again by a periodic flush once it moved
+ * this far (5 minutes) since it was written, not at every flush: with
+ * 10,000 users logged in, writing every session's last use at every flush
+ * was most of the flush's work.
+ */
+export const LAST_USE_STEP_MS = 5 * 60_000;
+
 /** A `sessionIPM` manager. */
 export class SessionIpm implements Manager {
   readonly kind = "sessionIPM";
@@ -130,7 +154,7 @@ export class SessionIpm implements Manager {
       realm?: string;
     },
   ) {
-    this.#store = new SessionStore(name);
+    this.#store = new SessionStore(name, lastUseStepMs(options.idleTimeoutMs));
     this.#throttle = new LoginThrottle(options.clock);
     this.#dbs = { auth, userDbs: options.userDbs };
   }
@@ -163,6 +187,14 @@ export class SessionIpm implements Manager {
   async stop(): Promise<void> {
     this.#stopped = true;
     await this.#refreshing;
+    // The gateway's last flush wrote the last uses that moved a step; the
+    // others, exactly, now, so a restart continues from them.
+    if (!this.#store.opened) return;
+    try {
+      await this.#store.flush(this.#byIp, { exact: true });
+    } catch (e) {
+      this.#warn(`cannot write the sessions' last use: ${e}`);
+    }
   }
 
   #warn(message: string): void {

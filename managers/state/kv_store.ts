@@ -46,8 +46,8 @@
  *
  * - Lists are read 1,000 entries at a time (Deno KV's most), not 100.
  * - The store remembers the versionstamp of each session it read or wrote;
- *   a session's last use is written with a check of that versionstamp, 99
- *   at a time (the most checks one atomic operation takes, less one), with no read
+ *   a session's last use is written with a check of that versionstamp, 40
+ *   at a time, with no read
  *   first. A batch whose check fails (another gateway wrote meanwhile) is
  *   written as before: read 10 at a time, compared, each only over its own
  *   copy.
@@ -92,10 +92,12 @@ const SESSION_BATCH = 10;
 /** Entries read per round trip of a list (Deno KV's most). */
 const LIST_BATCH = 1000;
 /**
- * Sessions whose last use is written in one atomic operation: Deno KV
- * takes 100 checks, one of them the `writes` key's.
+ * Sessions whose last use is written in one atomic operation (Deno KV takes
+ * 100 checks, one of them would be the `writes` key's): 40, because the
+ * main thread serializes them all in one go (about 5 µs each), and
+ * requests wait meanwhile.
  */
-const CHECKED_BATCH = 99;
+const CHECKED_BATCH = 40;
 /** Bytes of session values written in one atomic operation, at most (Deno KV takes 800 KiB). */
 const CHECKED_BYTES = 400_000;
 /**
@@ -110,13 +112,30 @@ const LIST_OVER = 200;
 /** The key of the installation's secret-signing key. */
 export const JWT_KEY: Deno.KvKey = ["sessionIPM", "jwtKey"];
 
-const utf8 = new TextEncoder();
+/** The bytes of `s` in UTF-8, counted without encoding it. */
+function utf8Length(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) n += 1;
+    else if (c >= 0xd800 && c < 0xdc00 && i + 1 < s.length) {
+      // A surrogate pair: 4 bytes for its 2 chars.
+      n += 2;
+      i++;
+    } else n += 2;
+  }
+  return n;
+}
 
-/** About the size of a key as Deno KV encodes it (a little more). */
+/**
+ * About the size of a key as Deno KV encodes it (a little more). Counted,
+ * not encoded: a flush sizes thousands of keys.
+ */
 function keyBytes(key: Deno.KvKey): number {
   let n = 0;
   for (const part of key) {
-    n += typeof part === "string" ? utf8.encode(part).length + 2 : 10;
+    n += typeof part === "string" ? utf8Length(part) + 2 : 10;
   }
   return n;
 }
@@ -207,8 +226,11 @@ function usageByUserKey(
   return ["usage", manager, `${grain}ByUser`, user, start];
 }
 
-/** Users' usage deltas written in one atomic operation (4 sums each). */
-const USAGE_BATCH = 200;
+/**
+ * Users' usage deltas written in one atomic operation (4 sums each): 60,
+ * about 1 ms of the main thread making the operation (see COUNTER_BATCH).
+ */
+const USAGE_BATCH = 60;
 
 function writesKey(manager: string): Deno.KvKey {
   return ["dwnConsR", manager, "writes"];
@@ -650,31 +672,52 @@ export class KvStateStore implements StateStore {
   ): Promise<void> {
     return this.#health.run("adding consumption", async () => {
       const users = [...deltas.keys()];
-      const keys = users.map((u) => consKey(manager, cycle, u));
-      // One mutation of each batch is the `writes` key's.
-      for (const [start, end] of kvBatches(keys, COUNTER_BATCH)) {
-        try {
-          await this.#writeCounters(manager, cycle, (op) => {
-            for (let i = start; i < end; i++) {
-              op.sum(keys[i], BigInt(deltas.get(users[i])!));
-            }
-          }, (values) => {
-            for (let i = start; i < end; i++) {
-              const u = users[i];
-              values.set(u, (values.get(u) ?? 0) + deltas.get(u)!);
-            }
-          });
-        } catch (e) {
-          const unwritten = new Map<string, number>();
-          for (const u of users.slice(start)) unwritten.set(u, deltas.get(u)!);
-          throw new StoreWriteError(
-            `adding consumption failed: ${e instanceof Error ? e.message : e}`,
-            unwritten,
-            { cause: e },
-          );
-        }
+      // Keys made a part at a time, as they are written: the main thread
+      // never makes thousands in one go.
+      for (let from = 0; from < users.length; from += 4 * COUNTER_BATCH) {
+        await this.#addPart(manager, cycle, deltas, {
+          users,
+          from,
+          to: Math.min(users.length, from + 4 * COUNTER_BATCH),
+        });
       }
     });
+  }
+
+  /** Adds the deltas of `part.users[from, to)` (see addConsumption). */
+  async #addPart(
+    manager: string,
+    cycle: number,
+    deltas: ReadonlyMap<string, number>,
+    part: { users: string[]; from: number; to: number },
+  ): Promise<void> {
+    const users = part.users.slice(part.from, part.to);
+    const keys = users.map((u) => consKey(manager, cycle, u));
+    for (const [start, end] of kvBatches(keys, COUNTER_BATCH)) {
+      try {
+        await this.#writeCounters(manager, cycle, (op) => {
+          for (let i = start; i < end; i++) {
+            op.sum(keys[i], BigInt(deltas.get(users[i])!));
+          }
+        }, (values) => {
+          for (let i = start; i < end; i++) {
+            const u = users[i];
+            values.set(u, (values.get(u) ?? 0) + deltas.get(u)!);
+          }
+        });
+      } catch (e) {
+        // What this part and the parts after it would have written.
+        const unwritten = new Map<string, number>();
+        for (const u of part.users.slice(part.from + start)) {
+          unwritten.set(u, deltas.get(u)!);
+        }
+        throw new StoreWriteError(
+          `adding consumption failed: ${e instanceof Error ? e.message : e}`,
+          unwritten,
+          { cause: e },
+        );
+      }
+    }
   }
 
   readConsumption(

@@ -8,7 +8,8 @@
  */
 import net from "node:net";
 import tls from "node:tls";
-import { Client, ResultCodeError } from "ldapts";
+import type { Client } from "ldapts";
+import { ldapts } from "./_ldapts.ts";
 import { CommandError } from "../types.ts";
 
 /** How to reach a directory. */
@@ -78,7 +79,7 @@ export async function withDirectory<T>(
     sockets.push(s);
     return s;
   };
-  const client = new Client({
+  const client = new (ldapts().Client)({
     url: target.url,
     connectTimeout: target.timeoutMs,
     timeout: target.timeoutMs,
@@ -119,7 +120,7 @@ export async function withDirectory<T>(
     return await Promise.race([work, deadline]);
   } catch (e) {
     if (
-      e instanceof ResultCodeError || e instanceof UnreachableError ||
+      e instanceof ldapts().ResultCodeError || e instanceof UnreachableError ||
       e instanceof CommandError
     ) throw e;
     throw new UnreachableError(target.url, reasonOf(e));

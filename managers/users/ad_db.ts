@@ -33,7 +33,8 @@
  * @module
  */
 import { dirname, isAbsolute, join } from "node:path";
-import { type Client, FilterParser, ResultCodeError } from "ldapts";
+import type { Client } from "ldapts";
+import { ldapts, loadLdapts } from "./_ldapts.ts";
 import {
   BadCredentials,
   CommandError,
@@ -43,11 +44,9 @@ import {
 import type { KindContext, Table } from "../config/kind_context.ts";
 import { optString, refuseUnknown } from "../config/table_fields.ts";
 import { fillFilter, groupNameOfDn, userAttrOfFilter } from "./_ldap_text.ts";
-import {
-  type DirectoryTarget,
-  UnreachableError,
-  withDirectory,
-} from "./_ldap_session.ts";
+// The connection code (and node:net, node:tls with it) is loaded when a
+// directory is first asked, not with the configuration.
+import type { DirectoryTarget } from "./_ldap_session.ts";
 
 /** How a user's password is checked. */
 export type BindAs = "suffix" | "dn";
@@ -219,6 +218,9 @@ export class AdDb implements UserDb {
   }
 
   async #talk<T>(steps: (client: Client) => Promise<T>): Promise<T> {
+    const { UnreachableError, withDirectory } = await import(
+      "./_ldap_session.ts"
+    );
     try {
       return await withDirectory(this.#target, steps);
     } catch (e) {
@@ -228,7 +230,7 @@ export class AdDb implements UserDb {
           message: `${e.message}; try again later or tell the administrator`,
         });
       }
-      if (e instanceof ResultCodeError) {
+      if (e instanceof ldapts().ResultCodeError) {
         throw new CommandError({
           message:
             `the directory at ${this.#o.url} answered: ${e.message}; tell the administrator (adDB "${this.name}")`,
@@ -252,7 +254,7 @@ export class AdDb implements UserDb {
     try {
       await client.bind(user, pass ?? "");
     } catch (e) {
-      if (!(e instanceof ResultCodeError)) throw e;
+      if (!(e instanceof ldapts().ResultCodeError)) throw e;
       throw new CommandError({
         message:
           `the directory at ${this.#o.url} refused the service account "${user}" of adDB "${this.name}": ${e.message}; check "user" and "pass" in [adDB] (tell the administrator)`,
@@ -269,7 +271,7 @@ export class AdDb implements UserDb {
     try {
       await client.bind(bindName, pass);
     } catch (e) {
-      if (!(e instanceof ResultCodeError)) throw e;
+      if (!(e instanceof ldapts().ResultCodeError)) throw e;
       if (e.code === INVALID_CREDENTIALS) throw this.#incorrect();
       throw new CommandError({
         message:
@@ -291,7 +293,7 @@ export class AdDb implements UserDb {
       });
       entries = found.searchEntries as Entry[];
     } catch (e) {
-      if (!(e instanceof ResultCodeError)) throw e;
+      if (!(e instanceof ldapts().ResultCodeError)) throw e;
       if (e.code === SIZE_LIMIT_EXCEEDED) throw this.#ambiguous(user);
       if (e.code === NO_SUCH_OBJECT) {
         throw new CommandError({
@@ -430,6 +432,8 @@ export async function adDbFromTable(
   table: Table,
   ctx: KindContext,
 ): Promise<AdDb> {
+  // The LDAP client is loaded for the first adDB (see _ldapts.ts).
+  await loadLdapts();
   refuseUnknown(table, ["name", ...AD_DB_KEYS], "", ctx.fail);
   const str = (key: string, example: string) =>
     optString(table, key, ctx.fail, example);
@@ -480,7 +484,7 @@ export async function adDbFromTable(
     );
   }
   try {
-    FilterParser.parseString(fillFilter(userFilter, "x"));
+    ldapts().FilterParser.parseString(fillFilter(userFilter, "x"));
   } catch (e) {
     ctx.fail(
       "userFilter",

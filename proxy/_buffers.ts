@@ -12,7 +12,7 @@
  * (a kept-alive TLS connection), and a read that fills it moves up to
  * `SMALL`, then `BIG`.
  */
-export const TINY = 4 * 1024;
+export const TINY = 512;
 /** Size of the buffer every connection starts with. */
 export const SMALL = 16 * 1024;
 /** Size a bulk transfer grows to (best measured relay throughput). */

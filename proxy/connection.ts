@@ -94,32 +94,7 @@ export async function serveConnection(
         if (!(await reader.fill())) return;
       }
       w.arm(config.headerTimeoutMs, READING_HEAD);
-      const x = newExchange(client.ip, new Date());
-      let head: RequestHead;
-      try {
-        const bytes = await readHead(reader, config.maxHeaderBytes, true);
-        if (bytes === null) return;
-        head = parseRequestHead(bytes, config.maxHeaders);
-      } catch (e) {
-        if (!(e instanceof HeadError) || w.expired) return;
-        await refuseHead(ctx, client, x, e);
-        return;
-      }
-      w.arm(0, "");
-      let goOn = false;
-      try {
-        const next = await handleRequest(ctx, client, head, x);
-        if (typeof next === "boolean") goOn = next;
-        else {
-          // Run here, not inside handleRequest: a tunnel may be held for
-          // hours, and thousands of them should not each keep the request's
-          // parsed head and the decision's context alive.
-          await tunnelConnect(ctx, client, next.target, next.decision, x);
-        }
-      } finally {
-        finished(ctx, x);
-      }
-      if (!goOn) return;
+      if ((await serveRequest(ctx, client)) !== true) return;
     }
   } catch {
     // A reset or closed socket ends the connection; nothing to answer.
@@ -129,6 +104,60 @@ export async function serveConnection(
     reader.release();
     ctx.clientEnded(client);
   }
+}
+
+/** The stream ended before a head, or it broke: nothing to log. */
+const CLOSED = 0;
+/** The head was refused, and that was logged. */
+const REFUSED = 1;
+
+/**
+ * Reads one request head and runs the request; answers true when the
+ * connection may carry another. Its own function, not a part of
+ * serveConnection's loop: an allowed CONNECT's tunnel is returned, not
+ * awaited, so this frame (the parsed head, the decision) is let go while
+ * the tunnel is held, perhaps for hours, and thousands of held tunnels do
+ * not each keep them.
+ */
+async function serveRequest(
+  ctx: ProxyContext,
+  client: Client,
+): Promise<boolean | typeof CLOSED | typeof REFUSED> {
+  const { config } = ctx;
+  const w = client.watch;
+  const x = newExchange(client.ip, new Date());
+  let head: RequestHead;
+  try {
+    const bytes = await readHead(client.reader, config.maxHeaderBytes, true);
+    if (bytes === null) return CLOSED;
+    head = parseRequestHead(bytes, config.maxHeaders);
+  } catch (e) {
+    if (!(e instanceof HeadError) || w.expired) return CLOSED;
+    await refuseHead(ctx, client, x, e);
+    return REFUSED;
+  }
+  w.arm(0, "");
+  let next: boolean | TunnelToRun;
+  try {
+    next = await handleRequest(ctx, client, head, x);
+  } catch (e) {
+    finished(ctx, x);
+    throw e;
+  }
+  if (typeof next === "boolean") {
+    finished(ctx, x);
+    return next;
+  }
+  return tunnelConnect(ctx, client, next.target, next.decision, x).then(
+    () => {
+      finished(ctx, x);
+      return false;
+    },
+    (e) => {
+      finished(ctx, x);
+      throw e;
+    },
+  );
 }
 
 /** An exchange is over: it is counted and logged. */

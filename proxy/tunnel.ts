@@ -64,6 +64,8 @@ export async function tunnelConnect(
     );
     return;
   }
+  // Once the tunnel is up, holdTunnel owns the slot (and gives it back).
+  let held: Promise<void> | undefined;
   try {
     let dialed;
     try {
@@ -109,24 +111,43 @@ export async function tunnelConnect(
     keepAlive(client.conn);
     keepAlive(dialed.conn);
     client.reader.watch = undefined;
-    try {
-      await writeAll(client.conn, ESTABLISHED);
-      x.bytes += ESTABLISHED.length;
-      x.tag = "TCP_TUNNEL";
-      x.status = 200;
-      const moved = await relay(client.reader, up);
-      x.bytes += moved.down;
-      ctx.stats.bytesToUpstream += moved.up;
-      if (moved.stopped) x.tag = "TCP_TUNNEL_ABORTED";
-    } finally {
-      ctx.stats.bytesFromUpstream += up.bytesRead;
-      client.reader.meter = undefined;
-      client.abort();
-      up.release();
-      client.upstream = undefined;
-      upstreamClosed?.();
-    }
+    // Returned, not awaited: this frame (the target, the decision, the
+    // dialled connection's facts) is let go while the tunnel is held.
+    held = holdTunnel(ctx, client, { up, x, upstreamClosed });
+    return held;
   } finally {
+    if (held === undefined) closeTunnelSlot(ctx, client.ip);
+  }
+}
+
+/**
+ * client <-> proxy <-> origin, once the tunnel is up: says so to the
+ * client, pumps both ways until both end, then counts and closes
+ * everything and gives the client's tunnel slot back. It holds only what
+ * that needs.
+ */
+async function holdTunnel(
+  ctx: ProxyContext,
+  client: Client,
+  held: { up: Reader; x: Exchange; upstreamClosed: (() => void) | undefined },
+): Promise<void> {
+  const { up, x } = held;
+  try {
+    await writeAll(client.conn, ESTABLISHED);
+    x.bytes += ESTABLISHED.length;
+    x.tag = "TCP_TUNNEL";
+    x.status = 200;
+    const moved = await relay(client.reader, up);
+    x.bytes += moved.down;
+    ctx.stats.bytesToUpstream += moved.up;
+    if (moved.stopped) x.tag = "TCP_TUNNEL_ABORTED";
+  } finally {
+    ctx.stats.bytesFromUpstream += up.bytesRead;
+    client.reader.meter = undefined;
+    client.abort();
+    up.release();
+    client.upstream = undefined;
+    held.upstreamClosed?.();
     closeTunnelSlot(ctx, client.ip);
   }
 }

@@ -18,7 +18,7 @@
  * @module
  */
 import type { EvalContext, Grant, Manager } from "../types.ts";
-import { isIp } from "../values/ip.ts";
+import { isIp, normalizeIp } from "../values/ip.ts";
 import { optString, type Table } from "../config/table_fields.ts";
 import type { KindContext } from "../config/kind_context.ts";
 
@@ -124,8 +124,7 @@ export function resolveInterface(
 }
 
 function sameIp(a: string, b: string): boolean {
-  return a.toLowerCase() === b.toLowerCase() ||
-    a.replace(/^::ffff:/i, "") === b.replace(/^::ffff:/i, "");
+  return normalizeIp(a).toLowerCase() === normalizeIp(b).toLowerCase();
 }
 
 /** This machine's interfaces, or an error sentence without the permission. */

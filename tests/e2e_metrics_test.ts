@@ -72,7 +72,15 @@ Deno.test("metrics: scraped before and after traffic, the counters move by what 
     // Allowed by the rule, but nobody listens there.
     assert.equal((await get(`http://127.0.0.1:${closedPort}/`)).body, "502");
 
-    const after = await scrape(server.apiUrl, dir);
+    // The periodic flush (persistInterval 1 s) may not have run yet on a
+    // fast machine: scrape again until it has, for at most 5 s.
+    let after = await scrape(server.apiUrl, dir);
+    const flushes = () =>
+      sample(after.text, "pmproxy_state_flush_duration_seconds_count") ?? 0;
+    for (let i = 0; i < 50 && flushes() < 1; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = await scrape(server.apiUrl, dir);
+    }
     const again = await promtool(after.text);
     assert.equal(again.code, 0, again.out + after.text);
     const moved = (name: string, labels = "") =>

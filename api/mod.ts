@@ -27,9 +27,8 @@
 import { type Gateway, normalizeIp } from "../managers/mod.ts";
 import type { ApiConfig } from "./config.ts";
 import { ensureCertificate } from "./certificate.ts";
-import type { Context } from "hono";
-import { type Assets, createApp } from "./app.ts";
-import { assets as webAssets } from "../web/assets.ts";
+import type { Context, Hono } from "hono";
+import type { Assets } from "./app.ts";
 import type { Health } from "./health.ts";
 import type { ReloadReport } from "./cmd.ts";
 
@@ -163,24 +162,37 @@ export async function startApi(
     config.httpsKey,
     { hosts: certificateHosts(config) },
   );
-  const app = createApp(gateway, {
-    assets: options.assets ?? webAssets,
-    excludedRoutes: config.excludedRoutes,
-    webStaticFilesDir: config.webStaticFilesDir,
-    logError: options.logError,
-    readTimeoutMs: config.readTimeoutMs,
-    clientIp: options.clientIpOf ? viaResolver(options.clientIpOf) : undefined,
-    pac: options.proxyPort && {
-      proxyPort: options.proxyPort,
-      proxyHost: config.publicUrlSet ? hostOf(config.publicUrl) : undefined,
-      ownHosts: certificateHosts(config),
-      direct: config.pacDirect,
-    },
-    metrics: options.metrics,
-    metricsAllow: config.metricsAllow,
-    health: options.health,
-    reload: options.reload,
-  });
+  // The app (Hono, the pages, their catalogues, the console) is loaded at
+  // the first request, not at start: a gateway that is never asked costs
+  // about 2.5 MiB less resident memory. The specifiers are static so that
+  // `deno compile` and `deno bundle` still include them.
+  let app: Promise<Hono> | undefined;
+  const appOnce = () =>
+    app ??= Promise.all([
+      import("./app.ts"),
+      options.assets ?? import("../web/assets.ts").then((m) => m.assets),
+    ]).then(([{ createApp }, assets]) =>
+      createApp(gateway, {
+        assets,
+        excludedRoutes: config.excludedRoutes,
+        webStaticFilesDir: config.webStaticFilesDir,
+        logError: options.logError,
+        readTimeoutMs: config.readTimeoutMs,
+        clientIp: options.clientIpOf
+          ? viaResolver(options.clientIpOf)
+          : undefined,
+        pac: options.proxyPort && {
+          proxyPort: options.proxyPort,
+          proxyHost: config.publicUrlSet ? hostOf(config.publicUrl) : undefined,
+          ownHosts: certificateHosts(config),
+          direct: config.pacDirect,
+        },
+        metrics: options.metrics,
+        metricsAllow: config.metricsAllow,
+        health: options.health,
+        reload: options.reload,
+      })
+    );
   const listening = Promise.withResolvers<Deno.NetAddr>();
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
@@ -201,7 +213,7 @@ export async function startApi(
           { status: 500, headers: { "Content-Type": "application/json" } },
         );
       },
-    }, (req, info) => app.fetch(req, info));
+    }, async (req, info) => (await appOnce()).fetch(req, info));
   } catch (e) {
     throw listenError(e, config);
   }

@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { createSocket } from "node:dgram";
+import type { Socket } from "node:dgram";
 
 const MONTHS = [
   "Jan",
@@ -124,20 +124,42 @@ export function openSyslog(addr: string, options: SyslogOptions = {}): LogSink {
       : (m: string) => `${m}\n`;
     return tcpSyslog(target, (text) => frame(message(text)));
   }
-  const socket = createSocket(target.host.includes(":") ? "udp6" : "udp4");
-  socket.on("error", () => {/* a log line is lost, nothing more */});
-  socket.unref();
+  // node:dgram is loaded here, not at start: node's compatibility layer
+  // costs resident memory that a gateway without UDP syslog need not pay.
+  // Lines sent before it is there wait for it (a moment, at most
+  // UDP_WAITING lines); a close meanwhile sends them before closing. The
+  // specifier is static so that `deno compile` and `deno bundle` keep it.
+  let socket: Socket | undefined;
+  let waiting: string[] = [];
+  let closed = false;
+  const closeSocket = () => {
+    try {
+      socket?.close();
+    } catch { /* already closed */ }
+  };
+  import("node:dgram").then(({ createSocket }) => {
+    socket = createSocket(target.host.includes(":") ? "udp6" : "udp4");
+    socket.on("error", () => {/* a log line is lost, nothing more */});
+    socket.unref();
+    for (const m of waiting) socket.send(m, target.port, target.host);
+    waiting = [];
+    if (closed) closeSocket();
+  });
   return {
     send(text: string) {
-      socket.send(message(text), target.port, target.host);
+      const m = message(text);
+      if (socket) socket.send(m, target.port, target.host);
+      else if (!closed && waiting.length < UDP_WAITING) waiting.push(m);
     },
     close() {
-      try {
-        socket.close();
-      } catch { /* already closed */ }
+      closed = true;
+      if (socket) closeSocket();
     },
   };
 }
+
+/** Most UDP syslog lines kept while node:dgram is being loaded. */
+const UDP_WAITING = 10_000;
 
 const utf8 = new TextEncoder();
 /** Most bytes of syslog lines kept while the TCP connection is down. */

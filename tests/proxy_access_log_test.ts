@@ -14,6 +14,8 @@ import {
   newExchange,
 } from "../proxy/access_log.ts";
 import { parseAccessLine } from "./helpers/proxy_kit.ts";
+import { openSyslog } from "../proxy/log_sinks.ts";
+import { createSocket } from "node:dgram";
 
 function finished() {
   const x = newExchange("10.0.0.5", new Date(1764064012345));
@@ -158,4 +160,28 @@ Deno.test("JSON line: the same fields, split hierarchy, nulls for what is unknow
   assert.equal(lines.length, 1);
   assert.equal(JSON.parse(lines[0]).user, null);
   assert.ok(!lines[0].includes("\n"));
+});
+
+Deno.test("syslog over UDP: lines sent at once after opening all arrive", async () => {
+  // node:dgram is loaded when the sink opens: what is sent before it is
+  // there waits for it, and is sent then (datagrams in any order).
+  const received: string[] = [];
+  const socket = createSocket("udp4");
+  socket.on("message", (msg) => received.push(msg.toString()));
+  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
+  try {
+    const sink = openSyslog(`127.0.0.1:${socket.address().port}`);
+    for (let i = 0; i < 3; i++) sink.send(`line ${i}`);
+    const deadline = Date.now() + 5000;
+    while (received.length < 3 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    sink.close();
+    assert.deepEqual(
+      received.map((m) => m.replace(/^.*: /, "")).sort(),
+      ["line 0", "line 1", "line 2"],
+    );
+  } finally {
+    socket.close();
+  }
 });

@@ -10,7 +10,14 @@
  *
  * @module
  */
-import { sign, verify } from "hono/jwt";
+/**
+ * Hono's JWT module, loaded at the first secret signed or checked rather
+ * than at start: a gateway nobody logged in to yet does not need it, and
+ * loading it costs resident memory. A static specifier keeps it in the
+ * module graph of `deno compile` and `deno bundle`.
+ */
+let honoJwt: Promise<typeof import("hono/jwt")> | undefined;
+const jwtFunctions = () => honoJwt ??= import("hono/jwt");
 
 /** The claims of a session secret. */
 export interface SessionClaims {
@@ -55,6 +62,7 @@ export async function signJwt(
 ): Promise<string> {
   // A fresh object fixes the claims' order, hence the secret's bytes.
   const payload = { user: claims.user, ip: claims.ip, exp: claims.exp };
+  const { sign } = await jwtFunctions();
   return await sign(payload, await cryptoKeyOf(key), "HS256");
 }
 
@@ -67,6 +75,7 @@ export async function verifyJwt(
   token: string,
 ): Promise<SessionClaims | undefined> {
   if (!token.startsWith(`${HEADER}.`)) return undefined;
+  const { verify } = await jwtFunctions();
   let claims;
   try {
     // Hono's own time checks are off: `renew` needs the claims of an

@@ -10,7 +10,6 @@
  *
  * @module
  */
-import { createHash, timingSafeEqual } from "node:crypto";
 import type { ProxyCredentials } from "../../proxy/policy.ts";
 
 /** How long checked proxy credentials are trusted without asking the database again. */
@@ -23,10 +22,30 @@ const PROXY_AUTH_MAX = 10_000;
  */
 const PROXY_REFUSED_TTL_MS = 30_000;
 
+/**
+ * node:crypto, for synchronous SHA-256 and constant-time comparison: loaded
+ * by {@link ProxyAuthCache.ready} before the first credentials are
+ * remembered, not at start (node:crypto costs about 5 MiB of resident
+ * memory, and only `proxyAuth = true` needs it). A static specifier keeps
+ * it in the module graph of `deno compile` and `deno bundle`.
+ */
+let nodeCrypto: typeof import("node:crypto") | undefined;
+
+function crypto(): typeof import("node:crypto") {
+  // Unreachable without ready(): digests exist only for remembered entries.
+  if (!nodeCrypto) throw new Error("ProxyAuthCache: ready() was not awaited");
+  return nodeCrypto;
+}
+
 function digestOf(creds: ProxyCredentials): Uint8Array {
   return new Uint8Array(
-    createHash("sha256").update(`${creds.user}\u0000${creds.pass}`).digest(),
+    crypto().createHash("sha256").update(`${creds.user}\u0000${creds.pass}`)
+      .digest(),
   );
+}
+
+function timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return crypto().timingSafeEqual(a, b);
 }
 
 interface Checked<T> {
@@ -45,6 +64,15 @@ export class ProxyAuthCache<T> {
   readonly #checked = new Map<string, Checked<T>>();
   /** User name → digest and expiry of credentials the database refused. */
   readonly #refused = new Map<string, { digest: Uint8Array; until: number }>();
+
+  /**
+   * Loads what digests need; awaited before credentials are checked, so
+   * that {@link refuse} and {@link accept} (and then the synchronous
+   * lookups) find it.
+   */
+  async ready(): Promise<void> {
+    nodeCrypto ??= await import("node:crypto");
+  }
 
   /**
    * What these credentials gave when accepted within the last five

@@ -386,6 +386,7 @@ export class SessionIpm implements Manager {
     clientIp: string,
   ): Promise<void> {
     const ip = normalizeIp(clientIp);
+    await this.#proxyAuth.ready();
     const wait = await this.#throttle.retryAfterMs(ip, creds.user);
     if (wait > 0) {
       logLogin("throttled", { ip, user: creds.user, via: "proxy", wait });

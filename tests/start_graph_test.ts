@@ -1,0 +1,91 @@
+/**
+ * What `pmproxy serve` loads at start: the modules `main.ts` reaches by
+ * static imports alone. Each module loaded costs resident memory at start,
+ * so what a just-started gateway does not need is imported on first use
+ * (`import()` with a static specifier, which keeps it in the graph of
+ * `deno compile` and `deno bundle`). This test fails when a static import
+ * brings one of them back into the start.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
+
+interface InfoModule {
+  specifier: string;
+  dependencies?: {
+    specifier: string;
+    isDynamic?: boolean;
+    code?: { specifier: string };
+  }[];
+}
+
+/** The specifiers main.ts reaches through static imports only. */
+async function loadedAtStart(): Promise<Set<string>> {
+  const out = await new Deno.Command("deno", {
+    args: ["info", "--json", "--config", `${ROOT}deno.json`, `${ROOT}main.ts`],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert(out.success, new TextDecoder().decode(out.stderr));
+  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+    roots: string[];
+    modules: InfoModule[];
+  };
+  const bySpecifier = new Map(info.modules.map((m) => [m.specifier, m]));
+  const seen = new Set<string>();
+  const stack = [...info.roots];
+  while (stack.length > 0) {
+    const s = stack.pop()!;
+    if (seen.has(s)) continue;
+    seen.add(s);
+    for (const d of bySpecifier.get(s)?.dependencies ?? []) {
+      if (!d.isDynamic && d.code) stack.push(d.code.specifier);
+    }
+  }
+  // Our modules as paths from the root; npm: and node: as deno names them.
+  return new Set(
+    [...seen].map((s) =>
+      s.startsWith("file://") ? fileURLToPath(s).slice(ROOT.length) : s
+    ),
+  );
+}
+
+Deno.test("start: what a just-started gateway does not use is not statically imported", async () => {
+  const start = await loadedAtStart();
+  assert(start.has("main.ts") && start.has("proxy/listener.ts"));
+  const notAtStart = [
+    // The API's app (Hono, the pages, their catalogues): the first request.
+    "api/app.ts",
+    "api/_pages.ts",
+    "api/_i18n.ts",
+    "web/assets.ts",
+    "npm:hono@4.13.19",
+    "npm:/hono@4.13.19/deno",
+    "npm:/hono@4.13.19/cookie",
+    // Session secrets: the first login.
+    "npm:/hono@4.13.19/jwt",
+    // Proxy credentials' digests: the first ones checked.
+    "node:crypto",
+    // UDP syslog: when one is opened.
+    "node:dgram",
+    // Loaded on first use by earlier work.
+    "api/_self_signed.ts",
+    "api/client_commands.ts",
+    "npm:ldapts@9.2.0",
+    "managers/users/_ldap_session.ts",
+    "npm:@peculiar/x509@2.2.0",
+    "npm:@redis/client@6.3.1",
+    "managers/state/redis_store.ts",
+    "proxy/_node_socket.ts",
+    "node:net",
+    "node:tls",
+  ];
+  assert.deepEqual(notAtStart.filter((s) => start.has(s)), []);
+  // Test-only packages are nowhere in the program's graph.
+  for (const s of start) {
+    assert(!/fast-check|playwright/.test(s), `${s} is loaded at start`);
+  }
+});

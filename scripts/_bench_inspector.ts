@@ -107,23 +107,16 @@ export class Inspector {
     });
   }
 
-  /** Evaluates `expression` in the process and answers its value (JSON). */
-  async evaluate(expression: string): Promise<unknown> {
-    const r = await this.send("Runtime.evaluate", {
-      expression,
-      returnByValue: true,
-      awaitPromise: true,
-    });
-    if (r.exceptionDetails) {
-      throw new Error(`${expression}: ${JSON.stringify(r.exceptionDetails)}`);
-    }
-    return r.result.value;
-  }
-
-  /** The V8 heap in use (bytes) after full garbage collections. */
+  /**
+   * The V8 heap in use (bytes) after full garbage collections: what
+   * `Deno.memoryUsage().heapUsed` would say there, read without evaluating
+   * anything in the process (an evaluation's promise may be collected by
+   * those very collections, which V8 answers with an error).
+   */
   async heapUsedAfterGc(): Promise<number> {
     for (let i = 0; i < 3; i++) await this.send("HeapProfiler.collectGarbage");
-    return await this.evaluate("Deno.memoryUsage().heapUsed") as number;
+    const usage = await this.send("Runtime.getHeapUsage");
+    return usage.usedSize as number;
   }
 
   /** Starts sampling the CPU every `intervalUs` µs. */

@@ -240,8 +240,6 @@ function sessionWritesKey(manager: string): Deno.KvKey {
   return ["sessionIPM", manager, "writes"];
 }
 
-const ONE = new Deno.KvU64(1n);
-
 /** A stored session as this store last read or wrote it. */
 interface SeenSession {
   versionstamp: string;
@@ -435,7 +433,7 @@ export class KvStateStore implements StateStore {
     if (known !== undefined) {
       const op = this.kv.atomic().check({ key, versionstamp: known });
       build(op);
-      const res = await write(() => op.sum(key, ONE.value).commit());
+      const res = await write(() => op.sum(key, 1n).commit());
       if (res.ok) {
         this.#sessionWrites.set(manager, res.versionstamp);
         return res;
@@ -444,7 +442,7 @@ export class KvStateStore implements StateStore {
     }
     const op = this.kv.atomic();
     build(op);
-    return await write(() => op.sum(key, ONE.value).commit());
+    return await write(() => op.sum(key, 1n).commit());
   }
 
   listSessions(manager: string): Promise<SessionAt[]> {
@@ -785,7 +783,7 @@ export class KvStateStore implements StateStore {
     const op = this.kv.atomic();
     if (good) op.check({ key: writesKey(manager), versionstamp: copy.writes! });
     mutate(op);
-    op.sum(writesKey(manager), ONE.value);
+    op.sum(writesKey(manager), 1n);
     const res = await write(() => op.commit());
     if (res.ok) {
       if (good) {
@@ -798,7 +796,7 @@ export class KvStateStore implements StateStore {
     if (copy) copy.writes = undefined;
     const again = this.kv.atomic();
     mutate(again);
-    again.sum(writesKey(manager), ONE.value);
+    again.sum(writesKey(manager), 1n);
     await write(() => again.commit());
   }
 

@@ -18,5 +18,10 @@ export async function openStateStore(location: string): Promise<StateStore> {
     const { RedisStateStore } = await import("./redis_store.ts");
     return await RedisStateStore.open(location);
   }
+  if (typeof Deno.openKv !== "function") {
+    throw new Error(
+      `the state store ${location} is a Deno KV file, and Deno KV is off: run pmproxy with --unstable-kv (deno task start and the compiled binary have it)`,
+    );
+  }
   return await KvStateStore.open(location);
 }

@@ -8,6 +8,7 @@
  * @module
  */
 import { join } from "node:path";
+import { freePort } from "../tests/helpers/local_servers.ts";
 
 /** True when `cmd` is on the PATH. */
 export function has(cmd: string): boolean {
@@ -223,14 +224,6 @@ export interface Reference {
   name: string;
   port: number;
   stop(): Promise<void>;
-}
-
-/** A port nobody listens on right now. */
-export function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 /** True once something accepts connections on `port` (10 s at most). */

@@ -11,7 +11,6 @@ import { parseIpv4, parseIpv6 } from "../proxy/_socks5.ts";
 import { PrefixedConn } from "../proxy/_parent_http.ts";
 import { startOrigin } from "./helpers/origin.ts";
 import {
-  freePort,
   requireBinary,
   startEcho,
   startMicrosocks,
@@ -22,6 +21,7 @@ import {
   startTinyproxy,
   startUnreachable,
 } from "./helpers/dial_servers.ts";
+import { freePort } from "./helpers/local_servers.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

@@ -15,7 +15,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { startPmproxy } from "./helpers/pmproxy_process.ts";
-import { freePort } from "./helpers/dial_servers.ts";
+import { freePort } from "./helpers/local_servers.ts";
 import { launchChromium, newPage } from "./helpers/web_browser.ts";
 
 /** The test's origin: any path is "the wanted page", and it says its host. */

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { freePort } from "./local_servers.ts";
 
 /** A running test server. */
 export interface TestServer {
@@ -109,14 +110,6 @@ export function startScriptedParent(reply: string): TestServer {
       await conn.write(buf.subarray(0, n));
     }
   });
-}
-
-/** A port that was free a moment ago, for a child process to listen on. */
-export function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 /** A running parent proxy process. */

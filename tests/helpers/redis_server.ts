@@ -20,6 +20,7 @@
  * @module
  */
 import { join } from "node:path";
+import { accepts, freePort, makeTestCertificates } from "./local_servers.ts";
 
 const REDIS_SERVER = "redis-server";
 const INSTALL_HINT = "apt-get install -y --no-install-recommends redis-server";
@@ -74,13 +75,6 @@ export async function redisMissing(): Promise<string | undefined> {
   return `skipped: redis-server is not installed (${INSTALL_HINT}); .ci/run installs it, so CI never skips these`;
 }
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
 async function run(cmd: string, args: string[]): Promise<string> {
   const { code, stdout, stderr } = await new Deno.Command(cmd, {
     args,
@@ -97,72 +91,6 @@ async function run(cmd: string, args: string[]): Promise<string> {
   return dec.decode(stdout);
 }
 
-async function makeCertificates(dir: string): Promise<void> {
-  const p = (name: string) => join(dir, name);
-  await Deno.writeTextFile(
-    p("server.ext"),
-    "basicConstraints=critical,CA:FALSE\n" +
-      "keyUsage=critical,digitalSignature,keyEncipherment\n" +
-      "extendedKeyUsage=serverAuth\n" +
-      "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-  );
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-  await run("openssl", [
-    "req",
-    "-x509",
-    ...ec,
-    "-keyout",
-    p("ca.key"),
-    "-out",
-    p("ca.pem"),
-    "-days",
-    "2",
-    "-subj",
-    "/CN=pmproxy test CA",
-    "-addext",
-    "basicConstraints=critical,CA:TRUE",
-    "-addext",
-    "keyUsage=critical,keyCertSign,cRLSign",
-  ]);
-  await run("openssl", [
-    "req",
-    ...ec,
-    "-keyout",
-    p("server.key"),
-    "-out",
-    p("server.csr"),
-    "-subj",
-    "/CN=localhost",
-  ]);
-  await run("openssl", [
-    "x509",
-    "-req",
-    "-in",
-    p("server.csr"),
-    "-CA",
-    p("ca.pem"),
-    "-CAkey",
-    p("ca.key"),
-    "-CAcreateserial",
-    "-out",
-    p("server.pem"),
-    "-days",
-    "2",
-    "-extfile",
-    p("server.ext"),
-  ]);
-}
-
-async function accepts(port: number): Promise<boolean> {
-  try {
-    const c = await Deno.connect({ hostname: "127.0.0.1", port });
-    c.close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Starts a private redis-server; see the module documentation. */
 export async function startRedis(
   options: RedisOptions = {},
@@ -171,7 +99,7 @@ export async function startRedis(
   if (missing) throw new Error(missing);
   const dir = await Deno.makeTempDir({ prefix: "pmproxy-redis-" });
   const tls = options.tls === true;
-  if (tls) await makeCertificates(dir);
+  if (tls) await makeTestCertificates(dir);
   let port = freePort();
   const args = () => [
     "--save",

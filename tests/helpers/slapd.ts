@@ -27,6 +27,7 @@
  * @module
  */
 import { join } from "node:path";
+import { accepts, freePort, makeTestCertificates } from "./local_servers.ts";
 
 const SBIN = "/usr/sbin";
 const SCHEMA_DIR = "/etc/ldap/schema";
@@ -146,13 +147,6 @@ async function mustRun(
   return out;
 }
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
 function slapdConf(dir: string, tls: boolean): string {
   const schemas = ["core", "cosine", "inetorgperson", "nis"]
     .map((s) => `include ${SCHEMA_DIR}/${s}.schema`).join("\n");
@@ -205,80 +199,6 @@ objectClass: organizationalUnit
 ou: groups
 `;
 
-/** A test CA and a server certificate for 127.0.0.1 and localhost. */
-async function makeCertificates(dir: string): Promise<void> {
-  const p = (name: string) => join(dir, name);
-  await Deno.writeTextFile(
-    p("server.ext"),
-    "basicConstraints=critical,CA:FALSE\n" +
-      "keyUsage=critical,digitalSignature,keyEncipherment\n" +
-      "extendedKeyUsage=serverAuth\n" +
-      "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-  );
-  await mustRun("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    p("ca.key"),
-    "-out",
-    p("ca.pem"),
-    "-days",
-    "2",
-    "-subj",
-    "/CN=pmproxy test CA",
-    "-addext",
-    "basicConstraints=critical,CA:TRUE",
-    "-addext",
-    "keyUsage=critical,keyCertSign,cRLSign",
-  ]);
-  await mustRun("openssl", [
-    "req",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    p("server.key"),
-    "-out",
-    p("server.csr"),
-    "-subj",
-    "/CN=localhost",
-  ]);
-  await mustRun("openssl", [
-    "x509",
-    "-req",
-    "-in",
-    p("server.csr"),
-    "-CA",
-    p("ca.pem"),
-    "-CAkey",
-    p("ca.key"),
-    "-CAcreateserial",
-    "-out",
-    p("server.pem"),
-    "-days",
-    "2",
-    "-extfile",
-    p("server.ext"),
-  ]);
-}
-
-async function canConnect(port: number): Promise<boolean> {
-  try {
-    const c = await Deno.connect({ hostname: "127.0.0.1", port });
-    c.close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 interface Started {
   child: Deno.ChildProcess;
   log: () => string;
@@ -318,7 +238,7 @@ async function spawnSlapd(
     if (done) break;
     let all = true;
     for (const port of ports) {
-      if (!(await canConnect(port))) all = false;
+      if (!(await accepts(port))) all = false;
     }
     if (all) return { child, log: () => tail, exited };
     await new Promise((r) => setTimeout(r, 50));
@@ -354,7 +274,7 @@ export async function startSlapd(options: SlapdOptions = {}): Promise<Slapd> {
     await Deno.mkdir(join(dir, "db"));
     const conf = join(dir, "slapd.conf");
     await Deno.writeTextFile(conf, slapdConf(dir, tls));
-    if (tls) await makeCertificates(dir);
+    if (tls) await makeTestCertificates(dir);
     await mustRun(SLAPTEST, ["-f", conf, "-u"]);
     await Deno.writeTextFile(join(dir, "base.ldif"), BASE_LDIF);
     await mustRun(SLAPADD, ["-f", conf, "-l", join(dir, "base.ldif")]);

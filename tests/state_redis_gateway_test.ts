@@ -81,6 +81,25 @@ async function within(
   }
 }
 
+/**
+ * The administrator user0 logs in through A from 10.0.0.5, user1 through B
+ * from 10.0.0.7; answers the administrator's secret.
+ */
+async function adminOnAUser1OnB(
+  a: GatewayRuntime,
+  b: GatewayRuntime,
+): Promise<string> {
+  const admin = await a.open("sessions", { ip: "10.0.0.5" }, {
+    user: "user0",
+    pass: "pass0",
+  });
+  await b.open("sessions", { ip: "10.0.0.7" }, {
+    user: "user1",
+    pass: "pass1",
+  });
+  return admin;
+}
+
 function allowed(g: GatewayRuntime, ip: string, d: PolicyDir): boolean {
   return g.decideSync(request(ip, d.clock)).allowed;
 }
@@ -142,14 +161,7 @@ Deno.test({
   ignore: missing !== undefined,
   fn: () =>
     withPair(async ({ d, a, b }) => {
-      const admin = await a.open("sessions", { ip: "10.0.0.5" }, {
-        user: "user0",
-        pass: "pass0",
-      });
-      await b.open("sessions", { ip: "10.0.0.7" }, {
-        user: "user1",
-        pass: "pass1",
-      });
+      const admin = await adminOnAUser1OnB(a, b);
       // user1 uses the whole 1 MB through B: refused there.
       const got = download(
         meterOf(b.decideSync(request("10.0.0.7", d.clock))),
@@ -194,14 +206,7 @@ Deno.test({
   ignore: missing !== undefined,
   fn: () =>
     withPair(async ({ d, a, b }) => {
-      const admin = await a.open("sessions", { ip: "10.0.0.5" }, {
-        user: "user0",
-        pass: "pass0",
-      });
-      await b.open("sessions", { ip: "10.0.0.7" }, {
-        user: "user1",
-        pass: "pass1",
-      });
+      const admin = await adminOnAUser1OnB(a, b);
       download(meterOf(b.decideSync(request("10.0.0.7", d.clock))), 2048 * KiB);
       assert.equal(allowed(b, "10.0.0.7", d), false);
       const caller = { ip: "10.0.0.5", secret: admin };
@@ -277,14 +282,7 @@ Deno.test({
   ignore: missing !== undefined,
   fn: () =>
     withPair(async ({ d, redis, a, b }) => {
-      const admin = await a.open("sessions", { ip: "10.0.0.5" }, {
-        user: "user0",
-        pass: "pass0",
-      });
-      await b.open("sessions", { ip: "10.0.0.7" }, {
-        user: "user1",
-        pass: "pass1",
-      });
+      const admin = await adminOnAUser1OnB(a, b);
       await within("A sees user1", 1000, () => allowed(a, "10.0.0.7", d));
       const warn = console.warn;
       const warnings: string[] = [];

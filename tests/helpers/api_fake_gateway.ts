@@ -231,6 +231,22 @@ export class FakeGateway implements Gateway {
     }
   }
 
+  /**
+   * What set and grant check first, as the real gateway does: the caller
+   * is an administrator, the manager is the quota "down", the user exists.
+   */
+  #adminOnDown(
+    manager: string,
+    caller: Caller,
+    cmd: string,
+    user: string,
+  ): void {
+    const me = this.#session("sessions", caller).user;
+    if (!this.admins.includes(me)) throw new CommandError({ User: me });
+    if (manager !== "down") throw new CommandError({ Mng: manager, Cmd: cmd });
+    this.#info(user);
+  }
+
   setConsumption(
     manager: string,
     caller: Caller,
@@ -239,12 +255,7 @@ export class FakeGateway implements Gateway {
     const { user, bytes } = change;
     this.#check();
     try {
-      const me = this.#session("sessions", caller).user;
-      if (!this.admins.includes(me)) throw new CommandError({ User: me });
-      if (manager !== "down") {
-        throw new CommandError({ Mng: manager, Cmd: "set" });
-      }
-      this.#info(user);
+      this.#adminOnDown(manager, caller, "set", user);
       this.consumption[user] = bytes;
       return Promise.resolve();
     } catch (e) {
@@ -260,12 +271,7 @@ export class FakeGateway implements Gateway {
     const { user, bytes } = change;
     this.#check();
     try {
-      const me = this.#session("sessions", caller).user;
-      if (!this.admins.includes(me)) throw new CommandError({ User: me });
-      if (manager !== "down") {
-        throw new CommandError({ Mng: manager, Cmd: "grant" });
-      }
-      this.#info(user);
+      this.#adminOnDown(manager, caller, "grant", user);
       this.calls.push(`grant ${user} ${bytes}`);
       this.grants[user] = (this.grants[user] ?? 0) + bytes;
       return Promise.resolve(this.#info(user));

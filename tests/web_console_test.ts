@@ -16,7 +16,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
-import { startPmproxy } from "./helpers/pmproxy_process.ts";
+import { loopbackServerToml, startPmproxy } from "./helpers/pmproxy_process.ts";
 import { freePort } from "./helpers/local_servers.ts";
 import { launchChromium, newPage } from "./helpers/web_browser.ts";
 
@@ -72,23 +72,6 @@ user0 = ["group0"]
 admin = ["staff"]
 `;
 
-function serverToml(apiPort: number): string {
-  return `[api]
-  httpsCert = "cert.pem"
-  httpsKey = "key.pem"
-  persistInterval = "1s"
-  publicUrl = "https://127.0.0.1:${apiPort}/"
-  [api.server]
-    addr = "127.0.0.1:${apiPort}"
-
-[proxy]
-  dialTimeout = "2s"
-  connectPorts = "*"
-  [proxy.server]
-    addr = "[::1]:0"
-`;
-}
-
 /** Clicks Refresh until `ok` holds (the flush runs every second). */
 async function refreshUntil(
   page: Page,
@@ -108,7 +91,10 @@ Deno.test("console: refused, portal, login, back, a download moves the bar and t
   const origin = startOrigin();
   const dir = await Deno.makeTempDir({ prefix: "pmproxy-console-web-" });
   const apiPort = freePort();
-  await Deno.writeTextFile(join(dir, "server.toml"), serverToml(apiPort));
+  await Deno.writeTextFile(
+    join(dir, "server.toml"),
+    loopbackServerToml({ apiPort, proxyAddr: "[::1]:0" }),
+  );
   await Deno.writeTextFile(join(dir, "managers.toml"), MANAGERS);
   const server = await startPmproxy(dir);
   const browsers: Browser[] = [];

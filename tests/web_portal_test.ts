@@ -14,7 +14,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
-import { startPmproxy } from "./helpers/pmproxy_process.ts";
+import { loopbackServerToml, startPmproxy } from "./helpers/pmproxy_process.ts";
 import { freePort } from "./helpers/local_servers.ts";
 import { launchChromium, newPage } from "./helpers/web_browser.ts";
 
@@ -83,24 +83,6 @@ admin = ["staff"]
 `;
 }
 
-function serverToml(apiPort: number): string {
-  return `[api]
-  httpsCert = "cert.pem"
-  httpsKey = "key.pem"
-  persistInterval = "1s"
-  publicUrl = "https://127.0.0.1:${apiPort}/"
-  pacDirect = ["direct.pac-test"]
-  [api.server]
-    addr = "127.0.0.1:${apiPort}"
-
-[proxy]
-  dialTimeout = "2s"
-  connectPorts = "*"
-  [proxy.server]
-    addr = "127.0.0.1:0"
-`;
-}
-
 interface Portal {
   browser: Browser;
   errors: string[];
@@ -121,7 +103,10 @@ async function withPortal(
   const origin = startWantedOrigin();
   const dir = await Deno.makeTempDir({ prefix: "pmproxy-portal-" });
   const apiPort = freePort();
-  await Deno.writeTextFile(join(dir, "server.toml"), serverToml(apiPort));
+  await Deno.writeTextFile(
+    join(dir, "server.toml"),
+    loopbackServerToml({ apiPort, api: 'pacDirect = ["direct.pac-test"]' }),
+  );
   await Deno.writeTextFile(
     join(dir, "managers.toml"),
     managersToml(origin.port),

@@ -70,16 +70,23 @@ export function loopbackServerToml(
     proxyServer?: string;
     /** Lines after everything else (a `[state]` table). */
     tail?: string;
+    /**
+     * The API's port, when its public URL must be the one it listens on
+     * (a browser follows the pages' links); else a free one, found after.
+     */
+    apiPort?: number;
+    /** The proxy's `[proxy.server] addr` (default `127.0.0.1:0`). */
+    proxyAddr?: string;
   } = {},
 ): string {
   return `[api]
   httpsCert = "cert.pem"
   httpsKey = "key.pem"
   persistInterval = "${extra.persistInterval ?? "1s"}"
-  publicUrl = "https://127.0.0.1:4443/"
+  publicUrl = "https://127.0.0.1:${extra.apiPort ?? 4443}/"
   ${extra.api ?? ""}
   [api.server]
-    addr = "127.0.0.1:0"
+    addr = "127.0.0.1:${extra.apiPort ?? 0}"
 
 [proxy]
   dialTimeout = "2s"
@@ -87,7 +94,7 @@ export function loopbackServerToml(
   connectPorts = "*"
   ${extra.proxy ?? ""}
   [proxy.server]
-    addr = "127.0.0.1:0"
+    addr = "${extra.proxyAddr ?? "127.0.0.1:0"}"
     ${extra.proxyServer ?? ""}
 ${extra.tail ?? ""}
 `;

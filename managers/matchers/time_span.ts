@@ -38,7 +38,13 @@
  */
 import type { EvalContext, Grant, Manager } from "../types.ts";
 import { formatDuration, parseDuration } from "../values/units.ts";
-import { checkZone, machineZone, ZoneClock } from "../values/zone.ts";
+import {
+  checkZone,
+  machineZone,
+  weekdayIndex,
+  WEEKDAYS,
+  ZoneClock,
+} from "../values/zone.ts";
 import {
   type Fail,
   optBool,
@@ -97,17 +103,6 @@ export function spanActive(
   if (p % span.total >= span.active) return false;
   return span.infinite || Math.floor(p / span.total) < span.times;
 }
-
-const DAY_NAMES = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-const DAY_FULL = [
-  "sunday",
-  "monday",
-  "tuesday",
-  "wednesday",
-  "thursday",
-  "friday",
-  "saturday",
-];
 
 /** A `timeSpan` manager. */
 export class TimeSpan implements Manager {
@@ -171,8 +166,8 @@ export class TimeSpan implements Manager {
       return `${ctx.facts.time.toISOString()} is ${relation} its active phases`;
     }
     const w = this.#clock!.read(ctx.facts.time);
-    const days = DAY_NAMES.filter((_, i) => s.days[i]).join(",");
-    return `now is ${DAY_NAMES[w.weekday]} ${
+    const days = WEEKDAYS.filter((_, i) => s.days[i]).join(",");
+    return `now is ${WEEKDAYS[w.weekday]} ${
       clockText(w.hour * 60 + w.minute)
     } in ${s.timezone}, ${relation} ${days} ${clockText(s.from)}–${
       clockText(s.to)
@@ -196,7 +191,7 @@ export class TimeSpan implements Manager {
     }
     return {
       name: this.name,
-      days: DAY_NAMES.filter((_, i) => s.days[i]),
+      days: WEEKDAYS.filter((_, i) => s.days[i]),
       from: clockText(s.from),
       to: clockText(s.to),
       timezone: s.timezone,
@@ -424,20 +419,14 @@ function weekFrom(table: Table, timezone: string, fail: Fail): WeekSpan {
   return { form: "week", days, from, to, timezone };
 }
 
-function dayIndex(text: string): number {
-  const t = text.trim().toLowerCase();
-  const short = DAY_NAMES.indexOf(t);
-  return short >= 0 ? short : DAY_FULL.indexOf(t);
-}
-
 function addDays(item: unknown, days: boolean[]): string | undefined {
   const form =
     `write days as "mon", "tue", "wed", "thu", "fri", "sat", "sun" or a range like "mon-fri"`;
   if (typeof item !== "string") return `"days" holds ${String(item)}; ${form}`;
   const ends = item.split("-");
   if (ends.length > 2) return `"days" holds "${item}"; ${form}`;
-  const a = dayIndex(ends[0]);
-  const b = dayIndex(ends[ends.length - 1]);
+  const a = weekdayIndex(ends[0]);
+  const b = weekdayIndex(ends[ends.length - 1]);
   if (a < 0 || b < 0) return `"days" holds "${item}"; ${form}`;
   // A range may wrap around the week end ("fri-mon").
   for (let i = a;; i = (i + 1) % 7) {

@@ -9,7 +9,12 @@
  * @module
  */
 import { parseDuration } from "../values/units.ts";
-import { checkZone, machineZone, ZoneClock } from "../values/zone.ts";
+import {
+  checkZone,
+  machineZone,
+  weekdayIndex,
+  ZoneClock,
+} from "../values/zone.ts";
 
 /** A reset cycle. */
 export interface ResetCycle {
@@ -54,17 +59,6 @@ export interface CalendarOptions {
 const MINUTE = 60_000;
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
-
-/** The weekday names `resetWeekday` takes (three letters or whole). */
-export const WEEKDAY_NAMES = [
-  "sunday",
-  "monday",
-  "tuesday",
-  "wednesday",
-  "thursday",
-  "friday",
-  "saturday",
-] as const;
 
 class FixedCycle implements ResetCycle {
   constructor(readonly text: string, readonly ms: number) {}
@@ -213,10 +207,7 @@ export function parseResetDay(
  */
 export function parseResetWeekday(value: unknown): number | string {
   if (typeof value === "string") {
-    const word = value.trim().toLowerCase();
-    const i = WEEKDAY_NAMES.findIndex((name) =>
-      word === name || word === name.slice(0, 3)
-    );
+    const i = weekdayIndex(value);
     if (i >= 0) return i;
   }
   return `resetWeekday must be a day of the week: "sun", "mon", "tue", "wed", "thu", "fri" or "sat"; for example resetWeekday = "sun"`;

@@ -156,7 +156,6 @@ import {
   parseResetTime,
   parseResetWeekday,
   type ResetCycle,
-  WEEKDAY_NAMES,
 } from "./_reset_cycle.ts";
 import { parseRate, TokenBucket } from "../resources/bw_cons_r.ts";
 import { dottedKey } from "../config/toml_file.ts";
@@ -167,7 +166,7 @@ import {
   StoreWriteError,
 } from "../state/store.ts";
 import type { UsageBy, UsageReport } from "../types.ts";
-import { checkZone, machineZone } from "../values/zone.ts";
+import { checkZone, machineZone, WEEKDAYS } from "../values/zone.ts";
 import { UsageCalendar } from "./_history.ts";
 
 /**
@@ -587,7 +586,7 @@ export class DwnConsR implements Manager {
     if (at) {
       if (at.day !== undefined) out.resetDay = at.day;
       if (at.weekday !== undefined) {
-        out.resetWeekday = WEEKDAY_NAMES[at.weekday].slice(0, 3);
+        out.resetWeekday = WEEKDAYS[at.weekday];
       }
       out.resetTime = formatResetTime(at.minutes);
       out.timezone = at.zone;

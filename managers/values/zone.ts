@@ -6,6 +6,37 @@
  * @module
  */
 
+/** The days of the week, Sunday first (as `Date.getUTCDay`), in three letters. */
+export const WEEKDAYS = [
+  "sun",
+  "mon",
+  "tue",
+  "wed",
+  "thu",
+  "fri",
+  "sat",
+] as const;
+
+const WEEKDAYS_WHOLE = [
+  "sunday",
+  "monday",
+  "tuesday",
+  "wednesday",
+  "thursday",
+  "friday",
+  "saturday",
+];
+
+/**
+ * 0 (Sunday) … 6 for a day's name, three letters or whole, in any case
+ * and with spaces around; -1 when it is not one.
+ */
+export function weekdayIndex(text: string): number {
+  const t = text.trim().toLowerCase();
+  const short = (WEEKDAYS as readonly string[]).indexOf(t);
+  return short >= 0 ? short : WEEKDAYS_WHOLE.indexOf(t);
+}
+
 /** The time zone of this machine (`UTC` when it has none). */
 export function machineZone(): string {
   return Intl.DateTimeFormat().resolvedOptions().timeZone ?? "UTC";
@@ -25,16 +56,6 @@ export function checkZone(zone: string): string | undefined {
 }
 
 const DAY_MS = 86_400_000;
-
-const WEEKDAYS: Record<string, number> = {
-  Sun: 0,
-  Mon: 1,
-  Tue: 2,
-  Wed: 3,
-  Thu: 4,
-  Fri: 5,
-  Sat: 6,
-};
 
 /**
  * A function writing instants as ISO 8601 local times of `zone` with its
@@ -90,7 +111,7 @@ export class ZoneClock {
     for (const part of this.#format.formatToParts(time)) {
       switch (part.type) {
         case "weekday":
-          out.weekday = WEEKDAYS[part.value] ?? 0;
+          out.weekday = Math.max(0, weekdayIndex(part.value));
           break;
         case "year":
           out.year = Number(part.value);

@@ -28,6 +28,7 @@ import {
   openStdoutLog,
   openSyslog,
   proxyConfigFrom,
+  startMemoryTrim,
   startProxy,
   teeLogs,
 } from "./proxy/mod.ts";
@@ -434,6 +435,15 @@ async function serve(
     metrics,
   };
   current.running = r;
+  // What a burst of connections grew is given back once it is over.
+  const trim = startMemoryTrim({
+    activity: () => {
+      const s = proxy.stats;
+      return s.connectionsAccepted + s.requestsAllowed + s.requestsRefused +
+        s.requestsQuota + s.requestsAuth + s.requestsError;
+    },
+    enabled: () => r.server.proxy.memoryTrim,
+  });
   onReload = () => {
     console.error("pmproxy: SIGHUP received: reloading the configuration");
     reload();
@@ -467,6 +477,7 @@ async function serve(
     }),
   ]);
   watcher?.close();
+  trim.stop();
   await reloads;
   await api.close();
   console.error("pmproxy: saving state");

@@ -12,6 +12,7 @@
  *   poolMaxIdlePerOrigin = 32
  *   poolIdleTimeout = "30s"
  *   shutdownTimeout = "10s"         # on SIGTERM, transfers and tunnels get this long to end
+ *   memoryTrim = true               # give memory back once a burst is over (memory_trim.ts)
  *   [proxy.server]
  *     addr = ":8080"                # all interfaces, port 8080
  *     readTimeout = "30s"           # a client silent this long mid-request is dropped
@@ -70,6 +71,11 @@ export interface ProxyConfig {
    * go on before they are closed; 0: closed at once.
    */
   shutdownTimeoutMs: number;
+  /**
+   * Once a burst is over and the proxy is quiet, one full garbage
+   * collection gives back what the burst grew (see memory_trim.ts).
+   */
+  memoryTrim: boolean;
 }
 
 /** The defaults: what an empty `[proxy]` table gives. */
@@ -92,6 +98,7 @@ export const DEFAULT_PROXY_CONFIG: Readonly<ProxyConfig> = Object.freeze({
   poolMaxIdlePerOrigin: 32,
   poolIdleTimeoutMs: 30_000,
   shutdownTimeoutMs: 10_000,
+  memoryTrim: true,
 });
 
 /** Where the table came from, for error messages. */
@@ -111,6 +118,7 @@ const PROXY_KEYS = [
   "poolMaxIdlePerOrigin",
   "poolIdleTimeout",
   "shutdownTimeout",
+  "memoryTrim",
 ];
 const SERVER_KEYS = [
   "readTimeout",
@@ -233,6 +241,16 @@ export function proxyConfigFrom(
   }
   if (server.addr !== undefined) {
     Object.assign(config, listenAddr(server.addr, where(S, "addr")));
+  }
+  if (proxy.memoryTrim !== undefined) {
+    if (typeof proxy.memoryTrim !== "boolean") {
+      throw new Error(
+        `${where(P, "memoryTrim")}: ${
+          JSON.stringify(proxy.memoryTrim)
+        } is not true or false: write memoryTrim = false to turn trimming off`,
+      );
+    }
+    config.memoryTrim = proxy.memoryTrim;
   }
   if (
     server.fastOrStd !== undefined && typeof server.fastOrStd !== "boolean"

@@ -215,6 +215,7 @@ export function startProxy(
       try {
         conn = await listener.accept();
         backoff = 0;
+        stats.connectionsAccepted++;
       } catch (e) {
         if (closing || e instanceof Deno.errors.BadResource) {
           accepting = false;

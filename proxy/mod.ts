@@ -47,6 +47,11 @@ export {
   type SyslogTarget,
   teeLogs,
 } from "./log_sinks.ts";
+export {
+  type MemoryTrim,
+  type MemoryTrimOptions,
+  startMemoryTrim,
+} from "./memory_trim.ts";
 export type { AccessLogFormat } from "./access_log.ts";
 export type { DialFailureKind, Outcome, ProxyStats } from "./stats.ts";
 export type * from "./policy.ts";

@@ -53,6 +53,8 @@ export interface ProxyStats {
   bytesToUpstream: number;
   /** Client connections open now. */
   clientConnections: number;
+  /** Client connections accepted so far (those refused at the limit too). */
+  connectionsAccepted: number;
   /** Tunnels (CONNECT, upgraded connections) open now. */
   tunnels: number;
   /** Failed dials by {@link DialFailureKind}. */
@@ -76,6 +78,7 @@ export function newProxyStats(): ProxyStats {
     bytesFromUpstream: 0,
     bytesToUpstream: 0,
     clientConnections: 0,
+    connectionsAccepted: 0,
     tunnels: 0,
     dialTimeouts: 0,
     dialRefused: 0,

@@ -80,7 +80,12 @@ export interface Exchange {
 /** How an exchange becomes a line: Squid's native format or JSON. */
 export type AccessLogFormat = "squid" | "json";
 
-/** A fresh exchange record for a request read now. */
+/**
+ * A fresh exchange record for a request read now. Every field is there
+ * from the start, the optional ones undefined: one shape for all, its
+ * fields inside the object (one added later would need a property array
+ * besides, held by every tunnel for as long as it lasts).
+ */
 export function newExchange(clientIp: string, time: Date): Exchange {
   return {
     start: performance.now(),
@@ -88,10 +93,13 @@ export function newExchange(clientIp: string, time: Date): Exchange {
     clientIp,
     method: "-",
     url: "-",
+    user: undefined,
+    note: undefined,
     hierarchy: "HIER_NONE/-",
     tag: "NONE_NONE",
     status: 0,
     bytes: 0,
+    contentType: undefined,
     outcome: "error",
   };
 }

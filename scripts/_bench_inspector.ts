@@ -229,3 +229,65 @@ export function topFunctions(profile: CpuProfile, count = 25): string[] {
     [k, n],
   ) => `${(100 * n / Math.max(1, total)).toFixed(1).padStart(6)} %  ${k}`);
 }
+
+/** A heap snapshot's objects summed by kind: count and bytes (self size). */
+export type HeapSummary = Map<string, { count: number; bytes: number }>;
+
+/**
+ * Sums a heap snapshot (`.heapsnapshot` text) by node kind: objects by
+ * constructor (`Promise`, `Reader`), closures by function name, and the
+ * V8 kinds (`(array)`, `(string)`, `(code)`) by their type.
+ */
+export function summarizeSnapshot(text: string): HeapSummary {
+  const snapshot = JSON.parse(text) as {
+    snapshot: { meta: { node_fields: string[]; node_types: [string[]] } };
+    nodes: number[];
+    strings: string[];
+  };
+  const fields = snapshot.snapshot.meta.node_fields;
+  const types = snapshot.snapshot.meta.node_types[0];
+  const stride = fields.length;
+  const [type, name, size] = ["type", "name", "self_size"].map((f) =>
+    fields.indexOf(f)
+  );
+  const summary: HeapSummary = new Map();
+  const nodes = snapshot.nodes;
+  for (let i = 0; i < nodes.length; i += stride) {
+    const t = types[nodes[i + type]];
+    const named = t === "object" || t === "closure" || t === "native";
+    const key = named ? `${t} ${snapshot.strings[nodes[i + name]]}` : `(${t})`;
+    const entry = summary.get(key) ?? { count: 0, bytes: 0 };
+    entry.count++;
+    entry.bytes += nodes[i + size];
+    summary.set(key, entry);
+  }
+  return summary;
+}
+
+/**
+ * What grew from `before` to `after`, per one of `units` (tunnels held),
+ * largest first, as lines `  312 B  3.0  object Promise` (bytes and count
+ * per unit), and a last line with the total.
+ */
+export function heapGrowth(
+  before: HeapSummary,
+  after: HeapSummary,
+  units: number,
+  count = 25,
+): string[] {
+  const rows: [string, number, number][] = [];
+  let total = 0;
+  for (const [key, a] of after) {
+    const b = before.get(key) ?? { count: 0, bytes: 0 };
+    const bytes = (a.bytes - b.bytes) / units;
+    total += bytes;
+    rows.push([key, bytes, (a.count - b.count) / units]);
+  }
+  rows.sort((x, y) => y[1] - x[1]);
+  return [
+    ...rows.slice(0, count).map(([key, bytes, n]) =>
+      `${bytes.toFixed(0).padStart(7)} B ${n.toFixed(1).padStart(5)}  ${key}`
+    ),
+    `${total.toFixed(0).padStart(7)} B in all`,
+  ];
+}

@@ -30,7 +30,14 @@ import {
 import { runPmproxy, startPmproxy } from "../tests/helpers/pmproxy_process.ts";
 import { startOrigin } from "./_bench_servers.ts";
 import { abRps, idleTunnels, wrk } from "./_bench_tools.ts";
-import { Inspector, topAllocations, topFunctions } from "./_bench_inspector.ts";
+import {
+  heapGrowth,
+  type HeapSummary,
+  Inspector,
+  summarizeSnapshot,
+  topAllocations,
+  topFunctions,
+} from "./_bench_inspector.ts";
 import { fiftyManagersToml } from "./_bench_rules.ts";
 
 const { values, positionals } = parseArgs({
@@ -124,15 +131,25 @@ try {
   } else if (what === "heap") {
     if (load !== "tunnels") throw new Error("heap snapshots: of tunnels");
     // The snapshot is taken while the tunnels are held.
+    // One before them too (a snapshot collects garbage first), so that
+    // what one tunnel holds is the difference.
     const inspector = await Inspector.attach(server.stderr());
+    const before = summarizeSnapshot(await inspector.heapSnapshot());
+    let after: HeapSummary | undefined;
     const held = idleTunnels(server.proxyPort, origin.port, 1000, {
       whileHeld: async () => {
         const file = join(out, "tunnels.heapsnapshot");
-        await Deno.writeTextFile(file, await inspector.heapSnapshot());
+        const text = await inspector.heapSnapshot();
+        await Deno.writeTextFile(file, text);
+        after = summarizeSnapshot(text);
         console.log(`heap snapshot with 1,000 tunnels held: ${file}`);
       },
     });
     console.log(`${(await held)?.toFixed(1)} MiB resident growth`);
+    console.log(`JavaScript heap per tunnel (self sizes, top ${values.top}):`);
+    console.log(
+      heapGrowth(before, after!, 1000, Number(values.top)).join("\n"),
+    );
     inspector.close();
   } else {
     // V8 prints its trace on standard output (the access log goes to a file).

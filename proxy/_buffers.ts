@@ -10,9 +10,12 @@
 /**
  * Size of the buffer a tunnel's directions wait with: most tunnels sit idle
  * (a kept-alive TLS connection), and a read that fills it moves up to
- * `SMALL`, then `BIG`.
+ * `SMALL`, then `BIG`. Small messages of a quiet tunnel (a TLS alert, an
+ * HTTP/2 PING, keystrokes over SSH) fit; anything larger costs one read
+ * more, once, on the way up. 128 rather than 512 bytes: 0.75 KiB less for
+ * each tunnel held (both directions), with no change in bulk throughput.
  */
-export const TINY = 512;
+export const TINY = 128;
 /** Size of the buffer every connection starts with. */
 export const SMALL = 16 * 1024;
 /** Size a bulk transfer grows to (best measured relay throughput). */

@@ -224,15 +224,17 @@ export function listenerPid(port: number): number | undefined {
 
 /**
  * Opens `count` CONNECT tunnels through the proxy and holds them idle;
- * answers the proxy's resident growth in MiB (`whileHeld` runs while
- * they are held, after the measure).
+ * answers the proxy's resident growth in MiB, measured `atMs` after the
+ * last one is up (default 0.5 s and 5 s: at once, and held as the issue's
+ * figures were; each instant's growth in order). `whileHeld` runs while
+ * they are held, after the last measure.
  */
 export async function idleTunnels(
   proxyPort: number,
   originPort: number,
   count: number,
-  options: { whileHeld?: () => Promise<void> } = {},
-): Promise<number | undefined> {
+  options: { whileHeld?: () => Promise<void>; atMs?: number[] } = {},
+): Promise<number[] | undefined> {
   const pid = listenerPid(proxyPort);
   if (!pid) return undefined;
   const before = rssKiB(pid);
@@ -258,9 +260,14 @@ export async function idleTunnels(
     }
     conns.push(c);
   }
-  await new Promise((r) => setTimeout(r, 500));
-  const after = rssKiB(pid);
+  const growth: number[] = [];
+  let waited = 0;
+  for (const at of options.atMs ?? [500, 5000]) {
+    await new Promise((r) => setTimeout(r, Math.max(0, at - waited)));
+    waited = Math.max(waited, at);
+    growth.push((rssKiB(pid) - before) / 1024);
+  }
   await options.whileHeld?.();
   for (const c of conns) c.close();
-  return (after - before) / 1024;
+  return growth;
 }

@@ -98,8 +98,10 @@ try {
     } else if (load === "tunnels") {
       console.log(
         `tunnels: ${
-          (await idleTunnels(server.proxyPort, origin.port, 1000))?.toFixed(1)
-        } MiB resident growth for 1,000`,
+          (await idleTunnels(server.proxyPort, origin.port, 1000))?.map((m) =>
+            m.toFixed(1)
+          ).join(" MiB after 0.5 s, ")
+        } MiB held 5 s: resident growth for 1,000`,
       );
     } else {
       const r = await wrk(server.proxyPort, small, { seconds });
@@ -137,6 +139,7 @@ try {
     const before = summarizeSnapshot(await inspector.heapSnapshot());
     let after: HeapSummary | undefined;
     const held = idleTunnels(server.proxyPort, origin.port, 1000, {
+      atMs: [500],
       whileHeld: async () => {
         const file = join(out, "tunnels.heapsnapshot");
         const text = await inspector.heapSnapshot();
@@ -145,7 +148,7 @@ try {
         console.log(`heap snapshot with 1,000 tunnels held: ${file}`);
       },
     });
-    console.log(`${(await held)?.toFixed(1)} MiB resident growth`);
+    console.log(`${(await held)?.[0].toFixed(1)} MiB resident growth`);
     console.log(`JavaScript heap per tunnel (self sizes, top ${values.top}):`);
     console.log(
       heapGrowth(before, after!, 1000, Number(values.top)).join("\n"),

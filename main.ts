@@ -443,6 +443,12 @@ async function serve(
         s.requestsQuota + s.requestsAuth + s.requestsError;
     },
     enabled: () => r.server.proxy.memoryTrim,
+    onTrim: ({ beforeBytes, afterBytes, ms }) =>
+      console.error(
+        `pmproxy: memory trim: the heap went from ${mib(beforeBytes)} to ${
+          mib(afterBytes)
+        } MiB in a ${ms.toFixed(0)} ms pause ([proxy] memoryTrim)`,
+      ),
   });
   onReload = () => {
     console.error("pmproxy: SIGHUP received: reloading the configuration");
@@ -485,6 +491,11 @@ async function serve(
   await r.accessLog.close();
   console.error("pmproxy: stopped");
   return 0;
+}
+
+/** Bytes as MiB with one decimal. */
+function mib(bytes: number): string {
+  return (bytes / (1024 * 1024)).toFixed(1);
 }
 
 async function checkConfig(dir: string): Promise<number> {

@@ -36,10 +36,12 @@ Deno.test("memory trim: a heap grown by a burst is collected once the proxy is q
   // Busy: every tick sees many new connections since the last.
   let busy = false;
   let activity = 0;
+  const told: { beforeBytes: number; afterBytes: number }[] = [];
   const trim = startMemoryTrim({
     ...options,
     activity: () => busy ? activity += 1000 : activity,
     enabled: () => true,
+    onTrim: (t) => told.push(t),
   });
   try {
     await ticks(2);
@@ -55,6 +57,11 @@ Deno.test("memory trim: a heap grown by a burst is collected once the proxy is q
     assert.equal(heap.collections, 1, "once quiet");
     assert.equal(trim.trims, 1);
     assert.equal(heap.total, 49 * MiB);
+    assert.deepEqual(
+      told.map((t) => [t.beforeBytes, t.afterBytes]),
+      [[100 * MiB, 49 * MiB]],
+      "the trim is told, with the heap before and after",
+    );
     // What is left is live: no collection again until the heap grows.
     await ticks(4);
     assert.equal(heap.collections, 1);

@@ -23,6 +23,7 @@
 import { parseArgs } from "node:util";
 import { basename, join } from "node:path";
 import {
+  finishedRequests,
   type LogSink,
   openFileLog,
   openStdoutLog,
@@ -421,8 +422,7 @@ async function serve(
     return {
       clientConnections: s.clientConnections,
       tunnels: s.tunnels,
-      requests: s.requestsAllowed + s.requestsRefused + s.requestsQuota +
-        s.requestsAuth + s.requestsError,
+      requests: finishedRequests(s),
     };
   });
   const r: Running = {
@@ -437,11 +437,8 @@ async function serve(
   current.running = r;
   // What a burst of connections grew is given back once it is over.
   const trim = startMemoryTrim({
-    activity: () => {
-      const s = proxy.stats;
-      return s.connectionsAccepted + s.requestsAllowed + s.requestsRefused +
-        s.requestsQuota + s.requestsAuth + s.requestsError;
-    },
+    activity: () =>
+      proxy.stats.connectionsAccepted + finishedRequests(proxy.stats),
     enabled: () => r.server.proxy.memoryTrim,
     onTrim: ({ beforeBytes, afterBytes, ms }) =>
       console.error(

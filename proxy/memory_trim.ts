@@ -9,10 +9,11 @@
  * held after the last trim, one full collection runs, which shrinks the
  * heap to what is live.
  *
- * It never runs under load (a full collection pauses every connection for
- * some milliseconds), and once it has trimmed it waits until the heap grows
- * again: a heap that is big because it holds that much live data is left
- * alone. `[proxy] memoryTrim = false` turns it off.
+ * It never runs under load (a full collection pauses every connection, for
+ * tens of milliseconds and more the more is live), and once it has trimmed
+ * it waits until the heap grows again: a heap that is big because it holds
+ * that much live data is left alone. `[proxy] memoryTrim = false` turns it
+ * off.
  *
  * ```ts
  * const trim = startMemoryTrim({ activity: () => stats.connectionsAccepted, enabled: () => true });

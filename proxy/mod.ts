@@ -54,5 +54,6 @@ export {
 } from "./memory_trim.ts";
 export type { AccessLogFormat } from "./access_log.ts";
 export type { DialFailureKind, Outcome, ProxyStats } from "./stats.ts";
+export { finishedRequests } from "./stats.ts";
 export type * from "./policy.ts";
 export { GO_ON, STOP } from "./policy.ts";

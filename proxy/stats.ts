@@ -89,6 +89,12 @@ export function newProxyStats(): ProxyStats {
   };
 }
 
+/** Exchanges finished so far, whatever they came to. */
+export function finishedRequests(stats: ProxyStats): number {
+  return stats.requestsAllowed + stats.requestsRefused + stats.requestsQuota +
+    stats.requestsAuth + stats.requestsError;
+}
+
 /** Counts one finished exchange by its outcome. */
 export function countOutcome(stats: ProxyStats, outcome: Outcome): void {
   switch (outcome) {

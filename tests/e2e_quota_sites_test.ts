@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { makeConfigDir } from "./helpers/config_dir.ts";
+import { adminManagersToml, makeConfigDir } from "./helpers/config_dir.ts";
 import {
   type Pmproxy,
   runPmproxy,
@@ -27,31 +27,7 @@ const MiB = 1024 * KiB;
 
 /** user0 in group0 (the quota under test), admin in staff. */
 function managersToml(keys: string, quota = "1 MB"): string {
-  return `rule = "sessions ∧ down"
-admins = ["admin"]
-
-[[sessionIPM]]
-name = "sessions"
-auth = "map"
-
-[[dwnConsR]]
-name = "down"
-userDBN = "map"
-resetCycle = "24h"
-${keys}
-[dwnConsR.groupQuota]
-group0 = "${quota}"
-staff = "1 GB"
-
-[mapDB]
-name = "map"
-[mapDB.userPass]
-user0 = "pass0"
-admin = "admin-pass"
-[mapDB.userGroups]
-user0 = ["group0"]
-admin = ["staff"]
-`;
+  return adminManagersToml({ jwtExpiration: null, dwnConsR: keys, quota });
 }
 
 interface Setup {

@@ -18,6 +18,7 @@ import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { loopbackServerToml, startPmproxy } from "./helpers/pmproxy_process.ts";
 import { freePort } from "./helpers/local_servers.ts";
+import { adminManagersToml } from "./helpers/config_dir.ts";
 import { launchChromium, newPage } from "./helpers/web_browser.ts";
 
 const MiB = 1024 * 1024;
@@ -42,35 +43,16 @@ function startOrigin() {
   return { port: server.addr.port, close: () => server.shutdown() };
 }
 
-const MANAGERS = `rule = "sessions ∧ down ∧ loopback"
-admins = ["admin"]
-
-[[sessionIPM]]
-name = "sessions"
-auth = "map"
-
-[[dwnConsR]]
-name = "down"
-userDBN = "map"
-resetCycle = "monthly"
-timezone = "UTC"
-[dwnConsR.groupQuota]
-group0 = "100 MB"
-staff = "1 GB"
-
-[[hostMatcher]]
+const MANAGERS = adminManagersToml({
+  rule: "sessions ∧ down ∧ loopback",
+  jwtExpiration: null,
+  resetCycle: "monthly",
+  dwnConsR: 'timezone = "UTC"',
+  quota: "100 MB",
+  managers: `[[hostMatcher]]
 name = "loopback"
-pattern = '^127\\.0\\.0\\.1$'
-
-[mapDB]
-name = "map"
-[mapDB.userPass]
-user0 = "pass0"
-admin = "admin-pass"
-[mapDB.userGroups]
-user0 = ["group0"]
-admin = ["staff"]
-`;
+pattern = '^127\\.0\\.0\\.1$'`,
+});
 
 /** Clicks Refresh until `ok` holds (the flush runs every second). */
 async function refreshUntil(

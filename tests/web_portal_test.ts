@@ -16,6 +16,7 @@ import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { loopbackServerToml, startPmproxy } from "./helpers/pmproxy_process.ts";
 import { freePort } from "./helpers/local_servers.ts";
+import { adminManagersToml } from "./helpers/config_dir.ts";
 import { launchChromium, newPage } from "./helpers/web_browser.ts";
 
 /** The test's origin: any path is "the wanted page", and it says its host. */
@@ -43,22 +44,10 @@ function startWantedOrigin(): WantedOrigin {
 }
 
 function managersToml(originPort: number): string {
-  return `rule = "sessions ∧ down ∧ (loopback ∨ (pacTest ∧ toOrigin))"
-admins = ["admin"]
-
-[[sessionIPM]]
-name = "sessions"
-auth = "map"
-
-[[dwnConsR]]
-name = "down"
-userDBN = "map"
-resetCycle = "24h"
-[dwnConsR.groupQuota]
-group0 = "1 GB"
-staff = "1 GB"
-
-[[hostMatcher]]
+  return adminManagersToml({
+    rule: "sessions ∧ down ∧ (loopback ∨ (pacTest ∧ toOrigin))",
+    jwtExpiration: null,
+    managers: `[[hostMatcher]]
 name = "loopback"
 pattern = '^127\\.0\\.0\\.1$'
 
@@ -70,17 +59,8 @@ pattern = '\\.pac-test$'
 # test's origin, which answers any absolute URL.
 [[parentProxy]]
 name = "toOrigin"
-proxyURL = "http://127.0.0.1:${originPort}"
-
-[mapDB]
-name = "map"
-[mapDB.userPass]
-user0 = "pass0"
-admin = "admin-pass"
-[mapDB.userGroups]
-user0 = ["group0"]
-admin = ["staff"]
-`;
+proxyURL = "http://127.0.0.1:${originPort}"`,
+  });
 }
 
 interface Portal {

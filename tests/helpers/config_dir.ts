@@ -31,15 +31,27 @@ export const README_MANAGERS_TOML = `rule = "sessions ∧ down"
 /**
  * The README's managers plus an administrator (`admin`/`admin-pass` in the
  * group `staff`, 1 GB), with user0's quota, the reset cycle and the secrets'
- * lifetime to choose.
+ * lifetime to choose (`null`: no `jwtExpiration` line, the gateway's
+ * default), another `rule`, more keys for the `[[dwnConsR]]` (`dwnConsR`,
+ * lines such as `timezone = "UTC"`) and more managers (`managers`, tables
+ * placed before the `[mapDB]`).
  */
 export function adminManagersToml(
-  options: { quota?: string; resetCycle?: string; jwtExpiration?: string } = {},
+  options: {
+    quota?: string;
+    resetCycle?: string;
+    jwtExpiration?: string | null;
+    rule?: string;
+    dwnConsR?: string;
+    managers?: string;
+  } = {},
 ): string {
-  return `rule = "sessions ∧ down"
+  const jwt = options.jwtExpiration === null
+    ? ""
+    : `jwtExpiration = "${options.jwtExpiration ?? "1h"}"\n`;
+  return `rule = "${options.rule ?? "sessions ∧ down"}"
 admins = ["admin"]
-jwtExpiration = "${options.jwtExpiration ?? "1h"}"
-
+${jwt}
 [[sessionIPM]]
 name = "sessions"
 auth = "map"
@@ -48,10 +60,10 @@ auth = "map"
 name = "down"
 userDBN = "map"
 resetCycle = "${options.resetCycle ?? "24h"}"
-[dwnConsR.groupQuota]
+${options.dwnConsR ? `${options.dwnConsR}\n` : ""}[dwnConsR.groupQuota]
 group0 = "${options.quota ?? "1 GB"}"
 staff = "1 GB"
-
+${options.managers ? `\n${options.managers}\n` : ""}
 [mapDB]
 name = "map"
 [mapDB.userPass]

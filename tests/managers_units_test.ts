@@ -14,6 +14,8 @@ import {
 import { signJwt, verifyJwt } from "../managers/sessions/_jwt.ts";
 import { parseResetCycle } from "../managers/quotas/_reset_cycle.ts";
 import { normalizeIp } from "../managers/values/ip.ts";
+import fc from "fast-check";
+import { formatBytes } from "../web/chart.js";
 
 Deno.test("units: Go-style durations", () => {
   assert.equal(parseDuration("1h30m"), 5_400_000);
@@ -42,6 +44,25 @@ Deno.test("units: sizes are base 1024 and print as the README does", () => {
   assert.equal(formatSize(1024 ** 3 - 100), "1 GB");
   assert.equal(formatSize(1023.96 * 1024), "1 MB");
   assert.equal(formatSize(1023.9 * 1024), "1023.9 KB");
+});
+
+Deno.test("units: the pages' formatBytes (web/chart.js, which browsers run) writes every size as formatSize does", () => {
+  // Its twin, because the browser cannot load managers/: the two must not drift.
+  const edges = [0, 1, 1023, 1024, 1024 * 1024 - 1, 1023.96 * 1024];
+  for (let unit = 1; unit <= 6; unit++) {
+    for (const d of [-1, 0, 1]) edges.push(1024 ** unit + d);
+  }
+  for (const n of edges) assert.equal(formatBytes(n), formatSize(n), `${n}`);
+  fc.assert(
+    fc.property(
+      fc.oneof(
+        fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+        fc.double({ min: 0, max: 8 * 1024 ** 5, noNaN: true }),
+      ),
+      (n) => formatBytes(n) === formatSize(n),
+    ),
+    { seed: 14, numRuns: 2000 },
+  );
 });
 
 Deno.test("units: sizes up to petabytes parse and print exactly", () => {

@@ -19,7 +19,7 @@ import type { Browser, Page } from "playwright-core";
 import { loopbackServerToml, startPmproxy } from "./helpers/pmproxy_process.ts";
 import { freePort } from "./helpers/local_servers.ts";
 import { adminManagersToml } from "./helpers/config_dir.ts";
-import { launchChromium, newPage } from "./helpers/web_browser.ts";
+import { launchChromium, newPage, submitLogin } from "./helpers/web_browser.ts";
 
 const MiB = 1024 * 1024;
 const DOWNLOAD = 3 * MiB;
@@ -99,9 +99,7 @@ Deno.test("console: refused, portal, login, back, a download moves the bar and t
     assert.equal((await user.goto(wanted))?.status(), 403);
     await user.locator("a", { hasText: "https://127.0.0.1" }).click();
     await user.waitForURL(/\/\?next=/);
-    await user.getByLabel("User", { exact: true }).fill("user0");
-    await user.getByLabel("Password", { exact: true }).fill("pass0");
-    await user.getByRole("button", { name: "Log in", exact: true }).click();
+    await submitLogin(user, "user0", "pass0");
     await user.waitForURL(wanted);
     assert.equal(await user.locator("h1").textContent(), "The wanted page");
 
@@ -153,9 +151,7 @@ Deno.test("console: refused, portal, login, back, a download moves the bar and t
     // The administrator, at 127.0.0.1.
     const admin = await newPage(adminBrowser, errors);
     await admin.goto(`${api}/`);
-    await admin.getByLabel("User", { exact: true }).fill("admin");
-    await admin.getByLabel("Password", { exact: true }).fill("admin-pass");
-    await admin.getByRole("button", { name: "Log in", exact: true }).click();
+    await submitLogin(admin, "admin", "admin-pass");
     await admin.getByRole("link", { name: "Administration" }).click();
     await admin.locator("#people tr").first().waitFor();
     await admin.getByLabel("Search users").fill("user0");

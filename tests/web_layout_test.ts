@@ -17,7 +17,7 @@ import { UsageCalendar } from "../managers/quotas/_history.ts";
 import { machineZone } from "../managers/values/zone.ts";
 import { startTestApi } from "./helpers/api_server.ts";
 import { adminManagersToml } from "./helpers/config_dir.ts";
-import { launchChromium, newPage } from "./helpers/web_browser.ts";
+import { launchChromium, newPage, submitLogin } from "./helpers/web_browser.ts";
 
 const SHOTS = fileURLToPath(
   new URL("../test-output/screenshots/", import.meta.url),
@@ -152,9 +152,7 @@ Deno.test("web layout: every page at 1280 and 390 px, light and dark, fits its w
 
     const plain = await newPage(browser, errors, { javaScriptEnabled: false });
     await plain.goto(`${origin}/?next=${encodeURIComponent(LONG_NEXT)}`);
-    await plain.getByLabel("User", { exact: true }).fill("user0");
-    await plain.getByLabel("Password", { exact: true }).fill("wrong");
-    await plain.getByRole("button", { name: "Log in", exact: true }).click();
+    await submitLogin(plain, "user0", "wrong");
     await plain.locator("#login-error").waitFor();
     await shoot(plain, "login-error-nojs");
 
@@ -180,9 +178,7 @@ Deno.test("web layout: every page at 1280 and 390 px, light and dark, fits its w
     );
     await shoot(plain, "status-nojs");
 
-    await en.getByLabel("User", { exact: true }).fill("user0");
-    await en.getByLabel("Password", { exact: true }).fill("pass0");
-    await en.getByRole("button", { name: "Log in", exact: true }).click();
+    await submitLogin(en, "user0", "pass0");
     await en.locator("#status").waitFor();
     await en.locator("#today-chart rect.bar").first().waitFor();
     await shoot(en, "status-js");
@@ -193,9 +189,7 @@ Deno.test("web layout: every page at 1280 and 390 px, light and dark, fits its w
 
     const admin = await newPage(browser, errors);
     await admin.goto(`${origin}/`);
-    await admin.getByLabel("User", { exact: true }).fill("admin");
-    await admin.getByLabel("Password", { exact: true }).fill("admin-pass");
-    await admin.getByRole("button", { name: "Log in", exact: true }).click();
+    await submitLogin(admin, "admin", "admin-pass");
     await admin.getByRole("link", { name: "Administration" }).click();
     await admin.locator("#users td", { hasText: "admin" }).waitFor();
     await admin.getByLabel("User", { exact: true }).fill("user0");

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { assets } from "../web/assets.ts";
 import { FakeGateway } from "./helpers/api_fake_gateway.ts";
 import { startTestApi } from "./helpers/api_server.ts";
-import { launchChromium, newPage } from "./helpers/web_browser.ts";
+import { launchChromium, newPage, submitLogin } from "./helpers/web_browser.ts";
 
 async function withSetup(
   fn: (
@@ -38,17 +38,13 @@ Deno.test("web pages: unknown user, wrong password, then login and logout", asyn
   await withSetup(async ({ origin, browser, errors, gateway }) => {
     const page = await newPage(browser, errors);
     await page.goto(`${origin}/`);
-    await page.getByLabel("User", { exact: true }).fill("nobody");
-    await page.getByLabel("Password", { exact: true }).fill("x");
-    await page.getByRole("button", { name: "Log in", exact: true }).click();
+    await submitLogin(page, "nobody", "x");
     await page.locator("#login-error", {
       hasText: "Incorrect user name or password",
     })
       .waitFor();
 
-    await page.getByLabel("User", { exact: true }).fill("user0");
-    await page.getByLabel("Password", { exact: true }).fill("wrong");
-    await page.getByRole("button", { name: "Log in", exact: true }).click();
+    await submitLogin(page, "user0", "wrong");
     await page.locator("#login-error", {
       hasText: "Incorrect user name or password",
     })
@@ -97,9 +93,7 @@ Deno.test("web pages: an expired secret is renewed and the status shown", async 
     gateway.secretMs = -1; // every secret is expired once issued
     const page = await newPage(browser, errors);
     await page.goto(`${origin}/`);
-    await page.getByLabel("User", { exact: true }).fill("user0");
-    await page.getByLabel("Password", { exact: true }).fill("pass0");
-    await page.getByRole("button", { name: "Log in", exact: true }).click();
+    await submitLogin(page, "user0", "pass0");
     // get → expired → renew (still expired) → retry gets "expired token".
     await page.locator("#login-error", { hasText: "expired token" }).waitFor();
     assert.ok(gateway.calls.includes("renew sessions"));
@@ -123,9 +117,7 @@ Deno.test("web pages: a session ended elsewhere sends the user back to the form"
   await withSetup(async ({ origin, browser, errors, gateway }) => {
     const page = await newPage(browser, errors);
     await page.goto(`${origin}/`);
-    await page.getByLabel("User", { exact: true }).fill("user0");
-    await page.getByLabel("Password", { exact: true }).fill("pass0");
-    await page.getByRole("button", { name: "Log in", exact: true }).click();
+    await submitLogin(page, "user0", "pass0");
     await page.locator("#status").waitFor();
     gateway.sessions.clear();
     await page.reload();
@@ -144,9 +136,7 @@ Deno.test("web pages: the admin page refuses a non-admin and serves an admin", a
     await page.locator("#admin-error", { hasText: "not logged in" }).waitFor();
 
     await page.goto(`${origin}/`);
-    await page.getByLabel("User", { exact: true }).fill("user0");
-    await page.getByLabel("Password", { exact: true }).fill("pass0");
-    await page.getByRole("button", { name: "Log in", exact: true }).click();
+    await submitLogin(page, "user0", "pass0");
     await page.locator("#status").waitFor();
     await page.goto(`${origin}/admin`);
     await page.locator("#admin-error", {
@@ -156,9 +146,7 @@ Deno.test("web pages: the admin page refuses a non-admin and serves an admin", a
 
     await page.goto(`${origin}/`);
     await page.getByRole("button", { name: "Log out", exact: true }).click();
-    await page.getByLabel("User", { exact: true }).fill("admin");
-    await page.getByLabel("Password", { exact: true }).fill("admin-pass");
-    await page.getByRole("button", { name: "Log in", exact: true }).click();
+    await submitLogin(page, "admin", "admin-pass");
     await page.getByRole("link", { name: "Administration" }).click();
     await page.locator("#admin").waitFor();
     await page.locator("#users td", { hasText: "admin" }).waitFor();
@@ -193,9 +181,7 @@ Deno.test("web pages: managers the rule does not reach are found through /api/po
     });
     const page = await newPage(browser, errors);
     await page.goto(`${origin}/`);
-    await page.getByLabel("User", { exact: true }).fill("user0");
-    await page.getByLabel("Password", { exact: true }).fill("pass0");
-    await page.getByRole("button", { name: "Log in", exact: true }).click();
+    await submitLogin(page, "user0", "pass0");
     await page.locator("#status").waitFor();
     assert.equal(await page.locator("#st-quota").textContent(), "1 GB");
     const stored = await page.evaluate(() =>
@@ -212,9 +198,7 @@ Deno.test("web pages: an unreachable gateway is reported as a network error", as
     await page.goto(`${origin}/`);
     await page.locator("#login").waitFor();
     await page.route("**/api/cmd", (route) => route.abort("connectionrefused"));
-    await page.getByLabel("User", { exact: true }).fill("user0");
-    await page.getByLabel("Password", { exact: true }).fill("pass0");
-    await page.getByRole("button", { name: "Log in", exact: true }).click();
+    await submitLogin(page, "user0", "pass0");
     await page.locator("#login-error", { hasText: "Network error" }).waitFor();
     assert.equal(
       await page.getByRole("button", { name: "Log in", exact: true })
@@ -232,9 +216,7 @@ Deno.test("web pages: past the quota's warning threshold the status says so, wit
     for (const javaScriptEnabled of [true, false]) {
       const page = await newPage(browser, errors, { javaScriptEnabled });
       await page.goto(`${origin}/`);
-      await page.getByLabel("User", { exact: true }).fill("user0");
-      await page.getByLabel("Password", { exact: true }).fill("pass0");
-      await page.getByRole("button", { name: "Log in", exact: true }).click();
+      await submitLogin(page, "user0", "pass0");
       await page.locator("#status").waitFor();
       if (!javaScriptEnabled) await page.goto(`${origin}/status`);
       await page.locator("#usage.warn").waitFor();
@@ -261,9 +243,7 @@ Deno.test("web pages: past the quota's warning threshold the status says so, wit
     gateway.consumption.user0 = 0.5 * 1024 ** 3;
     const page = await newPage(browser, errors);
     await page.goto(`${origin}/`);
-    await page.getByLabel("User", { exact: true }).fill("user0");
-    await page.getByLabel("Password", { exact: true }).fill("pass0");
-    await page.getByRole("button", { name: "Log in", exact: true }).click();
+    await submitLogin(page, "user0", "pass0");
     await page.locator("#status").waitFor();
     await page.locator("#st-consumption", { hasText: "512 MB" }).waitFor();
     assert.equal(await page.locator("#usage.warn").count(), 0);

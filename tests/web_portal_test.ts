@@ -17,7 +17,7 @@ import type { Browser, Page } from "playwright-core";
 import { loopbackServerToml, startPmproxy } from "./helpers/pmproxy_process.ts";
 import { freePort } from "./helpers/local_servers.ts";
 import { adminManagersToml } from "./helpers/config_dir.ts";
-import { launchChromium, newPage } from "./helpers/web_browser.ts";
+import { launchChromium, newPage, submitLogin } from "./helpers/web_browser.ts";
 
 /** The test's origin: any path is "the wanted page", and it says its host. */
 interface WantedOrigin {
@@ -204,9 +204,7 @@ Deno.test("portal: with JavaScript, a refused page, the login form, and back to 
     const page = await newPage(browser, errors);
     const wanted = `http://127.0.0.1:${origin.port}/wanted?with=js`;
     await refusedThenPortal(page, wanted);
-    await page.getByLabel("User", { exact: true }).fill("user0");
-    await page.getByLabel("Password", { exact: true }).fill("wrong");
-    await page.getByRole("button", { name: "Log in", exact: true }).click();
+    await submitLogin(page, "user0", "wrong");
     await page.locator("#login-error", {
       hasText: "Incorrect user name or password",
     })
@@ -350,9 +348,7 @@ Deno.test("portal: Chromium configured by our PAC file sends the made-up names t
     // Only the proxy can answer for this name: Chromium could not resolve it.
     const wanted = "http://wanted.pac-test/page?via=pac";
     await refusedThenPortal(page, wanted);
-    await page.getByLabel("User", { exact: true }).fill("user0");
-    await page.getByLabel("Password", { exact: true }).fill("pass0");
-    await page.getByRole("button", { name: "Log in", exact: true }).click();
+    await submitLogin(page, "user0", "pass0");
     await page.waitForURL(wanted);
     assert.equal(await page.locator("h1").textContent(), "The wanted page");
     assert.equal(await page.locator("#host").textContent(), "wanted.pac-test");

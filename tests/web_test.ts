@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { assets } from "../web/assets.ts";
 import { openGateway } from "../managers/mod.ts";
 import { startTestApi } from "./helpers/api_server.ts";
-import { launchChromium, newPage } from "./helpers/web_browser.ts";
+import { launchChromium, newPage, submitLogin } from "./helpers/web_browser.ts";
 import type { Browser, Page } from "playwright-core";
 import { adminManagersToml } from "./helpers/config_dir.ts";
 
@@ -60,9 +60,7 @@ async function withRealGateway(
 }
 
 async function logIn(page: Page, user: string, pass: string): Promise<void> {
-  await page.getByLabel("User", { exact: true }).fill(user);
-  await page.getByLabel("Password", { exact: true }).fill(pass);
-  await page.getByRole("button", { name: "Log in", exact: true }).click();
+  await submitLogin(page, user, pass);
 }
 
 Deno.test("web: wrong password, login with quota and consumption, logout", async () => {

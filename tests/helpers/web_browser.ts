@@ -81,3 +81,18 @@ export async function newPage(
   });
   return page;
 }
+
+/**
+ * Fills the login form (its User and Password fields, found by their
+ * labels as a person finds them) and presses Log in; what follows is the
+ * caller's to wait for.
+ */
+export async function submitLogin(
+  page: Page,
+  user: string,
+  pass: string,
+): Promise<void> {
+  await page.getByLabel("User", { exact: true }).fill(user);
+  await page.getByLabel("Password", { exact: true }).fill(pass);
+  await page.getByRole("button", { name: "Log in", exact: true }).click();
+}

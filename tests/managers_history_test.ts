@@ -15,11 +15,10 @@ import {
   openGateway,
   stateConfigFrom,
 } from "../managers/mod.ts";
-import type { Meter } from "../proxy/policy.ts";
 import { UsageCalendar } from "../managers/quotas/_history.ts";
 import { KvStateStore } from "../managers/state/kv_store.ts";
 import type { UsageBuckets } from "../managers/state/store.ts";
-import { request, TestClock } from "./helpers/managers_setup.ts";
+import { download, request, TestClock } from "./helpers/managers_setup.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -224,14 +223,7 @@ async function openSite(
     download(ip, bytes) {
       const d = gateway.decideSync(request(ip, clock));
       assert.ok(d.allowed && d.meter, JSON.stringify(d));
-      const meter: Meter = d.meter;
-      let got = 0;
-      while (got < bytes) {
-        const n = Math.min(64 * KiB, bytes - got);
-        if (meter.chunk(n) < 0) break;
-        got += n;
-      }
-      return got;
+      return download(d.meter, bytes);
     },
     close: async () => {
       await gateway.close();

@@ -7,7 +7,12 @@
 import assert from "node:assert/strict";
 import { CombinedMeter, CommandError, type Gateway } from "../managers/mod.ts";
 import type { Decision, Meter } from "../proxy/policy.ts";
-import { PolicyDir, README_TOML, request } from "./helpers/managers_setup.ts";
+import {
+  download,
+  PolicyDir,
+  README_TOML,
+  request,
+} from "./helpers/managers_setup.ts";
 import { DwnConsR } from "../managers/quotas/dwn_cons_r.ts";
 import { KvStateStore } from "../managers/state/kv_store.ts";
 import {
@@ -41,17 +46,6 @@ function meterOf(d: Decision): Meter {
 function reasonOf(d: Decision): string {
   assert.ok(!d.allowed, "expected a refusal");
   return d.reason;
-}
-
-/** Feeds chunks until the meter stops; answers the bytes accepted. */
-function download(meter: Meter, bytes: number, chunk = 64 * KiB): number {
-  let got = 0;
-  for (let i = 0; i < 100_000 && got < bytes; i++) {
-    const n = Math.min(chunk, bytes - got);
-    if (meter.chunk(n) < 0) break;
-    got += n;
-  }
-  return got;
 }
 
 async function consumption(

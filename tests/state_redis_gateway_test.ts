@@ -10,7 +10,12 @@ import assert from "node:assert/strict";
 import { createClient } from "@redis/client";
 import { type GatewayRuntime, openGateway } from "../managers/mod.ts";
 import type { Decision, Meter } from "../proxy/policy.ts";
-import { PolicyDir, README_TOML, request } from "./helpers/managers_setup.ts";
+import {
+  download,
+  PolicyDir,
+  README_TOML,
+  request,
+} from "./helpers/managers_setup.ts";
 import {
   redisMissing,
   type RedisServer,
@@ -108,16 +113,6 @@ function meterOf(decision: Decision): Meter {
   assert.ok(decision.allowed, `expected allowed: ${JSON.stringify(decision)}`);
   assert.ok(decision.meter);
   return decision.meter;
-}
-
-function download(meter: Meter, bytes: number): number {
-  let got = 0;
-  while (got < bytes) {
-    const n = Math.min(64 * KiB, bytes - got);
-    if (meter.chunk(n) < 0) break;
-    got += n;
-  }
-  return got;
 }
 
 Deno.test({

@@ -5,7 +5,7 @@
  * @module
  */
 import { join } from "node:path";
-import type { RequestFacts } from "../../proxy/policy.ts";
+import type { Meter, RequestFacts } from "../../proxy/policy.ts";
 import { type GatewayRuntime, openGateway } from "../../managers/mod.ts";
 
 /** The original README's managers.toml, word for word. */
@@ -81,4 +81,23 @@ export function request(
     host: u.hostname,
     port: Number(u.port || 80),
   };
+}
+
+/**
+ * Feeds a meter chunks (64 KiB by default) as a download does, until it
+ * stops one (that chunk is not taken) or `bytes` are taken; answers the
+ * bytes taken.
+ */
+export function download(
+  meter: Meter,
+  bytes: number,
+  chunk = 64 * 1024,
+): number {
+  let got = 0;
+  for (let i = 0; i < 100_000 && got < bytes; i++) {
+    const n = Math.min(chunk, bytes - got);
+    if (meter.chunk(n) < 0) break;
+    got += n;
+  }
+  return got;
 }

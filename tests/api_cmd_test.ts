@@ -153,16 +153,7 @@ Deno.test("api: errors are 400 with the original's bodies and a newline", async 
 
 Deno.test("api: getOther and set are for admins only", async () => {
   await withApi(async (t) => {
-    const open = async (user: string, pass: string) => {
-      const res = await t.post({
-        cmd: "open",
-        manager: "sessions",
-        cred: { user, pass },
-      });
-      assert.equal(res.status, 200, res.text);
-      return res.text;
-    };
-    const user = await open("user0", "pass0");
+    const user = await t.login("user0", "pass0");
     const denied = await t.post({
       cmd: "getOther",
       manager: "down",
@@ -180,7 +171,7 @@ Deno.test("api: getOther and set are for admins only", async () => {
     assert.equal(deniedSet.text, `{"User":"user0"}\n`);
 
     // Same IP: the admin's login replaces user0's session.
-    const admin = await open("admin", "admin-pass");
+    const admin = await t.login("admin", "admin-pass");
     const stale = await t.post({
       cmd: "check",
       manager: "sessions",
@@ -253,11 +244,7 @@ Deno.test("api: getOther and set are for admins only", async () => {
 
 Deno.test("api: show answers JSON to a logged-in caller for any manager (a user database to an admin); unknown is 400", async () => {
   await withApi(async (t) => {
-    const secret = (await t.post({
-      cmd: "open",
-      manager: "sessions",
-      cred: { user: "admin", pass: "admin-pass" },
-    })).text;
+    const secret = await t.login("admin", "admin-pass");
     const show = await t.post({ cmd: "show", manager: "down", secret });
     assert.equal(show.status, 200);
     assert.equal(JSON.parse(show.text).name, "down");

@@ -24,15 +24,6 @@ Deno.test("api: usage, users, close of another session, managers and live on the
   // so the user logs in from another address through the gateway itself.
   const t = await startTestApi(gw);
   try {
-    const login = async (user: string, pass: string) => {
-      const res = await t.post({
-        cmd: "open",
-        manager: "sessions",
-        cred: { user, pass },
-      });
-      assert.equal(res.status, 200, res.text);
-      return res.text.trim();
-    };
     const other = await gw.open("sessions", { ip: "10.0.0.6" }, {
       user: "=cmd|x",
       pass: "pass-odd",
@@ -65,7 +56,7 @@ Deno.test("api: usage, users, close of another session, managers and live on the
     }
 
     // A user who is not an admin: their own usage, nothing else.
-    const user = await login("user0", "pass0");
+    const user = await t.login("user0", "pass0");
     const own = await t.post({
       cmd: "usage",
       manager: "down",
@@ -90,7 +81,7 @@ Deno.test("api: usage, users, close of another session, managers and live on the
     }
 
     // An administrator (the same address: the user's session is replaced).
-    const admin = await login("admin", "admin-pass");
+    const admin = await t.login("admin", "admin-pass");
     const cmd = (body: Record<string, unknown>) =>
       t.post({ ...body, secret: admin });
 

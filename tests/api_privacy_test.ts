@@ -36,11 +36,7 @@ Deno.test("api privacy: anonymous, user and administrator each see what they may
 
     // A user: own status, the managers' configuration; not the user
     // database, not the session list, not another user's status.
-    const user = (await t.post({
-      cmd: "open",
-      manager: "sessions",
-      cred: { user: "user0", pass: "pass0" },
-    })).text;
+    const user = await t.login("user0", "pass0");
     const own = await t.post({ cmd: "get", manager: "down", secret: user });
     assert.equal(json(own.text).userName, "user0");
     assert.equal(
@@ -88,11 +84,7 @@ Deno.test("api privacy: an administrator sees users and groups, never a password
   );
   const t = await startTestApi(real.gateway);
   try {
-    const secret = (await t.post({
-      cmd: "open",
-      manager: "sessions",
-      cred: { user: "admin", pass: "admin-pass" },
-    })).text;
+    const secret = await t.login("admin", "admin-pass");
     const shown = await t.post({ cmd: "show", manager: "map", secret });
     assert.equal(shown.status, 200);
     const map = JSON.parse(shown.text);

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import assert from "node:assert/strict";
 import { join } from "node:path";
 import { apiConfigFrom } from "../../api/config.ts";
 import { type RunningApi, startApi } from "../../api/mod.ts";
@@ -25,6 +26,12 @@ export interface TestApi {
   post(
     body: unknown,
   ): Promise<{ status: number; text: string; headers: Headers }>;
+  /**
+   * Logs `user` in with the `open` command (of `manager`, default
+   * "sessions"), from 127.0.0.1; answers the secret, and fails the test
+   * unless it is a 200.
+   */
+  login(user: string, pass: string, manager?: string): Promise<string>;
   /** GETs a path, cert pinned. */
   get(
     path: string,
@@ -80,18 +87,24 @@ export async function startTestApi(
     const res = await fetch(`${origin}${path}`, { ...init, client });
     return { status: res.status, text: await res.text(), headers: res.headers };
   };
+  const post = (body: unknown) =>
+    send("/api/cmd", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    });
   return {
     api,
     origin,
     dir,
     certFile: join(dir, "cert.pem"),
     keyFile: join(dir, "key.pem"),
-    post: (body) =>
-      send("/api/cmd", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: typeof body === "string" ? body : JSON.stringify(body),
-      }),
+    post,
+    login: async (user, pass, manager = "sessions") => {
+      const res = await post({ cmd: "open", manager, cred: { user, pass } });
+      assert.equal(res.status, 200, res.text);
+      return res.text;
+    },
     get: (path) => send(path, {}),
     fetch: (path, init = {}) => send(path, { redirect: "manual", ...init }),
     close: async () => {

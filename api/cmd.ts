@@ -244,11 +244,10 @@ async function usageCommand(
   body: CmdBody,
 ): Promise<CmdAnswer> {
   const info = body.info ?? {};
-  const bad = (message: string) =>
-    errorAnswer({
-      message:
-        `usage: ${message}; e.g. "info": {"userName":"user0","since":"2026-05-01","by":"day"}`,
-    });
+  const bad = badInfo(
+    "usage",
+    `{"userName":"user0","since":"2026-05-01","by":"day"}`,
+  );
   const text = (key: string): string | undefined | CmdAnswer => {
     const v = info[key];
     if (v === undefined || v === null || v === "") return undefined;
@@ -286,6 +285,15 @@ async function usageCommand(
 }
 
 /**
+ * The answer to an `info` that `cmd` cannot take: what is wrong, then an
+ * `info` it takes.
+ */
+function badInfo(cmd: string, example: string) {
+  return (message: string): CmdAnswer =>
+    errorAnswer({ message: `${cmd}: ${message}; e.g. "info": ${example}` });
+}
+
+/**
  * `users` on a dwnConsR (admins): one page of the users table; `info` may
  * hold `offset`, `limit`, `sort` (`user`, `consumption`, `quota`,
  * `percent`, `lastSeen`), `order` (`asc`, `desc`) and `filter`.
@@ -296,11 +304,10 @@ async function usersCommand(
   body: CmdBody,
 ): Promise<CmdAnswer> {
   const info = body.info ?? {};
-  const bad = (message: string) =>
-    errorAnswer({
-      message:
-        `users: ${message}; e.g. "info": {"offset":0,"limit":50,"sort":"consumption","order":"desc","filter":"ana"}`,
-    });
+  const bad = badInfo(
+    "users",
+    `{"offset":0,"limit":50,"sort":"consumption","order":"desc","filter":"ana"}`,
+  );
   for (const key of ["offset", "limit"]) {
     const v = info[key];
     if (v !== undefined && (!Number.isSafeInteger(v) || (v as number) < 0)) {

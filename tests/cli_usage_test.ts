@@ -7,14 +7,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runClientCommand } from "../api/client_commands.ts";
-import { adminManagers, openRealGateway } from "./helpers/api_real_gateway.ts";
+import { openRealGateway } from "./helpers/api_real_gateway.ts";
+import { adminManagersToml } from "./helpers/config_dir.ts";
 import { startTestApi } from "./helpers/api_server.ts";
 
 /** The quota's days are UTC days, whatever this machine's zone. */
-const MANAGERS = adminManagers("1h").replace(
-  'resetCycle = "24h"',
-  'resetCycle = "24h"\ntimezone = "UTC"',
-);
+const MANAGERS = adminManagersToml({ dwnConsR: 'timezone = "UTC"' });
 
 Deno.test("cli: usage by day, hour and month, as lines and CSV; another user's for admins", async () => {
   const real = await openRealGateway(MANAGERS);

@@ -277,8 +277,10 @@ export function heapGrowth(
 ): string[] {
   const rows: [string, number, number][] = [];
   let total = 0;
-  for (const [key, a] of after) {
-    const b = before.get(key) ?? { count: 0, bytes: 0 };
+  const none = { count: 0, bytes: 0 };
+  for (const key of new Set([...before.keys(), ...after.keys()])) {
+    const a = after.get(key) ?? none;
+    const b = before.get(key) ?? none;
     const bytes = (a.bytes - b.bytes) / units;
     total += bytes;
     rows.push([key, bytes, (a.count - b.count) / units]);

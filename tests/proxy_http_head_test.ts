@@ -14,6 +14,7 @@ import { BodyError, ChunkedScanner } from "../proxy/body.ts";
 import { Reader } from "../proxy/_io.ts";
 import { isIPv6, parseAuthority, parseHttpUrl } from "../proxy/_target.ts";
 import { isIPv6 as nodeIsIPv6 } from "node:net";
+import fc from "fast-check";
 
 const head = (s: string) => latin1Bytes(s);
 
@@ -303,4 +304,41 @@ Deno.test("isIPv6 answers as node:net's over edge cases and 100,000 seeded rando
   for (const c of cases) {
     assert.equal(isIPv6(c), nodeIsIPv6(c), JSON.stringify(c));
   }
+});
+
+Deno.test("http head: latin1 gives one char per byte, whatever the bytes", () => {
+  const byByte = (b: Uint8Array) =>
+    Array.from(b, (x) => String.fromCharCode(x)).join("");
+  // Mostly ASCII with some high bytes, as heads are; and any bytes at all.
+  const headLike = fc.array(
+    fc.oneof(
+      { weight: 8, arbitrary: fc.integer({ min: 0, max: 0x7f }) },
+      { weight: 1, arbitrary: fc.integer({ min: 0x80, max: 0xff }) },
+    ),
+    { maxLength: 300 },
+  ).map((a) => Uint8Array.from(a));
+  fc.assert(
+    fc.property(fc.oneof(headLike, fc.uint8Array({ maxLength: 300 })), (b) => {
+      const s = latin1(b);
+      assert.equal(s, byByte(b));
+      assert.deepEqual(latin1Bytes(s), b);
+    }),
+    { numRuns: 3000, seed: 14 },
+  );
+  // Valid UTF-8 (é, €, an emoji), a byte-order mark, and U+FFFD's own
+  // bytes are still one char per byte; so is a head longer than a chunk.
+  for (
+    const b of [
+      [0x41, 0xc3, 0xa9],
+      [0xe2, 0x82, 0xac],
+      [0xf0, 0x9f, 0x98, 0x80],
+      [0xef, 0xbb, 0xbf, 0x47, 0x45, 0x54],
+      [0xef, 0xbf, 0xbd],
+      Array.from({ length: 10_000 }, (_, i) => i % 7 === 0 ? 0xe9 : 0x61),
+    ].map((a) => Uint8Array.from(a))
+  ) {
+    assert.equal(latin1(b), byByte(b));
+  }
+  const view = Uint8Array.from([0x58, 0x47, 0x45, 0x54, 0x58]).subarray(1, 4);
+  assert.equal(latin1(view), "GET");
 });

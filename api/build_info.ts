@@ -15,7 +15,6 @@
  *
  * @module
  */
-import { fileURLToPath } from "node:url";
 import { BUILD_COMMIT } from "./_build_stamp.ts";
 
 /** pmproxy's version. */
@@ -56,7 +55,7 @@ function gitCommit(): string | undefined {
     const out = new Deno.Command("git", {
       args: [
         "-C",
-        fileURLToPath(new URL(".", import.meta.url)),
+        decodeURIComponent(new URL(".", import.meta.url).pathname),
         "rev-parse",
         "--short=12",
         "HEAD",

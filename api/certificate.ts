@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { dirname } from "node:path";
+import { dirname } from "../managers/mod.ts";
 
 /** A certificate and its private key, both PEM. */
 export interface CertificatePair {

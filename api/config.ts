@@ -21,10 +21,10 @@
  *
  * @module
  */
-import { isAbsolute, join } from "node:path";
 import {
   type Cidr,
   ConfigError,
+  inDir,
   nearestKey,
   parseCidr,
   parseDuration,
@@ -191,7 +191,7 @@ export function apiConfigFrom(table: unknown, site: ApiConfigSite): ApiConfig {
     if (typeof ms === "string") fail(path, `${path.join(".")}: ${ms}`);
     return ms as number;
   };
-  const resolve = (p: string) => isAbsolute(p) ? p : join(site.configDir, p);
+  const resolve = (p: string) => inDir(site.configDir, p);
 
   let excludedRoutes: string[] = [];
   if (api.excludedRoutes !== undefined) {

@@ -75,6 +75,7 @@ export {
   Histogram,
 } from "./stats.ts";
 export { zoneFormatter } from "./values/zone.ts";
+export { basename, dirname, inDir, join } from "./config/paths.ts";
 export type { ExplainQuery, ExplainStep, Explanation } from "./types.ts";
 export {
   type LiveFigures,

@@ -29,7 +29,7 @@
  *
  * @module
  */
-import { dirname, isAbsolute, join } from "node:path";
+import { dirname, inDir } from "./paths.ts";
 import {
   parseRule,
   printRule,
@@ -520,9 +520,7 @@ function accessLogKeys(
         `accessLog must be a file path in quotes, e.g. accessLog = "/var/log/pmproxy/access.log"`,
       );
     }
-    accessLog = isAbsolute(v as string)
-      ? v as string
-      : join(site.dir, v as string);
+    accessLog = inDir(site.dir, v as string);
   }
   return {
     syslogAddr,

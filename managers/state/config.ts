@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { isAbsolute, join } from "node:path";
+import { inDir } from "../config/paths.ts";
 import { ConfigError } from "../types.ts";
 import { nearestKey } from "../config/toml_file.ts";
 import { DEFAULT_SYNC_INTERVAL_MS } from "../config/loader.ts";
@@ -143,7 +143,7 @@ export function stateConfigFrom(
     return { url, syncIntervalMs, history };
   }
   return {
-    url: isAbsolute(url) ? url : join(site.configDir, url),
+    url: inDir(site.configDir, url),
     syncIntervalMs,
     history,
   };

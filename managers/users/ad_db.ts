@@ -32,7 +32,7 @@
  *
  * @module
  */
-import { dirname, isAbsolute, join } from "node:path";
+import { dirname, inDir } from "../config/paths.ts";
 import type { Client } from "ldapts";
 import { ldapts, loadLdapts } from "./_ldapts.ts";
 import {
@@ -512,7 +512,7 @@ export async function adDbFromTable(
         `"caFile" is not used: the connection to ${url} is not encrypted (set tls = "starttls" or use ldaps://)`,
       );
     }
-    const path = isAbsolute(caFile) ? caFile : join(dirname(ctx.file), caFile);
+    const path = inDir(dirname(ctx.file), caFile);
     try {
       ca = await Deno.readTextFile(path);
     } catch (e) {

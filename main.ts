@@ -20,8 +20,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
-import { basename, join } from "node:path";
 import {
   finishedRequests,
   type LogSink,
@@ -34,11 +32,13 @@ import {
   teeLogs,
 } from "./proxy/mod.ts";
 import {
+  basename,
   checkManagersFile,
   ConfigError,
   exportState,
   hashPassword,
   importState,
+  join,
   type ListenAddress,
   type LoadedManagers,
   openGateway,
@@ -53,8 +53,10 @@ import { apiConfigFrom } from "./api/config.ts";
 import {
   buildInfo,
   checkHealth,
+  CommandLineError,
   type HealthParts,
   MetricsRegistry,
+  parseCommandLine,
   type ReloadReport,
   startApi,
   VERSION,
@@ -611,18 +613,14 @@ async function main(args: string[]): Promise<number> {
     );
     if (CLIENT_COMMANDS.includes(args[0])) return await runClientCommand(args);
   }
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      "config-dir": { type: "string" },
-      kv: { type: "string" },
-      state: { type: "string" },
-      merge: { type: "boolean" },
-      watch: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-      version: { type: "boolean" },
-    },
+  const { values, positionals } = parseCommandLine(args, {
+    "config-dir": { type: "string" },
+    kv: { type: "string" },
+    state: { type: "string" },
+    merge: { type: "boolean" },
+    watch: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+    version: { type: "boolean" },
   });
   if (values.help) {
     console.log(USAGE);
@@ -677,10 +675,7 @@ try {
 } catch (e) {
   if (e instanceof ConfigError) {
     console.error(`pmproxy: configuration error: ${e.message}`);
-  } else if (
-    e instanceof TypeError &&
-    (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")
-  ) {
+  } else if (e instanceof CommandLineError) {
     console.error(`pmproxy: ${e.message}\n\n${USAGE}`);
     Deno.exit(2);
   } else {

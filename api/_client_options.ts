@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { parseCommandLine } from "./command_line.ts";
 
 /** A mistake in the command line: printed with the usage, exit 2. */
 export class UsageError extends Error {}
@@ -53,23 +53,18 @@ export interface ClientArgs {
 export function parseClientArgs(args: string[]): ClientArgs {
   let parsed;
   try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        manager: { type: "string", short: "m" },
-        ip: { type: "string" },
-        user: { type: "string" },
-        at: { type: "string" },
-        since: { type: "string" },
-        by: { type: "string" },
-        csv: { type: "boolean" },
-        all: { type: "boolean" },
-        "known-servers": { type: "string" },
-        ca: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
+    parsed = parseCommandLine(args, {
+      manager: { type: "string", short: "m" },
+      ip: { type: "string" },
+      user: { type: "string" },
+      at: { type: "string" },
+      since: { type: "string" },
+      by: { type: "string" },
+      csv: { type: "boolean" },
+      all: { type: "boolean" },
+      "known-servers": { type: "string" },
+      ca: { type: "string" },
+      help: { type: "boolean", short: "h" },
     });
   } catch (e) {
     throw new UsageError(e instanceof Error ? e.message : String(e));

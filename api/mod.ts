@@ -39,6 +39,7 @@ export {
   VERSION,
   versionLine,
 } from "./build_info.ts";
+export { CommandLineError, parseCommandLine } from "./command_line.ts";
 export { MetricsRegistry, type ProxyCounters } from "./metrics.ts";
 export { checkHealth, type Health, type HealthParts } from "./health.ts";
 export type { ReloadReport } from "./cmd.ts";

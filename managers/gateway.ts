@@ -45,6 +45,7 @@ import { liveFigures, managerList, usersPage } from "./console.ts";
 import { formatSize } from "./values/units.ts";
 import type { LoadedManagers } from "./config/loader.ts";
 import type { StateChange, StateStore } from "./state/store.ts";
+import { WritePace } from "./state/pace.ts";
 import { type Session, SessionIpm } from "./sessions/session_ipm.ts";
 import { DwnConsR, type QuotaStatus } from "./quotas/dwn_cons_r.ts";
 import { CombinedMeter } from "./resources/combined_meter.ts";
@@ -135,6 +136,10 @@ export class GatewayRuntime implements Policy, Gateway {
   readonly #clock: () => Date;
   readonly #loginUrl?: string;
   #timer?: ReturnType<typeof setInterval>;
+  /** The pace of the periodic flush (managers/state/pace.ts). */
+  readonly #pace = new WritePace();
+  /** The periodic flush under way: the next tick leaves it be. */
+  #periodic?: Promise<void>;
   #closed = false;
   /** Reads the proxy's counters for the console (see useProxyFigures). */
   #proxyFigures: () => ProxyFigures | undefined = () => undefined;
@@ -146,6 +151,7 @@ export class GatewayRuntime implements Policy, Gateway {
   ) {
     this.#loaded = loaded;
     this.#store = store;
+    store.pace = this.#pace;
     // Changes other gateways sharing the store announce, seen at once
     // rather than at the next flush.
     this.#unsubscribe = store.subscribe((change) => {
@@ -169,7 +175,18 @@ export class GatewayRuntime implements Policy, Gateway {
     this.#timer = undefined;
     if (ms <= 0 || this.#closed) return;
     this.#timer = setInterval(() => {
-      this.flush().catch((e) => this.#failed("saving consumption", e));
+      // A flush that outlasts the interval is not doubled: what is counted
+      // meanwhile waits for the next.
+      if (this.#periodic) return;
+      // Paced, so that the requests served meanwhile keep most of the main
+      // thread; it stops pacing after half an interval (at most 10 s).
+      this.#pace.start(Math.min(10_000, ms / 2));
+      this.#periodic = this.#flushAll()
+        .catch((e) => this.#failed("saving consumption", e))
+        .finally(() => {
+          this.#pace.stop();
+          this.#periodic = undefined;
+        });
     }, ms);
     Deno.unrefTimer(this.#timer);
   }
@@ -799,8 +816,16 @@ export class GatewayRuntime implements Policy, Gateway {
     }
   }
 
-  /** Writes consumption deltas (and other pending state) now. */
-  async flush(): Promise<void> {
+  /**
+   * Writes consumption deltas (and other pending state) now, unpaced: a
+   * periodic flush under way stops pacing too.
+   */
+  flush(): Promise<void> {
+    this.#pace.hurry();
+    return this.#flushAll();
+  }
+
+  async #flushAll(): Promise<void> {
     // Every hook runs: a failing one (the sessions' reload, say) must not
     // keep the quotas after it from being written, at shutdown above all.
     let failure: { error: unknown } | undefined;
@@ -847,6 +872,9 @@ export class GatewayRuntime implements Policy, Gateway {
     this.#closed = true;
     if (this.#timer !== undefined) clearInterval(this.#timer);
     try {
+      // A periodic flush under way ends unpaced, then everything is written.
+      this.#pace.hurry();
+      await this.#periodic;
       await this.flush();
       for (const hook of this.#loaded.hooks.close) await hook();
     } finally {

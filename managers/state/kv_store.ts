@@ -82,6 +82,7 @@ import type {
 } from "./store.ts";
 import { compareUsage, StoreWriteError } from "./store.ts";
 import { StoreHealth } from "./_health.ts";
+import type { WritePace } from "./pace.ts";
 
 /** At most this many mutations per atomic operation (Deno KV allows 1000). */
 const BATCH = 1000;
@@ -297,6 +298,7 @@ function stored(s: SessionAt, lastUsed = s.lastUsed): StoredSession {
 /** The state store on an open Deno KV database. */
 export class KvStateStore implements StateStore {
   readonly announcesChanges = false;
+  pace?: WritePace;
   readonly #health: StoreHealth;
   /**
    * The bucket start up to which old usage buckets were deleted, by
@@ -554,6 +556,7 @@ export class KvStateStore implements StateStore {
       let bytes = 0;
       const flushBatch = async () => {
         if (batch.length === 0) return;
+        await this.pace?.between();
         const lastUses: number[] = [];
         const values: StoredSession[] = [];
         for (const [s, was] of batch) {
@@ -602,6 +605,7 @@ export class KvStateStore implements StateStore {
       }
       await flushBatch();
       for (let start = 0; start < unsure.length; start += SESSION_BATCH) {
+        await this.pace?.between();
         const batch = unsure.slice(start, start + SESSION_BATCH);
         const entries = await this.kv.getMany<StoredSession[]>(
           batch.map((s) => sessionKey(manager, s.ip)),
@@ -692,6 +696,7 @@ export class KvStateStore implements StateStore {
     const users = part.users.slice(part.from, part.to);
     const keys = users.map((u) => consKey(manager, cycle, u));
     for (const [start, end] of kvBatches(keys, COUNTER_BATCH)) {
+      await this.pace?.between();
       try {
         await this.#writeCounters(manager, cycle, (op) => {
           for (let i = start; i < end; i++) {
@@ -889,6 +894,7 @@ export class KvStateStore implements StateStore {
       if (grains.length === 0) return;
       const users = [...deltas.keys()];
       for (let start = 0; start < users.length; start += USAGE_BATCH) {
+        await this.pace?.between();
         const op = this.kv.atomic();
         for (const user of users.slice(start, start + USAGE_BATCH)) {
           const bytes = BigInt(deltas.get(user)!);
@@ -1043,6 +1049,7 @@ export class KvStateStore implements StateStore {
     const out = new Map<string, number>();
     if (users) {
       for (let start = 0; start < users.length; start += SESSION_BATCH) {
+        await this.pace?.between();
         const part = users.slice(start, start + SESSION_BATCH);
         const entries = await this.kv.getMany<Deno.KvU64[]>(
           part.map((u) => [...prefix, u]),

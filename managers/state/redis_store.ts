@@ -95,6 +95,7 @@ import type {
 } from "./store.ts";
 import { compareUsage, StoreWriteError } from "./store.ts";
 import { StoreHealth } from "./_health.ts";
+import type { WritePace } from "./pace.ts";
 import { maskSecret, parseRedisUrl, type RedisLocation } from "./_redis_url.ts";
 
 /**
@@ -305,6 +306,7 @@ function isChange(v: unknown): v is StateChange {
 /** The state store on a Redis server; see the module documentation. */
 export class RedisStateStore implements StateStore {
   readonly announcesChanges = true;
+  pace?: WritePace;
   readonly description: string;
   /** This store object's id in the changes it announces. */
   readonly id: string;
@@ -645,6 +647,7 @@ export class RedisStateStore implements StateStore {
       const key = sessionsKey(manager);
       const written = new Map<string, number>();
       for (let start = 0; start < sessions.length; start += SESSION_BATCH) {
+        await this.pace?.between();
         const args: string[] = [];
         for (const s of sessions.slice(start, start + SESSION_BATCH)) {
           const { lastUsed: _, ...rest } = stored(s);
@@ -743,6 +746,7 @@ export class RedisStateStore implements StateStore {
       const entries = [...deltas];
       const key = consKey(manager, cycle);
       for (let start = 0; start < entries.length; start += CONS_BATCH) {
+        await this.pace?.between();
         const batch = entries.slice(start, start + CONS_BATCH);
         try {
           if (!this.#cmd.isReady) throw this.#offline();
@@ -859,6 +863,7 @@ export class RedisStateStore implements StateStore {
       return out;
     }
     for (let start = 0; start < users.length; start += READ_BATCH) {
+      await this.pace?.between();
       const part = users.slice(start, start + READ_BATCH);
       if (part.length === 0) continue;
       const values = await this.#cmd.hmGet(key, [...part]);
@@ -891,6 +896,7 @@ export class RedisStateStore implements StateStore {
       if (grains.length === 0) return;
       const entries = [...deltas];
       for (let start = 0; start < entries.length; start += CONS_BATCH) {
+        await this.pace?.between();
         const batch = entries.slice(start, start + CONS_BATCH);
         try {
           if (!this.#cmd.isReady) throw this.#offline();

@@ -23,6 +23,7 @@
  * @module
  */
 import type { UserRecord } from "../types.ts";
+import type { WritePace } from "./pace.ts";
 
 /** A session as stored (its manager and IP are its key). */
 export interface StoredSession {
@@ -175,6 +176,11 @@ export interface StateStore {
    * ({@link subscribe}); false when they are seen only by reading again.
    */
   readonly announcesChanges: boolean;
+  /**
+   * The pace of the periodic flush, set by the gateway: a store awaits its
+   * `between()` before each batch of a write of many users (managers/state/pace.ts).
+   */
+  pace?: WritePace;
 
   /** How the last operations went (never throws). */
   status(): StoreStatus;

@@ -929,6 +929,68 @@ redisTest(
 );
 
 redisTest(
+  "a counter that is not an integer leaves that user unwritten, and the users of the other batches are written",
+  async () => {
+    await using redis = await startRedis();
+    const a = await RedisStateStore.open(redis.url);
+    try {
+      // 1,200 users: three batches; user 700 (the second) is broken.
+      const deltas = new Map<string, number>();
+      for (let i = 0; i < 1200; i++) deltas.set(`u${i}`, 10 + i);
+      await redis.cli(
+        "HSET",
+        "pmproxy:dwnConsR:down:cons:1000",
+        "u700",
+        "many",
+      );
+      const failed = await a.addConsumption("down", 1000, deltas).then(
+        () => assert.fail("a broken counter was added to"),
+        (e) => e,
+      );
+      assert.ok(failed instanceof StoreWriteError);
+      // u700 and the third batch (u1000 on) were not written; the rest were.
+      const unwritten = failed.unwritten as Map<string, number>;
+      assert.deepEqual(
+        [...unwritten.keys()],
+        ["u700", ...[...deltas.keys()].slice(1000)],
+      );
+      assert.equal(unwritten.get("u700"), 710);
+      const stored = await a.readConsumption("down", 1000);
+      assert.equal(stored.get("u0"), 10);
+      assert.equal(stored.get("u999"), 1009);
+      assert.equal(stored.has("u1000"), false);
+      assert.match(
+        failed.message,
+        /the counters of 1 of 500 users could not be added to/,
+      );
+
+      // The same in the usage history's day bucket.
+      const h = thisHour();
+      const at = usageAt(h);
+      await redis.cli("HSET", `pmproxy:usage:down:day:${at.day}`, "u3", "x");
+      const history = await a.addUsage("down", deltas, at).then(
+        () => assert.fail("a broken bucket was added to"),
+        (e) => e,
+      );
+      assert.ok(history instanceof StoreWriteError);
+      assert.deepEqual(
+        [...(history.unwritten as Map<string, number>).keys()],
+        ["u3", ...[...deltas.keys()].slice(500)],
+      );
+      const rows = await a.readUsage("down", {
+        grain: "hour",
+        from: h,
+        to: h + HOUR,
+      });
+      assert.equal(rows.find((r) => r.user === "u4")?.bytes, 14);
+      assert.equal(rows.find((r) => r.user === "u600"), undefined);
+    } finally {
+      await a.close();
+    }
+  },
+);
+
+redisTest(
   "changes are announced to the other store objects, not to their sender",
   async () => {
     await using redis = await startRedis();

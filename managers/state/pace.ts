@@ -77,7 +77,7 @@ export class WritePace {
   waitedMs = 0;
 
   constructor(options: PaceOptions = {}) {
-    this.share = options.share ?? 0.2;
+    this.share = options.share ?? 0.1;
     this.maxMs = options.maxMs ?? 10_000;
     this.maxPauseMs = options.maxPauseMs ?? 50;
     this.#now = options.now ?? (() => performance.now());

@@ -54,7 +54,7 @@
  * restart emptied the script cache), so gateways racing on one key cannot
  * both win: a session deleted or updated only over its own copy, the last
  * reset set when absent or moved forward only. Deltas are added with
- * HINCRBY in one MULTI per {@link CONS_BATCH} users.
+ * HINCRBY in one script call per {@link CONS_BATCH} users.
  *
  * ## Announced changes
  *
@@ -78,7 +78,7 @@
 import { createHash } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { isIP } from "node:net";
-import { createClient, MultiErrorReply, RESP_TYPES } from "@redis/client";
+import { createClient, RESP_TYPES } from "@redis/client";
 import type {
   LoginFailures,
   SessionAt,
@@ -99,14 +99,17 @@ import type { WritePace } from "./pace.ts";
 import { maskSecret, parseRedisUrl, type RedisLocation } from "./_redis_url.ts";
 
 /**
- * Users' deltas added in one MULTI (a flush of up to this many is atomic).
- * Small, as the KV store's batches: node-redis encodes a MULTI and parses
- * its replies in one go on the main thread, so 10,000 HINCRBY in one held
- * the data path for tens of milliseconds (the scale bench's p99 during a
- * flush, 10,000 users: 3.2-7.5× outside it with 10,000 per MULTI, 2.6-2.7×
- * with 1,000, 1.8-2.6× with 250).
+ * Users' deltas added by one script call (a flush of up to this many is
+ * atomic). Bounded, as the KV store's batches, so that the data path gets
+ * the main thread between them (the scale bench's p99 during a flush of
+ * 10,000 users: 3.2-7.5× outside it in one MULTI, 1.8-2.6× with MULTIs
+ * of 250). A script of pairs rather than a MULTI of HINCRBYs: node-redis
+ * makes and parses each command of a MULTI on the main thread, and the
+ * script's arguments cost a third of that (10,000 users: 22-24 ms of main
+ * thread in MULTIs of 250, 8-10 ms in scripts of 250, 4-8 in scripts of
+ * 1,000).
  */
-export const CONS_BATCH = 250;
+export const CONS_BATCH = 500;
 /** Sessions checked and written by one script call. */
 const SESSION_BATCH = 500;
 /** Users read by one HMGET. */
@@ -167,6 +170,54 @@ interface Script {
 function script(source: string): Script {
   return { source, sha: createHash("sha1").update(source).digest("hex") };
 }
+
+/**
+ * KEYS[1] the cycle's counters hash, KEYS[2] the set of quota managers,
+ * KEYS[3] the manager's set of cycles. ARGV: manager, cycle, then (user,
+ * bytes) pairs. Adds each user's bytes (HINCRBY); answers the positions
+ * (1-based) of the users whose counter could not be added to (not an
+ * integer, say), the others being added.
+ */
+const ADD_COUNTERS = script(`
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[2])
+local bad = {}
+for i = 3, #ARGV, 2 do
+  local r = redis.pcall('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+  if type(r) == 'table' and r.err then bad[#bad + 1] = (i - 1) / 2 end
+end
+return bad
+`);
+
+/**
+ * For G grains (hour, day), KEYS[2k-1] the bucket's hash and KEYS[2k] the
+ * grain's index of buckets. ARGV: G, then per grain its bucket, the score
+ * at and below which older buckets leave the index, and when both keys
+ * expire (ms); then (user, bytes) pairs. Adds each user's bytes to each
+ * bucket; answers the positions (1-based) of the users not added to every
+ * bucket.
+ */
+const ADD_USAGE = script(`
+local g = tonumber(ARGV[1])
+for k = 1, g do
+  local index = KEYS[2 * k]
+  redis.call('ZADD', index, ARGV[3 * k - 1], ARGV[3 * k - 1])
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', ARGV[3 * k])
+  redis.call('PEXPIREAT', index, ARGV[3 * k + 1])
+end
+local bad = {}
+local first = 3 * g + 2
+for i = first, #ARGV, 2 do
+  local failed = false
+  for k = 1, g do
+    local r = redis.pcall('HINCRBY', KEYS[2 * k - 1], ARGV[i], ARGV[i + 1])
+    if type(r) == 'table' and r.err then failed = true end
+  end
+  if failed then bad[#bad + 1] = (i - first) / 2 + 1 end
+end
+for k = 1, g do redis.call('PEXPIREAT', KEYS[2 * k - 1], ARGV[3 * k + 1]) end
+return bad
+`);
 
 /**
  * KEYS[1] sessions hash. ARGV: ip, user, opened, unusedSince ("" for
@@ -729,13 +780,13 @@ export class RedisStateStore implements StateStore {
   }
 
   /**
-   * Adds the deltas with HINCRBY, {@link CONS_BATCH} users per MULTI. A
-   * MULTI is applied whole or not at all, so on failure the deltas of its
-   * batch and of the batches after it are unwritten (a reply with errors
-   * for some users, a counter that is not an integer say, leaves only those
-   * unwritten). The one case where a delta counts twice: the connection
-   * drops after Redis applied the EXEC and before its reply arrived; the
-   * deltas are then reported unwritten and added again at the next flush.
+   * Adds the deltas with HINCRBY, {@link CONS_BATCH} users per call of a
+   * script. A call is applied whole, so on failure the deltas of its batch
+   * and of the batches after it are unwritten (a counter that is not an
+   * integer leaves only that user's unwritten). The one case where a delta
+   * counts twice: the connection drops after Redis ran the script and
+   * before its reply arrived; the deltas are then reported unwritten and
+   * added again at the next flush.
    */
   addConsumption(
     manager: string,
@@ -744,38 +795,65 @@ export class RedisStateStore implements StateStore {
   ): Promise<void> {
     return this.#run("adding consumption", async () => {
       const entries = [...deltas];
-      const key = consKey(manager, cycle);
+      const keys = [
+        consKey(manager, cycle),
+        QUOTA_MANAGERS,
+        cyclesKey(manager),
+      ];
       for (let start = 0; start < entries.length; start += CONS_BATCH) {
         await this.pace?.between();
         const batch = entries.slice(start, start + CONS_BATCH);
-        try {
-          if (!this.#cmd.isReady) throw this.#offline();
-          const m = this.#cmd.multi();
-          m.sAdd(QUOTA_MANAGERS, manager);
-          m.sAdd(cyclesKey(manager), String(cycle));
-          for (const [user, bytes] of batch) m.hIncrBy(key, user, bytes);
-          await m.exec();
-        } catch (e) {
-          const unwritten = new Map<string, number>();
-          if (e instanceof MultiErrorReply) {
-            // Applied but for these (the two SADDs come first).
-            for (const i of e.errorIndexes) {
-              if (i >= 2) unwritten.set(batch[i - 2][0], batch[i - 2][1]);
-            }
-          } else {
-            for (const [user, bytes] of batch) unwritten.set(user, bytes);
-          }
-          for (const [user, bytes] of entries.slice(start + CONS_BATCH)) {
-            unwritten.set(user, bytes);
-          }
-          throw new StoreWriteError(
-            `adding consumption failed: ${this.#wrap(e).message}`,
-            unwritten,
-            { cause: e },
-          );
-        }
+        const args = [manager, String(cycle)];
+        for (const [user, bytes] of batch) args.push(user, String(bytes));
+        await this.#addBatch(
+          "adding consumption",
+          batch,
+          entries,
+          start,
+          () => this.#eval(ADD_COUNTERS, keys, args),
+        );
       }
     }, false);
+  }
+
+  /**
+   * Runs one batch's script (`call`, answering the 1-based positions of
+   * the users it could not add to); throws a StoreWriteError with what is
+   * unwritten: those users, or the whole batch when the call failed, and
+   * the batches after it.
+   */
+  async #addBatch(
+    what: string,
+    batch: [string, number][],
+    entries: [string, number][],
+    start: number,
+    call: () => Promise<unknown>,
+  ): Promise<void> {
+    let bad: number[];
+    try {
+      if (!this.#cmd.isReady) throw this.#offline();
+      bad = (await call() as number[] | null ?? []).map(Number);
+    } catch (e) {
+      const unwritten = new Map<string, number>();
+      for (const [user, bytes] of entries.slice(start)) {
+        unwritten.set(user, bytes);
+      }
+      throw new StoreWriteError(
+        `${what} failed: ${this.#wrap(e).message}`,
+        unwritten,
+        { cause: e },
+      );
+    }
+    if (bad.length === 0) return;
+    const unwritten = new Map<string, number>();
+    for (const i of bad) unwritten.set(batch[i - 1][0], batch[i - 1][1]);
+    for (const [user, bytes] of entries.slice(start + batch.length)) {
+      unwritten.set(user, bytes);
+    }
+    throw new StoreWriteError(
+      `the counters of ${bad.length} of ${batch.length} users could not be added to (not integers?)`,
+      unwritten,
+    );
   }
 
   readConsumption(
@@ -879,10 +957,10 @@ export class RedisStateStore implements StateStore {
 
   /**
    * Adds the deltas to the hour's and the day's hashes with HINCRBY,
-   * {@link CONS_BATCH} users per MULTI, which also sets each hash to expire
-   * at the end of its retention and trims the index of buckets. A failure
-   * leaves unwritten what {@link addConsumption} would (the same one case
-   * of bytes counted twice).
+   * {@link CONS_BATCH} users per call of a script, which also sets each
+   * hash to expire at the end of its retention and trims the index of
+   * buckets. A failure leaves unwritten what {@link addConsumption} would
+   * (the same one case of bytes counted twice).
    */
   addUsage(
     manager: string,
@@ -895,50 +973,27 @@ export class RedisStateStore implements StateStore {
       if (at.keepDayMs > 0) grains.push(["day", at.day, at.keepDayMs]);
       if (grains.length === 0) return;
       const entries = [...deltas];
+      const keys: string[] = [];
+      const head = [String(grains.length)];
+      for (const [grain, bucket, keep] of grains) {
+        keys.push(
+          usageKey(manager, grain, bucket),
+          usageIndexKey(manager, grain),
+        );
+        head.push(String(bucket), String(bucket - keep), String(bucket + keep));
+      }
       for (let start = 0; start < entries.length; start += CONS_BATCH) {
         await this.pace?.between();
         const batch = entries.slice(start, start + CONS_BATCH);
-        try {
-          if (!this.#cmd.isReady) throw this.#offline();
-          const m = this.#cmd.multi();
-          // 3 commands per grain first, then one HINCRBY per user and grain.
-          for (const [grain, bucket, keep] of grains) {
-            const index = usageIndexKey(manager, grain);
-            m.zAdd(index, { score: bucket, value: String(bucket) });
-            m.zRemRangeByScore(index, "-inf", bucket - keep);
-            m.pExpireAt(index, bucket + keep);
-          }
-          for (const [user, bytes] of batch) {
-            for (const [grain, bucket] of grains) {
-              m.hIncrBy(usageKey(manager, grain, bucket), user, bytes);
-            }
-          }
-          for (const [grain, bucket, keep] of grains) {
-            m.pExpireAt(usageKey(manager, grain, bucket), bucket + keep);
-          }
-          await m.exec();
-        } catch (e) {
-          const unwritten = new Map<string, number>();
-          if (e instanceof MultiErrorReply) {
-            const first = 3 * grains.length;
-            for (const i of e.errorIndexes) {
-              const u = Math.floor((i - first) / grains.length);
-              if (i >= first && u < batch.length) {
-                unwritten.set(batch[u][0], batch[u][1]);
-              }
-            }
-          } else {
-            for (const [user, bytes] of batch) unwritten.set(user, bytes);
-          }
-          for (const [user, bytes] of entries.slice(start + CONS_BATCH)) {
-            unwritten.set(user, bytes);
-          }
-          throw new StoreWriteError(
-            `adding to the usage history failed: ${this.#wrap(e).message}`,
-            unwritten,
-            { cause: e },
-          );
-        }
+        const args = [...head];
+        for (const [user, bytes] of batch) args.push(user, String(bytes));
+        await this.#addBatch(
+          "adding to the usage history",
+          batch,
+          entries,
+          start,
+          () => this.#eval(ADD_USAGE, keys, args),
+        );
       }
     }, false);
   }

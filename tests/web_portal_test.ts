@@ -355,12 +355,15 @@ Deno.test("portal: Chromium configured by our PAC file sends the made-up names t
     assert.ok(origin.hosts.includes("wanted.pac-test"));
 
     // pacDirect sends this one DIRECT: Chromium resolves it itself, fails,
-    // and the proxy never sees it.
-    const seen = origin.hosts.length;
+    // and the proxy never sees it. (Asked by name: the wanted page's own
+    // late requests, its icon say, may still reach the origin meanwhile.)
     await assert.rejects(
       () => page.goto("http://direct.pac-test/"),
       /ERR_NAME_NOT_RESOLVED/,
     );
-    assert.equal(origin.hosts.length, seen);
+    assert.ok(
+      !origin.hosts.includes("direct.pac-test"),
+      origin.hosts.join(" "),
+    );
   });
 });

@@ -371,7 +371,9 @@ async function serve(
     await gateway.close();
     throw e;
   }
-  const metrics = new MetricsRegistry(buildInfo());
+  // Told at the first scrape: from the source that asks git, which a
+  // start need not wait for.
+  const metrics = new MetricsRegistry(buildInfo);
   metrics.gateway = gateway;
   const health: HealthParts = { store: gateway.store };
   const behind = new Map<string, string>();

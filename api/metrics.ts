@@ -6,7 +6,7 @@
  * when a scraper asks.
  *
  * ```ts
- * const metrics = new MetricsRegistry(buildInfo());
+ * const metrics = new MetricsRegistry(buildInfo);
  * metrics.gateway = gateway;        // its snapshot() is read at each scrape
  * metrics.proxy = proxy.stats;      // read as it is
  * metrics.countReload("ok");        // a reload of the configuration
@@ -77,14 +77,26 @@ export class MetricsRegistry {
    */
   loginThrottles = 0;
 
+  #build: BuildInfo | (() => BuildInfo);
+
   /**
+   * `build`: what this pmproxy is, or a function that tells it at the
+   * first render (from the source, that asks git: a start spawns nothing).
    * `startTimeMs`: when the process started (ms since the epoch; default
    * `performance.timeOrigin`).
    */
   constructor(
-    readonly build: BuildInfo,
+    build: BuildInfo | (() => BuildInfo),
     readonly startTimeMs: number = performance.timeOrigin,
-  ) {}
+  ) {
+    this.#build = build;
+  }
+
+  /** What this pmproxy is (see the constructor). */
+  get build(): BuildInfo {
+    if (typeof this.#build === "function") this.#build = this.#build();
+    return this.#build;
+  }
 
   /** Counts one reload of the configuration that worked or failed. */
   countReload(result: "ok" | "error"): void {

@@ -150,7 +150,7 @@ export async function makeScaleSite(
 }
 
 /** The facts of one request from client number `i`. */
-function facts(i: number, now: Date) {
+export function facts(i: number, now: Date) {
   return {
     clientIp: clientAddress(i),
     time: now,

@@ -10,8 +10,7 @@ import { join } from "node:path";
 import { type Sleep, WritePace } from "../managers/state/pace.ts";
 import { KvStateStore } from "../managers/state/kv_store.ts";
 import { openGateway } from "../managers/mod.ts";
-import { makeScaleSite } from "../scripts/_bench_scale.ts";
-import { clientAddress } from "../scripts/_bench_load.ts";
+import { facts, makeScaleSite } from "../scripts/_bench_scale.ts";
 
 /** A clock the test moves, and sleeps that it ends. */
 class FakeTime {
@@ -103,14 +102,7 @@ async function dirtySite(n: number, persistIntervalMs: number) {
   });
   const now = new Date();
   for (let i = 0; i < n; i++) {
-    const d = gateway.decide({
-      clientIp: clientAddress(i),
-      time: now,
-      method: "GET",
-      url: "http://127.0.0.1/1k",
-      host: "127.0.0.1",
-      port: 80,
-    });
+    const d = gateway.decide(facts(i, now));
     assert(!(d instanceof Promise) && d.allowed, `request ${i}`);
     d.meter?.chunk(1000 + i);
   }

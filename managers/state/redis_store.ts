@@ -800,60 +800,55 @@ export class RedisStateStore implements StateStore {
         QUOTA_MANAGERS,
         cyclesKey(manager),
       ];
-      for (let start = 0; start < entries.length; start += CONS_BATCH) {
-        await this.pace?.between();
-        const batch = entries.slice(start, start + CONS_BATCH);
-        const args = [manager, String(cycle)];
-        for (const [user, bytes] of batch) args.push(user, String(bytes));
-        await this.#addBatch(
-          "adding consumption",
-          batch,
-          entries,
-          start,
-          () => this.#eval(ADD_COUNTERS, keys, args),
-        );
-      }
+      await this.#addPairs("adding consumption", entries, ADD_COUNTERS, keys, [
+        manager,
+        String(cycle),
+      ]);
     }, false);
   }
 
   /**
-   * Runs one batch's script (`call`, answering the 1-based positions of
-   * the users it could not add to); throws a StoreWriteError with what is
-   * unwritten: those users, or the whole batch when the call failed, and
-   * the batches after it.
+   * Runs `script` once per {@link CONS_BATCH} entries (paced), with
+   * `head` then the batch's (user, bytes) pairs as its arguments; the
+   * script answers the 1-based positions of the users it could not add
+   * to. Throws a StoreWriteError with what is unwritten: those users, or
+   * the whole batch when the call failed, and the batches after it.
    */
-  async #addBatch(
+  async #addPairs(
     what: string,
-    batch: [string, number][],
     entries: [string, number][],
-    start: number,
-    call: () => Promise<unknown>,
+    script: Script,
+    keys: string[],
+    head: string[],
   ): Promise<void> {
-    let bad: number[];
-    try {
-      if (!this.#cmd.isReady) throw this.#offline();
-      bad = (await call() as number[] | null ?? []).map(Number);
-    } catch (e) {
+    for (let start = 0; start < entries.length; start += CONS_BATCH) {
+      await this.pace?.between();
+      const batch = entries.slice(start, start + CONS_BATCH);
+      const args = [...head];
+      for (const [user, bytes] of batch) args.push(user, String(bytes));
+      let bad: number[];
+      try {
+        if (!this.#cmd.isReady) throw this.#offline();
+        bad = (await this.#eval(script, keys, args) as number[] | null ?? [])
+          .map(Number);
+      } catch (e) {
+        throw new StoreWriteError(
+          `${what} failed: ${this.#wrap(e).message}`,
+          new Map(entries.slice(start)),
+          { cause: e },
+        );
+      }
+      if (bad.length === 0) continue;
       const unwritten = new Map<string, number>();
-      for (const [user, bytes] of entries.slice(start)) {
+      for (const i of bad) unwritten.set(batch[i - 1][0], batch[i - 1][1]);
+      for (const [user, bytes] of entries.slice(start + batch.length)) {
         unwritten.set(user, bytes);
       }
       throw new StoreWriteError(
-        `${what} failed: ${this.#wrap(e).message}`,
+        `the counters of ${bad.length} of ${batch.length} users could not be added to (not integers?)`,
         unwritten,
-        { cause: e },
       );
     }
-    if (bad.length === 0) return;
-    const unwritten = new Map<string, number>();
-    for (const i of bad) unwritten.set(batch[i - 1][0], batch[i - 1][1]);
-    for (const [user, bytes] of entries.slice(start + batch.length)) {
-      unwritten.set(user, bytes);
-    }
-    throw new StoreWriteError(
-      `the counters of ${bad.length} of ${batch.length} users could not be added to (not integers?)`,
-      unwritten,
-    );
   }
 
   readConsumption(
@@ -982,19 +977,13 @@ export class RedisStateStore implements StateStore {
         );
         head.push(String(bucket), String(bucket - keep), String(bucket + keep));
       }
-      for (let start = 0; start < entries.length; start += CONS_BATCH) {
-        await this.pace?.between();
-        const batch = entries.slice(start, start + CONS_BATCH);
-        const args = [...head];
-        for (const [user, bytes] of batch) args.push(user, String(bytes));
-        await this.#addBatch(
-          "adding to the usage history",
-          batch,
-          entries,
-          start,
-          () => this.#eval(ADD_USAGE, keys, args),
-        );
-      }
+      await this.#addPairs(
+        "adding to the usage history",
+        entries,
+        ADD_USAGE,
+        keys,
+        head,
+      );
     }, false);
   }
 

@@ -18,6 +18,7 @@ import { DwnConsR } from "../managers/quotas/dwn_cons_r.ts";
 import { MapDb } from "../managers/users/map_db.ts";
 import { SessionIpm } from "../managers/sessions/session_ipm.ts";
 import { README_TOML } from "./helpers/managers_setup.ts";
+import { randomPassword } from "../managers/config/default_file.ts";
 
 function load(text: string) {
   return loadManagers(parseTomlText("managers.toml", text));
@@ -369,13 +370,27 @@ Deno.test("config: lineOf finds keys, tables and arrays of tables", async () => 
   }
 });
 
+Deno.test("config: the administrator's first password is 16 letters and digits, never a word a command line takes for an option", () => {
+  const firsts = new Set<string>();
+  const seen = new Set<string>();
+  for (let i = 0; i < 5000; i++) {
+    const p = randomPassword();
+    assert.match(p, /^[A-Za-z0-9]{16}$/);
+    firsts.add(p[0]);
+    for (const c of p) seen.add(c);
+  }
+  // Every one of the 62 can come, first too.
+  assert.equal(seen.size, 62);
+  assert.equal(firsts.size, 62);
+});
+
 Deno.test("config: the default file is safe, readable, loads, and stores the password hashed", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const path = join(dir, "managers.toml");
     const admin = await writeDefaultManagersFile(path);
     assert.equal(admin.user, "admin");
-    assert.match(admin.password, /^[A-Za-z0-9_-]{16}$/);
+    assert.match(admin.password, /^[A-Za-z0-9]{16}$/);
     const text = await Deno.readTextFile(path);
     assert.ok(!text.includes(admin.password));
     assert.match(text, /admin = "pbkdf2-sha256\$/);

@@ -7,11 +7,23 @@
  */
 import { hashPassword } from "../users/password.ts";
 
-function randomPassword(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(12));
-  let text = "";
-  for (const b of bytes) text += String.fromCharCode(b);
-  return btoa(text).replace(/\+/g, "-").replace(/\//g, "_");
+const PASSWORD_CHARS =
+  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/**
+ * 16 letters and digits (95 bits), drawn evenly. No `-` or `_`: a
+ * password that starts with `-` reads as an option on a command line
+ * (`pmproxy login … admin -x…`).
+ */
+export function randomPassword(): string {
+  let out = "";
+  while (out.length < 16) {
+    for (const b of crypto.getRandomValues(new Uint8Array(16))) {
+      // 248 = 4 × 62: the bytes above it would favour the first chars.
+      if (b < 248 && out.length < 16) out += PASSWORD_CHARS[b % 62];
+    }
+  }
+  return out;
 }
 
 /** The text of the default file for that password hash. */

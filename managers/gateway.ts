@@ -821,7 +821,7 @@ export class GatewayRuntime implements Policy, Gateway {
    * periodic flush under way stops pacing too.
    */
   flush(): Promise<void> {
-    this.#pace.hurry();
+    this.#pace.stop();
     return this.#flushAll();
   }
 
@@ -873,7 +873,7 @@ export class GatewayRuntime implements Policy, Gateway {
     if (this.#timer !== undefined) clearInterval(this.#timer);
     try {
       // A periodic flush under way ends unpaced, then everything is written.
-      this.#pace.hurry();
+      this.#pace.stop();
       await this.#periodic;
       await this.flush();
       for (const hook of this.#loaded.hooks.close) await hook();

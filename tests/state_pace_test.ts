@@ -74,7 +74,7 @@ Deno.test("pace: waits before each batch in proportion to the batch before, up t
   assert.throws(() => new WritePace({ share: 0 }), /share must be/);
 });
 
-Deno.test("pace: a hurry ends the wait under way and the pacing", async () => {
+Deno.test("pace: a stop ends the wait under way and the pacing", async () => {
   const t = new FakeTime();
   const pace = new WritePace({ now: t.now, sleep: t.sleep });
   pace.start();
@@ -83,7 +83,7 @@ Deno.test("pace: a hurry ends the wait under way and the pacing", async () => {
   const waiting = pace.between().then(() => (ended = true));
   await Promise.resolve();
   assert.equal(ended, false);
-  pace.hurry();
+  pace.stop();
   await waiting;
   assert(ended && !pace.pacing);
   t.ms += 10;

@@ -8,7 +8,7 @@
  * runs, and the requests the rest.
  *
  * Only the periodic flush is paced. A flush someone waits for (shutdown,
- * an administrator's reset, a resync) calls {@link WritePace.hurry}: a
+ * an administrator's reset, a resync) calls {@link WritePace.stop}: a
  * paced flush under way then finishes at once too. And a paced flush
  * stops pacing once it has run {@link WritePace.maxMs}, so that it always
  * ends well within the persist interval.
@@ -104,15 +104,13 @@ export class WritePace {
     this.#since = now;
   }
 
-  /** Pacing ends: the waits under way end now, and later ones are not made. */
+  /**
+   * Pacing ends (the paced flush is over, or someone waits for the state):
+   * the waits under way end now, and later ones are not made.
+   */
   stop(): void {
     this.#until = undefined;
     for (const sleep of this.#waiting) sleep.wake();
-  }
-
-  /** Someone waits for the state: {@link stop}. */
-  hurry(): void {
-    this.stop();
   }
 
   /**

@@ -243,20 +243,29 @@ Deno.test("portal: the keyboard alone logs in, with and without JavaScript", asy
       const wanted =
         `http://127.0.0.1:${origin.port}/keys?js=${javaScriptEnabled}`;
       await refusedThenPortal(page, wanted);
-      const focused = () =>
-        page.evaluate<string>(
-          "document.activeElement && document.activeElement.id",
-        );
-      // The user field has the focus when the page opens.
-      await page.waitForFunction(
-        "document.activeElement && document.activeElement.id === 'user'",
-      );
+      // The focus is on element `id` (waited for: a key press reaches the
+      // page a moment after press() returns on a busy machine).
+      const focusOn = async (id: string, what: string) => {
+        await page.waitForFunction(
+          `document.activeElement && document.activeElement.id === ${
+            JSON.stringify(id)
+          }`,
+          undefined,
+          { timeout: 5000 },
+        ).catch(async () => {
+          const at = await page.evaluate<string>(
+            "document.activeElement && document.activeElement.id",
+          );
+          assert.fail(`${what}: the focus is on "${at}", not "${id}"`);
+        });
+      };
+      await focusOn("user", "the user field when the page opens");
       await page.keyboard.type("user0");
       await page.keyboard.press("Tab");
-      assert.equal(await focused(), "pass");
+      await focusOn("pass", "then the password");
       await page.keyboard.type("pass0");
       await page.keyboard.press("Tab");
-      assert.equal(await focused(), "login-button", "then the button");
+      await focusOn("login-button", "then the button");
       await page.keyboard.press("Shift+Tab");
       await page.keyboard.press("Enter");
       await page.waitForURL(wanted);

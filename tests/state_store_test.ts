@@ -597,8 +597,9 @@ contract(
   },
 );
 
-Deno.test("state store (Deno KV): sessionsUnchanged stays true through a store's own writes, so a lone gateway's flush lists nothing", async () => {
-  await kvBackend.with(async (site) => {
+contract(
+  "sessionsUnchanged stays true through a store's own writes, so a lone gateway's flush lists nothing",
+  async (site) => {
     const a = await site.open();
     assert.equal(await a.sessionsUnchanged("sessions"), false, "never listed");
     await a.saveSession("sessions", session("10.0.0.1", "u1", 1000, 1000));
@@ -619,16 +620,35 @@ Deno.test("state store (Deno KV): sessionsUnchanged stays true through a store's
     );
     assert.equal(written.size, 250);
     await a.deleteSession("sessions", "10.0.0.2");
+    // A conditional delete that deletes, and one that does not.
+    assert.equal(
+      await a.deleteSession("sessions", "10.0.2.0", {
+        only: { user: "m0", opened: 1000 },
+      }),
+      true,
+    );
+    assert.equal(
+      await a.deleteSession("sessions", "10.0.2.1", {
+        only: { user: "someone else", opened: 1000 },
+      }),
+      false,
+    );
     assert.equal(await a.sessionsUnchanged("sessions"), true, "its own writes");
     const b = await site.open();
     assert.equal(
       (await b.listSessions("sessions")).filter((s) => s.lastUsed === 5000)
         .length,
-      250,
+      249,
     );
     assert.equal(await b.getSession("sessions", "10.0.0.2"), undefined);
-  });
-});
+    assert.equal(await b.getSession("sessions", "10.0.2.0"), undefined);
+    // Once the other one wrote, the first must list again.
+    await b.saveSession("sessions", session("10.0.0.9", "u9", 1000, 1000));
+    assert.equal(await a.sessionsUnchanged("sessions"), false, "b wrote");
+    await a.listSessions("sessions");
+    assert.equal(await a.sessionsUnchanged("sessions"), true, "listed again");
+  },
+);
 
 contract(
   "deleteOtherCycles keeps only that cycle of that manager",
@@ -903,6 +923,37 @@ contract("status is ok while the store works", async (site) => {
 function redisTest(name: string, fn: () => Promise<void>): void {
   Deno.test({ name: `state store (Redis): ${name}`, ignore: !!missing, fn });
 }
+
+redisTest(
+  "sessionsUnchanged is false once the writes counter is gone or moved by a hand",
+  async () => {
+    await using redis = await startRedis();
+    const a = await RedisStateStore.open(redis.url);
+    try {
+      const key = "pmproxy:sessionIPM:sessions:writes";
+      await a.saveSession("sessions", session("10.0.0.1", "u1", 1000, 1000));
+      await a.listSessions("sessions");
+      assert.equal(await a.sessionsUnchanged("sessions"), true);
+      assert.equal(await redis.cli("GET", key), "1\n");
+      await redis.cli("DEL", key);
+      assert.equal(await a.sessionsUnchanged("sessions"), false, "deleted");
+      await a.listSessions("sessions");
+      assert.equal(await a.sessionsUnchanged("sessions"), false, "no counter");
+      // A write of its own starts a counter it did not list at: still false.
+      await a.saveSession("sessions", session("10.0.0.2", "u2", 1000, 1000));
+      assert.equal(await a.sessionsUnchanged("sessions"), false, "unlisted");
+      await a.listSessions("sessions");
+      assert.equal(await a.sessionsUnchanged("sessions"), true, "listed");
+      await redis.cli("INCR", key);
+      assert.equal(await a.sessionsUnchanged("sessions"), false, "moved");
+      // Its next own write answers two past what it knew: not in step.
+      await a.saveSession("sessions", session("10.0.0.3", "u3", 1000, 1000));
+      assert.equal(await a.sessionsUnchanged("sessions"), false, "own write");
+    } finally {
+      await a.close();
+    }
+  },
+);
 
 redisTest(
   "usage history: each bucket's hash expires at the end of its retention",

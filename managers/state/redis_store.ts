@@ -34,6 +34,7 @@
  * | --- | --- | --- |
  * | `pmproxy:jwtKey` | string | the signing key (32 bytes, binary) |
  * | `pmproxy:sessionIPM:{manager}:sessions` | hash | IP → the {@link StoredSession} as JSON |
+ * | `pmproxy:sessionIPM:{manager}:writes` | string | how many writes the sessions hash has had (INCR with each, in the same MULTI or script): see {@link RedisStateStore.sessionsUnchanged} |
  * | `pmproxy:dwnConsR:{manager}:lastReset` | string | the last reset (ms, decimal) |
  * | `pmproxy:dwnConsR:{manager}:cons:{cycle}` | hash | user → bytes (integer, HINCRBY) of the cycle that began at `{cycle}` (ms) |
  * | `pmproxy:dwnConsR:{manager}:grants:{cycle}` | hash | user → bytes (integer, HINCRBY) granted for the cycle that began at `{cycle}` (ms) |
@@ -137,6 +138,10 @@ function sessionsKey(manager: string): string {
   return `${PREFIX}sessionIPM:${manager}:sessions`;
 }
 
+function sessionWritesKey(manager: string): string {
+  return `${PREFIX}sessionIPM:${manager}:writes`;
+}
+
 function lastResetKey(manager: string): string {
   return `${PREFIX}dwnConsR:${manager}:lastReset`;
 }
@@ -220,30 +225,33 @@ return bad
 `);
 
 /**
- * KEYS[1] sessions hash. ARGV: ip, user, opened, unusedSince ("" for
- * none). Deletes the session at ip only when it is that user's, opened at
- * that time, and (with unusedSince) last used at or before it. 1 if deleted.
+ * KEYS[1] sessions hash, KEYS[2] its writes counter. ARGV: ip, user,
+ * opened, unusedSince ("" for none). Deletes the session at ip only when it
+ * is that user's, opened at that time, and (with unusedSince) last used at
+ * or before it. Answers { deleted (1 or 0), the counter after its INCR }.
  */
 const DELETE_SESSION_IF = script(`
+local w = redis.call('INCR', KEYS[2])
 local v = redis.call('HGET', KEYS[1], ARGV[1])
-if not v then return 0 end
+if not v then return {0, w} end
 local s = cjson.decode(v)
-if s.user ~= ARGV[2] or tonumber(s.opened) ~= tonumber(ARGV[3]) then return 0 end
-if ARGV[4] ~= '' and (tonumber(s.lastUsed) or 0) > tonumber(ARGV[4]) then return 0 end
+if s.user ~= ARGV[2] or tonumber(s.opened) ~= tonumber(ARGV[3]) then return {0, w} end
+if ARGV[4] ~= '' and (tonumber(s.lastUsed) or 0) > tonumber(ARGV[4]) then return {0, w} end
 redis.call('HDEL', KEYS[1], ARGV[1])
-return 1
+return {1, w}
 `);
 
 /**
- * KEYS[1] sessions hash. ARGV: groups of (ip, user, opened, lastUsed,
- * head), head being the session's JSON without lastUsed and without its
- * closing brace. Writes each over its own stored copy only, with the later
- * last use; answers ip, lastUsed pairs of those written. The JSON is
- * completed here rather than re-encoded, since cjson would turn an empty
- * list of groups into an object.
+ * KEYS[1] sessions hash, KEYS[2] its writes counter. ARGV: groups of (ip,
+ * user, opened, lastUsed, head), head being the session's JSON without
+ * lastUsed and without its closing brace. Writes each over its own stored
+ * copy only, with the later last use; answers the counter after its INCR,
+ * then ip, lastUsed pairs of those written. The JSON is completed here
+ * rather than re-encoded, since cjson would turn an empty list of groups
+ * into an object.
  */
 const UPDATE_SESSIONS = script(`
-local out = {}
+local out = {redis.call('INCR', KEYS[2])}
 for i = 1, #ARGV, 5 do
   local ip = ARGV[i]
   local v = redis.call('HGET', KEYS[1], ip)
@@ -370,6 +378,13 @@ export class RedisStateStore implements StateStore {
   /** The subscription to {@link CHANGES_CHANNEL}. */
   readonly #sub: Client;
   readonly #listeners = new Set<(change: StateChange) => void>();
+  /**
+   * Per manager, its sessions' writes counter as this store last knew it:
+   * read with the list, then moved by this store's own writes while each
+   * answers exactly one past it. Undefined once another writer may have
+   * come between (see {@link sessionsUnchanged}).
+   */
+  readonly #sessionWrites = new Map<string, number | undefined>();
   /** The last connection error, for the message of a command refused meanwhile. */
   #lastError?: string;
   /** The subscription was lost and is back: listeners must resync. */
@@ -624,18 +639,46 @@ export class RedisStateStore implements StateStore {
     return Promise.resolve(false);
   }
 
-  sessionsUnchanged(_manager: string): Promise<boolean> {
-    // Changes are announced; the periodic read is the reconcile for a
-    // missed announcement, so it always reads.
-    return Promise.resolve(false);
+  /**
+   * True while the sessions' writes counter is what this store last knew:
+   * every write of a session (a login, a logout, a last use) adds 1 to it
+   * in the same MULTI or script, so nobody else wrote one since the last
+   * list and a lone gateway's flush need not list them all again. Changes
+   * are also announced; this is the reconcile for a missed announcement,
+   * and it still lists after any other gateway's write. Gateways sharing
+   * a Redis must all run versions that count (this one and later): an
+   * older one's writes would be seen only through its announcements.
+   */
+  sessionsUnchanged(manager: string): Promise<boolean> {
+    const known = this.#sessionWrites.get(manager);
+    if (known === undefined) return Promise.resolve(false);
+    return this.#run("reading the sessions", async () => {
+      const now = await this.#cmd.get(sessionWritesKey(manager));
+      return now !== null && Number(now) === known;
+    });
+  }
+
+  /** Takes the counter one of this store's session writes answered. */
+  #wroteSessions(manager: string, after: unknown): void {
+    const known = this.#sessionWrites.get(manager);
+    const now = Number(after);
+    this.#sessionWrites.set(
+      manager,
+      known !== undefined && now === known + 1 ? now : undefined,
+    );
   }
 
   listSessions(manager: string): Promise<SessionAt[]> {
     return this.#run("reading the sessions", async () => {
-      const all = await this.#cmd.hGetAll(sessionsKey(manager)) as Record<
-        string,
-        string
-      >;
+      // The counter and the list in one MULTI: the list is as of that count.
+      const [writes, all] = await this.#cmd.multi()
+        .get(sessionWritesKey(manager))
+        .hGetAll(sessionsKey(manager))
+        .exec() as unknown as [string | null, Record<string, string>];
+      this.#sessionWrites.set(
+        manager,
+        writes === null ? undefined : Number(writes),
+      );
       const out: SessionAt[] = [];
       for (const [ip, text] of Object.entries(all)) {
         const s = parseSession(String(text));
@@ -667,7 +710,9 @@ export class RedisStateStore implements StateStore {
       if (old !== undefined && old !== session.ip) m.hDel(key, old);
       m.hSet(key, session.ip, JSON.stringify(stored(session)));
       m.sAdd(SESSION_MANAGERS, manager);
-      await m.exec();
+      m.incr(sessionWritesKey(manager));
+      const replies = await m.exec();
+      this.#wroteSessions(manager, replies[replies.length - 1]);
     });
   }
 
@@ -678,14 +723,25 @@ export class RedisStateStore implements StateStore {
   ): Promise<boolean> {
     return this.#run("deleting a session", async () => {
       const key = sessionsKey(manager);
+      const writes = sessionWritesKey(manager);
       const only = options.only;
-      if (!only) return await this.#cmd.hDel(key, ip) > 0;
-      const deleted = await this.#eval(DELETE_SESSION_IF, [key], [
-        ip,
-        only.user,
-        String(only.opened),
-        only.unusedSince === undefined ? "" : String(only.unusedSince),
-      ]);
+      if (!only) {
+        const [n, after] = await this.#cmd.multi().hDel(key, ip).incr(writes)
+          .exec() as unknown as [number, number];
+        this.#wroteSessions(manager, after);
+        return Number(n) > 0;
+      }
+      const [deleted, after] = await this.#eval(
+        DELETE_SESSION_IF,
+        [key, writes],
+        [
+          ip,
+          only.user,
+          String(only.opened),
+          only.unusedSince === undefined ? "" : String(only.unusedSince),
+        ],
+      ) as [number, number];
+      this.#wroteSessions(manager, after);
       return Number(deleted) === 1;
     });
   }
@@ -696,6 +752,7 @@ export class RedisStateStore implements StateStore {
   ): Promise<Map<string, number>> {
     return this.#run("writing the sessions' last use", async () => {
       const key = sessionsKey(manager);
+      const writes = sessionWritesKey(manager);
       const written = new Map<string, number>();
       for (let start = 0; start < sessions.length; start += SESSION_BATCH) {
         await this.pace?.between();
@@ -711,10 +768,11 @@ export class RedisStateStore implements StateStore {
             head,
           );
         }
-        const reply = await this.#eval(UPDATE_SESSIONS, [key], args) as
+        const reply = await this.#eval(UPDATE_SESSIONS, [key, writes], args) as
           | unknown[]
           | null;
-        const pairs = reply ?? [];
+        const [after, ...pairs] = reply ?? [];
+        this.#wroteSessions(manager, after);
         for (let i = 0; i + 1 < pairs.length; i += 2) {
           written.set(String(pairs[i]), Number(pairs[i + 1]));
         }

@@ -76,16 +76,6 @@ export async function curlUpload(
   return speed / (1024 * 1024);
 }
 
-/** The best of `runs` measurements. */
-export async function best(
-  runs: number,
-  f: () => Promise<number>,
-): Promise<number> {
-  let top = 0;
-  for (let i = 0; i < runs; i++) top = Math.max(top, await f());
-  return top;
-}
-
 /** What one wrk run saw. */
 export interface WrkResult {
   rps: number;

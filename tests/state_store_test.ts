@@ -539,8 +539,9 @@ contract(
   },
 );
 
-Deno.test("state store (Deno KV): countersUnchanged stays true through a store's own writes, so a lone gateway reads nothing back", async () => {
-  await kvBackend.with(async (site) => {
+contract(
+  "countersUnchanged stays true through a store's own writes, so a lone gateway reads nothing back",
+  async (site) => {
     const a = await site.open();
     await a.addConsumption("down", 1000, new Map([["alice", 1]]));
     assert.equal(await a.countersUnchanged("down", 1000), false, "not read");
@@ -553,13 +554,27 @@ Deno.test("state store (Deno KV): countersUnchanged stays true through a store's
       Object.fromEntries(await a.readConsumption("down", 1000)),
       { alice: 3, bob: 3, carol: 4 },
     );
-    const b = await site.open();
-    assert.deepEqual(
-      Object.fromEntries(await b.readConsumption("down", 1000)),
-      { alice: 3, bob: 3, carol: 4 },
+    // More users than one batch of a write.
+    const many = new Map(
+      Array.from({ length: 1200 }, (_, i) => [`m${i}`, i + 1] as const),
     );
-  });
-});
+    await a.addConsumption("down", 1000, many);
+    assert.equal(await a.countersUnchanged("down", 1000), true, "a big write");
+    assert.equal(await a.countersUnchanged("down", 2000), false, "other cycle");
+    const b = await site.open();
+    const seen = await b.readConsumption("down", 1000);
+    assert.equal(seen.size, 1203);
+    assert.deepEqual(
+      [seen.get("alice"), seen.get("carol"), seen.get("m1199")],
+      [3, 4, 1200],
+    );
+    // Once the other one wrote, the first must read again.
+    await b.setConsumption("down", 1000, "alice", 0);
+    assert.equal(await a.countersUnchanged("down", 1000), false, "b wrote");
+    assert.equal((await a.readConsumption("down", 1000)).get("alice"), 0);
+    assert.equal(await a.countersUnchanged("down", 1000), true, "read again");
+  },
+);
 
 contract(
   "sessionsUnchanged is never true after another gateway wrote a session",

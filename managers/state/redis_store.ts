@@ -38,6 +38,7 @@
  * | `pmproxy:dwnConsR:{manager}:lastReset` | string | the last reset (ms, decimal) |
  * | `pmproxy:dwnConsR:{manager}:cons:{cycle}` | hash | user → bytes (integer, HINCRBY) of the cycle that began at `{cycle}` (ms) |
  * | `pmproxy:dwnConsR:{manager}:grants:{cycle}` | hash | user → bytes (integer, HINCRBY) granted for the cycle that began at `{cycle}` (ms) |
+ * | `pmproxy:dwnConsR:{manager}:writes` | string | how many writes the manager's counters have had (INCR with each): see {@link RedisStateStore.countersUnchanged} |
  * | `pmproxy:dwnConsR:{manager}:cycles` | set | the `{cycle}`s that have a counter or grant hash, so old cycles are deleted without KEYS or SCAN |
  * | `pmproxy:managers:sessionIPM` | set | the names of the sessionIPMs that stored sessions (for export) |
  * | `pmproxy:managers:dwnConsR` | set | the names of the dwnConsRs that stored a last reset or counters |
@@ -96,6 +97,7 @@ import type {
 } from "./store.ts";
 import { compareUsage, StoreWriteError } from "./store.ts";
 import { StoreHealth } from "./_health.ts";
+import { KnownWrites } from "./_known_writes.ts";
 import type { WritePace } from "./pace.ts";
 import { maskSecret, parseRedisUrl, type RedisLocation } from "./_redis_url.ts";
 
@@ -154,6 +156,10 @@ function grantsKey(manager: string, cycle: number | string): string {
   return `${PREFIX}dwnConsR:${manager}:grants:${cycle}`;
 }
 
+function consWritesKey(manager: string): string {
+  return `${PREFIX}dwnConsR:${manager}:writes`;
+}
+
 function cyclesKey(manager: string): string {
   return `${PREFIX}dwnConsR:${manager}:cycles`;
 }
@@ -178,20 +184,21 @@ function script(source: string): Script {
 
 /**
  * KEYS[1] the cycle's counters hash, KEYS[2] the set of quota managers,
- * KEYS[3] the manager's set of cycles. ARGV: manager, cycle, then (user,
- * bytes) pairs. Adds each user's bytes (HINCRBY); answers the positions
- * (1-based) of the users whose counter could not be added to (not an
- * integer, say), the others being added.
+ * KEYS[3] the manager's set of cycles, KEYS[4] its counters' writes
+ * counter. ARGV: manager, cycle, then (user, bytes) pairs. Adds each
+ * user's bytes (HINCRBY); answers the writes counter after its INCR, then
+ * the positions (1-based) of the users whose counter could not be added
+ * to (not an integer, say), the others being added.
  */
 const ADD_COUNTERS = script(`
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[2])
-local bad = {}
+local out = {redis.call('INCR', KEYS[4])}
 for i = 3, #ARGV, 2 do
   local r = redis.pcall('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
-  if type(r) == 'table' and r.err then bad[#bad + 1] = (i - 1) / 2 end
+  if type(r) == 'table' and r.err then out[#out + 1] = (i - 1) / 2 end
 end
-return bad
+return out
 `);
 
 /**
@@ -378,13 +385,8 @@ export class RedisStateStore implements StateStore {
   /** The subscription to {@link CHANGES_CHANNEL}. */
   readonly #sub: Client;
   readonly #listeners = new Set<(change: StateChange) => void>();
-  /**
-   * Per manager, its sessions' writes counter as this store last knew it:
-   * read with the list, then moved by this store's own writes while each
-   * answers exactly one past it. Undefined once another writer may have
-   * come between (see {@link sessionsUnchanged}).
-   */
-  readonly #sessionWrites = new Map<string, number | undefined>();
+  /** The writes counters (of sessions, of counters) this store is in step with. */
+  readonly #writes = new KnownWrites();
   /** The last connection error, for the message of a command refused meanwhile. */
   #lastError?: string;
   /** The subscription was lost and is back: listeners must resync. */
@@ -634,9 +636,32 @@ export class RedisStateStore implements StateStore {
 
   // ---------------------------------------------------------- sessions
 
-  countersUnchanged(_manager: string, _cycle: number): Promise<boolean> {
-    // Other gateways' deltas are not announced: they are read back.
-    return Promise.resolve(false);
+  /**
+   * True while the manager's counters' writes counter is what this store
+   * last knew since it read all of that cycle's counters: every add and
+   * set adds 1 to it in the same script or MULTI, so nobody else wrote a
+   * counter since and there is nothing to read back (a lone gateway's
+   * flush and near-quota sync read nothing). Other gateways' deltas are
+   * not announced: after any of their writes, this is false and the
+   * counters are read back. Gateways sharing a Redis must all run
+   * versions that count (this one and later).
+   */
+  countersUnchanged(manager: string, cycle: number): Promise<boolean> {
+    return this.#unchanged(
+      "reading consumption",
+      consWritesKey(manager),
+      String(cycle),
+    );
+  }
+
+  /** True while the counter at `key` is the count known in `scope`. */
+  #unchanged(what: string, key: string, scope = ""): Promise<boolean> {
+    const known = this.#writes.at(key, scope);
+    if (known === undefined) return Promise.resolve(false);
+    return this.#run(what, async () => {
+      const now = await this.#cmd.get(key);
+      return now !== null && Number(now) === known;
+    });
   }
 
   /**
@@ -650,22 +675,7 @@ export class RedisStateStore implements StateStore {
    * older one's writes would be seen only through its announcements.
    */
   sessionsUnchanged(manager: string): Promise<boolean> {
-    const known = this.#sessionWrites.get(manager);
-    if (known === undefined) return Promise.resolve(false);
-    return this.#run("reading the sessions", async () => {
-      const now = await this.#cmd.get(sessionWritesKey(manager));
-      return now !== null && Number(now) === known;
-    });
-  }
-
-  /** Takes the counter one of this store's session writes answered. */
-  #wroteSessions(manager: string, after: unknown): void {
-    const known = this.#sessionWrites.get(manager);
-    const now = Number(after);
-    this.#sessionWrites.set(
-      manager,
-      known !== undefined && now === known + 1 ? now : undefined,
-    );
+    return this.#unchanged("reading the sessions", sessionWritesKey(manager));
   }
 
   listSessions(manager: string): Promise<SessionAt[]> {
@@ -675,10 +685,7 @@ export class RedisStateStore implements StateStore {
         .get(sessionWritesKey(manager))
         .hGetAll(sessionsKey(manager))
         .exec() as unknown as [string | null, Record<string, string>];
-      this.#sessionWrites.set(
-        manager,
-        writes === null ? undefined : Number(writes),
-      );
+      this.#writes.read(sessionWritesKey(manager), writes);
       const out: SessionAt[] = [];
       for (const [ip, text] of Object.entries(all)) {
         const s = parseSession(String(text));
@@ -710,9 +717,10 @@ export class RedisStateStore implements StateStore {
       if (old !== undefined && old !== session.ip) m.hDel(key, old);
       m.hSet(key, session.ip, JSON.stringify(stored(session)));
       m.sAdd(SESSION_MANAGERS, manager);
-      m.incr(sessionWritesKey(manager));
+      const writes = sessionWritesKey(manager);
+      m.incr(writes);
       const replies = await m.exec();
-      this.#wroteSessions(manager, replies[replies.length - 1]);
+      this.#writes.wrote(writes, replies[replies.length - 1]);
     });
   }
 
@@ -728,7 +736,7 @@ export class RedisStateStore implements StateStore {
       if (!only) {
         const [n, after] = await this.#cmd.multi().hDel(key, ip).incr(writes)
           .exec() as unknown as [number, number];
-        this.#wroteSessions(manager, after);
+        this.#writes.wrote(writes, after);
         return Number(n) > 0;
       }
       const [deleted, after] = await this.#eval(
@@ -741,7 +749,7 @@ export class RedisStateStore implements StateStore {
           only.unusedSince === undefined ? "" : String(only.unusedSince),
         ],
       ) as [number, number];
-      this.#wroteSessions(manager, after);
+      this.#writes.wrote(writes, after);
       return Number(deleted) === 1;
     });
   }
@@ -772,7 +780,7 @@ export class RedisStateStore implements StateStore {
           | unknown[]
           | null;
         const [after, ...pairs] = reply ?? [];
-        this.#wroteSessions(manager, after);
+        this.#writes.wrote(writes, after);
         for (let i = 0; i + 1 < pairs.length; i += 2) {
           written.set(String(pairs[i]), Number(pairs[i + 1]));
         }
@@ -853,15 +861,21 @@ export class RedisStateStore implements StateStore {
   ): Promise<void> {
     return this.#run("adding consumption", async () => {
       const entries = [...deltas];
+      const writes = consWritesKey(manager);
       const keys = [
         consKey(manager, cycle),
         QUOTA_MANAGERS,
         cyclesKey(manager),
+        writes,
       ];
-      await this.#addPairs("adding consumption", entries, ADD_COUNTERS, keys, [
-        manager,
-        String(cycle),
-      ]);
+      await this.#addPairs(
+        "adding consumption",
+        entries,
+        ADD_COUNTERS,
+        keys,
+        [manager, String(cycle)],
+        writes,
+      );
     }, false);
   }
 
@@ -869,8 +883,9 @@ export class RedisStateStore implements StateStore {
    * Runs `script` once per {@link CONS_BATCH} entries (paced), with
    * `head` then the batch's (user, bytes) pairs as its arguments; the
    * script answers the 1-based positions of the users it could not add
-   * to. Throws a StoreWriteError with what is unwritten: those users, or
-   * the whole batch when the call failed, and the batches after it.
+   * to, after the writes counter at `counted` when there is one. Throws a
+   * StoreWriteError with what is unwritten: those users, or the whole
+   * batch when the call failed, and the batches after it.
    */
   async #addPairs(
     what: string,
@@ -878,6 +893,7 @@ export class RedisStateStore implements StateStore {
     script: Script,
     keys: string[],
     head: string[],
+    counted?: string,
   ): Promise<void> {
     for (let start = 0; start < entries.length; start += CONS_BATCH) {
       await this.pace?.between();
@@ -889,6 +905,7 @@ export class RedisStateStore implements StateStore {
         if (!this.#cmd.isReady) throw this.#offline();
         bad = (await this.#eval(script, keys, args) as number[] | null ?? [])
           .map(Number);
+        if (counted !== undefined) this.#writes.wrote(counted, bad.shift());
       } catch (e) {
         throw new StoreWriteError(
           `${what} failed: ${this.#wrap(e).message}`,
@@ -916,7 +933,11 @@ export class RedisStateStore implements StateStore {
   ): Promise<Map<string, number>> {
     return this.#run(
       "reading consumption",
-      () => this.#readCounters(consKey(manager, cycle), users),
+      () =>
+        this.#readCounters(consKey(manager, cycle), users, {
+          key: consWritesKey(manager),
+          scope: String(cycle),
+        }),
     );
   }
 
@@ -927,11 +948,14 @@ export class RedisStateStore implements StateStore {
     bytes: number,
   ): Promise<void> {
     return this.#run("setting consumption", async () => {
+      const writes = consWritesKey(manager);
       const m = this.#cmd.multi();
       m.hSet(consKey(manager, cycle), user, String(bytes));
       m.sAdd(cyclesKey(manager), String(cycle));
       m.sAdd(QUOTA_MANAGERS, manager);
-      await m.exec();
+      m.incr(writes);
+      const replies = await m.exec();
+      this.#writes.wrote(writes, replies[replies.length - 1]);
     });
   }
 
@@ -980,14 +1004,25 @@ export class RedisStateStore implements StateStore {
     );
   }
 
-  /** The integer fields of a hash of counters by user (all, or `users`). */
+  /**
+   * The integer fields of a hash of counters by user (all, or `users`).
+   * All are read with the writes counter `counted` guards them with, when
+   * there is one, in one MULTI: they are as of that count.
+   */
   async #readCounters(
     key: string,
     users?: readonly string[],
+    counted?: { key: string; scope: string },
   ): Promise<Map<string, number>> {
     const out = new Map<string, number>();
     if (!users) {
-      const all = await this.#cmd.hGetAll(key) as Record<string, string>;
+      let all: Record<string, string>;
+      if (counted) {
+        let writes: string | null;
+        [writes, all] = await this.#cmd.multi().get(counted.key).hGetAll(key)
+          .exec() as unknown as [string | null, Record<string, string>];
+        this.#writes.read(counted.key, writes, counted.scope);
+      } else all = await this.#cmd.hGetAll(key) as Record<string, string>;
       for (const [user, bytes] of Object.entries(all)) {
         out.set(user, Number(bytes));
       }

@@ -47,3 +47,16 @@ Deno.test("known writes: no counter, or one that is not an integer, is not known
   k.wrote("a", undefined);
   assert.equal(k.at("a"), undefined, "no answer");
 });
+
+Deno.test("known writes: a count is known for maxAgeMs after the whole read, through writes, then read again", () => {
+  let now = 1_000_000;
+  const k = new KnownWrites({ maxAgeMs: 300_000, now: () => now });
+  k.read("a", 1);
+  now += 299_999;
+  k.wrote("a", 2);
+  assert.equal(k.at("a"), 2, "just within");
+  now += 1;
+  assert.equal(k.at("a"), undefined, "a whole read is due");
+  k.read("a", 2);
+  assert.equal(k.at("a"), 2, "read again");
+});

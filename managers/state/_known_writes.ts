@@ -11,7 +11,10 @@
  * out of step until the next whole read.
  *
  * A count is known within a scope (the quota cycle whose counters were
- * read): asked in another scope, it is not known.
+ * read): asked in another scope, it is not known. Nor is it once
+ * `maxAgeMs` (5 minutes) passed since the whole read it came from: a writer
+ * that does not count (an older gateway, during a rolling upgrade; a hand
+ * at redis-cli) is then seen within that time, at the next whole read.
  *
  * ```ts
  * const known = new KnownWrites();
@@ -27,13 +30,26 @@
 
 /** See the module documentation. */
 export class KnownWrites {
-  readonly #known = new Map<string, { count: number; scope: string }>();
+  readonly #known = new Map<
+    string,
+    { count: number; scope: string; readAt: number }
+  >();
+  readonly #maxAgeMs: number;
+  readonly #now: () => number;
+
+  constructor(
+    options: { maxAgeMs?: number; now?: () => number } = {},
+  ) {
+    this.#maxAgeMs = options.maxAgeMs ?? 5 * 60_000;
+    this.#now = options.now ?? Date.now;
+  }
 
   /** The data was read whole, with the counter at `count` (null: none). */
   read(key: string, count: string | number | null, scope = ""): void {
     const n = count === null ? NaN : Number(count);
-    if (Number.isSafeInteger(n)) this.#known.set(key, { count: n, scope });
-    else this.#known.delete(key);
+    if (Number.isSafeInteger(n)) {
+      this.#known.set(key, { count: n, scope, readAt: this.#now() });
+    } else this.#known.delete(key);
   }
 
   /** One of this store's own writes answered the counter after its INCR. */
@@ -46,6 +62,7 @@ export class KnownWrites {
   /** The count this store is in step with, in `scope`; else undefined. */
   at(key: string, scope = ""): number | undefined {
     const k = this.#known.get(key);
-    return k !== undefined && k.scope === scope ? k.count : undefined;
+    if (k === undefined || k.scope !== scope) return undefined;
+    return this.#now() - k.readAt < this.#maxAgeMs ? k.count : undefined;
   }
 }

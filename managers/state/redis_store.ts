@@ -643,8 +643,9 @@ export class RedisStateStore implements StateStore {
    * counter since and there is nothing to read back (a lone gateway's
    * flush and near-quota sync read nothing). Other gateways' deltas are
    * not announced: after any of their writes, this is false and the
-   * counters are read back. Gateways sharing a Redis must all run
-   * versions that count (this one and later).
+   * counters are read back. A writer that does not count (a gateway of
+   * an older version, during a rolling upgrade) is seen at the next whole
+   * read, within 5 minutes ({@link KnownWrites}).
    */
   countersUnchanged(manager: string, cycle: number): Promise<boolean> {
     return this.#unchanged(
@@ -670,9 +671,10 @@ export class RedisStateStore implements StateStore {
    * in the same MULTI or script, so nobody else wrote one since the last
    * list and a lone gateway's flush need not list them all again. Changes
    * are also announced; this is the reconcile for a missed announcement,
-   * and it still lists after any other gateway's write. Gateways sharing
-   * a Redis must all run versions that count (this one and later): an
-   * older one's writes would be seen only through its announcements.
+   * and it still lists after any other gateway's write. A writer that
+   * does not count (a gateway of an older version) is seen through its
+   * announcements, and its last uses at the next whole read, within 5
+   * minutes ({@link KnownWrites}).
    */
   sessionsUnchanged(manager: string): Promise<boolean> {
     return this.#unchanged("reading the sessions", sessionWritesKey(manager));

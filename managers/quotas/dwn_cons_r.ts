@@ -88,7 +88,9 @@
  *
  * After each write the gateway reads the cycle's counters back, so several
  * gateways sharing one store see each other's traffic within one persist
- * interval. Between flushes, every `[state] syncInterval` (1 s), each
+ * interval; unless the store tells that nobody else wrote a counter since
+ * its last read (`StateStore.countersUnchanged`: a lone gateway reads
+ * nothing back). Between flushes, every `[state] syncInterval` (1 s), each
  * gateway also writes the counters of the users at 80 % of their quota or
  * more and reads back those of the users it carries traffic for, so it
  * stops them soon after their total over all gateways reaches the quota.

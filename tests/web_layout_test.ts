@@ -79,6 +79,27 @@ async function gotoSettled(page: Page, url: string): Promise<void> {
   }
 }
 
+/**
+ * Opens the status page until it shows (3 tries of 5 s): a navigation the
+ * login set off (to its `next`) may still land after the status page was
+ * opened and replace it, on a busy machine (a full run failed so once).
+ * Fails with what the page showed instead.
+ */
+async function openStatus(page: Page, url: string): Promise<void> {
+  const seen: string[] = [];
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    await gotoSettled(page, url);
+    try {
+      await page.locator("#status").waitFor({ timeout: 5000 });
+      return;
+    } catch {
+      const text = await page.locator("body").innerText().catch(() => "");
+      seen.push(`${page.url()}: ${text.replace(/\s+/g, " ").slice(0, 200)}`);
+    }
+  }
+  throw new Error(`the status page did not show:\n${seen.join("\n")}`);
+}
+
 /** A refused URL as long as real ones get, to see that it wraps. */
 const LONG_NEXT = "http://news.example.org/2024/05/a-rather-long-article-" +
   "title-that-goes-on-and-on/index.html?utm_source=newsletter&utm_medium=" +
@@ -179,11 +200,10 @@ Deno.test("web layout: every page at 1280 and 390 px, light and dark, fits its w
     await plain.waitForURL((u) =>
       u.hostname === "news.example.org" || u.pathname === "/status"
     ).catch(() => {});
-    await gotoSettled(
+    await openStatus(
       plain,
       `${origin}/status?next=${encodeURIComponent(LONG_NEXT)}`,
     );
-    await plain.locator("#status").waitFor();
     // The charts without JavaScript: drawn by the API.
     const heights = await plain.locator("#today-chart rect.bar").evaluateAll(
       (rects) => rects.map((r) => Number(r.getAttribute("height"))),

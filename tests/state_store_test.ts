@@ -941,10 +941,10 @@ function redisTest(name: string, fn: () => Promise<void>): void {
 
 redisTest(
   "sessionsUnchanged is false once the writes counter is gone or moved by a hand",
-  async () => {
-    await using redis = await startRedis();
-    const a = await RedisStateStore.open(redis.url);
-    try {
+  () =>
+    redisBackend.with(async (site) => {
+      const redis = site.redis!;
+      const a = await site.open();
       const key = "pmproxy:sessionIPM:sessions:writes";
       await a.saveSession("sessions", session("10.0.0.1", "u1", 1000, 1000));
       await a.listSessions("sessions");
@@ -964,10 +964,7 @@ redisTest(
       // Its next own write answers two past what it knew: not in step.
       await a.saveSession("sessions", session("10.0.0.3", "u3", 1000, 1000));
       assert.equal(await a.sessionsUnchanged("sessions"), false, "own write");
-    } finally {
-      await a.close();
-    }
-  },
+    }),
 );
 
 redisTest(

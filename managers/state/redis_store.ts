@@ -322,6 +322,7 @@ function failuresKey(key: string): string {
 }
 
 type Client = ReturnType<typeof createClient>;
+type Multi = ReturnType<Client["multi"]>;
 
 /** Options of {@link RedisStateStore.open}. */
 export interface RedisStoreOptions {
@@ -666,6 +667,32 @@ export class RedisStateStore implements StateStore {
   }
 
   /**
+   * The hash at `hash` read whole, in one MULTI with the writes counter
+   * at `writes` that guards it: the hash is as of that count.
+   */
+  async #readCounted(
+    hash: string,
+    writes: string,
+    scope?: string,
+  ): Promise<Record<string, string>> {
+    const [count, all] = await this.#cmd.multi().get(writes).hGetAll(hash)
+      .exec() as unknown as [string | null, Record<string, string>];
+    this.#writes.read(writes, count, scope);
+    return all;
+  }
+
+  /**
+   * Runs the MULTI `m` with 1 added to the writes counter at `writes`, last;
+   * answers the replies of its other commands.
+   */
+  async #execCounted(m: Multi, writes: string): Promise<unknown[]> {
+    m.incr(writes);
+    const replies = await m.exec() as unknown[];
+    this.#writes.wrote(writes, replies.pop());
+    return replies;
+  }
+
+  /**
    * True while the sessions' writes counter is what this store last knew:
    * every write of a session (a login, a logout, a last use) adds 1 to it
    * in the same MULTI or script, so nobody else wrote one since the last
@@ -682,12 +709,10 @@ export class RedisStateStore implements StateStore {
 
   listSessions(manager: string): Promise<SessionAt[]> {
     return this.#run("reading the sessions", async () => {
-      // The counter and the list in one MULTI: the list is as of that count.
-      const [writes, all] = await this.#cmd.multi()
-        .get(sessionWritesKey(manager))
-        .hGetAll(sessionsKey(manager))
-        .exec() as unknown as [string | null, Record<string, string>];
-      this.#writes.read(sessionWritesKey(manager), writes);
+      const all = await this.#readCounted(
+        sessionsKey(manager),
+        sessionWritesKey(manager),
+      );
       const out: SessionAt[] = [];
       for (const [ip, text] of Object.entries(all)) {
         const s = parseSession(String(text));
@@ -719,10 +744,7 @@ export class RedisStateStore implements StateStore {
       if (old !== undefined && old !== session.ip) m.hDel(key, old);
       m.hSet(key, session.ip, JSON.stringify(stored(session)));
       m.sAdd(SESSION_MANAGERS, manager);
-      const writes = sessionWritesKey(manager);
-      m.incr(writes);
-      const replies = await m.exec();
-      this.#writes.wrote(writes, replies[replies.length - 1]);
+      await this.#execCounted(m, sessionWritesKey(manager));
     });
   }
 
@@ -736,9 +758,10 @@ export class RedisStateStore implements StateStore {
       const writes = sessionWritesKey(manager);
       const only = options.only;
       if (!only) {
-        const [n, after] = await this.#cmd.multi().hDel(key, ip).incr(writes)
-          .exec() as unknown as [number, number];
-        this.#writes.wrote(writes, after);
+        const [n] = await this.#execCounted(
+          this.#cmd.multi().hDel(key, ip),
+          writes,
+        );
         return Number(n) > 0;
       }
       const [deleted, after] = await this.#eval(
@@ -950,14 +973,11 @@ export class RedisStateStore implements StateStore {
     bytes: number,
   ): Promise<void> {
     return this.#run("setting consumption", async () => {
-      const writes = consWritesKey(manager);
       const m = this.#cmd.multi();
       m.hSet(consKey(manager, cycle), user, String(bytes));
       m.sAdd(cyclesKey(manager), String(cycle));
       m.sAdd(QUOTA_MANAGERS, manager);
-      m.incr(writes);
-      const replies = await m.exec();
-      this.#writes.wrote(writes, replies[replies.length - 1]);
+      await this.#execCounted(m, consWritesKey(manager));
     });
   }
 
@@ -1018,13 +1038,9 @@ export class RedisStateStore implements StateStore {
   ): Promise<Map<string, number>> {
     const out = new Map<string, number>();
     if (!users) {
-      let all: Record<string, string>;
-      if (counted) {
-        let writes: string | null;
-        [writes, all] = await this.#cmd.multi().get(counted.key).hGetAll(key)
-          .exec() as unknown as [string | null, Record<string, string>];
-        this.#writes.read(counted.key, writes, counted.scope);
-      } else all = await this.#cmd.hGetAll(key) as Record<string, string>;
+      const all = counted
+        ? await this.#readCounted(key, counted.key, counted.scope)
+        : await this.#cmd.hGetAll(key) as Record<string, string>;
       for (const [user, bytes] of Object.entries(all)) {
         out.set(user, Number(bytes));
       }

@@ -348,34 +348,39 @@ async function bulk(proxies: Proxy[], relayPort: number, sinkPort: number) {
     // rows do): a slow spell of the machine then falls on all of them
     // rather than on whichever ran then, and the bare relay is not measured
     // once at a time apart from the proxies held to it.
-    const ways: { name: string; args: string[]; best?: number }[] = [
-      { name: "direct", args: [] },
-      { name: "bare Deno relay (CONNECT)", args: relayArgs },
+    // The references (direct, the bare relay) must work; a proxy that
+    // fails is reported and left out of the later rounds.
+    const ways: {
+      name: string;
+      args: string[];
+      reference?: boolean;
+      best?: number;
+      failed?: boolean;
+    }[] = [
+      { name: "direct", args: [], reference: true },
+      { name: "bare Deno relay (CONNECT)", args: relayArgs, reference: true },
     ];
     for (const p of proxies) {
       const url = `http://127.0.0.1:${p.port}`;
       ways.push({ name: `${p.name} plain HTTP`, args: ["-x", url] });
       ways.push({ name: `${p.name} CONNECT`, args: ["-p", "-x", url] });
     }
-    const failed = new Set<string>();
     for (let round = 0; round < runs; round++) {
       for (const w of ways) {
-        if (failed.has(w.name)) continue;
+        if (w.failed) continue;
         try {
           w.best = Math.max(w.best ?? 0, await speed(w.args));
         } catch (e) {
-          // The references must work; a proxy that fails is reported.
-          if (w.args === relayArgs || w.args.length === 0) throw e;
+          if (w.reference) throw e;
           console.log(`  ${w.name}: ${(e as Error).message.split("\n")[0]}`);
-          failed.add(w.name);
-          w.best = undefined;
+          w.failed = true;
         }
       }
     }
     const direct = ways[0].best!;
     const bare = ways[1].best!;
     for (const w of ways) {
-      if (w.best === undefined) continue;
+      if (w.failed || w.best === undefined) continue;
       console.log(
         `  ${w.name.padEnd(28)} ${w.best.toFixed(0).padStart(6)}   ×direct ${
           (w.best / direct).toFixed(2)

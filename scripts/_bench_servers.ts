@@ -190,9 +190,38 @@ export function startBareRelay(): Promise<Child> {
   return startChild("_bench_relay.ts", "bare Deno relay");
 }
 
-async function startChild(script: string, name: string): Promise<Child> {
+/**
+ * The floor of resident memory at start (`_bench_floor.ts`): a listener, an
+ * HTTPS server with the certificate in `dir`, a Deno KV file there, and with
+ * `npm` the npm package pmproxy reads its configuration with.
+ */
+export function startFloor(dir: string, npm: boolean): Promise<Child> {
+  return startChild(
+    "_bench_floor.ts",
+    npm ? "Deno floor + npm" : "Deno floor",
+    [
+      "--unstable-kv",
+      "--config",
+      new URL("../deno.json", import.meta.url).pathname,
+    ],
+    npm ? [dir, "--npm"] : [dir],
+  );
+}
+
+async function startChild(
+  script: string,
+  name: string,
+  denoArgs: string[] = [],
+  args: string[] = [],
+): Promise<Child> {
   const child = new Deno.Command("deno", {
-    args: ["run", "-A", new URL(`./${script}`, import.meta.url).pathname],
+    args: [
+      "run",
+      "-A",
+      ...denoArgs,
+      new URL(`./${script}`, import.meta.url).pathname,
+      ...args,
+    ],
     stdout: "piped",
     stderr: "null",
     stdin: "null",

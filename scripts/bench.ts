@@ -53,6 +53,7 @@ import {
 import {
   type Reference,
   startBareRelay,
+  startFloor,
   startOrigin,
   startReference,
   startSink,
@@ -210,6 +211,14 @@ async function proxies(): Promise<void> {
     await (await startPmproxy(readmeDir)).stop();
     let server = await start(readmeDir, false);
     startRss.push(["pmproxy", rssKiB(server.pid)]);
+    // The floor under it: a Deno process that opens what pmproxy opens at
+    // start (a listener, the API's TLS, a KV file), with and without the
+    // Node layer that an npm package brings up.
+    for (const npm of only.has("start") ? [false, true] : []) {
+      const floor = await startFloor(readmeDir, npm);
+      startRss.push([floor.name, rssKiB(floor.pid)]);
+      await floor.close();
+    }
     await login(server);
     const bareRule = await start(trueDir, false);
     const fifty = await start(fiftyDir, true);
@@ -289,11 +298,15 @@ async function proxies(): Promise<void> {
     ];
     if (only.has("start")) {
       console.log("resident memory at start (before any request):");
+      const pmproxyKib = startRss[0][1];
       for (const [name, kib] of startRss) {
+        const ratio = kib && pmproxyKib && name !== "pmproxy"
+          ? `  (pmproxy ${(pmproxyKib / kib).toFixed(2)}×)`
+          : "";
         console.log(
-          `  ${name.padEnd(12)} ${
+          `  ${name.padEnd(16)} ${
             kib === undefined ? "-" : (kib / 1024).toFixed(1).padStart(6)
-          } MiB`,
+          } MiB${ratio}`,
         );
       }
     }

@@ -1,0 +1,40 @@
+/**
+ * The bench's floor for resident memory at start: a Deno process that opens
+ * what every pmproxy opens at start and nothing more, in a process of its
+ * own. It listens on a TCP port (the proxy), serves HTTPS with the
+ * certificate in `DIR` (the API) and opens a Deno KV file there (the state
+ * store). With `--npm` it also loads the TOML parser pmproxy reads its
+ * configuration with, an npm package: loading any npm package (or any
+ * `node:` module) brings up Deno's Node compatibility layer. It prints
+ * `listening on PORT` once all of that is open, and idles.
+ *
+ * ```sh
+ * deno run -A --unstable-kv scripts/_bench_floor.ts DIR [--npm]
+ * ```
+ *
+ * @module
+ */
+Deno.addSignalListener("SIGTERM", () => Deno.exit(0));
+Deno.addSignalListener("SIGINT", () => Deno.exit(0));
+
+const [dir, flag] = Deno.args;
+if (!dir) throw new Error("usage: _bench_floor.ts DIR [--npm]");
+const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+(async () => {
+  for await (const conn of listener) conn.close();
+})();
+const api = Deno.serve({
+  hostname: "127.0.0.1",
+  port: 0,
+  cert: await Deno.readTextFile(`${dir}/cert.pem`),
+  key: await Deno.readTextFile(`${dir}/key.pem`),
+  onListen() {},
+}, () => new Response("floor\n"));
+const kv = await Deno.openKv(`${dir}/floor.kv`);
+await kv.get(["floor"]);
+if (flag === "--npm") {
+  const { parse } = await import("smol-toml");
+  if (parse('floor = "yes"').floor !== "yes") throw new Error("smol-toml?");
+}
+console.log(`listening on ${(listener.addr as Deno.NetAddr).port}`);
+await api.finished;

@@ -265,6 +265,52 @@ export function summarizeSnapshot(text: string): HeapSummary {
 }
 
 /**
+ * The strings of a heap snapshot of `minBytes` or more, summed by what
+ * they hold: module sources (V8 keeps each module's text, which from
+ * source is the emitted JavaScript with its inline source map; a text with
+ * any character above U+00FF is stored two bytes a character), the source
+ * maps apart, the runtime's own JavaScript, and the rest. Lines such as
+ * `  2865 KiB  module sources (42 strings)`.
+ */
+export function bigStrings(text: string, minBytes = 2048): string[] {
+  const snapshot = JSON.parse(text) as {
+    snapshot: { meta: { node_fields: string[]; node_types: [string[]] } };
+    nodes: number[];
+    strings: string[];
+  };
+  const fields = snapshot.snapshot.meta.node_fields;
+  const types = snapshot.snapshot.meta.node_types[0];
+  const stride = fields.length;
+  const [type, name, size] = ["type", "name", "self_size"].map((f) =>
+    fields.indexOf(f)
+  );
+  const kinds = new Map<string, { count: number; bytes: number }>();
+  const nodes = snapshot.nodes;
+  for (let i = 0; i < nodes.length; i += stride) {
+    if (types[nodes[i + type]] !== "string") continue;
+    const bytes = nodes[i + size];
+    if (bytes < minBytes) continue;
+    const head = String(snapshot.strings[nodes[i + name]]).slice(0, 200);
+    const kind = head.startsWith("data:application/json")
+      ? "source maps"
+      : /Deno authors|__bootstrap|^"use strict"|ext:/.test(head)
+      ? "the runtime's JavaScript"
+      : /^(\/\*|\/\/|import|export)/.test(head)
+      ? "module sources"
+      : "other";
+    const entry = kinds.get(kind) ?? { count: 0, bytes: 0 };
+    entry.count++;
+    entry.bytes += bytes;
+    kinds.set(kind, entry);
+  }
+  return [...kinds].sort((a, b) => b[1].bytes - a[1].bytes).map((
+    [kind, { count, bytes }],
+  ) =>
+    `  ${(bytes / 1024).toFixed(0).padStart(6)} KiB  ${kind} (${count} strings)`
+  );
+}
+
+/**
  * What grew from `before` to `after`, per one of `units` (tunnels held),
  * largest first, as lines `  312 B  3.0  object Promise` (bytes and count
  * per unit), and a last line with the total.

@@ -10,6 +10,7 @@
  * deno task profile gc keepalive      # --trace-gc: collections and their pauses
  * deno task profile alloc keepalive   # where the garbage is allocated (sampling)
  * deno task profile heap tunnels      # a heap snapshot with 1,000 idle tunnels
+ * deno task profile heap start        # a heap snapshot of a gateway just started
  * ```
  *
  * The server is `pmproxy serve` from source with `--inspect` (for cpu and
@@ -31,6 +32,7 @@ import { runPmproxy, startPmproxy } from "../tests/helpers/pmproxy_process.ts";
 import { startOrigin } from "./_bench_servers.ts";
 import { abRps, idleTunnels, wrk } from "./_bench_tools.ts";
 import {
+  bigStrings,
   heapGrowth,
   type HeapSummary,
   Inspector,
@@ -54,7 +56,7 @@ const { values, positionals } = parseArgs({
 const [what, load] = positionals;
 if (!["cpu", "gc", "heap", "alloc"].includes(what ?? "")) {
   console.error(
-    "usage: deno task profile cpu|gc|heap|alloc keepalive|newconn|tunnels [--rule readme|true|fifty] [--seconds N] [--out DIR]",
+    "usage: deno task profile cpu|gc|heap|alloc keepalive|newconn|tunnels|start [--rule readme|true|fifty] [--seconds N] [--out DIR]",
   );
   Deno.exit(2);
 }
@@ -72,13 +74,17 @@ const toml = values.rule === "true"
 const dir = await makeConfigDir(toml, {
   proxy: "maxTunnelsPerClient = 100000",
 });
+// The first start makes the API's certificate (loading the X.509 code),
+// which no later start does: the start looked at is a second one.
+if (load === "start") await (await startPmproxy(dir)).stop();
 const server = await startPmproxy(dir, {
   denoArgs: what === "gc"
     ? ["--v8-flags=--trace-gc"]
     : ["--inspect=127.0.0.1:0"],
 });
 try {
-  if (values.rule !== "true") {
+  // A gateway just started is looked at before any request: no login.
+  if (values.rule !== "true" && load !== "start") {
     const login = await runPmproxy(
       ["login", "-m", "sessions", server.apiUrl, "user0", "pass0"],
       { cwd: work, env: { PMPROXY_KNOWN_SERVERS: join(work, "known.json") } },
@@ -109,7 +115,9 @@ try {
     }
   };
   // Warm-up: the JIT compiles the hot paths first.
-  if (load !== "tunnels") await wrk(server.proxyPort, small, { seconds: 2 });
+  if (load !== "tunnels" && load !== "start") {
+    await wrk(server.proxyPort, small, { seconds: 2 });
+  }
   if (what === "cpu") {
     const inspector = await Inspector.attach(server.stderr());
     await inspector.startProfile(Number(values.interval));
@@ -130,8 +138,34 @@ try {
     await Deno.writeTextFile(file, JSON.stringify(profile));
     console.log(`bytes allocated by call site, top ${values.top} (${file}):`);
     console.log(topAllocations(profile, Number(values.top)).join("\n"));
+  } else if (what === "heap" && load === "start") {
+    const inspector = await Inspector.attach(server.stderr());
+    const used = await inspector.heapUsedAfterGc();
+    const text = await inspector.heapSnapshot();
+    inspector.close();
+    const file = join(out, "start.heapsnapshot");
+    await Deno.writeTextFile(file, text);
+    const summary = [...summarizeSnapshot(text)].sort((a, b) =>
+      b[1].bytes - a[1].bytes
+    ).slice(0, Number(values.top));
+    console.log(
+      `heap of a gateway just started: ${
+        (used / 1048576).toFixed(2)
+      } MiB used after a full collection (${file})`,
+    );
+    for (const [kind, { count, bytes }] of summary) {
+      console.log(
+        `  ${(bytes / 1024).toFixed(0).padStart(6)} KiB ${
+          String(count).padStart(7)
+        }  ${kind}`,
+      );
+    }
+    console.log("strings of 2 KiB or more, by what they hold:");
+    console.log(bigStrings(text).join("\n"));
   } else if (what === "heap") {
-    if (load !== "tunnels") throw new Error("heap snapshots: of tunnels");
+    if (load !== "tunnels") {
+      throw new Error("heap snapshots: of tunnels, or at start");
+    }
     // The snapshot is taken while the tunnels are held.
     // One before them too (a snapshot collects garbage first), so that
     // what one tunnel holds is the difference.

@@ -35,17 +35,15 @@ import {
   basename,
   checkManagersFile,
   ConfigError,
-  exportState,
   hashPassword,
-  importState,
   join,
   type ListenAddress,
   type LoadedManagers,
+  loadStateMigration,
   openGateway,
   openStateStore,
   readTomlFile,
   stateConfigFrom,
-  textLines,
   withCaptivePortal,
   writeDefaultManagersFile,
 } from "./managers/mod.ts";
@@ -548,6 +546,7 @@ async function stateCommand(
     );
     return 1;
   }
+  const { exportState, importState, textLines } = await loadStateMigration();
   const store = await openStateStore(location);
   try {
     if (action === "export") {

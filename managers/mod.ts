@@ -93,13 +93,15 @@ export {
 export { type HistoryRetention } from "./state/store.ts";
 export type { StateStore, StoreStatus } from "./state/store.ts";
 export { openStateStore } from "./state/open_store.ts";
-export {
-  exportState,
-  importState,
-  type ImportSummary,
-  type StateLine,
-  textLines,
-} from "./state/migrate.ts";
+export type { ImportSummary, StateLine } from "./state/migrate.ts";
+/**
+ * The moving of state between stores (`pmproxy state export|import`):
+ * `exportState`, `importState` and `textLines`, loaded when asked for, since
+ * `serve` never needs them (V8 keeps the text of every loaded module).
+ */
+export const loadStateMigration = (): Promise<
+  typeof import("./state/migrate.ts")
+> => import("./state/migrate.ts");
 export { type StateConfig, stateConfigFrom } from "./state/config.ts";
 
 /** Options of {@link openGateway}. */

@@ -9,13 +9,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
-  exportState,
   type GatewayRuntime,
-  importState,
   openGateway,
   openStateStore,
   type StateLine,
 } from "../managers/mod.ts";
+import { exportState, importState } from "../managers/state/migrate.ts";
 import type { SessionAt, StateStore } from "../managers/state/store.ts";
 import { KvStateStore } from "../managers/state/kv_store.ts";
 import type { Meter } from "../proxy/policy.ts";

@@ -78,7 +78,7 @@ export interface ManagerKind {
    * any other key is warned about with the nearest of these.
    */
   keys: string[];
-  build(table: Table, ctx: KindContext): Manager;
+  build(table: Table, ctx: KindContext): Manager | Promise<Manager>;
 }
 
 /** A user-database kind (`mapDB`, `adDB`). */

@@ -374,7 +374,7 @@ export async function loadManagers(
       }
       kindOfName.set(ctx.name, kind);
       pathOfName.set(ctx.name, path);
-      managers.set(ctx.name, spec.build(table, ctx));
+      managers.set(ctx.name, await spec.build(table, ctx));
     }
   }
 

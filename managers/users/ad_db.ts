@@ -34,6 +34,7 @@
  */
 import { dirname, inDir } from "../config/paths.ts";
 import type { Client } from "ldapts";
+import { AD_DB_KEYS } from "./ad_db_keys.ts";
 import { ldapts, loadLdapts } from "./_ldapts.ts";
 import {
   BadCredentials,
@@ -56,21 +57,6 @@ export type LdapTls = "none" | "ldaps" | "starttls";
 
 /** The default user filter (Active Directory). */
 export const AD_USER_FILTER = "(&(objectClass=user)(sAMAccountName={user}))";
-
-/** The keys of an `[adDB]` table besides `name`. */
-export const AD_DB_KEYS = [
-  "addr",
-  "suff",
-  "bdn",
-  "user",
-  "pass",
-  "userFilter",
-  "bindAs",
-  "nameAttr",
-  "tls",
-  "caFile",
-  "timeout",
-];
 
 /** The settings of an {@link AdDb}. */
 export interface AdDbOptions {

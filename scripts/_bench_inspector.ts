@@ -239,6 +239,23 @@ export type HeapSummary = Map<string, { count: number; bytes: number }>;
  * V8 kinds (`(array)`, `(string)`, `(code)`) by their type.
  */
 export function summarizeSnapshot(text: string): HeapSummary {
+  const summary: HeapSummary = new Map();
+  for (const { type, name, bytes } of snapshotNodes(text)) {
+    const named = type === "object" || type === "closure" ||
+      type === "native";
+    const key = named ? `${type} ${name}` : `(${type})`;
+    const entry = summary.get(key) ?? { count: 0, bytes: 0 };
+    entry.count++;
+    entry.bytes += bytes;
+    summary.set(key, entry);
+  }
+  return summary;
+}
+
+/** The nodes of a heap snapshot (`.heapsnapshot` text): type, name, self size. */
+function* snapshotNodes(
+  text: string,
+): Generator<{ type: string; name: string; bytes: number }> {
   const snapshot = JSON.parse(text) as {
     snapshot: { meta: { node_fields: string[]; node_types: [string[]] } };
     nodes: number[];
@@ -250,18 +267,14 @@ export function summarizeSnapshot(text: string): HeapSummary {
   const [type, name, size] = ["type", "name", "self_size"].map((f) =>
     fields.indexOf(f)
   );
-  const summary: HeapSummary = new Map();
   const nodes = snapshot.nodes;
   for (let i = 0; i < nodes.length; i += stride) {
-    const t = types[nodes[i + type]];
-    const named = t === "object" || t === "closure" || t === "native";
-    const key = named ? `${t} ${snapshot.strings[nodes[i + name]]}` : `(${t})`;
-    const entry = summary.get(key) ?? { count: 0, bytes: 0 };
-    entry.count++;
-    entry.bytes += nodes[i + size];
-    summary.set(key, entry);
+    yield {
+      type: types[nodes[i + type]],
+      name: String(snapshot.strings[nodes[i + name]]),
+      bytes: nodes[i + size],
+    };
   }
-  return summary;
 }
 
 /**
@@ -273,24 +286,10 @@ export function summarizeSnapshot(text: string): HeapSummary {
  * `  2865 KiB  module sources (42 strings)`.
  */
 export function bigStrings(text: string, minBytes = 2048): string[] {
-  const snapshot = JSON.parse(text) as {
-    snapshot: { meta: { node_fields: string[]; node_types: [string[]] } };
-    nodes: number[];
-    strings: string[];
-  };
-  const fields = snapshot.snapshot.meta.node_fields;
-  const types = snapshot.snapshot.meta.node_types[0];
-  const stride = fields.length;
-  const [type, name, size] = ["type", "name", "self_size"].map((f) =>
-    fields.indexOf(f)
-  );
   const kinds = new Map<string, { count: number; bytes: number }>();
-  const nodes = snapshot.nodes;
-  for (let i = 0; i < nodes.length; i += stride) {
-    if (types[nodes[i + type]] !== "string") continue;
-    const bytes = nodes[i + size];
-    if (bytes < minBytes) continue;
-    const head = String(snapshot.strings[nodes[i + name]]).slice(0, 200);
+  for (const { type, name, bytes } of snapshotNodes(text)) {
+    if (type !== "string" || bytes < minBytes) continue;
+    const head = name.slice(0, 200);
     const kind = head.startsWith("data:application/json")
       ? "source maps"
       : /Deno authors|__bootstrap|^"use strict"|ext:/.test(head)

@@ -239,23 +239,43 @@ export type HeapSummary = Map<string, { count: number; bytes: number }>;
  * V8 kinds (`(array)`, `(string)`, `(code)`) by their type.
  */
 export function summarizeSnapshot(text: string): HeapSummary {
-  const summary: HeapSummary = new Map();
-  for (const { type, name, bytes } of snapshotNodes(text)) {
+  return sumNodes(text, (type, name) => {
     const named = type === "object" || type === "closure" ||
       type === "native";
-    const key = named ? `${type} ${name}` : `(${type})`;
-    const entry = summary.get(key) ?? { count: 0, bytes: 0 };
-    entry.count++;
-    entry.bytes += bytes;
-    summary.set(key, entry);
-  }
-  return summary;
+    return named ? `${type} ${name}` : `(${type})`;
+  });
 }
 
-/** The nodes of a heap snapshot (`.heapsnapshot` text): type, name, self size. */
-function* snapshotNodes(
+/**
+ * The strings of a heap snapshot of `minBytes` or more, summed by what
+ * they hold: module sources (V8 keeps each module's text, which from
+ * source is the emitted JavaScript with its inline source map; a text with
+ * any character above U+00FF is stored two bytes a character), the source
+ * maps apart, the runtime's own JavaScript, and the rest.
+ */
+export function bigStrings(text: string, minBytes = 2048): HeapSummary {
+  return sumNodes(text, (type, name, bytes) => {
+    if (type !== "string" || bytes < minBytes) return undefined;
+    const head = name.slice(0, 200);
+    return head.startsWith("data:application/json")
+      ? "source maps"
+      : /Deno authors|__bootstrap|^"use strict"|ext:/.test(head)
+      ? "the runtime's JavaScript"
+      : /^(\/\*|\/\/|import|export)/.test(head)
+      ? "module sources"
+      : "other";
+  });
+}
+
+/**
+ * Sums the nodes of a heap snapshot (`.heapsnapshot` text) by the key that
+ * `keyOf` gives each from its type, name and self size; a node it gives no
+ * key is left out.
+ */
+function sumNodes(
   text: string,
-): Generator<{ type: string; name: string; bytes: number }> {
+  keyOf: (type: string, name: string, bytes: number) => string | undefined,
+): HeapSummary {
   const snapshot = JSON.parse(text) as {
     snapshot: { meta: { node_fields: string[]; node_types: [string[]] } };
     nodes: number[];
@@ -267,46 +287,35 @@ function* snapshotNodes(
   const [type, name, size] = ["type", "name", "self_size"].map((f) =>
     fields.indexOf(f)
   );
+  const summary: HeapSummary = new Map();
   const nodes = snapshot.nodes;
   for (let i = 0; i < nodes.length; i += stride) {
-    yield {
-      type: types[nodes[i + type]],
-      name: String(snapshot.strings[nodes[i + name]]),
-      bytes: nodes[i + size],
-    };
+    const bytes = nodes[i + size];
+    const key = keyOf(
+      types[nodes[i + type]],
+      String(snapshot.strings[nodes[i + name]]),
+      bytes,
+    );
+    if (key === undefined) continue;
+    const entry = summary.get(key) ?? { count: 0, bytes: 0 };
+    entry.count++;
+    entry.bytes += bytes;
+    summary.set(key, entry);
   }
+  return summary;
 }
 
 /**
- * The strings of a heap snapshot of `minBytes` or more, summed by what
- * they hold: module sources (V8 keeps each module's text, which from
- * source is the emitted JavaScript with its inline source map; a text with
- * any character above U+00FF is stored two bytes a character), the source
- * maps apart, the runtime's own JavaScript, and the rest. Lines such as
- * `  2865 KiB  module sources (42 strings)`.
+ * The `count` largest kinds of a summary, as lines such as
+ * `    2865 KiB      91  module sources`.
  */
-export function bigStrings(text: string, minBytes = 2048): string[] {
-  const kinds = new Map<string, { count: number; bytes: number }>();
-  for (const { type, name, bytes } of snapshotNodes(text)) {
-    if (type !== "string" || bytes < minBytes) continue;
-    const head = name.slice(0, 200);
-    const kind = head.startsWith("data:application/json")
-      ? "source maps"
-      : /Deno authors|__bootstrap|^"use strict"|ext:/.test(head)
-      ? "the runtime's JavaScript"
-      : /^(\/\*|\/\/|import|export)/.test(head)
-      ? "module sources"
-      : "other";
-    const entry = kinds.get(kind) ?? { count: 0, bytes: 0 };
-    entry.count++;
-    entry.bytes += bytes;
-    kinds.set(kind, entry);
-  }
-  return [...kinds].sort((a, b) => b[1].bytes - a[1].bytes).map((
-    [kind, { count, bytes }],
-  ) =>
-    `  ${(bytes / 1024).toFixed(0).padStart(6)} KiB  ${kind} (${count} strings)`
-  );
+export function largestKinds(summary: HeapSummary, count = 25): string[] {
+  return [...summary].sort((a, b) => b[1].bytes - a[1].bytes).slice(0, count)
+    .map(([kind, { count, bytes }]) =>
+      `  ${(bytes / 1024).toFixed(0).padStart(6)} KiB ${
+        String(count).padStart(7)
+      }  ${kind}`
+    );
 }
 
 /**

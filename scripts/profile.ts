@@ -36,6 +36,7 @@ import {
   heapGrowth,
   type HeapSummary,
   Inspector,
+  largestKinds,
   summarizeSnapshot,
   topAllocations,
   topFunctions,
@@ -145,23 +146,16 @@ try {
     inspector.close();
     const file = join(out, "start.heapsnapshot");
     await Deno.writeTextFile(file, text);
-    const summary = [...summarizeSnapshot(text)].sort((a, b) =>
-      b[1].bytes - a[1].bytes
-    ).slice(0, Number(values.top));
     console.log(
       `heap of a gateway just started: ${
         (used / 1048576).toFixed(2)
       } MiB used after a full collection (${file})`,
     );
-    for (const [kind, { count, bytes }] of summary) {
-      console.log(
-        `  ${(bytes / 1024).toFixed(0).padStart(6)} KiB ${
-          String(count).padStart(7)
-        }  ${kind}`,
-      );
-    }
+    console.log(
+      largestKinds(summarizeSnapshot(text), Number(values.top)).join("\n"),
+    );
     console.log("strings of 2 KiB or more, by what they hold:");
-    console.log(bigStrings(text).join("\n"));
+    console.log(largestKinds(bigStrings(text)).join("\n"));
   } else if (what === "heap") {
     if (load !== "tunnels") {
       throw new Error("heap snapshots: of tunnels, or at start");

@@ -55,9 +55,13 @@ const { values, positionals } = parseArgs({
   },
 });
 const [what, load] = positionals;
-if (!["cpu", "gc", "heap", "alloc"].includes(what ?? "")) {
+// `start` is a gateway just started, before any load: only its heap.
+if (
+  !["cpu", "gc", "heap", "alloc"].includes(what ?? "") ||
+  (load === "start" && what !== "heap")
+) {
   console.error(
-    "usage: deno task profile cpu|gc|heap|alloc keepalive|newconn|tunnels|start [--rule readme|true|fifty] [--seconds N] [--out DIR]",
+    "usage: deno task profile cpu|gc|heap|alloc keepalive|newconn|tunnels|start [--rule readme|true|fifty] [--seconds N] [--out DIR] (start: heap only)",
   );
   Deno.exit(2);
 }

@@ -180,6 +180,39 @@ Deno.test("web: a rule that stops before the session manager still lets people l
   });
 });
 
+Deno.test("web: typing while the page still asks the server keeps the focus where it is", async () => {
+  await withRealGateway(MANAGERS_TOML, async ({ origin, browser, errors }) => {
+    const page = await newPage(browser, errors);
+    // The page's first question to the API (its discovery) reaches the real
+    // server only once the password is typed, as on a slow link.
+    const typed = Promise.withResolvers<void>();
+    let held = 0;
+    await page.route("**/api/cmd", async (route) => {
+      if (held++ === 0) await typed.promise;
+      await route.continue();
+    });
+    await page.goto(`${origin}/`);
+    await page.locator("#user").focus();
+    await page.keyboard.type("user0");
+    await page.keyboard.press("Tab");
+    await page.keyboard.type("pass0");
+    typed.resolve();
+    // The discovery answered, the form was shown again (its options and
+    // its focus are set in one go)...
+    await page.waitForFunction(
+      `document.getElementById("session-manager").options.length > 0`,
+    );
+    // ...and the focus stayed on the password, where the person was.
+    assert.equal(
+      await page.evaluate(
+        "document.activeElement && document.activeElement.id",
+      ),
+      "pass",
+    );
+    assert.ok(held >= 1, "the discovery went through the held route");
+  });
+});
+
 Deno.test("web: an expired secret is renewed by the page itself", async () => {
   await withRealGateway(MANAGERS_TOML, async (ctx) => {
     const { origin, browser, errors, post, advance } = ctx;

@@ -423,7 +423,9 @@ function showForm(names, message) {
     : ["sessions"];
   for (const name of sessions) select.append(new Option(name, name));
   show("session-choice", sessions.length > 1);
-  $("user").focus();
+  // Someone who began typing while the page asked the server stays where
+  // they are: the form is shown again only once the discovery is answered.
+  if (!$("login").contains(document.activeElement)) $("user").focus();
 }
 
 async function refreshStatus() {

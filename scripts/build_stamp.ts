@@ -6,7 +6,7 @@
  *
  * ```sh
  * deno run -A scripts/build_stamp.ts deno bundle -o dist/pmproxy.js main.ts
- * deno run -A scripts/build_stamp.ts deno compile -A --unstable-kv -o pmproxy main.ts
+ * deno run -A scripts/build_stamp.ts deno compile -A --unstable-kv --no-code-cache -o pmproxy main.ts
  * ```
  *
  * `deno task bundle` and `deno task compile` run it. The commit is

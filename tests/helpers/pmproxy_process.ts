@@ -11,6 +11,24 @@ import { join } from "node:path";
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 
 /**
+ * deno.json's `pmproxy` task, `DENO_NO_UPDATE_CHECK=1 deno run -A
+ * --unstable-kv --no-code-cache main.ts`: its environment and the flags of
+ * its `deno run`, so that tests and benches run pmproxy as an admin's `deno
+ * task pmproxy` does.
+ */
+export const PMPROXY_TASK: { env: Record<string, string>; flags: string[] } =
+  (() => {
+    const config = JSON.parse(Deno.readTextFileSync(join(REPO, "deno.json")));
+    const words = String(config.tasks.pmproxy).split(/\s+/);
+    const deno = words.indexOf("deno");
+    const env = Object.fromEntries(
+      words.slice(0, deno).map((w) => w.split("=", 2)),
+    );
+    const flags = words.slice(deno + 2, words.indexOf("main.ts"));
+    return { env, flags };
+  })();
+
+/**
  * The `deno` arguments that run pmproxy with `args`; `denoArgs` go to
  * `deno run` itself (`--inspect`, `--v8-flags=…`).
  */
@@ -19,8 +37,7 @@ function entryArgs(args: string[], denoArgs: string[] = []): string[] {
   if (bundle) {
     return [
       "run",
-      "-A",
-      "--unstable-kv",
+      ...PMPROXY_TASK.flags,
       ...denoArgs,
       "--no-config",
       bundle,
@@ -29,8 +46,7 @@ function entryArgs(args: string[], denoArgs: string[] = []): string[] {
   }
   return [
     "run",
-    "-A",
-    "--unstable-kv",
+    ...PMPROXY_TASK.flags,
     ...denoArgs,
     "--config",
     join(REPO, "deno.json"),
@@ -119,7 +135,7 @@ export async function startPmproxy(
       ["serve", "--config-dir", dir, ...(options.args ?? [])],
       options.denoArgs,
     ),
-    env: options.env,
+    env: { ...PMPROXY_TASK.env, ...options.env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -193,7 +209,7 @@ export async function runPmproxy(
   const child = new Deno.Command("deno", {
     args: entryArgs(args),
     cwd: options.cwd,
-    env: options.env,
+    env: { ...PMPROXY_TASK.env, ...options.env },
     stdin: options.stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",

@@ -9,6 +9,7 @@
  */
 import { join } from "node:path";
 import { freePort } from "../tests/helpers/local_servers.ts";
+import { PMPROXY_TASK } from "../tests/helpers/pmproxy_process.ts";
 
 /** True when `cmd` is on the PATH. */
 export function has(cmd: string): boolean {
@@ -193,18 +194,20 @@ export function startBareRelay(): Promise<Child> {
 /**
  * The floor of resident memory at start (`_bench_floor.ts`): a listener, an
  * HTTPS server with the certificate in `dir`, a Deno KV file there, and with
- * `npm` the npm package pmproxy reads its configuration with.
+ * `npm` the npm package pmproxy reads its configuration with; run with the
+ * flags and environment of `deno task pmproxy`, as the bench runs pmproxy.
  */
 export function startFloor(dir: string, npm: boolean): Promise<Child> {
   return startChild(
     "_bench_floor.ts",
     npm ? "Deno floor + npm" : "Deno floor",
     [
-      "--unstable-kv",
+      ...PMPROXY_TASK.flags.filter((flag) => flag !== "-A"),
       "--config",
       new URL("../deno.json", import.meta.url).pathname,
     ],
     npm ? [dir, "--npm"] : [dir],
+    PMPROXY_TASK.env,
   );
 }
 
@@ -213,6 +216,7 @@ async function startChild(
   name: string,
   denoArgs: string[] = [],
   args: string[] = [],
+  env: Record<string, string> = {},
 ): Promise<Child> {
   const child = new Deno.Command("deno", {
     args: [
@@ -222,6 +226,7 @@ async function startChild(
       new URL(`./${script}`, import.meta.url).pathname,
       ...args,
     ],
+    env,
     stdout: "piped",
     stderr: "null",
     stdin: "null",

@@ -11,7 +11,7 @@
  * metrics.proxy = proxy.stats;      // read as it is
  * metrics.countReload("ok");        // a reload of the configuration
  * metrics.countLoginThrottle();     // a login refused for coming too often
- * metrics.render();                 // "# HELP pmproxy_build_info …"
+ * metrics.render();                 // "# HELP pmproxy_build_info ..."
  * ```
  *
  * The families:

@@ -17,7 +17,7 @@ export interface CaptivePortalOptions {
   publicUrl: string;
   /**
    * Filled while a tunnel to the API is open: our end of it
-   * (`address|port`, as the API sees its peer) → the client's IP.
+   * (`address|port`, as the API sees its peer) -> the client's IP.
    */
   behind: Map<string, string>;
   /** This machine's names and addresses (default: asked of Deno). */

@@ -19,7 +19,7 @@
  * Prometheus wants them), their sum and their number.
  */
 export class Histogram {
-  /** Observations ≤ `bounds[i]`, for each i. */
+  /** Observations <= `bounds[i]`, for each i. */
   readonly counts: number[];
   sum = 0;
   count = 0;

@@ -156,7 +156,7 @@ export interface Manager {
   whyFalse?(ctx: EvalContext): string;
   /**
    * Optional: why `evaluate` gave `value` for this request, for `explain`
-   * (`10.0.0.5 is in 10.0.0.0/8`; `1.2 GB of 1 GB used, resets …`).
+   * (`10.0.0.5 is in 10.0.0.0/8`; `1.2 GB of 1 GB used, resets ...`).
    * Without it, `whyFalse` or a plain sentence is shown.
    */
   explain?(ctx: EvalContext, value: boolean): string;
@@ -393,7 +393,7 @@ export interface UserRow {
   /** Consumption in this cycle. */
   bytesCons: number;
   bytesQuota: number;
-  /** `bytesCons` as a share of the quota (0–100+), null without a quota. */
+  /** `bytesCons` as a share of the quota (0-100+), null without a quota. */
   percent: number | null;
   /** False when the user's groups could not be learned (quota 0 then). */
   quotaKnown: boolean;
@@ -431,7 +431,7 @@ export interface UsersPage {
 /** A manager or user database, for the console's list. */
 export interface ManagerSummary {
   name: string;
-  /** Its kind (`dwnConsR`, `mapDB`, …). */
+  /** Its kind (`dwnConsR`, `mapDB`, ...). */
   kind: string;
   /** True for a user database (not named in the rule). */
   userDb: boolean;
@@ -497,7 +497,7 @@ export interface Gateway {
   ): Promise<string>;
   /** Closes the caller's session (the original's `close` command). */
   logout(manager: string, caller: Caller): Promise<void>;
-  /** Open sessions of that manager: IP → user name (administrators only). */
+  /** Open sessions of that manager: IP -> user name (administrators only). */
   loggedUsers(
     manager: string,
     caller: Caller,

@@ -13,12 +13,12 @@ import type { LogSink } from "./log_sinks.ts";
 import type { ProxyStats } from "./stats.ts";
 import type { Watch } from "./_watchdog.ts";
 
-/** The watch phase in which a timeout gives up the upstream only (→ 504). */
+/** The watch phase in which a timeout gives up the upstream only (-> 504). */
 export const WAITING_FOR_UPSTREAM = "waiting for the upstream";
 
 /**
  * The watch phase in which the client's request body is awaited: a timeout
- * gives up the upstream only (→ 408 when the client went silent).
+ * gives up the upstream only (-> 408 when the client went silent).
  */
 export const READING_BODY = "request body";
 

@@ -155,7 +155,7 @@ function connectRequest(target: { host: string; port: number }): Uint8Array {
       throw new DialError(
         `host name ${
           target.host.slice(0, 40)
-        }… is too long for SOCKS5 (at most 255 bytes)`,
+        }\u2026 is too long for SOCKS5 (at most 255 bytes)`,
         false,
       );
     }

@@ -147,7 +147,7 @@ function checkAuthority(
   return { host, port, lower: a };
 }
 
-/** Parses an absolute-form `http://…` target. Returns an error sentence otherwise. */
+/** Parses an absolute-form `http://...` target. Returns an error sentence otherwise. */
 export function parseHttpUrl(url: string): Target | string {
   const sep = url.indexOf("://");
   const scheme = sep > 0 ? url.slice(0, sep).toLowerCase() : "";

@@ -18,7 +18,7 @@ export class Watch {
   next: Watch | undefined = undefined;
   linked = false;
   constructor(readonly onExpire: (what: string) => void) {}
-  /** Sets the deadline `ms` from now for `what`; ms ≤ 0 means none. */
+  /** Sets the deadline `ms` from now for `what`; ms <= 0 means none. */
   arm(ms: number, what: string): void {
     this.deadline = ms > 0 ? Date.now() + ms : Infinity;
     this.what = what;

@@ -6,7 +6,7 @@
  * Squid's native `access.log` format (the default), field for field what
  * Squid 5 writes (`logformat squid %ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm
  * %ru %[un %Sh/%<a %mt`), so that Squid's log analysers (calamaris, SARG,
- * …) read it:
+ * ...) read it:
  *
  * ```
  * time.ms elapsed client result/status bytes method URL user hierarchy/peer type

@@ -184,7 +184,7 @@ export function proxyConfigFrom(
       throw new Error(
         `${where(s, key)}: ${
           JSON.stringify(v)
-        } is not a whole number ≥ ${min}: write e.g. ${key} = ${
+        } is not a whole number \u2265 ${min}: write e.g. ${key} = ${
           Math.max(min, 100)
         }`,
       );

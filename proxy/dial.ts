@@ -245,7 +245,7 @@ async function openTcp(
   return { conn, remoteIp: (conn.remoteAddr as Deno.NetAddr).hostname };
 }
 
-/** Parses `http://[user:pass@]host:port` or `socks5://…`; user and pass percent-decoded. */
+/** Parses `http://[user:pass@]host:port` or `socks5://...`; user and pass percent-decoded. */
 function parseParent(proxyUrl: string): Parent {
   let url: URL;
   try {
@@ -293,7 +293,7 @@ function parseParent(proxyUrl: string): Parent {
 }
 
 function hideCredentials(proxyUrl: string): string {
-  return JSON.stringify(proxyUrl.replace(/\/\/[^/@]*@/, "//…@"));
+  return JSON.stringify(proxyUrl.replace(/\/\/[^/@]*@/, "//\u2026@"));
 }
 
 /** `: why`, naming the source address when one was bound and it is the cause. */

@@ -84,7 +84,7 @@ export function errorResponse(
 
 /**
  * The page for a request sent to the proxy as if it were a web server
- * (origin-form `GET /`): this is a proxy, configure it, log in at ….
+ * (origin-form `GET /`): this is a proxy, configure it, log in at ....
  */
 export function proxyInfoPage(
   loginUrl: string | undefined,

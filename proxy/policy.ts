@@ -104,7 +104,7 @@ export type Decision =
     reason: string;
     /** Where to log in, shown on the refusal page. */
     loginUrl?: string;
-    /** For 407: the realm of `Proxy-Authenticate: Basic realm="…"`. */
+    /** For 407: the realm of `Proxy-Authenticate: Basic realm="..."`. */
     realm?: string;
     /**
      * For the access log and the counters: what refused it, the rule (the

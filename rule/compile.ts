@@ -2,7 +2,7 @@
  * A rule compiled into nested functions, for the one caller that evaluates
  * it for every request: the same answer and the same names reached, in the
  * same order, as {@link evaluate}, without walking the tree or looking a
- * name up at each request. Chains of one operator (`a ∧ b ∧ c …`) become
+ * name up at each request. Chains of one operator (`a and b and c ...`) become
  * one loop, so a long rule costs no deep recursion.
  *
  * ```ts
@@ -12,7 +12,7 @@
  *
  * const reached: string[] = [];
  * const decide = compileRule(
- *   parseRule("(night ∧ down0) ∨ (day ∧ down1)"),
+ *   parseRule("(night and down0) or (day and down1)"),
  *   (name) => () => {
  *     reached.push(name);
  *     return name !== "night";

@@ -8,7 +8,7 @@
  * A rule that cannot be read. `column` is 1-based and counted in Unicode
  * code points; `expected` says what the parser would have accepted there,
  * when that is one thing to say. The message reads
- * `at column 9: expected a name, "¬" or "(" but found "∧"`.
+ * `at column 9: expected a name, "¬" or "(" but found "or"`.
  */
 export class RuleError extends Error {
   /** 1-based column (Unicode code points) where the problem is. */

@@ -9,16 +9,16 @@ import type { Rule } from "./syntax.ts";
 /**
  * Evaluates `rule`, asking `valueOf` for each name occurrence evaluation
  * reaches, exactly once per occurrence and in source order. Short-circuit:
- * `∧` stops at the first false operand, `∨` at the first true one; `a ⇒ b`
- * does not look at `b` when `a` is false, `a ⇐ b` not when `a` is true;
- * `≡` and `≢` look at both sides.
+ * `and` stops at the first false operand, `or` at the first true one; `a => b`
+ * does not look at `b` when `a` is false, `a <= b` not when `a` is true;
+ * `==` and `!=` look at both sides.
  *
  * ```ts
  * import assert from "node:assert/strict";
  * import { evaluate } from "./evaluate.ts";
  * import { parseRule } from "./parser.ts";
  *
- * const rule = parseRule("(night ∧ down0) ∨ (day ∧ down1)");
+ * const rule = parseRule("(night and down0) or (day and down1)");
  * const reached: string[] = [];
  * const allowed = evaluate(rule, (name) => {
  *   reached.push(name);

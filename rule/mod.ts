@@ -3,14 +3,18 @@
  * EWD1300, that decides each request.
  *
  * ```text
- * predicate = term {('≡'|'≢') term}
- * term      = junction ({'⇒' junction} | {'⇐' junction})
- * junction  = factor ({'∨' factor} | {'∧' factor})
+ * predicate = term {('=='|'!=') term}
+ * term      = junction ({'=>' junction} | {'<=' junction})
+ * junction  = factor ({'or' factor} | {'and' factor})
  * factor    = ['¬'] ('true' | 'false' | name | '(' predicate ')')
  * ```
  *
- * ASCII spellings: `and && &`, `or || |`, `not ! ~`, `=>`, `<=`, `==`, `!=`.
- * Mixing `∧` with `∨` (or `⇒` with `⇐`) at one level needs parentheses.
+ * The operators are written here in ASCII; each has a sign as well (`and`
+ * U+2227, `or` U+2228, `¬` U+00AC, `=>` U+21D2, `<=` U+21D0, `==` U+2261,
+ * `!=` U+2262), which `printRule` prints, and other spellings: `and && &`,
+ * `or || |`, `not ! ~`. (The modules a gateway loads at start keep to
+ * Latin-1: ARCHITECTURE.md, "What loads at start".)
+ * Mixing `and` with `or` (or `=>` with `<=`) at one level needs parentheses.
  * Evaluation goes left to right with short-circuit; the names `valueOf` is
  * asked about are the managers the request reached.
  *
@@ -26,7 +30,10 @@
  *   "day",
  *   "down1",
  * ]);
- * assert.equal(printRule(rule), "(night ∧ down0) ∨ (day ∧ down1)");
+ * assert.equal(
+ *   printRule(rule, { ascii: true }),
+ *   "(night and down0) or (day and down1)",
+ * );
  *
  * // By day: the matcher night is false, resource managers answer true.
  * const reached: string[] = [];

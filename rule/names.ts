@@ -20,7 +20,7 @@ export interface NameOccurrence {
  * import { ruleNames } from "./names.ts";
  * import { parseRule } from "./parser.ts";
  *
- * assert.deepEqual(ruleNames(parseRule("a ∧ ¬b")), [
+ * assert.deepEqual(ruleNames(parseRule("a and ¬b")), [
  *   { name: "a", column: 1 },
  *   { name: "b", column: 6 },
  * ]);

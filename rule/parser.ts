@@ -1,16 +1,17 @@
 /**
- * The parser (EWD1300 grammar, lowest precedence first):
+ * The parser (EWD1300 grammar, lowest precedence first; the operators in
+ * ASCII, their signs and other spellings in mod.ts):
  *
  * ```text
- * predicate = term {('≡'|'≢') term}
- * term      = junction ({'⇒' junction} | {'⇐' junction})
- * junction  = factor ({'∨' factor} | {'∧' factor})
+ * predicate = term {('=='|'!=') term}
+ * term      = junction ({'=>' junction} | {'<=' junction})
+ * junction  = factor ({'or' factor} | {'and' factor})
  * factor    = {'¬'} ('true' | 'false' | name | '(' predicate ')')
  * ```
  *
- * `≡ ≢` and `⇐` chains associate to the left, `⇒` chains to the right; `∧`
- * and `∨` chains to the left. Mixing `∧` with `∨`, or `⇒` with `⇐`, at one
- * level is an error: the reader should not have to know a precedence.
+ * `== !=` and `<=` chains associate to the left, `=>` chains to the right;
+ * `and` and `or` chains to the left. Mixing `and` with `or`, or `=>` with
+ * `<=`, at one level is an error: the reader should not have to know a precedence.
  *
  * @module
  */
@@ -28,14 +29,14 @@ const FACTOR_START = 'a name, "¬" or "("';
  * import assert from "node:assert/strict";
  * import { parseRule } from "./parser.ts";
  *
- * const rule = parseRule("a ∧ ¬b");
+ * const rule = parseRule("a and ¬b");
  * assert.deepEqual(rule, {
  *   kind: "binary",
  *   op: "and",
  *   left: { kind: "name", name: "a", column: 1 },
  *   right: { kind: "not", operand: { kind: "name", name: "b", column: 6 } },
  * });
- * assert.throws(() => parseRule("a ∧ b ∨ c"), /at column 7: mixing ∧ and ∨/);
+ * assert.throws(() => parseRule("a and b or c"), /at column 9: mixing/);
  * ```
  */
 export function parseRule(source: string): Rule {
@@ -43,7 +44,7 @@ export function parseRule(source: string): Rule {
   if (tokens[0].kind === "end") {
     throw new RuleError(
       1,
-      'the rule is empty: write a predicate such as "true" or "sessions ∧ down0"',
+      'the rule is empty: write a predicate such as "true" or "sessions \u2227 down0"',
       FACTOR_START,
     );
   }
@@ -94,7 +95,7 @@ class Parser {
     const first = this.#junction();
     const op = this.peek().kind;
     if (op === "implies") {
-      // a ⇒ b ⇒ c = a ⇒ (b ⇒ c): collect the chain, then fold from the right.
+      // a => b => c = a => (b => c): collect the chain, then fold from the right.
       const operands = [first];
       while (this.peek().kind === "implies") {
         this.#take();
@@ -164,8 +165,8 @@ class Parser {
     const next = this.peek();
     if (next.kind !== other) return;
     const message = other === "and" || other === "or"
-      ? "mixing ∧ and ∨ at one level needs parentheses: write (a ∧ b) ∨ c or a ∧ (b ∨ c)"
-      : "mixing ⇒ and ⇐ at one level needs parentheses: write (a ⇒ b) ⇐ c or a ⇒ (b ⇐ c)";
+      ? "mixing \u2227 and \u2228 at one level needs parentheses: write (a \u2227 b) \u2228 c or a \u2227 (b \u2228 c)"
+      : "mixing \u21d2 and \u21d0 at one level needs parentheses: write (a \u21d2 b) \u21d0 c or a \u21d2 (b \u21d0 c)";
     throw new RuleError(next.column, message);
   }
 }

@@ -8,17 +8,17 @@ import type { BinaryOp, BinaryRule, Rule } from "./syntax.ts";
 
 /** Options of {@link printRule}. */
 export interface PrintOptions {
-  /** Spell operators `and or not => <= == !=` instead of `∧ ∨ ¬ ⇒ ⇐ ≡ ≢`. */
+  /** Spell operators `and or not => <= == !=` instead of their signs (rule/mod.ts). */
   ascii?: boolean;
 }
 
 const UNICODE: Readonly<Record<BinaryOp, string>> = {
-  and: "∧",
-  or: "∨",
-  implies: "⇒",
-  follows: "⇐",
-  equiv: "≡",
-  differs: "≢",
+  and: "\u2227",
+  or: "\u2228",
+  implies: "\u21d2",
+  follows: "\u21d0",
+  equiv: "\u2261",
+  differs: "\u2262",
 };
 
 const ASCII: Readonly<Record<BinaryOp, string>> = {
@@ -30,7 +30,7 @@ const ASCII: Readonly<Record<BinaryOp, string>> = {
   differs: "!=",
 };
 
-/** Binding strength: 1 for `≡ ≢`, 2 for `⇒ ⇐`, 3 for `∧ ∨`, 4 for factors. */
+/** Binding strength: 1 for `== !=`, 2 for `=> <=`, 3 for `and or`, 4 for factors. */
 function level(rule: Rule): number {
   if (rule.kind !== "binary") return 4;
   switch (rule.op) {
@@ -57,7 +57,7 @@ function level(rule: Rule): number {
  * import { printRule } from "./print.ts";
  *
  * const rule = parseRule("((a and b) or (not c))");
- * assert.equal(printRule(rule), "(a ∧ b) ∨ ¬c");
+ * assert.equal(printRule(rule), "(a \u2227 b) \u2228 ¬c");
  * assert.equal(printRule(rule, { ascii: true }), "(a and b) or not c");
  * ```
  */
@@ -93,7 +93,7 @@ function wrap(rule: Rule, parens: boolean, ascii: boolean): string {
 
 /**
  * The left operand of a left-associative chain may be the same operator
- * bare; of `⇒` (right-associative) it never may be at its own level.
+ * bare; of `=>` (right-associative) it never may be at its own level.
  */
 function leftNeedsParens(parent: BinaryRule): boolean {
   const child = parent.left;
@@ -101,13 +101,13 @@ function leftNeedsParens(parent: BinaryRule): boolean {
   const c = level(child);
   if (c !== p) return c < p;
   if (parent.op === "implies") return true;
-  // Same level: only a chain of the very same operator (≡ and ≢ mix freely).
+  // Same level: only a chain of the very same operator (== and != mix freely).
   return p !== 1 && (child as BinaryRule).op !== parent.op;
 }
 
 /**
- * The right operand may be bare at its own level only in a `⇒` chain
- * (right-associative) continued by another `⇒`.
+ * The right operand may be bare at its own level only in a `=>` chain
+ * (right-associative) continued by another `=>`.
  */
 function rightNeedsParens(parent: BinaryRule): boolean {
   const child = parent.right;

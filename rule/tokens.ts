@@ -41,14 +41,14 @@ const SYMBOLS: ReadonlyArray<readonly [string, TokenKind]> = [
   ["¬", "not"],
   ["!", "not"],
   ["~", "not"],
-  ["∧", "and"],
+  ["\u2227", "and"],
   ["&", "and"],
-  ["∨", "or"],
+  ["\u2228", "or"],
   ["|", "or"],
-  ["⇒", "implies"],
-  ["⇐", "follows"],
-  ["≡", "equiv"],
-  ["≢", "differs"],
+  ["\u21d2", "implies"],
+  ["\u21d0", "follows"],
+  ["\u2261", "equiv"],
+  ["\u2262", "differs"],
   ["(", "open"],
   [")", "close"],
 ];
@@ -68,13 +68,13 @@ const NAME_PART = /[\p{L}\p{N}_.\-]/u;
 
 /** Hints for characters that start no token but resemble one. */
 const HINTS: ReadonlyMap<string, string> = new Map([
-  ["=", 'write "==" for ≡ or "=>" for ⇒'],
-  ["<", 'write "<=" for ⇐'],
-  [">", 'write "=>" for ⇒'],
+  ["=", 'write "==" for \u2261 or "=>" for \u21d2'],
+  ["<", 'write "<=" for \u21d0'],
+  [">", 'write "=>" for \u21d2'],
 ]);
 
 const ALPHABET =
-  "a rule is made of names, true, false, parentheses and the operators ¬ ∧ ∨ ⇒ ⇐ ≡ ≢ (or not and or => <= == !=)";
+  "a rule is made of names, true, false, parentheses and the operators ¬ \u2227 \u2228 \u21d2 \u21d0 \u2261 \u2262 (or not and or => <= == !=)";
 
 /**
  * Splits a rule into tokens, ending with one of kind `"end"`.

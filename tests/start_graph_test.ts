@@ -92,6 +92,22 @@ Deno.test("start: what a just-started gateway does not use is not statically imp
     assert(!s.startsWith("node:"), `${s} is loaded at start`);
   }
   assert.deepEqual(notAtStart.filter((s) => start.has(s)), []);
+  // V8 stores a module's text at two bytes a character when any character
+  // is above U+00FF: the modules loaded at start keep to Latin-1, with \u
+  // escapes in strings and ASCII in comments (ARCHITECTURE.md).
+  const wide: string[] = [];
+  for (const s of start) {
+    if (/^(npm|node|jsr):/.test(s)) continue;
+    const lines = (await Deno.readTextFile(`${ROOT}${s}`)).split("\n");
+    lines.forEach((line, i) => {
+      const c = [...line].find((ch) => ch.codePointAt(0)! > 0xff);
+      if (c) {
+        const code = c.codePointAt(0)!.toString(16).toUpperCase();
+        wide.push(`${s}:${i + 1}: U+${code.padStart(4, "0")} ${c}`);
+      }
+    });
+  }
+  assert.deepEqual(wide, [], "characters above U+00FF at start");
   // Test-only packages are nowhere in the program's graph.
   for (const s of start) {
     assert(!/fast-check|playwright/.test(s), `${s} is loaded at start`);

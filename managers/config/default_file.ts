@@ -13,7 +13,7 @@ const PASSWORD_CHARS =
 /**
  * 16 letters and digits (95 bits), drawn evenly. No `-` or `_`: a
  * password that starts with `-` reads as an option on a command line
- * (`pmproxy login … admin -x…`).
+ * (`pmproxy login ... admin -x...`).
  */
 export function randomPassword(): string {
   let out = "";
@@ -33,8 +33,8 @@ export function defaultManagersToml(user: string, passHash: string): string {
 #
 # The rule: a request goes through when its client IP has an open session
 # (log in at the web page or with \`pmproxy login\`) and it counts against the
-# user's download quota. Operators: ∧ ∨ ¬ ⇒ ⇐ ≡ ≢ (or and or not => <= == !=).
-rule = "sessions ∧ down"
+# user's download quota. Operators: \u2227 \u2228 ¬ \u21d2 \u21d0 \u2261 \u2262 (or and or not => <= == !=).
+rule = "sessions \u2227 down"
 
 # How long a login secret is valid before the client renews it.
 jwtExpiration = "24h"
@@ -57,7 +57,7 @@ admins = ["${user}"]
     admins = "10 GB"
     users = "1 GB"
 
-# The users. A password is plain text or a pbkdf2-sha256$… hash; to add a
+# The users. A password is plain text or a pbkdf2-sha256$\u2026 hash; to add a
 # user, add a line under userPass and one under userGroups.
 [mapDB]
   name = "local"

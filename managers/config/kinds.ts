@@ -1,6 +1,6 @@
 /**
  * The registry of manager kinds and user-database kinds: the configuration
- * key of `managers.toml` (`[[rangeIPM]]`, `[mapDB]`, ...) → the keys its
+ * key of `managers.toml` (`[[rangeIPM]]`, `[mapDB]`, ...) -> the keys its
  * table may hold and the factory that builds it. The loader (`loader.ts`)
  * walks this registry; adding a kind is adding one entry.
  *

@@ -7,7 +7,7 @@
  * Top-level keys besides the kinds' tables:
  *
  * ```toml
- * rule = "sessions ∧ down"       # or "rules"; the rule (required)
+ * rule = "sessions and down"     # or "rules"; the rule (required)
  * admins = ["admin"]             # users with administrator rights
  * jwtExpiration = "24h"          # how long a login's secret lasts
  * allowOpenProxy = false         # true: a rule that identifies nobody may run
@@ -391,14 +391,14 @@ export async function loadManagers(
     // The rule belongs on the first line: the error points there.
     throw new ConfigError(
       { file, line: 1 },
-      `there is no rule: add a first line like rule = "sessions ∧ down". Without a rule nothing would be allowed (the original then let everybody through)`,
+      `there is no rule: add a first line like rule = "sessions \u2227 down". Without a rule nothing would be allowed (the original then let everybody through)`,
     );
   }
   const ruleLine = at([ruleKey]);
   if (typeof ruleValue !== "string") {
     throw new ConfigError(
       { file, line: ruleLine },
-      `${ruleKey} must be a string in quotes, like rule = "sessions ∧ down"`,
+      `${ruleKey} must be a string in quotes, like rule = "sessions \u2227 down"`,
     );
   }
   let rule: Rule;

@@ -20,12 +20,12 @@
  * import { describeOpenPath, findOpenPath } from "./open_rule.ts";
  *
  * const kinds = new Map([["sessions", "sessionIPM"], ["night", "timeSpan"]]);
- * const path = findOpenPath(parseRule("night ∨ sessions"), (n) => kinds.get(n));
+ * const path = findOpenPath(parseRule("night or sessions"), (n) => kinds.get(n));
  * assert.equal(
- *   describeOpenPath("night ∨ sessions", path!),
- *   'rule "night ∨ sessions" lets a request through when sessions is false: nobody is identified; it relies on night (timeSpan) being true',
+ *   describeOpenPath("night or sessions", path!),
+ *   'rule "night or sessions" lets a request through when sessions is false: nobody is identified; it relies on night (timeSpan) being true',
  * );
- * assert.equal(findOpenPath(parseRule("sessions ∧ night"), (n) => kinds.get(n)), undefined);
+ * assert.equal(findOpenPath(parseRule("sessions and night"), (n) => kinds.get(n)), undefined);
  * ```
  *
  * @module
@@ -135,7 +135,7 @@ function listOf(names: string[]): string {
 }
 
 /**
- * The sentence that names the path: `rule "sessions ∨ true" lets a request
+ * The sentence that names the path: `rule "sessions or true" lets a request
  * through when sessions is false: nobody is identified`, with the managers
  * it relies on.
  */
@@ -243,7 +243,7 @@ export function judgeOpenRule(
         fatal: true,
         message:
           `${problem}, and the proxy listens on every interface (${addr}), so anyone who reaches it could use it as an open proxy. ` +
-          `Make the rule identify the client (e.g. rule = "sessions ∧ down"), listen on loopback only ([proxy.server] addr = "127.0.0.1:${options.listen.port}" in server.toml), ` +
+          `Make the rule identify the client (e.g. rule = "sessions \u2227 down"), listen on loopback only ([proxy.server] addr = "127.0.0.1:${options.listen.port}" in server.toml), ` +
           `or, if an open proxy is what you want, add allowOpenProxy = true at the top of this file`,
       };
   }

@@ -81,7 +81,7 @@ export function optBool(
   return value;
 }
 
-/** An optional whole number ≥ 0. */
+/** An optional whole number >= 0. */
 export function optCount(
   table: Table,
   key: string,
@@ -93,7 +93,7 @@ export function optCount(
   if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) {
     return fail(
       key,
-      `"${key}" must be a whole number ≥ 0 (without quotes), not ${
+      `"${key}" must be a whole number \u2265 0 (without quotes), not ${
         typeof value === "string" ? `"${value}"` : typeName(value)
       }`,
     );

@@ -3,7 +3,7 @@
  * to the last reset (`"24h"`), or at a wall-clock boundary of each day,
  * week or month in a time zone (`"daily"`, `"weekly"`, `"monthly"`): by
  * default local midnight, on Mondays, on the 1st; with `resetTime`
- * (`"06:00"`), `resetWeekday` (`"sun"`) and `resetDay` (1–28 or `"last"`)
+ * (`"06:00"`), `resetWeekday` (`"sun"`) and `resetDay` (1-28 or `"last"`)
  * where the site's budget resets. Private to this folder.
  *
  * @module
@@ -40,7 +40,7 @@ export interface CalendarAt {
   readonly zone: string;
   /** Minutes after local midnight (0 unless `resetTime`). */
   readonly minutes: number;
-  /** `weekly`: 0 = Sunday … 6 = Saturday (1 unless `resetWeekday`). */
+  /** `weekly`: 0 = Sunday ... 6 = Saturday (1 unless `resetWeekday`). */
   readonly weekday?: number;
   /** `monthly`: the day of the month, or the last one (1 unless `resetDay`). */
   readonly day?: number | "last";
@@ -48,9 +48,9 @@ export interface CalendarAt {
 
 /** What `resetDay`, `resetWeekday` and `resetTime` asked for, parsed. */
 export interface CalendarOptions {
-  /** `resetDay`: 1–28 or `"last"` (monthly cycles only). */
+  /** `resetDay`: 1-28 or `"last"` (monthly cycles only). */
   day?: number | "last";
-  /** `resetWeekday`: 0 = Sunday … 6 = Saturday (weekly cycles only). */
+  /** `resetWeekday`: 0 = Sunday ... 6 = Saturday (weekly cycles only). */
   weekday?: number;
   /** `resetTime`: minutes after local midnight (calendar cycles only). */
   minutes?: number;
@@ -71,7 +71,7 @@ class FixedCycle implements ResetCycle {
   }
 }
 
-/** Days in a month (1–12) of a year. */
+/** Days in a month (1-12) of a year. */
 function daysInMonth(year: number, month: number): number {
   // Day 0 of the next month is the last day of this one.
   return new Date(Date.UTC(year, month, 0)).getUTCDate();
@@ -97,7 +97,7 @@ class CalendarCycle implements ResetCycle {
       : { zone, minutes };
   }
 
-  /** The boundary of the month (1–12) of that year. */
+  /** The boundary of the month (1-12) of that year. */
   #monthly(year: number, month: number): number {
     const asked = this.at.day ?? 1;
     const day = asked === "last" ? daysInMonth(year, month) : asked;
@@ -142,7 +142,7 @@ class CalendarCycle implements ResetCycle {
   }
 
   next(last: number): number {
-    // Days are 23–25 h long under daylight-saving time, months 28–31
+    // Days are 23-25 h long under daylight-saving time, months 28-31
     // days: these steps always land inside the following period, whose
     // boundary is the next one (a month's, on the 28th or the last day,
     // is at most 31 days after the one before).
@@ -182,7 +182,7 @@ export function parseResetCycle(
 }
 
 /**
- * Parses `resetDay`: a day of the month 1–28 (every month has it) or
+ * Parses `resetDay`: a day of the month 1-28 (every month has it) or
  * `"last"`. Answers an error sentence when it is neither.
  */
 export function parseResetDay(
@@ -202,8 +202,8 @@ export function parseResetDay(
 }
 
 /**
- * Parses `resetWeekday`: `"sun"` … `"sat"` or the whole name, in any case.
- * Answers 0 (Sunday) … 6, or an error sentence.
+ * Parses `resetWeekday`: `"sun"` ... `"sat"` or the whole name, in any case.
+ * Answers 0 (Sunday) ... 6, or an error sentence.
  */
 export function parseResetWeekday(value: unknown): number | string {
   if (typeof value === "string") {

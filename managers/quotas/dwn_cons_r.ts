@@ -22,8 +22,8 @@
  *   name = "monthly"
  *   userDBN = "map"
  *   resetCycle = "monthly"       # "daily", "weekly" or "monthly" take:
- *   resetDay = 15                # monthly: 1–28, or "last" (default 1)
- *   # resetWeekday = "sun"       # weekly: "sun" … "sat" (default "mon")
+ *   resetDay = 15                # monthly: 1-28, or "last" (default 1)
+ *   # resetWeekday = "sun"       # weekly: "sun" ... "sat" (default "mon")
  *   resetTime = "06:00"          # local time of the reset (default "00:00")
  *   timezone = "America/Havana"
  *   overQuotaRate = "64 KiB/s"   # past the quota: slowed to this, not cut
@@ -260,9 +260,9 @@ export class DwnConsR implements Manager {
       userDBN: string;
       /** Without one, consumption returns to 0 only when an admin sets it. */
       cycle?: ResetCycle;
-      /** Group → bytes. */
+      /** Group -> bytes. */
       groupQuota: Record<string, number>;
-      /** User → bytes (instead of their groups' sum). */
+      /** User -> bytes (instead of their groups' sum). */
       userQuota?: Record<string, number>;
       clock: () => Date;
       /**
@@ -272,7 +272,7 @@ export class DwnConsR implements Manager {
       syncIntervalMs?: number;
       /** Past the quota, slowed to this many bytes per second (not cut). */
       overQuotaRate?: number;
-      /** The share of the quota (0–1) from which the user is warned. */
+      /** The share of the quota (0-1) from which the user is warned. */
       warnAt?: number;
       /** Bytes sent upstream count against the quota too. */
       countUploads?: boolean;
@@ -486,7 +486,7 @@ export class DwnConsR implements Manager {
     return this.options.overQuotaRate;
   }
 
-  /** `warnAt` as a share of the quota (0–1), if any. */
+  /** `warnAt` as a share of the quota (0-1), if any. */
   get warnAt(): number | undefined {
     return this.options.warnAt;
   }

@@ -33,7 +33,7 @@ import type { KindContext } from "../config/kind_context.ts";
 /**
  * A token bucket that is a {@link Meter}: `chunk(n)` takes n tokens (the
  * bytes were read already, so the balance may go below zero) and answers
- * 0 (go on) while the balance is ≥ 0, else the milliseconds until it is
+ * 0 (go on) while the balance is >= 0, else the milliseconds until it is
  * back to 0. No allocation per chunk.
  */
 export class TokenBucket implements Meter {

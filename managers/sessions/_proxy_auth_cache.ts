@@ -62,7 +62,7 @@ interface Checked<T> {
 export class ProxyAuthCache<T> {
   /** Credentials the database accepted, by user name. */
   readonly #checked = new Map<string, Checked<T>>();
-  /** User name → digest and expiry of credentials the database refused. */
+  /** User name -> digest and expiry of credentials the database refused. */
   readonly #refused = new Map<string, { digest: Uint8Array; until: number }>();
 
   /**

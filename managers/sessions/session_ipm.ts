@@ -573,7 +573,7 @@ export class SessionIpm implements Manager {
     await this.#store.delete(s.ip);
   }
 
-  /** IP → user of the open sessions; any logged user may ask. */
+  /** IP -> user of the open sessions; any logged user may ask. */
   async loggedUsers(
     ip: string,
     secret: string,

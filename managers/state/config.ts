@@ -88,7 +88,7 @@ export function stateConfigFrom(
     };
   }
   if (typeof table !== "object" || table === null || Array.isArray(table)) {
-    return fail([], `[state] must be a table with url = "…"`);
+    return fail([], `[state] must be a table with url = "\u2026"`);
   }
   const t = table as Record<string, unknown>;
   for (const key of Object.keys(t)) {

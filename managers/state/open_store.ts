@@ -2,7 +2,7 @@
  * Opens the state store a location names: `redis://` or `rediss://` (a
  * Redis server shared by several gateways), else a Deno KV file path (the
  * default, `state.kv` in the configuration directory) or a KV Connect URL
- * (`https://…`, one writer).
+ * (`https://...`, one writer).
  *
  * @module
  */

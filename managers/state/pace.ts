@@ -30,7 +30,7 @@
 /** How a paced flush spends its time. */
 export interface PaceOptions {
   /**
-   * The part of its running time a paced flush takes (0 < share ≤ 1;
+   * The part of its running time a paced flush takes (0 < share <= 1;
    * default 0.1: the scale bench's p99 during a flush of 10,000 counters
    * to Redis was 2.0-2.3× outside it unpaced, 1.17-1.50× at 0.2, and
    * 1.10-1.34× at 0.1 with the cheaper script calls).

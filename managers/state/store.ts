@@ -134,9 +134,9 @@ export const DEFAULT_HISTORY_RETENTION: Readonly<HistoryRetention> = Object
 /** What {@link StateStore.readUsage} reads. */
 export interface UsageRange {
   grain: UsageGrain;
-  /** Buckets that start at or after this (ms since the epoch)… */
+  /** Buckets that start at or after this (ms since the epoch)... */
   from: number;
-  /** …and before this (ms). */
+  /** ...and before this (ms). */
   to: number;
   /** Only this user's buckets (default: every user's). */
   user?: string;
@@ -169,7 +169,7 @@ export class StoreWriteError<T> extends Error {
 
 /** The state store; see the module documentation. */
 export interface StateStore {
-  /** What and where it is, for messages (`Deno KV file /etc/…/state.kv`). */
+  /** What and where it is, for messages (`Deno KV file /etc/.../state.kv`). */
   readonly description: string;
   /**
    * True when changes made by other gateways are announced

@@ -5,7 +5,7 @@
  * [mapDB]
  *   name = "map"
  *   [mapDB.userPass]
- *     user0 = "pass0"                     # plain, or a pbkdf2-sha256$… hash
+ *     user0 = "pass0"                     # plain, or a pbkdf2-sha256$... hash
  *   [mapDB.userGroups]                    # the README spells it userGroup
  *     user0 = ["group0"]
  * ```

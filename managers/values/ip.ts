@@ -21,7 +21,7 @@ export interface Cidr {
 }
 
 /**
- * Reads `a.b.c.d` (each 0–255, no leading zeros) into out[at..at+4]
+ * Reads `a.b.c.d` (each 0-255, no leading zeros) into out[at..at+4]
  * without allocating (a client address is read at every request).
  */
 function parseV4Into(text: string, out: Uint8Array, at: number): boolean {
@@ -131,7 +131,7 @@ export function isIp(text: string): boolean {
 }
 
 /**
- * Parses `a.b.c.d/n` (n ≤ 32) or `x:y::z/n` (n ≤ 128). A bare address is a
+ * Parses `a.b.c.d/n` (n <= 32) or `x:y::z/n` (n <= 128). A bare address is a
  * range of that one address. Host bits are cleared (`10.1.2.3/8` is
  * `10.0.0.0/8`), as Go's `net.ParseCIDR` did. Answers an error sentence
  * (a string) when the text is not a range.

@@ -34,7 +34,7 @@ const WEEKDAYS_WHOLE = [
 ];
 
 /**
- * 0 (Sunday) … 6 for a day's name, three letters or whole, in any case
+ * 0 (Sunday) ... 6 for a day's name, three letters or whole, in any case
  * and with spaces around; -1 when it is not one.
  */
 export function weekdayIndex(text: string): number {
@@ -76,7 +76,7 @@ export function isUtcZone(zone: string): boolean {
 /**
  * `UTC` when this machine is set to UTC the way Debian, Ubuntu and
  * containers set it (`TZ` unset or empty, and `/etc/localtime` a link to
- * `…/zoneinfo/Etc/UTC` or `…/zoneinfo/UTC`; or `TZ` saying `UTC` or
+ * `.../zoneinfo/Etc/UTC` or `.../zoneinfo/UTC`; or `TZ` saying `UTC` or
  * `Etc/UTC`); undefined when that cannot be told without `Intl`.
  */
 export function machineUtc(
@@ -128,10 +128,10 @@ export function zoneFormatter(zone: string): (time: number) => string {
 /** Wall-clock fields of an instant in one zone. */
 export interface WallClock {
   year: number;
-  /** 1–12. */
+  /** 1-12. */
   month: number;
   day: number;
-  /** 0 = Sunday … 6 = Saturday. */
+  /** 0 = Sunday ... 6 = Saturday. */
   weekday: number;
   hour: number;
   minute: number;
@@ -200,7 +200,7 @@ export class ZoneClock {
 
   /**
    * The instant (ms since the epoch) at which this zone's clocks show the
-   * given wall-clock time (month 1–12; a day outside the month carries into
+   * given wall-clock time (month 1-12; a day outside the month carries into
    * the next or previous one). When the clocks show it twice (they were
    * set back) it answers the first; in a gap (they jumped forward over it)
    * it answers the instant after the jump that is as far from the jump's

@@ -22,7 +22,7 @@ export interface NameOccurrence {
  *
  * assert.deepEqual(ruleNames(parseRule("a and ¬b")), [
  *   { name: "a", column: 1 },
- *   { name: "b", column: 6 },
+ *   { name: "b", column: 8 },
  * ]);
  * ```
  */

@@ -11,7 +11,8 @@
  *
  * `== !=` and `<=` chains associate to the left, `=>` chains to the right;
  * `and` and `or` chains to the left. Mixing `and` with `or`, or `=>` with
- * `<=`, at one level is an error: the reader should not have to know a precedence.
+ * `<=`, at one level is an error: the reader should not have to know a
+ * precedence.
  *
  * @module
  */
@@ -34,7 +35,7 @@ const FACTOR_START = 'a name, "¬" or "("';
  *   kind: "binary",
  *   op: "and",
  *   left: { kind: "name", name: "a", column: 1 },
- *   right: { kind: "not", operand: { kind: "name", name: "b", column: 6 } },
+ *   right: { kind: "not", operand: { kind: "name", name: "b", column: 8 } },
  * });
  * assert.throws(() => parseRule("a and b or c"), /at column 9: mixing/);
  * ```

@@ -592,7 +592,9 @@ async function scaleRows(
   const usual = await loadRounds(full, one, load, url, options);
   const flushes = usual.flushP99.reduce((sum, f) => sum + f.count, 0);
   console.log(
-    `  the same at persistInterval "1m", as the server.toml pmproxy writes (${flushes} flushes in all its ${n}-session rounds):`,
+    `  the same at persistInterval "1m", as the server.toml pmproxy writes (${flushes} flush${
+      flushes === 1 ? "" : "es"
+    } in all its ${n}-session rounds):`,
   );
   printRounds(usual.runs, n, " (target ≥ 0.95)");
 }

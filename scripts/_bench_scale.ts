@@ -579,7 +579,7 @@ async function scaleRows(
       ).join("; ")
     })`,
   );
-  // The same rounds at the interval a new site's server.toml has: what 10,000
+  // The same rounds at the interval a new site's server.toml has: what n
   // sessions cost a gateway's requests, with its flushes 12 times rarer.
   for (const site of [full, one]) {
     const file = join(site.dir, "server.toml");

@@ -4,13 +4,15 @@
  * own. It listens on a TCP port (the proxy), serves HTTPS with the
  * certificate in `DIR` (the API), opens a Deno KV file there (the state
  * store) and keeps a timer (the counters' flush; the runtime's first timer
- * loads its timer code, about 4 MiB resident). With `--npm` it also loads the TOML parser pmproxy reads its
- * configuration with, an npm package: loading any npm package (or any
- * `node:` module) brings up Deno's Node compatibility layer. It prints
- * `listening on PORT` once all of that is open, and idles.
+ * loads its timer code, about 4 MiB resident). With `--npm` it also loads
+ * the TOML parser pmproxy reads its configuration with, an npm package: the
+ * first npm package (or `node:` module) loads more of Deno's Node
+ * compatibility layer. It prints `listening on PORT` once all of that is
+ * open, and idles.
  *
  * ```sh
- * deno run -A --unstable-kv scripts/_bench_floor.ts DIR [--npm]
+ * DENO_NO_UPDATE_CHECK=1 deno run -A --unstable-kv --no-code-cache \
+ *   scripts/_bench_floor.ts DIR [--npm]
  * ```
  *
  * @module

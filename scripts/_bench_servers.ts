@@ -193,16 +193,17 @@ export function startBareRelay(): Promise<Child> {
 
 /**
  * The floor of resident memory at start (`_bench_floor.ts`): a listener, an
- * HTTPS server with the certificate in `dir`, a Deno KV file there, and with
- * `npm` the npm package pmproxy reads its configuration with; run with the
- * flags and environment of `deno task pmproxy`, as the bench runs pmproxy.
+ * HTTPS server with the certificate in `dir`, a Deno KV file there, a timer,
+ * and with `npm` the npm package pmproxy reads its configuration with; run
+ * with the flags and environment of `deno task pmproxy`, as the bench runs
+ * pmproxy.
  */
 export function startFloor(dir: string, npm: boolean): Promise<Child> {
   return startChild(
     "_bench_floor.ts",
     npm ? "Deno floor + npm" : "Deno floor",
     [
-      ...PMPROXY_TASK.flags.filter((flag) => flag !== "-A"),
+      ...PMPROXY_TASK.flags,
       "--config",
       new URL("../deno.json", import.meta.url).pathname,
     ],
@@ -211,17 +212,17 @@ export function startFloor(dir: string, npm: boolean): Promise<Child> {
   );
 }
 
+/** Runs `script` with `deno run` and `denoArgs`, until it prints its port. */
 async function startChild(
   script: string,
   name: string,
-  denoArgs: string[] = [],
+  denoArgs: string[] = ["-A"],
   args: string[] = [],
   env: Record<string, string> = {},
 ): Promise<Child> {
   const child = new Deno.Command("deno", {
     args: [
       "run",
-      "-A",
       ...denoArgs,
       new URL(`./${script}`, import.meta.url).pathname,
       ...args,

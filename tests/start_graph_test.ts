@@ -86,7 +86,7 @@ Deno.test("start: what a just-started gateway does not use is not statically imp
     "node:net",
     "node:tls",
   ];
-  // Any node: module makes the runtime set up its Node layer (about 4 MiB
+  // Any node: module makes the runtime load more of its Node layer (2-3 MiB
   // resident): paths, the command line and head decoding are our own.
   for (const s of start) {
     assert(!s.startsWith("node:"), `${s} is loaded at start`);

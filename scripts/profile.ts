@@ -7,6 +7,7 @@
  * deno task profile cpu keepalive     # V8 CPU profile under wrk, top functions
  * deno task profile cpu newconn       # … under ab (a new connection per request)
  * deno task profile cpu keepalive --rule fifty   # the bench's rule of 50 managers
+ * deno task profile perf keepalive    # perf record: the CPU by binary and symbol
  * deno task profile gc keepalive      # --trace-gc: collections and their pauses
  * deno task profile alloc keepalive   # where the garbage is allocated (sampling)
  * deno task profile heap tunnels      # a heap snapshot with 1,000 idle tunnels
@@ -19,6 +20,15 @@
  * quota, logged in (`--rule true` or `--rule fifty` for the bench's other
  * two). Profiles go to `--out DIR` (default a temporary directory): open
  * `.cpuprofile` and `.heapsnapshot` files in Chrome's DevTools.
+ *
+ * `perf` samples the server's main thread with Linux `perf record` (Debian's
+ * linux-perf), with V8's `--perf-basic-prof` so that JIT code has names. It
+ * counts CPU time only, where the V8 profile counts wall time (a thread
+ * waiting for a core shows there as time in the op it waits in), and it
+ * splits the time between the deno binary, the kernel and JavaScript.
+ * A JavaScript function's line is that of the JavaScript Deno emitted for
+ * the module, not of the .ts. V8 leaves its map of names in
+ * `/tmp/perf-PID.map`.
  *
  * @module
  */
@@ -57,11 +67,11 @@ const { values, positionals } = parseArgs({
 const [what, load] = positionals;
 // `start` is a gateway just started, before any load: only its heap.
 if (
-  !["cpu", "gc", "heap", "alloc"].includes(what ?? "") ||
+  !["cpu", "perf", "gc", "heap", "alloc"].includes(what ?? "") ||
   (load === "start" && what !== "heap")
 ) {
   console.error(
-    "usage: deno task profile cpu|gc|heap|alloc keepalive|newconn|tunnels|start [--rule readme|true|fifty] [--seconds N] [--out DIR] (start: heap only)",
+    "usage: deno task profile cpu|perf|gc|heap|alloc keepalive|newconn|tunnels|start [--rule readme|true|fifty] [--seconds N] [--out DIR] (start: heap only)",
   );
   Deno.exit(2);
 }
@@ -85,6 +95,8 @@ if (load === "start") await (await startPmproxy(dir)).stop();
 const server = await startPmproxy(dir, {
   denoArgs: what === "gc"
     ? ["--v8-flags=--trace-gc"]
+    : what === "perf"
+    ? ["--v8-flags=--perf-basic-prof"]
     : ["--inspect=127.0.0.1:0"],
 });
 try {
@@ -133,6 +145,36 @@ try {
     await Deno.writeTextFile(file, JSON.stringify(profile));
     console.log(`self time, top ${values.top} (${file}):`);
     console.log(topFunctions(profile, Number(values.top)).join("\n"));
+  } else if (what === "perf") {
+    const file = join(out, `${load}-${values.rule}.perf.data`);
+    const record = new Deno.Command("perf", {
+      args: ["record", "-F", "1999", "-p", String(server.pid), "-o", file],
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    await run();
+    // perf record ends on SIGINT, as after Ctrl-C, writes its file and
+    // exits non-zero all the same: what it says tells whether it wrote.
+    record.kill("SIGINT");
+    const said = new TextDecoder().decode((await record.output()).stderr);
+    if (!said.includes("Captured and wrote")) {
+      throw new Error(`perf record failed: ${said}`);
+    }
+    for (const sort of ["dso", "sym"]) {
+      const report = await new Deno.Command("perf", {
+        args: ["report", "-i", file, "--no-children", "--sort", sort],
+        stdout: "piped",
+        stderr: "null",
+      }).output();
+      const rows = new TextDecoder().decode(report.stdout).split("\n")
+        .filter((l) => l.trim() !== "" && !l.startsWith("#"));
+      console.log(
+        `share of CPU samples by ${
+          sort === "dso" ? "binary" : "symbol"
+        } (${file}):`,
+      );
+      console.log(rows.slice(0, Number(values.top)).join("\n"));
+    }
   } else if (what === "alloc") {
     const inspector = await Inspector.attach(server.stderr());
     await inspector.startAllocationSampling(1024);

@@ -21,7 +21,7 @@
  * two). Profiles go to `--out DIR` (default a temporary directory): open
  * `.cpuprofile` and `.heapsnapshot` files in Chrome's DevTools.
  *
- * `perf` samples the server's main thread with Linux `perf record` (Debian's
+ * `perf` samples the server process, all its threads, with Linux `perf record` (Debian's
  * linux-perf), with V8's `--perf-basic-prof` so that JIT code has names. It
  * counts CPU time only, where the V8 profile counts wall time (a thread
  * waiting for a core shows there as time in the op it waits in), and it

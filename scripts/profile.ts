@@ -21,13 +21,13 @@
  * two). Profiles go to `--out DIR` (default a temporary directory): open
  * `.cpuprofile` and `.heapsnapshot` files in Chrome's DevTools.
  *
- * `perf` samples the server process, all its threads, with Linux `perf record` (Debian's
- * linux-perf), with V8's `--perf-basic-prof` so that JIT code has names. It
- * counts CPU time only, where the V8 profile counts wall time (a thread
- * waiting for a core shows there as time in the op it waits in), and it
- * splits the time between the deno binary, the kernel and JavaScript.
- * A JavaScript function's line is that of the JavaScript Deno emitted for
- * the module, not of the .ts. V8 leaves its map of names in
+ * `perf` samples the server process, all its threads, with Linux `perf
+ * record` (Debian's linux-perf), with V8's `--perf-basic-prof` so that JIT
+ * code has names. It counts CPU time only, where the V8 profile counts wall
+ * time (a thread waiting for a core shows there as time in the op it waits
+ * in), and it splits the time between the deno binary, the kernel and
+ * JavaScript. A JavaScript function's line is that of the JavaScript Deno
+ * emitted for the module, not of the .ts. V8 leaves its map of names in
  * `/tmp/perf-PID.map`.
  *
  * @module

@@ -164,8 +164,13 @@ try {
       const report = await new Deno.Command("perf", {
         args: ["report", "-i", file, "--no-children", "--sort", sort],
         stdout: "piped",
-        stderr: "null",
+        stderr: "piped",
       }).output();
+      if (!report.success) {
+        throw new Error(
+          `perf report failed: ${new TextDecoder().decode(report.stderr)}`,
+        );
+      }
       const rows = new TextDecoder().decode(report.stdout).split("\n")
         .filter((l) => l.trim() !== "" && !l.startsWith("#"));
       console.log(

@@ -933,6 +933,103 @@ contract("status is ok while the store works", async (site) => {
   assert.deepEqual(a.status(), { ok: true });
 });
 
+// ------------------------------------------------------- Deno KV alone
+
+Deno.test(
+  "state store (Deno KV): the history writes one key per user and bucket, and still reads and forgets the keys by user that older versions wrote",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "pmproxy-state-" });
+    const path = join(dir, "state.kv");
+    const store = await KvStateStore.open(path);
+    const raw = await Deno.openKv(path);
+    const keysUnder = async (prefix: Deno.KvKey) => {
+      const out: Deno.KvKey[] = [];
+      for await (const e of raw.list({ prefix })) out.push(e.key);
+      return out;
+    };
+    try {
+      const h = thisHour();
+      const day = usageAt(h).day;
+      // What a pmproxy before 2026-12 left: an older hour's bucket with
+      // each delta twice (by time, by user) and no index of its start.
+      const old = h - 3 * HOUR;
+      await raw.atomic()
+        .sum(["usage", "down", "hour", old, "alice"], 4n)
+        .sum(["usage", "down", "hourByUser", "alice", old], 4n)
+        .commit();
+      await store.addUsage(
+        "down",
+        new Map([["alice", 7], ["bob", 2]]),
+        usageAt(h),
+      );
+      await store.addUsage("down", new Map([["alice", 1]]), usageAt(h));
+      assert.deepEqual(await keysUnder(["usage", "down", "hour", h]), [
+        ["usage", "down", "hour", h, "alice"],
+        ["usage", "down", "hour", h, "bob"],
+      ]);
+      assert.deepEqual(
+        (await keysUnder(["usage", "down"])).filter((k) =>
+          String(k[2]).endsWith("Starts")
+        ),
+        [
+          ["usage", "down", "dayStarts", day],
+          ["usage", "down", "hourStarts", h],
+        ],
+        "each bucket's start once",
+      );
+      assert.deepEqual(
+        await keysUnder(["usage", "down", "hourByUser"]),
+        [["usage", "down", "hourByUser", "alice", old]],
+        "no key by user written",
+      );
+      assert.deepEqual(
+        await keysUnder(["usage", "down", "dayByUser"]),
+        [],
+      );
+      // One user's history: the old bucket (found through the key by user)
+      // and the new one (through the index), each read once.
+      const all = { from: 0, to: h + DAY };
+      assert.deepEqual(
+        await store.readUsage("down", { grain: "hour", ...all, user: "alice" }),
+        [
+          { start: old, user: "alice", bytes: 4 },
+          { start: h, user: "alice", bytes: 8 },
+        ],
+      );
+      assert.deepEqual(
+        await store.readUsage("down", { grain: "hour", ...all, user: "bob" }),
+        [{ start: h, user: "bob", bytes: 2 }],
+      );
+      assert.deepEqual(
+        await store.readUsage("down", { grain: "day", ...all, user: "carol" }),
+        [],
+      );
+      // Kept 2 hours: the next hour's write forgets the old bucket, its
+      // key by user and the index's start of it.
+      await store.addUsage("down", new Map([["bob", 5]]), {
+        ...usageAt(h + HOUR, { hours: 2, days: 400 }),
+      });
+      assert.deepEqual(await keysUnder(["usage", "down", "hourByUser"]), []);
+      assert.deepEqual(await keysUnder(["usage", "down", "hour", old]), []);
+      assert.deepEqual(await keysUnder(["usage", "down", "hourStarts"]), [
+        ["usage", "down", "hourStarts", h],
+        ["usage", "down", "hourStarts", h + HOUR],
+      ]);
+      assert.deepEqual(
+        await store.readUsage("down", { grain: "hour", ...all, user: "bob" }),
+        [
+          { start: h, user: "bob", bytes: 2 },
+          { start: h + HOUR, user: "bob", bytes: 5 },
+        ],
+      );
+    } finally {
+      raw.close();
+      await store.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
 // --------------------------------------------------------- Redis alone
 
 function redisTest(name: string, fn: () => Promise<void>): void {

@@ -22,15 +22,22 @@
  *   adds 1 to in the same atomic operation, so a gateway can tell that
  *   nobody else wrote since it last read (see below);
  * - `["loginFailures", key]`: {@link LoginFailures}, set to expire.
- * - `["usage", manager, grain, start, user]` and
- *   `["usage", manager, grain + "ByUser", user, start]` (grain `"hour"` or
- *   `"day"`): the usage history, each bucket twice as a `Deno.KvU64` that
- *   deltas are added to with `sum`: ordered by time (every user's buckets
- *   of a period, and the ones to forget, are one range) and by user (one
- *   user's history is one range). Not set to expire: a `sum` drops the
- *   expiry a key was set with (measured on Deno 2.9.6), so the buckets
- *   past their retention are deleted by the first write of a new bucket,
- *   and readers skip those not deleted yet.
+ * - `["usage", manager, grain, start, user]` (grain `"hour"` or `"day"`):
+ *   the usage history, a `Deno.KvU64` per user and bucket that deltas are
+ *   added to with `sum`, ordered by time: every user's buckets of a period,
+ *   and the ones to forget, are one range.
+ * - `["usage", manager, grain + "Starts", start]`: the start of each bucket
+ *   of that grain, set once per bucket with its first deltas, so one user's
+ *   history is read as one short list (a bucket per hour or day kept) and
+ *   reads of that user's key in each bucket, not a list of every user's.
+ *   pmproxy before 2026-12 wrote every delta a second time, under
+ *   `["usage", manager, grain + "ByUser", user, start]`; those keys are
+ *   still read (for the buckets they name) and deleted with their bucket,
+ *   and no longer written: a flush adds one key per user and grain, not two.
+ * - The history's keys are not set to expire: a `sum` drops the expiry a
+ *   key was set with (measured on Deno 2.9.6), so the buckets past their
+ *   retention are deleted by the first write of a new bucket, and readers
+ *   skip those not deleted yet.
  *
  * Deno KV tells no other process of a change, so changes are not announced
  * ({@link StateStore.announcesChanges} is false): gateways sharing a file
@@ -218,6 +225,7 @@ function usageKey(
   return ["usage", manager, grain, start, user];
 }
 
+/** A key that pmproxy before 2026-12 wrote, read and deleted, not written. */
 function usageByUserKey(
   manager: string,
   grain: UsageGrain,
@@ -227,11 +235,19 @@ function usageByUserKey(
   return ["usage", manager, `${grain}ByUser`, user, start];
 }
 
+function usageStartKey(
+  manager: string,
+  grain: UsageGrain,
+  start: number,
+): Deno.KvKey {
+  return ["usage", manager, `${grain}Starts`, start];
+}
+
 /**
- * Users' usage deltas written in one atomic operation (4 sums each): 60,
+ * Users' usage deltas written in one atomic operation (2 sums each): 120,
  * about 1 ms of the main thread making the operation (see COUNTER_BATCH).
  */
-const USAGE_BATCH = 60;
+const USAGE_BATCH = 120;
 
 function writesKey(manager: string): Deno.KvKey {
   return ["dwnConsR", manager, "writes"];
@@ -305,6 +321,11 @@ export class KvStateStore implements StateStore {
    * manager and grain: the deletion runs once per new bucket.
    */
   readonly #usagePruned = new Map<string, number>();
+  /**
+   * The bucket whose start this store last wrote to the buckets' index, by
+   * manager and grain: written once per bucket.
+   */
+  readonly #usageIndexed = new Map<string, number>();
 
   /** Sessions by manager and IP, as last read or written here. */
   readonly #seen = new Map<string, Map<string, SeenSession>>();
@@ -892,15 +913,23 @@ export class KvStateStore implements StateStore {
       if (at.keepHourMs > 0) grains.push(["hour", at.hour]);
       if (at.keepDayMs > 0) grains.push(["day", at.day]);
       if (grains.length === 0) return;
+      // A bucket's start goes to the index with its first deltas.
+      const unindexed = grains.filter(([grain, bucket]) =>
+        this.#usageIndexed.get(`${manager}\u0000${grain}`) !== bucket
+      );
       const users = [...deltas.keys()];
       for (let start = 0; start < users.length; start += USAGE_BATCH) {
         await this.pace?.between();
         const op = this.kv.atomic();
+        if (start === 0) {
+          for (const [grain, bucket] of unindexed) {
+            op.set(usageStartKey(manager, grain, bucket), bucket);
+          }
+        }
         for (const user of users.slice(start, start + USAGE_BATCH)) {
           const bytes = BigInt(deltas.get(user)!);
           for (const [grain, bucket] of grains) {
             op.sum(usageKey(manager, grain, bucket, user), bytes);
-            op.sum(usageByUserKey(manager, grain, user, bucket), bytes);
           }
         }
         try {
@@ -915,6 +944,11 @@ export class KvStateStore implements StateStore {
             unwritten,
             { cause: e },
           );
+        }
+        if (start === 0) {
+          for (const [grain, bucket] of unindexed) {
+            this.#usageIndexed.set(`${manager}\u0000${grain}`, bucket);
+          }
         }
       }
       await this.#pruneUsage(manager, "hour", at.hour, at.keepHourMs);
@@ -952,6 +986,12 @@ export class KvStateStore implements StateStore {
       ];
       old.push(entry.key, usageByUserKey(manager, grain, user, start));
     }
+    for await (
+      const entry of this.kv.list({
+        start: ["usage", manager, `${grain}Starts`],
+        end: usageStartKey(manager, grain, current - keepMs + 1),
+      })
+    ) old.push(entry.key);
     for (const [start, end] of kvBatches(old)) {
       const op = this.kv.atomic();
       for (let i = start; i < end; i++) op.delete(old[i]);
@@ -966,14 +1006,31 @@ export class KvStateStore implements StateStore {
       if (range.to <= range.from) return out;
       const { grain, user } = range;
       if (user !== undefined) {
+        // The buckets of the range, from the index and from the keys by
+        // user that an older pmproxy wrote; then that user's key in each.
+        const starts = new Set<number>();
         for await (
-          const entry of this.kv.list<Deno.KvU64>({
+          const entry of this.kv.list({
+            start: usageStartKey(manager, grain, range.from),
+            end: usageStartKey(manager, grain, range.to),
+          })
+        ) starts.add(entry.key[3] as number);
+        for await (
+          const entry of this.kv.list({
             start: usageByUserKey(manager, grain, user, range.from),
             end: usageByUserKey(manager, grain, user, range.to),
           })
-        ) {
-          const start = entry.key[4] as number;
-          out.push({ start, user, bytes: Number(entry.value.value) });
+        ) starts.add(entry.key[4] as number);
+        const sorted = [...starts].sort((a, b) => a - b);
+        for (let i = 0; i < sorted.length; i += SESSION_BATCH) {
+          const part = sorted.slice(i, i + SESSION_BATCH);
+          const entries = await this.kv.getMany<Deno.KvU64[]>(
+            part.map((start) => usageKey(manager, grain, start, user)),
+          );
+          for (let j = 0; j < part.length; j++) {
+            const v = entries[j].value;
+            if (v) out.push({ start: part[j], user, bytes: Number(v.value) });
+          }
         }
         return out;
       }

@@ -15,6 +15,7 @@ import type {
 } from "../managers/state/store.ts";
 import { StoreWriteError } from "../managers/state/store.ts";
 import { KvStateStore } from "../managers/state/kv_store.ts";
+import { PACK_BYTES, usagePack } from "../managers/state/_kv_usage.ts";
 import { RedisStateStore } from "../managers/state/redis_store.ts";
 import { openStateStore } from "../managers/state/open_store.ts";
 import { stateConfigFrom } from "../managers/state/config.ts";
@@ -935,97 +936,229 @@ contract("status is ok while the store works", async (site) => {
 
 // ------------------------------------------------------- Deno KV alone
 
-Deno.test(
-  "state store (Deno KV): the history writes one key per user and bucket, and still reads and forgets the keys by user that older versions wrote",
-  async () => {
-    const dir = await Deno.makeTempDir({ prefix: "pmproxy-state-" });
-    const path = join(dir, "state.kv");
-    const store = await KvStateStore.open(path);
-    const raw = await Deno.openKv(path);
-    const keysUnder = async (prefix: Deno.KvKey) => {
+/** A store on a new KV file, that file opened raw beside it, and a lister. */
+async function kvAlone() {
+  const dir = await Deno.makeTempDir({ prefix: "pmproxy-state-" });
+  const path = join(dir, "state.kv");
+  const store = await KvStateStore.open(path);
+  const raw = await Deno.openKv(path);
+  return {
+    path,
+    store,
+    raw,
+    keysUnder: async (prefix: Deno.KvKey) => {
       const out: Deno.KvKey[] = [];
       for await (const e of raw.list({ prefix })) out.push(e.key);
       return out;
-    };
-    try {
-      const h = thisHour();
-      const day = usageAt(h).day;
-      // What a pmproxy before 2026-12 left: an older hour's bucket with
-      // each delta twice (by time, by user) and no index of its start.
-      const old = h - 3 * HOUR;
-      await raw.atomic()
-        .sum(["usage", "down", "hour", old, "alice"], 4n)
-        .sum(["usage", "down", "hourByUser", "alice", old], 4n)
-        .commit();
-      await store.addUsage(
-        "down",
-        new Map([["alice", 7], ["bob", 2]]),
-        usageAt(h),
-      );
-      await store.addUsage("down", new Map([["alice", 1]]), usageAt(h));
-      assert.deepEqual(await keysUnder(["usage", "down", "hour", h]), [
-        ["usage", "down", "hour", h, "alice"],
-        ["usage", "down", "hour", h, "bob"],
-      ]);
-      assert.deepEqual(
-        (await keysUnder(["usage", "down"])).filter((k) =>
-          String(k[2]).endsWith("Starts")
-        ),
-        [
-          ["usage", "down", "dayStarts", day],
-          ["usage", "down", "hourStarts", h],
-        ],
-        "each bucket's start once",
-      );
-      assert.deepEqual(
-        await keysUnder(["usage", "down", "hourByUser"]),
-        [["usage", "down", "hourByUser", "alice", old]],
-        "no key by user written",
-      );
-      assert.deepEqual(
-        await keysUnder(["usage", "down", "dayByUser"]),
-        [],
-      );
-      // One user's history: the old bucket (found through the key by user)
-      // and the new one (through the index), each read once.
-      const all = { from: 0, to: h + DAY };
-      assert.deepEqual(
-        await store.readUsage("down", { grain: "hour", ...all, user: "alice" }),
-        [
-          { start: old, user: "alice", bytes: 4 },
-          { start: h, user: "alice", bytes: 8 },
-        ],
-      );
-      assert.deepEqual(
-        await store.readUsage("down", { grain: "hour", ...all, user: "bob" }),
-        [{ start: h, user: "bob", bytes: 2 }],
-      );
-      assert.deepEqual(
-        await store.readUsage("down", { grain: "day", ...all, user: "carol" }),
-        [],
-      );
-      // Kept 2 hours: the next hour's write forgets the old bucket, its
-      // key by user and the index's start of it.
-      await store.addUsage("down", new Map([["bob", 5]]), {
-        ...usageAt(h + HOUR, { hours: 2, days: 400 }),
-      });
-      assert.deepEqual(await keysUnder(["usage", "down", "hourByUser"]), []);
-      assert.deepEqual(await keysUnder(["usage", "down", "hour", old]), []);
-      assert.deepEqual(await keysUnder(["usage", "down", "hourStarts"]), [
-        ["usage", "down", "hourStarts", h],
-        ["usage", "down", "hourStarts", h + HOUR],
-      ]);
-      assert.deepEqual(
-        await store.readUsage("down", { grain: "hour", ...all, user: "bob" }),
-        [
-          { start: h, user: "bob", bytes: 2 },
-          { start: h + HOUR, user: "bob", bytes: 5 },
-        ],
-      );
-    } finally {
+    },
+    async [Symbol.asyncDispose]() {
       raw.close();
       await store.close();
       await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+Deno.test(
+  "state store (Deno KV): the history packs its users' bytes a value per pack and bucket, and still reads and forgets the keys older versions wrote",
+  async () => {
+    await using kv = await kvAlone();
+    const { store, raw, keysUnder } = kv;
+    const h = thisHour();
+    const day = usageAt(h).day;
+    assert.notEqual(usagePack("alice"), usagePack("bob"));
+    // What a pmproxy before 2026-12-02 left: an older hour's bucket with
+    // each delta twice (by time, by user) and no index of its start.
+    const old = h - 3 * HOUR;
+    await raw.atomic()
+      .sum(["usage", "down", "hour", old, "alice"], 4n)
+      .sum(["usage", "down", "hourByUser", "alice", old], 4n)
+      .commit();
+    // What one of 2026-12-02 left in this hour: a counter per user.
+    await raw.atomic()
+      .sum(["usage", "down", "hour", h, "alice"], 100n)
+      .set(["usage", "down", "hourStarts", h], h)
+      .commit();
+    await store.addUsage(
+      "down",
+      new Map([["alice", 7], ["bob", 2]]),
+      usageAt(h),
+    );
+    await store.addUsage("down", new Map([["alice", 1]]), usageAt(h));
+    const packs = [usagePack("alice"), usagePack("bob")].sort((x, y) => x - y);
+    assert.deepEqual(
+      await keysUnder(["usage", "down", "hourPacks", h]),
+      packs.map((p) => ["usage", "down", "hourPacks", h, p]),
+    );
+    const alicePack = await raw.get([
+      "usage",
+      "down",
+      "dayPacks",
+      day,
+      usagePack("alice"),
+    ]);
+    assert.deepEqual(alicePack.value, new Map([["alice", 8]]));
+    assert.deepEqual(
+      await keysUnder(["usage", "down", "hour", h]),
+      [["usage", "down", "hour", h, "alice"]],
+      "no counter written, the old one kept",
+    );
+    assert.deepEqual(
+      (await keysUnder(["usage", "down"])).filter((k) =>
+        String(k[2]).endsWith("Starts")
+      ),
+      [
+        ["usage", "down", "dayStarts", day],
+        ["usage", "down", "hourStarts", h],
+      ],
+      "each bucket's start once",
+    );
+    assert.deepEqual(
+      await keysUnder(["usage", "down", "hourByUser"]),
+      [["usage", "down", "hourByUser", "alice", old]],
+      "no key by user written",
+    );
+    // One user's history: the old bucket (found through the key by user)
+    // and the new one (through the index), pack and counter added up.
+    const all = { from: 0, to: h + DAY };
+    assert.deepEqual(
+      await store.readUsage("down", { grain: "hour", ...all, user: "alice" }),
+      [
+        { start: old, user: "alice", bytes: 4 },
+        { start: h, user: "alice", bytes: 108 },
+      ],
+    );
+    assert.deepEqual(
+      await store.readUsage("down", { grain: "hour", ...all }),
+      [
+        { start: old, user: "alice", bytes: 4 },
+        { start: h, user: "alice", bytes: 108 },
+        { start: h, user: "bob", bytes: 2 },
+      ],
+    );
+    assert.deepEqual(
+      await store.readUsage("down", { grain: "day", ...all, user: "carol" }),
+      [],
+    );
+    // Kept 2 hours: the next hour's write forgets the old bucket, its key
+    // by user and the index's start of it.
+    await store.addUsage("down", new Map([["bob", 5]]), {
+      ...usageAt(h + HOUR, { hours: 2, days: 400 }),
+    });
+    assert.deepEqual(await keysUnder(["usage", "down", "hourByUser"]), []);
+    assert.deepEqual(await keysUnder(["usage", "down", "hour", old]), []);
+    assert.deepEqual(await keysUnder(["usage", "down", "hourStarts"]), [
+      ["usage", "down", "hourStarts", h],
+      ["usage", "down", "hourStarts", h + HOUR],
+    ]);
+    assert.deepEqual(
+      await store.readUsage("down", { grain: "hour", ...all, user: "bob" }),
+      [
+        { start: h, user: "bob", bytes: 2 },
+        { start: h + HOUR, user: "bob", bytes: 5 },
+      ],
+    );
+    // Kept 1 hour: the hour after forgets this hour's packs and counter.
+    await store.addUsage("down", new Map([["bob", 1]]), {
+      ...usageAt(h + 2 * HOUR, { hours: 1, days: 400 }),
+    });
+    assert.deepEqual(await keysUnder(["usage", "down", "hourPacks", h]), []);
+    assert.deepEqual(await keysUnder(["usage", "down", "hour", h]), []);
+    assert.deepEqual(
+      (await store.readUsage("down", { grain: "hour", ...all })).map((e) =>
+        e.start
+      ),
+      [h + 2 * HOUR],
+    );
+  },
+);
+
+Deno.test(
+  "state store (Deno KV): a user whose pack is full gets a counter of their own, read with the pack",
+  async () => {
+    await using kv = await kvAlone();
+    const { store, raw, keysUnder } = kv;
+    const h = thisHour();
+    const pack = usagePack("carol");
+    // Fill carol's pack of this hour with others to its limit.
+    const others = new Map<string, number>();
+    let bytes = 16;
+    for (let i = 0; bytes < PACK_BYTES; i++) {
+      const name = `filler-${i}`;
+      if (usagePack(name) !== pack) continue;
+      others.set(name, 1);
+      bytes += name.length + 16;
+    }
+    const key = ["usage", "down", "hourPacks", h, pack];
+    await raw.set(key, others);
+    const later = new Map([["carol", 30], [[...others.keys()][0], 2]]);
+    await store.addUsage("down", later, usageAt(h));
+    await store.addUsage("down", later, usageAt(h));
+    assert.deepEqual(await keysUnder(["usage", "down", "hour", h]), [
+      ["usage", "down", "hour", h, "carol"],
+    ]);
+    const packed = (await raw.get<Map<string, number>>(key)).value!;
+    assert.equal(packed.size, others.size, "nobody added to the full pack");
+    assert.equal(packed.get([...others.keys()][0]), 5, "but its users add up");
+    assert.ok((await raw.get(key)).versionstamp, "the pack is stored");
+    // One of her packs is full: her bytes of both grains went to counters,
+    // each counted once.
+    assert.deepEqual(
+      await store.readUsage("down", {
+        grain: "hour",
+        from: h,
+        to: h + 1,
+        user: "carol",
+      }),
+      [{ start: h, user: "carol", bytes: 60 }],
+    );
+    assert.deepEqual(
+      await store.readUsage("down", {
+        grain: "day",
+        from: 0,
+        to: h + DAY,
+        user: "carol",
+      }),
+      [{ start: usageAt(h).day, user: "carol", bytes: 60 }],
+    );
+    const hour = await store.readUsage("down", {
+      grain: "hour",
+      from: h,
+      to: h + 1,
+    });
+    assert.equal(hour.length, others.size + 1);
+    assert.deepEqual(hour.filter((e) => e.user === "carol"), [
+      { start: h, user: "carol", bytes: 60 },
+    ]);
+  },
+);
+
+Deno.test(
+  "state store (Deno KV): two gateways writing the same packs at once lose no byte",
+  async () => {
+    await using kv = await kvAlone();
+    const other = await KvStateStore.open(kv.path);
+    try {
+      const h = thisHour();
+      const deltas = new Map<string, number>();
+      for (let i = 0; i < 600; i++) deltas.set(`u${i}`, i + 1);
+      const rounds = (store: StateStore) => async () => {
+        for (let r = 0; r < 10; r++) {
+          await store.addUsage("down", deltas, usageAt(h));
+        }
+      };
+      await Promise.all([rounds(kv.store)(), rounds(other)()]);
+      const hour = await other.readUsage("down", {
+        grain: "hour",
+        from: h,
+        to: h + 1,
+      });
+      assert.equal(hour.length, 600);
+      for (const e of hour) {
+        assert.equal(e.bytes, 20 * deltas.get(e.user)!, e.user);
+      }
+    } finally {
+      await other.close();
     }
   },
 );

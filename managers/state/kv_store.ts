@@ -22,22 +22,9 @@
  *   adds 1 to in the same atomic operation, so a gateway can tell that
  *   nobody else wrote since it last read (see below);
  * - `["loginFailures", key]`: {@link LoginFailures}, set to expire.
- * - `["usage", manager, grain, start, user]` (grain `"hour"` or `"day"`):
- *   the usage history, a `Deno.KvU64` per user and bucket that deltas are
- *   added to with `sum`, ordered by time: every user's buckets of a period,
- *   and the ones to forget, are one range.
- * - `["usage", manager, grain + "Starts", start]`: the start of each bucket
- *   of that grain, set once per bucket with its first deltas, so one user's
- *   history is read as one short list (a bucket per hour or day kept) and
- *   reads of that user's key in each bucket, not a list of every user's.
- *   pmproxy before 2026-12 wrote every delta a second time, under
- *   `["usage", manager, grain + "ByUser", user, start]`; those keys are
- *   still read (for the buckets they name) and deleted with their bucket,
- *   and no longer written: a flush adds one key per user and grain, not two.
- * - The history's keys are not set to expire: a `sum` drops the expiry a
- *   key was set with (measured on Deno 2.9.6), so the buckets past their
- *   retention are deleted by the first write of a new bucket, and readers
- *   skip those not deleted yet.
+ * - `["usage", manager, …]`: the usage history, by bucket (an hour, a
+ *   day), its users' bytes in 256 packs a bucket, with an index of the
+ *   buckets' starts; see _kv_usage.ts.
  *
  * Deno KV tells no other process of a change, so changes are not announced
  * ({@link StateStore.announcesChanges} is false): gateways sharing a file
@@ -84,17 +71,14 @@ import type {
   StoreStatus,
   UsageBuckets,
   UsageEntry,
-  UsageGrain,
   UsageRange,
 } from "./store.ts";
-import { compareUsage, StoreWriteError } from "./store.ts";
+import { StoreWriteError } from "./store.ts";
 import { StoreHealth } from "./_health.ts";
 import type { WritePace } from "./pace.ts";
+import { kvBatches, write } from "./_kv_write.ts";
+import { KvUsageHistory } from "./_kv_usage.ts";
 
-/** At most this many mutations per atomic operation (Deno KV allows 1000). */
-const BATCH = 1000;
-/** At most this many bytes of keys per atomic operation (Deno KV allows 81920). */
-const BATCH_KEY_BYTES = 80_000;
 /** Stored sessions read and written at a time (Deno KV's getMany takes 10). */
 const SESSION_BATCH = 10;
 /** Entries read per round trip of a list (Deno KV's most). */
@@ -120,84 +104,9 @@ const LIST_OVER = 200;
 /** The key of the installation's secret-signing key. */
 export const JWT_KEY: Deno.KvKey = ["sessionIPM", "jwtKey"];
 
-/** The bytes of `s` in UTF-8, counted without encoding it. */
-function utf8Length(s: string): number {
-  let n = s.length;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) continue;
-    if (c < 0x800) n += 1;
-    else if (c >= 0xd800 && c < 0xdc00 && i + 1 < s.length) {
-      // A surrogate pair: 4 bytes for its 2 chars.
-      n += 2;
-      i++;
-    } else n += 2;
-  }
-  return n;
-}
-
-/**
- * About the size of a key as Deno KV encodes it (a little more). Counted,
- * not encoded: a flush sizes thousands of keys.
- */
-function keyBytes(key: Deno.KvKey): number {
-  let n = 0;
-  for (const part of key) {
-    n += typeof part === "string" ? utf8Length(part) + 2 : 10;
-  }
-  return n;
-}
-
-/**
- * Splits keys into runs `[start, end)` that one atomic operation accepts:
- * at most {@link BATCH} of them (or `max`), and at most
- * {@link BATCH_KEY_BYTES} bytes.
- */
-export function kvBatches(
-  keys: readonly Deno.KvKey[],
-  max = BATCH,
-): [number, number][] {
-  const out: [number, number][] = [];
-  let start = 0;
-  let bytes = 0;
-  for (let i = 0; i < keys.length; i++) {
-    const size = keyBytes(keys[i]);
-    if (i > start && (i - start === max || bytes + size > BATCH_KEY_BYTES)) {
-      out.push([start, i]);
-      start = i;
-      bytes = 0;
-    }
-    bytes += size;
-  }
-  if (start < keys.length) out.push([start, keys.length]);
-  return out;
-}
-
 /** Failed logins as kept: with when they are forgotten (ms). */
 interface StoredFailures extends LoginFailures {
   until: number;
-}
-
-/** Tries of a write that SQLite answers with "database is locked". */
-const LOCKED_TRIES = 20;
-
-/**
- * Runs one write, again when SQLite answers "database is locked": another
- * process (or another Deno.Kv on the same file) held the write lock longer
- * than SQLite waits. A locked write did nothing, so trying it again after
- * a short random pause is safe, and gateways sharing the file do not
- * fail a flush or a login for it.
- */
-async function write<T>(op: () => Promise<T>): Promise<T> {
-  for (let attempt = 1;; attempt++) {
-    try {
-      return await op();
-    } catch (e) {
-      const locked = e instanceof Error && /database is locked/.test(e.message);
-      if (!locked || attempt >= LOCKED_TRIES) throw e;
-      await new Promise((r) => setTimeout(r, 2 + Math.random() * 10 * attempt));
-    }
-  }
 }
 
 function sessionKey(manager: string, ip: string): Deno.KvKey {
@@ -215,39 +124,6 @@ function consKey(manager: string, cycle: number, user: string): Deno.KvKey {
 function grantKey(manager: string, cycle: number, user: string): Deno.KvKey {
   return ["dwnConsR", manager, "grant", cycle, user];
 }
-
-function usageKey(
-  manager: string,
-  grain: UsageGrain,
-  start: number,
-  user: string,
-): Deno.KvKey {
-  return ["usage", manager, grain, start, user];
-}
-
-/** A key that pmproxy before 2026-12 wrote, read and deleted, not written. */
-function usageByUserKey(
-  manager: string,
-  grain: UsageGrain,
-  user: string,
-  start: number,
-): Deno.KvKey {
-  return ["usage", manager, `${grain}ByUser`, user, start];
-}
-
-function usageStartKey(
-  manager: string,
-  grain: UsageGrain,
-  start: number,
-): Deno.KvKey {
-  return ["usage", manager, `${grain}Starts`, start];
-}
-
-/**
- * Users' usage deltas written in one atomic operation (2 sums each): 120,
- * about 1 ms of the main thread making the operation (see COUNTER_BATCH).
- */
-const USAGE_BATCH = 120;
 
 function writesKey(manager: string): Deno.KvKey {
   return ["dwnConsR", manager, "writes"];
@@ -316,16 +192,7 @@ export class KvStateStore implements StateStore {
   readonly announcesChanges = false;
   pace?: WritePace;
   readonly #health: StoreHealth;
-  /**
-   * The bucket start up to which old usage buckets were deleted, by
-   * manager and grain: the deletion runs once per new bucket.
-   */
-  readonly #usagePruned = new Map<string, number>();
-  /**
-   * The bucket whose start this store last wrote to the buckets' index, by
-   * manager and grain: written once per bucket.
-   */
-  readonly #usageIndexed = new Map<string, number>();
+  readonly #usage: KvUsageHistory;
 
   /** Sessions by manager and IP, as last read or written here. */
   readonly #seen = new Map<string, Map<string, SeenSession>>();
@@ -340,6 +207,7 @@ export class KvStateStore implements StateStore {
 
   constructor(readonly kv: Deno.Kv, readonly description: string) {
     this.#health = new StoreHealth(description);
+    this.#usage = new KvUsageHistory(kv, () => this.pace);
   }
 
   /** Opens the file or KV Connect URL at `path`. */
@@ -908,146 +776,17 @@ export class KvStateStore implements StateStore {
     deltas: ReadonlyMap<string, number>,
     at: UsageBuckets,
   ): Promise<void> {
-    return this.#health.run("adding to the usage history", async () => {
-      const grains: [UsageGrain, number][] = [];
-      if (at.keepHourMs > 0) grains.push(["hour", at.hour]);
-      if (at.keepDayMs > 0) grains.push(["day", at.day]);
-      if (grains.length === 0) return;
-      // A bucket's start goes to the index with its first deltas.
-      const unindexed = grains.filter(([grain, bucket]) =>
-        this.#usageIndexed.get(`${manager}\u0000${grain}`) !== bucket
-      );
-      const users = [...deltas.keys()];
-      for (let start = 0; start < users.length; start += USAGE_BATCH) {
-        await this.pace?.between();
-        const op = this.kv.atomic();
-        if (start === 0) {
-          for (const [grain, bucket] of unindexed) {
-            op.set(usageStartKey(manager, grain, bucket), bucket);
-          }
-        }
-        for (const user of users.slice(start, start + USAGE_BATCH)) {
-          const bytes = BigInt(deltas.get(user)!);
-          for (const [grain, bucket] of grains) {
-            op.sum(usageKey(manager, grain, bucket, user), bytes);
-          }
-        }
-        try {
-          await write(() => op.commit());
-        } catch (e) {
-          const unwritten = new Map<string, number>();
-          for (const u of users.slice(start)) unwritten.set(u, deltas.get(u)!);
-          throw new StoreWriteError(
-            `adding to the usage history failed: ${
-              e instanceof Error ? e.message : e
-            }`,
-            unwritten,
-            { cause: e },
-          );
-        }
-        if (start === 0) {
-          for (const [grain, bucket] of unindexed) {
-            this.#usageIndexed.set(`${manager}\u0000${grain}`, bucket);
-          }
-        }
-      }
-      await this.#pruneUsage(manager, "hour", at.hour, at.keepHourMs);
-      await this.#pruneUsage(manager, "day", at.day, at.keepDayMs);
-    });
-  }
-
-  /**
-   * Deletes the buckets of that grain that start `keepMs` or more before
-   * `current`, once per new `current` (another process on the file may
-   * have deleted them already: deleting again is harmless).
-   */
-  async #pruneUsage(
-    manager: string,
-    grain: UsageGrain,
-    current: number,
-    keepMs: number,
-  ): Promise<void> {
-    if (keepMs <= 0) return;
-    const mark = `${manager}\u0000${grain}`;
-    if (this.#usagePruned.get(mark) === current) return;
-    const old: Deno.KvKey[] = [];
-    for await (
-      const entry of this.kv.list({
-        start: ["usage", manager, grain],
-        end: ["usage", manager, grain, current - keepMs + 1],
-      })
-    ) {
-      const [, , , start, user] = entry.key as [
-        string,
-        string,
-        string,
-        number,
-        string,
-      ];
-      old.push(entry.key, usageByUserKey(manager, grain, user, start));
-    }
-    for await (
-      const entry of this.kv.list({
-        start: ["usage", manager, `${grain}Starts`],
-        end: usageStartKey(manager, grain, current - keepMs + 1),
-      })
-    ) old.push(entry.key);
-    for (const [start, end] of kvBatches(old)) {
-      const op = this.kv.atomic();
-      for (let i = start; i < end; i++) op.delete(old[i]);
-      await write(() => op.commit());
-    }
-    this.#usagePruned.set(mark, current);
+    return this.#health.run(
+      "adding to the usage history",
+      () => this.#usage.add(manager, deltas, at),
+    );
   }
 
   readUsage(manager: string, range: UsageRange): Promise<UsageEntry[]> {
-    return this.#health.run("reading the usage history", async () => {
-      const out: UsageEntry[] = [];
-      if (range.to <= range.from) return out;
-      const { grain, user } = range;
-      if (user !== undefined) {
-        // The buckets of the range, from the index and from the keys by
-        // user that an older pmproxy wrote; then that user's key in each.
-        const starts = new Set<number>();
-        for await (
-          const entry of this.kv.list({
-            start: usageStartKey(manager, grain, range.from),
-            end: usageStartKey(manager, grain, range.to),
-          })
-        ) starts.add(entry.key[3] as number);
-        for await (
-          const entry of this.kv.list({
-            start: usageByUserKey(manager, grain, user, range.from),
-            end: usageByUserKey(manager, grain, user, range.to),
-          })
-        ) starts.add(entry.key[4] as number);
-        const sorted = [...starts].sort((a, b) => a - b);
-        for (let i = 0; i < sorted.length; i += SESSION_BATCH) {
-          const part = sorted.slice(i, i + SESSION_BATCH);
-          const entries = await this.kv.getMany<Deno.KvU64[]>(
-            part.map((start) => usageKey(manager, grain, start, user)),
-          );
-          for (let j = 0; j < part.length; j++) {
-            const v = entries[j].value;
-            if (v) out.push({ start: part[j], user, bytes: Number(v.value) });
-          }
-        }
-        return out;
-      }
-      for await (
-        const entry of this.kv.list<Deno.KvU64>({
-          start: ["usage", manager, grain, range.from],
-          end: ["usage", manager, grain, range.to],
-        })
-      ) {
-        out.push({
-          start: entry.key[3] as number,
-          user: entry.key[4] as string,
-          bytes: Number(entry.value.value),
-        });
-      }
-      return out.sort(compareUsage);
-    });
+    return this.#health.run(
+      "reading the usage history",
+      () => this.#usage.read(manager, range),
+    );
   }
 
   // ------------------------------------------------------------ logins

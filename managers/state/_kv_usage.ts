@@ -1,0 +1,449 @@
+/**
+ * The usage history on Deno KV: the keys it is kept under, the flush's
+ * writes to it, its reads and the deletion of buckets past their retention.
+ * Private to this folder (kv_store.ts holds the store's other keys).
+ *
+ * Keys (grain `"hour"` or `"day"`, start: the bucket's start in ms):
+ *
+ * - `["usage", manager, grain + "Packs", start, pack]`: a `Map` of user to
+ *   bytes, for the users of one pack ({@link usagePack}: a hash of the
+ *   name, 0 to 255) in that bucket. A flush reads the packs its users fall
+ *   in (10 in a round trip), adds its deltas, and writes them back in
+ *   atomic operations that check each pack is still as read; when a check
+ *   fails (another gateway wrote one of them meanwhile), it reads those
+ *   packs again and tries again. Deno KV takes 3 to 5 µs of the main thread
+ *   per mutation whatever its size, so a flush of 10,000 users writes at
+ *   most 512 values (256 packs, 2 grains), not 20,000 counters.
+ * - `["usage", manager, grain, start, user]`: a `Deno.KvU64` per user and
+ *   bucket that deltas are added to with `sum`. pmproxy before 2026-12-03
+ *   wrote every delta here; now only a user whose pack is full (about
+ *   {@link PACK_BYTES} bytes: a pack holds 2,000 and more names of 20
+ *   characters) is written here. Both are read, and a user's bytes in a
+ *   bucket are the sum of the two.
+ * - `["usage", manager, grain + "Starts", start]`: the start of each bucket
+ *   of that grain, set once per bucket with its first deltas, so one user's
+ *   history is read as one short list (a bucket per hour or day kept) and
+ *   reads of that user's pack (and counter) in each bucket.
+ * - `["usage", manager, grain + "ByUser", user, start]`: every delta a
+ *   second time, as pmproxy before 2026-12-02 wrote it: still read for the
+ *   buckets it names, deleted with its bucket, never written.
+ * - None of these keys is set to expire: a `sum` drops the expiry a key was
+ *   set with (measured on Deno 2.9.6), so the buckets past their retention
+ *   are deleted by the first write of a new bucket, and readers skip those
+ *   not deleted yet.
+ *
+ * Gateways sharing a file must run this version or later: an older one
+ * reads none of the packs.
+ *
+ * @module
+ */
+import type {
+  UsageBuckets,
+  UsageEntry,
+  UsageGrain,
+  UsageRange,
+} from "./store.ts";
+import { compareUsage, StoreWriteError } from "./store.ts";
+import type { WritePace } from "./pace.ts";
+import { kvBatches, write } from "./_kv_write.ts";
+
+/** How many packs a bucket's users are hashed into. */
+export const USAGE_PACKS = 256;
+/**
+ * The most bytes a pack is let grow to, as V8 serializes it (Deno KV takes
+ * values of 64 KiB); past it, new users of that pack get a counter each.
+ */
+export const PACK_BYTES = 48_000;
+/** Packs read and written in one round: with 2 grains, one getMany of 10. */
+const PACKS_PER_OP = 5;
+/** Keys read in one round trip (Deno KV's getMany takes 10). */
+const GET_BATCH = 10;
+/** Users of full packs whose counters are added in one operation (2 sums each). */
+const COUNTER_BATCH = 120;
+/** Tries of one round of packs while other gateways keep writing them. */
+const PACK_TRIES = 20;
+/** Entries read per round trip of a list (Deno KV's most). */
+const LIST_BATCH = 1000;
+
+/** The pack a user's bytes go to: FNV-1a of the name's UTF-16 units. */
+export function usagePack(user: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < user.length; i++) {
+    h ^= user.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % USAGE_PACKS;
+}
+
+/** A pack: bytes by user. */
+type Pack = Map<string, number>;
+
+/**
+ * About the bytes one entry of a pack takes as V8 serializes it (a little
+ * more): the name at one byte a character, or two when one is past Latin-1,
+ * and the number.
+ */
+function entryBytes(user: string): number {
+  for (let i = 0; i < user.length; i++) {
+    if (user.charCodeAt(i) > 0xff) return 2 * user.length + 16;
+  }
+  return user.length + 16;
+}
+
+function packKey(
+  manager: string,
+  grain: UsageGrain,
+  start: number,
+  pack: number,
+): Deno.KvKey {
+  return ["usage", manager, `${grain}Packs`, start, pack];
+}
+
+function counterKey(
+  manager: string,
+  grain: UsageGrain,
+  start: number,
+  user: string,
+): Deno.KvKey {
+  return ["usage", manager, grain, start, user];
+}
+
+function byUserKey(
+  manager: string,
+  grain: UsageGrain,
+  user: string,
+  start: number,
+): Deno.KvKey {
+  return ["usage", manager, `${grain}ByUser`, user, start];
+}
+
+function startKey(
+  manager: string,
+  grain: UsageGrain,
+  start: number,
+): Deno.KvKey {
+  return ["usage", manager, `${grain}Starts`, start];
+}
+
+/** The buckets one write goes to, and which of them the index lacks. */
+interface Target {
+  manager: string;
+  grains: [UsageGrain, number][];
+  /** Grains whose bucket start is not yet in the index (from this store). */
+  unindexed: [UsageGrain, number][];
+}
+
+/** The usage history of a {@link KvStateStore}'s database. */
+export class KvUsageHistory {
+  /**
+   * The bucket start up to which old usage buckets were deleted, by
+   * manager and grain: the deletion runs once per new bucket.
+   */
+  readonly #pruned = new Map<string, number>();
+  /**
+   * The bucket whose start this store last wrote to the buckets' index, by
+   * manager and grain: written once per bucket.
+   */
+  readonly #indexed = new Map<string, number>();
+
+  /** `pace` answers the store's pace of the moment (set after it opened). */
+  constructor(
+    readonly kv: Deno.Kv,
+    readonly pace: () => WritePace | undefined,
+  ) {}
+
+  /** See {@link StateStore.addUsage}. */
+  async add(
+    manager: string,
+    deltas: ReadonlyMap<string, number>,
+    at: UsageBuckets,
+  ): Promise<void> {
+    const grains: [UsageGrain, number][] = [];
+    if (at.keepHourMs > 0) grains.push(["hour", at.hour]);
+    if (at.keepDayMs > 0) grains.push(["day", at.day]);
+    if (grains.length === 0) return;
+    const target: Target = {
+      manager,
+      grains,
+      unindexed: grains.filter(([grain, bucket]) =>
+        this.#indexed.get(`${manager}\u0000${grain}`) !== bucket
+      ),
+    };
+    const byPack = new Map<number, string[]>();
+    for (const user of deltas.keys()) {
+      const pack = usagePack(user);
+      const users = byPack.get(pack);
+      if (users) users.push(user);
+      else byPack.set(pack, [user]);
+    }
+    const packs = [...byPack.keys()].sort((a, b) => a - b);
+    // Users whose pack is full, written as counters once the packs are.
+    const full: string[] = [];
+    const failed = (e: unknown, unwritten: Iterable<string>) => {
+      const left = new Map<string, number>();
+      for (const u of unwritten) left.set(u, deltas.get(u)!);
+      return new StoreWriteError(
+        `adding to the usage history failed: ${
+          e instanceof Error ? e.message : e
+        }`,
+        left,
+        { cause: e },
+      );
+    };
+    for (let i = 0; i < packs.length; i += PACKS_PER_OP) {
+      await this.pace()?.between();
+      const group = packs.slice(i, i + PACKS_PER_OP);
+      try {
+        full.push(...await this.#addToPacks(target, group, byPack, deltas));
+      } catch (e) {
+        throw failed(e, [
+          ...full,
+          ...packs.slice(i).flatMap((p) => byPack.get(p)!),
+        ]);
+      }
+    }
+    for (let start = 0; start < full.length; start += COUNTER_BATCH) {
+      await this.pace()?.between();
+      const op = this.kv.atomic();
+      this.#index(target, op);
+      for (const user of full.slice(start, start + COUNTER_BATCH)) {
+        const bytes = BigInt(deltas.get(user)!);
+        for (const [grain, bucket] of grains) {
+          op.sum(counterKey(manager, grain, bucket, user), bytes);
+        }
+      }
+      try {
+        await write(() => op.commit());
+      } catch (e) {
+        throw failed(e, full.slice(start));
+      }
+      this.#markIndexed(target);
+    }
+    await this.#prune(manager, "hour", at.hour, at.keepHourMs);
+    await this.#prune(manager, "day", at.day, at.keepDayMs);
+  }
+
+  /** Adds the bucket starts the index lacks to `op`. */
+  #index(target: Target, op: Deno.AtomicOperation): void {
+    for (const [grain, bucket] of target.unindexed) {
+      op.set(startKey(target.manager, grain, bucket), bucket);
+    }
+  }
+
+  /** The operation {@link #index} added to was committed. */
+  #markIndexed(target: Target): void {
+    for (const [grain, bucket] of target.unindexed) {
+      this.#indexed.set(`${target.manager}\u0000${grain}`, bucket);
+    }
+    target.unindexed = [];
+  }
+
+  /**
+   * Adds the deltas of the users of `group`'s packs to those packs, in
+   * every grain, in one atomic operation that checks them; answers the
+   * users it left out because a pack of theirs is full.
+   */
+  async #addToPacks(
+    target: Target,
+    group: number[],
+    byPack: ReadonlyMap<number, string[]>,
+    deltas: ReadonlyMap<string, number>,
+  ): Promise<string[]> {
+    const { manager, grains } = target;
+    const keys: Deno.KvKey[] = [];
+    for (const pack of group) {
+      for (const [grain, bucket] of grains) {
+        keys.push(packKey(manager, grain, bucket, pack));
+      }
+    }
+    for (let attempt = 1;; attempt++) {
+      const entries = await this.kv.getMany<Pack[]>(keys);
+      const op = this.kv.atomic();
+      this.#index(target, op);
+      const left: string[] = [];
+      for (let p = 0; p < group.length; p++) {
+        const read = entries.slice(p * grains.length, (p + 1) * grains.length);
+        // A value that is not a pack (written by hand) is replaced.
+        const packs = read.map((e) =>
+          e.value instanceof Map ? e.value : new Map()
+        );
+        const sizes = packs.map((pack) => {
+          let n = 16;
+          for (const user of pack.keys()) n += entryBytes(user);
+          return n;
+        });
+        let changed = false;
+        for (const user of byPack.get(group[p])!) {
+          const size = entryBytes(user);
+          const fits = packs.every((pack, g) =>
+            pack.has(user) || sizes[g] + size <= PACK_BYTES
+          );
+          if (!fits) {
+            left.push(user);
+            continue;
+          }
+          const bytes = deltas.get(user)!;
+          for (let g = 0; g < packs.length; g++) {
+            const had = packs[g].get(user);
+            if (had === undefined) sizes[g] += size;
+            packs[g].set(user, (had ?? 0) + bytes);
+          }
+          changed = true;
+        }
+        if (!changed) continue;
+        for (let g = 0; g < packs.length; g++) {
+          op.check(read[g]).set(read[g].key, packs[g]);
+        }
+      }
+      const res = await write(() => op.commit());
+      if (res.ok) {
+        this.#markIndexed(target);
+        return left;
+      }
+      if (attempt >= PACK_TRIES) {
+        throw new Error("its packs keep changing (other gateways write them)");
+      }
+    }
+  }
+
+  /**
+   * Deletes the buckets of that grain that start `keepMs` or more before
+   * `current`, once per new `current` (another process on the file may
+   * have deleted them already: deleting again is harmless).
+   */
+  async #prune(
+    manager: string,
+    grain: UsageGrain,
+    current: number,
+    keepMs: number,
+  ): Promise<void> {
+    if (keepMs <= 0) return;
+    const mark = `${manager}\u0000${grain}`;
+    if (this.#pruned.get(mark) === current) return;
+    const before = current - keepMs + 1;
+    const old: Deno.KvKey[] = [];
+    for await (
+      const entry of this.kv.list({
+        start: ["usage", manager, grain],
+        end: ["usage", manager, grain, before],
+      }, { batchSize: LIST_BATCH })
+    ) {
+      const [, , , start, user] = entry.key as [
+        string,
+        string,
+        string,
+        number,
+        string,
+      ];
+      old.push(entry.key, byUserKey(manager, grain, user, start));
+    }
+    for (const kind of ["Packs", "Starts"]) {
+      for await (
+        const entry of this.kv.list({
+          start: ["usage", manager, grain + kind],
+          end: ["usage", manager, grain + kind, before],
+        })
+      ) old.push(entry.key);
+    }
+    for (const [start, end] of kvBatches(old)) {
+      const op = this.kv.atomic();
+      for (let i = start; i < end; i++) op.delete(old[i]);
+      await write(() => op.commit());
+    }
+    this.#pruned.set(mark, current);
+  }
+
+  /** See {@link StateStore.readUsage}. */
+  async read(manager: string, range: UsageRange): Promise<UsageEntry[]> {
+    if (range.to <= range.from) return [];
+    const { grain, user } = range;
+    if (user !== undefined) return await this.#readUser(manager, range, user);
+    // Every user's: the packs of the range, and the counters.
+    const sums = new Map<number, Map<string, number>>();
+    const add = (start: number, u: string, bytes: number) => {
+      let users = sums.get(start);
+      if (!users) sums.set(start, users = new Map());
+      users.set(u, (users.get(u) ?? 0) + bytes);
+    };
+    for await (
+      const entry of this.kv.list<unknown>({
+        start: ["usage", manager, `${grain}Packs`, range.from],
+        end: ["usage", manager, `${grain}Packs`, range.to],
+      })
+    ) {
+      if (!(entry.value instanceof Map)) continue;
+      for (const [u, bytes] of entry.value as Pack) {
+        add(entry.key[3] as number, u, bytes);
+      }
+    }
+    for await (
+      const entry of this.kv.list<Deno.KvU64>({
+        start: ["usage", manager, grain, range.from],
+        end: ["usage", manager, grain, range.to],
+      }, { batchSize: LIST_BATCH })
+    ) {
+      add(
+        entry.key[3] as number,
+        entry.key[4] as string,
+        Number(entry.value.value),
+      );
+    }
+    const out: UsageEntry[] = [];
+    for (const [start, users] of sums) {
+      for (const [u, bytes] of users) out.push({ start, user: u, bytes });
+    }
+    return out.sort(compareUsage);
+  }
+
+  /**
+   * One user's: the buckets of the range, from the index and from the keys
+   * by user an older pmproxy wrote; then that user's pack and counter in
+   * each.
+   */
+  async #readUser(
+    manager: string,
+    range: UsageRange,
+    user: string,
+  ): Promise<UsageEntry[]> {
+    const { grain } = range;
+    const starts = new Set<number>();
+    for await (
+      const entry of this.kv.list({
+        start: startKey(manager, grain, range.from),
+        end: startKey(manager, grain, range.to),
+      })
+    ) starts.add(entry.key[3] as number);
+    for await (
+      const entry of this.kv.list({
+        start: byUserKey(manager, grain, user, range.from),
+        end: byUserKey(manager, grain, user, range.to),
+      })
+    ) starts.add(entry.key[4] as number);
+    const sorted = [...starts].sort((a, b) => a - b);
+    const pack = usagePack(user);
+    const out: UsageEntry[] = [];
+    const each = GET_BATCH / 2;
+    for (let i = 0; i < sorted.length; i += each) {
+      const part = sorted.slice(i, i + each);
+      const entries = await this.kv.getMany<unknown[]>(
+        part.flatMap((start) => [
+          packKey(manager, grain, start, pack),
+          counterKey(manager, grain, start, user),
+        ]),
+      );
+      for (let j = 0; j < part.length; j++) {
+        const packed = entries[2 * j].value;
+        const counter = entries[2 * j + 1].value;
+        let bytes: number | undefined;
+        if (packed instanceof Map && packed.has(user)) {
+          bytes = packed.get(user) as number;
+        }
+        if (counter instanceof Deno.KvU64) {
+          bytes = (bytes ?? 0) + Number(counter.value);
+        }
+        if (bytes !== undefined) out.push({ start: part[j], user, bytes });
+      }
+    }
+    return out;
+  }
+}

@@ -7,11 +7,12 @@
  *
  * - `["usage", manager, grain + "Packs", start, pack]`: a `Map` of user to
  *   bytes, for the users of one pack ({@link usagePack}: a hash of the
- *   name, 0 to 255) in that bucket. A flush reads the packs its users fall
- *   in (10 in a round trip), adds its deltas, and writes them back in
- *   atomic operations that check each pack is still as read; when a check
- *   fails (another gateway wrote one of them meanwhile), it reads those
- *   packs again and tries again. Deno KV takes 3 to 5 µs of the main thread
+ *   name, 0 to 255) in that bucket. A write reads the packs its users fall
+ *   in (a flush of many, every pack of the bucket as one list), adds its
+ *   deltas, and writes them back in atomic operations of up to 48 that
+ *   check each pack is still as read; when a check fails (another gateway
+ *   wrote one of them meanwhile), it reads those packs again and tries
+ *   again. Deno KV takes 3 to 5 µs of the main thread
  *   per mutation whatever its size, so a flush of 10,000 users writes at
  *   most 512 values (256 packs, 2 grains), not 20,000 counters.
  * - `["usage", manager, grain, start, user]`: a `Deno.KvU64` per user and
@@ -54,10 +55,25 @@ export const USAGE_PACKS = 256;
  * values of 64 KiB); past it, new users of that pack get a counter each.
  */
 export const PACK_BYTES = 48_000;
-/** Packs read and written in one round: with 2 grains, one getMany of 10. */
-const PACKS_PER_OP = 5;
+/**
+ * Pack values written in one atomic operation, at most (each with a check;
+ * Deno KV takes 100 checks): an operation costs the main thread about
+ * 170 µs whatever it holds, and a pack 20 to 30 µs more (measured on Deno
+ * 2.9.6), so few large operations.
+ */
+const OP_VALUES = 48;
+/** Bytes of pack values in one atomic operation, at most (Deno KV takes 800 KiB). */
+const OP_BYTES = 600_000;
 /** Keys read in one round trip (Deno KV's getMany takes 10). */
 const GET_BATCH = 10;
+/**
+ * Past this many packs to read, a grain's are read as one list of the
+ * bucket's packs (32 a round trip), not 10 at a time by key: a getMany
+ * costs the main thread about 100 µs whatever it reads.
+ */
+const LIST_PACKS_OVER = 40;
+/** Packs read per round trip of that list. */
+const LIST_PACKS_BATCH = 32;
 /** Users of full packs whose counters are added in one operation (2 sums each). */
 const COUNTER_BATCH = 120;
 /** Tries of one round of packs while other gateways keep writing them. */
@@ -125,6 +141,70 @@ function startKey(
   return ["usage", manager, `${grain}Starts`, start];
 }
 
+/** A pack as read in each grain, what to write back, who is left out. */
+interface Merged {
+  entries: Deno.KvEntryMaybe<unknown>[];
+  /** The new value of each grain's pack; undefined: nothing to write. */
+  values?: Pack[];
+  /** Users left out because a pack of theirs is full. */
+  left: string[];
+  /** About the bytes of the values. */
+  bytes: number;
+}
+
+/** A pack of a write, as merged last. */
+interface Grouped {
+  pack: number;
+  merged: Merged;
+}
+
+/**
+ * Adds the deltas of `users` to their pack as read in each grain (the read
+ * values are changed): a user goes in when every grain's pack has them or
+ * room for them, else is left out.
+ */
+function merge(
+  entries: Deno.KvEntryMaybe<unknown>[],
+  users: readonly string[],
+  deltas: ReadonlyMap<string, number>,
+): Merged {
+  // A value that is not a pack (written by hand) is replaced.
+  const packs = entries.map((e) =>
+    e.value instanceof Map ? e.value as Pack : new Map<string, number>()
+  );
+  const sizes = packs.map((pack) => {
+    let n = 16;
+    for (const user of pack.keys()) n += entryBytes(user);
+    return n;
+  });
+  const left: string[] = [];
+  let changed = false;
+  for (const user of users) {
+    const size = entryBytes(user);
+    const fits = packs.every((pack, g) =>
+      pack.has(user) || sizes[g] + size <= PACK_BYTES
+    );
+    if (!fits) {
+      left.push(user);
+      continue;
+    }
+    const bytes = deltas.get(user)!;
+    for (let g = 0; g < packs.length; g++) {
+      const had = packs[g].get(user);
+      if (had === undefined) sizes[g] += size;
+      packs[g].set(user, (had ?? 0) + bytes);
+    }
+    changed = true;
+  }
+  if (!changed) return { entries, left, bytes: 0 };
+  return {
+    entries,
+    values: packs,
+    left,
+    bytes: sizes.reduce((a, b) => a + b, 0),
+  };
+}
+
 /** The buckets one write goes to, and which of them the index lacks. */
 interface Target {
   manager: string;
@@ -190,18 +270,44 @@ export class KvUsageHistory {
         { cause: e },
       );
     };
-    for (let i = 0; i < packs.length; i += PACKS_PER_OP) {
+    let read: Map<number, Deno.KvEntryMaybe<unknown>[]>;
+    try {
+      read = await this.#readPacks(target, packs);
+    } catch (e) {
+      throw failed(e, deltas.keys());
+    }
+    // The packs in operations of at most OP_VALUES values and OP_BYTES.
+    let group: Grouped[] = [];
+    let from = 0;
+    let values = 0;
+    let bytes = 0;
+    const commit = async () => {
       await this.pace()?.between();
-      const group = packs.slice(i, i + PACKS_PER_OP);
       try {
-        full.push(...await this.#addToPacks(target, group, byPack, deltas));
+        full.push(...await this.#commitPacks(target, group, byPack, deltas));
       } catch (e) {
         throw failed(e, [
           ...full,
-          ...packs.slice(i).flatMap((p) => byPack.get(p)!),
+          ...packs.slice(from).flatMap((p) => byPack.get(p)!),
         ]);
       }
+      from += group.length;
+      group = [];
+      values = 0;
+      bytes = 0;
+    };
+    for (const pack of packs) {
+      const merged = merge(read.get(pack)!, byPack.get(pack)!, deltas);
+      const n = merged.values ? grains.length : 0;
+      if (
+        group.length > 0 &&
+        (values + n > OP_VALUES || bytes + merged.bytes > OP_BYTES)
+      ) await commit();
+      group.push({ pack, merged });
+      values += n;
+      bytes += merged.bytes;
     }
+    if (group.length > 0) await commit();
     for (let start = 0; start < full.length; start += COUNTER_BATCH) {
       await this.pace()?.between();
       const op = this.kv.atomic();
@@ -239,69 +345,101 @@ export class KvUsageHistory {
   }
 
   /**
-   * Adds the deltas of the users of `group`'s packs to those packs, in
-   * every grain, in one atomic operation that checks them; answers the
-   * users it left out because a pack of theirs is full.
+   * The packs `packs` of `target`'s buckets, by pack, an entry per grain
+   * (with a null value where none is stored yet).
    */
-  async #addToPacks(
+  async #readPacks(
     target: Target,
-    group: number[],
+    packs: number[],
+  ): Promise<Map<number, Deno.KvEntryMaybe<unknown>[]>> {
+    if (packs.length <= LIST_PACKS_OVER) return this.#getPacks(target, packs);
+    const { manager, grains } = target;
+    const out = new Map<number, Deno.KvEntryMaybe<unknown>[]>();
+    for (const pack of packs) {
+      out.set(
+        pack,
+        grains.map(([grain, bucket]) => ({
+          key: packKey(manager, grain, bucket, pack),
+          value: null,
+          versionstamp: null,
+        })),
+      );
+    }
+    for (let g = 0; g < grains.length; g++) {
+      const [grain, bucket] = grains[g];
+      let n = 0;
+      for await (
+        const entry of this.kv.list({
+          prefix: ["usage", manager, `${grain}Packs`, bucket],
+        }, { batchSize: LIST_PACKS_BATCH })
+      ) {
+        const slots = out.get(entry.key[4] as number);
+        if (slots) slots[g] = entry;
+        if (++n % LIST_PACKS_BATCH === 0) await this.pace()?.between();
+      }
+    }
+    return out;
+  }
+
+  /** As {@link #readPacks}, by key, {@link GET_BATCH} keys at a time. */
+  async #getPacks(
+    target: Target,
+    packs: number[],
+  ): Promise<Map<number, Deno.KvEntryMaybe<unknown>[]>> {
+    const { manager, grains } = target;
+    const out = new Map<number, Deno.KvEntryMaybe<unknown>[]>();
+    const each = Math.max(1, Math.floor(GET_BATCH / grains.length));
+    for (let i = 0; i < packs.length; i += each) {
+      if (i > 0) await this.pace()?.between();
+      const part = packs.slice(i, i + each);
+      const entries = await this.kv.getMany<unknown[]>(
+        part.flatMap((pack) =>
+          grains.map(([grain, bucket]) => packKey(manager, grain, bucket, pack))
+        ),
+      );
+      for (let p = 0; p < part.length; p++) {
+        out.set(
+          part[p],
+          entries.slice(p * grains.length, (p + 1) * grains.length),
+        );
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Writes `group`'s merged packs in one atomic operation that checks each
+   * is as read; when one is not (another gateway wrote it meanwhile), reads
+   * them again, merges again and tries again. Answers the users left out
+   * because a pack of theirs is full.
+   */
+  async #commitPacks(
+    target: Target,
+    group: Grouped[],
     byPack: ReadonlyMap<number, string[]>,
     deltas: ReadonlyMap<string, number>,
   ): Promise<string[]> {
-    const { manager, grains } = target;
-    const keys: Deno.KvKey[] = [];
-    for (const pack of group) {
-      for (const [grain, bucket] of grains) {
-        keys.push(packKey(manager, grain, bucket, pack));
-      }
-    }
     for (let attempt = 1;; attempt++) {
-      const entries = await this.kv.getMany<Pack[]>(keys);
       const op = this.kv.atomic();
       this.#index(target, op);
-      const left: string[] = [];
-      for (let p = 0; p < group.length; p++) {
-        const read = entries.slice(p * grains.length, (p + 1) * grains.length);
-        // A value that is not a pack (written by hand) is replaced.
-        const packs = read.map((e) =>
-          e.value instanceof Map ? e.value : new Map()
-        );
-        const sizes = packs.map((pack) => {
-          let n = 16;
-          for (const user of pack.keys()) n += entryBytes(user);
-          return n;
-        });
-        let changed = false;
-        for (const user of byPack.get(group[p])!) {
-          const size = entryBytes(user);
-          const fits = packs.every((pack, g) =>
-            pack.has(user) || sizes[g] + size <= PACK_BYTES
-          );
-          if (!fits) {
-            left.push(user);
-            continue;
-          }
-          const bytes = deltas.get(user)!;
-          for (let g = 0; g < packs.length; g++) {
-            const had = packs[g].get(user);
-            if (had === undefined) sizes[g] += size;
-            packs[g].set(user, (had ?? 0) + bytes);
-          }
-          changed = true;
-        }
-        if (!changed) continue;
-        for (let g = 0; g < packs.length; g++) {
-          op.check(read[g]).set(read[g].key, packs[g]);
+      for (const { merged } of group) {
+        if (!merged.values) continue;
+        for (let g = 0; g < merged.values.length; g++) {
+          const entry = merged.entries[g];
+          op.check(entry).set(entry.key, merged.values[g]);
         }
       }
       const res = await write(() => op.commit());
       if (res.ok) {
         this.#markIndexed(target);
-        return left;
+        return group.flatMap((x) => x.merged.left);
       }
       if (attempt >= PACK_TRIES) {
         throw new Error("its packs keep changing (other gateways write them)");
+      }
+      const fresh = await this.#getPacks(target, group.map((x) => x.pack));
+      for (const x of group) {
+        x.merged = merge(fresh.get(x.pack)!, byPack.get(x.pack)!, deltas);
       }
     }
   }

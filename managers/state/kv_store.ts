@@ -22,7 +22,7 @@
  *   adds 1 to in the same atomic operation, so a gateway can tell that
  *   nobody else wrote since it last read (see below);
  * - `["loginFailures", key]`: {@link LoginFailures}, set to expire.
- * - `["usage", manager, …]`: the usage history, by bucket (an hour, a
+ * - `["usage", manager, ...]`: the usage history, by bucket (an hour, a
  *   day), its users' bytes in 256 packs a bucket, with an index of the
  *   buckets' starts; see _kv_usage.ts.
  *

@@ -18,9 +18,9 @@
  * - `["usage", manager, grain, start, user]`: a `Deno.KvU64` per user and
  *   bucket that deltas are added to with `sum`. pmproxy before 2026-12-03
  *   wrote every delta here; now only a user whose pack is full (about
- *   {@link PACK_BYTES} bytes: a pack holds 2,000 and more names of 20
- *   characters) is written here. Both are read, and a user's bytes in a
- *   bucket are the sum of the two.
+ *   {@link PACK_BYTES} bytes: a pack holds about 1,300 names of 20
+ *   characters, a bucket some 330,000 users) is written here. Both are
+ *   read, and a user's bytes in a bucket are the sum of the two.
  * - `["usage", manager, grain + "Starts", start]`: the start of each bucket
  *   of that grain, set once per bucket with its first deltas, so one user's
  *   history is read as one short list (a bucket per hour or day kept) and

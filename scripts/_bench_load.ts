@@ -9,8 +9,11 @@
  * as one JSON line.
  *
  * How it loads the proxy: `--connections C` kept-alive connections, the
- * i-th from address i of `--addresses N` (all from address 0 with
- * `--one-address`); `--inflight F` requests in flight at once, each sent on
+ * i-th from address i of `--addresses N` (all from {@link ONE_ADDRESS}
+ * with `--one-address`, unbound: a source address bound before connecting
+ * takes no port a closed connection still holds in TIME_WAIT, so one such
+ * address replacing connections ran out of ports at about 300 a second);
+ * `--inflight F` requests in flight at once, each sent on
  * the next idle connection in turn, so every connection (and so every
  * address) is used once per C requests. With N > C a connection that has
  * carried `--rotate-after R` requests is closed and replaced by one from
@@ -31,6 +34,12 @@
  */
 import { connect, type Socket } from "node:net";
 import { parseArgs } from "node:util";
+
+/**
+ * The address of `--one-address`: the kernel's own choice of source for a
+ * connection to 127.0.0.1, so its connections are not bound.
+ */
+export const ONE_ADDRESS = "127.0.0.1";
 
 /** The loopback address of client number `i` (127.10.0.0 upwards). */
 export function clientAddress(i: number): string {
@@ -120,7 +129,7 @@ function main(): Promise<void> {
       sock: connect({
         host: "127.0.0.1",
         port,
-        localAddress: clientAddress(oneAddress ? 0 : address),
+        ...(oneAddress ? {} : { localAddress: clientAddress(address) }),
       }),
       address: oneAddress ? 0 : address,
       ready: false,

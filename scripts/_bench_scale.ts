@@ -48,7 +48,7 @@ import {
   startPmproxy,
 } from "../tests/helpers/pmproxy_process.ts";
 import type { Pmproxy } from "../tests/helpers/pmproxy_process.ts";
-import { clientAddress, type LoadResult } from "./_bench_load.ts";
+import { clientAddress, type LoadResult, ONE_ADDRESS } from "./_bench_load.ts";
 import { Inspector } from "./_bench_inspector.ts";
 import { cpuSeconds, mainThreadMs, rssKiB } from "./_bench_tools.ts";
 
@@ -93,7 +93,7 @@ export interface ScaleSite {
 
 /**
  * Makes a site of `users` users whose first `sessions` are logged in at
- * `clientAddress(i)`, each with a counter; state in `dir/state.kv`, or at
+ * `clientAddress(i)` (one alone at `ONE_ADDRESS`), each with a counter; state in `dir/state.kv`, or at
  * `options.state` (a Redis URL, with `[state] url` in server.toml).
  */
 export async function makeScaleSite(
@@ -134,7 +134,8 @@ export async function makeScaleSite(
         const i = next++;
         const user = `u${i}`;
         await store.saveSession("sessions", {
-          ip: clientAddress(i),
+          // A site of one session is the reference of one address.
+          ip: sessions === 1 ? ONE_ADDRESS : clientAddress(i),
           user,
           record: { userName: user, name: user, groups: ["group0"] },
           groups: { map: ["group0"] },
@@ -259,7 +260,7 @@ export function probe(
 /**
  * Starts the site's server and answers it with the time from the start of
  * the process to the first request answered through the proxy from the
- * first client's address as it should be: 200 when that client has a
+ * first client's address (of one session, `ONE_ADDRESS`) as it should be: 200 when that client has a
  * session, else the refusal (the second of a restart's two halves; the
  * stop's final flush is timed by the caller).
  */
@@ -274,7 +275,8 @@ export async function startServing(
     timeoutMs: 120_000,
   });
   for (;;) {
-    const status = await probe(server.proxyPort, clientAddress(0), url);
+    const from = site.sessions === 1 ? ONE_ADDRESS : clientAddress(0);
+    const status = await probe(server.proxyPort, from, url);
     if (status === (site.sessions > 0 ? 200 : 403)) break;
     if (performance.now() - t0 > 120_000) {
       await server.stop();

@@ -93,8 +93,9 @@ export interface ScaleSite {
 
 /**
  * Makes a site of `users` users whose first `sessions` are logged in at
- * `clientAddress(i)` (one alone at `ONE_ADDRESS`), each with a counter; state in `dir/state.kv`, or at
- * `options.state` (a Redis URL, with `[state] url` in server.toml).
+ * `clientAddress(i)` (one alone at `ONE_ADDRESS`), each with a counter;
+ * state in `dir/state.kv`, or at `options.state` (a Redis URL, with
+ * `[state] url` in server.toml).
  */
 export async function makeScaleSite(
   users: number,
@@ -260,9 +261,9 @@ export function probe(
 /**
  * Starts the site's server and answers it with the time from the start of
  * the process to the first request answered through the proxy from the
- * first client's address (of one session, `ONE_ADDRESS`) as it should be: 200 when that client has a
- * session, else the refusal (the second of a restart's two halves; the
- * stop's final flush is timed by the caller).
+ * first client's address (of one session, `ONE_ADDRESS`) as it should
+ * be: 200 when that client has a session, else the refusal (the second of
+ * a restart's two halves; the stop's final flush is timed by the caller).
  */
 export async function startServing(
   site: ScaleSite,
@@ -573,15 +574,7 @@ async function scaleRows(
     }, ${load.inflight} in flight, persistInterval "5s" (a flush every 5 s; the flush rows above measure them):`,
   );
   printRounds(fast.runs, n, "");
-  console.log(
-    `    p99 during a flush ×outside: ${
-      fast.flushP99.map((f) => (f.during / f.outside).toFixed(2)).join(" ")
-    } by round (target ≤ 1.2; ${
-      fast.flushP99.map((f) =>
-        `${f.count} flushes, ${f.during.toFixed(1)}/${f.outside.toFixed(1)} ms`
-      ).join("; ")
-    })`,
-  );
+  printFlushP99(fast.flushP99, "target ≤ 1.2");
   // The same rounds at the interval a new site's server.toml has: what n
   // sessions cost a gateway's requests, with its flushes 12 times rarer.
   for (const site of [full, one]) {
@@ -604,15 +597,28 @@ async function scaleRows(
   printRounds(slow.runs, n, " (target ≥ 0.95)");
   // A flush at "1m" is paced over up to 10 s, not cut short at 2.5 s as
   // at "5s": the p99 during it is what a site with that interval sees.
+  printFlushP99(slow.flushP99, "– : no flush in that round");
+}
+
+/** A round's p99 of the requests during its flushes and outside them. */
+interface FlushP99 {
+  during: number;
+  outside: number;
+  count: number;
+}
+
+/** Prints each round's p99 during a flush against outside it. */
+function printFlushP99(rounds: FlushP99[], note: string): void {
   console.log(
     `    p99 during a flush ×outside: ${
-      slow.flushP99.map((f) =>
-        f.count ? (f.during / f.outside).toFixed(2) : "–"
-      ).join(" ")
-    } by round (– : no flush in that round; ${
-      slow.flushP99.map((f) =>
+      rounds.map((f) => f.count ? (f.during / f.outside).toFixed(2) : "–")
+        .join(" ")
+    } by round (${note}; ${
+      rounds.map((f) =>
         f.count
-          ? `${f.during.toFixed(1)}/${f.outside.toFixed(1)} ms`
+          ? `${f.count} flushes, ${f.during.toFixed(1)}/${
+            f.outside.toFixed(1)
+          } ms`
           : `${f.outside.toFixed(1)} ms outside`
       ).join("; ")
     })`,
@@ -640,12 +646,12 @@ async function loadRounds(
   options: ScaleOptions,
 ): Promise<{
   runs: Record<"full" | "one", Round[]>;
-  flushP99: { during: number; outside: number; count: number }[];
+  flushP99: FlushP99[];
 }> {
   const a = (await startServing(full, url)).server;
   const b = (await startServing(one, url)).server;
   const runs: Record<"full" | "one", Round[]> = { full: [], one: [] };
-  const flushP99: { during: number; outside: number; count: number }[] = [];
+  const flushP99: FlushP99[] = [];
   try {
     // A warm-up run on each, not measured, long enough for flushes: a
     // gateway's hot paths (the flush's too) are compiled by the JIT first.

@@ -89,19 +89,27 @@ export interface ScaleSite {
   sessions: number;
   /** The state store's location (the KV file, or a Redis URL). */
   state: string;
+  /** The address of the first session (or of the first client). */
+  firstAddress: string;
 }
 
 /**
  * Makes a site of `users` users whose first `sessions` are logged in at
- * `clientAddress(i)` (one alone at `ONE_ADDRESS`), each with a counter;
+ * `clientAddress(i)` (with `options.oneAddress`, the one session at
+ * `ONE_ADDRESS`, the reference of one address), each with a counter;
  * state in `dir/state.kv`, or at `options.state` (a Redis URL, with
  * `[state] url` in server.toml).
  */
 export async function makeScaleSite(
   users: number,
   sessions: number,
-  options: { state?: string; persistInterval?: string } = {},
+  options: {
+    state?: string;
+    persistInterval?: string;
+    oneAddress?: boolean;
+  } = {},
 ): Promise<ScaleSite> {
+  const firstAddress = options.oneAddress ? ONE_ADDRESS : clientAddress(0);
   const dir = await Deno.makeTempDir({ prefix: "pmproxy-scale-" });
   const state = options.state ?? join(dir, "state.kv");
   await Deno.writeTextFile(
@@ -135,8 +143,7 @@ export async function makeScaleSite(
         const i = next++;
         const user = `u${i}`;
         await store.saveSession("sessions", {
-          // A site of one session is the reference of one address.
-          ip: sessions === 1 ? ONE_ADDRESS : clientAddress(i),
+          ip: i === 0 ? firstAddress : clientAddress(i),
           user,
           record: { userName: user, name: user, groups: ["group0"] },
           groups: { map: ["group0"] },
@@ -152,7 +159,7 @@ export async function makeScaleSite(
   } finally {
     await store.close();
   }
-  return { dir, users, sessions, state };
+  return { dir, users, sessions, state, firstAddress };
 }
 
 /** The facts of one request from client number `i`. */
@@ -261,9 +268,9 @@ export function probe(
 /**
  * Starts the site's server and answers it with the time from the start of
  * the process to the first request answered through the proxy from the
- * first client's address (of one session, `ONE_ADDRESS`) as it should
- * be: 200 when that client has a session, else the refusal (the second of
- * a restart's two halves; the stop's final flush is timed by the caller).
+ * site's first address as it should be: 200 when that client has a
+ * session, else the refusal (the second of a restart's two halves; the
+ * stop's final flush is timed by the caller).
  */
 export async function startServing(
   site: ScaleSite,
@@ -276,8 +283,7 @@ export async function startServing(
     timeoutMs: 120_000,
   });
   for (;;) {
-    const from = site.sessions === 1 ? ONE_ADDRESS : clientAddress(0);
-    const status = await probe(server.proxyPort, from, url);
+    const status = await probe(server.proxyPort, site.firstAddress, url);
     if (status === (site.sessions > 0 ? 200 : 403)) break;
     if (performance.now() - t0 > 120_000) {
       await server.stop();
@@ -469,7 +475,10 @@ export async function runScale(options: ScaleOptions): Promise<void> {
     );
     const t0 = performance.now();
     const full = await makeScaleSite(n, n, { state: stateOf() });
-    const one = await makeScaleSite(n, 1, { state: stateOf() });
+    const one = await makeScaleSite(n, 1, {
+      state: stateOf(),
+      oneAddress: true,
+    });
     const none = await makeScaleSite(n, 0, { state: stateOf() });
     console.log(
       `  (sites written in ${((performance.now() - t0) / 1000).toFixed(0)} s)`,

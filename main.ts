@@ -60,6 +60,7 @@ import {
   VERSION,
   versionLine,
 } from "./api/mod.ts";
+import { after, type Timer } from "./proxy/timers.ts";
 
 // Registered first thing: without signal listeners Deno itself can panic
 // when file descriptors run out (platform facts), and `serve` must save
@@ -331,13 +332,13 @@ async function liveReload(r: Running): Promise<ReloadReport> {
 function watchConfig(dir: string, reload: () => void): Deno.FsWatcher {
   const watcher = Deno.watchFs(dir, { recursive: false });
   const names = new Set(["server.toml", "managers.toml"]);
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timer: Timer | undefined;
   (async () => {
     for await (const event of watcher) {
       if (!event.paths.some((p) => names.has(basename(p)))) continue;
       // Editors write a file in several steps: wait for the last one.
-      clearTimeout(timer);
-      timer = setTimeout(reload, 300);
+      timer?.cancel();
+      timer = after(300, reload);
     }
   })().catch(() => {});
   return watcher;

@@ -6,6 +6,7 @@
  * @module
  */
 import { connect } from "node:tls";
+import { after } from "../proxy/timers.ts";
 
 /** A server certificate as learnt on contact. */
 export interface PeerCertificate {
@@ -63,7 +64,7 @@ export function fetchPeerCertificate(
       servername: isIp ? undefined : host,
       rejectUnauthorized: false,
     });
-    const timer = setTimeout(() => {
+    const timer = after(options.timeoutMs ?? 10_000, () => {
       socket.destroy();
       reject(
         new Error(
@@ -72,9 +73,9 @@ export function fetchPeerCertificate(
           }s`,
         ),
       );
-    }, options.timeoutMs ?? 10_000);
+    });
     socket.once("secureConnect", () => {
-      clearTimeout(timer);
+      timer.cancel();
       const cert = socket.getPeerCertificate(false);
       socket.end();
       if (!cert || !cert.raw) {
@@ -91,7 +92,7 @@ export function fetchPeerCertificate(
       );
     });
     socket.once("error", (e: Error & { code?: string }) => {
-      clearTimeout(timer);
+      timer.cancel();
       socket.destroy();
       reject(
         new Error(

@@ -32,6 +32,7 @@ import {
 import { languagesFrom } from "./_i18n.ts";
 import { portalRoutes } from "./_portal.ts";
 import { ownHost, PAC_TYPE, type PacDirect, pacScript } from "./pac.ts";
+import { after } from "../proxy/timers.ts";
 
 /** Embedded web files keyed by URL path (`"/index.html"`, `"/app.js"`). */
 export type Assets = Record<string, { type: string; body: string }>;
@@ -121,10 +122,10 @@ async function readLimited(
   let timedOut = false;
   // Cancelling ends the pending read: a client that stops sending does not
   // hold the handler (and its memory) forever.
-  const timer = timeoutMs === undefined ? undefined : setTimeout(() => {
+  const timer = timeoutMs === undefined ? undefined : after(timeoutMs, () => {
     timedOut = true;
     reader.cancel().catch(() => {});
-  }, timeoutMs);
+  });
   try {
     for (;;) {
       const { done, value } = await reader.read();
@@ -135,7 +136,7 @@ async function readLimited(
       chunks.push(value);
     }
   } finally {
-    clearTimeout(timer);
+    timer?.cancel();
   }
   const all = new Uint8Array(size);
   let at = 0;

@@ -52,6 +52,7 @@ import { CombinedMeter } from "./resources/combined_meter.ts";
 import { RequestContext } from "./request_context.ts";
 import { explainRule } from "./explain.ts";
 import { normalizeIp } from "./values/ip.ts";
+import { every, type Timer } from "../proxy/timers.ts";
 import {
   type GatewaySnapshot,
   type GatewayStats,
@@ -135,7 +136,7 @@ export class GatewayRuntime implements Policy, Gateway {
   #reloading: Promise<unknown> = Promise.resolve();
   readonly #clock: () => Date;
   readonly #loginUrl?: string;
-  #timer?: ReturnType<typeof setInterval>;
+  #timer?: Timer;
   /** The pace of the periodic flush (managers/state/pace.ts). */
   readonly #pace = new WritePace();
   /** The periodic flush under way: the next tick leaves it be. */
@@ -171,10 +172,10 @@ export class GatewayRuntime implements Policy, Gateway {
    * and close). A live reload of `[api] persistInterval` calls it.
    */
   setPersistInterval(ms: number): void {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer?.cancel();
     this.#timer = undefined;
     if (ms <= 0 || this.#closed) return;
-    this.#timer = setInterval(() => {
+    this.#timer = every(ms, () => {
       // A flush that outlasts the interval is not doubled: what is counted
       // meanwhile waits for the next.
       if (this.#periodic) return;
@@ -187,8 +188,7 @@ export class GatewayRuntime implements Policy, Gateway {
           this.#pace.stop();
           this.#periodic = undefined;
         });
-    }, ms);
-    Deno.unrefTimer(this.#timer);
+    });
   }
 
   /** The loaded configuration (rule, managers, user databases). */
@@ -870,7 +870,7 @@ export class GatewayRuntime implements Policy, Gateway {
   async shutdown(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer?.cancel();
     try {
       // A periodic flush under way ends unpaced, then everything is written.
       this.#pace.stop();

@@ -15,6 +15,7 @@ import {
   TINY,
 } from "./_buffers.ts";
 import type { Watch } from "./_watchdog.ts";
+import { sleep } from "./timers.ts";
 
 /**
  * A byte stream as the data path uses it, to a client or upstream: a
@@ -41,8 +42,6 @@ export class MeterStop extends Error {
     this.name = "MeterStop";
   }
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Buffered reading from one socket. */
 export class Reader {

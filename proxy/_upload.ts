@@ -23,6 +23,7 @@ import {
 import { type Client, READING_BODY, WAITING_FOR_UPSTREAM } from "./_context.ts";
 import type { ProxyConfig } from "./config.ts";
 import { GO_ON, type Meter, STOP } from "./policy.ts";
+import { sleep } from "./timers.ts";
 
 /** What an upload needs of its exchange (a forwarded request's job is one). */
 export interface UploadJob {
@@ -32,8 +33,6 @@ export interface UploadJob {
   /** The policy's decision: its `upMeter` counts the body going up. */
   decision?: { upMeter?: Meter };
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * The upstream connection as the body sees it, asking the up-meter about

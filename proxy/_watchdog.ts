@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { every, type Timer } from "./timers.ts";
 
 /** One watched deadline (milliseconds since the epoch; Infinity = none). */
 export class Watch {
@@ -32,7 +33,7 @@ export class Watch {
 // under load.
 let first: Watch | undefined = undefined;
 let size = 0;
-let timer: ReturnType<typeof setInterval> | undefined;
+let timer: Timer | undefined;
 const TICK_MS = 100;
 
 function unlink(w: Watch): void {
@@ -66,7 +67,7 @@ function tick() {
 
 function stopWhenEmpty() {
   if (size === 0 && timer !== undefined) {
-    clearInterval(timer);
+    timer.cancel();
     timer = undefined;
   }
 }
@@ -81,12 +82,8 @@ export function watch(w: Watch): void {
     first = w;
     size++;
   }
-  if (timer === undefined) {
-    const t = setInterval(tick, TICK_MS);
-    // A proxy being shut down should not be kept alive by its watchdog.
-    Deno.unrefTimer(t);
-    timer = t;
-  }
+  // It stops when nothing is watched, so that it keeps no process alive.
+  timer ??= every(TICK_MS, tick);
 }
 
 /** Stops watching `w`. */

@@ -18,6 +18,7 @@ import { socks5Connect } from "./_socks5.ts";
 import { closeQuietly, type Stream } from "./_io.ts";
 import { DialError } from "./_dial_error.ts";
 import type { DialFailureKind } from "./stats.ts";
+import { after } from "./timers.ts";
 
 // dial() throws it: its callers find it here.
 export { DialError };
@@ -86,7 +87,7 @@ export async function dial(
   options: DialOptions,
 ): Promise<Dialed> {
   const deadline = new AbortController();
-  const timer = setTimeout(() => deadline.abort(), options.timeoutMs);
+  const timer = after(options.timeoutMs, () => deadline.abort());
   try {
     if (route.kind === "direct") {
       return await dialDirect(target, route.localAddress, {
@@ -101,7 +102,7 @@ export async function dial(
       signal: deadline.signal,
     });
   } finally {
-    clearTimeout(timer);
+    timer.cancel();
   }
 }
 

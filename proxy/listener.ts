@@ -18,6 +18,7 @@ import type { Client, ProxyContext } from "./_context.ts";
 import type { LogSink } from "./log_sinks.ts";
 import type { AccessLogFormat } from "./access_log.ts";
 import { newProxyStats, type ProxyStats } from "./stats.ts";
+import { after, sleep, type Timer } from "./timers.ts";
 
 /** A proxy that is listening. */
 export interface RunningProxy {
@@ -99,7 +100,7 @@ async function refuse(conn: Deno.Conn, draining: Set<Deno.Conn>) {
   }
   draining.add(conn);
   // Also bounds the 503's own write, for a client that reads nothing.
-  const timer = setTimeout(() => closeQuietly(conn), DRAIN_MS);
+  const timer = after(DRAIN_MS, () => closeQuietly(conn));
   try {
     await writeAll(conn, BUSY);
     await conn.closeWrite();
@@ -111,7 +112,7 @@ async function refuse(conn: Deno.Conn, draining: Set<Deno.Conn>) {
   } catch {
     // Reset, or closed by the timer or shutdown: nothing more to do.
   } finally {
-    clearTimeout(timer);
+    timer.cancel();
     draining.delete(conn);
     closeQuietly(conn);
   }
@@ -233,7 +234,7 @@ export function startProxy(
               `or lower [proxy.server] maxConnections.`,
           );
         }
-        await new Promise((r) => setTimeout(r, backoff));
+        await sleep(backoff);
         continue;
       }
       if (clients.size >= ctx.config.maxConnections) {
@@ -291,12 +292,12 @@ export function startProxy(
       ctx.draining = true;
       await stopAccepting();
       const graceMs = opts.graceMs ?? ctx.config.shutdownTimeoutMs;
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      let timer: Timer | undefined;
       await Promise.race([
         allGone(),
-        new Promise<void>((resolve) => timer = setTimeout(resolve, graceMs)),
+        new Promise<void>((resolve) => timer = after(graceMs, resolve)),
       ]);
-      clearTimeout(timer);
+      timer?.cancel();
       await close();
     },
     close,

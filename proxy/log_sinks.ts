@@ -15,6 +15,7 @@
  * @module
  */
 import type { Socket } from "node:dgram";
+import { after, sleep, type Timer } from "./timers.ts";
 
 const MONTHS = [
   "Jan",
@@ -179,11 +180,7 @@ function tcpSyslog(
   let retryMs = 0;
   let closed = false;
 
-  const pause = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, ms);
-      Deno.unrefTimer(t);
-    });
+  const pause = sleep;
   const drop = () => {
     try {
       conn?.close();
@@ -257,9 +254,9 @@ function batched(
 ): { send(line: string): void; flush(): void } {
   let pending: string[] = [];
   let size = 0;
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timer: Timer | undefined;
   const flush = () => {
-    if (timer !== undefined) clearTimeout(timer);
+    timer?.cancel();
     timer = undefined;
     if (pending.length === 0) return;
     const bytes = utf8.encode(pending.join("\n") + "\n");
@@ -272,10 +269,7 @@ function batched(
       pending.push(line);
       size += line.length + 1;
       if (size >= 64 * 1024) return flush();
-      if (timer === undefined) {
-        timer = setTimeout(flush, flushMs);
-        Deno.unrefTimer(timer);
-      }
+      timer ??= after(flushMs, flush);
     },
     flush,
   };

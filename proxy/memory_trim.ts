@@ -22,6 +22,7 @@
  *
  * @module
  */
+import { every } from "./timers.ts";
 
 /** How often the proxy's activity and heap are looked at. */
 const TICK_MS = 2_000;
@@ -63,7 +64,7 @@ export function startMemoryTrim(options: MemoryTrimOptions): MemoryTrim {
   let last = options.activity();
   let trims = 0;
   let busy = false;
-  const timer = setInterval(() => {
+  const timer = every(tickMs, () => {
     const now = options.activity();
     const quiet = now - last < QUIET_PER_SECOND * tickMs / 1000;
     last = now;
@@ -86,14 +87,12 @@ export function startMemoryTrim(options: MemoryTrimOptions): MemoryTrim {
       trims++;
       options.onTrim?.({ beforeBytes: total, afterBytes: floor, ms });
     }, () => {}).finally(() => busy = false);
-  }, tickMs);
-  // The trimmer never keeps the process alive.
-  Deno.unrefTimer(timer);
+  });
   return {
     get trims() {
       return trims;
     },
-    stop: () => clearInterval(timer),
+    stop: () => timer.cancel(),
   };
 }
 

@@ -259,7 +259,7 @@ export const t: Meter = () => s.length;
   assertProblems(result, [
     `imports: managers/v_dynamic.ts -> proxy/policy.ts: ${typesOnly}`,
     `imports: managers/v_mixed.ts -> proxy/policy.ts: ${typesOnly}`,
-    "imports: managers/v_mod.ts -> proxy/mod.ts: managers/ may import only rule/ and types from proxy/policy.ts (besides its own files)",
+    "imports: managers/v_mod.ts -> proxy/mod.ts: managers/ may import only rule/, proxy/timers.ts and types from proxy/policy.ts (besides its own files)",
     `imports: managers/v_named.ts -> proxy/policy.ts: ${typesOnly}`,
     `imports: managers/v_reexport.ts -> proxy/policy.ts: ${typesOnly}`,
     `imports: managers/v_side_effect.ts -> proxy/policy.ts: ${typesOnly}`,
@@ -286,7 +286,7 @@ console.log(serveApi(), relay(true));
   });
   assertProblems(result, [
     "imports: api/mod.ts -> managers/_quota.ts: outside managers/, import only managers/mod.ts (tests/ and scripts/ excepted)",
-    "imports: main.ts -> proxy/_relay.ts: outside proxy/, import only proxy/mod.ts or proxy/policy.ts (tests/ and scripts/ excepted)",
+    "imports: main.ts -> proxy/_relay.ts: outside proxy/, import only proxy/mod.ts or proxy/policy.ts or proxy/timers.ts (tests/ and scripts/ excepted)",
   ]);
 });
 
@@ -295,13 +295,19 @@ Deno.test("imports check: api/, managers/ and main.ts importing what the table d
     "api/mod.ts": `import { openGateway } from "../managers/mod.ts";
 import { startProxy } from "../proxy/mod.ts";
 import { helper } from "../tests/helpers/h.ts";
+// The proxy's timers are the one file of proxy/ that api/ may import.
+import { after } from "../proxy/timers.ts";
 export function serveApi(): boolean {
+  after(1, () => {});
   return startProxy(openGateway()) && helper === 1;
 }
 `,
     "managers/_quota.ts": `import type { Meter } from "../proxy/policy.ts";
 import { page } from "../web/assets.ts";
+// ... and of managers/ too.
+import { sleep } from "../proxy/timers.ts";
 export const quota: Meter = (bytes) => bytes - page.length;
+export const wait = () => sleep(1);
 `,
     "main.ts": `import { openGateway } from "./managers/mod.ts";
 import { serveApi } from "./api/mod.ts";
@@ -310,9 +316,14 @@ import { x } from "./lib/x.ts";
 console.log(openGateway(), serveApi(), helper, x);
 `,
     "lib/x.ts": `export const x = 1;\n`,
+    "proxy/timers.ts": `export function after(ms: number, f: () => void) {}
+export function sleep(ms: number): Promise<void> {
+  return Promise.resolve();
+}
+`,
   });
   const api =
-    "api/ may import only managers/, rule/ and web/ (besides its own files)";
+    "api/ may import only managers/, rule/, web/ and proxy/timers.ts (besides its own files)";
   const main =
     "main.ts may import only rule/, managers/, proxy/, api/, web/ and scripts/ (besides its own files)";
   assertProblems(result, [
@@ -320,7 +331,7 @@ console.log(openGateway(), serveApi(), helper, x);
     `imports: api/mod.ts -> tests/helpers/h.ts: ${api}`,
     "imports: main.ts -> lib/x.ts: lib/ is not in the layout table (LAYOUT in scripts/check_imports.ts)",
     `imports: main.ts -> tests/helpers/h.ts: ${main}`,
-    "imports: managers/_quota.ts -> web/assets.ts: managers/ may import only rule/ and types from proxy/policy.ts (besides its own files)",
+    "imports: managers/_quota.ts -> web/assets.ts: managers/ may import only rule/, proxy/timers.ts and types from proxy/policy.ts (besides its own files)",
   ]);
 });
 

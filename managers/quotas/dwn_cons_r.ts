@@ -170,6 +170,7 @@ import {
 import type { UsageBy, UsageReport } from "../types.ts";
 import { checkZone, machineZone, WEEKDAYS } from "../values/zone.ts";
 import { UsageCalendar } from "./_history.ts";
+import { every, type Timer } from "../../proxy/timers.ts";
 
 /**
  * The share of the quota from which a user's counter is synced with the
@@ -242,7 +243,7 @@ export class DwnConsR implements Manager {
   #store?: StateStore;
   /** The manager a live reload replaces, until `start` takes its state. */
   #adopted?: DwnConsR;
-  #syncTimer?: ReturnType<typeof setInterval>;
+  #syncTimer?: Timer;
   /** A near-quota sync is queued or running: the timer adds no other. */
   #syncing = false;
   /** KV work, one after the other. */
@@ -654,22 +655,21 @@ export class DwnConsR implements Manager {
     await this.#chain;
     await this.#reload(this.#lastReset);
     await store.deleteOtherCycles(this.name, this.#lastReset);
-    const every = this.options.syncIntervalMs ?? 0;
-    if (every > 0) {
-      this.#syncTimer = setInterval(() => {
+    const syncMs = this.options.syncIntervalMs ?? 0;
+    if (syncMs > 0) {
+      this.#syncTimer = every(syncMs, () => {
         if (this.#syncing) return;
         this.#syncing = true;
         this.#enqueue(() => this.#sync()).catch(() => {
           // Told by #enqueue; the deltas stay pending for the next try.
         }).finally(() => this.#syncing = false);
-      }, every);
-      Deno.unrefTimer(this.#syncTimer);
+      });
     }
   }
 
   /** Stops the near-quota sync (the gateway's last flush follows). */
   stop(): Promise<void> {
-    clearInterval(this.#syncTimer);
+    this.#syncTimer?.cancel();
     return this.#chain;
   }
 

@@ -17,6 +17,7 @@
  */
 import type { UserDb, UserRecord } from "../types.ts";
 import type { Session } from "./_store.ts";
+import { after, type Timer } from "../../proxy/timers.ts";
 
 /** Restored sessions' users looked up at the same time, at most. */
 export const REFRESH_CONCURRENCY = 4;
@@ -82,17 +83,17 @@ async function lookupWithin(
   user: string,
   ms: number,
 ): Promise<UserRecord | undefined> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timer: Timer | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`no answer within ${ms / 1000} s`)),
+    timer = after(
       ms,
+      () => reject(new Error(`no answer within ${ms / 1000} s`)),
     );
   });
   try {
     return await Promise.race([db.lookup(user), late]);
   } finally {
-    clearTimeout(timer);
+    timer?.cancel();
   }
 }
 

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { sleep } from "../../proxy/timers.ts";
 
 /** At most this many mutations per atomic operation (Deno KV allows 1000). */
 const BATCH = 1000;
@@ -81,7 +82,7 @@ export async function write<T>(op: () => Promise<T>): Promise<T> {
     } catch (e) {
       const locked = e instanceof Error && /database is locked/.test(e.message);
       if (!locked || attempt >= LOCKED_TRIES) throw e;
-      await new Promise((r) => setTimeout(r, 2 + Math.random() * 10 * attempt));
+      await sleep(2 + Math.random() * 10 * attempt);
     }
   }
 }

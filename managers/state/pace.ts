@@ -26,6 +26,7 @@
  *
  * @module
  */
+import { after } from "../../proxy/timers.ts";
 
 /** How a paced flush spends its time. */
 export interface PaceOptions {
@@ -57,9 +58,9 @@ export interface Sleep {
 function sleepOnTimer(ms: number): Sleep {
   let wake!: () => void;
   const done = new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms);
+    const timer = after(ms, resolve);
     wake = () => {
-      clearTimeout(timer);
+      timer.cancel();
       resolve();
     };
   });

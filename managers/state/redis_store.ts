@@ -100,6 +100,7 @@ import { StoreHealth } from "./_health.ts";
 import { KnownWrites } from "./_known_writes.ts";
 import type { WritePace } from "./pace.ts";
 import { maskSecret, parseRedisUrl, type RedisLocation } from "./_redis_url.ts";
+import { after, type Timer } from "../../proxy/timers.ts";
 
 /**
  * Users' deltas added by one script call (a flush of up to this many is
@@ -486,11 +487,11 @@ export class RedisStateStore implements StateStore {
   }
 
   async #connect(timeoutMs: number): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timer: Timer | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error("no answer in time")),
+      timer = after(
         timeoutMs,
+        () => reject(new Error("no answer in time")),
       );
     });
     try {
@@ -514,7 +515,7 @@ export class RedisStateStore implements StateStore {
         `cannot connect to the state store, ${this.description}: ${why}; check that Redis runs there and that the URL, user and password are right`,
       );
     } finally {
-      clearTimeout(timer);
+      timer?.cancel();
     }
   }
 

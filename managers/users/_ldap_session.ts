@@ -11,6 +11,7 @@ import tls from "node:tls";
 import type { Client } from "ldapts";
 import { ldapts } from "./_ldapts.ts";
 import { CommandError } from "../types.ts";
+import { after, type Timer } from "../../proxy/timers.ts";
 
 /** How to reach a directory. */
 export interface DirectoryTarget {
@@ -95,9 +96,10 @@ export async function withDirectory<T>(
         (tls.connect as (...a: unknown[]) => tls.TLSSocket)(...args),
       )) as typeof tls.connect,
   });
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timer: Timer | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
+    timer = after(
+      target.timeoutMs,
       () =>
         reject(
           new UnreachableError(
@@ -105,7 +107,6 @@ export async function withDirectory<T>(
             `no answer within ${target.timeoutMs / 1000} s`,
           ),
         ),
-      target.timeoutMs,
     );
   });
   const work = (async () => {
@@ -125,14 +126,14 @@ export async function withDirectory<T>(
     ) throw e;
     throw new UnreachableError(target.url, reasonOf(e));
   } finally {
-    clearTimeout(timer);
+    timer?.cancel();
     // Unbind politely, but never wait long for it.
-    let unbindTimer: ReturnType<typeof setTimeout> | undefined;
+    let unbindTimer: Timer | undefined;
     await Promise.race([
       client.unbind().catch(() => {}),
-      new Promise<void>((r) => unbindTimer = setTimeout(r, 1000)),
+      new Promise<void>((r) => unbindTimer = after(1000, r)),
     ]);
-    clearTimeout(unbindTimer);
+    unbindTimer?.cancel();
     for (const s of sockets) s.destroy();
   }
 }

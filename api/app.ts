@@ -31,7 +31,8 @@ import {
 } from "./cmd.ts";
 import { languagesFrom } from "./_i18n.ts";
 import { portalRoutes } from "./_portal.ts";
-import { ownHost, PAC_TYPE, type PacDirect, pacScript } from "./pac.ts";
+import { PAC_TYPE, pacScript } from "./pac.ts";
+import { ownHost, type PacDirect } from "./pac_direct.ts";
 import { after } from "../proxy/timers.ts";
 
 /** Embedded web files keyed by URL path (`"/index.html"`, `"/app.js"`). */

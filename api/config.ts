@@ -29,7 +29,7 @@ import {
   parseCidr,
   parseDuration,
 } from "../managers/mod.ts";
-import { type PacDirect, parsePacDirect } from "./pac.ts";
+import { type PacDirect, parsePacDirect } from "./pac_direct.ts";
 
 /** The API's configuration, with paths made absolute and durations in ms. */
 export interface ApiConfig {

@@ -41,7 +41,6 @@ import {
   type UsersPage,
   type UsersQuery,
 } from "./types.ts";
-import { liveFigures, managerList, usersPage } from "./console.ts";
 import { formatSize } from "./values/units.ts";
 import type { LoadedManagers } from "./config/loader.ts";
 import type { StateChange, StateStore } from "./state/store.ts";
@@ -50,7 +49,6 @@ import { type Session, SessionIpm } from "./sessions/session_ipm.ts";
 import { DwnConsR, type QuotaStatus } from "./quotas/dwn_cons_r.ts";
 import { CombinedMeter } from "./resources/combined_meter.ts";
 import { RequestContext } from "./request_context.ts";
-import { explainRule } from "./explain.ts";
 import { normalizeIp } from "./values/ip.ts";
 import { every, type Timer } from "../proxy/timers.ts";
 import {
@@ -60,6 +58,12 @@ import {
 } from "./stats.ts";
 
 const DIRECT: Route = Object.freeze({ kind: "direct" });
+
+// The console's questions and `explain` are an administrator's, and a
+// gateway may run for weeks without one: they load at the first
+// (tests/start_graph_test.ts).
+const consoleModule = () => import("./console.ts");
+const explainModule = () => import("./explain.ts");
 
 /** What the compiled rule's names see of the request being decided. */
 interface Deciding {
@@ -434,7 +438,7 @@ export class GatewayRuntime implements Policy, Gateway {
         });
       }
     }
-    return explainRule(
+    return (await explainModule()).explainRule(
       { loaded: this.#loaded, sessions: this.#sessions, assumedGroups },
       { ...query, ip: normalizeIp(query.ip ?? caller.ip) },
     );
@@ -744,7 +748,7 @@ export class GatewayRuntime implements Policy, Gateway {
   ): Promise<UsersPage> {
     const dwn = this.#dwnConsR(manager, "users");
     await this.#admin(who);
-    return await usersPage({
+    return await (await consoleModule()).usersPage({
       quota: dwn,
       db: this.#userDb(dwn.userDBN),
       sessions: this.#sessions,
@@ -770,7 +774,7 @@ export class GatewayRuntime implements Policy, Gateway {
 
   async managers(who: Caller): Promise<ManagerSummary[]> {
     await this.#admin(who);
-    return managerList(this.#loaded);
+    return (await consoleModule()).managerList(this.#loaded);
   }
 
   /**
@@ -783,7 +787,7 @@ export class GatewayRuntime implements Policy, Gateway {
 
   async live(who: Caller): Promise<LiveFigures> {
     await this.#admin(who);
-    return liveFigures({
+    return (await consoleModule()).liveFigures({
       sessions: this.#sessions,
       quotas: this.#quotas,
       proxy: this.#proxyFigures(),

@@ -7,6 +7,7 @@
  */
 import { DialError } from "./_dial_error.ts";
 import { type Stream, writeAll } from "./_io.ts";
+import { authority } from "./_target.ts";
 
 /** Longest response head accepted from a parent (a real one is ~100 bytes). */
 const MAX_HEAD = 16 * 1024;
@@ -28,11 +29,6 @@ export function basicAuthorization(user: string, pass: string): string {
   let bin = "";
   for (const b of bytes) bin += String.fromCharCode(b);
   return `Basic ${btoa(bin)}`;
-}
-
-/** `host:port` with brackets around an IPv6 literal, as a request line needs. */
-export function authority(host: string, port: number): string {
-  return `${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
 /**

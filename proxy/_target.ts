@@ -11,6 +11,11 @@
  *
  * @module
  */
+/** `host:port` with brackets around an IPv6 literal, as a request line needs. */
+export function authority(host: string, port: number): string {
+  return `${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
 /**
  * True when `text` is an IPv6 address in its text forms (RFC 4291 §2.2):
  * eight groups of 1 to 4 hex digits, `::` once for a run of zero groups,

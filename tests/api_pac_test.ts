@@ -1,11 +1,12 @@
 /**
- * The PAC file (api/pac.ts): `[api] pacDirect` entries, the script run as
+ * The PAC file (api/pac.ts): `[api] pacDirect` entries (api/pac_direct.ts), the script run as
  * browsers run it (`FindProxyForURL(url, host)`, here through `new
  * Function`, with no PAC helper functions defined: the script needs none),
  * and `GET /proxy.pac`, `/wpad.dat` over the real HTTPS API.
  */
 import assert from "node:assert/strict";
-import { type PacDirect, pacScript, parsePacDirect } from "../api/pac.ts";
+import { pacScript } from "../api/pac.ts";
+import { type PacDirect, parsePacDirect } from "../api/pac_direct.ts";
 import { FakeGateway } from "./helpers/api_fake_gateway.ts";
 import { startTestApi } from "./helpers/api_server.ts";
 

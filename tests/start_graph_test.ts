@@ -74,6 +74,14 @@ Deno.test("start: what a just-started gateway does not use is not statically imp
     // V8's collector, for the memory trim: its first trim.
     "node:v8",
     "node:vm",
+    // The PAC script (its entries load at start, in api/pac_direct.ts),
+    // the console's questions and explain: with the app, or at the first.
+    "api/pac.ts",
+    "managers/console.ts",
+    "managers/explain.ts",
+    // The parents' protocols: the first parent dialed.
+    "proxy/_parent_http.ts",
+    "proxy/_socks5.ts",
     // Loaded on first use by earlier work.
     "api/_self_signed.ts",
     "api/client_commands.ts",

@@ -2,12 +2,13 @@
  * Timers that do not load the runtime's Node layer. On Deno 2.9 the global
  * `setTimeout` and `setInterval` are the Node-compatible ones, and the first
  * call loads the part of the Node layer they are written in: about 2 MiB
- * resident in a gateway (a probe on Deno 2.9.6; ARCHITECTURE.md, Memory).
- * These run on the runtime's own timer instead, the one `AbortSignal.timeout`
- * arms. That timer cannot be cancelled, so one scheduler here keeps every
- * deadline in a binary heap and arms the runtime's timer for the earliest
- * only, never for more than {@link LONGEST_WAIT_MS}: a timer cancelled (or
- * a process meant to end) leaves at most that wait behind.
+ * resident in a gateway (a probe on Deno 2.9.6; ARCHITECTURE.md, What
+ * loads at start). These run on the runtime's own timer instead, the one
+ * `AbortSignal.timeout` arms. That timer cannot be cancelled, so one
+ * scheduler here keeps every deadline in a binary heap and arms the
+ * runtime's timer for the earliest only, never for more than
+ * {@link LONGEST_WAIT_MS}: a timer cancelled (or a process meant to end)
+ * leaves at most that wait behind.
  *
  * Like `setTimeout` without `unref`, a timer keeps the process alive while
  * it is armed: its owner cancels it when it stops (pmproxy's server ends

@@ -180,7 +180,6 @@ function tcpSyslog(
   let retryMs = 0;
   let closed = false;
 
-  const pause = sleep;
   const drop = () => {
     try {
       conn?.close();
@@ -192,7 +191,7 @@ function tcpSyslog(
     while (queue.length > 0) {
       if (retryMs > 0) {
         if (closed) return;
-        await pause(retryMs);
+        await sleep(retryMs);
       }
       const batch = queue.join("");
       try {
@@ -237,7 +236,7 @@ function tcpSyslog(
       // What is queued goes out when the connection is up; a server that
       // is down, or slow to answer, is not waited for long.
       if (retryMs === 0 && running) {
-        await Promise.race([running, pause(2000)]);
+        await Promise.race([running, sleep(2000)]);
       }
       drop();
     },

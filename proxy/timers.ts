@@ -52,6 +52,7 @@ export class Deadline implements Timer {
     /** The period of a repeating timer (ms); 0 for a one-shot. */
     readonly period: number,
   ) {}
+  /** Takes it out of the scheduler's heap (not of another one). */
   cancel(): void {
     if (this.index >= 0) timers.remove(this);
   }

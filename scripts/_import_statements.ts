@@ -2,7 +2,9 @@
  * Whether an import brings types only, read from the importing file's
  * statements: `deno info --json` lists `import type` and `export type …
  * from` as type dependencies, but `import { type A }` as a code one, so
- * scripts/check_imports.ts asks here for those.
+ * scripts/check_imports.ts asks here for those. The same reading gives the
+ * names a source's code uses ({@link codeWords}), for checks that must not
+ * count a name in a comment or a string.
  *
  * @module
  */
@@ -18,6 +20,14 @@ export function isTypeOnlyImport(source: string, specifier: string): boolean {
   const statements = importStatements(source)
     .filter((s) => s.specifier === specifier);
   return statements.length > 0 && statements.every((s) => s.typeOnly);
+}
+
+/**
+ * The words of `source`'s code, in order: identifiers and keywords, with
+ * nothing from its comments, strings, templates or regular expressions.
+ */
+export function codeWords(source: string): string[] {
+  return tokenize(source).filter((t) => t.kind === "word").map((t) => t.text);
 }
 
 interface Token {

@@ -223,11 +223,13 @@ function proxyListenOf(
  * The access log's destinations as managers.toml names them: a file,
  * syslog, both, or standard output when neither.
  */
-function openAccessLog(config: LoadedManagers): LogSink {
+async function openAccessLog(config: LoadedManagers): Promise<LogSink> {
   const sinks: LogSink[] = [];
   if (config.accessLog) sinks.push(openFileLog(config.accessLog));
   if (config.syslogAddr) {
-    sinks.push(openSyslog(config.syslogAddr, { format: config.syslogFormat }));
+    sinks.push(
+      await openSyslog(config.syslogAddr, { format: config.syslogFormat }),
+    );
   }
   return sinks.length > 0 ? teeLogs(sinks) : openStdoutLog();
 }
@@ -302,7 +304,7 @@ async function liveReload(r: Running): Promise<ReloadReport> {
   const loaded = r.gateway.config;
   if (logSettings(loaded) !== r.loggedWith) {
     try {
-      const next = openAccessLog(loaded);
+      const next = await openAccessLog(loaded);
       r.proxy.reconfigure({
         accessLog: next,
         accessLogFormat: loaded.accessLogFormat,
@@ -365,7 +367,7 @@ async function serve(
   }
   let accessLog: LogSink;
   try {
-    accessLog = openAccessLog(gateway.config);
+    accessLog = await openAccessLog(gateway.config);
   } catch (e) {
     await gateway.close();
     throw e;

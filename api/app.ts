@@ -61,7 +61,7 @@ export interface AppOptions {
   /** What `/proxy.pac` needs; without it the PAC is not served. */
   pac?: PacSource;
   /** The text of `GET /metrics`; no such page when absent. */
-  metrics?: () => string;
+  metrics?: () => string | Promise<string>;
   /** Who may read `/metrics` besides loopback addresses (`[api] metricsAllow`). */
   metricsAllow?: Cidr[];
   /** The answer of `GET /healthz`; no such page when absent. */
@@ -302,7 +302,7 @@ export function createApp(gateway: Gateway, options: AppOptions = {}): Hono {
   const metrics = options.metrics;
   if (metrics) {
     const allowed = options.metricsAllow ?? [];
-    app.get("/metrics", (c) => {
+    app.get("/metrics", async (c) => {
       c.header("Cache-Control", "no-store");
       const ip = clientIp(c);
       if (!mayReadMetrics(ip, allowed)) {
@@ -311,7 +311,7 @@ export function createApp(gateway: Gateway, options: AppOptions = {}): Hono {
           403,
         );
       }
-      return c.body(metrics(), 200, {
+      return c.body(await metrics(), 200, {
         "Content-Type": "text/plain; version=0.0.4; charset=utf-8",
       });
     });

@@ -78,7 +78,7 @@ export interface StartApiOptions {
    */
   proxyPort?: () => number | undefined;
   /** The text of `GET /metrics` (see metrics.ts); no such page when absent. */
-  metrics?: () => string;
+  metrics?: () => string | Promise<string>;
   /** The answer of `GET /healthz` (see health.ts); no such page when absent. */
   health?: () => Health;
   /** The `reload` command of `/api/cmd` (administrators); none when absent. */

@@ -38,7 +38,6 @@ import { openStateStore } from "./state/open_store.ts";
 
 export { nearestKey, readTomlFile, type TomlFile } from "./config/toml_file.ts";
 export { hashPassword, verifyPassword } from "./users/password.ts";
-export { writeDefaultManagersFile } from "./config/default_file.ts";
 export { GatewayRuntime, type ReloadResult } from "./gateway.ts";
 export {
   type CaptivePortalOptions,
@@ -163,6 +162,19 @@ export async function openGateway(
     throw e;
   }
   return new GatewayRuntime(loaded, store, { ...options, load });
+}
+
+/**
+ * Writes the default `managers.toml` at `path` (failing if it exists) and
+ * answers the administrator's user name and password, to be shown once.
+ * Its module (config/default_file.ts) is loaded here: only a first start
+ * writes one.
+ */
+export async function writeDefaultManagersFile(
+  path: string,
+): Promise<{ user: string; password: string }> {
+  const file = await import("./config/default_file.ts");
+  return await file.writeDefaultManagersFile(path);
 }
 
 /** Options of {@link checkManagersFile}. */

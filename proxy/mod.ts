@@ -41,12 +41,9 @@ export {
   openFileLog,
   openStdoutLog,
   openSyslog,
-  parseSyslogAddr,
-  type SyslogFormat,
-  type SyslogOptions,
-  type SyslogTarget,
   teeLogs,
 } from "./log_sinks.ts";
+export type { SyslogFormat, SyslogOptions, SyslogTarget } from "./syslog.ts";
 export {
   type MemoryTrim,
   type MemoryTrimOptions,

@@ -81,7 +81,7 @@ Deno.test("metrics: every family in the text format, which promtool accepts", as
   m.countReload("error");
   m.countReload("ok");
   m.countLoginThrottle();
-  const text = m.render();
+  const text = await m.render();
   const checked = await promtool(text);
   assert.equal(checked.code, 0, checked.out + text);
   assert.equal(checked.out, "", "no lint problem");
@@ -141,7 +141,7 @@ Deno.test("metrics: before the proxy and the gateway are there, build info, star
     commit: "source",
     fromSource: true,
   });
-  const text = m.render();
+  const text = await m.render();
   assert.equal((await promtool(text)).code, 0, text);
   assert.match(
     text,
@@ -149,7 +149,7 @@ Deno.test("metrics: before the proxy and the gateway are there, build info, star
   );
   assert.doesNotMatch(text, /pmproxy_requests_total/);
   m.countLoginThrottle();
-  assert.match(m.render(), /^pmproxy_login_throttles_total 1$/m);
+  assert.match(await m.render(), /^pmproxy_login_throttles_total 1$/m);
   const start = Number(/^process_start_time_seconds (\S+)$/m.exec(text)![1]);
   assert.ok(Math.abs(start - performance.timeOrigin / 1000) < 1);
 });

@@ -170,7 +170,7 @@ Deno.test("syslog over UDP: lines sent at once after opening all arrive", async 
   socket.on("message", (msg) => received.push(msg.toString()));
   await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
   try {
-    const sink = openSyslog(`127.0.0.1:${socket.address().port}`);
+    const sink = await openSyslog(`127.0.0.1:${socket.address().port}`);
     for (let i = 0; i < 3; i++) sink.send(`line ${i}`);
     const deadline = Date.now() + 5000;
     while (received.length < 3 && Date.now() < deadline) {

@@ -82,6 +82,13 @@ Deno.test("start: what a just-started gateway does not use is not statically imp
     // The parents' protocols: the first parent dialed.
     "proxy/_parent_http.ts",
     "proxy/_socks5.ts",
+    // Syslog with a syslogAddr; the text of /metrics at the first scrape;
+    // the usage history at its first write or read; the default
+    // managers.toml at a first start.
+    "proxy/syslog.ts",
+    "api/_metrics_text.ts",
+    "managers/state/_kv_usage.ts",
+    "managers/config/default_file.ts",
     // Loaded on first use by earlier work.
     "api/_self_signed.ts",
     "api/client_commands.ts",

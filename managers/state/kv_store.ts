@@ -77,7 +77,7 @@ import { StoreWriteError } from "./store.ts";
 import { StoreHealth } from "./_health.ts";
 import type { WritePace } from "./pace.ts";
 import { kvBatches, write } from "./_kv_write.ts";
-import { KvUsageHistory } from "./_kv_usage.ts";
+import type { KvUsageHistory } from "./_kv_usage.ts";
 
 /** Stored sessions read and written at a time (Deno KV's getMany takes 10). */
 const SESSION_BATCH = 10;
@@ -192,7 +192,12 @@ export class KvStateStore implements StateStore {
   readonly announcesChanges = false;
   pace?: WritePace;
   readonly #health: StoreHealth;
-  readonly #usage: KvUsageHistory;
+  /**
+   * The usage history, loaded at its first write or read: a gateway just
+   * started has nothing to add to it yet (see ARCHITECTURE.md, What loads
+   * at start).
+   */
+  #usage: Promise<KvUsageHistory> | undefined;
 
   /** Sessions by manager and IP, as last read or written here. */
   readonly #seen = new Map<string, Map<string, SeenSession>>();
@@ -207,7 +212,6 @@ export class KvStateStore implements StateStore {
 
   constructor(readonly kv: Deno.Kv, readonly description: string) {
     this.#health = new StoreHealth(description);
-    this.#usage = new KvUsageHistory(kv, () => this.pace);
   }
 
   /** Opens the file or KV Connect URL at `path`. */
@@ -771,6 +775,12 @@ export class KvStateStore implements StateStore {
 
   // ----------------------------------------------------------- history
 
+  #history(): Promise<KvUsageHistory> {
+    return this.#usage ??= import("./_kv_usage.ts").then(
+      ({ KvUsageHistory }) => new KvUsageHistory(this.kv, () => this.pace),
+    );
+  }
+
   addUsage(
     manager: string,
     deltas: ReadonlyMap<string, number>,
@@ -778,14 +788,14 @@ export class KvStateStore implements StateStore {
   ): Promise<void> {
     return this.#health.run(
       "adding to the usage history",
-      () => this.#usage.add(manager, deltas, at),
+      async () => (await this.#history()).add(manager, deltas, at),
     );
   }
 
   readUsage(manager: string, range: UsageRange): Promise<UsageEntry[]> {
     return this.#health.run(
       "reading the usage history",
-      () => this.#usage.read(manager, range),
+      async () => (await this.#history()).read(manager, range),
     );
   }
 

@@ -61,7 +61,7 @@ export async function startTestApi(
     /** Passed to startApi (the PAC file's proxy port). */
     proxyPort?: () => number | undefined;
     /** Passed to startApi. */
-    metrics?: () => string;
+    metrics?: () => string | Promise<string>;
     /** Passed to startApi. */
     health?: () => Health;
   } = {},

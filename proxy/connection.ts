@@ -9,6 +9,7 @@
 import type { Decision, ProxyCredentials, RequestFacts } from "./policy.ts";
 import { closeQuietly, Reader, writeAll } from "./_io.ts";
 import {
+  bufferedHead,
   fieldValue,
   type Framing,
   hasToken,
@@ -128,7 +129,9 @@ async function serveRequest(
   const x = newExchange(client.ip, new Date());
   let head: RequestHead;
   try {
-    const bytes = await readHead(client.reader, config.maxHeaderBytes, true);
+    const max = config.maxHeaderBytes;
+    const bytes = bufferedHead(client.reader, max, true) ??
+      await readHead(client.reader, max, true);
     if (bytes === null) return CLOSED;
     head = parseRequestHead(bytes, config.maxHeaders);
   } catch (e) {

@@ -11,6 +11,7 @@ import type { Decision } from "./policy.ts";
 import { dial, type Dialed, DialError } from "./dial.ts";
 import { closeQuietly, MeterStop, Reader, writeAll } from "./_io.ts";
 import {
+  bufferedHead,
   endToEnd,
   fieldValue,
   type Framing,
@@ -238,7 +239,12 @@ async function exchange(
     let resp: ResponseHead;
     try {
       for (;;) {
-        const bytes = await readHead(upReader, MAX_RESPONSE_HEAD, false);
+        // The answer's first bytes are awaited here: the head is most often
+        // whole in them, and then bufferedHead has it without a promise.
+        const bytes = upReader.buffered > 0 || await upReader.fill()
+          ? bufferedHead(upReader, MAX_RESPONSE_HEAD, false) ??
+            await readHead(upReader, MAX_RESPONSE_HEAD, false)
+          : null;
         resp = answerHead(job.req, bytes);
         if (resp.status >= 200 || resp.status === 101) break;
         await passInterim(job, resp, upload);

@@ -92,65 +92,117 @@ export async function readHead(
   maxBytes: number,
   strict: boolean,
 ): Promise<Uint8Array | null> {
-  let scanned = 0; // offset from r.start already scanned
-  let lineStart = 0;
+  const scan: HeadScan = { scanned: 0, lineStart: 0 };
+  return scanHead(r, maxBytes, strict, scan) ??
+    await readRestOfHead(r, maxBytes, strict, scan);
+}
+
+/**
+ * The head, as {@link readHead} reads it, when it is whole in the buffer
+ * already; undefined when more must be read (then call readHead). A
+ * client's head almost always is (its first bytes were awaited before), and
+ * the response's once its first bytes came: this way a request costs no
+ * async frame for either. Throws HeadError as readHead rejects.
+ */
+export function bufferedHead(
+  r: Reader,
+  maxBytes: number,
+  strict: boolean,
+): Uint8Array | undefined {
+  return scanHead(r, maxBytes, strict, { scanned: 0, lineStart: 0 });
+}
+
+/** How far {@link scanHead} got: offsets from `r.start`. */
+interface HeadScan {
+  /** Bytes already searched for a line end. */
+  scanned: number;
+  /** Where the line being read starts. */
+  lineStart: number;
+}
+
+/** Reads on until {@link scanHead} finds the head's end. */
+async function readRestOfHead(
+  r: Reader,
+  maxBytes: number,
+  strict: boolean,
+  scan: HeadScan,
+): Promise<Uint8Array | null> {
   for (;;) {
-    // Search only the filled part: the rest of a big buffer holds stale bytes
-    // and would cost a scan of up to 256 KiB per call.
-    const buf = r.buf;
-    const filled = buf.subarray(0, r.end);
-    for (;;) {
-      const i = filled.indexOf(10, r.start + scanned);
-      if (i < 0) {
-        scanned = r.end - r.start;
-        break;
-      }
-      const lf = i - r.start;
-      const cr = lf > 0 && buf[i - 1] === 13;
-      if (strict && !cr) {
-        throw new HeadError(
-          400,
-          "a line of the request head ends in a bare LF",
-        );
-      }
-      const len = lf - lineStart - (cr ? 1 : 0);
-      if (len === 0) {
-        if (lineStart === 0) {
-          // An empty line before the request line: skip it.
-          r.start += lf + 1;
-          scanned = 0;
-          continue;
-        }
-        if (i + 1 - r.start > maxBytes) {
-          throw new HeadError(431, `the head is larger than ${maxBytes} bytes`);
-        }
-        const head = buf.subarray(r.start, i + 1);
-        r.start = i + 1;
-        return head;
-      }
-      if (lineStart === 0 && len > MAX_REQUEST_LINE && strict) {
-        throw new HeadError(
-          414,
-          `the request line is longer than ${MAX_REQUEST_LINE} bytes`,
-        );
-      }
-      lineStart = lf + 1;
-      scanned = lf + 1;
-    }
-    if (r.end - r.start >= maxBytes) {
-      if (strict && lineStart === 0) {
-        throw new HeadError(
-          414,
-          `the request line is longer than ${MAX_REQUEST_LINE} bytes`,
-        );
-      }
-      throw new HeadError(431, `the head is larger than ${maxBytes} bytes`);
-    }
     if (!(await r.fill())) {
       if (r.end === r.start) return null;
       throw new HeadError(400, "the connection closed in the middle of a head");
     }
+    const head = scanHead(r, maxBytes, strict, scan);
+    if (head !== undefined) return head;
   }
+}
+
+/**
+ * Searches the buffered bytes for the empty line that ends a head: the
+ * head's bytes (consumed from `r`), or undefined when more must be read.
+ * Throws HeadError for a head that breaks a limit or a rule.
+ */
+function scanHead(
+  r: Reader,
+  maxBytes: number,
+  strict: boolean,
+  scan: HeadScan,
+): Uint8Array | undefined {
+  let { scanned, lineStart } = scan;
+  // Search only the filled part: the rest of a big buffer holds stale bytes
+  // and would cost a scan of up to 256 KiB per call.
+  const buf = r.buf;
+  const filled = buf.subarray(0, r.end);
+  for (;;) {
+    const i = filled.indexOf(10, r.start + scanned);
+    if (i < 0) {
+      scanned = r.end - r.start;
+      break;
+    }
+    const lf = i - r.start;
+    const cr = lf > 0 && buf[i - 1] === 13;
+    if (strict && !cr) {
+      throw new HeadError(
+        400,
+        "a line of the request head ends in a bare LF",
+      );
+    }
+    const len = lf - lineStart - (cr ? 1 : 0);
+    if (len === 0) {
+      if (lineStart === 0) {
+        // An empty line before the request line: skip it.
+        r.start += lf + 1;
+        scanned = 0;
+        continue;
+      }
+      if (i + 1 - r.start > maxBytes) {
+        throw new HeadError(431, `the head is larger than ${maxBytes} bytes`);
+      }
+      const head = buf.subarray(r.start, i + 1);
+      r.start = i + 1;
+      return head;
+    }
+    if (lineStart === 0 && len > MAX_REQUEST_LINE && strict) {
+      throw new HeadError(
+        414,
+        `the request line is longer than ${MAX_REQUEST_LINE} bytes`,
+      );
+    }
+    lineStart = lf + 1;
+    scanned = lf + 1;
+  }
+  if (r.end - r.start >= maxBytes) {
+    if (strict && lineStart === 0) {
+      throw new HeadError(
+        414,
+        `the request line is longer than ${MAX_REQUEST_LINE} bytes`,
+      );
+    }
+    throw new HeadError(431, `the head is larger than ${maxBytes} bytes`);
+  }
+  scan.scanned = scanned;
+  scan.lineStart = lineStart;
+  return undefined;
 }
 
 const utf8Decoder = new TextDecoder();

@@ -142,7 +142,8 @@ async function serveRequest(
   w.arm(0, "");
   let next: boolean | TunnelToRun;
   try {
-    next = await handleRequest(ctx, client, head, x);
+    const handled = handleRequest(ctx, client, head, x);
+    next = handled instanceof Promise ? await handled : handled;
   } catch (e) {
     finished(ctx, x);
     throw e;
@@ -282,14 +283,17 @@ const LOOPING: Refusal = Object.freeze({
 
 /**
  * Runs one request; true when the connection may carry another, or the
- * tunnel to run for an allowed CONNECT (after which it may not).
+ * tunnel to run for an allowed CONNECT (after which it may not). Not an
+ * async function: it answers the promise of the path it starts (the
+ * forward, a refusal) or, for an allowed CONNECT, the tunnel at once, so a
+ * request costs no async frame of its own here (about 0.4 KB each).
  */
-async function handleRequest(
+function handleRequest(
   ctx: ProxyContext,
   client: Client,
   head: RequestHead,
   x: Exchange,
-): Promise<boolean | TunnelToRun> {
+): Promise<boolean | TunnelToRun> | TunnelToRun {
   x.method = head.method;
   x.url = head.target;
   // A graceful stop under way: this answer is the connection's last.
@@ -305,48 +309,67 @@ async function handleRequest(
   };
 
   const tooLarge = bodyTooLarge(ctx.config.maxRequestBody, framing);
-  if (tooLarge) return await refuse(req, tooLarge);
+  if (tooLarge) return refuse(req, tooLarge);
   if (framing.kind === "chunked") {
     const broken = brokenChunks(client.reader);
-    if (broken) return await refuse(req, broken);
+    if (broken) return refuse(req, broken);
   }
   const where = resolveTarget(ctx, head);
-  if (where === OWN_PAGE) return await sendOwnPage(ctx, req);
-  if ("status" in where) return await refuse(req, where);
+  if (where === OWN_PAGE) return sendOwnPage(ctx, req);
+  if ("status" in where) return refuse(req, where);
   // A request that already passed through pmproxy several times is going
   // round in a loop (a proxy told to reach itself): stop it here.
-  if (viaCount(head) >= MAX_VIA_HOPS) return await refuse(req, LOOPING);
+  if (viaCount(head) >= MAX_VIA_HOPS) return refuse(req, LOOPING);
 
-  let decision: Decision;
+  let d: Decision | Promise<Decision>;
   try {
-    const d = askPolicy(ctx, req, where);
-    // Only an asynchronous policy costs an await.
-    decision = d instanceof Promise ? await d : d;
+    d = askPolicy(ctx, req, where);
   } catch (e) {
-    return await refuse(req, {
-      status: 503,
-      message: `The proxy's policy failed: ${
-        (e as Error).message
-      }. Tell the administrator.`,
-    });
+    return refuse(req, policyFailed(e));
   }
-  if (!decision.allowed) {
-    return await refuse(req, refusedBy(ctx, head, decision));
+  // Only an asynchronous policy costs a promise.
+  if (d instanceof Promise) {
+    return d.then<boolean | TunnelToRun, boolean>(
+      (decision) => decided(ctx, req, where, decision),
+      (e) => refuse(req, policyFailed(e)),
+    );
   }
+  return decided(ctx, req, where, d);
+}
+
+/** The policy threw: the request is answered 503. */
+function policyFailed(e: unknown): Refusal {
+  return {
+    status: 503,
+    message: `The proxy's policy failed: ${
+      (e as Error).message
+    }. Tell the administrator.`,
+  };
+}
+
+/** Runs what the policy decided for the request to `where`. */
+function decided(
+  ctx: ProxyContext,
+  req: Incoming,
+  where: HostPort | Target,
+  decision: Decision,
+): Promise<boolean> | TunnelToRun {
+  const { head, x } = req;
+  if (!decision.allowed) return refuse(req, refusedBy(ctx, head, decision));
   if (decision.user !== undefined) x.user = decision.user;
   x.outcome = "allowed";
   if (decision.note !== undefined) x.note = decision.note;
-  if (isConnect) return { target: where, decision };
-  return await forwardRequest({
+  if (head.method === "CONNECT") return { target: where, decision };
+  return forwardRequest({
     ctx,
-    client,
+    client: req.client,
     req: head,
     // Not CONNECT: resolveTarget parsed an absolute URL.
     target: where as Target,
     url: head.target,
     decision,
     x,
-    keepAlive,
+    keepAlive: req.keepAlive,
   });
 }
 

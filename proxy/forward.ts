@@ -85,9 +85,11 @@ export interface ForwardJob {
 /**
  * Forwards one request: takes a pooled upstream connection for the route and
  * origin, or dials one, then runs the path the dialer chose. Resolves to true
- * when the client connection may carry another request.
+ * when the client connection may carry another request. Not an async
+ * function: a kept-alive client's request on a pooled connection (the
+ * usual) costs a `then` here, not an async frame.
  */
-export async function forwardRequest(job: ForwardJob): Promise<boolean> {
+export function forwardRequest(job: ForwardJob): Promise<boolean> {
   const { ctx, target, decision } = job;
   const key = poolKey(decision.route, target.host, target.port);
   // A request with a body is never sent on a pooled connection: if the origin
@@ -99,8 +101,8 @@ export async function forwardRequest(job: ForwardJob): Promise<boolean> {
       IDEMPOTENT.has(job.req.method)
     ? ctx.pool.take(key)
     : undefined;
-  if (pooled) {
-    const outcome = await runPath(job, pooled, true);
+  if (!pooled) return dialAndForward(job, key);
+  return runPath(job, pooled, true).then((outcome) => {
     if (outcome !== "stale") return outcome;
     // The idle connection had been closed by the origin before our request
     // reached it: nothing was answered, so asking again on a fresh one is safe.
@@ -108,7 +110,13 @@ export async function forwardRequest(job: ForwardJob): Promise<boolean> {
     // stale exchange must not run out meanwhile (an expired watch is no
     // longer watched, and the retry would wait for its answer forever).
     job.client.watch.arm(0, "");
-  }
+    return dialAndForward(job, key);
+  });
+}
+
+/** Dials the upstream for `job` (pool key `key`) and runs its path. */
+async function dialAndForward(job: ForwardJob, key: string): Promise<boolean> {
+  const { ctx, target, decision } = job;
   let dialed: Dialed;
   try {
     dialed = await dial(decision.route, target, {

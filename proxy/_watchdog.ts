@@ -4,13 +4,26 @@
  * deadline passes is removed and its `onExpire` runs (it closes sockets, which
  * makes the pending reads fail).
  *
+ * The walk is skipped until the earliest deadline it may find is due: each
+ * walk notes the soonest deadline it saw, and a deadline set sooner than
+ * that (or a watch that joins with one) lowers the note. A gateway's
+ * thousands of kept-alive connections then cost a walk every few seconds,
+ * when one may have run out, not ten walks a second (at 10,000 connections
+ * each walk took about a millisecond in a CPU profile of the scale bench).
+ *
  * @module
  */
 import { every, type Timer } from "./timers.ts";
 
+/**
+ * No watched deadline is sooner than this (a lower bound: the soonest the
+ * last walk saw, or one set since).
+ */
+let soonest = Infinity;
+
 /** One watched deadline (milliseconds since the epoch; Infinity = none). */
 export class Watch {
-  deadline = Infinity;
+  #deadline = Infinity;
   /** What ran out, for the log and error pages. */
   expired = "";
   what = "";
@@ -19,6 +32,17 @@ export class Watch {
   next: Watch | undefined = undefined;
   linked = false;
   constructor(readonly onExpire: (what: string) => void) {}
+
+  /** When it runs out (ms since the epoch; Infinity: never). */
+  get deadline(): number {
+    return this.#deadline;
+  }
+
+  set deadline(at: number) {
+    this.#deadline = at;
+    if (at < soonest) soonest = at;
+  }
+
   /** Sets the deadline `ms` from now for `what`; ms <= 0 means none. */
   arm(ms: number, what: string): void {
     this.deadline = ms > 0 ? Date.now() + ms : Infinity;
@@ -47,9 +71,16 @@ function unlink(w: Watch): void {
 
 function tick() {
   const now = Date.now();
+  if (now < soonest) return;
+  // This walk finds the soonest deadline anew; one set meanwhile (by an
+  // onExpire) lowers it too.
+  soonest = Infinity;
   for (let w = first; w !== undefined;) {
     const next = w.next;
-    if (w.deadline <= now) {
+    const deadline = w.deadline;
+    if (deadline > now) {
+      if (deadline < soonest) soonest = deadline;
+    } else {
       unlink(w);
       w.expired = w.what;
       try {
@@ -75,6 +106,8 @@ function stopWhenEmpty() {
 /** Starts watching `w` (again watching a watched one changes nothing). */
 export function watch(w: Watch): void {
   if (!w.linked) {
+    // Its deadline may have been set while it was not watched.
+    if (w.deadline < soonest) soonest = w.deadline;
     w.linked = true;
     w.prev = undefined;
     w.next = first;

@@ -68,3 +68,31 @@ Deno.test("an expiry that unwatches the next watch does not stop the others from
   for (const w of ws) unwatch(w);
   assert.equal(watchedCount(), 0);
 });
+
+Deno.test("walks are skipped until the soonest deadline, yet one set sooner runs out on time", async () => {
+  // The walks while only `far` is watched note its deadline, a minute away;
+  // each deadline set sooner afterwards (by arm, by the hot path's plain
+  // store, or before its watch joins) must still be found within a tick
+  // or two.
+  const fired: string[] = [];
+  const far = new Watch(() => fired.push("far"));
+  watch(far);
+  far.arm(60_000, "far");
+  await sleep(250);
+  const soon = new Watch(() => fired.push("armed"));
+  watch(soon);
+  soon.arm(20, "armed");
+  const stored = new Watch(() => fired.push("stored"));
+  watch(stored);
+  stored.deadline = Date.now() + 20;
+  const joined = new Watch(() => fired.push("joined"));
+  joined.arm(20, "joined");
+  await sleep(150);
+  watch(joined);
+  const t0 = performance.now();
+  for (let i = 0; i < 50 && fired.length < 3; i++) await sleep(20);
+  assert.deepEqual(fired.sort(), ["armed", "joined", "stored"]);
+  assert.ok(performance.now() - t0 < 500, "within a few ticks");
+  unwatch(far);
+  assert.equal(watchedCount(), 0);
+});

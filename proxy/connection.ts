@@ -95,7 +95,8 @@ export async function serveConnection(
         if (!(await reader.fill())) return;
       }
       w.arm(config.headerTimeoutMs, READING_HEAD);
-      if ((await serveRequest(ctx, client)) !== true) return;
+      const served = serveRequest(ctx, client);
+      if ((served instanceof Promise ? await served : served) !== true) return;
     }
   } catch {
     // A reset or closed socket ends the connection; nothing to answer.
@@ -116,38 +117,82 @@ const REFUSED = 1;
  * Reads one request head and runs the request; answers true when the
  * connection may carry another. Its own function, not a part of
  * serveConnection's loop: an allowed CONNECT's tunnel is returned, not
- * awaited, so this frame (the parsed head, the decision) is let go while
- * the tunnel is held, perhaps for hours, and thousands of held tunnels do
- * not each keep them.
+ * awaited, so the request's head and decision are let go while the tunnel
+ * is held, perhaps for hours, and thousands of held tunnels do not each
+ * keep them. Not an async function: a head already buffered (the usual)
+ * runs at once, and the request costs the `then` of its path, not an
+ * async frame besides.
  */
-async function serveRequest(
+function serveRequest(
   ctx: ProxyContext,
   client: Client,
-): Promise<boolean | typeof CLOSED | typeof REFUSED> {
-  const { config } = ctx;
-  const w = client.watch;
+): Promise<Served> | Served {
   const x = newExchange(client.ip, new Date());
+  let bytes: Uint8Array | undefined;
+  try {
+    bytes = bufferedHead(client.reader, ctx.config.maxHeaderBytes, true);
+  } catch (e) {
+    return headFailed(ctx, client, x, e);
+  }
+  return bytes === undefined
+    ? readAndRun(ctx, client, x)
+    : runHead(ctx, client, x, bytes);
+}
+
+/** What {@link serveRequest} answers. */
+type Served = boolean | typeof CLOSED | typeof REFUSED;
+
+/** The head is not all there yet: read it, then run the request. */
+async function readAndRun(
+  ctx: ProxyContext,
+  client: Client,
+  x: Exchange,
+): Promise<Served> {
+  let bytes: Uint8Array | null;
+  try {
+    bytes = await readHead(client.reader, ctx.config.maxHeaderBytes, true);
+  } catch (e) {
+    return await headFailed(ctx, client, x, e);
+  }
+  return await runHead(ctx, client, x, bytes);
+}
+
+/** Parses the head read (null: the stream ended first) and runs it. */
+function runHead(
+  ctx: ProxyContext,
+  client: Client,
+  x: Exchange,
+  bytes: Uint8Array | null,
+): Promise<Served> | Served {
+  if (bytes === null) return CLOSED;
   let head: RequestHead;
   try {
-    const max = config.maxHeaderBytes;
-    const bytes = bufferedHead(client.reader, max, true) ??
-      await readHead(client.reader, max, true);
-    if (bytes === null) return CLOSED;
-    head = parseRequestHead(bytes, config.maxHeaders);
+    head = parseRequestHead(bytes, ctx.config.maxHeaders);
   } catch (e) {
-    if (!(e instanceof HeadError) || w.expired) return CLOSED;
-    await refuseHead(ctx, client, x, e);
-    return REFUSED;
+    return headFailed(ctx, client, x, e);
   }
-  w.arm(0, "");
-  let next: boolean | TunnelToRun;
+  client.watch.arm(0, "");
+  let handled: Promise<boolean | TunnelToRun> | TunnelToRun;
   try {
-    const handled = handleRequest(ctx, client, head, x);
-    next = handled instanceof Promise ? await handled : handled;
+    handled = handleRequest(ctx, client, head, x);
   } catch (e) {
     finished(ctx, x);
     throw e;
   }
+  if (!(handled instanceof Promise)) return ran(ctx, client, x, handled);
+  return handled.then((next) => ran(ctx, client, x, next), (e) => {
+    finished(ctx, x);
+    throw e;
+  });
+}
+
+/** The request ran (`next`: true to go on) or its tunnel is to run now. */
+function ran(
+  ctx: ProxyContext,
+  client: Client,
+  x: Exchange,
+  next: boolean | TunnelToRun,
+): Promise<Served> | Served {
   if (typeof next === "boolean") {
     finished(ctx, x);
     return next;
@@ -162,6 +207,20 @@ async function serveRequest(
       throw e;
     },
   );
+}
+
+/**
+ * The head could not be read: a head we refuse is answered (and logged);
+ * a broken stream, or a head cut by its deadline, just ends.
+ */
+function headFailed(
+  ctx: ProxyContext,
+  client: Client,
+  x: Exchange,
+  e: unknown,
+): Promise<Served> | Served {
+  if (!(e instanceof HeadError) || client.watch.expired) return CLOSED;
+  return refuseHead(ctx, client, x, e).then(() => REFUSED);
 }
 
 /** An exchange is over: it is counted and logged. */

@@ -231,7 +231,12 @@ export function writeAll(conn: Stream, p: Uint8Array): Promise<void> {
   );
 }
 
-async function writeRest(conn: Stream, p: Uint8Array, at: number) {
+/** The rest of a partial write, from `at` on. */
+async function writeRest(
+  conn: Stream,
+  p: Uint8Array,
+  at: number,
+): Promise<void> {
   while (at < p.length) at += await conn.write(p.subarray(at));
 }
 

@@ -394,10 +394,12 @@ export async function loadManagers(
       `there is no rule: add a first line like rule = "sessions \u2227 down". Without a rule nothing would be allowed (the original then let everybody through)`,
     );
   }
-  const ruleLine = at([ruleKey]);
+  // The rule's line only for an error: looking a line up builds the
+  // file's index of lines (managers/config/toml_file.ts).
+  const ruleLine = () => at([ruleKey]);
   if (typeof ruleValue !== "string") {
     throw new ConfigError(
-      { file, line: ruleLine },
+      { file, line: ruleLine() },
       `${ruleKey} must be a string in quotes, like rule = "sessions \u2227 down"`,
     );
   }
@@ -407,7 +409,7 @@ export async function loadManagers(
   } catch (e) {
     if (e instanceof RuleError) {
       throw new ConfigError(
-        { file, line: ruleLine },
+        { file, line: ruleLine() },
         `${ruleKey}: ${e.message} (in ${JSON.stringify(ruleValue)})`,
       );
     }
@@ -418,7 +420,7 @@ export async function loadManagers(
     if (managers.has(name)) continue;
     const near = nearestKey(name, known);
     throw new ConfigError(
-      { file, line: ruleLine },
+      { file, line: ruleLine() },
       `${ruleKey}: "${name}" at column ${column} has no manager; known: ${
         known.length ? known.join(", ") : "none (define managers below)"
       }${near ? ` (did you mean "${near}"?)` : ""}`,
@@ -444,7 +446,7 @@ export async function loadManagers(
       allowOpenProxy,
     });
     if (verdict.fatal) {
-      throw new ConfigError({ file, line: ruleLine }, verdict.message);
+      throw new ConfigError({ file, line: ruleLine() }, verdict.message);
     }
     warnAt([ruleKey], verdict.message);
   }

@@ -195,6 +195,14 @@ Deno.test("config: a rule name without a manager names its column and the known 
   );
 });
 
+Deno.test("config: the rule's line is found when it is not the first (the index of lines is made on first use)", async () => {
+  const e = await configError(
+    "# the site's rule\n\n" +
+      README_TOML.replace('"sessions ∧ down"', '"sessions ∧ dwn"'),
+  );
+  assert.match(e.message, /^managers\.toml:3: rule: "dwn" at column 12 /);
+});
+
 Deno.test("config: a rule that does not parse says where and why", async () => {
   const e = await configError(
     README_TOML.replace('"sessions ∧ down"', '"sessions ∧ down ∨ sessions"'),

@@ -533,6 +533,13 @@ Deno.test("quota: long user names in many accounts are written in batches the st
       (_, i) => `firstname.lastname.${i}@department.organization.example.org`,
     );
     const a = make();
+    // A counter per user, as pmproxy before 2026-12-04 wrote them (since,
+    // a user has a key of their own only when their pack is full).
+    const op = kv.atomic();
+    for (const user of users.slice(0, 600)) {
+      op.sum(["dwnConsR", "down", "cons", a.lastReset, user], 1n);
+    }
+    await op.commit();
     await a.start(store);
     for (const user of users) {
       const acc = a.account(user);
@@ -543,13 +550,16 @@ Deno.test("quota: long user names in many accounts are written in batches the st
     const b = make();
     await b.start(store);
     assert.equal(b.consumptionOf(users[1199]), KiB);
-    // A new cycle deletes the old one's counters, as many batches.
+    assert.equal(b.consumptionOf(users[0]), KiB + 1);
+    // A new cycle deletes the old one's counters and packs, as many batches.
     ms += 24 * HOUR;
     await b.flush();
-    const left = await Array.fromAsync(
-      kv.list({ prefix: ["dwnConsR", "down", "cons"] }),
-    );
-    assert.equal(left.length, 0);
+    for (const what of ["cons", "consPacks"]) {
+      const left = await Array.fromAsync(
+        kv.list({ prefix: ["dwnConsR", "down", what] }),
+      );
+      assert.equal(left.length, 0, what);
+    }
   } finally {
     kv.close();
   }

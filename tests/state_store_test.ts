@@ -15,7 +15,7 @@ import type {
 } from "../managers/state/store.ts";
 import { StoreWriteError } from "../managers/state/store.ts";
 import { KvStateStore } from "../managers/state/kv_store.ts";
-import { PACK_BYTES, usagePack } from "../managers/state/_kv_usage.ts";
+import { PACK_BYTES, packOf } from "../managers/state/_kv_packs.ts";
 import { RedisStateStore } from "../managers/state/redis_store.ts";
 import { openStateStore } from "../managers/state/open_store.ts";
 import { stateConfigFrom } from "../managers/state/config.ts";
@@ -937,6 +937,19 @@ contract("status is ok while the store works", async (site) => {
 // ------------------------------------------------------- Deno KV alone
 
 /** A store on a new KV file, that file opened raw beside it, and a lister. */
+/** A pack of others than the test's users, 1 byte each, filled to its limit. */
+function fullPack(pack: number): Map<string, number> {
+  const others = new Map<string, number>();
+  let bytes = 16;
+  for (let i = 0; bytes < PACK_BYTES; i++) {
+    const name = `filler-${i}`;
+    if (packOf(name) !== pack) continue;
+    others.set(name, 1);
+    bytes += name.length + 16;
+  }
+  return others;
+}
+
 async function kvAlone() {
   const dir = await Deno.makeTempDir({ prefix: "pmproxy-state-" });
   const path = join(dir, "state.kv");
@@ -966,7 +979,7 @@ Deno.test(
     const { store, raw, keysUnder } = kv;
     const h = thisHour();
     const day = usageAt(h).day;
-    assert.notEqual(usagePack("alice"), usagePack("bob"));
+    assert.notEqual(packOf("alice"), packOf("bob"));
     // What a pmproxy before 2026-12-02 left: an older hour's bucket with
     // each delta twice (by time, by user) and no index of its start.
     const old = h - 3 * HOUR;
@@ -985,7 +998,7 @@ Deno.test(
       usageAt(h),
     );
     await store.addUsage("down", new Map([["alice", 1]]), usageAt(h));
-    const packs = [usagePack("alice"), usagePack("bob")].sort((x, y) => x - y);
+    const packs = [packOf("alice"), packOf("bob")].sort((x, y) => x - y);
     assert.deepEqual(
       await keysUnder(["usage", "down", "hourPacks", h]),
       packs.map((p) => ["usage", "down", "hourPacks", h, p]),
@@ -995,7 +1008,7 @@ Deno.test(
       "down",
       "dayPacks",
       day,
-      usagePack("alice"),
+      packOf("alice"),
     ]);
     assert.deepEqual(alicePack.value, new Map([["alice", 8]]));
     assert.deepEqual(
@@ -1079,16 +1092,9 @@ Deno.test(
     await using kv = await kvAlone();
     const { store, raw, keysUnder } = kv;
     const h = thisHour();
-    const pack = usagePack("carol");
+    const pack = packOf("carol");
     // Fill carol's pack of this hour with others to its limit.
-    const others = new Map<string, number>();
-    let bytes = 16;
-    for (let i = 0; bytes < PACK_BYTES; i++) {
-      const name = `filler-${i}`;
-      if (usagePack(name) !== pack) continue;
-      others.set(name, 1);
-      bytes += name.length + 16;
-    }
+    const others = fullPack(pack);
     const key = ["usage", "down", "hourPacks", h, pack];
     await raw.set(key, others);
     const later = new Map([["carol", 30], [[...others.keys()][0], 2]]);
@@ -1156,6 +1162,161 @@ Deno.test(
       assert.equal(hour.length, 600);
       for (const e of hour) {
         assert.equal(e.bytes, 20 * deltas.get(e.user)!, e.user);
+      }
+    } finally {
+      await other.close();
+    }
+  },
+);
+
+Deno.test(
+  "state store (Deno KV): the counters pack their users' bytes a value per pack, and still read the counters older versions wrote",
+  async () => {
+    await using kv = await kvAlone();
+    const { store, raw, keysUnder } = kv;
+    assert.notEqual(packOf("alice"), packOf("bob"));
+    // What a pmproxy before 2026-12-04 left: a counter per user.
+    await raw.set(
+      ["dwnConsR", "down", "cons", 1000, "alice"],
+      new Deno.KvU64(100n),
+    );
+    await store.addConsumption(
+      "down",
+      1000,
+      new Map([["alice", 7], ["bob", 2]]),
+    );
+    await store.addConsumption("down", 1000, new Map([["alice", 1]]));
+    const packs = [packOf("alice"), packOf("bob")].sort((x, y) => x - y);
+    assert.deepEqual(
+      await keysUnder(["dwnConsR", "down", "consPacks", 1000]),
+      packs.map((p) => ["dwnConsR", "down", "consPacks", 1000, p]),
+    );
+    assert.deepEqual(
+      (await raw.get(["dwnConsR", "down", "consPacks", 1000, packOf("alice")]))
+        .value,
+      new Map([["alice", 8]]),
+    );
+    assert.deepEqual(
+      await keysUnder(["dwnConsR", "down", "cons", 1000]),
+      [["dwnConsR", "down", "cons", 1000, "alice"]],
+      "no counter written, the old one kept",
+    );
+    // Another gateway reads the pack and the old counter added up.
+    const other = await KvStateStore.open(kv.path);
+    try {
+      assert.deepEqual(
+        Object.fromEntries(await other.readConsumption("down", 1000)),
+        { alice: 108, bob: 2 },
+      );
+      assert.deepEqual(
+        [...await other.readConsumption("down", 1000, ["alice", "nobody"])],
+        [["alice", 108]],
+      );
+      // A set takes the user out of the pack, into a counter of their own.
+      await other.setConsumption("down", 1000, "alice", 5);
+      assert.deepEqual(
+        (await raw.get([
+          "dwnConsR",
+          "down",
+          "consPacks",
+          1000,
+          packOf("alice"),
+        ]))
+          .versionstamp,
+        null,
+        "the pack had only her: gone",
+      );
+      await store.addConsumption("down", 1000, new Map([["alice", 1]]));
+      assert.deepEqual(
+        Object.fromEntries(await store.readConsumption("down", 1000)),
+        { alice: 6, bob: 2 },
+      );
+      assert.deepEqual(
+        [...await other.readConsumption("down", 1000, ["alice"])],
+        [["alice", 6]],
+      );
+    } finally {
+      await other.close();
+    }
+    // Another cycle's packs go with their cycle.
+    await store.addConsumption("down", 2000, new Map([["bob", 1]]));
+    await store.deleteOtherCycles("down", 2000);
+    assert.deepEqual(
+      await keysUnder(["dwnConsR", "down", "consPacks", 1000]),
+      [],
+    );
+    assert.deepEqual(await keysUnder(["dwnConsR", "down", "cons", 1000]), []);
+    assert.deepEqual(
+      [...await store.readConsumption("down", 2000)],
+      [["bob", 1]],
+    );
+  },
+);
+
+Deno.test(
+  "state store (Deno KV): a user whose counters' pack is full gets a counter of their own, read with the pack",
+  async () => {
+    await using kv = await kvAlone();
+    const { store, raw, keysUnder } = kv;
+    const pack = packOf("carol");
+    const others = fullPack(pack);
+    const key = ["dwnConsR", "down", "consPacks", 1000, pack];
+    await raw.set(key, others);
+    const filler = [...others.keys()][0];
+    const later = new Map([["carol", 30], [filler, 2]]);
+    // Read first: the copy stays good through both writes.
+    await store.readConsumption("down", 1000);
+    await store.addConsumption("down", 1000, later);
+    await store.addConsumption("down", 1000, later);
+    assert.equal(await store.countersUnchanged("down", 1000), true);
+    assert.deepEqual(await keysUnder(["dwnConsR", "down", "cons", 1000]), [
+      ["dwnConsR", "down", "cons", 1000, "carol"],
+    ]);
+    const packed = (await raw.get<Map<string, number>>(key)).value!;
+    assert.equal(packed.size, others.size, "nobody added to the full pack");
+    assert.equal(packed.get(filler), 5, "but its users add up");
+    const fresh = await KvStateStore.open(kv.path);
+    try {
+      for (const s of [store, fresh]) {
+        const seen = await s.readConsumption("down", 1000);
+        assert.equal(seen.get("carol"), 60);
+        assert.equal(seen.get(filler), 5);
+        assert.equal(seen.size, others.size + 1);
+      }
+    } finally {
+      await fresh.close();
+    }
+  },
+);
+
+Deno.test(
+  "state store (Deno KV): two gateways adding to the same counters' packs at once lose no byte",
+  async () => {
+    await using kv = await kvAlone();
+    const other = await KvStateStore.open(kv.path);
+    try {
+      const deltas = new Map<string, number>();
+      for (let i = 0; i < 600; i++) deltas.set(`u${i}`, i + 1);
+      // Each keeps a copy, as a gateway does; the other's writes spoil it.
+      await kv.store.readConsumption("down", 1000);
+      await other.readConsumption("down", 1000);
+      const rounds = (store: StateStore) => async () => {
+        for (let r = 0; r < 10; r++) {
+          await store.addConsumption("down", 1000, deltas);
+          if (r === 4) await store.setConsumption("down", 1000, "u0", 0);
+        }
+      };
+      await Promise.all([rounds(kv.store)(), rounds(other)()]);
+      for (const s of [kv.store, other]) {
+        const seen = await s.readConsumption("down", 1000);
+        assert.equal(seen.size, 600);
+        for (const [u, d] of deltas) {
+          if (u === "u0") continue;
+          assert.equal(seen.get(u), 20 * d, u);
+        }
+        // Set to 0 by each after its 5th round: at most the rounds after
+        // the later set are left.
+        assert.ok(seen.get("u0")! <= 10, `u0: ${seen.get("u0")}`);
       }
     } finally {
       await other.close();

@@ -6,8 +6,8 @@
  * Keys (grain `"hour"` or `"day"`, start: the bucket's start in ms):
  *
  * - `["usage", manager, grain + "Packs", start, pack]`: a `Map` of user to
- *   bytes, for the users of one pack ({@link usagePack}: a hash of the
- *   name, 0 to 255) in that bucket. A write reads the packs its users fall
+ *   bytes, for the users of one pack (`packOf` in _kv_packs.ts: a hash
+ *   of the name, 0 to 255) in that bucket. A write reads the packs its users fall
  *   in (a flush of many, every pack of the bucket as one list), adds its
  *   deltas, and writes them back in atomic operations of up to 48 that
  *   check each pack is still as read; when a check fails (another gateway
@@ -18,7 +18,7 @@
  * - `["usage", manager, grain, start, user]`: a `Deno.KvU64` per user and
  *   bucket that deltas are added to with `sum`. pmproxy before 2026-12-03
  *   wrote every delta here; now only a user whose pack is full (about
- *   {@link PACK_BYTES} bytes: a pack holds about 1,300 names of 20
+ *   `PACK_BYTES`: a pack holds about 1,300 names of 20
  *   characters, a bucket some 330,000 users) is written here. Both are
  *   read, and a user's bytes in a bucket are the sum of the two.
  * - `["usage", manager, grain + "Starts", start]`: the start of each bucket
@@ -47,64 +47,22 @@ import type {
 import { compareUsage, StoreWriteError } from "./store.ts";
 import type { WritePace } from "./pace.ts";
 import { kvBatches, write } from "./_kv_write.ts";
+import {
+  byPack as usersByPack,
+  GET_BATCH,
+  type Grouped,
+  merge,
+  type Pack,
+  PACK_TRIES,
+  packOf,
+  readPacks,
+  writePacks,
+} from "./_kv_packs.ts";
 
-/** How many packs a bucket's users are hashed into. */
-export const USAGE_PACKS = 256;
-/**
- * The most bytes a pack is let grow to, as V8 serializes it (Deno KV takes
- * values of 64 KiB); past it, new users of that pack get a counter each.
- */
-export const PACK_BYTES = 48_000;
-/**
- * Pack values written in one atomic operation, at most (each with a check;
- * Deno KV takes 100 checks): an operation costs the main thread about
- * 170 µs whatever it holds, and a pack 20 to 30 µs more (measured on Deno
- * 2.9.6), so few large operations.
- */
-const OP_VALUES = 48;
-/** Bytes of pack values in one atomic operation, at most (Deno KV takes 800 KiB). */
-const OP_BYTES = 600_000;
-/** Keys read in one round trip (Deno KV's getMany takes 10). */
-const GET_BATCH = 10;
-/**
- * Past this many packs to read, a grain's are read as one list of the
- * bucket's packs (32 a round trip), not 10 at a time by key: a getMany
- * costs the main thread about 100 µs whatever it reads.
- */
-const LIST_PACKS_OVER = 40;
-/** Packs read per round trip of that list. */
-const LIST_PACKS_BATCH = 32;
 /** Users of full packs whose counters are added in one operation (2 sums each). */
 const COUNTER_BATCH = 120;
-/** Tries of one round of packs while other gateways keep writing them. */
-const PACK_TRIES = 20;
 /** Entries read per round trip of a list (Deno KV's most). */
 const LIST_BATCH = 1000;
-
-/** The pack a user's bytes go to: FNV-1a of the name's UTF-16 units. */
-export function usagePack(user: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < user.length; i++) {
-    h ^= user.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return (h >>> 0) % USAGE_PACKS;
-}
-
-/** A pack: bytes by user. */
-type Pack = Map<string, number>;
-
-/**
- * About the bytes one entry of a pack takes as V8 serializes it (a little
- * more): the name at one byte a character, or two when one is past Latin-1,
- * and the number.
- */
-function entryBytes(user: string): number {
-  for (let i = 0; i < user.length; i++) {
-    if (user.charCodeAt(i) > 0xff) return 2 * user.length + 16;
-  }
-  return user.length + 16;
-}
 
 function packKey(
   manager: string,
@@ -139,70 +97,6 @@ function startKey(
   start: number,
 ): Deno.KvKey {
   return ["usage", manager, `${grain}Starts`, start];
-}
-
-/** A pack as read in each grain, what to write back, who is left out. */
-interface Merged {
-  entries: Deno.KvEntryMaybe<unknown>[];
-  /** The new value of each grain's pack; undefined: nothing to write. */
-  values?: Pack[];
-  /** Users left out because a pack of theirs is full. */
-  left: string[];
-  /** About the bytes of the values. */
-  bytes: number;
-}
-
-/** A pack of a write, as merged last. */
-interface Grouped {
-  pack: number;
-  merged: Merged;
-}
-
-/**
- * Adds the deltas of `users` to their pack as read in each grain (the read
- * values are changed): a user goes in when every grain's pack has them or
- * room for them, else is left out.
- */
-function merge(
-  entries: Deno.KvEntryMaybe<unknown>[],
-  users: readonly string[],
-  deltas: ReadonlyMap<string, number>,
-): Merged {
-  // A value that is not a pack (written by hand) is replaced.
-  const packs = entries.map((e) =>
-    e.value instanceof Map ? e.value as Pack : new Map<string, number>()
-  );
-  const sizes = packs.map((pack) => {
-    let n = 16;
-    for (const user of pack.keys()) n += entryBytes(user);
-    return n;
-  });
-  const left: string[] = [];
-  let changed = false;
-  for (const user of users) {
-    const size = entryBytes(user);
-    const fits = packs.every((pack, g) =>
-      pack.has(user) || sizes[g] + size <= PACK_BYTES
-    );
-    if (!fits) {
-      left.push(user);
-      continue;
-    }
-    const bytes = deltas.get(user)!;
-    for (let g = 0; g < packs.length; g++) {
-      const had = packs[g].get(user);
-      if (had === undefined) sizes[g] += size;
-      packs[g].set(user, (had ?? 0) + bytes);
-    }
-    changed = true;
-  }
-  if (!changed) return { entries, left, bytes: 0 };
-  return {
-    entries,
-    values: packs,
-    left,
-    bytes: sizes.reduce((a, b) => a + b, 0),
-  };
 }
 
 /** The buckets one write goes to, and which of them the index lacks. */
@@ -249,16 +143,8 @@ export class KvUsageHistory {
         this.#indexed.get(`${manager}\u0000${grain}`) !== bucket
       ),
     };
-    const byPack = new Map<number, string[]>();
-    for (const user of deltas.keys()) {
-      const pack = usagePack(user);
-      const users = byPack.get(pack);
-      if (users) users.push(user);
-      else byPack.set(pack, [user]);
-    }
+    const byPack = usersByPack(deltas.keys());
     const packs = [...byPack.keys()].sort((a, b) => a - b);
-    // Users whose pack is full, written as counters once the packs are.
-    const full: string[] = [];
     const failed = (e: unknown, unwritten: Iterable<string>) => {
       const left = new Map<string, number>();
       for (const u of unwritten) left.set(u, deltas.get(u)!);
@@ -276,38 +162,16 @@ export class KvUsageHistory {
     } catch (e) {
       throw failed(e, deltas.keys());
     }
-    // The packs in operations of at most OP_VALUES values and OP_BYTES.
-    let group: Grouped[] = [];
-    let from = 0;
-    let values = 0;
-    let bytes = 0;
-    const commit = async () => {
-      await this.pace()?.between();
-      try {
-        full.push(...await this.#commitPacks(target, group, byPack, deltas));
-      } catch (e) {
-        throw failed(e, [
-          ...full,
-          ...packs.slice(from).flatMap((p) => byPack.get(p)!),
-        ]);
-      }
-      from += group.length;
-      group = [];
-      values = 0;
-      bytes = 0;
-    };
-    for (const pack of packs) {
-      const merged = merge(read.get(pack)!, byPack.get(pack)!, deltas);
-      const n = merged.values ? grains.length : 0;
-      if (
-        group.length > 0 &&
-        (values + n > OP_VALUES || bytes + merged.bytes > OP_BYTES)
-      ) await commit();
-      group.push({ pack, merged });
-      values += n;
-      bytes += merged.bytes;
-    }
-    if (group.length > 0) await commit();
+    // Users whose pack is full, written as counters once the packs are.
+    const full = await writePacks({
+      packs,
+      users: byPack,
+      merge: (pack) => merge(read.get(pack)!, byPack.get(pack)!, deltas),
+      values: (merged) => merged.values ? grains.length : 0,
+      commit: (group) => this.#commitPacks(target, group, byPack, deltas),
+      failed,
+      between: () => this.pace()?.between(),
+    });
     for (let start = 0; start < full.length; start += COUNTER_BATCH) {
       await this.pace()?.between();
       const op = this.kv.atomic();
@@ -352,7 +216,6 @@ export class KvUsageHistory {
     target: Target,
     packs: number[],
   ): Promise<Map<number, Deno.KvEntryMaybe<unknown>[]>> {
-    if (packs.length <= LIST_PACKS_OVER) return this.#getPacks(target, packs);
     const { manager, grains } = target;
     const out = new Map<number, Deno.KvEntryMaybe<unknown>[]>();
     for (const pack of packs) {
@@ -367,42 +230,16 @@ export class KvUsageHistory {
     }
     for (let g = 0; g < grains.length; g++) {
       const [grain, bucket] = grains[g];
-      let n = 0;
-      for await (
-        const entry of this.kv.list({
-          prefix: ["usage", manager, `${grain}Packs`, bucket],
-        }, { batchSize: LIST_PACKS_BATCH })
-      ) {
-        const slots = out.get(entry.key[4] as number);
-        if (slots) slots[g] = entry;
-        if (++n % LIST_PACKS_BATCH === 0) await this.pace()?.between();
-      }
-    }
-    return out;
-  }
-
-  /** As {@link #readPacks}, by key, {@link GET_BATCH} keys at a time. */
-  async #getPacks(
-    target: Target,
-    packs: number[],
-  ): Promise<Map<number, Deno.KvEntryMaybe<unknown>[]>> {
-    const { manager, grains } = target;
-    const out = new Map<number, Deno.KvEntryMaybe<unknown>[]>();
-    const each = Math.max(1, Math.floor(GET_BATCH / grains.length));
-    for (let i = 0; i < packs.length; i += each) {
-      if (i > 0) await this.pace()?.between();
-      const part = packs.slice(i, i + each);
-      const entries = await this.kv.getMany<unknown[]>(
-        part.flatMap((pack) =>
-          grains.map(([grain, bucket]) => packKey(manager, grain, bucket, pack))
-        ),
+      await readPacks(
+        this.kv,
+        ["usage", manager, `${grain}Packs`, bucket],
+        packs,
+        (pack, entry) => {
+          const slots = out.get(pack);
+          if (slots) slots[g] = entry;
+        },
+        () => this.pace()?.between(),
       );
-      for (let p = 0; p < part.length; p++) {
-        out.set(
-          part[p],
-          entries.slice(p * grains.length, (p + 1) * grains.length),
-        );
-      }
     }
     return out;
   }
@@ -437,7 +274,7 @@ export class KvUsageHistory {
       if (attempt >= PACK_TRIES) {
         throw new Error("its packs keep changing (other gateways write them)");
       }
-      const fresh = await this.#getPacks(target, group.map((x) => x.pack));
+      const fresh = await this.#readPacks(target, group.map((x) => x.pack));
       for (const x of group) {
         x.merged = merge(fresh.get(x.pack)!, byPack.get(x.pack)!, deltas);
       }
@@ -558,7 +395,7 @@ export class KvUsageHistory {
       })
     ) starts.add(entry.key[4] as number);
     const sorted = [...starts].sort((a, b) => a - b);
-    const pack = usagePack(user);
+    const pack = packOf(user);
     const out: UsageEntry[] = [];
     const each = GET_BATCH / 2;
     for (let i = 0; i < sorted.length; i += each) {

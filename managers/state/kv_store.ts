@@ -8,19 +8,18 @@
  * - `["sessionIPM", "jwtKey"]`: the signing key (32 bytes);
  * - `["sessionIPM", manager, "session", ip]`: a {@link StoredSession};
  * - `["dwnConsR", manager, "lastReset"]`: the last reset (ms);
- * - `["dwnConsR", manager, "cons", lastReset, user]`: a `Deno.KvU64` that
- *   every gateway adds its deltas to with atomic `sum`. A new cycle uses
- *   new keys, so a reset needs no rewrite of counters others add to.
- * - `["dwnConsR", manager, "grant", lastReset, user]`: a `Deno.KvU64` of
- *   the bytes granted to that user in that cycle (atomic `sum`), gone with
- *   the cycle's counters;
+ * - `["dwnConsR", manager, "consPacks" | "cons" | "grant", lastReset, ...]`:
+ *   the counters of a cycle, in packs of users (and a `Deno.KvU64` per user
+ *   where an older version wrote one or a pack is full), and the grants;
+ *   see _kv_counters.ts. A new cycle uses new keys, so a reset needs no
+ *   rewrite of counters others add to.
  * - `["sessionIPM", manager, "writes"]`: a `Deno.KvU64` that every write of
  *   that manager's sessions adds 1 to, in the same atomic operation (see
  *   below);
  * - `["dwnConsR", manager, "writes"]`: a `Deno.KvU64` that every write of
  *   that manager's counters (a flush's deltas, an administrator's set)
  *   adds 1 to in the same atomic operation, so a gateway can tell that
- *   nobody else wrote since it last read (see below);
+ *   nobody else wrote since it last read (see _kv_counters.ts);
  * - `["loginFailures", key]`: {@link LoginFailures}, set to expire.
  * - `["usage", manager, ...]`: the usage history, by bucket (an hour, a
  *   day), its users' bytes in 256 packs a bucket, with an index of the
@@ -45,14 +44,10 @@
  *   first. A batch whose check fails (another gateway wrote meanwhile) is
  *   written as before: read 10 at a time, compared, each only over its own
  *   copy.
- * - The store keeps a copy of the counters of the current cycle as of its
- *   last read, with the versionstamp of the `writes` key then. Its own
- *   writes carry a check of that versionstamp: when it passes, nobody else
- *   wrote in between, so the copy plus its deltas is the store's value, and
- *   the copy stays good. A read first gets the `writes` key alone; while its
- *   versionstamp is the copy's, the counters are answered from the copy,
- *   else read again (all of them, 1,000 at a time, when many are asked).
- *   The sessions' `writes` key works the same way for
+ * - The counters are kept in 256 packs a cycle, so a flush of 10,000 users
+ *   writes 256 values, not 10,000; and the store keeps a copy of them as of
+ *   its last read, good while nobody else wrote (see _kv_counters.ts).
+ *   The sessions' `writes` key keeps such a copy good the same way for
  *   {@link KvStateStore.sessionsUnchanged}: while nobody else wrote a
  *   session, the flush need not list them all again. Gateways sharing a
  *   file must run versions that add to `writes` (this one and later): an
@@ -73,11 +68,11 @@ import type {
   UsageEntry,
   UsageRange,
 } from "./store.ts";
-import { StoreWriteError } from "./store.ts";
 import { StoreHealth } from "./_health.ts";
 import type { WritePace } from "./pace.ts";
-import { kvBatches, write } from "./_kv_write.ts";
+import { write } from "./_kv_write.ts";
 import type { KvUsageHistory } from "./_kv_usage.ts";
+import { KvCounters, readU64s } from "./_kv_counters.ts";
 
 /** Stored sessions read and written at a time (Deno KV's getMany takes 10). */
 const SESSION_BATCH = 10;
@@ -92,14 +87,6 @@ const LIST_BATCH = 1000;
 const CHECKED_BATCH = 40;
 /** Bytes of session values written in one atomic operation, at most (Deno KV takes 800 KiB). */
 const CHECKED_BYTES = 400_000;
-/**
- * Deltas added in one atomic operation: far fewer than the 1,000 mutations
- * Deno KV takes, because the main thread makes the operation in one go
- * (about 5 µs each), and requests wait meanwhile: 250 is about 1 ms.
- */
-const COUNTER_BATCH = 250;
-/** Past this many users, their counters are read as one list of all. */
-const LIST_OVER = 200;
 
 /** The key of the installation's secret-signing key. */
 export const JWT_KEY: Deno.KvKey = ["sessionIPM", "jwtKey"];
@@ -117,16 +104,8 @@ function lastResetKey(manager: string): Deno.KvKey {
   return ["dwnConsR", manager, "lastReset"];
 }
 
-function consKey(manager: string, cycle: number, user: string): Deno.KvKey {
-  return ["dwnConsR", manager, "cons", cycle, user];
-}
-
 function grantKey(manager: string, cycle: number, user: string): Deno.KvKey {
   return ["dwnConsR", manager, "grant", cycle, user];
-}
-
-function writesKey(manager: string): Deno.KvKey {
-  return ["dwnConsR", manager, "writes"];
 }
 
 function sessionWritesKey(manager: string): Deno.KvKey {
@@ -139,31 +118,6 @@ interface SeenSession {
   user: string;
   opened: number;
   lastUsed: number | undefined;
-}
-
-/**
- * A manager's counters of one cycle as this store last read them, plus its
- * own deltas since; good while `writes` is the versionstamp of the
- * `writes` key (undefined: not good, read again).
- */
-interface CounterCopy {
-  cycle: number;
-  writes: string | null | undefined;
-  values: Map<string, number>;
-}
-
-/** The counters of `users` in `values` (all of them: a copy). */
-function subset(
-  values: ReadonlyMap<string, number>,
-  users: readonly string[] | undefined,
-): Map<string, number> {
-  if (users === undefined) return new Map(values);
-  const out = new Map<string, number>();
-  for (const u of users) {
-    const v = values.get(u);
-    if (v !== undefined) out.set(u, v);
-  }
-  return out;
 }
 
 /** About the bytes a stored session takes (its names and groups). */
@@ -207,11 +161,12 @@ export class KvStateStore implements StateStore {
    * came in between.
    */
   readonly #sessionWrites = new Map<string, string | null | undefined>();
-  /** Each quota manager's counters of its current cycle (see the module doc). */
-  readonly #counters = new Map<string, CounterCopy>();
+  /** The quota managers' counters and grants (see _kv_counters.ts). */
+  readonly #counters: KvCounters;
 
   constructor(readonly kv: Deno.Kv, readonly description: string) {
     this.#health = new StoreHealth(description);
+    this.#counters = new KvCounters(kv, () => this.pace);
   }
 
   /** Opens the file or KV Connect URL at `path`. */
@@ -565,55 +520,10 @@ export class KvStateStore implements StateStore {
     cycle: number,
     deltas: ReadonlyMap<string, number>,
   ): Promise<void> {
-    return this.#health.run("adding consumption", async () => {
-      const users = [...deltas.keys()];
-      // Keys made a part at a time, as they are written: the main thread
-      // never makes thousands in one go.
-      for (let from = 0; from < users.length; from += 4 * COUNTER_BATCH) {
-        await this.#addPart(manager, cycle, deltas, {
-          users,
-          from,
-          to: Math.min(users.length, from + 4 * COUNTER_BATCH),
-        });
-      }
-    });
-  }
-
-  /** Adds the deltas of `part.users[from, to)` (see addConsumption). */
-  async #addPart(
-    manager: string,
-    cycle: number,
-    deltas: ReadonlyMap<string, number>,
-    part: { users: string[]; from: number; to: number },
-  ): Promise<void> {
-    const users = part.users.slice(part.from, part.to);
-    const keys = users.map((u) => consKey(manager, cycle, u));
-    for (const [start, end] of kvBatches(keys, COUNTER_BATCH)) {
-      await this.pace?.between();
-      try {
-        await this.#writeCounters(manager, cycle, (op) => {
-          for (let i = start; i < end; i++) {
-            op.sum(keys[i], BigInt(deltas.get(users[i])!));
-          }
-        }, (values) => {
-          for (let i = start; i < end; i++) {
-            const u = users[i];
-            values.set(u, (values.get(u) ?? 0) + deltas.get(u)!);
-          }
-        });
-      } catch (e) {
-        // What this part and the parts after it would have written.
-        const unwritten = new Map<string, number>();
-        for (const u of part.users.slice(part.from + start)) {
-          unwritten.set(u, deltas.get(u)!);
-        }
-        throw new StoreWriteError(
-          `adding consumption failed: ${e instanceof Error ? e.message : e}`,
-          unwritten,
-          { cause: e },
-        );
-      }
-    }
+    return this.#health.run(
+      "adding consumption",
+      () => this.#counters.add(manager, cycle, deltas),
+    );
   }
 
   readConsumption(
@@ -621,81 +531,17 @@ export class KvStateStore implements StateStore {
     cycle: number,
     users?: readonly string[],
   ): Promise<Map<string, number>> {
-    return this.#health.run("reading consumption", async () => {
-      if (await this.#countersUnchanged(manager, cycle)) {
-        return subset(this.#counters.get(manager)!.values, users);
-      }
-      if (users !== undefined && users.length <= LIST_OVER) {
-        return await this.#readCounters(
-          ["dwnConsR", manager, "cons", cycle],
-          users,
-        );
-      }
-      // Many asked: read them all (1,000 a round trip) and keep the copy.
-      const writes = (await this.kv.get(writesKey(manager))).versionstamp;
-      const values = await this.#readCounters([
-        "dwnConsR",
-        manager,
-        "cons",
-        cycle,
-      ]);
-      this.#counters.set(manager, { cycle, writes, values });
-      return subset(values, users);
-    });
+    return this.#health.run(
+      "reading consumption",
+      () => this.#counters.read(manager, cycle, users),
+    );
   }
 
   countersUnchanged(manager: string, cycle: number): Promise<boolean> {
     return this.#health.run(
       "reading consumption",
-      () => this.#countersUnchanged(manager, cycle),
+      () => this.#counters.unchanged(manager, cycle),
     );
-  }
-
-  /** True while the copy of the counters is good (see the module doc). */
-  async #countersUnchanged(manager: string, cycle: number): Promise<boolean> {
-    const copy = this.#counters.get(manager);
-    if (!copy || copy.cycle !== cycle || copy.writes === undefined) {
-      return false;
-    }
-    const now = await this.kv.get(writesKey(manager));
-    return now.versionstamp === copy.writes;
-  }
-
-  /**
-   * One atomic write of `manager`'s counters of `cycle` (`mutate` adds
-   * them to `op`) with 1 added to its `writes` key. When this store's copy
-   * of those counters is good, the write checks that `writes` is still as
-   * the copy saw it, and `update` brings the copy along; when the check
-   * fails (another gateway wrote), the copy is dropped and the write done
-   * again without it.
-   */
-  async #writeCounters(
-    manager: string,
-    cycle: number,
-    mutate: (op: Deno.AtomicOperation) => void,
-    update: (values: Map<string, number>) => void,
-  ): Promise<void> {
-    const copy = this.#counters.get(manager);
-    const good = copy !== undefined && copy.cycle === cycle &&
-      copy.writes !== undefined;
-    const op = this.kv.atomic();
-    if (good) op.check({ key: writesKey(manager), versionstamp: copy.writes! });
-    mutate(op);
-    op.sum(writesKey(manager), 1n);
-    const res = await write(() => op.commit());
-    if (res.ok) {
-      if (good) {
-        update(copy.values);
-        copy.writes = res.versionstamp;
-      }
-      return;
-    }
-    // Only a checked write can fail: the copy missed another's write.
-    if (copy) copy.writes = undefined;
-    const again = this.kv.atomic();
-    mutate(again);
-    again.sum(writesKey(manager), 1n);
-    await write(() => again.commit());
   }
 
   setConsumption(
@@ -704,46 +550,17 @@ export class KvStateStore implements StateStore {
     user: string,
     bytes: number,
   ): Promise<void> {
-    return this.#health.run("setting consumption", async () => {
-      await this.#writeCounters(
-        manager,
-        cycle,
-        (op) =>
-          op.set(consKey(manager, cycle, user), new Deno.KvU64(BigInt(bytes))),
-        (values) => values.set(user, bytes),
-      );
-    });
+    return this.#health.run(
+      "setting consumption",
+      () => this.#counters.set(manager, cycle, user, bytes),
+    );
   }
 
   deleteOtherCycles(manager: string, keep: number): Promise<void> {
-    return this.#health.run("deleting old cycles", async () => {
-      const copy = this.#counters.get(manager);
-      if (copy && copy.cycle !== keep) this.#counters.delete(manager);
-      const old: Deno.KvKey[] = [];
-      // The cycles before `keep` and after it, not the counters of `keep`
-      // (a site's every user): a cycle is a whole number of ms, so those
-      // after it begin at keep + 1.
-      for (const what of ["cons", "grant"]) {
-        const prefix = ["dwnConsR", manager, what];
-        for (
-          const selector of [
-            { prefix, end: [...prefix, keep] },
-            { prefix, start: [...prefix, keep + 1] },
-          ]
-        ) {
-          for await (
-            const entry of this.kv.list(selector, { batchSize: LIST_BATCH })
-          ) {
-            if (entry.key[3] !== keep) old.push(entry.key);
-          }
-        }
-      }
-      for (const [start, end] of kvBatches(old)) {
-        const op = this.kv.atomic();
-        for (let i = start; i < end; i++) op.delete(old[i]);
-        await write(() => op.commit());
-      }
-    });
+    return this.#health.run(
+      "deleting old cycles",
+      () => this.#counters.deleteOtherCycles(manager, keep),
+    );
   }
 
   // ------------------------------------------------------------ grants
@@ -769,7 +586,13 @@ export class KvStateStore implements StateStore {
   ): Promise<Map<string, number>> {
     return this.#health.run(
       "reading grants",
-      () => this.#readCounters(["dwnConsR", manager, "grant", cycle], users),
+      () =>
+        readU64s(
+          this.kv,
+          ["dwnConsR", manager, "grant", cycle],
+          users,
+          () => this.pace?.between(),
+        ),
     );
   }
 
@@ -842,39 +665,6 @@ export class KvStateStore implements StateStore {
     return this.#health.run("forgetting failed logins", async () => {
       await write(() => this.kv.delete(["loginFailures", key]));
     });
-  }
-
-  /**
-   * The `Deno.KvU64` counters under `prefix` (a manager's counters of one
-   * cycle), by their last key part, the user: all of them, or `users`.
-   */
-  async #readCounters(
-    prefix: Deno.KvKey,
-    users?: readonly string[],
-  ): Promise<Map<string, number>> {
-    const out = new Map<string, number>();
-    if (users) {
-      for (let start = 0; start < users.length; start += SESSION_BATCH) {
-        await this.pace?.between();
-        const part = users.slice(start, start + SESSION_BATCH);
-        const entries = await this.kv.getMany<Deno.KvU64[]>(
-          part.map((u) => [...prefix, u]),
-        );
-        for (let i = 0; i < part.length; i++) {
-          const v = entries[i].value;
-          if (v) out.set(part[i], Number(v.value));
-        }
-      }
-      return out;
-    }
-    for await (
-      const entry of this.kv.list<Deno.KvU64>({ prefix }, {
-        batchSize: LIST_BATCH,
-      })
-    ) {
-      out.set(entry.key[prefix.length] as string, Number(entry.value.value));
-    }
-    return out;
   }
 
   publish(_change: StateChange): Promise<void> {

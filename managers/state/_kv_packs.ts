@@ -1,0 +1,248 @@
+/**
+ * Packs on Deno KV: many users' byte counts kept as a few values instead of
+ * a key each. The users of a set (a quota's cycle, a history bucket) are
+ * hashed into {@link PACKS} packs; a pack is a `Map` of user to bytes, one
+ * Deno KV value. Deno KV costs the main thread 3 to 5 us per mutation
+ * whatever its size, and its SQLite thread about 5 us per key written, so a
+ * flush of 10,000 users that writes 256 packs costs a tenth of one that
+ * writes 10,000 counters (measured on Deno 2.9.6).
+ *
+ * A write reads the packs its users fall in, adds its deltas and writes
+ * them back with a check that each is still as read (another gateway may
+ * write it meanwhile; then it is read again). A user whose pack is full
+ * ({@link PACK_BYTES}) gets a key of their own, added to with atomic `sum`.
+ * Private to this folder: the consumption counters (_kv_counters.ts) and
+ * the usage history (_kv_usage.ts) are kept in packs.
+ *
+ * @module
+ */
+
+/** How many packs a set's users are hashed into. */
+export const PACKS = 256;
+/**
+ * The most bytes a pack is let grow to, as V8 serializes it (Deno KV takes
+ * values of 64 KiB); past it, new users of that pack get a key each. A pack
+ * holds about 1,300 names of 20 characters, a set some 330,000 users.
+ */
+export const PACK_BYTES = 48_000;
+/**
+ * Pack values written in one atomic operation, at most (each with a check;
+ * Deno KV takes 100 checks): an operation costs the main thread about
+ * 170 us whatever it holds, and a pack 20 to 30 us more (measured on Deno
+ * 2.9.6), so few large operations.
+ */
+export const OP_VALUES = 48;
+/** Bytes of pack values in one atomic operation, at most (Deno KV takes 800 KiB). */
+export const OP_BYTES = 600_000;
+/** Keys read in one round trip (Deno KV's getMany takes 10). */
+export const GET_BATCH = 10;
+/**
+ * Past this many packs to read, a set's are read as one list of its packs
+ * (32 a round trip), not 10 at a time by key: a getMany costs the main
+ * thread about 100 us whatever it reads.
+ */
+export const LIST_PACKS_OVER = 40;
+/** Packs read per round trip of that list. */
+export const LIST_PACKS_BATCH = 32;
+/** Tries of one round of packs while other gateways keep writing them. */
+export const PACK_TRIES = 20;
+
+/** The pack a user's bytes go to: FNV-1a of the name's UTF-16 units. */
+export function packOf(user: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < user.length; i++) {
+    h ^= user.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % PACKS;
+}
+
+/** A pack: bytes by user. */
+export type Pack = Map<string, number>;
+
+/**
+ * About the bytes one entry of a pack takes as V8 serializes it (a little
+ * more): the name at one byte a character, or two when one is past Latin-1,
+ * and the number.
+ */
+export function entryBytes(user: string): number {
+  for (let i = 0; i < user.length; i++) {
+    if (user.charCodeAt(i) > 0xff) return 2 * user.length + 16;
+  }
+  return user.length + 16;
+}
+
+/** The users of `users` by their pack. */
+export function byPack(users: Iterable<string>): Map<number, string[]> {
+  const out = new Map<number, string[]>();
+  for (const user of users) {
+    const pack = packOf(user);
+    const list = out.get(pack);
+    if (list) list.push(user);
+    else out.set(pack, [user]);
+  }
+  return out;
+}
+
+/** A pack as read in each of its sets, what to write back, who is left out. */
+export interface Merged {
+  entries: Deno.KvEntryMaybe<unknown>[];
+  /** The new value of each set's pack; undefined: nothing to write. */
+  values?: Pack[];
+  /** Users left out because a pack of theirs is full. */
+  left: string[];
+  /** About the bytes of the values. */
+  bytes: number;
+}
+
+/**
+ * Adds the deltas of `users` to their pack as read in each set (one entry
+ * per set: the history writes an hour's and a day's at once; the read
+ * values are changed): a user goes in when every set's pack has them or
+ * room for them, else is left out.
+ */
+export function merge(
+  entries: Deno.KvEntryMaybe<unknown>[],
+  users: readonly string[],
+  deltas: ReadonlyMap<string, number>,
+): Merged {
+  // A value that is not a pack (written by hand) is replaced.
+  const packs = entries.map((e) =>
+    e.value instanceof Map ? e.value as Pack : new Map<string, number>()
+  );
+  const sizes = packs.map((pack) => {
+    let n = 16;
+    for (const user of pack.keys()) n += entryBytes(user);
+    return n;
+  });
+  const left: string[] = [];
+  let changed = false;
+  for (const user of users) {
+    const size = entryBytes(user);
+    const fits = packs.every((pack, g) =>
+      pack.has(user) || sizes[g] + size <= PACK_BYTES
+    );
+    if (!fits) {
+      left.push(user);
+      continue;
+    }
+    const bytes = deltas.get(user)!;
+    for (let g = 0; g < packs.length; g++) {
+      const had = packs[g].get(user);
+      if (had === undefined) sizes[g] += size;
+      packs[g].set(user, (had ?? 0) + bytes);
+    }
+    changed = true;
+  }
+  if (!changed) return { entries, left, bytes: 0 };
+  return {
+    entries,
+    values: packs,
+    left,
+    bytes: sizes.reduce((a, b) => a + b, 0),
+  };
+}
+
+/**
+ * Reads the packs `packs` of one set under `prefix` (a pack's key is
+ * `[...prefix, pack]`; undefined: all) and hands each to `found`: as one
+ * list of the set's packs when many are asked (then the others stored come
+ * too), else 10 at a time by key (then one not stored comes with a null
+ * value). `between` runs between round trips (the flush's pace).
+ */
+export async function readPacks(
+  kv: Deno.Kv,
+  prefix: Deno.KvKey,
+  packs: readonly number[] | undefined,
+  found: (pack: number, entry: Deno.KvEntryMaybe<unknown>) => void,
+  between: () => Promise<void> | undefined,
+): Promise<void> {
+  if (packs === undefined || packs.length > LIST_PACKS_OVER) {
+    let n = 0;
+    for await (
+      const entry of kv.list({ prefix }, { batchSize: LIST_PACKS_BATCH })
+    ) {
+      found(entry.key[prefix.length] as number, entry);
+      if (++n % LIST_PACKS_BATCH === 0) await between();
+    }
+    return;
+  }
+  for (let i = 0; i < packs.length; i += GET_BATCH) {
+    if (i > 0) await between();
+    const part = packs.slice(i, i + GET_BATCH);
+    const entries = await kv.getMany<unknown[]>(
+      part.map((pack) => [...prefix, pack]),
+    );
+    for (let p = 0; p < part.length; p++) found(part[p], entries[p]);
+  }
+}
+
+/** A pack of a write, as merged last. */
+export interface Grouped {
+  pack: number;
+  merged: Merged;
+}
+
+/** What {@link writePacks} is given. */
+export interface PackWrite {
+  /** The packs to write, in order, and the users of each. */
+  packs: readonly number[];
+  users: ReadonlyMap<number, string[]>;
+  /** Merges that pack's users' deltas into it as read. */
+  merge(pack: number): Merged;
+  /** The values a merged pack writes (one per set; 0 when unchanged). */
+  values(merged: Merged): number;
+  /**
+   * Writes one group of packs in one atomic operation (merging again and
+   * trying again while another gateway's write gets in between); answers
+   * the users left out because a pack of theirs is full.
+   */
+  commit(group: Grouped[]): Promise<string[]>;
+  /** The error of a failed write, with the users it leaves unwritten. */
+  failed(e: unknown, unwritten: string[]): Error;
+  /** Runs before each operation (the flush's pace). */
+  between(): Promise<void> | undefined;
+}
+
+/**
+ * Writes merged packs in atomic operations of at most {@link OP_VALUES}
+ * values and {@link OP_BYTES} bytes; answers the users left out because a
+ * pack of theirs is full (for the caller to give a key of their own). A
+ * failed operation throws `failed(e, unwritten)`: the users of that
+ * operation and the ones after it, and those left out so far.
+ */
+export async function writePacks(w: PackWrite): Promise<string[]> {
+  const full: string[] = [];
+  let group: Grouped[] = [];
+  let from = 0;
+  let values = 0;
+  let bytes = 0;
+  const commit = async () => {
+    await w.between();
+    try {
+      full.push(...await w.commit(group));
+    } catch (e) {
+      throw w.failed(e, [
+        ...full,
+        ...w.packs.slice(from).flatMap((p) => w.users.get(p)!),
+      ]);
+    }
+    from += group.length;
+    group = [];
+    values = 0;
+    bytes = 0;
+  };
+  for (const pack of w.packs) {
+    const merged = w.merge(pack);
+    const n = w.values(merged);
+    if (
+      group.length > 0 &&
+      (values + n > OP_VALUES || bytes + merged.bytes > OP_BYTES)
+    ) await commit();
+    group.push({ pack, merged });
+    values += n;
+    bytes += merged.bytes;
+  }
+  if (group.length > 0) await commit();
+  return full;
+}

@@ -196,6 +196,8 @@ export class Account implements QuotaMeter {
    * quota, shared by all their transfers; undefined: they are cut.
    */
   slowdown: TokenBucket | undefined = undefined;
+  /** When this gateway last wrote the user's bytes (ms; -1: never). */
+  lastWritten = -1;
   readonly stopReason = "quota reached";
 
   /** The quota in force: the user's quota plus this cycle's grants. */
@@ -252,8 +254,6 @@ export class DwnConsR implements Manager {
   readonly #calendar: UsageCalendar;
   /** History deltas not written yet (a failed write keeps them here). */
   #historyPending = new Map<string, number>();
-  /** When this gateway last wrote each user's bytes (ms), for "last seen". */
-  #lastWritten = new Map<string, number>();
 
   constructor(
     readonly name: string,
@@ -876,7 +876,7 @@ export class DwnConsR implements Manager {
         user,
         (this.#historyPending.get(user) ?? 0) + bytes,
       );
-      this.#lastWritten.set(user, now);
+      this.account(user).lastWritten = now;
     }
   }
 
@@ -1001,7 +1001,8 @@ export class DwnConsR implements Manager {
 
   /** When this gateway last wrote that user's bytes (ms), if it did. */
   lastWrittenOf(user: string): number | undefined {
-    return this.#lastWritten.get(user);
+    const at = this.#accounts.get(user)?.lastWritten ?? -1;
+    return at < 0 ? undefined : at;
   }
 }
 

@@ -31,9 +31,9 @@ export const PACK_BYTES = 48_000;
  * 170 us whatever it holds, and a pack 20 to 30 us more (measured on Deno
  * 2.9.6), so few large operations.
  */
-export const OP_VALUES = 48;
+const OP_VALUES = 48;
 /** Bytes of pack values in one atomic operation, at most (Deno KV takes 800 KiB). */
-export const OP_BYTES = 600_000;
+const OP_BYTES = 600_000;
 /** Keys read in one round trip (Deno KV's getMany takes 10). */
 export const GET_BATCH = 10;
 /**
@@ -41,9 +41,9 @@ export const GET_BATCH = 10;
  * (32 a round trip), not 10 at a time by key: a getMany costs the main
  * thread about 100 us whatever it reads.
  */
-export const LIST_PACKS_OVER = 40;
+const LIST_PACKS_OVER = 40;
 /** Packs read per round trip of that list. */
-export const LIST_PACKS_BATCH = 32;
+const LIST_PACKS_BATCH = 32;
 /** Tries of one round of packs while other gateways keep writing them. */
 export const PACK_TRIES = 20;
 

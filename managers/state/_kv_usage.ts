@@ -6,9 +6,9 @@
  * Keys (grain `"hour"` or `"day"`, start: the bucket's start in ms):
  *
  * - `["usage", manager, grain + "Packs", start, pack]`: a `Map` of user to
- *   bytes, for the users of one pack (`packOf` in _kv_packs.ts: a hash
- *   of the name, 0 to 255) in that bucket. A write reads the packs its users fall
- *   in (a flush of many, every pack of the bucket as one list), adds its
+ *   bytes, for the users of one pack (`packOf` in _kv_packs.ts: a hash of
+ *   the name, 0 to 255) in that bucket. A write reads the packs its users
+ *   fall in (a flush of many, every pack of the bucket as one list), adds its
  *   deltas, and writes them back in atomic operations of up to 48 that
  *   check each pack is still as read; when a check fails (another gateway
  *   wrote one of them meanwhile), it reads those packs again and tries
@@ -18,8 +18,8 @@
  * - `["usage", manager, grain, start, user]`: a `Deno.KvU64` per user and
  *   bucket that deltas are added to with `sum`. pmproxy before 2026-12-03
  *   wrote every delta here; now only a user whose pack is full (about
- *   `PACK_BYTES`: a pack holds about 1,300 names of 20
- *   characters, a bucket some 330,000 users) is written here. Both are
+ *   `PACK_BYTES`: a pack holds about 1,300 names of 20 characters, a
+ *   bucket some 330,000 users) is written here. Both are
  *   read, and a user's bytes in a bucket are the sum of the two.
  * - `["usage", manager, grain + "Starts", start]`: the start of each bucket
  *   of that grain, set once per bucket with its first deltas, so one user's

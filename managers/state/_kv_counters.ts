@@ -38,9 +38,8 @@
  *
  * @module
  */
-import { StoreWriteError } from "./store.ts";
 import type { WritePace } from "./pace.ts";
-import { kvBatches, write } from "./_kv_write.ts";
+import { GET_BATCH, kvBatches, LIST_BATCH, write } from "./_kv_write.ts";
 import {
   byPack,
   type Grouped,
@@ -48,13 +47,10 @@ import {
   PACK_TRIES,
   packOf,
   readPacks,
+  unwrittenError,
   writePacks,
 } from "./_kv_packs.ts";
 
-/** Keys read in one round trip (Deno KV's getMany takes 10). */
-const GET_BATCH = 10;
-/** Entries read per round trip of a list (Deno KV's most). */
-const LIST_BATCH = 1000;
 /**
  * Deltas of users whose pack is full added in one atomic operation: far
  * fewer than the 1,000 mutations Deno KV takes, because the main thread
@@ -71,6 +67,10 @@ function consKey(manager: string, cycle: number, user: string): Deno.KvKey {
 
 function packsPrefix(manager: string, cycle: number): Deno.KvKey {
   return ["dwnConsR", manager, "consPacks", cycle];
+}
+
+function grantKey(manager: string, cycle: number, user: string): Deno.KvKey {
+  return ["dwnConsR", manager, "grant", cycle, user];
 }
 
 function writesKey(manager: string): Deno.KvKey {
@@ -112,7 +112,7 @@ function addTo(out: Map<string, number>, user: string, bytes: number): void {
  * of one cycle), by their last key part, the user: all of them, or those
  * of `users`, added to `out`. `between` runs between round trips.
  */
-export async function readU64s(
+async function readU64s(
   kv: Deno.Kv,
   prefix: Deno.KvKey,
   users: readonly string[] | undefined,
@@ -174,15 +174,8 @@ export class KvCounters {
   ): Promise<void> {
     const users = byPack(deltas.keys());
     const packs = [...users.keys()].sort((a, b) => a - b);
-    const failed = (e: unknown, unwritten: Iterable<string>) => {
-      const left = new Map<string, number>();
-      for (const u of unwritten) left.set(u, deltas.get(u)!);
-      return new StoreWriteError(
-        `adding consumption failed: ${e instanceof Error ? e.message : e}`,
-        left,
-        { cause: e },
-      );
-    };
+    const failed = (e: unknown, unwritten: Iterable<string>) =>
+      unwrittenError("adding consumption", e, unwritten, deltas);
     let read: Map<number, Deno.KvEntryMaybe<unknown>>;
     try {
       read = await this.#readPacks(manager, cycle, packs);
@@ -302,12 +295,11 @@ export class KvCounters {
           }
         });
       } catch (e) {
-        const unwritten = new Map<string, number>();
-        for (const u of users.slice(start)) unwritten.set(u, deltas.get(u)!);
-        throw new StoreWriteError(
-          `adding consumption failed: ${e instanceof Error ? e.message : e}`,
-          unwritten,
-          { cause: e },
+        throw unwrittenError(
+          "adding consumption",
+          e,
+          users.slice(start),
+          deltas,
         );
       }
     }
@@ -445,6 +437,33 @@ export class KvCounters {
     if (!copy) return false;
     const now = await this.kv.get(writesKey(manager));
     return now.versionstamp === copy.writes;
+  }
+
+  /** See {@link StateStore.addGrant}. */
+  async addGrant(
+    manager: string,
+    cycle: number,
+    user: string,
+    bytes: number,
+  ): Promise<number> {
+    const key = grantKey(manager, cycle, user);
+    await write(() => this.kv.atomic().sum(key, BigInt(bytes)).commit());
+    const entry = await this.kv.get<Deno.KvU64>(key);
+    return entry.value ? Number(entry.value.value) : bytes;
+  }
+
+  /** See {@link StateStore.readGrants}. */
+  readGrants(
+    manager: string,
+    cycle: number,
+    users?: readonly string[],
+  ): Promise<Map<string, number>> {
+    return readU64s(
+      this.kv,
+      ["dwnConsR", manager, "grant", cycle],
+      users,
+      () => this.#between(),
+    );
   }
 
   /** See {@link StateStore.deleteOtherCycles}. */

@@ -16,6 +16,8 @@
  *
  * @module
  */
+import { StoreWriteError } from "./store.ts";
+import { GET_BATCH } from "./_kv_write.ts";
 
 /** How many packs a set's users are hashed into. */
 export const PACKS = 256;
@@ -34,8 +36,6 @@ export const PACK_BYTES = 48_000;
 const OP_VALUES = 48;
 /** Bytes of pack values in one atomic operation, at most (Deno KV takes 800 KiB). */
 const OP_BYTES = 600_000;
-/** Keys read in one round trip (Deno KV's getMany takes 10). */
-export const GET_BATCH = 10;
 /**
  * Past this many packs to read, a set's are read as one list of its packs
  * (32 a round trip), not 10 at a time by key: a getMany costs the main
@@ -70,6 +70,25 @@ export function entryBytes(user: string): number {
     if (user.charCodeAt(i) > 0xff) return 2 * user.length + 16;
   }
   return user.length + 16;
+}
+
+/**
+ * The error of a write of `deltas` that failed with `e` (`what`: "adding
+ * consumption"), leaving the deltas of `users` unwritten.
+ */
+export function unwrittenError(
+  what: string,
+  e: unknown,
+  users: Iterable<string>,
+  deltas: ReadonlyMap<string, number>,
+): StoreWriteError<Map<string, number>> {
+  const left = new Map<string, number>();
+  for (const u of users) left.set(u, deltas.get(u)!);
+  return new StoreWriteError(
+    `${what} failed: ${e instanceof Error ? e.message : e}`,
+    left,
+    { cause: e },
+  );
 }
 
 /** The users of `users` by their pack. */

@@ -44,25 +44,23 @@ import type {
   UsageGrain,
   UsageRange,
 } from "./store.ts";
-import { compareUsage, StoreWriteError } from "./store.ts";
+import { compareUsage } from "./store.ts";
 import type { WritePace } from "./pace.ts";
-import { kvBatches, write } from "./_kv_write.ts";
+import { GET_BATCH, kvBatches, LIST_BATCH, write } from "./_kv_write.ts";
 import {
   byPack as usersByPack,
-  GET_BATCH,
   type Grouped,
   merge,
   type Pack,
   PACK_TRIES,
   packOf,
   readPacks,
+  unwrittenError,
   writePacks,
 } from "./_kv_packs.ts";
 
 /** Users of full packs whose counters are added in one operation (2 sums each). */
 const COUNTER_BATCH = 120;
-/** Entries read per round trip of a list (Deno KV's most). */
-const LIST_BATCH = 1000;
 
 function packKey(
   manager: string,
@@ -145,17 +143,8 @@ export class KvUsageHistory {
     };
     const byPack = usersByPack(deltas.keys());
     const packs = [...byPack.keys()].sort((a, b) => a - b);
-    const failed = (e: unknown, unwritten: Iterable<string>) => {
-      const left = new Map<string, number>();
-      for (const u of unwritten) left.set(u, deltas.get(u)!);
-      return new StoreWriteError(
-        `adding to the usage history failed: ${
-          e instanceof Error ? e.message : e
-        }`,
-        left,
-        { cause: e },
-      );
-    };
+    const failed = (e: unknown, unwritten: Iterable<string>) =>
+      unwrittenError("adding to the usage history", e, unwritten, deltas);
     let read: Map<number, Deno.KvEntryMaybe<unknown>[]>;
     try {
       read = await this.#readPacks(target, packs);

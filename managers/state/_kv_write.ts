@@ -1,11 +1,17 @@
 /**
  * Writing to Deno KV: atomic operations split to the sizes Deno KV takes,
- * and a write tried again while another process holds the file's lock.
- * Private to this folder (the Deno KV store and its usage history).
+ * and a write tried again while another process holds the file's lock;
+ * and the sizes its reads take. Private to this folder (the Deno KV store,
+ * its counters and its usage history).
  *
  * @module
  */
 import { sleep } from "../../proxy/timers.ts";
+
+/** Keys read in one round trip (Deno KV's getMany takes 10). */
+export const GET_BATCH = 10;
+/** Entries read per round trip of a list (Deno KV's most). */
+export const LIST_BATCH = 1000;
 
 /** At most this many mutations per atomic operation (Deno KV allows 1000). */
 const BATCH = 1000;

@@ -70,14 +70,12 @@ import type {
 } from "./store.ts";
 import { StoreHealth } from "./_health.ts";
 import type { WritePace } from "./pace.ts";
-import { write } from "./_kv_write.ts";
+import { GET_BATCH, LIST_BATCH, write } from "./_kv_write.ts";
 import type { KvUsageHistory } from "./_kv_usage.ts";
-import { KvCounters, readU64s } from "./_kv_counters.ts";
+import { KvCounters } from "./_kv_counters.ts";
 
 /** Stored sessions read and written at a time (Deno KV's getMany takes 10). */
-const SESSION_BATCH = 10;
-/** Entries read per round trip of a list (Deno KV's most). */
-const LIST_BATCH = 1000;
+const SESSION_BATCH = GET_BATCH;
 /**
  * Sessions whose last use is written in one atomic operation (Deno KV takes
  * 100 checks, one of them would be the `writes` key's): 40, because the
@@ -102,10 +100,6 @@ function sessionKey(manager: string, ip: string): Deno.KvKey {
 
 function lastResetKey(manager: string): Deno.KvKey {
   return ["dwnConsR", manager, "lastReset"];
-}
-
-function grantKey(manager: string, cycle: number, user: string): Deno.KvKey {
-  return ["dwnConsR", manager, "grant", cycle, user];
 }
 
 function sessionWritesKey(manager: string): Deno.KvKey {
@@ -571,12 +565,10 @@ export class KvStateStore implements StateStore {
     user: string,
     bytes: number,
   ): Promise<number> {
-    return this.#health.run("adding a grant", async () => {
-      const key = grantKey(manager, cycle, user);
-      await write(() => this.kv.atomic().sum(key, BigInt(bytes)).commit());
-      const entry = await this.kv.get<Deno.KvU64>(key);
-      return entry.value ? Number(entry.value.value) : bytes;
-    });
+    return this.#health.run(
+      "adding a grant",
+      () => this.#counters.addGrant(manager, cycle, user, bytes),
+    );
   }
 
   readGrants(
@@ -586,13 +578,7 @@ export class KvStateStore implements StateStore {
   ): Promise<Map<string, number>> {
     return this.#health.run(
       "reading grants",
-      () =>
-        readU64s(
-          this.kv,
-          ["dwnConsR", manager, "grant", cycle],
-          users,
-          () => this.pace?.between(),
-        ),
+      () => this.#counters.readGrants(manager, cycle, users),
     );
   }
 

@@ -166,6 +166,43 @@ export class KvCounters {
       : undefined;
   }
 
+  /**
+   * A write of `manager`'s counters of `cycle`: an atomic operation that
+   * adds 1 to its `writes` key and, while the copy is good, checks that
+   * `writes` is still as the copy saw it. `done` takes what the commit
+   * answered: after a write that passed, `update` brings the copy along
+   * and the copy stays good; a check that failed means another gateway
+   * wrote, and the copy is no longer good (the next write checks nothing
+   * of it). True when the write passed.
+   */
+  #counterWrite(manager: string, cycle: number): {
+    op: Deno.AtomicOperation;
+    done(
+      res: Deno.KvCommitResult | Deno.KvCommitError,
+      update: (values: Map<string, number>) => void,
+    ): boolean;
+  } {
+    const copy = this.#goodCopy(manager, cycle);
+    const op = this.kv.atomic();
+    if (copy) op.check({ key: writesKey(manager), versionstamp: copy.writes! });
+    op.sum(writesKey(manager), 1n);
+    return {
+      op,
+      done: (res, update) => {
+        if (res.ok) {
+          if (copy) {
+            update(copy.values);
+            copy.writes = res.versionstamp;
+          }
+          return true;
+        }
+        const stale = this.#copies.get(manager);
+        if (stale) stale.writes = undefined;
+        return false;
+      },
+    };
+  }
+
   /** See {@link StateStore.addConsumption}. */
   async add(
     manager: string,
@@ -234,32 +271,22 @@ export class KvCounters {
     for (let attempt = 1;; attempt++) {
       const left = group.flatMap((x) => x.merged.left);
       if (!group.some((x) => x.merged.values)) return left;
-      const copy = this.#goodCopy(manager, cycle);
-      const op = this.kv.atomic();
-      if (copy) {
-        op.check({ key: writesKey(manager), versionstamp: copy.writes! });
-      }
+      const w = this.#counterWrite(manager, cycle);
       for (const { merged } of group) {
         if (!merged.values) continue;
         const entry = merged.entries[0];
-        op.check(entry).set(entry.key, merged.values[0]);
+        w.op.check(entry).set(entry.key, merged.values[0]);
       }
-      op.sum(writesKey(manager), 1n);
-      const res = await write(() => op.commit());
-      if (res.ok) {
-        if (copy) {
-          const out = new Set(left);
-          for (const { pack } of group) {
-            for (const u of users.get(pack)!) {
-              if (!out.has(u)) addTo(copy.values, u, deltas.get(u)!);
-            }
+      const res = await write(() => w.op.commit());
+      const written = w.done(res, (values) => {
+        const leftOut = new Set(left);
+        for (const { pack } of group) {
+          for (const u of users.get(pack)!) {
+            if (!leftOut.has(u)) addTo(values, u, deltas.get(u)!);
           }
-          copy.writes = res.versionstamp;
         }
-        return left;
-      }
-      const stale = this.#copies.get(manager);
-      if (stale) stale.writes = undefined;
+      });
+      if (written) return left;
       if (attempt >= PACK_TRIES) {
         throw new Error("its packs keep changing (other gateways write them)");
       }
@@ -319,25 +346,14 @@ export class KvCounters {
     mutate: (op: Deno.AtomicOperation) => void,
     update: (values: Map<string, number>) => void,
   ): Promise<void> {
-    const copy = this.#goodCopy(manager, cycle);
-    const op = this.kv.atomic();
-    if (copy) op.check({ key: writesKey(manager), versionstamp: copy.writes! });
-    mutate(op);
-    op.sum(writesKey(manager), 1n);
-    const res = await write(() => op.commit());
-    if (res.ok) {
-      if (copy) {
-        update(copy.values);
-        copy.writes = res.versionstamp;
-      }
-      return;
-    }
-    // Only a checked write can fail: the copy missed another's write.
-    if (copy) copy.writes = undefined;
-    const again = this.kv.atomic();
-    mutate(again);
-    again.sum(writesKey(manager), 1n);
-    await write(() => again.commit());
+    const w = this.#counterWrite(manager, cycle);
+    mutate(w.op);
+    if (w.done(await write(() => w.op.commit()), update)) return;
+    // Only a checked write can fail: the copy missed another's write, and
+    // the write again checks nothing of it.
+    const again = this.#counterWrite(manager, cycle);
+    mutate(again.op);
+    await write(() => again.op.commit());
   }
 
   /** See {@link StateStore.setConsumption}. */
@@ -350,32 +366,20 @@ export class KvCounters {
     const key: Deno.KvKey = [...packsPrefix(manager, cycle), packOf(user)];
     for (let attempt = 1; attempt <= PACK_TRIES; attempt++) {
       const entry = await this.kv.get<unknown>(key);
-      const copy = this.#goodCopy(manager, cycle);
-      const op = this.kv.atomic();
-      if (copy) {
-        op.check({ key: writesKey(manager), versionstamp: copy.writes! });
-      }
-      // Out of the pack, into a counter of its own: the pack's other users
-      // are not rewritten when the pack is left as it is.
-      op.check(entry);
+      const w = this.#counterWrite(manager, cycle);
+      // Out of the pack, into a counter of its own. The pack is checked
+      // even when the user is not in it: a flush adding them to it
+      // meanwhile must come before the set or be read again after it.
+      w.op.check(entry);
       if (entry.value instanceof Map && entry.value.has(user)) {
         const rest = new Map(entry.value as Map<string, number>);
         rest.delete(user);
-        if (rest.size > 0) op.set(key, rest);
-        else op.delete(key);
+        if (rest.size > 0) w.op.set(key, rest);
+        else w.op.delete(key);
       }
-      op.set(consKey(manager, cycle, user), new Deno.KvU64(BigInt(bytes)));
-      op.sum(writesKey(manager), 1n);
-      const res = await write(() => op.commit());
-      if (res.ok) {
-        if (copy) {
-          copy.values.set(user, bytes);
-          copy.writes = res.versionstamp;
-        }
-        return;
-      }
-      const stale = this.#copies.get(manager);
-      if (stale) stale.writes = undefined;
+      w.op.set(consKey(manager, cycle, user), new Deno.KvU64(BigInt(bytes)));
+      const res = await write(() => w.op.commit());
+      if (w.done(res, (values) => values.set(user, bytes))) return;
     }
     throw new Error(`the counter of ${user} keeps changing; try again`);
   }

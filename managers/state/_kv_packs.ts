@@ -39,9 +39,12 @@ const OP_BYTES = 600_000;
 /**
  * Past this many packs to read, a set's are read as one list of its packs
  * (32 a round trip), not 10 at a time by key: a getMany costs the main
- * thread about 100 us whatever it reads.
+ * thread about 100 us whatever it reads, and a list of all 256 about 8 of
+ * them and every pack's deserialization. More than the packs of one
+ * operation ({@link OP_VALUES}): a group read again after another
+ * gateway's write reads only its own packs.
  */
-const LIST_PACKS_OVER = 40;
+const LIST_PACKS_OVER = 64;
 /** Packs read per round trip of that list. */
 const LIST_PACKS_BATCH = 32;
 /** Tries of one round of packs while other gateways keep writing them. */

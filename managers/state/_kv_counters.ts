@@ -30,7 +30,9 @@
  * passes, nobody else wrote in between, so the copy plus its deltas is what
  * is stored, and the copy stays good. A read first gets the `writes` key
  * alone; while its versionstamp is the copy's, the counters are answered
- * from the copy, else read again.
+ * from the copy, else read again. With the copy go the packs as its writes
+ * left them (a `PackCache` of _kv_packs.ts): while it is good, a flush
+ * merges into those and reads none.
  *
  * Gateways sharing a file must all run this version or a later one: an
  * older one reads none of the packs, so it would not see the bytes the
@@ -43,10 +45,13 @@ import { GET_BATCH, kvBatches, LIST_BATCH, write } from "./_kv_write.ts";
 import {
   byPack,
   type Grouped,
+  keepWritten,
   merge,
   PACK_TRIES,
+  type PackCache,
   packOf,
   readPacks,
+  takeCached,
   unwrittenError,
   writePacks,
 } from "./_kv_packs.ts";
@@ -86,6 +91,8 @@ interface CounterCopy {
   cycle: number;
   writes: string | null | undefined;
   values: Map<string, number>;
+  /** The packs as this copy's writes left them (emptied when it spoils). */
+  packs: PackCache;
 }
 
 /** The counters of `users` in `values` (all of them: a copy). */
@@ -177,6 +184,8 @@ export class KvCounters {
    */
   #counterWrite(manager: string, cycle: number): {
     op: Deno.AtomicOperation;
+    /** The copy the write checks (undefined: none was good). */
+    copy: CounterCopy | undefined;
     done(
       res: Deno.KvCommitResult | Deno.KvCommitError,
       update: (values: Map<string, number>) => void,
@@ -188,6 +197,7 @@ export class KvCounters {
     op.sum(writesKey(manager), 1n);
     return {
       op,
+      copy,
       done: (res, update) => {
         if (res.ok) {
           if (copy) {
@@ -196,11 +206,18 @@ export class KvCounters {
           }
           return true;
         }
-        const stale = this.#copies.get(manager);
-        if (stale) stale.writes = undefined;
+        this.#spoil(manager);
         return false;
       },
     };
+  }
+
+  /** The copy of `manager`'s counters is no longer good (another wrote). */
+  #spoil(manager: string): void {
+    const stale = this.#copies.get(manager);
+    if (!stale) return;
+    stale.writes = undefined;
+    stale.packs.clear();
   }
 
   /** See {@link StateStore.addConsumption}. */
@@ -215,6 +232,16 @@ export class KvCounters {
       unwrittenError("adding consumption", e, unwritten, deltas);
     let read: Map<number, Deno.KvEntryMaybe<unknown>>;
     try {
+      // Packs kept from this store's last write are good only while nobody
+      // else wrote since: one read of `writes` tells, before relying on
+      // them (a write of stale packs would fail their checks after making
+      // its values).
+      const copy = this.#goodCopy(manager, cycle);
+      if (
+        copy && copy.packs.size > 0 && !await this.unchanged(manager, cycle)
+      ) {
+        this.#spoil(manager);
+      }
       read = await this.#readPacks(manager, cycle, packs);
     } catch (e) {
       throw failed(e, deltas.keys());
@@ -233,23 +260,31 @@ export class KvCounters {
     if (full.length > 0) await this.#addToKeys(manager, cycle, full, deltas);
   }
 
-  /** The packs `packs` of that cycle (a null value where none is stored). */
+  /**
+   * The packs `packs` of that cycle (a null value where none is stored):
+   * those the good copy keeps, taken out of it, and the others read.
+   */
   async #readPacks(
     manager: string,
     cycle: number,
     packs: readonly number[],
   ): Promise<Map<number, Deno.KvEntryMaybe<unknown>>> {
     const prefix = packsPrefix(manager, cycle);
-    const out = new Map<number, Deno.KvEntryMaybe<unknown>>();
-    for (const pack of packs) {
+    const { cached: out, missing } = takeCached(
+      this.#goodCopy(manager, cycle)?.packs,
+      packs,
+    );
+    if (missing.length === 0) return out;
+    const wanted = new Set(missing);
+    for (const pack of missing) {
       out.set(pack, {
         key: [...prefix, pack],
         value: null,
         versionstamp: null,
       });
     }
-    await readPacks(this.kv, prefix, packs, (pack, entry) => {
-      if (out.has(pack)) out.set(pack, entry);
+    await readPacks(this.kv, prefix, missing, (pack, entry) => {
+      if (wanted.has(pack)) out.set(pack, entry);
     }, () => this.#between());
     return out;
   }
@@ -286,7 +321,12 @@ export class KvCounters {
           }
         }
       });
-      if (written) return left;
+      if (written) {
+        if (res.ok && w.copy) {
+          keepWritten(w.copy.packs, group, 0, res.versionstamp);
+        }
+        return left;
+      }
       if (attempt >= PACK_TRIES) {
         throw new Error("its packs keep changing (other gateways write them)");
       }
@@ -364,6 +404,8 @@ export class KvCounters {
     bytes: number,
   ): Promise<void> {
     const key: Deno.KvKey = [...packsPrefix(manager, cycle), packOf(user)];
+    // This write changes the pack: the next flush reads it.
+    this.#copies.get(manager)?.packs.delete(packOf(user));
     for (let attempt = 1; attempt <= PACK_TRIES; attempt++) {
       const entry = await this.kv.get<unknown>(key);
       const w = this.#counterWrite(manager, cycle);
@@ -399,7 +441,7 @@ export class KvCounters {
     // Many asked: read them all and keep the copy.
     const writes = (await this.kv.get(writesKey(manager))).versionstamp;
     const values = await this.#readUsers(manager, cycle, undefined);
-    this.#copies.set(manager, { cycle, writes, values });
+    this.#copies.set(manager, { cycle, writes, values, packs: new Map() });
     return subset(values, users);
   }
 

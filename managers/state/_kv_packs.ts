@@ -11,6 +11,8 @@
  * them back with a check that each is still as read (another gateway may
  * write it meanwhile; then it is read again). A user whose pack is full
  * ({@link PACK_BYTES}) gets a key of their own, added to with atomic `sum`.
+ * The packs a write left are kept ({@link PackCache}), and while nobody
+ * else writes they stand in for reading them back at the next write.
  * Private to this folder: the consumption counters (_kv_counters.ts) and
  * the usage history (_kv_usage.ts) are kept in packs.
  *
@@ -196,6 +198,67 @@ export async function readPacks(
       part.map((pack) => [...prefix, pack]),
     );
     for (let p = 0; p < part.length; p++) found(part[p], entries[p]);
+  }
+}
+
+/**
+ * Packs as this store last wrote them, by pack: each entry holds the value
+ * written and the versionstamp that write gave it (or the entry as read,
+ * when the write left that pack as it was). While nobody else writes,
+ * they stand in for reading the packs back: a flush of a lone gateway
+ * then reads no pack (their reading and deserialization were a third of
+ * its main-thread time). Each is still written with a check of its
+ * versionstamp, so a pack another gateway wrote meanwhile fails the check
+ * and is read again. A pack is taken out of the cache for a write and put
+ * back only when that write passed: a write that failed or threw leaves
+ * its packs to be read again, and a merge into a pack taken out changes
+ * no cached value.
+ */
+export type PackCache = Map<number, Deno.KvEntryMaybe<unknown>>;
+
+/**
+ * Takes the packs of `packs` that `cache` holds out of it: answers them,
+ * by pack, and the packs still to be read.
+ */
+export function takeCached(
+  cache: PackCache | undefined,
+  packs: readonly number[],
+): { cached: Map<number, Deno.KvEntryMaybe<unknown>>; missing: number[] } {
+  const cached = new Map<number, Deno.KvEntryMaybe<unknown>>();
+  if (cache === undefined || cache.size === 0) {
+    return { cached, missing: [...packs] };
+  }
+  const missing: number[] = [];
+  for (const pack of packs) {
+    const entry = cache.get(pack);
+    if (entry === undefined) {
+      missing.push(pack);
+      continue;
+    }
+    cache.delete(pack);
+    cached.set(pack, entry);
+  }
+  return { cached, missing };
+}
+
+/**
+ * Puts the packs of `group` in `cache` as a write that passed with
+ * `versionstamp` left them (`g`: which of each pack's sets).
+ */
+export function keepWritten(
+  cache: PackCache,
+  group: readonly Grouped[],
+  g: number,
+  versionstamp: string,
+): void {
+  for (const { pack, merged } of group) {
+    const entry = merged.entries[g];
+    cache.set(
+      pack,
+      merged.values
+        ? { key: entry.key, value: merged.values[g], versionstamp }
+        : entry,
+    );
   }
 }
 

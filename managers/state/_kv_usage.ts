@@ -28,6 +28,11 @@
  * - `["usage", manager, grain + "ByUser", user, start]`: every delta a
  *   second time, as pmproxy before 2026-12-02 wrote it: still read for the
  *   buckets it names, deleted with its bucket, never written.
+ * - `["usage", manager, "writes"]`: a `Deno.KvU64` that every write of that
+ *   manager's packs adds 1 to. While it is as this store's last write left
+ *   it, nobody else wrote a pack since, and the packs that write left
+ *   (kept here: a `PackCache` of _kv_packs.ts per grain, for the bucket
+ *   written last) stand in for reading them: a flush then reads none.
  * - None of these keys is set to expire: a `sum` drops the expiry a key was
  *   set with (measured on Deno 2.9.6), so the buckets past their retention
  *   are deleted by the first write of a new bucket, and readers skip those
@@ -50,11 +55,14 @@ import { GET_BATCH, kvBatches, LIST_BATCH, write } from "./_kv_write.ts";
 import {
   byPack as usersByPack,
   type Grouped,
+  keepWritten,
   merge,
   type Pack,
   PACK_TRIES,
+  type PackCache,
   packOf,
   readPacks,
+  takeCached,
   unwrittenError,
   writePacks,
 } from "./_kv_packs.ts";
@@ -89,6 +97,10 @@ function byUserKey(
   return ["usage", manager, `${grain}ByUser`, user, start];
 }
 
+function writesKey(manager: string): Deno.KvKey {
+  return ["usage", manager, "writes"];
+}
+
 function startKey(
   manager: string,
   grain: UsageGrain,
@@ -103,6 +115,17 @@ interface Target {
   grains: [UsageGrain, number][];
   /** Grains whose bucket start is not yet in the index (from this store). */
   unindexed: [UsageGrain, number][];
+  cache: HistoryCache;
+}
+
+/**
+ * A manager's packs as this store's writes left them, for the bucket of
+ * each grain written last; good while the manager's `writes` key has the
+ * versionstamp `writes` (undefined: not known, and none kept).
+ */
+interface HistoryCache {
+  writes: string | null | undefined;
+  buckets: Map<UsageGrain, { start: number; packs: PackCache }>;
 }
 
 /** The usage history of a {@link KvStateStore}'s database. */
@@ -117,6 +140,8 @@ export class KvUsageHistory {
    * manager and grain: written once per bucket.
    */
   readonly #indexed = new Map<string, number>();
+  /** Each manager's {@link HistoryCache}. */
+  readonly #caches = new Map<string, HistoryCache>();
 
   /** `pace` answers the store's pace of the moment (set after it opened). */
   constructor(
@@ -134,19 +159,21 @@ export class KvUsageHistory {
     if (at.keepHourMs > 0) grains.push(["hour", at.hour]);
     if (at.keepDayMs > 0) grains.push(["day", at.day]);
     if (grains.length === 0) return;
-    const target: Target = {
-      manager,
-      grains,
-      unindexed: grains.filter(([grain, bucket]) =>
-        this.#indexed.get(`${manager}\u0000${grain}`) !== bucket
-      ),
-    };
     const byPack = usersByPack(deltas.keys());
     const packs = [...byPack.keys()].sort((a, b) => a - b);
     const failed = (e: unknown, unwritten: Iterable<string>) =>
       unwrittenError("adding to the usage history", e, unwritten, deltas);
+    let target: Target;
     let read: Map<number, Deno.KvEntryMaybe<unknown>[]>;
     try {
+      target = {
+        manager,
+        grains,
+        unindexed: grains.filter(([grain, bucket]) =>
+          this.#indexed.get(`${manager}\u0000${grain}`) !== bucket
+        ),
+        cache: await this.#cacheOf(manager, grains),
+      };
       read = await this.#readPacks(target, packs);
     } catch (e) {
       throw failed(e, deltas.keys());
@@ -182,6 +209,33 @@ export class KvUsageHistory {
     await this.#prune(manager, "day", at.day, at.keepDayMs);
   }
 
+  /**
+   * `manager`'s cache, for the buckets of `grains`: emptied when another
+   * gateway wrote a pack since this store's last write (one read of the
+   * `writes` key), and a grain's packs when its bucket is not the one kept.
+   */
+  async #cacheOf(
+    manager: string,
+    grains: readonly [UsageGrain, number][],
+  ): Promise<HistoryCache> {
+    let cache = this.#caches.get(manager);
+    if (!cache) {
+      cache = { writes: undefined, buckets: new Map() };
+      this.#caches.set(manager, cache);
+    }
+    const now = (await this.kv.get(writesKey(manager))).versionstamp;
+    if (now !== cache.writes) {
+      cache.buckets.clear();
+      cache.writes = now;
+    }
+    for (const [grain, start] of grains) {
+      if (cache.buckets.get(grain)?.start !== start) {
+        cache.buckets.set(grain, { start, packs: new Map() });
+      }
+    }
+    return cache;
+  }
+
   /** Adds the bucket starts the index lacks to `op`. */
   #index(target: Target, op: Deno.AtomicOperation): void {
     for (const [grain, bucket] of target.unindexed) {
@@ -199,7 +253,8 @@ export class KvUsageHistory {
 
   /**
    * The packs `packs` of `target`'s buckets, by pack, an entry per grain
-   * (with a null value where none is stored yet).
+   * (with a null value where none is stored yet): those its cache keeps,
+   * taken out of it, and the others read.
    */
   async #readPacks(
     target: Target,
@@ -219,13 +274,19 @@ export class KvUsageHistory {
     }
     for (let g = 0; g < grains.length; g++) {
       const [grain, bucket] = grains[g];
+      const { cached, missing } = takeCached(
+        target.cache.buckets.get(grain)?.packs,
+        packs,
+      );
+      for (const [pack, entry] of cached) out.get(pack)![g] = entry;
+      if (missing.length === 0) continue;
+      const wanted = new Set(missing);
       await readPacks(
         this.kv,
         ["usage", manager, `${grain}Packs`, bucket],
-        packs,
+        missing,
         (pack, entry) => {
-          const slots = out.get(pack);
-          if (slots) slots[g] = entry;
+          if (wanted.has(pack)) out.get(pack)![g] = entry;
         },
         () => this.pace()?.between(),
       );
@@ -245,9 +306,15 @@ export class KvUsageHistory {
     byPack: ReadonlyMap<number, string[]>,
     deltas: ReadonlyMap<string, number>,
   ): Promise<string[]> {
+    const { cache } = target;
     for (let attempt = 1;; attempt++) {
       const op = this.kv.atomic();
       this.#index(target, op);
+      // While the cache is good, nobody else may have written since.
+      const checked = cache.writes;
+      const key = writesKey(target.manager);
+      if (checked !== undefined) op.check({ key, versionstamp: checked });
+      op.sum(key, 1n);
       for (const { merged } of group) {
         if (!merged.values) continue;
         for (let g = 0; g < merged.values.length; g++) {
@@ -258,8 +325,18 @@ export class KvUsageHistory {
       const res = await write(() => op.commit());
       if (res.ok) {
         this.#markIndexed(target);
+        if (checked !== undefined && cache.writes === checked) {
+          cache.writes = res.versionstamp;
+          target.grains.forEach(([grain], g) => {
+            const packs = cache.buckets.get(grain)?.packs;
+            if (packs) keepWritten(packs, group, g, res.versionstamp);
+          });
+        }
         return group.flatMap((x) => x.merged.left);
       }
+      // Another gateway wrote: nothing kept is good any more.
+      cache.writes = undefined;
+      for (const { packs } of cache.buckets.values()) packs.clear();
       if (attempt >= PACK_TRIES) {
         throw new Error("its packs keep changing (other gateways write them)");
       }

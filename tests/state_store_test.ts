@@ -1831,3 +1831,187 @@ contract(
     );
   },
 );
+
+// ------------------------------------- Deno KV: the packs a write left
+
+/**
+ * A real KV file opened with every read of a pack (of the counters or of
+ * the history) counted: an observer on Deno KV, not a mock of it. While
+ * `failing.n` is above 0, that many atomic writes throw instead of being
+ * committed (a disk that fails them).
+ */
+async function packReadsCounted(path: string) {
+  const kv = await Deno.openKv(path);
+  const reads = { n: 0 };
+  const failing = { n: 0 };
+  const isPack = (key: Deno.KvKey | undefined) =>
+    key !== undefined && key.some((part) => String(part).endsWith("Packs"));
+  const counted = new Proxy(kv, {
+    get(target, name) {
+      const value = Reflect.get(target, name, target);
+      if (typeof value !== "function") return value;
+      if (name === "get") {
+        return (key: Deno.KvKey, ...rest: unknown[]) => {
+          if (isPack(key)) reads.n++;
+          return value.call(target, key, ...rest);
+        };
+      }
+      if (name === "getMany") {
+        return (keys: Deno.KvKey[], ...rest: unknown[]) => {
+          if (keys.some(isPack)) reads.n++;
+          return value.call(target, keys, ...rest);
+        };
+      }
+      if (name === "list") {
+        return (selector: Deno.KvListSelector, ...rest: unknown[]) => {
+          const s = selector as { prefix?: Deno.KvKey; start?: Deno.KvKey };
+          if (isPack(s.prefix ?? s.start)) reads.n++;
+          return value.call(target, selector, ...rest);
+        };
+      }
+      if (name === "atomic") {
+        return () => {
+          const op = target.atomic();
+          if (failing.n > 0) {
+            failing.n--;
+            op.commit = () => Promise.reject(new Error("disk I/O error"));
+          }
+          return op;
+        };
+      }
+      return value.bind(target);
+    },
+  });
+  return { store: new KvStateStore(counted, "counted"), reads, failing };
+}
+
+Deno.test(
+  "state store (Deno KV): a lone gateway's next write merges into the packs its last write left, reading none; a pack another changed meanwhile is read again",
+  async () => {
+    await using kv = await kvAlone();
+    const { raw } = kv;
+    const { store, reads } = await packReadsCounted(kv.path);
+    try {
+      const h = thisHour();
+      const deltas = new Map<string, number>();
+      for (let i = 0; i < 600; i++) deltas.set(`u${i}`, i + 1);
+      const write = async (s: StateStore) => {
+        await s.addConsumption("down", 1000, deltas);
+        await s.addUsage("down", deltas, usageAt(h));
+      };
+      await store.readConsumption("down", 1000);
+      await write(store);
+      const first = reads.n;
+      assert.ok(first > 0, "the first write reads its packs");
+      await write(store);
+      await write(store);
+      assert.equal(reads.n, first, "the next writes read no pack");
+      // A pack changed by a hand (nothing else moved): its check fails,
+      // and it is read again, not written over from what was kept.
+      const alice = packOf("u0");
+      for (
+        const key of [
+          ["dwnConsR", "down", "consPacks", 1000, alice],
+          ["usage", "down", "hourPacks", h, alice],
+        ]
+      ) {
+        const pack = (await raw.get<Map<string, number>>(key)).value!;
+        pack.set("u0", pack.get("u0")! + 1000);
+        await raw.set(key, pack);
+      }
+      await write(store);
+      assert.ok(reads.n > first, "the changed packs were read");
+      // Another gateway's writes: all of them count.
+      const other = await KvStateStore.open(kv.path);
+      try {
+        await write(other);
+        await write(store);
+      } finally {
+        await other.close();
+      }
+      const fresh = await KvStateStore.open(kv.path);
+      try {
+        const counters = await fresh.readConsumption("down", 1000);
+        const hour = new Map(
+          (await fresh.readUsage("down", { grain: "hour", from: h, to: h + 1 }))
+            .map((e) => [e.user, e.bytes]),
+        );
+        for (const seen of [counters, hour]) {
+          assert.equal(seen.size, 600);
+          for (const [u, d] of deltas) {
+            assert.equal(seen.get(u), 6 * d + (u === "u0" ? 1000 : 0), u);
+          }
+        }
+        assert.deepEqual(
+          await store.readConsumption("down", 1000),
+          counters,
+          "the writer's copy agrees",
+        );
+      } finally {
+        await fresh.close();
+      }
+    } finally {
+      await store.close();
+    }
+  },
+);
+
+Deno.test(
+  "state store (Deno KV): a write that throws after merging into the packs it kept leaves them to be read again, so nothing counts twice",
+  async () => {
+    await using kv = await kvAlone();
+    const { store, failing } = await packReadsCounted(kv.path);
+    try {
+      const h = thisHour();
+      const deltas = new Map<string, number>();
+      for (let i = 0; i < 600; i++) deltas.set(`u${i}`, 10);
+      await store.readConsumption("down", 1000);
+      await store.addConsumption("down", 1000, deltas);
+      await store.addUsage("down", deltas, usageAt(h));
+      // The first operation of each write fails: its deltas come back
+      // unwritten, and the caller (a flush) writes them again.
+      for (
+        const add of [
+          (d: Map<string, number>) => store.addConsumption("down", 1000, d),
+          (d: Map<string, number>) => store.addUsage("down", d, usageAt(h)),
+        ]
+      ) {
+        failing.n = 1;
+        const e = await add(deltas).then(() => undefined, (e) => e);
+        assert.ok(e instanceof StoreWriteError, String(e));
+        assert.equal(e.unwritten.size, 600, "the first operation wrote none");
+        const status = store.status();
+        assert.ok(!status.ok);
+        assert.match(
+          status.problem ?? "",
+          /^adding (consumption|to the usage history) failed: disk I\/O error$/,
+          "what failed, said once",
+        );
+        await add(e.unwritten as Map<string, number>);
+      }
+      const fresh = await KvStateStore.open(kv.path);
+      try {
+        const counters = await fresh.readConsumption("down", 1000);
+        const hour = await fresh.readUsage("down", {
+          grain: "hour",
+          from: h,
+          to: h + 1,
+        });
+        assert.equal(counters.size, 600);
+        assert.equal(hour.length, 600);
+        for (
+          const bytes of [
+            ...counters.values(),
+            ...hour.map((e) => e.bytes),
+          ]
+        ) {
+          assert.equal(bytes, 20);
+        }
+      } finally {
+        await fresh.close();
+      }
+    } finally {
+      await store.close();
+    }
+  },
+);

@@ -40,7 +40,11 @@ export class StoreHealth {
   /** An operation failed. */
   failed(what: string, e: unknown): void {
     const first = this.#problem === undefined;
-    this.#problem = `${what} failed: ${e instanceof Error ? e.message : e}`;
+    const message = e instanceof Error ? e.message : String(e);
+    // A write's error may already say what failed (StoreWriteError).
+    this.#problem = message.startsWith(`${what} failed: `)
+      ? message
+      : `${what} failed: ${message}`;
     if (first) {
       this.warn(
         `the state store (${this.description}): ${this.#problem}; requests are decided from memory and what is not written is kept for later`,

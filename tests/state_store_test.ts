@@ -12,6 +12,7 @@ import type {
   SessionAt,
   StateChange,
   StateStore,
+  StoredSession,
 } from "../managers/state/store.ts";
 import { StoreWriteError } from "../managers/state/store.ts";
 import { KvStateStore } from "../managers/state/kv_store.ts";
@@ -317,39 +318,119 @@ contract(
 );
 
 contract(
-  "updateSessions from two gateways at once keeps the later last use",
+  "updateLastUses writes a last use only over its own session, keeps the later one, and every read sees it",
   async (site) => {
     const a = await site.open();
     const b = await site.open();
-    const ips = Array.from({ length: 50 }, (_, i) => `10.0.1.${i}`);
-    for (const ip of ips) {
-      await a.saveSession("sessions", session(ip, `u${ip}`, 1000, 1000));
-    }
-    // A used the even ones later, B the odd ones.
-    const mine = (gateway: number) =>
-      ips.map((ip, i) =>
-        session(ip, `u${ip}`, 1000, i % 2 === gateway ? 8000 + i : 2000)
+    for (let i = 1; i <= 4; i++) {
+      await a.saveSession(
+        "sessions",
+        session(`10.0.0.${i}`, `u${i}`, 1000, 1000),
       );
-    const [byA, byB] = await Promise.all([
-      a.updateSessions("sessions", mine(0)),
-      b.updateSessions("sessions", mine(1)),
+    }
+    await a.listSessions("sessions");
+    await b.listSessions("sessions");
+    // Gateway B used u2 later than A did.
+    let written = await b.updateLastUses("sessions", [
+      session("10.0.0.2", "u2", 1000, 9000),
     ]);
-    // What was written answers at least what was asked; one not written
-    // (changed meanwhile) is tried again at the next flush, as here.
-    const rounds = [[byA, mine(0)], [byB, mine(1)]] as const;
-    for (const [written, asked] of rounds) {
-      for (const s of asked) {
-        const now = written.get(s.ip);
-        if (now !== undefined) assert.ok(now >= s.lastUsed!, s.ip);
-      }
+    assert.deepEqual([...written], [["10.0.0.2", 9000]]);
+    // u3 logged in again (another login time), u4 logged out, u5 never was.
+    await b.saveSession("sessions", session("10.0.0.3", "u3", 2000, 2000));
+    await b.deleteSession("sessions", "10.0.0.4");
+    const c = await site.open();
+    await c.listSessions("sessions");
+    written = await a.updateLastUses("sessions", [
+      session("10.0.0.1", "u1", 1000, 5000),
+      session("10.0.0.2", "u2", 1000, 4000),
+      session("10.0.0.3", "u3", 1000, 4000),
+      session("10.0.0.4", "u4", 1000, 4000),
+      session("10.0.0.5", "u5", 1000, 4000),
+    ]);
+    // The gone and the replaced one may be answered as written (Deno KV
+    // packs what A saw; it is never read for another session), never with
+    // another last use; u5, never seen, is not.
+    assert.deepEqual(
+      [...written].filter(([ip]) => ip <= "10.0.0.2").toSorted(),
+      [["10.0.0.1", 5000], ["10.0.0.2", 9000]],
+    );
+    for (const ip of ["10.0.0.3", "10.0.0.4"]) {
+      assert.ok([undefined, 4000].includes(written.get(ip)), ip);
     }
-    await a.updateSessions("sessions", mine(0).filter((s) => !byA.has(s.ip)));
-    await b.updateSessions("sessions", mine(1).filter((s) => !byB.has(s.ip)));
-    for (const s of await a.listSessions("sessions")) {
-      assert.equal(s.lastUsed, 8000 + ips.indexOf(s.ip), s.ip);
+    assert.equal(written.has("10.0.0.5"), false);
+    assert.equal(await c.sessionsUnchanged("sessions"), false, "c is told");
+    const fresh = await site.open();
+    for (const reader of [b, fresh]) {
+      assert.deepEqual(
+        await reader.getSession("sessions", "10.0.0.1"),
+        withoutIp(session("10.0.0.1", "u1", 1000, 5000)),
+      );
+      assert.equal(
+        (await reader.getSession("sessions", "10.0.0.2"))?.lastUsed,
+        9000,
+      );
+      // The old login's last use is not the new one's.
+      assert.deepEqual(
+        await reader.getSession("sessions", "10.0.0.3"),
+        withoutIp(session("10.0.0.3", "u3", 2000, 2000)),
+      );
+      assert.equal(await reader.getSession("sessions", "10.0.0.4"), undefined);
+      assert.equal(await reader.getSession("sessions", "10.0.0.5"), undefined);
     }
+    assert.deepEqual(
+      Object.fromEntries(
+        (await fresh.listSessions("sessions")).map((s) => [s.ip, s.lastUsed]),
+      ),
+      { "10.0.0.1": 5000, "10.0.0.2": 9000, "10.0.0.3": 2000 },
+    );
+    // An idle session used since is not deleted as idle.
+    const idle = (unusedSince: number) =>
+      fresh.deleteSession("sessions", "10.0.0.1", {
+        only: { user: "u1", opened: 1000, unusedSince },
+      });
+    assert.equal(await idle(4999), false);
+    assert.equal(await idle(5000), true);
   },
 );
+
+for (const write of ["updateSessions", "updateLastUses"] as const) {
+  contract(
+    `${write} from two gateways at once keeps the later last use`,
+    async (site) => {
+      const a = await site.open();
+      const b = await site.open();
+      const ips = Array.from({ length: 50 }, (_, i) => `10.0.1.${i}`);
+      for (const ip of ips) {
+        await a.saveSession("sessions", session(ip, `u${ip}`, 1000, 1000));
+      }
+      // A used the even ones later, B the odd ones.
+      const mine = (gateway: number) =>
+        ips.map((ip, i) =>
+          session(ip, `u${ip}`, 1000, i % 2 === gateway ? 8000 + i : 2000)
+        );
+      await a.listSessions("sessions");
+      await b.listSessions("sessions");
+      const [byA, byB] = await Promise.all([
+        a[write]("sessions", mine(0)),
+        b[write]("sessions", mine(1)),
+      ]);
+      // What was written answers at least what was asked; one not written
+      // (changed meanwhile) is tried again at the next flush, as here.
+      const rounds = [[byA, mine(0)], [byB, mine(1)]] as const;
+      for (const [written, asked] of rounds) {
+        for (const s of asked) {
+          const now = written.get(s.ip);
+          if (now !== undefined) assert.ok(now >= s.lastUsed!, s.ip);
+        }
+      }
+      await a[write]("sessions", mine(0).filter((s) => !byA.has(s.ip)));
+      await b[write]("sessions", mine(1).filter((s) => !byB.has(s.ip)));
+      for (const s of await a.listSessions("sessions")) {
+        assert.equal(s.lastUsed, 8000 + ips.indexOf(s.ip), s.ip);
+      }
+    },
+  );
+}
 
 // -------------------------------------------------------------- quotas
 
@@ -2012,6 +2093,59 @@ Deno.test(
       }
     } finally {
       await store.close();
+    }
+  },
+);
+
+Deno.test(
+  "state store (Deno KV): a session's last use goes to the pack of its IP, not to the session again, and one whose pack is full is written whole",
+  async () => {
+    await using kv = await kvAlone();
+    const { store, raw } = kv;
+    const [one, two] = ["10.0.3.1", "10.0.3.2"];
+    assert.notEqual(packOf(one), packOf(two));
+    await store.saveSession("sessions", session(one, "u1", 1000, 1000));
+    await store.saveSession("sessions", session(two, "u2", 1000, 1000));
+    await store.listSessions("sessions");
+    const packKey = (ip: string) => [
+      "sessionIPM",
+      "sessions",
+      "lastUsePacks",
+      packOf(ip),
+    ];
+    // Two's pack filled by hand with other IPs to its limit.
+    const others = new Map<string, [number, number]>();
+    for (let i = 0, bytes = 16; bytes < PACK_BYTES; i++) {
+      const ip = `10.9.${i >> 8}.${i & 255}`;
+      if (packOf(ip) !== packOf(two)) continue;
+      others.set(ip, [1, 1]);
+      bytes += ip.length + 40;
+    }
+    await raw.set(packKey(two), others);
+    const written = await store.updateLastUses("sessions", [
+      session(one, "u1", 1000, 5000),
+      session(two, "u2", 1000, 6000),
+    ]);
+    assert.deepEqual(Object.fromEntries(written), { [one]: 5000, [two]: 6000 });
+    const stored = async (ip: string) =>
+      (await raw.get<StoredSession>(["sessionIPM", "sessions", "session", ip]))
+        .value?.lastUsed;
+    assert.equal(await stored(one), 1000, "one's session is not written");
+    assert.deepEqual(
+      (await raw.get<Map<string, unknown>>(packKey(one))).value,
+      new Map([[one, [1000, 5000]]]),
+    );
+    assert.equal(await stored(two), 6000, "two's is, whole");
+    assert.equal(
+      (await raw.get<Map<string, unknown>>(packKey(two))).value?.size,
+      others.size,
+    );
+    const fresh = await KvStateStore.open(kv.path);
+    try {
+      assert.equal((await fresh.getSession("sessions", one))?.lastUsed, 5000);
+      assert.equal((await fresh.getSession("sessions", two))?.lastUsed, 6000);
+    } finally {
+      await fresh.close();
     }
   },
 );

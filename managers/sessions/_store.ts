@@ -244,30 +244,49 @@ export class SessionStore {
     open: ReadonlyMap<string, Session>,
     stepMs: number,
   ): Promise<void> {
-    const touched: Session[] = [];
+    const changed: Session[] = [];
+    const moved: Session[] = [];
     for (const s of open.values()) {
       const saved = this.#savedLastUsed.get(s);
-      // Changed (-1) or never written: at once; else once it moved a step.
-      if (
-        saved === undefined || saved < 0 ||
-        (s.lastUsed !== saved && s.lastUsed - saved >= stepMs)
-      ) touched.push(s);
-    }
-    // A few hundred at a time: what the main thread does for each part
-    // (copies, then the store's writes) stays short, and requests go on
-    // in between.
-    for (let start = 0; start < touched.length; start += WRITE_PART) {
-      const part = touched.slice(start, start + WRITE_PART);
-      const written = await store.updateSessions(
-        this.name,
-        part.map((s) => toStored(s, s.lastUsed)),
-      );
-      for (const s of part) {
-        const lastUsed = written.get(s.ip);
-        if (lastUsed === undefined) continue;
-        this.#savedLastUsed.set(s, lastUsed);
-        if (lastUsed > s.lastUsed) s.lastUsed = lastUsed;
+      // Changed (-1) or never written: at once, whole; else once its last
+      // use moved a step, that alone.
+      if (saved === undefined || saved < 0) changed.push(s);
+      else if (s.lastUsed !== saved && s.lastUsed - saved >= stepMs) {
+        moved.push(s);
       }
+    }
+    // Whole sessions a few hundred at a time: what the main thread does for
+    // each part (copies, then the store's writes) stays short, and
+    // requests go on in between.
+    for (let start = 0; start < changed.length; start += WRITE_PART) {
+      const part = changed.slice(start, start + WRITE_PART);
+      this.#wrote(
+        part,
+        await store.updateSessions(
+          this.name,
+          part.map((s) => toStored(s, s.lastUsed)),
+        ),
+      );
+    }
+    // Last uses all at once: the store packs them (and paces itself).
+    if (moved.length > 0) {
+      this.#wrote(
+        moved,
+        await store.updateLastUses(
+          this.name,
+          moved.map((s) => toStored(s, s.lastUsed)),
+        ),
+      );
+    }
+  }
+
+  /** What the store answered it wrote of `sessions` (last use by IP). */
+  #wrote(sessions: readonly Session[], written: Map<string, number>): void {
+    for (const s of sessions) {
+      const lastUsed = written.get(s.ip);
+      if (lastUsed === undefined) continue;
+      this.#savedLastUsed.set(s, lastUsed);
+      if (lastUsed > s.lastUsed) s.lastUsed = lastUsed;
     }
   }
 }

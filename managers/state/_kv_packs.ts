@@ -62,19 +62,19 @@ export function packOf(user: string): number {
   return (h >>> 0) % PACKS;
 }
 
-/** A pack: bytes by user. */
-export type Pack = Map<string, number>;
+/** A pack: bytes by user (or, of the sessions' last uses, another value by IP). */
+export type Pack<V = number> = Map<string, V>;
 
 /**
  * About the bytes one entry of a pack takes as V8 serializes it (a little
  * more): the name at one byte a character, or two when one is past Latin-1,
- * and the number.
+ * and `valueBytes` for its value (a number: 16).
  */
-export function entryBytes(user: string): number {
+export function entryBytes(user: string, valueBytes = 16): number {
   for (let i = 0; i < user.length; i++) {
-    if (user.charCodeAt(i) > 0xff) return 2 * user.length + 16;
+    if (user.charCodeAt(i) > 0xff) return 2 * user.length + valueBytes;
   }
-  return user.length + 16;
+  return user.length + valueBytes;
 }
 
 /**
@@ -109,40 +109,64 @@ export function byPack(users: Iterable<string>): Map<number, string[]> {
 }
 
 /** A pack as read in each of its sets, what to write back, who is left out. */
-export interface Merged {
+export interface Merged<V = number> {
   entries: Deno.KvEntryMaybe<unknown>[];
   /** The new value of each set's pack; undefined: nothing to write. */
-  values?: Pack[];
+  values?: Pack<V>[];
   /** Users left out because a pack of theirs is full. */
   left: string[];
   /** About the bytes of the values. */
   bytes: number;
 }
 
+/** How {@link merge} puts a value in: added to what the pack had. */
+export interface Combine<V> {
+  /** The pack's new value of that user, from what it had and `v`. */
+  combine(had: V | undefined, v: V): V;
+  /** About the bytes a value takes as V8 serializes it. */
+  valueBytes: number;
+}
+
+/**
+ * The bytes of each pack {@link merge} last merged into (a pack kept in a
+ * {@link PackCache} is merged into again at the next write, and its size
+ * is not counted again: at 100,000 users that was 400,000 names a flush).
+ */
+const sizesOf = new WeakMap<Map<string, unknown>, number>();
+
+const ADD: Combine<number> = {
+  combine: (had, v) => (had ?? 0) + v,
+  valueBytes: 16,
+};
+
 /**
  * Adds the deltas of `users` to their pack as read in each set (one entry
  * per set: the history writes an hour's and a day's at once; the read
  * values are changed): a user goes in when every set's pack has them or
- * room for them, else is left out.
+ * room for them, else is left out. `how` puts in values other than byte
+ * counts (by default, deltas added).
  */
-export function merge(
+export function merge<V = number>(
   entries: Deno.KvEntryMaybe<unknown>[],
   users: readonly string[],
-  deltas: ReadonlyMap<string, number>,
-): Merged {
+  deltas: ReadonlyMap<string, V>,
+  how: Combine<V> = ADD as unknown as Combine<V>,
+): Merged<V> {
   // A value that is not a pack (written by hand) is replaced.
   const packs = entries.map((e) =>
-    e.value instanceof Map ? e.value as Pack : new Map<string, number>()
+    e.value instanceof Map ? e.value as Pack<V> : new Map<string, V>()
   );
   const sizes = packs.map((pack) => {
+    const known = sizesOf.get(pack);
+    if (known !== undefined) return known;
     let n = 16;
-    for (const user of pack.keys()) n += entryBytes(user);
+    for (const user of pack.keys()) n += entryBytes(user, how.valueBytes);
     return n;
   });
   const left: string[] = [];
   let changed = false;
   for (const user of users) {
-    const size = entryBytes(user);
+    const size = entryBytes(user, how.valueBytes);
     const fits = packs.every((pack, g) =>
       pack.has(user) || sizes[g] + size <= PACK_BYTES
     );
@@ -150,14 +174,15 @@ export function merge(
       left.push(user);
       continue;
     }
-    const bytes = deltas.get(user)!;
+    const v = deltas.get(user)!;
     for (let g = 0; g < packs.length; g++) {
       const had = packs[g].get(user);
       if (had === undefined) sizes[g] += size;
-      packs[g].set(user, (had ?? 0) + bytes);
+      packs[g].set(user, how.combine(had, v));
     }
     changed = true;
   }
+  for (let g = 0; g < packs.length; g++) sizesOf.set(packs[g], sizes[g]);
   if (!changed) return { entries, left, bytes: 0 };
   return {
     entries,
@@ -245,9 +270,9 @@ export function takeCached(
  * Puts the packs of `group` in `cache` as a write that passed with
  * `versionstamp` left them (`g`: which of each pack's sets).
  */
-export function keepWritten(
+export function keepWritten<V>(
   cache: PackCache,
-  group: readonly Grouped[],
+  group: readonly Grouped<V>[],
   g: number,
   versionstamp: string,
 ): void {
@@ -263,26 +288,26 @@ export function keepWritten(
 }
 
 /** A pack of a write, as merged last. */
-export interface Grouped {
+export interface Grouped<V = number> {
   pack: number;
-  merged: Merged;
+  merged: Merged<V>;
 }
 
 /** What {@link writePacks} is given. */
-export interface PackWrite {
+export interface PackWrite<V = number> {
   /** The packs to write, in order, and the users of each. */
   packs: readonly number[];
   users: ReadonlyMap<number, string[]>;
   /** Merges that pack's users' deltas into it as read. */
-  merge(pack: number): Merged;
+  merge(pack: number): Merged<V>;
   /** The values a merged pack writes (one per set; 0 when unchanged). */
-  values(merged: Merged): number;
+  values(merged: Merged<V>): number;
   /**
    * Writes one group of packs in one atomic operation (merging again and
    * trying again while another gateway's write gets in between); answers
    * the users left out because a pack of theirs is full.
    */
-  commit(group: Grouped[]): Promise<string[]>;
+  commit(group: Grouped<V>[]): Promise<string[]>;
   /** The error of a failed write, with the users it leaves unwritten. */
   failed(e: unknown, unwritten: string[]): Error;
   /** Runs before each operation (the flush's pace). */
@@ -296,9 +321,11 @@ export interface PackWrite {
  * failed operation throws `failed(e, unwritten)`: the users of that
  * operation and the ones after it, and those left out so far.
  */
-export async function writePacks(w: PackWrite): Promise<string[]> {
+export async function writePacks<V = number>(
+  w: PackWrite<V>,
+): Promise<string[]> {
   const full: string[] = [];
-  let group: Grouped[] = [];
+  let group: Grouped<V>[] = [];
   let from = 0;
   let values = 0;
   let bytes = 0;

@@ -7,6 +7,9 @@
  *
  * - `["sessionIPM", "jwtKey"]`: the signing key (32 bytes);
  * - `["sessionIPM", manager, "session", ip]`: a {@link StoredSession};
+ * - `["sessionIPM", manager, "lastUsePacks", pack]`: the sessions' last
+ *   uses written since their login or their last whole write, 256 packs of
+ *   IPs; see _kv_last_uses.ts;
  * - `["dwnConsR", manager, "lastReset"]`: the last reset (ms);
  * - `["dwnConsR", manager, "consPacks" | "cons" | "grant", lastReset, ...]`:
  *   the counters of a cycle, in packs of users (and a `Deno.KvU64` per user
@@ -38,12 +41,14 @@
  * thread is kept small three ways.
  *
  * - Lists are read 1,000 entries at a time (Deno KV's most), not 100.
- * - The store remembers the versionstamp of each session it read or wrote;
- *   a session's last use is written with a check of that versionstamp, 40
- *   at a time, with no read
- *   first. A batch whose check fails (another gateway wrote meanwhile) is
- *   written as before: read 10 at a time, compared, each only over its own
- *   copy.
+ * - A session's last use alone (a flush writes it once it moved 5 minutes)
+ *   goes to 256 packs of IPs (_kv_last_uses.ts): a flush of 10,000 writes
+ *   256 values, not 10,000 sessions. A session written whole (its groups
+ *   changed, or never written) is written with a check of the versionstamp
+ *   the store remembers of each session it read or wrote, 40 at a time,
+ *   with no read first. A batch whose check fails (another gateway wrote
+ *   meanwhile) is written as before: read 10 at a time, compared, each only
+ *   over its own copy.
  * - The counters are kept in 256 packs a cycle, so a flush of 10,000 users
  *   writes 256 values, not 10,000; and the store keeps a copy of them as of
  *   its last read, good while nobody else wrote (see _kv_counters.ts).
@@ -73,6 +78,12 @@ import type { WritePace } from "./pace.ts";
 import { GET_BATCH, LIST_BATCH, write } from "./_kv_write.ts";
 import type { KvUsageHistory } from "./_kv_usage.ts";
 import { KvCounters } from "./_kv_counters.ts";
+import {
+  KvLastUses,
+  lastUseIn,
+  lastUseKey,
+  type LastUseWrite,
+} from "./_kv_last_uses.ts";
 
 /** Stored sessions read and written at a time (Deno KV's getMany takes 10). */
 const SESSION_BATCH = GET_BATCH;
@@ -157,10 +168,13 @@ export class KvStateStore implements StateStore {
   readonly #sessionWrites = new Map<string, string | null | undefined>();
   /** The quota managers' counters and grants (see _kv_counters.ts). */
   readonly #counters: KvCounters;
+  /** The sessions' last uses (see _kv_last_uses.ts). */
+  readonly #lastUses: KvLastUses;
 
   constructor(readonly kv: Deno.Kv, readonly description: string) {
     this.#health = new StoreHealth(description);
     this.#counters = new KvCounters(kv, () => this.pace);
+    this.#lastUses = new KvLastUses(kv, () => this.pace);
   }
 
   /** Opens the file or KV Connect URL at `path`. */
@@ -313,6 +327,15 @@ export class KvStateStore implements StateStore {
           lastUsed: v.lastUsed,
         });
       }
+      // The last uses written since each one's login or whole write.
+      const packed = await this.#lastUses.readAll(manager);
+      for (const v of packed.size > 0 ? out : []) {
+        const lastUsed = lastUseIn(packed, v.ip, v.opened);
+        if (lastUsed !== undefined && lastUsed > (v.lastUsed ?? 0)) {
+          v.lastUsed = lastUsed;
+          seen.get(v.ip)!.lastUsed = lastUsed;
+        }
+      }
       this.#seen.set(manager, seen);
       this.#sessionWrites.set(manager, writes);
       return out;
@@ -324,9 +347,17 @@ export class KvStateStore implements StateStore {
     ip: string,
   ): Promise<StoredSession | undefined> {
     return this.#health.run("reading a session", async () => {
-      const entry = await this.kv.get<StoredSession>(sessionKey(manager, ip));
-      this.#saw(manager, ip, entry.value, entry.versionstamp);
-      return entry.value ?? undefined;
+      const [entry, pack] = await this.kv.getMany<[StoredSession, unknown]>([
+        sessionKey(manager, ip),
+        lastUseKey(manager, ip),
+      ]);
+      const v = entry.value;
+      const lastUsed = v ? lastUseIn(pack.value, ip, v.opened) : undefined;
+      if (v && lastUsed !== undefined && lastUsed > (v.lastUsed ?? 0)) {
+        v.lastUsed = lastUsed;
+      }
+      this.#saw(manager, ip, v, entry.versionstamp);
+      return v ?? undefined;
     });
   }
 
@@ -368,17 +399,22 @@ export class KvStateStore implements StateStore {
         this.#saw(manager, ip, undefined, null);
         return true;
       }
-      const entry = await this.kv.get<StoredSession>(key);
+      const [entry, pack] = await this.kv.getMany<[StoredSession, unknown]>([
+        key,
+        lastUseKey(manager, ip),
+      ]);
       const v = entry.value;
       if (v?.user !== only.user || v.opened !== only.opened) return false;
-      if (
-        only.unusedSince !== undefined &&
-        (v.lastUsed ?? 0) > only.unusedSince
-      ) return false;
-      const res = await this.#writeSessions(
-        manager,
-        (op) => op.check(entry).delete(key),
-      );
+      const idle = only.unusedSince;
+      if (idle !== undefined) {
+        const packed = lastUseIn(pack.value, ip, v.opened) ?? 0;
+        if (Math.max(v.lastUsed ?? 0, packed) > idle) return false;
+      }
+      // An idle one: also unless another gateway packed a last use since.
+      const res = await this.#writeSessions(manager, (op) => {
+        op.check(entry).delete(key);
+        if (idle !== undefined) op.check(pack);
+      });
       if (res.ok) this.#saw(manager, ip, undefined, null);
       return res.ok;
     });
@@ -388,96 +424,152 @@ export class KvStateStore implements StateStore {
     manager: string,
     sessions: readonly SessionAt[],
   ): Promise<Map<string, number>> {
+    return this.#health.run(
+      "writing the sessions' last use",
+      () => this.#updateWhole(manager, sessions),
+    );
+  }
+
+  /**
+   * Those stored as this store last saw them (same user, same login time)
+   * go to the packs of last uses; the others, and those a pack could not
+   * take, are written whole ({@link updateSessions}).
+   */
+  updateLastUses(
+    manager: string,
+    sessions: readonly SessionAt[],
+  ): Promise<Map<string, number>> {
     return this.#health.run("writing the sessions' last use", async () => {
-      const written = new Map<string, number>();
       const seen = this.#seenOf(manager);
-      // Those stored as this store last saw them: written with a check of
-      // that versionstamp, 100 at a time, nothing read first.
-      const unsure: SessionAt[] = [];
-      let batch: [SessionAt, SeenSession][] = [];
-      let bytes = 0;
-      const flushBatch = async () => {
-        if (batch.length === 0) return;
-        await this.pace?.between();
-        const lastUses: number[] = [];
-        const values: StoredSession[] = [];
-        for (const [s, was] of batch) {
-          const lastUsed = Math.max(was.lastUsed ?? 0, s.lastUsed ?? 0);
-          values.push(stored(s, lastUsed));
-          lastUses.push(lastUsed);
-        }
-        const res = await this.#writeSessions(manager, (op) => {
-          for (let i = 0; i < batch.length; i++) {
-            const [s, was] = batch[i];
-            const key = sessionKey(manager, s.ip);
-            op.check({ key, versionstamp: was.versionstamp }).set(
-              key,
-              values[i],
-            );
-          }
-        });
-        if (res.ok) {
-          for (let i = 0; i < batch.length; i++) {
-            const [s, was] = batch[i];
-            was.versionstamp = res.versionstamp;
-            was.lastUsed = lastUses[i];
-            written.set(s.ip, lastUses[i]);
-          }
-        } else {
-          // One of them changed meanwhile: each is read and compared below.
-          for (const [s] of batch) unsure.push(s);
-        }
-        batch = [];
-        bytes = 0;
-      };
+      const packed: LastUseWrite[] = [];
+      let whole: SessionAt[] = [];
       for (const s of sessions) {
         const was = seen.get(s.ip);
         if (
-          was === undefined || was.user !== s.user || was.opened !== s.opened
-        ) {
-          unsure.push(s);
-          continue;
-        }
-        const size = sessionBytes(s);
-        if (batch.length === CHECKED_BATCH || bytes + size > CHECKED_BYTES) {
-          await flushBatch();
-        }
-        batch.push([s, was]);
-        bytes += size;
+          was?.user === s.user && was.opened === s.opened &&
+          s.lastUsed !== undefined
+        ) packed.push(s);
+        else whole.push(s);
       }
-      await flushBatch();
-      for (let start = 0; start < unsure.length; start += SESSION_BATCH) {
-        await this.pace?.between();
-        const batch = unsure.slice(start, start + SESSION_BATCH);
-        const entries = await this.kv.getMany<StoredSession[]>(
-          batch.map((s) => sessionKey(manager, s.ip)),
+      const out = new Map<string, number>();
+      if (packed.length > 0) {
+        const { written, left } = await this.#lastUses.write(
+          manager,
+          packed,
+          (build) => this.#writeSessions(manager, build),
         );
-        const writes: [Deno.KvEntryMaybe<StoredSession>, StoredSession][] = [];
-        const done: [string, number][] = [];
-        for (let i = 0; i < batch.length; i++) {
-          const s = batch[i];
-          const entry = entries[i];
-          const v = entry.value;
-          if (v?.user !== s.user || v.opened !== s.opened) continue;
-          const lastUsed = Math.max(v.lastUsed ?? 0, s.lastUsed ?? 0);
-          writes.push([entry, stored(s, lastUsed)]);
-          done.push([s.ip, lastUsed]);
+        for (const [ip, lastUsed] of written) {
+          out.set(ip, lastUsed);
+          const was = seen.get(ip)!;
+          if (lastUsed > (was.lastUsed ?? 0)) was.lastUsed = lastUsed;
         }
-        if (done.length === 0) continue;
-        const res = await this.#writeSessions(manager, (op) => {
-          for (const [entry, value] of writes) {
-            op.check(entry).set(entry.key, value);
-          }
-        });
-        if (!res.ok) continue; // changed meanwhile: the next flush tries again
-        for (const [ip, lastUsed] of done) {
-          written.set(ip, lastUsed);
-          const s = batch.find((b) => b.ip === ip)!;
-          this.#saw(manager, ip, stored(s, lastUsed), res.versionstamp);
+        if (left.length > 0) {
+          const again = new Set(left);
+          whole = whole.concat(sessions.filter((s) => again.has(s.ip)));
         }
       }
-      return written;
+      if (whole.length > 0) {
+        for (const [ip, lastUsed] of await this.#updateWhole(manager, whole)) {
+          out.set(ip, lastUsed);
+        }
+      }
+      return out;
     });
+  }
+
+  /** See {@link updateSessions}. */
+  async #updateWhole(
+    manager: string,
+    sessions: readonly SessionAt[],
+  ): Promise<Map<string, number>> {
+    const written = new Map<string, number>();
+    const seen = this.#seenOf(manager);
+    // Those stored as this store last saw them: written with a check of
+    // that versionstamp, 100 at a time, nothing read first.
+    const unsure: SessionAt[] = [];
+    let batch: [SessionAt, SeenSession][] = [];
+    let bytes = 0;
+    const flushBatch = async () => {
+      if (batch.length === 0) return;
+      await this.pace?.between();
+      const lastUses: number[] = [];
+      const values: StoredSession[] = [];
+      for (const [s, was] of batch) {
+        const lastUsed = Math.max(was.lastUsed ?? 0, s.lastUsed ?? 0);
+        values.push(stored(s, lastUsed));
+        lastUses.push(lastUsed);
+      }
+      const res = await this.#writeSessions(manager, (op) => {
+        for (let i = 0; i < batch.length; i++) {
+          const [s, was] = batch[i];
+          const key = sessionKey(manager, s.ip);
+          op.check({ key, versionstamp: was.versionstamp }).set(
+            key,
+            values[i],
+          );
+        }
+      });
+      if (res.ok) {
+        for (let i = 0; i < batch.length; i++) {
+          const [s, was] = batch[i];
+          was.versionstamp = res.versionstamp;
+          was.lastUsed = lastUses[i];
+          written.set(s.ip, lastUses[i]);
+        }
+      } else {
+        // One of them changed meanwhile: each is read and compared below.
+        for (const [s] of batch) unsure.push(s);
+      }
+      batch = [];
+      bytes = 0;
+    };
+    for (const s of sessions) {
+      const was = seen.get(s.ip);
+      if (
+        was === undefined || was.user !== s.user || was.opened !== s.opened
+      ) {
+        unsure.push(s);
+        continue;
+      }
+      const size = sessionBytes(s);
+      if (batch.length === CHECKED_BATCH || bytes + size > CHECKED_BYTES) {
+        await flushBatch();
+      }
+      batch.push([s, was]);
+      bytes += size;
+    }
+    await flushBatch();
+    for (let start = 0; start < unsure.length; start += SESSION_BATCH) {
+      await this.pace?.between();
+      const batch = unsure.slice(start, start + SESSION_BATCH);
+      const entries = await this.kv.getMany<StoredSession[]>(
+        batch.map((s) => sessionKey(manager, s.ip)),
+      );
+      const writes: [Deno.KvEntryMaybe<StoredSession>, StoredSession][] = [];
+      const done: [string, number][] = [];
+      for (let i = 0; i < batch.length; i++) {
+        const s = batch[i];
+        const entry = entries[i];
+        const v = entry.value;
+        if (v?.user !== s.user || v.opened !== s.opened) continue;
+        const lastUsed = Math.max(v.lastUsed ?? 0, s.lastUsed ?? 0);
+        writes.push([entry, stored(s, lastUsed)]);
+        done.push([s.ip, lastUsed]);
+      }
+      if (done.length === 0) continue;
+      const res = await this.#writeSessions(manager, (op) => {
+        for (const [entry, value] of writes) {
+          op.check(entry).set(entry.key, value);
+        }
+      });
+      if (!res.ok) continue; // changed meanwhile: the next flush tries again
+      for (const [ip, lastUsed] of done) {
+        written.set(ip, lastUsed);
+        const s = batch.find((b) => b.ip === ip)!;
+        this.#saw(manager, ip, stored(s, lastUsed), res.versionstamp);
+      }
+    }
+    return written;
   }
 
   initLastReset(manager: string, value: number): Promise<number> {

@@ -780,6 +780,17 @@ export class RedisStateStore implements StateStore {
     });
   }
 
+  /**
+   * The same as {@link updateSessions} here: the server's script rewrites
+   * each session, 500 a call, and the gateway sends little.
+   */
+  updateLastUses(
+    manager: string,
+    sessions: readonly SessionAt[],
+  ): Promise<Map<string, number>> {
+    return this.updateSessions(manager, sessions);
+  }
+
   updateSessions(
     manager: string,
     sessions: readonly SessionAt[],

@@ -254,6 +254,19 @@ export interface StateStore {
     sessions: readonly SessionAt[],
   ): Promise<Map<string, number>>;
 
+  /**
+   * As {@link updateSessions}, for sessions of which only the last use
+   * moved since this store last read or wrote them: a store may write just
+   * that (Deno KV packs them, a value per 40 sessions or so, not each
+   * session whole). Answers as updateSessions does, but may answer one as
+   * written that another gateway had ended or replaced meanwhile: a last
+   * use so written is never read for any other session.
+   */
+  updateLastUses(
+    manager: string,
+    sessions: readonly SessionAt[],
+  ): Promise<Map<string, number>>;
+
   // ------------------------------------------------------------ quotas
 
   /**

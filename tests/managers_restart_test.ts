@@ -15,6 +15,8 @@ import type { Meter } from "../proxy/policy.ts";
 import { SessionIpm } from "../managers/sessions/session_ipm.ts";
 import { PolicyDir, README_TOML, request } from "./helpers/managers_setup.ts";
 import { adDbToml, startSlapd } from "./helpers/slapd.ts";
+import { KvStateStore } from "../managers/state/kv_store.ts";
+import type { StoredSession } from "../managers/state/store.ts";
 
 /** The README's file with a 1 s idleTimeout and a second user. */
 const IDLE_TOML = README_TOML
@@ -23,18 +25,19 @@ const IDLE_TOML = README_TOML
   .replace('user0 = ["group0"]', 'user0 = ["group0"]\n\t\tuser1 = ["group0"]');
 
 /** The stored copy of the session at `ip`, read straight from the KV file. */
+/**
+ * The session stored at `ip` as another gateway reads it (a session's last
+ * use may be in the packs of last uses, not in its own key).
+ */
 async function stored(
   kvPath: string,
   ip: string,
-): Promise<Record<string, unknown> | null> {
-  const kv = await Deno.openKv(kvPath);
+): Promise<StoredSession | null> {
+  const store = await KvStateStore.open(kvPath);
   try {
-    const entry = await kv.get<Record<string, unknown>>(
-      ["sessionIPM", "sessions", "session", ip],
-    );
-    return entry.value;
+    return await store.getSession("sessions", ip) ?? null;
   } finally {
-    kv.close();
+    await store.close();
   }
 }
 

@@ -412,3 +412,41 @@ Deno.test("restart: a flush writes a session's last use once it moved a step (a 
     }
   }
 });
+
+Deno.test("restart: two gateways on one state file: a session used through one alone stays open on the other past idleTimeout, and closes on both once unused", async () => {
+  const d = await PolicyDir.make(IDLE_TOML);
+  try {
+    const a = await d.open();
+    const b = await d.open();
+    await a.open("sessions", { ip: "10.0.0.5" }, {
+      user: "user0",
+      pass: "pass0",
+    });
+    await a.flush();
+    await b.flush();
+    // Used through B every 200 ms for 3 s (idleTimeout is 1 s); each
+    // gateway flushes meanwhile, as its persist timer would.
+    for (let i = 0; i < 15; i++) {
+      d.clock.advance(200);
+      assert.equal(b.decideSync(request("10.0.0.5", d.clock)).allowed, true);
+      await b.flush();
+      await a.flush();
+    }
+    assert.ok(
+      (await stored(d.kvPath, "10.0.0.5"))!.lastUsed! >= d.clock.ms - 200,
+      "B's last use is stored",
+    );
+    assert.equal(
+      a.decideSync(request("10.0.0.5", d.clock)).allowed,
+      true,
+      "A saw B's use",
+    );
+    // Unused since: closed on both.
+    d.clock.advance(1100);
+    for (const g of [a, b]) {
+      assert.equal(g.decideSync(request("10.0.0.5", d.clock)).allowed, false);
+    }
+  } finally {
+    await d.cleanup();
+  }
+});

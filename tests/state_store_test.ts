@@ -399,7 +399,13 @@ for (const write of ["updateSessions", "updateLastUses"] as const) {
     async (site) => {
       const a = await site.open();
       const b = await site.open();
-      const ips = Array.from({ length: 50 }, (_, i) => `10.0.1.${i}`);
+      // Enough for Deno KV's packs of last uses to go in several writes
+      // (256 packs, 48 a write), so that one read again after the other's
+      // write is followed by more.
+      const ips = Array.from(
+        { length: 600 },
+        (_, i) => `10.1.${i >> 8}.${i & 255}`,
+      );
       for (const ip of ips) {
         await a.saveSession("sessions", session(ip, `u${ip}`, 1000, 1000));
       }

@@ -51,6 +51,7 @@ import {
   type PackCache,
   packOf,
   readPacks,
+  readPacksInto,
   takeCached,
   unwrittenError,
   writePacks,
@@ -275,18 +276,13 @@ export class KvCounters {
       packs,
     );
     if (missing.length === 0) return out;
-    const wanted = new Set(missing);
-    for (const pack of missing) {
-      out.set(pack, {
-        key: [...prefix, pack],
-        value: null,
-        versionstamp: null,
-      });
-    }
-    await readPacks(this.kv, prefix, missing, (pack, entry) => {
-      if (wanted.has(pack)) out.set(pack, entry);
-    }, () => this.#between());
-    return out;
+    return await readPacksInto(
+      this.kv,
+      prefix,
+      missing,
+      () => this.#between(),
+      out,
+    );
   }
 
   /**

@@ -37,6 +37,7 @@ import {
   PACK_TRIES,
   packOf,
   readPacks,
+  readPacksInto,
   writePacks,
 } from "./_kv_packs.ts";
 
@@ -131,7 +132,7 @@ export class KvLastUses {
     for (const s of sessions) mine.set(s.ip, [s.opened, s.lastUsed ?? 0]);
     const users = byPack(mine.keys());
     const packs = [...users.keys()].sort((a, b) => a - b);
-    let read = await this.#read(manager, packs);
+    const read = await this.#read(manager, packs);
     const written = new Map<string, number>();
     const left: string[] = [];
     const full = await writePacks<LastUse>({
@@ -157,10 +158,12 @@ export class KvLastUses {
               "the last uses' packs keep changing (other gateways write them)",
             );
           }
-          read = await this.#read(manager, group.map((x) => x.pack));
+          // Only this group's packs again: the later groups merge into
+          // what was read at first.
+          const fresh = await this.#read(manager, group.map((x) => x.pack));
           for (const x of group) {
             x.merged = merge(
-              [read.get(x.pack)!],
+              [fresh.get(x.pack)!],
               users.get(x.pack)!,
               mine,
               LATER,
@@ -204,22 +207,15 @@ export class KvLastUses {
   }
 
   /** The packs `packs` (a null value where none is stored). */
-  async #read(
+  #read(
     manager: string,
     packs: readonly number[],
   ): Promise<Map<number, Deno.KvEntryMaybe<unknown>>> {
-    const prefix = packsPrefix(manager);
-    const out = new Map<number, Deno.KvEntryMaybe<unknown>>();
-    for (const pack of packs) {
-      out.set(pack, {
-        key: [...prefix, pack],
-        value: null,
-        versionstamp: null,
-      });
-    }
-    await readPacks(this.kv, prefix, packs, (pack, entry) => {
-      if (out.has(pack)) out.set(pack, entry);
-    }, () => this.pace()?.between());
-    return out;
+    return readPacksInto(
+      this.kv,
+      packsPrefix(manager),
+      packs,
+      () => this.pace()?.between(),
+    );
   }
 }

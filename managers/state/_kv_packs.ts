@@ -287,6 +287,27 @@ export function keepWritten<V>(
   }
 }
 
+/**
+ * Reads the packs `packs` of one set under `prefix` into `out` by pack,
+ * a null value where none is stored (see {@link readPacks}); answers `out`.
+ */
+export async function readPacksInto(
+  kv: Deno.Kv,
+  prefix: Deno.KvKey,
+  packs: readonly number[],
+  between: () => Promise<void> | undefined,
+  out = new Map<number, Deno.KvEntryMaybe<unknown>>(),
+): Promise<Map<number, Deno.KvEntryMaybe<unknown>>> {
+  const wanted = new Set(packs);
+  for (const pack of packs) {
+    out.set(pack, { key: [...prefix, pack], value: null, versionstamp: null });
+  }
+  await readPacks(kv, prefix, packs, (pack, entry) => {
+    if (wanted.has(pack)) out.set(pack, entry);
+  }, between);
+  return out;
+}
+
 /** A pack of a write, as merged last. */
 export interface Grouped<V = number> {
   pack: number;

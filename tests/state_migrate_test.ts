@@ -133,6 +133,18 @@ Deno.test({
       );
       const kvSessions = bySortedIp(await kv.listSessions("sessions"));
       await kv.close();
+      // The admin's later use (written by the close, on KV in the packs of
+      // last uses, not in the session's own key) is exported with it.
+      const used = d.clock.ms;
+      assert.equal(kvSessions[0].ip, "10.0.0.5");
+      assert.equal(kvSessions[0].lastUsed, used);
+      const exported = fromKv.find((l) =>
+        l.type === "session" && l.ip === "10.0.0.5"
+      );
+      assert.equal(
+        exported?.type === "session" && exported.session.lastUsed,
+        used,
+      );
 
       const store = await openStateStore(redis.url);
       const summary = await importState(store, text(fromKv));

@@ -119,7 +119,10 @@ export interface Merged<V = number> {
   bytes: number;
 }
 
-/** How {@link merge} puts a value in: added to what the pack had. */
+/**
+ * How {@link merge} puts a value in a pack: by default a delta added to
+ * what it had; the sessions' last uses keep the later one.
+ */
 export interface Combine<V> {
   /** The pack's new value of that user, from what it had and `v`. */
   combine(had: V | undefined, v: V): V;

@@ -27,6 +27,7 @@
  * @module
  */
 import type { SessionAt, SessionIdentity, StoredSession } from "./store.ts";
+import { storedSession } from "./store.ts";
 import type { WritePace } from "./pace.ts";
 import { GET_BATCH, LIST_BATCH, write } from "./_kv_write.ts";
 import {
@@ -72,17 +73,6 @@ function sessionBytes(s: SessionAt): number {
     for (const g of s.groups[db]) n += 2 * g.length + 8;
   }
   return n;
-}
-
-function stored(s: SessionAt, lastUsed = s.lastUsed): StoredSession {
-  const out: StoredSession = {
-    user: s.user,
-    record: s.record,
-    groups: s.groups,
-    opened: s.opened,
-  };
-  if (lastUsed !== undefined) out.lastUsed = lastUsed;
-  return out;
 }
 
 /** The sessions of a {@link KvStateStore}'s database (see the module doc). */
@@ -226,7 +216,7 @@ export class KvSessions {
     options: { deleteIp?: string } = {},
   ): Promise<void> {
     const old = options.deleteIp;
-    const value = stored(session);
+    const value = storedSession(session);
     const res = await this.#writeSessions(manager, (op) => {
       if (old !== undefined && old !== session.ip) {
         op.delete(sessionKey(manager, old));
@@ -339,7 +329,7 @@ export class KvSessions {
       const values: StoredSession[] = [];
       for (const [s, was] of batch) {
         const lastUsed = Math.max(was.lastUsed ?? 0, s.lastUsed ?? 0);
-        values.push(stored(s, lastUsed));
+        values.push(storedSession(s, lastUsed));
         lastUses.push(lastUsed);
       }
       const res = await this.#writeSessions(manager, (op) => {
@@ -396,7 +386,7 @@ export class KvSessions {
         const v = entry.value;
         if (v?.user !== s.user || v.opened !== s.opened) continue;
         const lastUsed = Math.max(v.lastUsed ?? 0, s.lastUsed ?? 0);
-        writes.push([entry, stored(s, lastUsed)]);
+        writes.push([entry, storedSession(s, lastUsed)]);
         done.push([s.ip, lastUsed]);
       }
       if (done.length === 0) continue;
@@ -409,7 +399,7 @@ export class KvSessions {
       for (const [ip, lastUsed] of done) {
         written.set(ip, lastUsed);
         const s = batch.find((b) => b.ip === ip)!;
-        this.#saw(manager, ip, stored(s, lastUsed), res.versionstamp);
+        this.#saw(manager, ip, storedSession(s, lastUsed), res.versionstamp);
       }
     }
     return written;

@@ -95,7 +95,7 @@ import type {
   UsageGrain,
   UsageRange,
 } from "./store.ts";
-import { compareUsage, StoreWriteError } from "./store.ts";
+import { compareUsage, storedSession, StoreWriteError } from "./store.ts";
 import { StoreHealth } from "./_health.ts";
 import { KnownWrites } from "./_known_writes.ts";
 import type { WritePace } from "./pace.ts";
@@ -333,17 +333,6 @@ export interface RedisStoreOptions {
   openTimeoutMs?: number;
   /** Where the store's health is told (default: a warning on stderr). */
   warn?: (message: string) => void;
-}
-
-function stored(s: SessionAt, lastUsed = s.lastUsed): StoredSession {
-  const out: StoredSession = {
-    user: s.user,
-    record: s.record,
-    groups: s.groups,
-    opened: s.opened,
-  };
-  if (lastUsed !== undefined) out.lastUsed = lastUsed;
-  return out;
 }
 
 function parseSession(text: string): StoredSession | undefined {
@@ -743,7 +732,7 @@ export class RedisStateStore implements StateStore {
       const m = this.#cmd.multi();
       const old = options.deleteIp;
       if (old !== undefined && old !== session.ip) m.hDel(key, old);
-      m.hSet(key, session.ip, JSON.stringify(stored(session)));
+      m.hSet(key, session.ip, JSON.stringify(storedSession(session)));
       m.sAdd(SESSION_MANAGERS, manager);
       await this.#execCounted(m, sessionWritesKey(manager));
     });
@@ -803,7 +792,7 @@ export class RedisStateStore implements StateStore {
         await this.pace?.between();
         const args: string[] = [];
         for (const s of sessions.slice(start, start + SESSION_BATCH)) {
-          const { lastUsed: _, ...rest } = stored(s);
+          const { lastUsed: _, ...rest } = storedSession(s);
           const head = JSON.stringify(rest).slice(0, -1);
           args.push(
             s.ip,

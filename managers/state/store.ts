@@ -46,6 +46,24 @@ export interface SessionIdentity {
   unusedSince?: number;
 }
 
+/**
+ * What is stored of `s` (without its IP), with `lastUsed` as its last use
+ * (absent: none). Both backends store sessions so.
+ */
+export function storedSession(
+  s: SessionAt,
+  lastUsed = s.lastUsed,
+): StoredSession {
+  const out: StoredSession = {
+    user: s.user,
+    record: s.record,
+    groups: s.groups,
+    opened: s.opened,
+  };
+  if (lastUsed !== undefined) out.lastUsed = lastUsed;
+  return out;
+}
+
 /** A stored session with the IP it is kept under. */
 export interface SessionAt extends StoredSession {
   ip: string;
